@@ -1,0 +1,622 @@
+//! The virtual board: MCU bus, CPU, debug block and debug port, advanced in
+//! virtual time by debug-port traffic.
+//!
+//! This module owns the core's run state (running, halted, sleeping, locked
+//! up), reset, and the routing of debugger accesses between the bus and the
+//! private peripheral bus. It must not know about probe-rs: the probe layer
+//! above calls `dp_*`/`ap_*` with raw register addresses.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::clock::{Clock, Counters};
+use super::cpu::{ArmagnacCpu, CoreReg, Cpu, StepOutcome};
+use super::debug::{self, dfsr, DebugAction, DebugRegs};
+use super::mcu::{BusFault, Master, Mcu, BUS_SIZE};
+use super::persist::{BackingFile, PersistError};
+
+/// SWD acknowledge other than OK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    Fault,
+    NoAck,
+}
+
+pub const DPIDR: u32 = 0x2BA0_1477;
+pub const AHB_AP_IDR: u32 = 0x2477_0011;
+
+/// CTRL/STAT bits.
+mod ctrl {
+    pub const ORUNDETECT: u32 = 1 << 0;
+    pub const STICKYORUN: u32 = 1 << 1;
+    pub const STICKYCMP: u32 = 1 << 4;
+    pub const STICKYERR: u32 = 1 << 5;
+    pub const WDATAERR: u32 = 1 << 7;
+    pub const CDBGPWRUPREQ: u32 = 1 << 28;
+    pub const CSYSPWRUPREQ: u32 = 1 << 30;
+}
+
+#[derive(Debug, Default, Clone)]
+struct DebugPort {
+    /// The writable part of CTRL/STAT (requests, ORUNDETECT, mask fields).
+    ctrl: u32,
+    sticky: u32,
+    select: u32,
+    rdbuff: u32,
+    csw: u32,
+    tar: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CoreState {
+    halted: bool,
+    lockup: bool,
+    sleeping: bool,
+    /// S_RESET_ST and S_RETIRE_ST: sticky until DHCSR is read.
+    reset_st: bool,
+    retire_st: bool,
+    /// One instruction to execute before halting (C_STEP).
+    step_pending: bool,
+}
+
+/// Host time that catching up may spend in one go while the core runs, and
+/// the instruction rate it assumes.
+const CATCH_UP_CAP: u64 = 40_000;
+const CATCH_UP_PER_MS: u64 = 2_000;
+
+pub struct Board {
+    mcu: Rc<RefCell<Mcu>>,
+    cpu: Box<dyn Cpu>,
+    dbg: DebugRegs,
+    core: CoreState,
+    dp: DebugPort,
+    breakpoints: Vec<u32>,
+    /// Why the core locked up, for tracing and tests.
+    fault: Option<String>,
+    last_host: Instant,
+    files: Option<(BackingFile, BackingFile)>,
+    last_flush: Instant,
+    /// SCS registers that are plain storage here (NVIC, SysTick, SCB...).
+    scs: std::collections::HashMap<u32, u32>,
+    nrst: bool,
+}
+
+// SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
+// because clones could be shared across threads. Every clone of those `Rc`s
+// lives inside this `Board` (the processor, its SCS and MPU, and `mcu`) and
+// none is ever handed out, so moving the whole board to another thread moves
+// every clone together. Access is serialised by the `Mutex` in `SimBoard`.
+unsafe impl Send for Board {}
+
+impl Board {
+    pub fn new(mcu: Mcu, files: Option<(BackingFile, BackingFile)>) -> Self {
+        let mcu = Rc::new(RefCell::new(mcu));
+        let cpu = Box::new(ArmagnacCpu::new(mcu.clone(), BUS_SIZE));
+        let mut board = Self {
+            mcu,
+            cpu,
+            dbg: DebugRegs::default(),
+            core: CoreState::default(),
+            dp: DebugPort {
+                csw: 0x0300_0040,
+                ..Default::default()
+            },
+            breakpoints: Vec::new(),
+            fault: None,
+            last_host: Instant::now(),
+            files,
+            last_flush: Instant::now(),
+            scs: Default::default(),
+            nrst: false,
+        };
+        board.power_on_reset();
+        board
+    }
+
+    pub fn mcu(&self) -> std::cell::RefMut<'_, Mcu> {
+        self.mcu.borrow_mut()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.mcu.borrow().clock.counters
+    }
+
+    pub fn now(&self) -> u64 {
+        self.mcu.borrow().clock.now()
+    }
+
+    pub fn set_swd_hz(&mut self, hz: u64) {
+        self.mcu.borrow_mut().clock.set_swd_hz(hz);
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.core.halted
+    }
+
+    /// Why the core stopped executing on its own (emulator fault), if it did.
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.as_deref()
+    }
+
+    fn running(&self) -> bool {
+        !(self.core.halted || self.core.lockup || self.core.sleeping || self.nrst)
+    }
+
+    /// The nRESET pin: held low, the system stays in reset; released, it
+    /// restarts (debug registers survive, as with STM32's NRST).
+    pub fn set_nrst(&mut self, asserted: bool) {
+        if asserted {
+            self.nrst = true;
+        } else if self.nrst {
+            self.nrst = false;
+            self.reset(true);
+        }
+    }
+
+    /// A pulse on nRESET.
+    pub fn pin_reset(&mut self) {
+        self.reset(true);
+    }
+
+    fn power_on_reset(&mut self) {
+        self.dbg = DebugRegs::default();
+        self.reset(true);
+        self.core.reset_st = true;
+    }
+
+    /// SYSRESETREQ (`system`) or VECTRESET: the core restarts from the
+    /// vector table; a system reset also resets the peripherals.
+    fn reset(&mut self, system: bool) {
+        if system {
+            self.mcu.borrow_mut().reset_peripherals();
+            self.dbg.system_reset();
+        }
+        let (sp, pc) = {
+            let mut m = self.mcu.borrow_mut();
+            (
+                m.read(0, 4, Master::Debugger).unwrap_or(0),
+                m.read(4, 4, Master::Debugger).unwrap_or(0),
+            )
+        };
+        self.cpu.reset(sp, pc);
+        self.core = CoreState {
+            reset_st: true,
+            ..CoreState::default()
+        };
+        self.fault = None;
+        self.dbg.c_halt = false;
+        self.refresh_breakpoints();
+        if self.dbg.c_debugen && self.dbg.demcr & debug::demcr::VC_CORERESET != 0 {
+            self.halt(dfsr::VCATCH);
+        }
+    }
+
+    fn halt(&mut self, reason: u32) {
+        self.core.halted = true;
+        self.core.lockup = false;
+        self.core.sleeping = false;
+        self.core.step_pending = false;
+        self.dbg.c_halt = true;
+        self.dbg.dfsr |= reason;
+        self.flush_if_due(true);
+    }
+
+    fn lockup(&mut self, why: String) {
+        tracing::error!(target: "sim", "core locked up: {why}");
+        self.fault = Some(why);
+        self.core.lockup = true;
+    }
+
+    fn refresh_breakpoints(&mut self) {
+        self.breakpoints = self.dbg.fpb_breakpoints().collect();
+        let watches = self.dbg.data_watches();
+        let halting = self.dbg.c_debugen;
+        let mut m = self.mcu.borrow_mut();
+        m.watches = if halting { watches } else { [None; 4] };
+    }
+
+    /// Execute one instruction if the core runs. Returns whether it still runs.
+    fn step_one(&mut self) -> bool {
+        if !self.running() {
+            return false;
+        }
+        let pc = self.cpu.read_reg(CoreReg::Pc);
+        if !self.breakpoints.is_empty() && self.breakpoints.contains(&pc) {
+            self.halt(dfsr::BKPT);
+            return false;
+        }
+        let outcome = self.cpu.step();
+        self.mcu.borrow_mut().clock.retire();
+        self.core.retire_st = true;
+        match outcome {
+            StepOutcome::Retired => {}
+            StepOutcome::Breakpoint if self.dbg.c_debugen => {
+                self.halt(dfsr::BKPT);
+                return false;
+            }
+            StepOutcome::Breakpoint => {
+                // Without halting debug a BKPT escalates to HardFault; the
+                // emulator has no reliable exception path, so lock up.
+                self.lockup(format!("BKPT at {pc:#010x} with debug disabled"));
+                return false;
+            }
+            StepOutcome::Sleep => self.core.sleeping = true,
+            StepOutcome::ResetRequest => {
+                self.reset(true);
+                return self.running();
+            }
+            StepOutcome::Fault(why) => {
+                self.lockup(why);
+                return false;
+            }
+        }
+        let hit = self.mcu.borrow_mut().watch_hit.take();
+        if let Some((i, _addr)) = hit {
+            self.dbg.dwt_matched(i);
+            self.halt(dfsr::DWTTRAP);
+            return false;
+        }
+        if self.core.step_pending {
+            self.halt(dfsr::HALTED);
+            return false;
+        }
+        self.running()
+    }
+
+    /// Let the core run for `ps` of virtual time (lockstep with SWD traffic).
+    fn run_for(&mut self, ps: u64) {
+        let target = self.now().saturating_add(ps);
+        while self.now() < target && self.step_one() {}
+        let now = self.now();
+        if now < target {
+            self.mcu.borrow_mut().clock.idle(target - now);
+        }
+    }
+
+    /// Run up to `n` instructions (free-running catch-up).
+    pub fn run_instructions(&mut self, n: u64) {
+        for _ in 0..n {
+            if !self.step_one() {
+                break;
+            }
+        }
+    }
+
+    /// Charge one SWD transaction: the core advances with the wire time, and
+    /// with the host time since the last transaction while it runs freely.
+    fn transaction(&mut self) {
+        let (d, _) = {
+            let mut m = self.mcu.borrow_mut();
+            m.clock.counters.swd_transactions += 1;
+            m.clock.counters.swd_bits += super::clock::SWD_BITS_PER_TRANSACTION;
+            (m.clock.swd_transaction_ps(), ())
+        };
+        if self.running() {
+            let elapsed_ms = self.last_host.elapsed().as_micros() as u64 / 1000;
+            let n = (elapsed_ms * CATCH_UP_PER_MS).min(CATCH_UP_CAP);
+            self.run_instructions(n);
+            self.run_for(d);
+        } else {
+            self.mcu.borrow_mut().clock.idle(d);
+        }
+        self.last_host = Instant::now();
+        self.flush_if_due(false);
+    }
+
+    // ---- debug port -------------------------------------------------------
+
+    fn powered(&self) -> bool {
+        self.dp.ctrl & ctrl::CDBGPWRUPREQ != 0
+    }
+
+    /// A DP register read (`addr` is A[3:2] << 2).
+    pub fn dp_read(&mut self, addr: u8) -> Result<u32, Ack> {
+        self.transaction();
+        Ok(match addr & 0xC {
+            0x0 => DPIDR,
+            0x4 => match self.dp.select & 0xF {
+                0 => {
+                    // ACKs mirror the power-up requests.
+                    let req = self.dp.ctrl;
+                    req | (req & ctrl::CDBGPWRUPREQ) << 1
+                        | (req & ctrl::CSYSPWRUPREQ) << 1
+                        | (req & (1 << 26)) << 1
+                        | self.dp.sticky
+                }
+                1 => 0, // DLCR
+                _ => 0,
+            },
+            0x8 => 0, // RESEND: nothing to resend at this layer
+            _ => self.dp.rdbuff,
+        })
+    }
+
+    pub fn dp_write(&mut self, addr: u8, value: u32) -> Result<(), Ack> {
+        self.transaction();
+        match addr & 0xC {
+            0x0 => {
+                // ABORT
+                if value & (1 << 1) != 0 {
+                    self.dp.sticky &= !ctrl::STICKYCMP;
+                }
+                if value & (1 << 2) != 0 {
+                    self.dp.sticky &= !ctrl::STICKYERR;
+                }
+                if value & (1 << 3) != 0 {
+                    self.dp.sticky &= !ctrl::WDATAERR;
+                }
+                if value & (1 << 4) != 0 {
+                    self.dp.sticky &= !ctrl::STICKYORUN;
+                }
+            }
+            0x4 => {
+                if self.dp.select & 0xF == 0 {
+                    self.dp.ctrl = value & 0x5400_0F0D | (value & ctrl::ORUNDETECT);
+                }
+            }
+            0x8 => self.dp.select = value,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The AP register an access refers to: bank from SELECT, A[3:2] from
+    /// the request.
+    fn ap_register(&self, addr: u8) -> (u8, u8) {
+        let apsel = (self.dp.select >> 24) as u8;
+        let reg = (self.dp.select & 0xF0) as u8 | (addr & 0xC);
+        (apsel, reg)
+    }
+
+    fn ap_guard(&mut self) -> Result<(), Ack> {
+        if self.dp.sticky & ctrl::STICKYERR != 0 {
+            return Err(Ack::Fault);
+        }
+        if !self.powered() {
+            self.dp.sticky |= ctrl::STICKYERR;
+            return Err(Ack::Fault);
+        }
+        Ok(())
+    }
+
+    pub fn ap_read(&mut self, addr: u8) -> Result<u32, Ack> {
+        self.transaction();
+        self.ap_guard()?;
+        let (apsel, reg) = self.ap_register(addr);
+        if apsel != 0 {
+            self.dp.rdbuff = 0;
+            return Ok(0);
+        }
+        let v = match reg {
+            0x00 => self.dp.csw | 0x40,
+            0x04 => self.dp.tar,
+            0x0C => {
+                let (tar, size) = (self.dp.tar, self.csw_size());
+                let v = self.debugger_read(tar, size).inspect_err(|_| {
+                    self.dp.sticky |= ctrl::STICKYERR;
+                })?;
+                self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
+                self.increment_tar(size);
+                v << ((tar & 3) * 8)
+            }
+            0x10..=0x1C => {
+                let a = (self.dp.tar & !0xF) | (reg as u32 & 0xC);
+                let v = self.debugger_read(a, 4).inspect_err(|_| {
+                    self.dp.sticky |= ctrl::STICKYERR;
+                })?;
+                self.mcu.borrow_mut().clock.counters.ap_bytes += 4;
+                v
+            }
+            0xF4 => 0, // CFG: little endian
+            0xF8 => debug::ROM_TABLE | 0b11,
+            0xFC => AHB_AP_IDR,
+            _ => 0,
+        };
+        self.dp.rdbuff = v;
+        Ok(v)
+    }
+
+    pub fn ap_write(&mut self, addr: u8, value: u32) -> Result<(), Ack> {
+        self.transaction();
+        self.ap_guard()?;
+        let (apsel, reg) = self.ap_register(addr);
+        if apsel != 0 {
+            return Ok(());
+        }
+        match reg {
+            0x00 => self.dp.csw = value & 0xFF00_0F37,
+            0x04 => self.dp.tar = value,
+            0x0C => {
+                let (tar, size) = (self.dp.tar, self.csw_size());
+                let v = value >> ((tar & 3) * 8);
+                self.debugger_write(tar, size, v).inspect_err(|_| {
+                    self.dp.sticky |= ctrl::STICKYERR;
+                })?;
+                self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
+                self.increment_tar(size);
+            }
+            0x10..=0x1C => {
+                let a = (self.dp.tar & !0xF) | (reg as u32 & 0xC);
+                self.debugger_write(a, 4, value).inspect_err(|_| {
+                    self.dp.sticky |= ctrl::STICKYERR;
+                })?;
+                self.mcu.borrow_mut().clock.counters.ap_bytes += 4;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn csw_size(&self) -> u32 {
+        match self.dp.csw & 7 {
+            0 => 1,
+            1 => 2,
+            _ => 4,
+        }
+    }
+
+    /// Auto-increment wraps within the 1 KiB TAR boundary (ADIv5 C2.2.2).
+    fn increment_tar(&mut self, size: u32) {
+        if self.dp.csw & 0x30 != 0 {
+            let t = self.dp.tar;
+            self.dp.tar = (t & !0x3FF) | (t.wrapping_add(size) & 0x3FF);
+        }
+    }
+
+    // ---- memory as the debugger sees it ------------------------------------
+
+    /// A debugger read of `size` bytes at `addr`, value right-aligned.
+    pub fn debugger_read(&mut self, addr: u32, size: u32) -> Result<u32, Ack> {
+        if addr < BUS_SIZE {
+            return self
+                .mcu
+                .borrow_mut()
+                .read(addr, size, Master::Debugger)
+                .map_err(|_: BusFault| Ack::Fault);
+        }
+        let word = self.ppb_read(addr & !3)?;
+        let v = word >> ((addr & 3) * 8);
+        Ok(match size {
+            1 => v & 0xFF,
+            2 => v & 0xFFFF,
+            _ => v,
+        })
+    }
+
+    pub fn debugger_write(&mut self, addr: u32, size: u32, value: u32) -> Result<(), Ack> {
+        if addr < BUS_SIZE {
+            return self
+                .mcu
+                .borrow_mut()
+                .write(addr, size, value, Master::Debugger)
+                .map_err(|_| Ack::Fault);
+        }
+        // Sub-word writes to the PPB are merged into the register word.
+        let word = if size == 4 {
+            value
+        } else {
+            let old = self.ppb_read(addr & !3).unwrap_or(0);
+            let shift = (addr & 3) * 8;
+            let mask = if size == 1 { 0xFF } else { 0xFFFF } << shift;
+            (old & !mask) | ((value << shift) & mask)
+        };
+        self.ppb_write(addr & !3, word)
+    }
+
+    fn ppb_read(&mut self, addr: u32) -> Result<u32, Ack> {
+        let cycles = self.mcu.borrow().clock.cycles();
+        if addr == debug::DHCSR {
+            let c = &mut self.core;
+            let d = &self.dbg;
+            let v = d.c_debugen as u32
+                | ((d.c_halt || c.halted) as u32) << 1
+                | (d.c_step as u32) << 2
+                | (d.c_maskints as u32) << 3
+                | 1 << 16 // S_REGRDY: transfers complete at once
+                | (c.halted as u32) << 17
+                | (c.sleeping as u32) << 18
+                | (c.lockup as u32) << 19
+                | (c.retire_st as u32) << 24
+                | (c.reset_st as u32) << 25;
+            c.retire_st = false;
+            c.reset_st = false;
+            return Ok(v);
+        }
+        if let Some(v) = self.dbg.read(addr, cycles) {
+            self.dbg.clear_matched_on_read(addr);
+            return Ok(v);
+        }
+        match addr {
+            debug::ICSR => Ok(self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF),
+            debug::AIRCR => Ok(0xFA05_0000),
+            // MVFR0/MVFR1 of a Cortex-M4F: single-precision FPU present.
+            0xE000_EF40 => Ok(0x1011_0021),
+            0xE000_EF44 => Ok(0x1100_0011),
+            0xE000_E000..=0xE000_EFFF => Ok(*self.scs.get(&addr).unwrap_or(&0)),
+            _ => Err(Ack::Fault),
+        }
+    }
+
+    fn ppb_write(&mut self, addr: u32, value: u32) -> Result<(), Ack> {
+        let cycles = self.mcu.borrow().clock.cycles();
+        let Some(action) = self.dbg.write(addr, value, cycles) else {
+            return match addr {
+                0xE000_E000..=0xE000_EFFF => {
+                    self.scs.insert(addr, value);
+                    Ok(())
+                }
+                _ => Err(Ack::Fault),
+            };
+        };
+        match action {
+            DebugAction::None | DebugAction::ForwardToCore => {}
+            DebugAction::Halt => {
+                if !self.core.halted {
+                    self.halt(dfsr::HALTED);
+                }
+            }
+            DebugAction::Resume => {
+                if self.core.halted {
+                    self.core.halted = false;
+                    self.core.step_pending = self.dbg.c_step;
+                }
+            }
+            DebugAction::RegisterTransfer { regsel, write } => {
+                if let Some(reg) = super::cpu::CoreReg::from_regsel(regsel) {
+                    if write {
+                        self.cpu.write_reg(reg, self.dbg.dcrdr);
+                    } else {
+                        self.dbg.dcrdr = self.cpu.read_reg(reg);
+                    }
+                }
+            }
+            DebugAction::Reset { system } => self.reset(system),
+            DebugAction::WatchesChanged => {}
+        }
+        if addr == debug::VTOR {
+            self.cpu.set_vtor(value);
+        }
+        self.refresh_breakpoints();
+        Ok(())
+    }
+
+    // ---- persistence --------------------------------------------------------
+
+    /// Write changed flash contents to the state files.
+    pub fn flush(&mut self) -> Result<(), PersistError> {
+        self.last_flush = Instant::now();
+        let Some((flash_file, chip_file)) = &self.files else {
+            return Ok(());
+        };
+        let mut m = self.mcu.borrow_mut();
+        if let Some(r) = m.flash.take_dirty() {
+            flash_file.store(m.flash.array(), r)?;
+        }
+        if let Some(r) = m.chip.take_dirty() {
+            chip_file.store(m.chip.contents(), r)?;
+        }
+        Ok(())
+    }
+
+    fn flush_if_due(&mut self, now: bool) {
+        if self.files.is_some() && (now || self.last_flush.elapsed().as_millis() >= 200) {
+            if let Err(e) = self.flush() {
+                tracing::error!(target: "sim", "{e}");
+            }
+        }
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(target: "sim", "{e}");
+        }
+    }
+}
+
+/// Accessor used by tests and benchmarks: the board's clock.
+pub fn clock_of(board: &Board) -> Clock {
+    board.mcu.borrow().clock.clone()
+}

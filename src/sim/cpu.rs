@@ -1,0 +1,300 @@
+//! The CPU of the virtual board behind a small trait of our own, with the
+//! armagnac emulator as its one implementation.
+//!
+//! This module owns instruction execution and the core register file. It
+//! must not know about debug registers or peripherals: the board decides
+//! when to step and what a BKPT or a fault means.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use armagnac::core::{Config, Emulator, Event, Processor};
+use armagnac::decoder::Lut16AndGrouped32InstructionDecoder;
+use armagnac::memory::MemoryInterface;
+use armagnac::registers::Mode;
+
+/// Core registers as numbered by DCRSR.REGSEL (ARMv7-M ARM C1.6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreReg {
+    /// r0..r12
+    R(u8),
+    /// The current stack pointer (MSP or PSP).
+    Sp,
+    Lr,
+    /// DebugReturnAddress: the address of the next instruction.
+    Pc,
+    Xpsr,
+    Msp,
+    Psp,
+    /// CONTROL[31:24], FAULTMASK[23:16], BASEPRI[15:8], PRIMASK[7:0].
+    Special,
+    Fpscr,
+    /// s0..s31
+    S(u8),
+}
+
+impl CoreReg {
+    /// Decode DCRSR.REGSEL; `None` for reserved selectors.
+    pub fn from_regsel(sel: u32) -> Option<Self> {
+        Some(match sel {
+            0..=12 => CoreReg::R(sel as u8),
+            13 => CoreReg::Sp,
+            14 => CoreReg::Lr,
+            15 => CoreReg::Pc,
+            16 => CoreReg::Xpsr,
+            17 => CoreReg::Msp,
+            18 => CoreReg::Psp,
+            20 => CoreReg::Special,
+            33 => CoreReg::Fpscr,
+            64..=95 => CoreReg::S((sel - 64) as u8),
+            _ => return None,
+        })
+    }
+}
+
+/// What one step of the core did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// One instruction retired.
+    Retired,
+    /// A BKPT instruction; the PC still points at it (as on silicon).
+    Breakpoint,
+    /// WFI/WFE: the core sleeps until an event (none are modelled); the PC
+    /// points past the instruction.
+    Sleep,
+    /// The program requested a system reset (AIRCR.SYSRESETREQ).
+    ResetRequest,
+    /// The emulator could not execute: unknown instruction, a bus error, an
+    /// unimplemented feature, or a contained emulator panic.
+    Fault(String),
+}
+
+/// The core as the board sees it.
+pub trait Cpu {
+    /// Execute one instruction.
+    fn step(&mut self) -> StepOutcome;
+    fn read_reg(&self, reg: CoreReg) -> u32;
+    fn write_reg(&mut self, reg: CoreReg, value: u32);
+    /// Core reset: fresh register file, then SP and PC from the vector table.
+    fn reset(&mut self, sp: u32, reset_vector: u32);
+    /// VTOR as last written through the debugger or at reset.
+    fn set_vtor(&mut self, value: u32);
+}
+
+/// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
+pub struct ArmagnacCpu {
+    proc: Processor,
+    bus: Rc<RefCell<dyn MemoryInterface>>,
+    bus_size: u32,
+    basepri: u32,
+    fpca: bool,
+    s: [u32; 32],
+    fpscr: u32,
+    /// Set after a contained panic: the processor state is suspect until reset.
+    poisoned: Option<String>,
+}
+
+impl ArmagnacCpu {
+    /// `bus` is mapped at address 0 and covers `[0, bus_size)`; armagnac
+    /// itself serves the SCS (0xE000E000) above it.
+    pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32) -> Self {
+        let proc = Self::build(bus.clone(), bus_size);
+        Self {
+            proc,
+            bus,
+            bus_size,
+            basepri: 0,
+            fpca: false,
+            s: [0; 32],
+            fpscr: 0,
+            poisoned: None,
+        }
+    }
+
+    fn build(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32) -> Processor {
+        let mut proc = Processor::new(Config::v7em());
+        proc.instruction_decoder = Box::new(Lut16AndGrouped32InstructionDecoder::new(
+            armagnac::core::ArmVersion::V7EM,
+        ));
+        // The bus reports `bus_size` itself; mapping at 0 cannot conflict
+        // with armagnac's SCS at 0xE000E000 as long as it stays below it.
+        debug_assert!(bus_size <= 0xE000_0000);
+        if proc.map_iface(0, bus).is_err() {
+            tracing::error!("armagnac refused the board bus mapping");
+        }
+        proc
+    }
+
+    /// WFI/WFE put armagnac into a wait state in which `next_event` never
+    /// returns; recognise them before executing.
+    fn sleep_instruction_len(&mut self) -> Option<u32> {
+        let pc = self.proc.registers.pc;
+        let bus = &self.bus;
+        let mut env = armagnac::memory::Env::new(0, true);
+        let hw = bus.borrow_mut().read_u16le(pc, &mut env).ok()?;
+        match hw {
+            0xBF20 | 0xBF30 => Some(2),
+            0xF3AF => {
+                let hw2 = bus
+                    .borrow_mut()
+                    .read_u16le(pc.wrapping_add(2), &mut env)
+                    .ok()?;
+                matches!(hw2, 0x8002 | 0x8003).then_some(4)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Cpu for ArmagnacCpu {
+    fn step(&mut self) -> StepOutcome {
+        if let Some(why) = &self.poisoned {
+            return StepOutcome::Fault(why.clone());
+        }
+        if let Some(len) = self.sleep_instruction_len() {
+            self.proc.registers.pc = self.proc.registers.pc.wrapping_add(len);
+            return StepOutcome::Sleep;
+        }
+        let pc = self.proc.registers.pc;
+        let proc = &mut self.proc;
+        // armagnac pushes the retired instruction first and the BKPT/reset
+        // event after it, and pops the last one first: drain to the
+        // instruction so every call retires exactly one instruction.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut outcome = StepOutcome::Retired;
+            loop {
+                match proc.next_event() {
+                    Ok(Event::Instruction { .. }) => return Ok(outcome),
+                    Ok(Event::Break(_)) => outcome = StepOutcome::Breakpoint,
+                    Ok(Event::Reset) => outcome = StepOutcome::ResetRequest,
+                    Ok(Event::Hook { .. }) | Ok(Event::DebugHint(_)) => {}
+                    Err(e) => return Err(format!("{e:?}")),
+                }
+            }
+        }));
+        match result {
+            Ok(Ok(StepOutcome::Breakpoint)) => {
+                // armagnac leaves the PC past the BKPT; silicon halts on it.
+                self.proc.registers.pc = pc;
+                StepOutcome::Breakpoint
+            }
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => StepOutcome::Fault(format!("{e} at pc {pc:#010x}")),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let why = format!("emulator panic at pc {pc:#010x}: {msg}");
+                self.poisoned = Some(why.clone());
+                StepOutcome::Fault(why)
+            }
+        }
+    }
+
+    fn read_reg(&self, reg: CoreReg) -> u32 {
+        let r = &self.proc.registers;
+        match reg {
+            CoreReg::R(n) => match n {
+                0 => r.r0,
+                1 => r.r1,
+                2 => r.r2,
+                3 => r.r3,
+                4 => r.r4,
+                5 => r.r5,
+                6 => r.r6,
+                7 => r.r7,
+                8 => r.r8,
+                9 => r.r9,
+                10 => r.r10,
+                11 => r.r11,
+                _ => r.r12,
+            },
+            CoreReg::Sp => r.sp(),
+            CoreReg::Lr => r.lr,
+            CoreReg::Pc => r.pc,
+            CoreReg::Xpsr => r.psr.get(),
+            CoreReg::Msp => r.msp,
+            CoreReg::Psp => r.psp,
+            CoreReg::Special => {
+                let control = (r.control.read() & 0b11) | ((self.fpca as u32) << 2);
+                (control << 24)
+                    | ((r.faultmask.pm() as u32) << 16)
+                    | ((self.basepri & 0xFF) << 8)
+                    | r.primask.pm() as u32
+            }
+            CoreReg::Fpscr => self.fpscr,
+            CoreReg::S(n) => self.s[(n & 31) as usize],
+        }
+    }
+
+    fn write_reg(&mut self, reg: CoreReg, value: u32) {
+        let r = &mut self.proc.registers;
+        match reg {
+            CoreReg::R(n) => match n {
+                0 => r.r0 = value,
+                1 => r.r1 = value,
+                2 => r.r2 = value,
+                3 => r.r3 = value,
+                4 => r.r4 = value,
+                5 => r.r5 = value,
+                6 => r.r6 = value,
+                7 => r.r7 = value,
+                8 => r.r8 = value,
+                9 => r.r9 = value,
+                10 => r.r10 = value,
+                11 => r.r11 = value,
+                _ => r.r12 = value,
+            },
+            CoreReg::Sp => *r.sp_mut() = value & !3,
+            CoreReg::Lr => r.lr = value,
+            CoreReg::Pc => r.pc = value & !1,
+            CoreReg::Xpsr => {
+                r.psr.set(value);
+                // IPSR != 0 means handler mode, as on silicon.
+                r.mode = if value & 0x1FF != 0 {
+                    Mode::Handler
+                } else {
+                    Mode::Thread
+                };
+            }
+            CoreReg::Msp => r.msp = value & !3,
+            CoreReg::Psp => r.psp = value & !3,
+            CoreReg::Special => {
+                let control = value >> 24;
+                r.control.set_privileged_bit(control & 1 != 0);
+                r.control.set_spsel(control & 2 != 0);
+                self.fpca = control & 4 != 0;
+                r.faultmask.set_pm(value & (1 << 16) != 0);
+                self.basepri = (value >> 8) & 0xF0; // 4 priority bits on the F407
+                r.primask.set_pm(value & 1 != 0);
+            }
+            CoreReg::Fpscr => self.fpscr = value & 0xF7C0_009F,
+            CoreReg::S(n) => self.s[(n & 31) as usize] = value,
+        }
+    }
+
+    fn reset(&mut self, sp: u32, reset_vector: u32) {
+        self.proc = Self::build(self.bus.clone(), self.bus_size);
+        self.poisoned = None;
+        self.basepri = 0;
+        self.fpca = false;
+        self.s = [0; 32];
+        self.fpscr = 0;
+        let r = &mut self.proc.registers;
+        r.msp = sp & !3;
+        r.pc = reset_vector & !1;
+        r.lr = 0xFFFF_FFFF;
+        r.psr.set(if reset_vector & 1 != 0 { 1 << 24 } else { 0 });
+    }
+
+    fn set_vtor(&mut self, value: u32) {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let _ = self
+                .proc
+                .write_u32le_iface(0xE000_ED08, value & 0xFFFF_FF80);
+        }));
+    }
+}

@@ -1,0 +1,567 @@
+//! The STM32F407VE system bus below the Cortex-M private peripheral bus:
+//! memories, peripherals, and the W25Q64JV wired to an SPI port.
+//!
+//! This module owns address decoding, the board clock, and the wiring of the
+//! external flash (SPI instance, pins, chip select). It is shared between
+//! the CPU (as armagnac's memory interface) and the AHB-AP (debugger
+//! accesses); it must not know about debug registers beyond the DWT data
+//! comparators it has to match.
+
+use std::ops::Range;
+
+use armagnac::memory::{
+    Env, MemoryAccessError, MemoryInterface, MemoryReadResult, MemoryWriteResult,
+};
+
+use super::clock::Clock;
+use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
+use super::stm32::gpio::{GpioPort, PinMode};
+use super::stm32::iwdg::Iwdg;
+use super::stm32::rcc::Rcc;
+use super::stm32::spi::{Spi, SpiLink};
+use super::w25q64jv::W25q64jv;
+
+pub const FLASH_BASE: u32 = 0x0800_0000;
+pub const SRAM_BASE: u32 = 0x2000_0000;
+pub const SRAM_SIZE: u32 = 128 * 1024;
+pub const CCM_BASE: u32 = 0x1000_0000;
+pub const CCM_SIZE: u32 = 64 * 1024;
+/// The bus covers everything below the private peripheral bus.
+pub const BUS_SIZE: u32 = 0xE000_0000;
+
+const SYSMEM: Range<u32> = 0x1FFF_0000..0x1FFF_7A10;
+const OPTION_BYTES: Range<u32> = 0x1FFF_C000..0x1FFF_C010;
+const IWDG_BASE: u32 = 0x4000_3000;
+const PWR_BASE: u32 = 0x4000_7000;
+const SPI_BASES: [u32; 3] = [0x4001_3000, 0x4000_3800, 0x4000_3C00];
+const GPIO_BASE: u32 = 0x4002_0000;
+const RCC_BASE: u32 = 0x4002_3800;
+const FLASH_IF_BASE: u32 = 0x4002_3C00;
+const PERIPH_BLOCK: u32 = 0x400;
+
+/// APB2 (SPI1) and APB1 (SPI2/3) clocks at the maximum system clock.
+const APB2_HZ: u64 = 84_000_000;
+const APB1_HZ: u64 = 42_000_000;
+
+/// The longest a single status poll may advance the clock while the
+/// external flash or the FLASH controller is busy.
+pub const MAX_SKIP_PS: u64 = 1_000_000_000; // 1 ms
+
+/// A GPIO pin: port 0 = A .. 4 = E.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub port: u8,
+    pub pin: u8,
+}
+
+impl Pin {
+    pub const fn new(port: u8, pin: u8) -> Self {
+        Self { port, pin }
+    }
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "P{}{}", (b'A' + self.port) as char, self.pin)
+    }
+}
+
+/// How the W25Q64JV is wired to the MCU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wiring {
+    /// SPI instance, 1..=3.
+    pub spi: u8,
+    pub sck: Pin,
+    pub miso: Pin,
+    pub mosi: Pin,
+    /// Alternate function number of the three SPI pins.
+    pub af: u8,
+    /// Chip select, a GPIO output, active low.
+    pub cs: Pin,
+}
+
+impl Default for Wiring {
+    /// The STM32F407VET6 "black" board: SPI1 on PB3/PB4/PB5 (AF5), CS PB0.
+    fn default() -> Self {
+        Self {
+            spi: 1,
+            sck: Pin::new(1, 3),
+            miso: Pin::new(1, 4),
+            mosi: Pin::new(1, 5),
+            af: 5,
+            cs: Pin::new(1, 0),
+        }
+    }
+}
+
+/// Access size in bytes.
+pub type Size = u32;
+
+/// Which side of the bus an access comes from (only CPU accesses trigger
+/// watchpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Master {
+    Cpu,
+    Debugger,
+}
+
+/// A DWT data comparator as the bus matches it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataWatch {
+    pub address: u32,
+    /// Address bits ignored (DWT_MASK).
+    pub mask_bits: u32,
+    pub on_read: bool,
+    pub on_write: bool,
+}
+
+impl DataWatch {
+    fn hits(&self, addr: u32, size: Size, write: bool) -> bool {
+        if !(write && self.on_write || !write && self.on_read) {
+            return false;
+        }
+        let mask = if self.mask_bits >= 32 {
+            0
+        } else {
+            !((1u32 << self.mask_bits) - 1)
+        };
+        let lo = self.address & mask;
+        let hi = lo.wrapping_add(!mask);
+        let end = addr.wrapping_add(size.saturating_sub(1));
+        addr <= hi && end >= lo
+    }
+}
+
+/// The bus fault a debugger sees as an AP error and the CPU as a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bus fault at {address:#010x} ({size}-byte {})", if *.write { "write" } else { "read" })]
+pub struct BusFault {
+    pub address: u32,
+    pub size: Size,
+    pub write: bool,
+}
+
+pub struct Mcu {
+    pub clock: Clock,
+    pub flash: FlashCtrl,
+    pub sram: Vec<u8>,
+    pub ccm: Vec<u8>,
+    pub rcc: Rcc,
+    pub gpio: [GpioPort; 5],
+    pub spi: [Spi; 3],
+    pub iwdg: Iwdg,
+    pwr: [u32; 2],
+    pub chip: W25q64jv,
+    pub wiring: Wiring,
+    /// Last chip-select level seen by the chip (true = high = idle).
+    cs_high: bool,
+    /// Data comparators armed by the DWT.
+    pub watches: [Option<DataWatch>; 4],
+    /// First watchpoint hit since the last check: (comparator, address).
+    pub watch_hit: Option<(usize, u32)>,
+    /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
+    /// this records one requested by a peripheral path (none today).
+    pub reset_requested: bool,
+}
+
+impl Mcu {
+    pub fn new(flash: Vec<u8>, chip: W25q64jv, wiring: Wiring, swd_hz: u64) -> Self {
+        let mut mcu = Self {
+            clock: Clock::new(swd_hz),
+            flash: FlashCtrl::new(flash),
+            sram: vec![0; SRAM_SIZE as usize],
+            ccm: vec![0; CCM_SIZE as usize],
+            rcc: Rcc::new(),
+            gpio: [0, 1, 2, 3, 4].map(GpioPort::new),
+            spi: [
+                Spi::new(1, APB2_HZ),
+                Spi::new(2, APB1_HZ),
+                Spi::new(3, APB1_HZ),
+            ],
+            iwdg: Iwdg::new(),
+            pwr: [0; 2],
+            chip,
+            wiring,
+            cs_high: true,
+            watches: [None; 4],
+            watch_hit: None,
+            reset_requested: false,
+        };
+        mcu.update_cs();
+        mcu
+    }
+
+    /// System reset: peripherals to their reset values; memories, the
+    /// external chip and the clock are untouched.
+    pub fn reset_peripherals(&mut self) {
+        self.rcc.reset();
+        for g in &mut self.gpio {
+            g.reset();
+        }
+        for s in &mut self.spi {
+            s.reset();
+        }
+        self.flash.reset();
+        self.iwdg.reset();
+        self.pwr = [0; 2];
+        self.update_cs();
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Read `size` bytes (1, 2 or 4, naturally aligned) as a little-endian value.
+    pub fn read(&mut self, addr: u32, size: Size, master: Master) -> Result<u32, BusFault> {
+        let fault = BusFault {
+            address: addr,
+            size,
+            write: false,
+        };
+        if master == Master::Cpu {
+            self.check_watch(addr, size, false);
+        }
+        let now = self.now();
+        match addr {
+            0..=0x0007_FFFF | FLASH_BASE..=0x0807_FFFF => {
+                Ok(self.flash.read_array(addr & (FLASH_SIZE as u32 - 1), size))
+            }
+            CCM_BASE..=0x1000_FFFF => Ok(mem_read(&self.ccm, addr - CCM_BASE, size)),
+            SRAM_BASE..=0x2001_FFFF => Ok(mem_read(&self.sram, addr - SRAM_BASE, size)),
+            a if SYSMEM.contains(&a) => Ok(0),
+            a if OPTION_BYTES.contains(&a) => {
+                // RDP level 0, WDG_SW, no write protection (RM0090 3.6).
+                let word = match (a - OPTION_BYTES.start) & !7 {
+                    0 => 0xAAEC_5513,
+                    _ => 0x0FFF_F000,
+                };
+                Ok(lane_read(word, a, size))
+            }
+            _ => {
+                let (base, word) = self.read_periph(addr & !3, now).ok_or(fault)?;
+                let _ = base;
+                Ok(lane_read(word, addr, size))
+            }
+        }
+    }
+
+    pub fn write(
+        &mut self,
+        addr: u32,
+        size: Size,
+        value: u32,
+        master: Master,
+    ) -> Result<(), BusFault> {
+        let fault = BusFault {
+            address: addr,
+            size,
+            write: true,
+        };
+        if master == Master::Cpu {
+            self.check_watch(addr, size, true);
+        }
+        let now = self.now();
+        match addr {
+            0..=0x0007_FFFF | FLASH_BASE..=0x0807_FFFF => self
+                .flash
+                .write_array(addr & (FLASH_SIZE as u32 - 1), value, size, now)
+                .map_err(|_| fault),
+            CCM_BASE..=0x1000_FFFF => {
+                mem_write(&mut self.ccm, addr - CCM_BASE, size, value);
+                Ok(())
+            }
+            SRAM_BASE..=0x2001_FFFF => {
+                mem_write(&mut self.sram, addr - SRAM_BASE, size, value);
+                Ok(())
+            }
+            a if SYSMEM.contains(&a) || OPTION_BYTES.contains(&a) => Ok(()),
+            _ => {
+                let shift = (addr & 3) * 8;
+                let lanes = match size {
+                    1 => 0xFF,
+                    2 => 0xFFFF,
+                    _ => 0xFFFF_FFFF,
+                } << shift;
+                let value = value.wrapping_shl(shift);
+                self.write_periph(addr & !3, value, lanes, now)
+                    .then_some(())
+                    .ok_or(fault)
+            }
+        }
+    }
+
+    fn check_watch(&mut self, addr: u32, size: Size, write: bool) {
+        if self.watch_hit.is_some() {
+            return;
+        }
+        for (i, w) in self.watches.iter().enumerate() {
+            if let Some(w) = w {
+                if w.hits(addr, size, write) {
+                    self.watch_hit = Some((i, addr));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Returns (peripheral base, register word) for a mapped peripheral.
+    fn read_periph(&mut self, addr: u32, now: u64) -> Option<(u32, u32)> {
+        let base = addr & !(PERIPH_BLOCK - 1);
+        let off = addr & (PERIPH_BLOCK - 1);
+        let word = match base {
+            IWDG_BASE => self.iwdg.read(off, now),
+            PWR_BASE => *self.pwr.get((off / 4) as usize).unwrap_or(&0),
+            RCC_BASE => self.rcc.read(off, now),
+            FLASH_IF_BASE => {
+                let v = self.flash.read(off, now);
+                // A poll of SR while BSY: jump to the end of the operation.
+                if off == 0x0C && v & (1 << 16) != 0 {
+                    if let Some(end) = self.flash.busy_until() {
+                        self.clock.skip_to(end.min(now.saturating_add(MAX_SKIP_PS)));
+                    }
+                }
+                v
+            }
+            b if (GPIO_BASE..GPIO_BASE + 5 * PERIPH_BLOCK).contains(&b) => {
+                let port = ((b - GPIO_BASE) / PERIPH_BLOCK) as usize;
+                if !self.rcc.gpio_clock_enabled(port as u8) {
+                    0
+                } else {
+                    self.gpio[port].read(off, now)
+                }
+            }
+            b => {
+                let idx = SPI_BASES.iter().position(|&s| s == b)?;
+                if !self.rcc.spi_clock_enabled(idx as u8 + 1) {
+                    0
+                } else {
+                    let (spi, mut link) = self.spi_and_link(idx);
+                    spi.read(off, now, &mut link)
+                }
+            }
+        };
+        Some((base, word))
+    }
+
+    fn write_periph(&mut self, addr: u32, value: u32, mask: u32, now: u64) -> bool {
+        let base = addr & !(PERIPH_BLOCK - 1);
+        let off = addr & (PERIPH_BLOCK - 1);
+        match base {
+            IWDG_BASE => self.iwdg.write(off, value, mask, now),
+            PWR_BASE => {
+                if let Some(r) = self.pwr.get_mut((off / 4) as usize) {
+                    *r = (*r & !mask) | (value & mask);
+                }
+            }
+            RCC_BASE => {
+                self.rcc.write(off, value, mask, now);
+                self.apply_peripheral_resets();
+                self.update_cs();
+            }
+            FLASH_IF_BASE => self.flash.write(off, value, mask, now),
+            b if (GPIO_BASE..GPIO_BASE + 5 * PERIPH_BLOCK).contains(&b) => {
+                let port = ((b - GPIO_BASE) / PERIPH_BLOCK) as usize;
+                // Writes to an unclocked peripheral are ignored, as on silicon.
+                if self.rcc.gpio_clock_enabled(port as u8) {
+                    self.gpio[port].write(off, value, mask, now);
+                    self.update_cs();
+                }
+            }
+            b => {
+                let Some(idx) = SPI_BASES.iter().position(|&s| s == b) else {
+                    return false;
+                };
+                if self.rcc.spi_clock_enabled(idx as u8 + 1) {
+                    let (spi, mut link) = self.spi_and_link(idx);
+                    spi.write(off, value, mask, now, &mut link);
+                }
+            }
+        }
+        true
+    }
+
+    fn apply_peripheral_resets(&mut self) {
+        for port in 0..5u8 {
+            if self.rcc.gpio_in_reset(port) {
+                self.gpio[port as usize].reset();
+            }
+        }
+        for spi in 1..=3u8 {
+            if self.rcc.spi_in_reset(spi) {
+                self.spi[spi as usize - 1].reset();
+            }
+        }
+    }
+
+    /// Tell the chip about a chip-select edge. While the chip is busy, a new
+    /// selection is a status poll: jump the clock towards the end of BUSY
+    /// rather than emulating every poll.
+    fn update_cs(&mut self) {
+        let cs = self.wiring.cs;
+        let port = &self.gpio[cs.port as usize % 5];
+        let high = match port.pin_mode(cs.pin) {
+            PinMode::Output => port.output_level(cs.pin),
+            // Not driven: the board's pull-up keeps the chip deselected.
+            _ => true,
+        };
+        if high == self.cs_high {
+            return;
+        }
+        self.cs_high = high;
+        let now = self.now();
+        if !high {
+            if let Some(end) = self.chip.busy_until(now) {
+                if end > now {
+                    self.clock.skip_to(end.min(now.saturating_add(MAX_SKIP_PS)));
+                }
+            }
+        }
+        let now = self.now();
+        self.chip.chip_select(!high, now);
+    }
+
+    /// The SPI instance `idx` and a link that reaches the chip only if that
+    /// instance is the wired one and the pins are configured as wired.
+    fn spi_and_link(&mut self, idx: usize) -> (&mut Spi, ChipLink<'_>) {
+        let w = self.wiring;
+        let wired = w.spi as usize == idx + 1;
+        let af = |p: Pin| {
+            self.rcc.gpio_clock_enabled(p.port)
+                && self.gpio[p.port as usize % 5].pin_mode(p.pin) == PinMode::Alternate(w.af)
+        };
+        let (sck, mosi, miso) = (wired && af(w.sck), wired && af(w.mosi), wired && af(w.miso));
+        let link = ChipLink {
+            chip: &mut self.chip,
+            counters: &mut self.clock.counters,
+            sck,
+            mosi,
+            miso,
+        };
+        (&mut self.spi[idx], link)
+    }
+
+    /// Bring time-driven peripherals up to `now` (SPI frames in flight).
+    pub fn advance(&mut self) {
+        let now = self.now();
+        for idx in 0..3 {
+            let (spi, mut link) = self.spi_and_link(idx);
+            spi.advance(now, &mut link);
+        }
+    }
+}
+
+/// The SPI bus as the chip sees it: bytes only arrive when SCK is routed to
+/// the SPI, MOSI carries data only when routed, MISO is read only when routed
+/// (otherwise the pull-up gives 0xFF).
+struct ChipLink<'a> {
+    chip: &'a mut W25q64jv,
+    counters: &'a mut super::clock::Counters,
+    sck: bool,
+    mosi: bool,
+    miso: bool,
+}
+
+impl SpiLink for ChipLink<'_> {
+    fn exchange(&mut self, mosi: u16, bits: u8, now: u64) -> u16 {
+        if !self.sck {
+            return if bits == 16 { 0xFFFF } else { 0xFF };
+        }
+        let out = |v: u8| if self.mosi { v } else { 0xFF };
+        let mut miso: u16 = 0;
+        let bytes: &[u8] = if bits == 16 {
+            &[(mosi >> 8) as u8, mosi as u8]
+        } else {
+            &[mosi as u8]
+        };
+        for &b in bytes {
+            let r = self.chip.exchange(out(b), now);
+            self.counters.spi_bytes += 1;
+            miso = (miso << 8) | if self.miso { r as u16 } else { 0xFF };
+        }
+        miso
+    }
+}
+
+fn mem_read(mem: &[u8], off: u32, size: Size) -> u32 {
+    let off = off as usize;
+    let mut v = 0u32;
+    for i in (0..size as usize).rev() {
+        v = (v << 8) | *mem.get(off + i).unwrap_or(&0) as u32;
+    }
+    v
+}
+
+fn mem_write(mem: &mut [u8], off: u32, size: Size, value: u32) {
+    let off = off as usize;
+    for i in 0..size as usize {
+        if let Some(b) = mem.get_mut(off + i) {
+            *b = (value >> (8 * i)) as u8;
+        }
+    }
+}
+
+/// Extract the `size`-byte lane at `addr` from a 32-bit register word.
+fn lane_read(word: u32, addr: u32, size: Size) -> u32 {
+    let v = word >> ((addr & 3) * 8);
+    match size {
+        1 => v & 0xFF,
+        2 => v & 0xFFFF,
+        _ => v,
+    }
+}
+
+/// The CPU's view of the bus. Misaligned word/halfword accesses are split
+/// into bytes, as the Cortex-M4 does for normal memory.
+impl MemoryInterface for Mcu {
+    fn read_u8(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u8> {
+        self.read(address, 1, Master::Cpu)
+            .map(|v| v as u8)
+            .map_err(|_| MemoryAccessError::InvalidAddress)
+    }
+    fn write_u8(&mut self, address: u32, value: u8, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, 1, value as u32, Master::Cpu)
+            .map_err(|_| MemoryAccessError::InvalidAddress)
+    }
+    fn read_u16le(&mut self, address: u32, env: &mut Env) -> MemoryReadResult<u16> {
+        if address & 1 != 0 {
+            let lo = self.read_u8(address, env)? as u16;
+            let hi = self.read_u8(address.wrapping_add(1), env)? as u16;
+            return Ok(lo | hi << 8);
+        }
+        self.read(address, 2, Master::Cpu)
+            .map(|v| v as u16)
+            .map_err(|_| MemoryAccessError::InvalidAddress)
+    }
+    fn write_u16le(&mut self, address: u32, value: u16, env: &mut Env) -> MemoryWriteResult {
+        if address & 1 != 0 {
+            self.write_u8(address, value as u8, env)?;
+            return self.write_u8(address.wrapping_add(1), (value >> 8) as u8, env);
+        }
+        self.write(address, 2, value as u32, Master::Cpu)
+            .map_err(|_| MemoryAccessError::InvalidAddress)
+    }
+    fn read_u32le(&mut self, address: u32, env: &mut Env) -> MemoryReadResult<u32> {
+        if address & 3 != 0 {
+            let mut v = 0u32;
+            for i in (0..4).rev() {
+                v = v << 8 | self.read_u8(address.wrapping_add(i), env)? as u32;
+            }
+            return Ok(v);
+        }
+        self.read(address, 4, Master::Cpu)
+            .map_err(|_| MemoryAccessError::InvalidAddress)
+    }
+    fn write_u32le(&mut self, address: u32, value: u32, env: &mut Env) -> MemoryWriteResult {
+        if address & 3 != 0 {
+            for i in 0..4 {
+                self.write_u8(address.wrapping_add(i), (value >> (8 * i)) as u8, env)?;
+            }
+            return Ok(());
+        }
+        self.write(address, 4, value, Master::Cpu)
+            .map_err(|_| MemoryAccessError::InvalidAddress)
+    }
+    fn size(&self) -> u32 {
+        BUS_SIZE
+    }
+}

@@ -1,0 +1,91 @@
+//! The virtual STM32F407VE + W25Q64JV board, driven by probe-rs through a
+//! simulated SWD probe ([`probe::SimProbe`]).
+//!
+//! Product code never asks whether it runs on this board: it gets a
+//! `probe_rs::probe::Probe` like any other.
+
+pub mod board;
+pub mod clock;
+pub mod cpu;
+pub mod debug;
+pub mod mcu;
+pub mod persist;
+pub mod probe;
+pub mod stm32;
+pub mod w25q64jv;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use board::Board;
+pub use mcu::{Pin, Wiring};
+pub use w25q64jv::Faults;
+
+use persist::{BackingFile, PersistError};
+
+/// How to build a virtual board.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Back internal flash and the W25Q64JV with files in this folder.
+    pub state_dir: Option<PathBuf>,
+    /// SWD clock the transfers are charged at.
+    pub swd_hz: u64,
+    /// Wiring of the external flash.
+    pub wiring: Wiring,
+    pub jedec_id: [u8; 3],
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: None,
+            swd_hz: 4_000_000,
+            wiring: Wiring::default(),
+            jedec_id: w25q64jv::JEDEC_ID_IQ,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Names of the state files in `--sim-state DIR`.
+pub const INTERNAL_FLASH_FILE: &str = "stm32f407ve-flash.bin";
+pub const EXTERNAL_FLASH_FILE: &str = "w25q64jv.bin";
+
+/// A shared handle on one virtual board: the probe drives it, tests and
+/// benchmarks inspect it.
+#[derive(Clone)]
+pub struct SimBoard(Arc<Mutex<Board>>);
+
+impl SimBoard {
+    pub fn new(config: SimConfig) -> Result<Self, PersistError> {
+        let (files, flash, chip) = match &config.state_dir {
+            Some(dir) => {
+                let (ff, flash) =
+                    BackingFile::open(dir, INTERNAL_FLASH_FILE, stm32::flash::FLASH_SIZE)?;
+                let (cf, chip) = BackingFile::open(dir, EXTERNAL_FLASH_FILE, w25q64jv::SIZE)?;
+                (Some((ff, cf)), flash, chip)
+            }
+            None => (
+                None,
+                vec![0xFF; stm32::flash::FLASH_SIZE],
+                vec![0xFF; w25q64jv::SIZE],
+            ),
+        };
+        let mut chip = w25q64jv::W25q64jv::new(chip).with_jedec_id(config.jedec_id);
+        chip.faults = config.faults;
+        let mcu = mcu::Mcu::new(flash, chip, config.wiring, config.swd_hz);
+        Ok(Self(Arc::new(Mutex::new(Board::new(mcu, files)))))
+    }
+
+    /// Lock the board. A panic while it was locked (a bug) does not make it
+    /// unusable: the state is still the last consistent one.
+    pub fn lock(&self) -> MutexGuard<'_, Board> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A probe-rs probe attached to this board.
+    pub fn probe(&self) -> probe_rs::probe::Probe {
+        probe_rs::probe::Probe::from_specific_probe(Box::new(probe::SimProbe::new(self.clone())))
+    }
+}
