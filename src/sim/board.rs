@@ -248,6 +248,11 @@ impl Board {
             }
             StepOutcome::Fault(why) => {
                 self.lockup(why);
+                // A single step ends in debug state even when it faults;
+                // entering debug state leaves lockup (the next run relocks).
+                if self.core.step_pending {
+                    self.halt(dfsr::HALTED);
+                }
                 return false;
             }
         }
