@@ -1,4 +1,7 @@
 //! extflash-gdb: a GDB remote server for STM32F407 boards whose W25Q64JV SPI
 //! NOR flash is exposed to GDB as a flash window at 0x90000000.
 
+pub mod board;
+pub mod gdb;
+pub mod server;
 pub mod sim;

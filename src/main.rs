@@ -1,1 +1,218 @@
-fn main() {}
+//! `extflash-gdb` command line.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use extflash_gdb::board::Board;
+use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
+use probe_rs::probe::list::Lister;
+use probe_rs::probe::DebugProbeSelector;
+use probe_rs::Permissions;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "GDB server for STM32F407 boards with external SPI NOR flash"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the GDB remote protocol (use `target extended-remote HOST:PORT`).
+    ///
+    /// One GDB controls the board at a time: while one is connected, further
+    /// connections are logged and closed at once.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Drive the virtual board instead of a real probe.
+    #[arg(long)]
+    sim: bool,
+    /// Back the virtual board's flash with files in DIR (needs --sim).
+    #[arg(long, value_name = "DIR", requires = "sim")]
+    sim_state: Option<PathBuf>,
+    /// probe-rs target name [default: the board file's `chip`].
+    #[arg(long)]
+    chip: Option<String>,
+    /// Probe to use, as VID:PID[:SERIAL] (hex VID/PID).
+    #[arg(long, value_name = "VID:PID[:SERIAL]", conflicts_with = "sim")]
+    probe: Option<String>,
+    /// SWD clock in kHz.
+    #[arg(long, value_name = "KHZ")]
+    speed: Option<u32>,
+    /// Hold the chip in reset while attaching (for firmware that disables SWD).
+    #[arg(long)]
+    connect_under_reset: bool,
+    /// Board file [default: the built-in memory-maps/stm32f407ve-w25q64jv.toml].
+    #[arg(long, value_name = "FILE")]
+    board: Option<PathBuf>,
+    /// Address to listen on. The protocol has no authentication: keep it local.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// TCP port; 0 picks a free one.
+    #[arg(long, default_value_t = 3333)]
+    port: u16,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let board = match &args.board {
+        Some(path) => Board::from_file(path)?,
+        None => Board::builtin(),
+    };
+    let chip = args.chip.clone().unwrap_or_else(|| board.chip.clone());
+    let attach = AttachOptions {
+        speed: args.speed,
+        under_reset: args.connect_under_reset,
+        chip,
+    };
+    let source = if args.sim {
+        sim_source(args.sim_state.clone(), attach)
+    } else {
+        probe_source(args.probe.clone(), attach)
+    };
+    let worker = ProbeWorker::start(source, Arc::new(board))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+        let addr = listener.local_addr()?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {addr}")?;
+        stdout.flush()?;
+        drop(stdout);
+        server::run(listener, worker, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    })
+}
+
+// ---- The one place that knows about the virtual board (`--sim`). ----
+fn sim_source(state_dir: Option<PathBuf>, attach: AttachOptions) -> SessionSource {
+    SessionSource::new(move || {
+        let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
+            state_dir,
+            ..Default::default()
+        })?;
+        let session = attach.attach(board.probe()).context("virtual board")?;
+        Ok(OpenedSession {
+            session,
+            keep_alive: Some(Box::new(board)),
+        })
+    })
+}
+// ---- end of the virtual-board part ----
+
+/// How to attach once a probe is open (shared by real probes and `--sim`).
+struct AttachOptions {
+    speed: Option<u32>,
+    under_reset: bool,
+    chip: String,
+}
+
+impl AttachOptions {
+    fn attach(&self, mut probe: probe_rs::probe::Probe) -> anyhow::Result<probe_rs::Session> {
+        if let Some(khz) = self.speed {
+            let actual = probe
+                .set_speed(khz)
+                .with_context(|| format!("cannot set SWD speed {khz} kHz"))?;
+            tracing::info!("SWD speed {actual} kHz");
+        }
+        let chip = self.chip.as_str();
+        let session = if self.under_reset {
+            probe.attach_under_reset(chip, Permissions::default())
+        } else {
+            probe.attach(chip, Permissions::default())
+        }
+        .with_context(|| format!("cannot attach to {chip}"))?;
+        Ok(session)
+    }
+}
+
+fn probe_source(selector: Option<String>, attach: AttachOptions) -> SessionSource {
+    SessionSource::new(move || {
+        let lister = Lister::new();
+        let probes = lister.list_all();
+        let describe = || {
+            if probes.is_empty() {
+                "no debug probes found".to_string()
+            } else {
+                let list: Vec<String> = probes
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "  {:04x}:{:04x}{} {}",
+                            p.vendor_id,
+                            p.product_id,
+                            p.serial_number
+                                .as_deref()
+                                .map(|s| format!(":{s}"))
+                                .unwrap_or_default(),
+                            p.identifier
+                        )
+                    })
+                    .collect();
+                format!("probes found:\n{}", list.join("\n"))
+            }
+        };
+        let selector: DebugProbeSelector = match &selector {
+            Some(s) => s
+                .parse()
+                .with_context(|| format!("--probe {s}: expected VID:PID[:SERIAL] in hex"))?,
+            None => match probes.as_slice() {
+                [one] => one.into(),
+                [] => anyhow::bail!(
+                    "{}; connect one (check USB permissions/udev rules) and select it with \
+                     --probe VID:PID[:SERIAL] if there are several, or use --sim for the \
+                     virtual board",
+                    describe()
+                ),
+                _ => anyhow::bail!(
+                    "several probes connected; pick one with --probe VID:PID[:SERIAL]\n{}",
+                    describe()
+                ),
+            },
+        };
+        let probe = lister
+            .open(selector.clone())
+            .with_context(|| format!("cannot open probe {selector}\n{}", describe()))?;
+        let session = attach
+            .attach(probe)
+            .with_context(|| format!("through probe {selector}"))?;
+        Ok(OpenedSession::from(session))
+    })
+}

@@ -29,7 +29,6 @@ fn counter_image() -> Vec<u8> {
     img
 }
 
-const LOOP_ADDS: u64 = 0x0800_000C;
 const LOOP_STR: u64 = 0x0800_000E;
 
 fn flashed_session(image: &[u8]) -> (SimBoard, probe_rs::Session) {
@@ -59,7 +58,7 @@ fn flash_loader_programs_internal_flash_and_the_image_runs_after_reset() {
     let image = counter_image();
     let (board, mut session) = flashed_session(&image);
     {
-        let mut b = board.lock();
+        let b = board.lock();
         let m = b.mcu();
         assert_eq!(&m.flash.array()[..image.len()], &image[..]);
         assert!(m.flash.array()[image.len()..0x4000]

@@ -13,8 +13,9 @@ use std::time::Instant;
 use super::clock::{Clock, Counters};
 use super::cpu::{ArmagnacCpu, CoreReg, Cpu, StepOutcome};
 use super::debug::{self, dfsr, DebugAction, DebugRegs};
-use super::mcu::{BusFault, Master, Mcu, BUS_SIZE};
+use super::mcu::{BusFault, Master, Mcu, PpbPort, BUS_SIZE};
 use super::persist::{BackingFile, PersistError};
+use std::cell::RefMut;
 
 /// SWD acknowledge other than OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +69,6 @@ const CATCH_UP_PER_MS: u64 = 2_000;
 pub struct Board {
     mcu: Rc<RefCell<Mcu>>,
     cpu: Box<dyn Cpu>,
-    dbg: DebugRegs,
     core: CoreState,
     dp: DebugPort,
     breakpoints: Vec<u32>,
@@ -92,11 +92,26 @@ unsafe impl Send for Board {}
 impl Board {
     pub fn new(mcu: Mcu, files: Option<(BackingFile, BackingFile)>) -> Self {
         let mcu = Rc::new(RefCell::new(mcu));
-        let cpu = Box::new(ArmagnacCpu::new(mcu.clone(), BUS_SIZE));
+        let windows: Vec<super::cpu::Window> =
+            [(0xE000_0000u32, 0xE000u32), (0xE004_0000, 0xC_0000)]
+                .into_iter()
+                .map(|(base, size)| {
+                    let port = PpbPort {
+                        mcu: mcu.clone(),
+                        base,
+                        size,
+                    };
+                    (
+                        base,
+                        Rc::new(RefCell::new(port))
+                            as Rc<RefCell<dyn armagnac::memory::MemoryInterface>>,
+                    )
+                })
+                .collect();
+        let cpu = Box::new(ArmagnacCpu::new(mcu.clone(), BUS_SIZE, windows));
         let mut board = Self {
             mcu,
             cpu,
-            dbg: DebugRegs::default(),
             core: CoreState::default(),
             dp: DebugPort {
                 csw: 0x0300_0040,
@@ -112,6 +127,10 @@ impl Board {
         };
         board.power_on_reset();
         board
+    }
+
+    fn dbg(&self) -> RefMut<'_, DebugRegs> {
+        RefMut::map(self.mcu.borrow_mut(), |m| &mut m.dbg)
     }
 
     pub fn mcu(&self) -> std::cell::RefMut<'_, Mcu> {
@@ -160,7 +179,7 @@ impl Board {
     }
 
     fn power_on_reset(&mut self) {
-        self.dbg = DebugRegs::default();
+        *self.dbg() = DebugRegs::default();
         self.reset(true);
         self.core.reset_st = true;
     }
@@ -170,7 +189,7 @@ impl Board {
     fn reset(&mut self, system: bool) {
         if system {
             self.mcu.borrow_mut().reset_peripherals();
-            self.dbg.system_reset();
+            self.dbg().system_reset();
         }
         let (sp, pc) = {
             let mut m = self.mcu.borrow_mut();
@@ -185,9 +204,13 @@ impl Board {
             ..CoreState::default()
         };
         self.fault = None;
-        self.dbg.c_halt = false;
+        self.dbg().c_halt = false;
         self.refresh_breakpoints();
-        if self.dbg.c_debugen && self.dbg.demcr & debug::demcr::VC_CORERESET != 0 {
+        let catch = {
+            let d = self.dbg();
+            d.c_debugen && d.demcr & debug::demcr::VC_CORERESET != 0
+        };
+        if catch {
             self.halt(dfsr::VCATCH);
         }
     }
@@ -197,8 +220,8 @@ impl Board {
         self.core.lockup = false;
         self.core.sleeping = false;
         self.core.step_pending = false;
-        self.dbg.c_halt = true;
-        self.dbg.dfsr |= reason;
+        self.dbg().c_halt = true;
+        self.dbg().dfsr |= reason;
         self.flush_if_due(true);
     }
 
@@ -209,9 +232,10 @@ impl Board {
     }
 
     fn refresh_breakpoints(&mut self) {
-        self.breakpoints = self.dbg.fpb_breakpoints().collect();
-        let watches = self.dbg.data_watches();
-        let halting = self.dbg.c_debugen;
+        let bps: Vec<u32> = self.dbg().fpb_breakpoints().collect();
+        self.breakpoints = bps;
+        let watches = self.dbg().data_watches();
+        let halting = self.dbg().c_debugen;
         let mut m = self.mcu.borrow_mut();
         m.watches = if halting { watches } else { [None; 4] };
     }
@@ -227,11 +251,12 @@ impl Board {
             return false;
         }
         let outcome = self.cpu.step();
+        let debugen = self.dbg().c_debugen;
         self.mcu.borrow_mut().clock.retire();
         self.core.retire_st = true;
         match outcome {
             StepOutcome::Retired => {}
-            StepOutcome::Breakpoint if self.dbg.c_debugen => {
+            StepOutcome::Breakpoint if debugen => {
                 self.halt(dfsr::BKPT);
                 return false;
             }
@@ -258,7 +283,7 @@ impl Board {
         }
         let hit = self.mcu.borrow_mut().watch_hit.take();
         if let Some((i, _addr)) = hit {
-            self.dbg.dwt_matched(i);
+            self.dbg().dwt_matched(i);
             self.halt(dfsr::DWTTRAP);
             return false;
         }
@@ -510,10 +535,10 @@ impl Board {
     }
 
     fn ppb_read(&mut self, addr: u32) -> Result<u32, Ack> {
-        let cycles = self.mcu.borrow().clock.cycles();
+        let cycles = self.mcu.borrow().cycle_time();
         if addr == debug::DHCSR {
+            let d = self.mcu.borrow().dbg.clone();
             let c = &mut self.core;
-            let d = &self.dbg;
             let v = d.c_debugen as u32
                 | ((d.c_halt || c.halted) as u32) << 1
                 | (d.c_step as u32) << 2
@@ -528,8 +553,9 @@ impl Board {
             c.reset_st = false;
             return Ok(v);
         }
-        if let Some(v) = self.dbg.read(addr, cycles) {
-            self.dbg.clear_matched_on_read(addr);
+        let v = self.dbg().read(addr, cycles);
+        if let Some(v) = v {
+            self.dbg().clear_matched_on_read(addr);
             return Ok(v);
         }
         match addr {
@@ -544,8 +570,9 @@ impl Board {
     }
 
     fn ppb_write(&mut self, addr: u32, value: u32) -> Result<(), Ack> {
-        let cycles = self.mcu.borrow().clock.cycles();
-        let Some(action) = self.dbg.write(addr, value, cycles) else {
+        let cycles = self.mcu.borrow().cycle_time();
+        let action = self.dbg().write(addr, value, cycles);
+        let Some(action) = action else {
             return match addr {
                 0xE000_E000..=0xE000_EFFF => {
                     self.scs.insert(addr, value);
@@ -564,15 +591,18 @@ impl Board {
             DebugAction::Resume => {
                 if self.core.halted {
                     self.core.halted = false;
-                    self.core.step_pending = self.dbg.c_step;
+                    let step = self.dbg().c_step;
+                    self.core.step_pending = step;
                 }
             }
             DebugAction::RegisterTransfer { regsel, write } => {
                 if let Some(reg) = super::cpu::CoreReg::from_regsel(regsel) {
                     if write {
-                        self.cpu.write_reg(reg, self.dbg.dcrdr);
+                        let v = self.dbg().dcrdr;
+                        self.cpu.write_reg(reg, v);
                     } else {
-                        self.dbg.dcrdr = self.cpu.read_reg(reg);
+                        let v = self.cpu.read_reg(reg);
+                        self.dbg().dcrdr = v;
                     }
                 }
             }

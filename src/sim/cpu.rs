@@ -83,10 +83,14 @@ pub trait Cpu {
 }
 
 /// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
+/// A memory interface and the address armagnac maps it at.
+pub type Window = (u32, Rc<RefCell<dyn MemoryInterface>>);
+
 pub struct ArmagnacCpu {
     proc: Processor,
     bus: Rc<RefCell<dyn MemoryInterface>>,
     bus_size: u32,
+    windows: Vec<Window>,
     basepri: u32,
     fpca: bool,
     s: [u32; 32],
@@ -98,12 +102,13 @@ pub struct ArmagnacCpu {
 impl ArmagnacCpu {
     /// `bus` is mapped at address 0 and covers `[0, bus_size)`; armagnac
     /// itself serves the SCS (0xE000E000) above it.
-    pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32) -> Self {
-        let proc = Self::build(bus.clone(), bus_size);
+    pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32, windows: Vec<Window>) -> Self {
+        let proc = Self::build(bus.clone(), bus_size, &windows);
         Self {
             proc,
             bus,
             bus_size,
+            windows,
             basepri: 0,
             fpca: false,
             s: [0; 32],
@@ -112,7 +117,11 @@ impl ArmagnacCpu {
         }
     }
 
-    fn build(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32) -> Processor {
+    fn build(
+        bus: Rc<RefCell<dyn MemoryInterface>>,
+        bus_size: u32,
+        windows: &[Window],
+    ) -> Processor {
         let mut proc = Processor::new(Config::v7em());
         proc.instruction_decoder = Box::new(Lut16AndGrouped32InstructionDecoder::new(
             armagnac::core::ArmVersion::V7EM,
@@ -122,6 +131,11 @@ impl ArmagnacCpu {
         debug_assert!(bus_size <= 0xE000_0000);
         if proc.map_iface(0, bus).is_err() {
             tracing::error!("armagnac refused the board bus mapping");
+        }
+        for (base, iface) in windows {
+            if proc.map_iface(*base, iface.clone()).is_err() {
+                tracing::error!("armagnac refused the window at {base:#010x}");
+            }
         }
         proc
     }
@@ -277,7 +291,7 @@ impl Cpu for ArmagnacCpu {
     }
 
     fn reset(&mut self, sp: u32, reset_vector: u32) {
-        self.proc = Self::build(self.bus.clone(), self.bus_size);
+        self.proc = Self::build(self.bus.clone(), self.bus_size, &self.windows);
         self.poisoned = None;
         self.basepri = 0;
         self.fpca = false;

@@ -14,6 +14,7 @@ use armagnac::memory::{
 };
 
 use super::clock::Clock;
+use super::debug::DebugRegs;
 use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
 use super::stm32::gpio::{GpioPort, PinMode};
 use super::stm32::iwdg::Iwdg;
@@ -143,6 +144,9 @@ pub struct BusFault {
 
 pub struct Mcu {
     pub clock: Clock,
+    /// The debug block's registers: shared here so the CPU can read DWT
+    /// (CYCCNT) through [`PpbPort`] while the debugger owns the rest.
+    pub dbg: DebugRegs,
     pub flash: FlashCtrl,
     pub sram: Vec<u8>,
     pub ccm: Vec<u8>,
@@ -168,6 +172,7 @@ impl Mcu {
     pub fn new(flash: Vec<u8>, chip: W25q64jv, wiring: Wiring, swd_hz: u64) -> Self {
         let mut mcu = Self {
             clock: Clock::new(swd_hz),
+            dbg: DebugRegs::default(),
             flash: FlashCtrl::new(flash),
             sram: vec![0; SRAM_SIZE as usize],
             ccm: vec![0; CCM_SIZE as usize],
@@ -209,6 +214,12 @@ impl Mcu {
 
     pub fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// CPU cycles elapsed in virtual time, skipped BUSY periods included:
+    /// what DWT CYCCNT counts.
+    pub fn cycle_time(&self) -> u64 {
+        Clock::cycles_in(self.clock.now())
     }
 
     /// Read `size` bytes (1, 2 or 4, naturally aligned) as a little-endian value.
@@ -563,5 +574,49 @@ impl MemoryInterface for Mcu {
     }
     fn size(&self) -> u32 {
         BUS_SIZE
+    }
+}
+
+/// The DWT/FPB/ITM and external PPB (DBGMCU, ROM table) as the CPU sees
+/// them. armagnac serves the SCS itself; this window covers `base..base+size`.
+pub struct PpbPort {
+    pub mcu: std::rc::Rc<std::cell::RefCell<Mcu>>,
+    pub base: u32,
+    pub size: u32,
+}
+
+impl PpbPort {
+    fn word(&mut self, offset: u32) -> MemoryReadResult<u32> {
+        let addr = self.base.wrapping_add(offset & !3);
+        let m = self.mcu.borrow();
+        let v = m
+            .dbg
+            .read(addr, m.cycle_time())
+            .ok_or(MemoryAccessError::InvalidAddress)?;
+        Ok(v >> ((offset & 3) * 8))
+    }
+}
+
+impl MemoryInterface for PpbPort {
+    fn read_u8(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u8> {
+        self.word(address).map(|v| v as u8)
+    }
+    fn read_u16le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u16> {
+        self.word(address).map(|v| v as u16)
+    }
+    fn read_u32le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u32> {
+        self.word(address)
+    }
+    fn write_u32le(&mut self, address: u32, value: u32, _env: &mut Env) -> MemoryWriteResult {
+        let addr = self.base.wrapping_add(address);
+        let mut m = self.mcu.borrow_mut();
+        let t = m.cycle_time();
+        m.dbg
+            .write(addr, value, t)
+            .map(|_| ())
+            .ok_or(MemoryAccessError::InvalidAddress)
+    }
+    fn size(&self) -> u32 {
+        self.size
     }
 }

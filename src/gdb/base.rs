@@ -1,0 +1,381 @@
+//! Registers and memory (`g`/`G`/`p`/`P`/`m`/`M`/`X`).
+//!
+//! Memory accesses use the widest access the address and length allow
+//! (32-bit, else 16-bit, else bytes), so a 4-byte aligned read of a
+//! peripheral register is one 32-bit bus access as the hardware expects.
+
+use gdbstub::target::ext::base::single_register_access::{
+    SingleRegisterAccess, SingleRegisterAccessOps,
+};
+use gdbstub::target::ext::base::singlethread::{SingleThreadBase, SingleThreadResumeOps};
+use gdbstub::target::{TargetError, TargetResult};
+use probe_rs::{Core, MemoryInterface, RegisterId};
+
+use super::arch::{CortexMRegId, CortexMRegs};
+use super::{to_target_error, GdbError, GdbTarget};
+
+/// probe-rs register selectors (DCRSR REGSEL) for the Cortex-M.
+pub(crate) mod regsel {
+    pub const XPSR: u16 = 0b1_0000;
+    pub const MSP: u16 = 0b1_0001;
+    pub const PSP: u16 = 0b1_0010;
+    /// CONTROL[31:24] FAULTMASK[23:16] BASEPRI[15:8] PRIMASK[7:0].
+    pub const EXTRA: u16 = 0b1_0100;
+    pub const FPSCR: u16 = 33;
+    pub const S0: u16 = 64;
+}
+
+/// Where a GDB register lives in probe-rs: a whole register, or one byte of
+/// the packed CONTROL/FAULTMASK/BASEPRI/PRIMASK word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegLocation {
+    Word(u16),
+    /// d_n: two single-precision registers, low half first.
+    Pair(u16),
+    ExtraByte(u32),
+}
+
+pub(crate) fn location(reg: CortexMRegId) -> RegLocation {
+    match reg {
+        CortexMRegId::Core(n) => RegLocation::Word(n.into()),
+        CortexMRegId::Xpsr => RegLocation::Word(regsel::XPSR),
+        CortexMRegId::D(n) => RegLocation::Pair(regsel::S0 + 2 * u16::from(n)),
+        CortexMRegId::Fpscr => RegLocation::Word(regsel::FPSCR),
+        CortexMRegId::Msp => RegLocation::Word(regsel::MSP),
+        CortexMRegId::Psp => RegLocation::Word(regsel::PSP),
+        CortexMRegId::Primask => RegLocation::ExtraByte(0),
+        CortexMRegId::Basepri => RegLocation::ExtraByte(1),
+        CortexMRegId::Faultmask => RegLocation::ExtraByte(2),
+        CortexMRegId::Control => RegLocation::ExtraByte(3),
+    }
+}
+
+/// Replace byte `index` of the packed special-register word.
+pub(crate) fn set_extra_byte(extra: u32, index: u32, value: u32) -> u32 {
+    let shift = index * 8;
+    (extra & !(0xFF << shift)) | ((value & 0xFF) << shift)
+}
+
+fn read_word(core: &mut Core<'_>, sel: u16, name: &dyn Fn() -> String) -> Result<u32, GdbError> {
+    core.read_core_reg::<u32>(RegisterId(sel))
+        .map_err(|source| GdbError::RegisterRead {
+            register: name(),
+            source,
+        })
+}
+
+fn write_word(
+    core: &mut Core<'_>,
+    sel: u16,
+    value: u32,
+    name: &dyn Fn() -> String,
+) -> Result<(), GdbError> {
+    core.write_core_reg(RegisterId(sel), value)
+        .map_err(|source| GdbError::RegisterWrite {
+            register: name(),
+            source,
+        })
+}
+
+/// Read one register as its wire value (d registers are 64-bit).
+pub(crate) fn read_reg(core: &mut Core<'_>, reg: CortexMRegId) -> Result<u64, GdbError> {
+    let name = || reg.name();
+    Ok(match location(reg) {
+        RegLocation::Word(sel) => read_word(core, sel, &name)?.into(),
+        RegLocation::Pair(sel) => {
+            let lo = read_word(core, sel, &name)?;
+            let hi = read_word(core, sel + 1, &name)?;
+            super::arch::d_from_s(lo, hi)
+        }
+        RegLocation::ExtraByte(i) => {
+            u64::from((read_word(core, regsel::EXTRA, &name)? >> (i * 8)) & 0xFF)
+        }
+    })
+}
+
+pub(crate) fn write_reg(
+    core: &mut Core<'_>,
+    reg: CortexMRegId,
+    value: u64,
+) -> Result<(), GdbError> {
+    let name = || reg.name();
+    match location(reg) {
+        RegLocation::Word(sel) => write_word(core, sel, value as u32, &name),
+        RegLocation::Pair(sel) => {
+            let (lo, hi) = super::arch::s_from_d(value);
+            write_word(core, sel, lo, &name)?;
+            write_word(core, sel + 1, hi, &name)
+        }
+        RegLocation::ExtraByte(i) => {
+            let extra = read_word(core, regsel::EXTRA, &name)?;
+            write_word(
+                core,
+                regsel::EXTRA,
+                set_extra_byte(extra, i, value as u32),
+                &name,
+            )
+        }
+    }
+}
+
+fn check_range(address: u32, len: usize) -> Result<(), GdbError> {
+    if u64::from(address) + len as u64 > 1 << 32 {
+        return Err(GdbError::MemoryWraps { address, len });
+    }
+    Ok(())
+}
+
+/// Access width for `address`/`len`: 4, 2 or 1.
+pub fn access_width(address: u32, len: usize) -> usize {
+    if address % 4 == 0 && len % 4 == 0 {
+        4
+    } else if address % 2 == 0 && len % 2 == 0 {
+        2
+    } else {
+        1
+    }
+}
+
+pub(crate) fn read_memory(
+    t: &mut GdbTarget,
+    address: u32,
+    data: &mut [u8],
+) -> Result<(), GdbError> {
+    check_range(address, data.len())?;
+    let len = data.len();
+    let mut core = t.core()?;
+    let addr = u64::from(address);
+    let result = match access_width(address, len) {
+        4 => {
+            let mut words = vec![0u32; len / 4];
+            core.read_32(addr, &mut words).map(|()| {
+                for (chunk, w) in data.chunks_exact_mut(4).zip(words) {
+                    chunk.copy_from_slice(&w.to_le_bytes());
+                }
+            })
+        }
+        2 => {
+            let mut halves = vec![0u16; len / 2];
+            core.read_16(addr, &mut halves).map(|()| {
+                for (chunk, h) in data.chunks_exact_mut(2).zip(halves) {
+                    chunk.copy_from_slice(&h.to_le_bytes());
+                }
+            })
+        }
+        _ => core.read_8(addr, data),
+    };
+    result.map_err(|source| GdbError::MemoryRead {
+        address,
+        len,
+        source,
+    })
+}
+
+pub(crate) fn write_memory(t: &mut GdbTarget, address: u32, data: &[u8]) -> Result<(), GdbError> {
+    check_range(address, data.len())?;
+    let len = data.len();
+    let mut core = t.core()?;
+    let addr = u64::from(address);
+    let result = match access_width(address, len) {
+        4 => {
+            let words: Vec<u32> = data
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            core.write_32(addr, &words)
+        }
+        2 => {
+            let halves: Vec<u16> = data
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            core.write_16(addr, &halves)
+        }
+        _ => core.write_8(addr, data),
+    };
+    result
+        .and_then(|()| core.flush())
+        .map_err(|source| GdbError::MemoryWrite {
+            address,
+            len,
+            source,
+        })
+}
+
+fn all_regs() -> impl Iterator<Item = CortexMRegId> {
+    (0..CortexMRegId::COUNT).filter_map(CortexMRegId::from_regnum)
+}
+
+impl SingleThreadBase for GdbTarget {
+    fn read_registers(&mut self, regs: &mut CortexMRegs) -> TargetResult<(), Self> {
+        let result = self.core().and_then(|mut core| {
+            let mut values = [0u64; CortexMRegId::COUNT];
+            for reg in all_regs() {
+                values[reg.regnum()] = read_reg(&mut core, reg)?;
+            }
+            Ok(values)
+        });
+        let v = result.map_err(to_target_error)?;
+        let w = |id: usize| v[id] as u32;
+        for (i, r) in regs.r.iter_mut().enumerate() {
+            *r = w(i);
+        }
+        regs.sp = w(13);
+        regs.lr = w(14);
+        regs.pc = w(15);
+        regs.xpsr = w(CortexMRegId::XPSR);
+        for (n, d) in regs.d.iter_mut().enumerate() {
+            *d = v[CortexMRegId::D0 + n];
+        }
+        regs.fpscr = w(CortexMRegId::FPSCR);
+        let m = CortexMRegId::MSP;
+        regs.msp = w(m);
+        regs.psp = w(m + 1);
+        regs.primask = w(m + 2);
+        regs.basepri = w(m + 3);
+        regs.faultmask = w(m + 4);
+        regs.control = w(m + 5);
+        Ok(())
+    }
+
+    fn write_registers(&mut self, regs: &CortexMRegs) -> TargetResult<(), Self> {
+        let mut values = [0u64; CortexMRegId::COUNT];
+        for (i, r) in regs.r.iter().enumerate() {
+            values[i] = (*r).into();
+        }
+        values[13] = regs.sp.into();
+        values[14] = regs.lr.into();
+        values[15] = regs.pc.into();
+        values[CortexMRegId::XPSR] = regs.xpsr.into();
+        for (n, d) in regs.d.iter().enumerate() {
+            values[CortexMRegId::D0 + n] = *d;
+        }
+        values[CortexMRegId::FPSCR] = regs.fpscr.into();
+        let m = CortexMRegId::MSP;
+        for (i, v) in [
+            regs.msp,
+            regs.psp,
+            regs.primask,
+            regs.basepri,
+            regs.faultmask,
+            regs.control,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            values[m + i] = v.into();
+        }
+        let result = self.core().and_then(|mut core| {
+            for reg in all_regs() {
+                write_reg(&mut core, reg, values[reg.regnum()])?;
+            }
+            Ok(())
+        });
+        result.map_err(to_target_error)
+    }
+
+    fn read_addrs(&mut self, start_addr: u32, data: &mut [u8]) -> TargetResult<usize, Self> {
+        read_memory(self, start_addr, data).map_err(to_target_error)?;
+        Ok(data.len())
+    }
+
+    fn write_addrs(&mut self, start_addr: u32, data: &[u8]) -> TargetResult<(), Self> {
+        write_memory(self, start_addr, data).map_err(to_target_error)
+    }
+
+    #[inline(always)]
+    fn support_single_register_access(&mut self) -> Option<SingleRegisterAccessOps<'_, (), Self>> {
+        Some(self)
+    }
+
+    #[inline(always)]
+    fn support_resume(&mut self) -> Option<SingleThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SingleRegisterAccess<()> for GdbTarget {
+    fn read_register(
+        &mut self,
+        _tid: (),
+        reg_id: CortexMRegId,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
+        let value = self
+            .core()
+            .and_then(|mut core| read_reg(&mut core, reg_id))
+            .map_err(to_target_error)?;
+        let bytes = value.to_le_bytes();
+        let n = reg_id.size().min(buf.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn write_register(
+        &mut self,
+        _tid: (),
+        reg_id: CortexMRegId,
+        val: &[u8],
+    ) -> TargetResult<(), Self> {
+        if val.len() != reg_id.size() {
+            return Err(TargetError::NonFatal);
+        }
+        let mut bytes = [0u8; 8];
+        bytes[..val.len()].copy_from_slice(val);
+        let value = u64::from_le_bytes(bytes);
+        self.core()
+            .and_then(|mut core| write_reg(&mut core, reg_id, value))
+            .map_err(to_target_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_width_follows_alignment() {
+        for (addr, len, width) in [
+            (0x2000_0000, 4, 4),
+            (0x2000_0000, 8, 4),
+            (0x2000_0000, 6, 2),
+            (0x2000_0002, 4, 2),
+            (0x2000_0001, 4, 1),
+            (0x2000_0000, 3, 1),
+            (0x2000_0003, 1, 1),
+        ] {
+            assert_eq!(access_width(addr, len), width, "{addr:#x}+{len}");
+        }
+    }
+
+    #[test]
+    fn special_registers_map_to_bytes_of_extra_word() {
+        assert_eq!(location(CortexMRegId::Primask), RegLocation::ExtraByte(0));
+        assert_eq!(location(CortexMRegId::Control), RegLocation::ExtraByte(3));
+        assert_eq!(location(CortexMRegId::D(3)), RegLocation::Pair(70));
+        assert_eq!(location(CortexMRegId::Core(15)), RegLocation::Word(15));
+        assert_eq!(location(CortexMRegId::Xpsr), RegLocation::Word(16));
+        assert_eq!(location(CortexMRegId::Fpscr), RegLocation::Word(33));
+    }
+
+    #[test]
+    fn set_extra_byte_keeps_other_fields() {
+        let extra = 0x0201_4001; // control=2 faultmask=1 basepri=0x40 primask=1
+        assert_eq!(set_extra_byte(extra, 1, 0x80), 0x0201_8001);
+        assert_eq!(set_extra_byte(extra, 0, 0), 0x0201_4000);
+        assert_eq!(
+            set_extra_byte(extra, 3, 0x1FF),
+            0xFF01_4001,
+            "value masked to a byte"
+        );
+    }
+
+    #[test]
+    fn invalid_range_wrapping_past_4g() {
+        assert!(check_range(0xFFFF_FFFC, 4).is_ok());
+        assert!(matches!(
+            check_range(0xFFFF_FFFC, 8),
+            Err(GdbError::MemoryWraps { .. })
+        ));
+    }
+}

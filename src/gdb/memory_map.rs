@@ -1,0 +1,24 @@
+//! `qXfer:memory-map:read`: the XML generated from the board file
+//! (`board::memory_map`), computed once per server.
+
+use gdbstub::target::ext::memory_map::MemoryMap;
+use gdbstub::target::TargetResult;
+
+use super::tdesc::copy_window;
+use super::GdbTarget;
+
+impl MemoryMap for GdbTarget {
+    fn memory_map_xml(
+        &self,
+        offset: u64,
+        length: usize,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
+        Ok(copy_window(
+            self.memory_map_xml.as_bytes(),
+            offset,
+            length,
+            buf,
+        ))
+    }
+}

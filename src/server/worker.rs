@@ -1,0 +1,478 @@
+//! The probe worker: one OS thread that owns the probe-rs [`Session`] for the
+//! server's lifetime and, while a GDB is connected, the gdbstub state machine
+//! and our [`GdbTarget`]. All probe-rs calls happen on this thread.
+//!
+//! The tokio side sends it [`ToWorker`] messages over a std channel; it sends
+//! outgoing RSP bytes back per connection over a tokio channel. While the
+//! core runs it polls `core.status()` every 1 ms backing off to 10 ms, and in
+//! between waits on the channel with `recv_timeout`, so a Ctrl-C from GDB is
+//! handled within one poll interval. Every wait has a timeout.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gdbstub::conn::Connection;
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
+use probe_rs::Session;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::framer::{frame_packet, Frame, Framer};
+use crate::board::Board;
+use crate::gdb::{GdbTarget, SessionFault};
+
+/// gdbstub's packet buffer (we advertise it as `PacketSize`); large enough
+/// for fast `vFlashWrite`/`X` transfers.
+pub const PACKET_BUFFER: usize = 0x4000;
+/// A frame longer than this ends the connection.
+pub const MAX_FRAME: usize = PACKET_BUFFER + 4;
+/// First poll interval after resuming the core.
+pub const POLL_MIN: Duration = Duration::from_millis(1);
+/// Poll interval ceiling while the core keeps running.
+pub const POLL_MAX: Duration = Duration::from_millis(10);
+/// How often an idle worker wakes up (nothing to do but notice shutdown).
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// A session plus whatever must stay alive as long as it (e.g. the virtual
+/// board behind a simulated probe).
+pub struct OpenedSession {
+    pub session: Session,
+    pub keep_alive: Option<Box<dyn std::any::Any>>,
+}
+
+impl From<Session> for OpenedSession {
+    fn from(session: Session) -> Self {
+        OpenedSession {
+            session,
+            keep_alive: None,
+        }
+    }
+}
+
+/// Opens the probe-rs session on the worker thread. Real probes and `--sim`
+/// differ only in the opener; everything downstream is shared.
+pub struct SessionSource(pub Box<dyn FnOnce() -> anyhow::Result<OpenedSession> + Send>);
+
+impl SessionSource {
+    pub fn new(f: impl FnOnce() -> anyhow::Result<OpenedSession> + Send + 'static) -> Self {
+        SessionSource(Box::new(f))
+    }
+}
+
+/// Messages from the tokio side.
+#[derive(Debug)]
+pub enum ToWorker {
+    /// A controlling connection starts; `out` carries bytes back to it.
+    Connect {
+        id: u64,
+        out: UnboundedSender<Vec<u8>>,
+    },
+    Data {
+        id: u64,
+        bytes: Vec<u8>,
+    },
+    /// The socket closed (EOF, error, or server shutdown).
+    Disconnected {
+        id: u64,
+    },
+}
+
+/// Handle to the running worker.
+pub struct ProbeWorker {
+    tx: Sender<ToWorker>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ProbeWorker {
+    /// Start the worker thread and open the session on it. Returns once the
+    /// session is open, or with the opener's error.
+    pub fn start(source: SessionSource, board: Arc<Board>) -> anyhow::Result<ProbeWorker> {
+        let memory_map: Arc<str> = crate::board::memory_map::board_memory_map_xml(&board)?.into();
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<()>>();
+        let thread = std::thread::Builder::new()
+            .name("probe-worker".into())
+            .spawn(move || {
+                let opened = match (source.0)() {
+                    Ok(o) => {
+                        let _ = ready_tx.send(Ok(()));
+                        o
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let result = worker_main(opened, board, memory_map, rx);
+                if let Err(e) = &result {
+                    tracing::error!("probe worker stopped: {e:#}");
+                }
+                result
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(ProbeWorker {
+                tx,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                anyhow::bail!("probe worker thread died while opening the session")
+            }
+        }
+    }
+
+    pub(crate) fn sender(&self) -> Sender<ToWorker> {
+        self.tx.clone()
+    }
+
+    /// Whether the worker has stopped (probe lost).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stop the worker (after all connections ended) and return its result.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        let ProbeWorker { tx, thread } = &mut self;
+        drop(std::mem::replace(tx, mpsc::channel().0));
+        match thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("probe worker panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How a connection ended.
+enum Outcome {
+    /// GDB detached (`D`): let the core run on.
+    Detached,
+    /// GDB killed the target in non-extended mode: leave it halted.
+    Killed,
+    /// Socket closed, protocol error or bad input: leave the core as it is.
+    Closed,
+    /// Server shutting down.
+    Shutdown,
+    Fault(SessionFault),
+}
+
+fn worker_main(
+    opened: OpenedSession,
+    board: Arc<Board>,
+    memory_map: Arc<str>,
+    rx: Receiver<ToWorker>,
+) -> anyhow::Result<()> {
+    let OpenedSession {
+        mut session,
+        keep_alive,
+    } = opened;
+    loop {
+        match rx.recv_timeout(IDLE_TICK) {
+            Ok(ToWorker::Connect { id, out }) => {
+                let mut target = GdbTarget::new(session, board.clone(), memory_map.clone());
+                let outcome = serve(&mut target, id, out, &rx);
+                let cleanup = match &outcome {
+                    Outcome::Fault(_) => Ok(()),
+                    _ => target.cleanup(),
+                };
+                let after = match (&outcome, cleanup) {
+                    (Outcome::Fault(_), _) => Ok(()),
+                    (_, Err(f)) => Err(f),
+                    (Outcome::Detached, Ok(())) => target.resume_free(),
+                    _ => Ok(()),
+                };
+                session = target.into_session();
+                match (outcome, after) {
+                    (Outcome::Fault(f), _) | (_, Err(f)) => {
+                        drop(session);
+                        drop(keep_alive);
+                        return Err(anyhow::Error::new(f).context("GDB session ended"));
+                    }
+                    (Outcome::Shutdown, _) => break,
+                    _ => tracing::info!(id, "connection finished; waiting for the next GDB"),
+                }
+            }
+            // Stale traffic from a connection we already finished.
+            Ok(ToWorker::Data { .. } | ToWorker::Disconnected { .. }) => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    drop(session);
+    drop(keep_alive);
+    Ok(())
+}
+
+/// gdbstub's connection: buffers writes, sends them on flush.
+struct ChannelConnection {
+    pending: Vec<u8>,
+    out: UnboundedSender<Vec<u8>>,
+}
+
+/// The client's socket is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("client connection closed")]
+struct ConnectionClosed;
+
+impl Connection for ChannelConnection {
+    type Error = ConnectionClosed;
+
+    fn write(&mut self, byte: u8) -> Result<(), ConnectionClosed> {
+        self.pending.push(byte);
+        Ok(())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), ConnectionClosed> {
+        self.pending.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ConnectionClosed> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.out
+            .send(std::mem::take(&mut self.pending))
+            .map_err(|_| ConnectionClosed)
+    }
+}
+
+type Machine<'a> = GdbStubStateMachine<'a, GdbTarget, ChannelConnection>;
+
+fn conn<'m, 'a>(sm: &'m mut Machine<'a>) -> &'m mut ChannelConnection {
+    match sm {
+        GdbStubStateMachine::Idle(i) => i.borrow_conn(),
+        GdbStubStateMachine::Running(i) => i.borrow_conn(),
+        GdbStubStateMachine::CtrlCInterrupt(i) => i.borrow_conn(),
+        GdbStubStateMachine::Disconnected(i) => i.borrow_conn(),
+    }
+}
+
+/// Serve one connection until it ends. The target must be handed back to
+/// the worker in any case, so this never takes ownership of it.
+fn serve(
+    target: &mut GdbTarget,
+    id: u64,
+    out: UnboundedSender<Vec<u8>>,
+    rx: &Receiver<ToWorker>,
+) -> Outcome {
+    tracing::info!(id, "GDB connected; halting the core");
+    if let Err(f) = target.on_connect() {
+        return Outcome::Fault(f);
+    }
+    let connection = ChannelConnection {
+        pending: Vec::new(),
+        out,
+    };
+    let stub = match GdbStubBuilder::new(connection)
+        .packet_buffer_size(PACKET_BUFFER)
+        .build()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot build the GDB stub: {e:?}");
+            return Outcome::Closed;
+        }
+    };
+    let mut sm = match stub.run_state_machine(target) {
+        Ok(sm) => sm,
+        Err(e) => return stub_error(e),
+    };
+    let mut framer = Framer::new(MAX_FRAME);
+    let mut frames = Vec::new();
+    let mut no_ack = false;
+    let mut poll = POLL_MIN;
+
+    loop {
+        // Settle the state machine: report stops, handle interrupts.
+        sm = match sm {
+            GdbStubStateMachine::Running(inner) => match target.poll_stop() {
+                Err(f) => return Outcome::Fault(f),
+                Ok(Some(reason)) => {
+                    poll = POLL_MIN;
+                    match inner.report_stop(target, reason) {
+                        Ok(sm) => {
+                            let mut sm = sm;
+                            if conn(&mut sm).flush().is_err() {
+                                return Outcome::Closed;
+                            }
+                            sm
+                        }
+                        Err(e) => return stub_error(e),
+                    }
+                }
+                Ok(None) => GdbStubStateMachine::Running(inner),
+            },
+            GdbStubStateMachine::CtrlCInterrupt(inner) => {
+                let reason = match target.interrupt() {
+                    Ok(r) => r,
+                    Err(f) => return Outcome::Fault(f),
+                };
+                match inner.interrupt_handled(target, Some(reason)) {
+                    Ok(mut sm) => {
+                        if conn(&mut sm).flush().is_err() {
+                            return Outcome::Closed;
+                        }
+                        sm
+                    }
+                    Err(e) => return stub_error(e),
+                }
+            }
+            GdbStubStateMachine::Disconnected(inner) => {
+                return match inner.get_reason() {
+                    DisconnectReason::Disconnect => {
+                        tracing::info!(id, "GDB detached; core runs on");
+                        Outcome::Detached
+                    }
+                    DisconnectReason::Kill => {
+                        tracing::info!(id, "GDB killed the target; core stays halted");
+                        Outcome::Killed
+                    }
+                    other => {
+                        tracing::info!(id, ?other, "GDB session ended");
+                        Outcome::Closed
+                    }
+                };
+            }
+            idle => idle,
+        };
+        let running = matches!(sm, GdbStubStateMachine::Running(_));
+        let wait = if running { poll } else { IDLE_TICK };
+
+        match rx.recv_timeout(wait) {
+            Ok(ToWorker::Data { id: from, bytes }) if from == id => {
+                frames.clear();
+                if let Err(e) = framer.push(&bytes, &mut frames) {
+                    tracing::warn!(id, "closing connection: {e}");
+                    return Outcome::Closed;
+                }
+                for frame in frames.drain(..) {
+                    sm = match feed(sm, target, &frame, &mut no_ack) {
+                        Ok(sm) => sm,
+                        Err(e) => return stub_error(e),
+                    };
+                    if matches!(sm, GdbStubStateMachine::Disconnected(_)) {
+                        break;
+                    }
+                }
+                if conn(&mut sm).flush().is_err() {
+                    return Outcome::Closed;
+                }
+            }
+            Ok(ToWorker::Disconnected { id: from }) if from == id => {
+                tracing::info!(id, "GDB closed the connection");
+                return Outcome::Closed;
+            }
+            Ok(ToWorker::Connect { id: other, out }) => {
+                // The accept loop admits one controlling client; if one slips
+                // through a race, close it rather than interleave sessions.
+                tracing::warn!(id = other, "refusing a second controlling connection");
+                drop(out);
+            }
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if running {
+                    poll = (poll * 2).min(POLL_MAX);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return Outcome::Shutdown,
+        }
+    }
+}
+
+enum FeedError {
+    Stub(gdbstub::stub::GdbStubError<SessionFault, ConnectionClosed>),
+    Fault(SessionFault),
+}
+
+impl From<gdbstub::stub::GdbStubError<SessionFault, ConnectionClosed>> for FeedError {
+    fn from(e: gdbstub::stub::GdbStubError<SessionFault, ConnectionClosed>) -> Self {
+        FeedError::Stub(e)
+    }
+}
+
+/// Feed one frame to gdbstub, unless the server answers it itself.
+fn feed<'a>(
+    mut sm: Machine<'a>,
+    target: &mut GdbTarget,
+    frame: &Frame,
+    no_ack: &mut bool,
+) -> Result<Machine<'a>, FeedError> {
+    if let Some(payload) = frame.payload() {
+        tracing::trace!(packet = %String::from_utf8_lossy(payload), "<-");
+    }
+    if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
+        if let Some(reply) = intercept(target, payload) {
+            let c = conn(&mut sm);
+            if !*no_ack {
+                c.pending.push(b'+');
+            }
+            c.pending.extend_from_slice(&frame_packet(&reply));
+            return Ok(sm);
+        }
+    }
+    let bytes: &[u8] = match frame {
+        Frame::Control(b) => std::slice::from_ref(b),
+        Frame::Packet(p) => p,
+    };
+    for &b in bytes {
+        sm = match sm {
+            GdbStubStateMachine::Idle(i) => i.incoming_data(target, b)?,
+            GdbStubStateMachine::Running(i) => i.incoming_data(target, b)?,
+            GdbStubStateMachine::CtrlCInterrupt(i) => {
+                // An interrupt arrived mid-stream: handle it before going on.
+                let reason = target.interrupt().map_err(FeedError::Fault)?;
+                match i.interrupt_handled(target, Some(reason))? {
+                    GdbStubStateMachine::Idle(i) => i.incoming_data(target, b)?,
+                    GdbStubStateMachine::Running(i) => i.incoming_data(target, b)?,
+                    other => other,
+                }
+            }
+            d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
+        };
+    }
+    if frame.payload() == Some(b"QStartNoAckMode") {
+        *no_ack = true;
+    }
+    Ok(sm)
+}
+
+/// Packets the server answers itself, before gdbstub.
+///
+/// `qCRC:addr,len`: gdbstub has no handler and would parse it as `qC` with
+/// trailing junk (a protocol error that drops the connection). For now we
+/// answer empty ("not supported"), which makes GDB's `compare-sections` read
+/// the memory instead; the next issue computes the CRC here.
+fn intercept(_target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.starts_with(b"qCRC:") {
+        return Some(Vec::new());
+    }
+    None
+}
+
+/// How a gdbstub error ends the connection: a target fault ends the session,
+/// anything else (bad packet, buffer overflow, socket gone) only this
+/// connection.
+fn stub_error(e: impl Into<FeedError>) -> Outcome {
+    match e.into() {
+        FeedError::Fault(f) => Outcome::Fault(f),
+        FeedError::Stub(e) if e.is_target_error() => match e.into_target_error() {
+            Some(f) => Outcome::Fault(f),
+            None => Outcome::Closed,
+        },
+        FeedError::Stub(e) if e.is_connection_error() => {
+            tracing::info!("client connection closed");
+            Outcome::Closed
+        }
+        FeedError::Stub(e) => {
+            tracing::warn!("closing connection after a protocol error: {e}");
+            Outcome::Closed
+        }
+    }
+}

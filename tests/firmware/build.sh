@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Rebuilds the extflash-gdb test firmware and refreshes the committed ELFs:
+#   firmware.elf         default features: code + data only
+#   firmware-assets.elf  feature `assets`: plus .extflash.font / .extflash.table
+#
+# How it is built: `cargo build --release --target thumbv7m-none-eabi` of this
+# stand-alone package (no dependencies; own [workspace]), opt-level "s",
+# panic=abort, lto, codegen-units=1, full debug info, frame pointers, and
+# --remap-path-prefix <this dir>=/firmware so the ELFs are byte-identical
+# from any checkout path (GDB: `set substitute-path /firmware <checkout>/tests/firmware`).
+# Linking uses rust-lld with memory.x + link.x (+ extflash.x for `assets`),
+# selected by build.rs. The target dir is tests/firmware/target (git-ignored).
+# The exact toolchain used is recorded in BUILD-INFO.txt with the ELF hashes.
+set -euo pipefail
+
+DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$DIR"
+
+TARGET=thumbv7m-none-eabi
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$TARGET"; then
+    rustup target add "$TARGET"
+fi
+
+export CARGO_TARGET_DIR="$DIR/target"
+# RUSTFLAGS replaces .cargo/config.toml's target rustflags: keep them in sync.
+export RUSTFLAGS="-C force-frame-pointers=yes --remap-path-prefix=$DIR=/firmware"
+unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS || true
+
+OUT="$CARGO_TARGET_DIR/$TARGET/release/firmware"
+
+cargo build --release --target "$TARGET"
+cp "$OUT" "$DIR/firmware.elf"
+
+cargo build --release --target "$TARGET" --features assets
+cp "$OUT" "$DIR/firmware-assets.elf"
+
+# Sanity check of the code (the virtual board's armagnac core has no FPU, no
+# usable exception return, and panics on some system-register instructions):
+# no FPU/SVC/UDF/MSR/MRS/CPS/WFI/WFE, and the vector table at 0x08000000.
+OBJDUMP=""
+for t in arm-none-eabi-objdump llvm-objdump rust-objdump; do
+    if command -v "$t" >/dev/null 2>&1; then OBJDUMP="$t"; break; fi
+done
+if [ -n "$OBJDUMP" ]; then
+    for elf in firmware.elf firmware-assets.elf; do
+        bad="$("$OBJDUMP" -d "$elf" | grep -E $'^ +[0-9a-f]+:\t' \
+            | grep -Ei $'\t(v[a-z]+|svc|udf|msr|mrs|cps[a-z]*|wfi|wfe|ldrex[a-z]*|strex[a-z]*|mcr2?|mrc2?|ldc|stc|cdp)(\.[a-z0-9.]+)?(\t| |$)' || true)"
+        if [ -n "$bad" ]; then
+            echo "error: $elf uses instructions the virtual board cannot run:" >&2
+            echo "$bad" >&2
+            exit 1
+        fi
+        "$OBJDUMP" -h "$elf" | grep -Eq '\.vector_table +00000040 +08000000 +08000000' \
+            || { echo "error: $elf: .vector_table is not 64 bytes at 0x08000000" >&2; exit 1; }
+        "$OBJDUMP" -h "$elf" | grep -Eq '\.data +[0-9a-f]+ +20000000 +080[0-7][0-9a-f]{4}' \
+            || { echo "error: $elf: .data is not in RAM with its LMA in flash" >&2; exit 1; }
+        syms="$("$OBJDUMP" -t "$elf")"
+        for s in Reset DefaultHandler main tick compute spi_transaction spi_xfer read_jedec_id \
+            flash_select flash_deselect assets_checked BOOT_MARKER DATA_WORD DATA_CHECK STAGE \
+            JEDEC_ID FLASH_SR1 FLASH_HEAD ASSET_RANGES ASSET_RANGE_CRCS ASSET_CRC TICKS \
+            COMPUTE_LAST SPI_PERIOD IN_TRANSACTION LAST_ID SPI_ROUNDS ID_MISMATCHES \
+            SPI_ERRORS LAST_SPI_TICK; do
+            grep -Eq "[[:space:]]$s\$" <<<"$syms" || { echo "error: $elf: no symbol $s" >&2; exit 1; }
+        done
+    done
+    echo "instruction check ($OBJDUMP): ok"
+else
+    echo "warning: no objdump found, instruction check skipped" >&2
+fi
+
+{
+    echo "# Written by tests/firmware/build.sh; do not edit."
+    echo "## rustc -vV"
+    rustc -vV
+    echo "## cargo -V"
+    cargo -V
+    echo "## flags"
+    echo "cargo build --release --target $TARGET [--features assets]"
+    echo "RUSTFLAGS=-C force-frame-pointers=yes --remap-path-prefix=<tests/firmware>=/firmware"
+    echo "## sha256"
+    (sha256sum firmware.elf firmware-assets.elf)
+} > "$DIR/BUILD-INFO.txt"
+
+cat "$DIR/BUILD-INFO.txt"
