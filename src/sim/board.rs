@@ -380,10 +380,9 @@ impl Board {
                     self.dp.sticky &= !ctrl::STICKYORUN;
                 }
             }
-            0x4 => {
-                if self.dp.select & 0xF == 0 {
-                    self.dp.ctrl = value & 0x5400_0F0D | (value & ctrl::ORUNDETECT);
-                }
+            // CTRL/STAT lives in DP bank 0; DLCR (bank 1) is not modelled.
+            0x4 if self.dp.select & 0xF == 0 => {
+                self.dp.ctrl = value & 0x5400_0F0D | (value & ctrl::ORUNDETECT);
             }
             0x8 => self.dp.select = value,
             _ => {}

@@ -1,0 +1,302 @@
+//! The contract between the extflash-gdb host and its SPI driver stub.
+//!
+//! Both sides compile this crate, so the config block, the ring buffer and
+//! the status codes cannot drift apart. Everything here is `#[repr(C)]`,
+//! little endian, 32-bit fields only.
+//!
+//! # Calling convention (every entry point)
+//! - in: `r0` = address of a [`Config`] block in target RAM, `r1..r3` per entry;
+//!   `sp` = top of the stub stack in the work area; `lr` = address of a
+//!   `BKPT` (the [`SYM_BKPT`] symbol, Thumb bit set); `pc` = the entry symbol.
+//! - out: `r0` = [`Status`]; `r1` = the entry's result where it has one.
+//! - clobbered: r0-r3, r12, lr, xPSR flags; r4-r11 are preserved (AAPCS).
+//! - The stub ends by returning to `lr`, i.e. on the `BKPT`.
+//! - Timeouts are measured with DWT CYCCNT: the host enables DEMCR.TRCENA and
+//!   DWT_CTRL.CYCCNTENA before a call and restores both afterwards.
+#![no_std]
+
+/// `Config::magic`: guards against running with an unwritten config block.
+pub const CONFIG_MAGIC: u32 = 0x5846_4C31; // "XFL1"
+
+/// Written at the lowest word of the stub stack; checked after every call.
+pub const STACK_CANARY: u32 = 0xC0DE_CA5E;
+
+/// Entry point symbols in the stub ELF.
+pub const SYM_INIT: &str = "stub_init";
+pub const SYM_READ: &str = "stub_read";
+pub const SYM_CRC32: &str = "stub_crc32";
+pub const SYM_ERASE: &str = "stub_erase";
+pub const SYM_PROGRAM: &str = "stub_program";
+pub const SYM_READ_SFDP: &str = "stub_read_sfdp";
+pub const SYM_READ_STATUS: &str = "stub_read_status";
+pub const SYM_WRITE_STATUS: &str = "stub_write_status";
+/// A `bkpt #0` the host points `lr` at.
+pub const SYM_BKPT: &str = "stub_bkpt";
+
+/// Marks a pin in [`PinCfg::af`] as a push-pull GPIO output (chip select).
+pub const PIN_GPIO_OUTPUT: u32 = 0xFF;
+
+/// One GPIO pin the stub configures.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PinCfg {
+    /// GPIOx base address (0x40020000 + 0x400 * port).
+    pub gpio_base: u32,
+    /// Pin number 0..=15.
+    pub pin: u32,
+    /// Alternate function 0..=15, or [`PIN_GPIO_OUTPUT`].
+    pub af: u32,
+}
+
+/// Datasheet maxima the stub's busy-waits give up after, in milliseconds.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Page program (tPP max 3 ms).
+    pub page_program_ms: u32,
+    /// 4 KiB sector erase (tSE max 400 ms).
+    pub sector_erase_ms: u32,
+    /// 32 KiB block erase (tBE1 max 1600 ms).
+    pub block32_erase_ms: u32,
+    /// 64 KiB block erase (tBE2 max 2000 ms).
+    pub block64_erase_ms: u32,
+    /// Chip erase (tCE max 100 s).
+    pub chip_erase_ms: u32,
+    /// Write status register (tW max 15 ms).
+    pub write_status_ms: u32,
+    /// How long `program` waits for the host to add data to the ring.
+    pub ring_ms: u32,
+    /// One SPI frame (TXE/RXNE never coming means a dead SPI block).
+    pub spi_frame_ms: u32,
+}
+
+impl Timeouts {
+    /// W25Q64JV datasheet maxima.
+    pub const W25Q64JV: Timeouts = Timeouts {
+        page_program_ms: 3,
+        sector_erase_ms: 400,
+        block32_erase_ms: 1600,
+        block64_erase_ms: 2000,
+        chip_erase_ms: 100_000,
+        write_status_ms: 15,
+        ring_ms: 2_000,
+        spi_frame_ms: 1,
+    };
+}
+
+/// Everything the stub needs to know about the board: one stub serves every
+/// board file.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub magic: u32,
+    /// SPIx base address.
+    pub spi_base: u32,
+    /// Address of the RCC enable register of the SPI (APB2ENR/APB1ENR).
+    pub rcc_spi_enr: u32,
+    /// Bit mask of the SPI in that register.
+    pub rcc_spi_bit: u32,
+    /// Address of RCC AHB1ENR (GPIO clocks).
+    pub rcc_gpio_enr: u32,
+    /// Bit mask of the GPIO ports the pins use.
+    pub rcc_gpio_mask: u32,
+    /// SCK, MISO, MOSI (alternate function), CS (GPIO output).
+    pub pins: [PinCfg; 4],
+    /// SPI_CR1.BR: the SPI clock is PCLK / 2^(br+1).
+    pub br: u32,
+    /// DWT CYCCNT ticks per millisecond (the core clock / 1000).
+    pub cycles_per_ms: u32,
+    pub timeouts: Timeouts,
+}
+
+/// Index of each pin in [`Config::pins`].
+pub const PIN_SCK: usize = 0;
+pub const PIN_MISO: usize = 1;
+pub const PIN_MOSI: usize = 2;
+pub const PIN_CS: usize = 3;
+
+/// The ring buffer `program` drains while the host fills it (as OpenOCD's
+/// asynchronous flash algorithms do).
+///
+/// `wp` and `rp` are absolute addresses in `[start, end)`; the ring is empty
+/// when `wp == rp`, and the host never fills it completely (it keeps one
+/// byte free). The host only writes `wp` and `abort`; the stub only writes
+/// `rp`. The stub advances `rp` as soon as bytes are in the chip's page
+/// buffer, so the host refills while the page programs.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ring {
+    pub wp: u32,
+    pub rp: u32,
+    pub start: u32,
+    pub end: u32,
+    /// Non-zero: the host gives up; the stub returns [`Status::Aborted`].
+    pub abort: u32,
+}
+
+impl Ring {
+    /// Bytes readable from `rp` without wrapping.
+    pub fn contiguous_readable(&self) -> u32 {
+        if self.wp >= self.rp {
+            self.wp - self.rp
+        } else {
+            self.end - self.rp
+        }
+    }
+
+    /// Bytes the host may add (one byte always stays free).
+    pub fn writable(&self) -> u32 {
+        let size = self.end - self.start;
+        let used = if self.wp >= self.rp {
+            self.wp - self.rp
+        } else {
+            size - (self.rp - self.wp)
+        };
+        size - 1 - used
+    }
+
+    /// Move a pointer on by `n`, wrapping at `end`.
+    pub fn advance(&self, ptr: u32, n: u32) -> u32 {
+        let p = ptr + n;
+        if p >= self.end {
+            p - (self.end - self.start)
+        } else {
+            p
+        }
+    }
+}
+
+/// Erase granularity for `stub_erase` (`r2`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EraseKind {
+    Sector4K = 0,
+    Block32K = 1,
+    Block64K = 2,
+    Chip = 3,
+}
+
+impl EraseKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Self::Sector4K,
+            1 => Self::Block32K,
+            2 => Self::Block64K,
+            3 => Self::Chip,
+            _ => return None,
+        })
+    }
+
+    pub fn size(self) -> u32 {
+        match self {
+            Self::Sector4K => 4 * 1024,
+            Self::Block32K => 32 * 1024,
+            Self::Block64K => 64 * 1024,
+            Self::Chip => u32::MAX,
+        }
+    }
+}
+
+/// What every entry point returns in `r0`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok = 0,
+    /// The chip stayed BUSY past the datasheet maximum.
+    BusyTimeout = 1,
+    /// Write enable did not set WEL.
+    WelNotSet = 2,
+    /// The chip ignored a program/erase: the address is write-protected.
+    Protected = 3,
+    /// JEDEC ID read as all ones or all zeros: no chip answers.
+    NoChip = 4,
+    /// Bad argument (alignment, length, erase kind).
+    BadArgument = 5,
+    /// `program` waited longer than `ring_ms` for host data.
+    RingTimeout = 6,
+    /// The host set `Ring::abort`.
+    Aborted = 7,
+    /// The SPI block never completed a frame (clock not enabled?).
+    SpiTimeout = 8,
+    /// `Config::magic` is wrong.
+    BadConfig = 9,
+}
+
+impl Status {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Self::Ok,
+            1 => Self::BusyTimeout,
+            2 => Self::WelNotSet,
+            3 => Self::Protected,
+            4 => Self::NoChip,
+            5 => Self::BadArgument,
+            6 => Self::RingTimeout,
+            7 => Self::Aborted,
+            8 => Self::SpiTimeout,
+            9 => Self::BadConfig,
+            _ => return None,
+        })
+    }
+}
+
+/// CRC-32 as GDB's `qCRC` computes it: polynomial 0x04C11DB7, MSB first,
+/// initial value 0xFFFFFFFF, no final inversion. Feed chunks by passing the
+/// previous result as `crc`.
+pub fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc ^= (b as u32) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+pub const CRC32_INIT: u32 = 0xFFFF_FFFF;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_gdb_qcrc_of_known_data() {
+        // 4096 bytes of 0xFF, as checked against the firmware's build notes.
+        assert_eq!(crc32_update(CRC32_INIT, &[0xFF; 4096]), 0xAF19_D570);
+        // Chunked == whole.
+        let data: [u8; 7] = *b"abcdefg";
+        let whole = crc32_update(CRC32_INIT, &data);
+        assert_eq!(crc32_update(crc32_update(CRC32_INIT, &data[..3]), &data[3..]), whole);
+    }
+
+    #[test]
+    fn ring_keeps_one_byte_free_and_wraps() {
+        let mut r = Ring {
+            wp: 0x100,
+            rp: 0x100,
+            start: 0x100,
+            end: 0x110,
+            abort: 0,
+        };
+        assert_eq!(r.writable(), 15);
+        r.wp = r.advance(r.wp, 15);
+        assert_eq!(r.writable(), 0);
+        assert_eq!(r.contiguous_readable(), 15);
+        r.rp = r.advance(r.rp, 10);
+        r.wp = r.advance(r.wp, 5);
+        assert_eq!(r.wp, 0x104);
+        assert_eq!(r.contiguous_readable(), 6, "up to the end first");
+    }
+
+    #[test]
+    fn config_layout_is_stable() {
+        assert_eq!(core::mem::size_of::<PinCfg>(), 12);
+        assert_eq!(core::mem::size_of::<Timeouts>(), 32);
+        assert_eq!(core::mem::size_of::<Config>(), 4 * 6 + 12 * 4 + 8 + 32);
+        assert_eq!(core::mem::size_of::<Ring>(), 20);
+    }
+}
