@@ -9,6 +9,7 @@
 //! awaited, never polled.
 
 pub mod framer;
+pub mod vet;
 pub mod worker;
 
 use std::future::Future;

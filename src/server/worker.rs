@@ -407,6 +407,32 @@ fn feed<'a>(
     if let Some(payload) = frame.payload() {
         tracing::trace!(packet = %String::from_utf8_lossy(payload), "<-");
     }
+    let rewritten;
+    let frame = match frame {
+        Frame::Packet(p) => match super::vet::vet(p, PACKET_BUFFER) {
+            super::vet::Verdict::Pass => frame,
+            super::vet::Verdict::Rewrite(p) => {
+                rewritten = Frame::Packet(p);
+                &rewritten
+            }
+            super::vet::Verdict::Reply(reply) => {
+                let c = conn(&mut sm);
+                if !*no_ack {
+                    c.pending.push(b'+');
+                }
+                c.pending.extend_from_slice(&frame_packet(&reply));
+                return Ok(sm);
+            }
+            super::vet::Verdict::BadChecksum => {
+                tracing::debug!("packet with a bad checksum: asking for it again");
+                if !*no_ack {
+                    conn(&mut sm).pending.push(b'-');
+                }
+                return Ok(sm);
+            }
+        },
+        Frame::Control(_) => frame,
+    };
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
         if let Some(reply) = intercept(target, payload) {
             let c = conn(&mut sm);

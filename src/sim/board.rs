@@ -226,7 +226,7 @@ impl Board {
     }
 
     fn lockup(&mut self, why: String) {
-        tracing::error!(target: "sim", "core locked up: {why}");
+        tracing::warn!(target: "sim", "core locked up: {why}");
         self.fault = Some(why);
         self.core.lockup = true;
     }

@@ -1,0 +1,115 @@
+//! The server answers malformed or hostile RSP input correctly, or closes
+//! that one connection and keeps serving the next: bad checksums, lengths
+//! beyond the packet size, and addresses at the top of the address space.
+
+mod support;
+
+use support::rsp::{frame, RspClient};
+use support::server::SimServer;
+
+/// The PacketSize the server advertises in qSupported.
+fn packet_size(c: &mut RspClient) -> usize {
+    let sup = c.ask("qSupported:swbreak+;hwbreak+").unwrap();
+    let field = sup
+        .split(';')
+        .find_map(|f| f.strip_prefix("PacketSize="))
+        .unwrap_or_else(|| panic!("qSupported without PacketSize: {sup}"));
+    usize::from_str_radix(field, 16).unwrap()
+}
+
+#[test]
+fn invalid_checksum_is_nakked_and_the_retransmission_served() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    let mut bad = frame(b"m20000000,4");
+    let n = bad.len();
+    bad[n - 1] = if bad[n - 1] == b'0' { b'1' } else { b'0' };
+    c.send_raw(&bad).unwrap();
+    // The client's next request reads the NAK as a stray byte and skips it;
+    // the server must still answer a good packet.
+    let reply = c.ask("m20000000,4").unwrap();
+    assert_eq!(reply.len(), 8, "{reply}");
+}
+
+#[test]
+fn invalid_m_length_beyond_packet_size_is_bounded_or_refused() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    let size = packet_size(&mut c);
+    let reply = c.ask("m20000000,100000").unwrap();
+    assert!(
+        reply.starts_with('E') || reply.len() <= size,
+        "reply of {} bytes for a 1 MiB read exceeds PacketSize {size}",
+        reply.len()
+    );
+    assert_eq!(
+        c.ask("m20000000,4").unwrap().len(),
+        8,
+        "session still usable"
+    );
+}
+
+#[test]
+fn invalid_m_write_with_short_data_changes_nothing() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    assert_eq!(c.ask("M20000100,4:11223344").unwrap(), "OK");
+    // Says 16 bytes, carries 1.
+    match c.ask("M20000100,10:aa") {
+        Ok(reply) => assert!(reply.starts_with('E'), "{reply}"),
+        Err(_) => c = s.client_after_close(),
+    }
+    let mem = c.ask("m20000100,4").unwrap();
+    assert_eq!(mem, "11223344", "a malformed write must not touch memory");
+}
+
+#[test]
+fn invalid_x_length_mismatch_changes_nothing() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    assert_eq!(c.ask("M20000200,2:5566").unwrap(), "OK");
+    let mut pkt = b"X20000200,8:".to_vec();
+    pkt.extend_from_slice(&[0xAA, 0xBB]);
+    c.send_packet(&pkt).unwrap();
+    match c.recv_packet() {
+        Ok(reply) => assert!(
+            reply.starts_with(b"E"),
+            "{:?}",
+            String::from_utf8_lossy(&reply)
+        ),
+        Err(_) => c = s.client_after_close(),
+    }
+    assert_eq!(c.ask("m20000200,2").unwrap(), "5566");
+}
+
+#[test]
+fn invalid_addresses_at_top_of_address_space_are_e_replies() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    // Wraps past 0xFFFFFFFF.
+    let r = c.ask("mffffffff,4").unwrap();
+    assert!(r.starts_with('E'), "{r}");
+    let r = c.ask("Mfffffffe,4:00000000").unwrap();
+    assert!(r.starts_with('E'), "{r}");
+    // Vendor PPB space that faults on silicon.
+    let r = c.ask("mfffffff0,4").unwrap();
+    assert!(r.starts_with('E'), "{r}");
+    // Core debug registers at the top of the PPB stay readable.
+    assert_eq!(c.ask("me000edf0,4").unwrap().len(), 8);
+}
+
+#[test]
+fn valid_connection_after_oversized_packet_is_served() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    let size = packet_size(&mut c);
+    let mut huge = b"$X20000000,10000:".to_vec();
+    huge.extend(std::iter::repeat_n(b'A', size * 4));
+    huge.extend_from_slice(b"#00");
+    let _ = c.send_raw(&huge);
+    let mut c = s.client_after_close();
+    assert_eq!(c.ask("m20000000,4").unwrap().len(), 8);
+}
