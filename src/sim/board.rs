@@ -250,7 +250,9 @@ impl Board {
             self.halt(dfsr::BKPT);
             return false;
         }
+        self.mark_fetch(pc);
         let outcome = self.cpu.step();
+        self.mcu.borrow_mut().fetch = None;
         let debugen = self.dbg().c_debugen;
         self.mcu.borrow_mut().clock.retire();
         self.core.retire_st = true;
@@ -292,6 +294,20 @@ impl Board {
             return false;
         }
         self.running()
+    }
+
+    /// Tell the bus which bytes the next instruction's fetch reads, so data
+    /// watchpoints ignore them. Only while watches are armed (it costs a
+    /// read), and only below the peripherals, whose reads have side effects.
+    fn mark_fetch(&mut self, pc: u32) {
+        let mut m = self.mcu.borrow_mut();
+        if pc >= 0x4000_0000 || m.watches.iter().all(Option::is_none) {
+            return;
+        }
+        let hw = m.read(pc & !1, 2, Master::Debugger).unwrap_or(0);
+        // First halfword 0b11101/0b11110/0b11111 starts a 32-bit encoding.
+        let len = if hw >> 11 >= 0b11101 { 4 } else { 2 };
+        m.fetch = Some(pc..pc.wrapping_add(len));
     }
 
     /// Let the core run for `ps` of virtual time (lockstep with SWD traffic).

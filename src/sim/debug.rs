@@ -373,7 +373,9 @@ fn rom_table(offset: u32) -> Option<u32> {
         0x008 => entry(FPB_BASE),
         0x00C => entry(ITM_BASE),
         0x010 => entry(TPIU_BASE),
-        0x014 => entry(ETM_BASE) & !1, // ETM present bit clear on parts without trace pins wired? keep "not present"
+        // The STM32F407 has an ETM (RM0090, debug chapter); the Cortex-M ROM
+        // table entry reads 0xFFF42003 when it is present.
+        0x014 => entry(ETM_BASE),
         0x018..=0xFC8 => 0,
         0xFCC => 1, // MEMTYPE: system memory present
         // ST's ROM table: JEP106 ST (0x20), part 0x413.

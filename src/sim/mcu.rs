@@ -163,6 +163,10 @@ pub struct Mcu {
     pub watches: [Option<DataWatch>; 4],
     /// First watchpoint hit since the last check: (comparator, address).
     pub watch_hit: Option<(usize, u32)>,
+    /// Bytes of the instruction the CPU is executing, set by the board while
+    /// data watches are armed: CPU reads there are its fetch, which DWT data
+    /// comparators never match (they watch data accesses only).
+    pub fetch: Option<Range<u32>>,
     /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
     /// this records one requested by a peripheral path (none today).
     pub reset_requested: bool,
@@ -190,6 +194,7 @@ impl Mcu {
             cs_high: true,
             watches: [None; 4],
             watch_hit: None,
+            fetch: None,
             reset_requested: false,
         };
         mcu.update_cs();
@@ -303,6 +308,9 @@ impl Mcu {
 
     fn check_watch(&mut self, addr: u32, size: Size, write: bool) {
         if self.watch_hit.is_some() {
+            return;
+        }
+        if !write && self.fetch.as_ref().is_some_and(|f| f.contains(&addr)) {
             return;
         }
         for (i, w) in self.watches.iter().enumerate() {

@@ -398,6 +398,18 @@ impl W25q64jv {
         self.sr_v = self.sr_nv;
     }
 
+    /// Put `data` into the array at `offset` as if it had been programmed before power-on
+    /// (test and benchmark setup). Bytes past the end of the array are dropped; the range is
+    /// marked dirty so a file-backed board persists it.
+    pub fn load(&mut self, offset: usize, data: &[u8]) {
+        let start = offset.min(SIZE);
+        let end = offset.saturating_add(data.len()).min(SIZE);
+        self.mem[start..end].copy_from_slice(&data[..end - start]);
+        if end > start {
+            self.mark_dirty(start..end);
+        }
+    }
+
     /// True while in deep power-down (after B9h, until ABh).
     pub fn is_powered_down(&self) -> bool {
         self.power_down
@@ -1282,6 +1294,19 @@ mod tests {
         c.power_cycle();
         assert_eq!(c.busy_until(0), None);
         assert_eq!(sr1(&mut c, 0), 0);
+    }
+
+    #[test]
+    fn load_fills_the_array_clips_at_the_end_and_marks_dirty() {
+        let mut c = W25q64jv::erased();
+        c.load(0x10, &[1, 2, 3]);
+        assert_eq!(&c.contents()[0x0F..0x14], &[0xFF, 1, 2, 3, 0xFF]);
+        assert_eq!(c.take_dirty(), Some(0x10..0x13));
+        c.load(SIZE - 1, &[7, 8]);
+        assert_eq!(c.contents()[SIZE - 1], 7);
+        assert_eq!(c.take_dirty(), Some(SIZE - 1..SIZE));
+        c.load(SIZE + 5, &[9]);
+        assert_eq!(c.take_dirty(), None);
     }
 
     #[test]

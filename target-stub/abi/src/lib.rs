@@ -270,7 +270,10 @@ mod tests {
         // Chunked == whole.
         let data: [u8; 7] = *b"abcdefg";
         let whole = crc32_update(CRC32_INIT, &data);
-        assert_eq!(crc32_update(crc32_update(CRC32_INIT, &data[..3]), &data[3..]), whole);
+        assert_eq!(
+            crc32_update(crc32_update(CRC32_INIT, &data[..3]), &data[3..]),
+            whole
+        );
     }
 
     #[test]

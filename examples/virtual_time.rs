@@ -1,0 +1,283 @@
+//! Host time against virtual time on the virtual board, with the activity
+//! counters and each job's physical lower bounds.
+//!
+//! `cargo run --example virtual_time` prints the table; the test
+//! `tests/sim_virtual_time.rs` runs the same jobs and checks the relations
+//! (virtual time is never below a physical limit), never host speed.
+//!
+//! Jobs:
+//! - program 64 KiB of internal flash with probe-rs's FlashLoader;
+//! - read the W25Q64JV's JEDEC ID by debugger writes to SPI1 (core halted);
+//! - the test firmware from reset to `assets_checked` (JEDEC ID, 16-byte
+//!   read, CRC of 4 KiB, all by the firmware over SPI1).
+
+#[path = "../tests/sim_support/mod.rs"]
+mod sim_support;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use extflash_gdb::sim::clock::{Counters, CPU_HZ, PS_PER_S, SWD_BITS_PER_TRANSACTION};
+use extflash_gdb::sim::{SimBoard, SimConfig};
+use probe_rs::flashing::DownloadOptions;
+use probe_rs::HaltReason;
+use sim_support::*;
+
+/// STM32F407 datasheet, typical sector erase times (16, 64, 128 KiB) at
+/// x32 parallelism (the fastest without VPP) and at x8.
+const ERASE_X32_PS: [u64; 3] = [250 * MS, 550 * MS, 1000 * MS];
+const ERASE_X8_PS: [u64; 3] = [400 * MS, 1200 * MS, 2000 * MS];
+/// Word (x32) program time, typical.
+const WORD_PROGRAM_PS: u64 = 16 * PS_PER_S / 1_000_000;
+const MS: u64 = PS_PER_S / 1000;
+/// SPI1 at fPCLK2/4 = 84 MHz / 4, what the firmware and the pokes use.
+const SPI_HZ: u64 = 21_000_000;
+
+/// One lower bound on a job's duration that no implementation can beat.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    pub what: &'static str,
+    pub ps: u64,
+}
+
+/// What one job cost.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub job: String,
+    pub host: Duration,
+    pub virtual_ps: u64,
+    pub counters: Counters,
+    pub swd_hz: u64,
+    pub limits: Vec<Limit>,
+}
+
+impl Figures {
+    /// The largest physical limit: the job cannot be faster than this.
+    pub fn physical_limit(&self) -> &Limit {
+        self.limits.iter().max_by_key(|l| l.ps).expect("limits")
+    }
+}
+
+fn ms(ps: u64) -> f64 {
+    ps as f64 / 1e9
+}
+
+impl fmt::Display for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counters;
+        writeln!(f, "{}", self.job)?;
+        writeln!(
+            f,
+            "  host {:>10.3} ms   virtual {:>10.3} ms   (virtual/host {:.2})",
+            self.host.as_secs_f64() * 1e3,
+            ms(self.virtual_ps),
+            ms(self.virtual_ps) / (self.host.as_secs_f64() * 1e3).max(1e-9)
+        )?;
+        writeln!(
+            f,
+            "  SWD {} transactions, {} bits, {} AP bytes @ {} kHz | {} instructions | {} SPI bytes | skipped {:.3} ms",
+            c.swd_transactions,
+            c.swd_bits,
+            c.ap_bytes,
+            self.swd_hz / 1000,
+            c.instructions,
+            c.spi_bytes,
+            ms(c.skipped_ps)
+        )?;
+        for l in &self.limits {
+            writeln!(
+                f,
+                "  limit {:<56} {:>10.3} ms   virtual/limit {:>8.2}",
+                l.what,
+                ms(l.ps),
+                self.virtual_ps as f64 / l.ps.max(1) as f64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn delta(a: Counters, b: Counters) -> Counters {
+    Counters {
+        swd_transactions: b.swd_transactions - a.swd_transactions,
+        swd_bits: b.swd_bits - a.swd_bits,
+        ap_bytes: b.ap_bytes - a.ap_bytes,
+        instructions: b.instructions - a.instructions,
+        spi_bytes: b.spi_bytes - a.spi_bytes,
+        skipped_ps: b.skipped_ps - a.skipped_ps,
+    }
+}
+
+/// Measure `job` on `board`: host time, virtual time and counter deltas.
+fn measure<T>(board: &SimBoard, job: impl FnOnce() -> T) -> (T, Duration, u64, Counters) {
+    let (t0, c0) = {
+        let b = board.lock();
+        (b.now(), b.counters())
+    };
+    let h0 = Instant::now();
+    let out = job();
+    let host = h0.elapsed();
+    let b = board.lock();
+    (out, host, b.now() - t0, delta(c0, b.counters()))
+}
+
+fn swd_ps(transactions: u64, swd_hz: u64) -> u64 {
+    transactions * SWD_BITS_PER_TRANSACTION * PS_PER_S / swd_hz
+}
+
+/// Datasheet erase time of the sectors `[0, len)` covers (with `erase`,
+/// the 16/64/128 KiB sector times) plus one word program per 4 bytes.
+pub fn flash_limit_ps(len: usize, erase: [u64; 3]) -> u64 {
+    let sectors = [0, 0, 0, 0, 1, 2, 2, 2].map(|i| ([16 << 10, 64 << 10, 128 << 10][i], erase[i]));
+    let mut total = 0;
+    let mut start = 0;
+    for (size, ps) in sectors {
+        if start < len {
+            total += ps;
+        }
+        start += size;
+    }
+    total + len.div_ceil(4) as u64 * WORD_PROGRAM_PS
+}
+
+/// The physical limit for any flasher: x32 erase and program.
+pub fn flash_limit_x32_ps(len: usize) -> u64 {
+    flash_limit_ps(len, ERASE_X32_PS)
+}
+
+/// The limit for probe-rs's STM32F4 algorithm, which erases with PSIZE x8
+/// (its erase writes CR = SER | SNB, so PSIZE = 0) and programs words (x32).
+pub fn flash_limit_probe_rs_algorithm_ps(len: usize) -> u64 {
+    flash_limit_ps(len, ERASE_X8_PS)
+}
+
+/// Program `len` bytes at 0x08000000 with FlashLoader (erase + program,
+/// `verify` optional). Returns the board for checks.
+pub fn program_internal_flash(len: usize, verify: bool) -> (Figures, SimBoard, Vec<u8>) {
+    let board = board(SimConfig::default());
+    let mut session = attach(&board);
+    let data = pattern(0x5EED_F1A5, len);
+    let swd_hz = board.lock().mcu().clock.swd_hz();
+    let ((), host, virtual_ps, counters) = measure(&board, || {
+        let mut loader = session.target().flash_loader();
+        loader.add_data(0x0800_0000, &data).unwrap();
+        let mut opts = DownloadOptions::default();
+        opts.verify = verify;
+        loader.commit(&mut session, opts).expect("FlashLoader");
+    });
+    let figures = Figures {
+        job: format!(
+            "program {} KiB of internal flash with FlashLoader{}",
+            len >> 10,
+            if verify { " and verify" } else { "" }
+        ),
+        host,
+        virtual_ps,
+        counters,
+        swd_hz,
+        limits: vec![
+            Limit {
+                what: "SWD: image once over the wire, 4 B/transaction",
+                ps: swd_ps(len.div_ceil(4) as u64, swd_hz),
+            },
+            Limit {
+                what: "SWD: the transactions probe-rs made",
+                ps: swd_ps(counters.swd_transactions, swd_hz),
+            },
+            Limit {
+                what: "flash: datasheet x32 sector erase + word program",
+                ps: flash_limit_x32_ps(len),
+            },
+            Limit {
+                what: "flash: as probe-rs drives it (x8 erase, x32 program)",
+                ps: flash_limit_probe_rs_algorithm_ps(len),
+            },
+        ],
+    };
+    drop(session);
+    (figures, board, data)
+}
+
+/// 9Fh by debugger writes to SPI1 with the core halted (setup not counted).
+pub fn read_jedec_id_by_register_pokes() -> (Figures, [u8; 3]) {
+    let board = board(SimConfig::default());
+    let mut session = attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_millis(100)).unwrap();
+    setup_spi1(&mut core, Pins::ALL, true);
+    let swd_hz = board.lock().mcu().clock.swd_hz();
+    let (id, host, virtual_ps, counters) = measure(&board, || read_jedec_id(&mut core));
+    let figures = Figures {
+        job: "read the JEDEC ID by debugger writes to SPI1 (core halted)".into(),
+        host,
+        virtual_ps,
+        counters,
+        swd_hz,
+        limits: vec![
+            Limit {
+                what: "SPI: 4 bytes at 21 MHz",
+                ps: 4 * 8 * PS_PER_S / SPI_HZ,
+            },
+            Limit {
+                // CS low, 4 x (DR write, DR read), CS high.
+                what: "SWD: 10 register accesses",
+                ps: swd_ps(10, swd_hz),
+            },
+            Limit {
+                what: "SWD: the transactions probe-rs made",
+                ps: swd_ps(counters.swd_transactions, swd_hz),
+            },
+        ],
+    };
+    (figures, id)
+}
+
+/// The firmware from reset to `assets_checked` (flashing not counted).
+pub fn firmware_boot_reads_jedec_id() -> (Figures, [u8; 3]) {
+    let elf = firmware_elf();
+    let board = board(SimConfig::default());
+    let mut session = attach(&board);
+    flash_elf(&mut session, &elf);
+    let mut core = session.core(0).unwrap();
+    core.reset_and_halt(Duration::from_millis(500)).unwrap();
+    core.set_hw_breakpoint(symbol(&elf, "assets_checked") as u64)
+        .unwrap();
+    let swd_hz = board.lock().mcu().clock.swd_hz();
+    let (reason, host, virtual_ps, counters) = measure(&board, || {
+        core.run().unwrap();
+        wait_halted(&mut core)
+    });
+    assert!(matches!(reason, HaltReason::Breakpoint(_)), "{reason:?}");
+    let mut id = [0; 3];
+    probe_rs::MemoryInterface::read_8(&mut core, symbol(&elf, "JEDEC_ID") as u64, &mut id).unwrap();
+    let figures = Figures {
+        job: "firmware: reset to assets_checked (JEDEC ID, 16-byte read, CRC of 4 KiB)".into(),
+        host,
+        virtual_ps,
+        counters,
+        swd_hz,
+        limits: vec![
+            Limit {
+                what: "CPU: instructions at 168 MHz, 1 per cycle",
+                ps: counters.instructions * PS_PER_S / CPU_HZ,
+            },
+            Limit {
+                what: "SPI: bytes on the bus at 21 MHz",
+                ps: counters.spi_bytes * 8 * PS_PER_S / SPI_HZ,
+            },
+        ],
+    };
+    (figures, id)
+}
+
+#[allow(dead_code)]
+fn main() {
+    let (f, _, _) = program_internal_flash(64 << 10, false);
+    println!("{f}");
+    let (f, id) = read_jedec_id_by_register_pokes();
+    println!("{f}  ID {id:02X?}\n");
+    let (f, id) = firmware_boot_reads_jedec_id();
+    println!("{f}  ID {id:02X?}\n");
+    let (f, _, _) = program_internal_flash(512 << 10, true);
+    println!("{f}");
+}

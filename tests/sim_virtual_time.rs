@@ -1,0 +1,101 @@
+//! Runs the `virtual_time` example's jobs, prints their figures, and checks
+//! the virtual-time relations: a job never takes less virtual time than its
+//! physical limit, and all of its virtual time is accounted for by SWD wire
+//! time, skipped BUSY periods and executed instructions. Nothing here
+//! depends on how fast the host is.
+
+#[path = "../examples/virtual_time.rs"]
+mod virtual_time;
+
+use extflash_gdb::sim::clock::{CPU_HZ, PS_PER_S, SWD_BITS_PER_TRANSACTION};
+use extflash_gdb::sim::w25q64jv::JEDEC_ID_IQ;
+use virtual_time::*;
+
+/// Virtual time is bounded below by every physical limit and above by the
+/// sum of the three ways the board clock advances.
+fn check_accounting(f: &Figures) {
+    let c = &f.counters;
+    for l in &f.limits {
+        assert!(
+            f.virtual_ps >= l.ps,
+            "{}: virtual {} ps below the limit '{}' {} ps",
+            f.job,
+            f.virtual_ps,
+            l.what,
+            l.ps
+        );
+    }
+    assert_eq!(c.swd_bits, c.swd_transactions * SWD_BITS_PER_TRANSACTION);
+    let wire = c.swd_bits * PS_PER_S / f.swd_hz;
+    let cpu = c.instructions * PS_PER_S / CPU_HZ;
+    let slack = 1_000_000; // 1 us of rounding
+    assert!(
+        f.virtual_ps <= wire + cpu + c.skipped_ps + slack,
+        "{}: virtual {} ps not explained by wire {wire} + cpu {cpu} + skipped {}",
+        f.job,
+        f.virtual_ps,
+        c.skipped_ps
+    );
+    assert!(c.skipped_ps <= f.virtual_ps);
+}
+
+#[test]
+fn program_64_kib_takes_at_least_the_datasheet_flash_time() {
+    let (f, board, data) = program_internal_flash(64 << 10, false);
+    println!("{f}");
+    check_accounting(&f);
+    assert!(board.lock().mcu().flash.array()[..data.len()] == data[..]);
+    assert_eq!(
+        f.physical_limit().ps,
+        flash_limit_probe_rs_algorithm_ps(64 << 10)
+    );
+    assert!(flash_limit_x32_ps(64 << 10) < f.physical_limit().ps);
+    assert!(f.counters.ap_bytes >= 64 << 10, "the image crossed SWD");
+    assert!(
+        f.counters.skipped_ps > 0,
+        "erase/program BUSY is skipped over, not emulated"
+    );
+    assert!(f.counters.instructions > 0, "the flash algorithm ran");
+}
+
+#[test]
+fn jedec_id_by_register_pokes_costs_exactly_its_swd_wire_time() {
+    let (f, id) = read_jedec_id_by_register_pokes();
+    println!("{f}");
+    check_accounting(&f);
+    assert_eq!(id, JEDEC_ID_IQ);
+    let c = &f.counters;
+    assert_eq!(c.instructions, 0, "the core stayed halted");
+    assert_eq!(c.spi_bytes, 4);
+    assert_eq!(
+        f.virtual_ps,
+        c.swd_transactions * SWD_BITS_PER_TRANSACTION * PS_PER_S / f.swd_hz,
+        "halted, the clock advances by wire time only"
+    );
+}
+
+#[test]
+fn firmware_jedec_id_boot_is_bounded_by_cpu_and_spi_time() {
+    let (f, id) = firmware_boot_reads_jedec_id();
+    println!("{f}");
+    check_accounting(&f);
+    assert_eq!(id, JEDEC_ID_IQ);
+    // 0xAB, 0x9F (4), 0x05 (2), 0x03 (4 + 16), 0x0B (5 + 4096).
+    assert!(f.counters.spi_bytes >= 1 + 4 + 2 + 20 + 5 + 4096);
+    assert!(
+        f.counters.instructions > 4096,
+        "the CRC loop ran on the core"
+    );
+}
+
+#[test]
+fn flash_loader_programs_and_verifies_all_512_kib() {
+    let (f, board, data) = program_internal_flash(512 << 10, true);
+    println!("{f}");
+    check_accounting(&f);
+    assert!(
+        board.lock().mcu().flash.array() == &data[..],
+        "all 512 KiB as written"
+    );
+    eprintln!("host time for 512 KiB program + verify: {:?}", f.host);
+}
