@@ -1,0 +1,770 @@
+//! extflash-gdb's SPI NOR driver stub: runs in target RAM, called by the host
+//! through the debug probe, drives a W25Q64JV-class chip on an STM32F4 SPI.
+//!
+//! The calling convention, the config block, the ring buffer and the status
+//! codes are defined once, in `abi/src/lib.rs`; this file implements them.
+//!
+//! What it touches: only what [`Config`] names — RCC bits `rcc_gpio_mask` in
+//! `rcc_gpio_enr` and `rcc_spi_bit` in `rcc_spi_enr`; MODER, OTYPER,
+//! OSPEEDR, PUPDR (MISO only), AFRL/AFRH and BSRR of the four pins (only
+//! their own bit fields); SPI CR1, CR2, SR, DR of `spi_base`; and
+//! DWT CYCCNT/CTRL (read only). The host saves and restores those registers.
+//!
+//! Every call is self-contained: it (re)configures clocks, pins and the SPI
+//! from the config, so the host may restore the application's registers
+//! between calls. On return chip select is high, SPI.BSY is 0 and DR has been
+//! read (RXNE = 0).
+//!
+//! Position independence: built with `-C relocation-model=ropi`; there is no
+//! writable data (the linker script asserts it), no function-pointer table,
+//! and no call into the precompiled `compiler_builtins` (which is not ropi).
+//! build.sh links the stub at two addresses and checks the bytes are equal.
+//!
+//! Chip semantics relied on (W25Q64JV datasheet): program/erase/status writes
+//! start on /CS rising and need WEL; a refused one (protected range, SRL)
+//! leaves BUSY = 0 and WEL = 1; WEL clears when the operation completes;
+//! status reads (05h/35h/15h) are answered while BUSY.
+#![no_std]
+#![no_main]
+
+use core::arch::global_asm;
+use core::cell::Cell;
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+
+use extflash_stub_abi::{
+    crc32_update, Config, EraseKind, PinCfg, Ring, Status, CONFIG_MAGIC, CRC32_INIT, PIN_CS,
+    PIN_GPIO_OUTPUT, PIN_MISO,
+};
+
+/// A failed operation's `Status` code (one byte keeps `Res<()>` in a
+/// register, which keeps the stub small).
+#[derive(Clone, Copy)]
+struct Fail(u8);
+
+fn fail(s: Status) -> Fail {
+    Fail(s as u8)
+}
+
+type Res<T> = Result<T, Fail>;
+
+/// W25Q64JV instructions the stub uses.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Op {
+    WriteEnable = 0x06,
+    WriteDisable = 0x04,
+    VolatileSrWriteEnable = 0x50,
+    ReadStatus1 = 0x05,
+    ReadStatus2 = 0x35,
+    ReadStatus3 = 0x15,
+    WriteStatus1 = 0x01,
+    WriteStatus2 = 0x31,
+    WriteStatus3 = 0x11,
+    FastRead = 0x0B,
+    ReadSfdp = 0x5A,
+    PageProgram = 0x02,
+    SectorErase = 0x20,
+    BlockErase32 = 0x52,
+    BlockErase64 = 0xD8,
+    ChipErase = 0xC7,
+    ReleasePowerDown = 0xAB,
+    JedecId = 0x9F,
+}
+
+/// Status register 1 bits.
+const SR1_BUSY: u8 = 1 << 0;
+const SR1_WEL: u8 = 1 << 1;
+
+const PAGE: u32 = 256;
+/// 24-bit addressing: offsets at or above this are a host bug.
+const ADDR_LIMIT: u32 = 1 << 24;
+
+/// STM32F4 GPIO register offsets.
+mod gpio {
+    pub const MODER: u32 = 0x00;
+    pub const OTYPER: u32 = 0x04;
+    pub const OSPEEDR: u32 = 0x08;
+    pub const PUPDR: u32 = 0x0C;
+    pub const BSRR: u32 = 0x18;
+    pub const AFRL: u32 = 0x20;
+}
+
+/// STM32F4 SPI register offsets and bits.
+mod spi {
+    pub const CR1: u32 = 0x00;
+    pub const CR2: u32 = 0x04;
+    pub const SR: u32 = 0x08;
+    pub const DR: u32 = 0x0C;
+    pub const CR1_MSTR: u32 = 1 << 2;
+    pub const CR1_BR_SHIFT: u32 = 3;
+    pub const CR1_SPE: u32 = 1 << 6;
+    pub const CR1_SSI: u32 = 1 << 8;
+    pub const CR1_SSM: u32 = 1 << 9;
+    pub const SR_RXNE: u32 = 1 << 0;
+    pub const SR_BSY: u32 = 1 << 7;
+}
+
+const DWT_CTRL: u32 = 0xE000_1000;
+const DWT_CYCCNT: u32 = 0xE000_1004;
+
+#[inline(always)]
+fn rd(addr: u32) -> u32 {
+    // SAFETY: addresses come from the host's config (registers it names) or
+    // are fixed Cortex-M/DWT registers.
+    unsafe { read_volatile(addr as *const u32) }
+}
+
+#[inline(always)]
+fn wr(addr: u32, v: u32) {
+    // SAFETY: as for `rd`.
+    unsafe { write_volatile(addr as *mut u32, v) }
+}
+
+/// Read-modify-write of the bits in `mask`.
+#[inline(never)]
+fn modify(addr: u32, mask: u32, v: u32) {
+    wr(addr, (rd(addr) & !mask) | (v & mask));
+}
+
+fn cyccnt() -> u32 {
+    rd(DWT_CYCCNT)
+}
+
+/// A timeout in milliseconds measured with CYCCNT. Elapsed ticks accumulate
+/// in 64 bits, so limits beyond CYCCNT's 25 s wrap (chip erase) work as long
+/// as it is polled at least once per wrap.
+struct Deadline {
+    last: u32,
+    elapsed: u64,
+    limit: u64,
+}
+
+impl Deadline {
+    fn new(ms: u32, cycles_per_ms: u32) -> Self {
+        Deadline {
+            last: cyccnt(),
+            elapsed: 0,
+            limit: ms as u64 * cycles_per_ms as u64,
+        }
+    }
+
+    #[inline(never)]
+    fn expired(&mut self) -> bool {
+        let now = cyccnt();
+        self.elapsed += now.wrapping_sub(self.last) as u64;
+        self.last = now;
+        self.elapsed >= self.limit
+    }
+}
+
+/// The configured SPI and chip select.
+///
+/// SPI frame timeouts are sticky: after one, `dead` is set and every later
+/// frame returns 0 at once without waiting. Zero reads as "idle, WEL = 0"
+/// status and a 0 JEDEC ID, so every loop over chip status ends quickly,
+/// and `dispatch` reports `SpiTimeout` whatever the operation concluded.
+/// That keeps error handling out of every byte transfer.
+struct Bus<'a> {
+    cfg: &'a Config,
+    spi: u32,
+    cs_bsrr: u32,
+    cs_bit: u32,
+    dead: Cell<bool>,
+    /// The operation's result for r1 (JEDEC ID, CRC, status registers).
+    value: Cell<u32>,
+}
+
+impl<'a> Bus<'a> {
+    /// Clocks, pins and SPI as the config says: master, mode 0, 8 bit,
+    /// MSB first, software NSS, PCLK / 2^(br+1).
+    #[inline(never)]
+    fn setup(cfg: &'a Config) -> Self {
+        modify(cfg.rcc_gpio_enr, cfg.rcc_gpio_mask, !0);
+        // Errata ES0182 2.2.x: a peripheral needs two AHB cycles after its
+        // clock enable; the RCC read-modify-write of the SPI clock covers
+        // the GPIOs, and the pin set-up covers the SPI.
+        modify(cfg.rcc_spi_enr, cfg.rcc_spi_bit, !0);
+        for (i, p) in cfg.pins.iter().enumerate() {
+            config_pin(p, i == PIN_MISO);
+        }
+        let cs = &cfg.pins[PIN_CS];
+        let bus = Bus {
+            cfg,
+            spi: cfg.spi_base,
+            cs_bsrr: cs.gpio_base + gpio::BSRR,
+            cs_bit: 1 << (cs.pin & 15),
+            dead: Cell::new(false),
+            value: Cell::new(0),
+        };
+        let s = bus.spi;
+        // BR may only change with SPE = 0. (A frame the application left on
+        // the wire ended long ago: the host needed milliseconds to get here.)
+        wr(s + spi::CR1, 0);
+        wr(s + spi::CR2, 0);
+        // DR then SR read clears RXNE and OVR; SR read then CR1 write, MODF.
+        rd(s + spi::DR);
+        rd(s + spi::SR);
+        let cr1 = spi::CR1_MSTR | spi::CR1_SSM | spi::CR1_SSI | (cfg.br & 7) << spi::CR1_BR_SHIFT;
+        wr(s + spi::CR1, cr1);
+        wr(s + spi::CR1, cr1 | spi::CR1_SPE);
+        bus
+    }
+
+    #[inline(never)]
+    fn deadline(&self, ms: u32) -> Deadline {
+        Deadline::new(ms, self.cfg.cycles_per_ms)
+    }
+
+    fn select(&self) {
+        wr(self.cs_bsrr, self.cs_bit << 16);
+    }
+
+    fn deselect(&self) {
+        wr(self.cs_bsrr, self.cs_bit);
+    }
+
+    /// Start a frame (TXE is 1: only one frame is ever in flight).
+    fn start(&self, b: u8) {
+        wr(self.spi + spi::DR, b as u32);
+    }
+
+    /// Wait (at most `spi_frame_ms`) for the frame in flight and return
+    /// what MISO gave; 0 once the SPI is dead.
+    #[inline(never)]
+    fn finish_frame(&self) -> u8 {
+        let mut dl = self.deadline(self.cfg.timeouts.spi_frame_ms);
+        while !self.dead.get() {
+            if rd(self.spi + spi::SR) & spi::SR_RXNE != 0 {
+                return rd(self.spi + spi::DR) as u8;
+            }
+            if dl.expired() {
+                self.dead.set(true);
+            }
+        }
+        0
+    }
+
+    #[inline(never)]
+    fn xfer(&self, b: u8) -> u8 {
+        self.start(b);
+        self.finish_frame()
+    }
+
+    /// A one-byte instruction in its own chip-select frame.
+    #[inline(never)]
+    fn command(&self, op: Op) {
+        self.select();
+        self.xfer(op as u8);
+        self.deselect();
+    }
+
+    /// Opcode and 24-bit address; the chip stays selected.
+    #[inline(never)]
+    fn command_addr(&self, op: Op, addr: u32) {
+        self.select();
+        self.xfer(op as u8);
+        self.xfer((addr >> 16) as u8);
+        self.xfer((addr >> 8) as u8);
+        self.xfer(addr as u8);
+    }
+
+    /// A register read in its own chip-select frame. A fresh frame per
+    /// status poll: the virtual board skips BUSY time on each selection.
+    #[inline(never)]
+    fn read_reg(&self, op: Op) -> u8 {
+        self.select();
+        self.xfer(op as u8);
+        let v = self.xfer(0);
+        self.deselect();
+        v
+    }
+
+    fn sr1(&self) -> u8 {
+        self.read_reg(Op::ReadStatus1)
+    }
+
+    /// `op` + address + one dummy byte, then `len` bytes: stored from
+    /// `dst` on, or (`dst` = 0) folded into the returned CRC. The next frame
+    /// is started before a byte is stored or CRC'd, so that work overlaps
+    /// the following frame; still only one frame is in flight, so the
+    /// receiver cannot overrun however slow the loop is.
+    #[inline(never)]
+    fn stream(&self, op: Op, addr: u32, dst: *mut u8, len: u32) -> Res<()> {
+        if addr >= ADDR_LIMIT {
+            return Err(fail(Status::BadArgument));
+        }
+        self.ready()?;
+        self.command_addr(op, addr);
+        self.xfer(0);
+        let mut crc = CRC32_INIT;
+        let mut p = dst;
+        let mut left = len;
+        if left != 0 {
+            self.start(0);
+        }
+        while left != 0 && !self.dead.get() {
+            let b = self.finish_frame();
+            left -= 1;
+            if left != 0 {
+                self.start(0);
+            }
+            if dst.is_null() {
+                crc = crc32_update(crc, &[b]);
+            } else {
+                // SAFETY: the host guarantees dst..dst+len is RAM (entry
+                // contract of stub_read / stub_read_sfdp).
+                unsafe {
+                    p.write_volatile(b);
+                    p = p.add(1);
+                }
+            }
+        }
+        self.deselect();
+        self.value.set(crc);
+        Ok(())
+    }
+
+    /// Wait until the chip is idle (an application may have left an
+    /// operation running). SR1 = 0xFF is what a missing chip reads (MISO
+    /// pulled up): `NoChip` rather than waiting for a BUSY that never ends.
+    #[inline(never)]
+    fn ready(&self) -> Res<()> {
+        let mut dl = self.deadline(self.cfg.timeouts.chip_erase_ms);
+        loop {
+            let sr = self.sr1();
+            if sr == 0xFF {
+                return Err(fail(Status::NoChip));
+            }
+            if sr & SR1_BUSY == 0 {
+                return Ok(());
+            }
+            if dl.expired() {
+                return Err(fail(Status::BusyTimeout));
+            }
+        }
+    }
+
+    /// 06h, then check that WEL is set.
+    #[inline(never)]
+    fn write_enable(&self) -> Res<()> {
+        self.command(Op::WriteEnable);
+        if self.sr1() & SR1_WEL == 0 {
+            return Err(fail(Status::WelNotSet));
+        }
+        Ok(())
+    }
+
+    /// After a program/erase/status write was sent (chip deselected):
+    /// BUSY = 0 with WEL still 1 right away means the chip refused it
+    /// (protected; WEL is then cleared with 04h so the application does not
+    /// inherit it); otherwise wait for BUSY = 0 within `ms`, and WEL must
+    /// have cleared with the completion.
+    #[inline(never)]
+    fn wait_done(&self, ms: u32) -> Res<()> {
+        let mut dl = self.deadline(ms);
+        let mut sr = self.sr1();
+        if sr & (SR1_BUSY | SR1_WEL) == SR1_WEL {
+            self.command(Op::WriteDisable);
+            return Err(fail(Status::Protected));
+        }
+        while sr & SR1_BUSY != 0 {
+            if dl.expired() {
+                return Err(fail(Status::BusyTimeout));
+            }
+            sr = self.sr1();
+        }
+        if sr & SR1_WEL != 0 {
+            return Err(fail(Status::Protected));
+        }
+        Ok(())
+    }
+
+    /// Bounded wait for SPI.BSY = 0.
+    #[inline(never)]
+    fn wait_spi_idle(&self) {
+        let mut dl = self.deadline(self.cfg.timeouts.spi_frame_ms);
+        while rd(self.spi + spi::SR) & spi::SR_BSY != 0 && !dl.expired() {}
+    }
+
+    /// Leave the bus as the ABI promises: CS high, BSY = 0, RXNE = 0.
+    #[inline(never)]
+    fn finish(&self) {
+        self.deselect();
+        self.wait_spi_idle();
+        rd(self.spi + spi::DR);
+        rd(self.spi + spi::SR);
+    }
+}
+
+/// One pin: chip select becomes a push-pull output driven high (ODR set
+/// before MODER switches, so it never glitches low); the SPI pins become
+/// alternate function `af` (AFR set before MODER). High speed, push-pull;
+/// MISO gets a pull-up so a missing chip reads all ones.
+#[inline(never)]
+fn config_pin(p: &PinCfg, pull_up: bool) {
+    let g = p.gpio_base;
+    let n = p.pin & 15;
+    let field = 3 << (2 * n);
+    let mode = if p.af == PIN_GPIO_OUTPUT {
+        wr(g + gpio::BSRR, 1 << n);
+        0b01
+    } else {
+        let sh = (n & 7) * 4;
+        modify(g + gpio::AFRL + (n >> 3) * 4, 0xF << sh, p.af << sh);
+        0b10
+    };
+    modify(g + gpio::OTYPER, 1 << n, 0);
+    modify(g + gpio::OSPEEDR, field, 0b10 << (2 * n));
+    if pull_up {
+        modify(g + gpio::PUPDR, field, 0b01 << (2 * n));
+    }
+    modify(g + gpio::MODER, field, mode << (2 * n));
+}
+
+/// The entry points, for [`dispatch`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+enum Entry {
+    Init,
+    Read,
+    ReadSfdp,
+    Crc32,
+    ReadStatus,
+    WriteStatus,
+    Erase,
+    Program,
+}
+
+/// Common frame of every entry point, shared so the stub stays small: check
+/// the config and CYCCNT, set up the bus, run the operation, leave the bus
+/// clean. Returns status | value << 32 (r0:r1 for the `u64` entries).
+#[inline(never)]
+fn dispatch(cfg: &Config, a: u32, b: u32, c: u32, entry: Entry) -> u64 {
+    // Without a running CYCCNT no timeout could ever expire.
+    if cfg.magic != CONFIG_MAGIC || rd(DWT_CTRL) & 1 == 0 {
+        return Status::BadConfig as u64;
+    }
+    let bus = Bus::setup(cfg);
+    let r = match entry {
+        Entry::Init => init(&bus),
+        // A null `dst` would mean CRC: the host never passes RAM at 0.
+        Entry::Read => bus.stream(Op::FastRead, a, b as *mut u8, c),
+        Entry::ReadSfdp => bus.stream(Op::ReadSfdp, a, b as *mut u8, c),
+        Entry::Crc32 => bus.stream(Op::FastRead, a, core::ptr::null_mut(), b),
+        Entry::ReadStatus => read_status(&bus),
+        Entry::WriteStatus => write_status(&bus, a, b, c),
+        Entry::Erase => erase(&bus, a, b),
+        Entry::Program => program(&bus, a, b as *mut Ring, c),
+    };
+    bus.finish();
+    let value = bus.value.get();
+    let status = match r {
+        _ if bus.dead.get() => Status::SpiTimeout as u32,
+        Ok(()) => Status::Ok as u32,
+        Err(Fail(s)) => s as u32,
+    };
+    (value as u64) << 32 | status as u64
+}
+
+fn init(bus: &Bus) -> Res<()> {
+    bus.command(Op::ReleasePowerDown);
+    let t0 = cyccnt();
+    // tRES1 = 3 µs; 1/256 ms (3.9 µs) is as good and needs no division.
+    let tres1 = (bus.cfg.cycles_per_ms >> 8) + 1;
+    while cyccnt().wrapping_sub(t0) < tres1 {}
+    // With `NoChip`, r1 tells what MISO gave: all ones or all zeros.
+    bus.value.set(0x00FF_FFFF);
+    bus.ready()?;
+    bus.select();
+    bus.xfer(Op::JedecId as u8);
+    let mut id = 0u32;
+    for _ in 0..3 {
+        id = id << 8 | bus.xfer(0) as u32;
+    }
+    bus.deselect();
+    bus.value.set(id);
+    if id == 0 || id == 0x00FF_FFFF {
+        return Err(fail(Status::NoChip));
+    }
+    Ok(())
+}
+
+fn read_status(bus: &Bus) -> Res<()> {
+    let s1 = bus.read_reg(Op::ReadStatus1) as u32;
+    let s2 = bus.read_reg(Op::ReadStatus2) as u32;
+    let s3 = bus.read_reg(Op::ReadStatus3) as u32;
+    bus.value.set(s1 | s2 << 8 | s3 << 16);
+    Ok(())
+}
+
+fn write_status(bus: &Bus, which: u32, value: u32, volatile: u32) -> Res<()> {
+    let op = match which {
+        1 => Op::WriteStatus1,
+        2 => Op::WriteStatus2,
+        3 => Op::WriteStatus3,
+        _ => return Err(fail(Status::BadArgument)),
+    };
+    bus.ready()?;
+    if volatile != 0 {
+        bus.command(Op::VolatileSrWriteEnable);
+    } else {
+        bus.write_enable()?;
+    }
+    bus.select();
+    bus.xfer(op as u8);
+    bus.xfer(value as u8);
+    bus.deselect();
+    if volatile != 0 {
+        bus.ready()?;
+    } else {
+        bus.wait_done(bus.cfg.timeouts.write_status_ms)?;
+    }
+    Ok(())
+}
+
+fn erase(bus: &Bus, addr: u32, kind: u32) -> Res<()> {
+    let t = &bus.cfg.timeouts;
+    let (op, ms, size_mask) = match EraseKind::from_u32(kind) {
+        Some(EraseKind::Sector4K) => (Op::SectorErase, t.sector_erase_ms, 0xFFF),
+        Some(EraseKind::Block32K) => (Op::BlockErase32, t.block32_erase_ms, 0x7FFF),
+        Some(EraseKind::Block64K) => (Op::BlockErase64, t.block64_erase_ms, 0xFFFF),
+        // Chip erase takes address 0 only, as a guard against a stray kind.
+        Some(EraseKind::Chip) => (Op::ChipErase, t.chip_erase_ms, !0),
+        None => return Err(fail(Status::BadArgument)),
+    };
+    if addr >= ADDR_LIMIT || addr & size_mask != 0 {
+        return Err(fail(Status::BadArgument));
+    }
+    bus.ready()?;
+    bus.write_enable()?;
+    if matches!(op, Op::ChipErase) {
+        bus.command(op);
+    } else {
+        bus.command_addr(op, addr);
+        bus.deselect();
+    }
+    bus.wait_done(ms)?;
+    Ok(())
+}
+
+fn program(bus: &Bus, addr: u32, ring: *mut Ring, len: u32) -> Res<()> {
+    // SAFETY (all ring accesses): the host guarantees `ring` is a Ring in
+    // RAM (entry contract); the fields it writes are read volatile.
+    let (start, end, mut rp) = unsafe {
+        (
+            read_volatile(addr_of!((*ring).start)),
+            read_volatile(addr_of!((*ring).end)),
+            read_volatile(addr_of!((*ring).rp)),
+        )
+    };
+    if addr > ADDR_LIMIT || len > ADDR_LIMIT - addr || start >= end || rp < start || rp >= end {
+        return Err(fail(Status::BadArgument));
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    bus.ready()?;
+    let mut addr = addr;
+    let mut left = len;
+    while left != 0 {
+        let mut dl = bus.deadline(bus.cfg.timeouts.ring_ms);
+        let readable = loop {
+            if unsafe { read_volatile(addr_of!((*ring).abort)) } != 0 {
+                return Err(fail(Status::Aborted));
+            }
+            let wp = unsafe { read_volatile(addr_of!((*ring).wp)) };
+            if wp < start || wp >= end {
+                return Err(fail(Status::BadArgument));
+            }
+            let n = if wp >= rp {
+                wp - rp
+            } else {
+                (end - rp) + (wp - start)
+            };
+            if n != 0 {
+                break n;
+            }
+            if dl.expired() {
+                return Err(fail(Status::RingTimeout));
+            }
+        };
+        let n = readable.min(PAGE - (addr & (PAGE - 1))).min(left);
+        bus.write_enable()?;
+        bus.command_addr(Op::PageProgram, addr);
+        for _ in 0..n {
+            let b = unsafe { read_volatile(rp as *const u8) };
+            rp += 1;
+            if rp == end {
+                rp = start;
+            }
+            bus.xfer(b);
+        }
+        bus.deselect();
+        unsafe { write_volatile(addr_of_mut!((*ring).rp), rp) };
+        bus.wait_done(bus.cfg.timeouts.page_program_ms)?;
+        addr += n;
+        left -= n;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Entry points. Calling convention for all (abi/src/lib.rs): r0 = &Config,
+// sp = top of the stub stack (8-byte aligned), lr = stub_bkpt | 1; out r0 =
+// Status; clobbered r0-r3, r12, lr, flags; r4-r11 preserved. Before any
+// operation every entry checks `Config::magic` and DWT_CTRL.CYCCNTENA
+// (`BadConfig`), configures clocks/pins/SPI, and waits for the chip to be
+// idle (`NoChip` if SR1 reads 0xFF, `BusyTimeout` after `chip_erase_ms`),
+// except `stub_read_status`, which reads the registers whatever the state.
+// Any SPI frame that does not complete within `spi_frame_ms` gives
+// `SpiTimeout`.
+// ---------------------------------------------------------------------------
+
+/// `stub_init`: wake the chip and identify it.
+///
+/// - in: r0 = &Config.
+/// - out: r0 = Status (`Ok`, `BadConfig`, `NoChip`, `BusyTimeout`,
+///   `SpiTimeout`); r1 = JEDEC ID `mfr << 16 | type << 8 | capacity`
+///   (0x00EF4017 for a W25Q64JV-IQ), also with `NoChip` (then 0xFFFFFF or
+///   0, what MISO gave).
+/// - clobbered: r2, r3, r12, lr, flags.
+///
+/// Sends ABh (release from power-down), waits tRES1 (3 µs), waits for BUSY
+/// to clear, reads 9Fh.
+#[no_mangle]
+pub extern "C" fn stub_init(cfg: &Config) -> u64 {
+    dispatch(cfg, 0, 0, 0, Entry::Init)
+}
+
+/// `stub_read`: fast read (0Bh, 3-byte address, 1 dummy byte) of `len`
+/// bytes at chip address `addr` into RAM at `dst`.
+///
+/// - in: r0 = &Config, r1 = addr (< 2^24), r2 = dst (not 0), r3 = len.
+/// - out: r0 = Status (`Ok`, `BadConfig`, `BadArgument`, `NoChip`,
+///   `BusyTimeout`, `SpiTimeout`); r1 undefined.
+/// - clobbered: r1-r3, r12, lr, flags.
+///
+/// # Safety
+/// `dst..dst+len` must be writable target RAM outside the stub and its stack.
+#[no_mangle]
+pub unsafe extern "C" fn stub_read(cfg: &Config, addr: u32, dst: *mut u8, len: u32) -> u32 {
+    dispatch(cfg, addr, dst as u32, len, Entry::Read) as u32
+}
+
+/// `stub_read_sfdp`: SFDP read (5Ah, 3-byte address, 1 dummy byte) of `len`
+/// bytes at SFDP address `addr` into RAM at `dst`.
+///
+/// - in: r0 = &Config, r1 = addr, r2 = dst, r3 = len.
+/// - out: r0 = Status, as `stub_read`.
+/// - clobbered: r1-r3, r12, lr, flags.
+///
+/// # Safety
+/// As `stub_read`.
+#[no_mangle]
+pub unsafe extern "C" fn stub_read_sfdp(cfg: &Config, addr: u32, dst: *mut u8, len: u32) -> u32 {
+    dispatch(cfg, addr, dst as u32, len, Entry::ReadSfdp) as u32
+}
+
+/// `stub_crc32`: GDB `qCRC` CRC-32 (abi `crc32_update` from `CRC32_INIT`)
+/// of `len` chip bytes at `addr`, read with 0Bh.
+///
+/// - in: r0 = &Config, r1 = addr (< 2^24), r2 = len.
+/// - out: r0 = Status, as `stub_read`; r1 = CRC (0 unless `Ok`).
+/// - clobbered: r2, r3, r12, lr, flags.
+#[no_mangle]
+pub extern "C" fn stub_crc32(cfg: &Config, addr: u32, len: u32) -> u64 {
+    dispatch(cfg, addr, len, 0, Entry::Crc32)
+}
+
+/// `stub_read_status`: the three status registers (05h, 35h, 15h).
+///
+/// - in: r0 = &Config.
+/// - out: r0 = Status (`Ok`, `BadConfig`, `SpiTimeout`);
+///   r1 = SR1 | SR2 << 8 | SR3 << 16 (0xFFFFFF: no chip answers).
+/// - clobbered: r2, r3, r12, lr, flags.
+#[no_mangle]
+pub extern "C" fn stub_read_status(cfg: &Config) -> u64 {
+    dispatch(cfg, 0, 0, 0, Entry::ReadStatus)
+}
+
+/// `stub_write_status`: write status register `which` (1, 2, 3 → 01h, 31h,
+/// 11h) with `value`.
+///
+/// - in: r0 = &Config, r1 = which, r2 = value (low byte), r3 = volatile
+///   (non-zero: 50h first; the write changes only the volatile copy, needs
+///   no WEL and is not checked for refusal. Zero: 06h + WEL check, then
+///   refusal check and BUSY wait with `write_status_ms`).
+/// - out: r0 = Status (`Ok`, `BadConfig`, `BadArgument`, `NoChip`,
+///   `WelNotSet`, `Protected` (refused: SRL set), `BusyTimeout`,
+///   `SpiTimeout`).
+/// - clobbered: r1-r3, r12, lr, flags.
+#[no_mangle]
+pub extern "C" fn stub_write_status(cfg: &Config, which: u32, value: u32, volatile: u32) -> u32 {
+    dispatch(cfg, which, value, volatile, Entry::WriteStatus) as u32
+}
+
+/// `stub_erase`: erase the sector/block at `addr`, or the whole chip.
+///
+/// - in: r0 = &Config, r1 = addr (aligned to the kind's size, < 2^24; 0 for
+///   `Chip`), r2 = kind (`EraseKind`: 0 4 KiB 20h, 1 32 KiB 52h, 2 64 KiB
+///   D8h, 3 chip C7h).
+/// - out: r0 = Status (`Ok`, `BadConfig`, `BadArgument`, `NoChip`,
+///   `WelNotSet`, `Protected`, `BusyTimeout` (after the kind's timeout),
+///   `SpiTimeout`).
+/// - clobbered: r1-r3, r12, lr, flags.
+#[no_mangle]
+pub extern "C" fn stub_erase(cfg: &Config, addr: u32, kind: u32) -> u32 {
+    dispatch(cfg, addr, kind, 0, Entry::Erase) as u32
+}
+
+/// `stub_program`: program `len` bytes at chip address `addr` from the ring
+/// buffer at `ring` while the host fills it.
+///
+/// - in: r0 = &Config, r1 = addr, r2 = &Ring (`start < end`, `rp` and `wp`
+///   in `[start, end)`; `rp` where the data begins), r3 = len
+///   (`addr + len <= 2^24`; any alignment).
+/// - out: r0 = Status (`Ok`, `BadConfig`, `BadArgument`, `NoChip`,
+///   `WelNotSet`, `Protected`, `BusyTimeout`, `RingTimeout` (no new data for
+///   `ring_ms`), `Aborted` (`Ring::abort` set), `SpiTimeout`). `Ring::rp`
+///   tells how far the data went into the chip's page buffer.
+/// - clobbered: r1-r3, r12, lr, flags.
+///
+/// Per page program: wait until any bytes are readable (checking `abort`),
+/// take min(readable, bytes to the 256-byte page end, bytes left), 06h +
+/// WEL check, 02h + address + data, CS high, write `rp` at once (so the host
+/// refills during tPP), then wait for BUSY (`page_program_ms`) and detect a
+/// refusal as `Protected`. Bytes that wrap at the ring end go out in the
+/// same 02h command (the data is streamed across the wrap, not split).
+/// Pages are written partially when the host is slower than the chip; the
+/// W25Q64JV accepts repeated programs of one page.
+///
+/// # Safety
+/// `ring` must point to a `Ring` in target RAM whose `[start, end)` is RAM;
+/// only the host writes `wp`/`abort` and only the stub writes `rp`.
+#[no_mangle]
+pub unsafe extern "C" fn stub_program(cfg: &Config, addr: u32, ring: *mut Ring, len: u32) -> u32 {
+    dispatch(cfg, addr, ring as u32, len, Entry::Program) as u32
+}
+
+// `stub_bkpt`: `bkpt #0`, where every entry point returns to (the host sets
+// lr = stub_bkpt | 1). Not callable; in: nothing; out: the core halts.
+global_asm!(
+    ".section .text.stub_bkpt,\"ax\",%progbits",
+    ".global stub_bkpt",
+    ".type stub_bkpt,%function",
+    ".thumb_func",
+    "stub_bkpt:",
+    "bkpt #0",
+    "b stub_bkpt",
+    ".size stub_bkpt, . - stub_bkpt",
+);
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // Unreachable by construction (no indexing that can fail, no unwrap);
+    // if it ever is, stop at a breakpoint rather than run on.
+    loop {
+        // SAFETY: bkpt only halts the core under the debugger.
+        unsafe { core::arch::asm!("bkpt #1") };
+    }
+}
