@@ -2,6 +2,7 @@
 //! NOR flash is exposed to GDB as a flash window at 0x90000000.
 
 pub mod board;
+pub mod extflash;
 pub mod gdb;
 pub mod server;
 pub mod sim;

@@ -95,7 +95,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         chip,
     };
     let source = if args.sim {
-        sim_source(args.sim_state.clone(), attach)
+        sim_source(args.sim_state.clone(), &board, attach)
     } else {
         probe_source(args.probe.clone(), attach)
     };
@@ -122,10 +122,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 // ---- The one place that knows about the virtual board (`--sim`). ----
-fn sim_source(state_dir: Option<PathBuf>, attach: AttachOptions) -> SessionSource {
+/// The virtual board, wired as the board file says (the sim supports any
+/// SPI1..3 and pins), so `--board FILE` exercises that wiring end to end.
+fn sim_source(state_dir: Option<PathBuf>, board: &Board, attach: AttachOptions) -> SessionSource {
+    use extflash_gdb::sim::{Pin, Wiring};
+    let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
+    let wiring = board
+        .external_flash
+        .as_ref()
+        .map(|e| Wiring {
+            spi: e.spi,
+            sck: pin(e.sck),
+            miso: pin(e.miso),
+            mosi: pin(e.mosi),
+            af: e.af,
+            cs: pin(e.cs),
+        })
+        .unwrap_or_default();
     SessionSource::new(move || {
         let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
             state_dir,
+            wiring,
             ..Default::default()
         })?;
         let session = attach.attach(board.probe()).context("virtual board")?;

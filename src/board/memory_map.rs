@@ -39,7 +39,8 @@ pub enum MemoryMapError {
 
 /// The explicit regions of a board: each flash sector run becomes a `flash`
 /// region with that run's block size; RAM regions become `ram`. The
-/// external-flash window is added here by the next issue.
+/// external-flash window is added by [`memory_map_xml`], because its size
+/// and blocksize come from the identified chip.
 pub fn board_regions(board: &Board) -> Vec<MapRegion> {
     let mut out = Vec::new();
     for r in &board.regions {
@@ -157,9 +158,32 @@ pub fn to_xml(regions: &[MapRegion]) -> String {
     xml
 }
 
-/// The memory-map XML for a board.
+/// The external-flash window as a flash region: `size` bytes at `start`,
+/// erased in `blocksize` units (the chip's smallest erase).
+pub fn window_region(start: u32, size: u32, blocksize: u32) -> MapRegion {
+    MapRegion {
+        start: start.into(),
+        length: size.into(),
+        kind: MapKind::Flash { blocksize },
+    }
+}
+
+/// The memory-map XML for a board plus its external-flash window, if any.
+pub fn memory_map_xml(board: &Board, window: Option<MapRegion>) -> Result<String, MemoryMapError> {
+    let mut regions = board_regions(board);
+    regions.extend(window);
+    Ok(to_xml(&complete(regions)?))
+}
+
+/// The memory-map XML for a board, with the window as the board file
+/// describes it before the chip is identified (its pinned size, else
+/// 16 MiB, in 4 KiB blocks).
 pub fn board_memory_map_xml(board: &Board) -> Result<String, MemoryMapError> {
-    Ok(to_xml(&complete(board_regions(board))?))
+    let window = board
+        .external_flash
+        .as_ref()
+        .map(|e| window_region(e.window, e.size.unwrap_or(16 << 20), 0x1000));
+    memory_map_xml(board, window)
 }
 
 #[cfg(test)]
@@ -203,7 +227,7 @@ mod tests {
         }
         assert_eq!(cursor, SPACE_END);
         // Peripherals, the PPB and system memory fall in RAM entries.
-        for addr in [0x4002_3800u64, 0xE000_ED00, 0x1FFF_0000, 0x9000_0000, 0] {
+        for addr in [0x4002_3800u64, 0xE000_ED00, 0x1FFF_0000, 0x9100_0000, 0] {
             let r = map
                 .iter()
                 .find(|r| r.start <= addr && addr < r.start + r.length)
@@ -246,6 +270,29 @@ mod tests {
         let map = complete(vec![flash(0xFFFF_0000, 0x10000, 0x1000)]).unwrap();
         assert_eq!(map.len(), 2);
         assert_eq!(map[1].start + map[1].length, SPACE_END);
+    }
+
+    #[test]
+    fn window_is_advertised_as_flash_with_the_chip_blocksize() {
+        let xml = memory_map_xml(
+            &Board::builtin(),
+            Some(window_region(0x9000_0000, 8 << 20, 0x1000)),
+        )
+        .unwrap();
+        assert!(xml.contains(
+            "<memory type=\"flash\" start=\"0x90000000\" length=\"0x800000\">\n    \
+             <property name=\"blocksize\">0x1000</property>"
+        ));
+        // The rest of the old FSMC range stays readable as RAM.
+        assert!(
+            xml.contains("<memory type=\"ram\" start=\"0x90800000\""),
+            "{xml}"
+        );
+        let default = board_memory_map_xml(&Board::builtin()).unwrap();
+        assert!(
+            default.contains("start=\"0x90000000\" length=\"0x1000000\""),
+            "{default}"
+        );
     }
 
     #[test]

@@ -575,6 +575,20 @@ mod tests {
     }
 
     #[test]
+    fn spi3_board_file_is_valid_and_wired_differently() {
+        let text = include_str!("../../memory-maps/stm32f407ve-w25q64jv-spi3.toml");
+        let b = Board::from_toml_str(text, "spi3").unwrap();
+        let ext = b.external_flash.unwrap();
+        assert_eq!(ext.spi, 3);
+        assert_eq!(ext.af, 6);
+        assert_eq!(
+            [ext.sck, ext.miso, ext.mosi, ext.cs].map(|p| p.to_string()),
+            ["PC10", "PC11", "PC12", "PA15"]
+        );
+        assert_eq!(ext.jedec_id, None);
+    }
+
+    #[test]
     fn invalid_syntax_reports_line() {
         let text = with("spi = 1", "spi = = 1");
         match Board::from_toml_str(&text, "test.toml") {

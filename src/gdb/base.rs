@@ -1,5 +1,10 @@
 //! Registers and memory (`g`/`G`/`p`/`P`/`m`/`M`/`X`).
 //!
+//! Reads of the external-flash window go through the SPI stub (and its
+//! cache), never to the core: on the F407, 0x90000000 is FSMC bank 4 and a
+//! bus read there faults. `M`/`X` into the window get an `E` reply: the
+//! chip is only written by `load` (`vFlashWrite`).
+//!
 //! Memory accesses use the widest access the address and length allow
 //! (32-bit, else 16-bit, else bytes), so a 4-byte aligned read of a
 //! peripheral register is one 32-bit bus access as the hardware expects.
@@ -171,6 +176,57 @@ pub(crate) fn read_memory(
     })
 }
 
+/// `addr..addr+len` cut at the window's edges: (start, len, in_window).
+pub(crate) fn split_at_window(
+    addr: u32,
+    len: usize,
+    window: Option<std::ops::Range<u64>>,
+) -> Vec<(u32, usize, bool)> {
+    let start = u64::from(addr);
+    let end = start + len as u64;
+    let Some(w) = window.filter(|w| start < w.end && w.start < end) else {
+        return vec![(addr, len, false)];
+    };
+    let mut out = Vec::new();
+    let mut cuts = vec![start];
+    for c in [w.start, w.end] {
+        if start < c && c < end {
+            cuts.push(c);
+        }
+    }
+    cuts.push(end);
+    for pair in cuts.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        out.push((a as u32, (b - a) as usize, w.start <= a && b <= w.end));
+    }
+    out
+}
+
+/// Read any address: the window through the stub, the rest through the
+/// probe.
+pub(crate) fn read_any(t: &mut GdbTarget, address: u32, data: &mut [u8]) -> Result<(), GdbError> {
+    check_range(address, data.len())?;
+    let mut done = 0;
+    for (addr, len, in_window) in split_at_window(address, data.len(), t.window()) {
+        let piece = &mut data[done..done + len];
+        if in_window {
+            t.with_ext(|ext, core| ext.read(core, addr, piece))
+                .map_err(|e| match e {
+                    GdbError::ExtFlash(source) => GdbError::ExtFlashRead {
+                        address: addr,
+                        len,
+                        source,
+                    },
+                    other => other,
+                })?;
+        } else {
+            read_memory(t, addr, piece)?;
+        }
+        done += len;
+    }
+    Ok(())
+}
+
 pub(crate) fn write_memory(t: &mut GdbTarget, address: u32, data: &[u8]) -> Result<(), GdbError> {
     check_range(address, data.len())?;
     let len = data.len();
@@ -275,11 +331,18 @@ impl SingleThreadBase for GdbTarget {
     }
 
     fn read_addrs(&mut self, start_addr: u32, data: &mut [u8]) -> TargetResult<usize, Self> {
-        read_memory(self, start_addr, data).map_err(to_target_error)?;
+        read_any(self, start_addr, data).map_err(to_target_error)?;
         Ok(data.len())
     }
 
     fn write_addrs(&mut self, start_addr: u32, data: &[u8]) -> TargetResult<(), Self> {
+        if self.in_window(start_addr, data.len() as u64) {
+            let e = crate::extflash::ExtFlashError::PlainWrite {
+                address: start_addr,
+                len: data.len(),
+            };
+            return Err(to_target_error(e.into()));
+        }
         write_memory(self, start_addr, data).map_err(to_target_error)
     }
 
@@ -367,6 +430,31 @@ mod tests {
             set_extra_byte(extra, 3, 0x1FF),
             0xFF01_4001,
             "value masked to a byte"
+        );
+    }
+
+    #[test]
+    fn reads_are_cut_at_the_window_edges() {
+        let w = Some(0x9000_0000u64..0x9080_0000);
+        assert_eq!(
+            split_at_window(0x2000_0000, 8, w.clone()),
+            [(0x2000_0000, 8, false)]
+        );
+        assert_eq!(
+            split_at_window(0x9000_0010, 8, w.clone()),
+            [(0x9000_0010, 8, true)]
+        );
+        assert_eq!(
+            split_at_window(0x8FFF_FFFC, 8, w.clone()),
+            [(0x8FFF_FFFC, 4, false), (0x9000_0000, 4, true)]
+        );
+        assert_eq!(
+            split_at_window(0x907F_FFFE, 4, w),
+            [(0x907F_FFFE, 2, true), (0x9080_0000, 2, false)]
+        );
+        assert_eq!(
+            split_at_window(0x9000_0000, 4, None),
+            [(0x9000_0000, 4, false)]
         );
     }
 

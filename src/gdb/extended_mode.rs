@@ -15,6 +15,7 @@ const PID: usize = 1;
 
 impl GdbTarget {
     fn reset_halt(&mut self) -> Result<(), GdbError> {
+        self.invalidate_ext_cache();
         self.core()?
             .reset_and_halt(RESET_TIMEOUT)
             .map_err(|source| GdbError::Reset { source })?;

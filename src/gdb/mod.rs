@@ -13,6 +13,7 @@
 pub mod arch;
 mod base;
 mod breakpoints;
+pub mod crc;
 mod extended_mode;
 mod flash;
 pub mod flash_plan;
@@ -32,6 +33,7 @@ use gdbstub::target::{Target, TargetError};
 use probe_rs::{Core, CoreStatus, HaltReason, Session};
 
 use crate::board::Board;
+use crate::extflash::{ExtFlash, ExtFlashError};
 use arch::CortexM4F;
 pub use breakpoints::{dwt_match, DwtMatch, WatchSlot};
 use flash_plan::{FlashPlan, FlashPlanError};
@@ -143,6 +145,15 @@ pub enum GdbError {
         #[source]
         source: probe_rs::flashing::FlashError,
     },
+    #[error("reading {len} bytes of external flash at {address:#010x} failed")]
+    ExtFlashRead {
+        address: u32,
+        len: usize,
+        #[source]
+        source: ExtFlashError,
+    },
+    #[error("external flash")]
+    ExtFlash(#[from] ExtFlashError),
 }
 
 impl GdbError {
@@ -164,7 +175,8 @@ impl GdbError {
             GdbError::HwBreakpoint { .. }
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::Watchpoint { .. } => 0x10,
-            GdbError::FlashPlan(_) | GdbError::FlashCommit { .. } => 0x05,
+            GdbError::ExtFlashRead { .. } => 0x0e,
+            GdbError::FlashPlan(_) | GdbError::FlashCommit { .. } | GdbError::ExtFlash(_) => 0x05,
         }
     }
 
@@ -183,6 +195,9 @@ impl GdbError {
             | GdbError::Reset { source }
             | GdbError::HwBreakpoint { source, .. }
             | GdbError::Watchpoint { source, .. } => Some(source),
+            GdbError::ExtFlashRead { source, .. } | GdbError::ExtFlash(source) => {
+                source.probe_error()
+            }
             GdbError::MemoryWraps { .. }
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::FlashPlan(_)
@@ -265,7 +280,10 @@ pub enum ExecState {
 pub struct GdbTarget {
     session: Session,
     board: Arc<Board>,
+    /// Regenerated when the external flash is identified.
     memory_map_xml: Arc<str>,
+    /// The external flash behind the window, if the board has one.
+    ext: Option<ExtFlash>,
     /// Address → original halfword under our `BKPT #0`.
     sw_breakpoints: BTreeMap<u32, u16>,
     /// Addresses with an FPB comparator we set.
@@ -279,8 +297,9 @@ impl GdbTarget {
     pub fn new(session: Session, board: Arc<Board>, memory_map_xml: Arc<str>) -> Self {
         GdbTarget {
             session,
-            board,
+            board: board.clone(),
             memory_map_xml,
+            ext: board.external_flash.clone().map(ExtFlash::new),
             sw_breakpoints: BTreeMap::new(),
             hw_breakpoints: Vec::new(),
             watch_slots: Vec::new(),
@@ -299,7 +318,11 @@ impl GdbTarget {
         self.exec
     }
 
-    /// Halt the core for a new connection (GDB expects a stopped target).
+    /// Halt the core for a new connection (GDB expects a stopped target),
+    /// then identify the external flash so the memory map GDB asks for next
+    /// has the chip's size and erase size. An identification failure is
+    /// logged and the board file's window advertised instead: the session
+    /// goes on, and flash operations report the error again.
     pub fn on_connect(&mut self) -> Result<(), SessionFault> {
         self.exec = ExecState::Halted;
         let result = self.core().and_then(|mut core| {
@@ -312,7 +335,70 @@ impl GdbTarget {
             }
             Ok(())
         });
-        result.or_else(fatal_only)
+        result.or_else(fatal_only)?;
+        if let Err(e) = self.identify_ext_flash() {
+            fatal_only(e)?;
+        }
+        Ok(())
+    }
+
+    /// Identify the external flash (if any) and regenerate the memory map.
+    pub(crate) fn identify_ext_flash(&mut self) -> Result<(), GdbError> {
+        let Some(mut ext) = self.ext.take() else {
+            return Ok(());
+        };
+        let result = self
+            .core()
+            .and_then(|mut core| ext.identify(&mut core).map(|_| ()).map_err(GdbError::from));
+        self.ext = Some(ext);
+        self.refresh_memory_map();
+        result
+    }
+
+    /// The memory map with the window as currently known.
+    pub(crate) fn refresh_memory_map(&mut self) {
+        let window = self.ext.as_ref().map(|e| {
+            crate::board::memory_map::window_region(e.config().window, e.size(), e.blocksize())
+        });
+        match crate::board::memory_map::memory_map_xml(&self.board, window) {
+            Ok(xml) => self.memory_map_xml = xml.into(),
+            Err(e) => tracing::error!("memory map with the external flash window: {e}"),
+        }
+    }
+
+    /// Run `f` on the external flash with the core; errors name the flash.
+    pub(crate) fn with_ext<R>(
+        &mut self,
+        f: impl FnOnce(&mut ExtFlash, &mut Core<'_>) -> Result<R, ExtFlashError>,
+    ) -> Result<R, GdbError> {
+        let mut ext = self
+            .ext
+            .take()
+            .ok_or(GdbError::ExtFlash(ExtFlashError::NotConfigured))?;
+        let result = self
+            .session
+            .core(0)
+            .map_err(|source| GdbError::Core { source })
+            .and_then(|mut core| f(&mut ext, &mut core).map_err(GdbError::from));
+        self.ext = Some(ext);
+        result
+    }
+
+    /// Whether `addr..addr+len` touches the external-flash window.
+    pub(crate) fn in_window(&self, addr: u32, len: u64) -> bool {
+        self.ext.as_ref().is_some_and(|e| e.overlaps(addr, len))
+    }
+
+    /// The window's address range, if the board has one.
+    pub(crate) fn window(&self) -> Option<std::ops::Range<u64>> {
+        self.ext.as_ref().map(|e| e.window())
+    }
+
+    /// The core may have run or been reset: cached window reads are stale.
+    pub(crate) fn invalidate_ext_cache(&mut self) {
+        if let Some(e) = self.ext.as_mut() {
+            e.invalidate();
+        }
     }
 
     /// Poll a running core. `Ok(None)` while it runs.
@@ -415,6 +501,9 @@ impl GdbTarget {
     /// connection ends for any reason, so a stale `BKPT` never stays behind.
     pub fn cleanup(&mut self) -> Result<(), SessionFault> {
         self.flash = FlashPlan::default();
+        if let Some(e) = self.ext.as_mut() {
+            e.forget_request();
+        }
         let sw: Vec<(u32, u16)> = std::mem::take(&mut self.sw_breakpoints)
             .into_iter()
             .collect();

@@ -1,4 +1,6 @@
-//! `monitor` commands (`qRcmd`): reset, halt, resume, help. Output goes to
+//! `monitor` commands (`qRcmd`): reset, halt, resume, help, and the
+//! external flash (`flash info`, `flash erase-all`, `flash unprotect`).
+//! Output goes to
 //! GDB's console as `O` packets; gdbstub sends the final `OK`.
 //!
 //! Parsing is pure ([`MonitorCommand::parse`]); execution is in the
@@ -8,6 +10,7 @@ use gdbstub::outputln;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 
 use super::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault, RESET_TIMEOUT};
+use crate::extflash::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MonitorCommand {
@@ -18,6 +21,12 @@ pub enum MonitorCommand {
     Halt,
     Resume,
     Help,
+    /// JEDEC ID, SFDP geometry, status registers, protection.
+    FlashInfo,
+    /// Chip erase of the external flash.
+    FlashEraseAll,
+    /// Clear the block protection in the volatile status registers.
+    FlashUnprotect,
 }
 
 pub const HELP: &str = "\
@@ -26,6 +35,9 @@ extflash-gdb monitor commands:
   reset run            reset the chip and let it run (GDB still thinks it is stopped)
   halt                 halt the core (e.g. after `reset run` or `resume`)
   resume               let the core run without GDB waiting for it
+  flash info           external flash: JEDEC ID, geometry, status registers, protection
+  flash erase-all      erase the whole external flash (chip erase)
+  flash unprotect      clear BP/TB/SEC/CMP in the volatile status registers (until power-off)
   help                 this text
 ";
 
@@ -47,13 +59,98 @@ impl MonitorCommand {
             ["halt"] => MonitorCommand::Halt,
             ["resume"] | ["go"] => MonitorCommand::Resume,
             ["help"] | ["?"] => MonitorCommand::Help,
+            ["flash", "info"] => MonitorCommand::FlashInfo,
+            ["flash", "erase-all"] | ["flash", "mass-erase"] => MonitorCommand::FlashEraseAll,
+            ["flash", "unprotect"] => MonitorCommand::FlashUnprotect,
             _ => return Err(MonitorParseError::Unknown(text.trim().to_string())),
         })
     }
 }
 
 impl GdbTarget {
+    /// The external-flash commands; returns the lines to print.
+    fn run_flash_monitor(&mut self, cmd: MonitorCommand) -> Result<Vec<String>, GdbError> {
+        let mut lines = Vec::new();
+        match cmd {
+            MonitorCommand::FlashInfo => {
+                self.identify_ext_flash()?;
+                let (chip, status, window) = self.with_ext(|ext, core| {
+                    let status = ext.status(core)?;
+                    Ok((ext.chip().cloned(), status, ext.window()))
+                })?;
+                let cfg = self.ext.as_ref().map(|e| e.config().clone());
+                if let (Some(chip), Some(cfg)) = (chip, cfg) {
+                    let [a, b, c] = chip.jedec_id;
+                    lines.push(format!(
+                        "external flash: {} (JEDEC ID {a:02X} {b:02X} {c:02X}) on {}",
+                        chip.name,
+                        crate::extflash::wiring::describe(&cfg)
+                    ));
+                    let g = &chip.geometry;
+                    let erase: Vec<String> = g
+                        .erase_types
+                        .iter()
+                        .map(|e| format!("{} KiB ({:02X}h)", e.size / 1024, e.opcode))
+                        .collect();
+                    lines.push(format!(
+                        "geometry ({}): {} KiB, {}-byte pages, erase {}",
+                        chip.source,
+                        g.size / 1024,
+                        g.page_size,
+                        erase.join(", ")
+                    ));
+                    lines.push(format!(
+                        "window: {:#010x}..{:#010x}",
+                        window.start, window.end
+                    ));
+                }
+                lines.extend(status.describe().lines().map(str::to_string));
+            }
+            MonitorCommand::FlashUnprotect => {
+                let (before, after) = self.with_ext(|ext, core| ext.unprotect(core))?;
+                lines.push(format!(
+                    "status before: SR1={:02X} SR2={:02X}; after: SR1={:02X} SR2={:02X} (volatile: \
+                     protection returns at power-off)",
+                    before.0[0], before.0[1], after.0[0], after.0[1]
+                ));
+                lines.push(if after.protects_something() {
+                    "still protected: the status registers are locked (SRL) or WPS is set".into()
+                } else {
+                    "external flash unprotected".into()
+                });
+            }
+            MonitorCommand::FlashEraseAll => {
+                let window = self.ext.as_ref().map(|e| e.config().window).unwrap_or(0);
+                let mut progress = Vec::new();
+                let result = self.with_ext(|ext, core| {
+                    ext.erase_all(core, &mut |e| {
+                        super::flash::log_event(window, &e);
+                        progress.push(describe_event(&e));
+                    })
+                });
+                lines.extend(progress);
+                result?;
+            }
+            _ => unreachable!("not a flash command"),
+        }
+        Ok(lines)
+    }
+
     fn run_monitor(&mut self, cmd: MonitorCommand) -> Result<String, GdbError> {
+        if matches!(
+            cmd,
+            MonitorCommand::ResetHalt | MonitorCommand::ResetRun | MonitorCommand::Resume
+        ) {
+            self.invalidate_ext_cache();
+        }
+        if matches!(
+            cmd,
+            MonitorCommand::FlashInfo
+                | MonitorCommand::FlashEraseAll
+                | MonitorCommand::FlashUnprotect
+        ) {
+            return self.run_flash_monitor(cmd).map(|l| l.join("\n"));
+        }
         let halts = matches!(cmd, MonitorCommand::ResetHalt | MonitorCommand::Halt);
         let mut core = self.core()?;
         let text = match cmd {
@@ -83,12 +180,34 @@ impl GdbTarget {
                 "core running (use `monitor halt` or Ctrl-C with `continue`)".to_string()
             }
             MonitorCommand::Help => HELP.trim_end().to_string(),
+            MonitorCommand::FlashInfo
+            | MonitorCommand::FlashEraseAll
+            | MonitorCommand::FlashUnprotect => unreachable!("handled above"),
         };
         drop(core);
         if halts {
             self.exec = ExecState::Halted;
         }
         Ok(text)
+    }
+}
+
+fn describe_event(e: &Event) -> String {
+    match e {
+        Event::Erasing { offset, size } => {
+            format!("erasing {} KiB at chip offset {offset:#x}...", size / 1024)
+        }
+        Event::Waiting { what, elapsed } => {
+            format!("{what}: still running after {} s", elapsed.as_secs())
+        }
+        Event::Done {
+            erased, elapsed, ..
+        } => format!(
+            "erased {} KiB in {:.1} s",
+            erased / 1024,
+            elapsed.as_secs_f64()
+        ),
+        other => format!("{other:?}"),
     }
 }
 
@@ -133,6 +252,9 @@ mod tests {
             ("halt", Halt),
             ("resume", Resume),
             ("help", Help),
+            ("flash info", FlashInfo),
+            ("flash  erase-all", FlashEraseAll),
+            ("flash unprotect", FlashUnprotect),
         ] {
             assert_eq!(MonitorCommand::parse(text), Ok(want), "{text:?}");
         }
@@ -145,11 +267,20 @@ mod tests {
             Err(MonitorParseError::Unknown("reset now".into()))
         );
         assert_eq!(MonitorCommand::parse("   "), Err(MonitorParseError::Empty));
-        let msg = MonitorCommand::parse("flash erase")
+        let msg = MonitorCommand::parse("flash erase 0")
             .unwrap_err()
             .to_string();
         assert!(msg.contains("monitor help"), "{msg}");
-        for cmd in ["reset halt", "reset run", "halt", "resume", "help"] {
+        for cmd in [
+            "reset halt",
+            "reset run",
+            "halt",
+            "resume",
+            "help",
+            "flash info",
+            "flash erase-all",
+            "flash unprotect",
+        ] {
             assert!(HELP.contains(cmd), "help lacks {cmd}");
         }
     }

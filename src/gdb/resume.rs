@@ -21,6 +21,8 @@ impl SingleThreadResume for GdbTarget {
             // A bare-metal core has no signals to deliver.
             tracing::debug!(%signal, "ignoring signal on continue");
         }
+        // The application may change the external flash while it runs.
+        self.invalidate_ext_cache();
         let result = self
             .core()
             .and_then(|mut core| core.run().map_err(|source| GdbError::Resume { source }));
@@ -46,6 +48,7 @@ impl SingleThreadSingleStep for GdbTarget {
         if let Some(signal) = signal {
             tracing::debug!(%signal, "ignoring signal on step");
         }
+        self.invalidate_ext_cache();
         let result = self
             .core()
             .and_then(|mut core| core.step().map_err(|source| GdbError::Step { source }));

@@ -472,14 +472,26 @@ fn feed<'a>(
 /// Packets the server answers itself, before gdbstub.
 ///
 /// `qCRC:addr,len`: gdbstub has no handler and would parse it as `qC` with
-/// trailing junk (a protocol error that drops the connection). For now we
-/// answer empty ("not supported"), which makes GDB's `compare-sections` read
-/// the memory instead; the next issue computes the CRC here.
-fn intercept(_target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
-    if payload.starts_with(b"qCRC:") {
-        return Some(Vec::new());
-    }
-    None
+/// trailing junk (a protocol error that drops the connection). We compute
+/// the CRC ([`GdbTarget::qcrc`]: the window on the target through the stub,
+/// the rest from memory read through the probe) and reply `C<crc32>`, or
+/// `E xx` with the reason in the log.
+fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
+    let args = payload.strip_prefix(b"qCRC:")?;
+    let Some((addr, len)) = crate::gdb::crc::parse_qcrc(args) else {
+        tracing::warn!(packet = %String::from_utf8_lossy(payload), "malformed qCRC");
+        return Some(b"E01".to_vec());
+    };
+    Some(match target.qcrc(addr, len) {
+        Ok(crc) => format!("C{crc:08x}").into_bytes(),
+        Err(e) => {
+            tracing::warn!(
+                error = %crate::gdb::DisplayChain(&e),
+                "qCRC of {len:#x} bytes at {addr:#010x} failed"
+            );
+            format!("E{:02x}", e.errno()).into_bytes()
+        }
+    })
 }
 
 /// How a gdbstub error ends the connection: a target fault ends the session,

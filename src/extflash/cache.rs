@@ -1,0 +1,130 @@
+//! Read cache for the external-flash window, in 4 KiB lines of chip offsets.
+//!
+//! Only valid while nothing else can change the chip: the owner drops it on
+//! every write, erase, reset and resume (the application may program the
+//! chip itself while it runs). Bounded: when full it starts over.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+pub const LINE: u32 = 0x1000;
+/// At most this many bytes are cached (2 MiB).
+pub const MAX_LINES: usize = 512;
+
+#[derive(Debug, Default, Clone)]
+pub struct ReadCache {
+    lines: BTreeMap<u32, Vec<u8>>,
+}
+
+impl ReadCache {
+    pub fn clear(&mut self) {
+        self.lines.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Copy `offset..offset+buf.len()` out if every line is cached.
+    pub fn get(&self, offset: u32, buf: &mut [u8]) -> bool {
+        if !self.covers(offset, buf.len() as u32) {
+            return false;
+        }
+        let mut at = offset;
+        let mut done = 0;
+        while done < buf.len() {
+            let line = at / LINE;
+            let within = (at % LINE) as usize;
+            let n = (LINE as usize - within).min(buf.len() - done);
+            let data = &self.lines[&line];
+            buf[done..done + n].copy_from_slice(&data[within..within + n]);
+            done += n;
+            at += n as u32;
+        }
+        true
+    }
+
+    fn covers(&self, offset: u32, len: u32) -> bool {
+        self.lines_of(offset, len)
+            .all(|l| self.lines.contains_key(&l))
+    }
+
+    fn lines_of(&self, offset: u32, len: u32) -> Range<u32> {
+        if len == 0 {
+            return 0..0;
+        }
+        offset / LINE..(offset + len - 1) / LINE + 1
+    }
+
+    /// Line-aligned chip ranges to fetch for `offset..+len`: the missing
+    /// lines, grouped in runs of at most `max_run` bytes.
+    pub fn missing(&self, offset: u32, len: u32, max_run: u32) -> Vec<Range<u32>> {
+        let max_lines = (max_run / LINE).max(1);
+        let mut out: Vec<Range<u32>> = Vec::new();
+        for l in self.lines_of(offset, len) {
+            if self.lines.contains_key(&l) {
+                continue;
+            }
+            match out.last_mut() {
+                Some(r) if r.end == l * LINE && (r.end - r.start) / LINE < max_lines => {
+                    r.end += LINE
+                }
+                _ => out.push(l * LINE..(l + 1) * LINE),
+            }
+        }
+        out
+    }
+
+    /// Store line-aligned data read from the chip.
+    pub fn insert(&mut self, offset: u32, data: &[u8]) {
+        debug_assert_eq!(offset % LINE, 0);
+        if self.lines.len() + data.len() / LINE as usize > MAX_LINES {
+            self.lines.clear();
+        }
+        for (i, chunk) in data.chunks(LINE as usize).enumerate() {
+            if chunk.len() == LINE as usize {
+                self.lines.insert(offset / LINE + i as u32, chunk.to_vec());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unaligned_read_spanning_lines_hits_after_insert() {
+        let mut c = ReadCache::default();
+        let mut buf = [0u8; 10];
+        assert!(!c.get(0xFFB, &mut buf));
+        assert_eq!(c.missing(0xFFB, 10, 0x4000), vec![0..0x2000u32]);
+        let data: Vec<u8> = (0..0x2000u32).map(|i| i as u8).collect();
+        c.insert(0, &data);
+        assert!(c.get(0xFFB, &mut buf));
+        assert_eq!(buf.to_vec(), data[0xFFB..0x1005].to_vec());
+        c.clear();
+        assert!(!c.get(0xFFB, &mut buf));
+    }
+
+    #[test]
+    fn missing_lines_are_grouped_in_bounded_runs() {
+        let mut c = ReadCache::default();
+        c.insert(0x2000, &[0; 0x1000]);
+        assert_eq!(
+            c.missing(0, 0x6000, 0x2000),
+            [0..0x2000, 0x3000..0x5000, 0x5000..0x6000]
+        );
+        assert!(c.missing(0x2000, 0x1000, 0x2000).is_empty());
+        assert!(c.missing(0x2000, 0, 0x2000).is_empty());
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let mut c = ReadCache::default();
+        for i in 0..=MAX_LINES as u32 {
+            c.insert(i * LINE, &[0; LINE as usize]);
+        }
+        assert!(c.lines.len() <= MAX_LINES);
+    }
+}

@@ -1,0 +1,193 @@
+//! Errors of the external-flash subsystem. Every variant carries what a user
+//! needs to check on the board: the address, the SPI instance and pins, or
+//! the register that did not come back.
+//!
+//! Tiering (an `E xx` reply vs. the end of the session) is decided by
+//! variant in [`ExtFlashError::probe_error`], never by message text.
+
+use extflash_stub_abi::Status;
+
+use super::plan::PlanError;
+use super::stub::StubImageError;
+
+/// The wiring, for messages: "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WiringText(pub String);
+
+impl std::fmt::Display for WiringText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stub entry point returned something other than [`Status::Ok`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StubStatusError {
+    #[error("the chip stayed busy past its datasheet maximum ({limit_ms} ms)")]
+    BusyTimeout { limit_ms: u32 },
+    #[error("write enable (06h) did not set WEL: check that /WP and the chip's supply are fine")]
+    WelNotSet,
+    #[error(
+        "the chip ignored the program/erase: it is write-protected: run `monitor flash unprotect`"
+    )]
+    Protected,
+    #[error("no chip answers (JEDEC ID read as all ones or all zeros)")]
+    NoChip,
+    #[error("the stub rejected its arguments (alignment, length or erase kind)")]
+    BadArgument,
+    #[error("the stub waited too long for data from the host")]
+    RingTimeout,
+    #[error("aborted by the host")]
+    Aborted,
+    #[error("the SPI block never completed a frame (is its clock enabled? wrong SPI instance?)")]
+    SpiTimeout,
+    #[error("the stub found no valid config block")]
+    BadConfig,
+    #[error("the stub returned an unknown status {code:#x}")]
+    Unknown { code: u32 },
+}
+
+impl StubStatusError {
+    /// `Ok(())` for [`Status::Ok`]; `limit_ms` is the operation's busy limit.
+    pub fn check(code: u32, limit_ms: u32) -> Result<(), StubStatusError> {
+        Err(match Status::from_u32(code) {
+            Some(Status::Ok) => return Ok(()),
+            Some(Status::BusyTimeout) => StubStatusError::BusyTimeout { limit_ms },
+            Some(Status::WelNotSet) => StubStatusError::WelNotSet,
+            Some(Status::Protected) => StubStatusError::Protected,
+            Some(Status::NoChip) => StubStatusError::NoChip,
+            Some(Status::BadArgument) => StubStatusError::BadArgument,
+            Some(Status::RingTimeout) => StubStatusError::RingTimeout,
+            Some(Status::Aborted) => StubStatusError::Aborted,
+            Some(Status::SpiTimeout) => StubStatusError::SpiTimeout,
+            Some(Status::BadConfig) => StubStatusError::BadConfig,
+            None => StubStatusError::Unknown { code },
+        })
+    }
+}
+
+/// What went wrong with the external flash.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtFlashError {
+    #[error("the board file has no [external_flash] section")]
+    NotConfigured,
+    #[error("the built-in SPI driver stub is unusable")]
+    StubImage {
+        #[source]
+        source: StubImageError,
+    },
+    #[error(
+        "the stub ({len} bytes) plus its buffers do not fit the work area {start:#010x}+{size:#x}"
+    )]
+    WorkAreaTooSmall { start: u32, size: u32, len: u32 },
+    #[error("no SPI flash answers on {wiring}: check wiring and power")]
+    NoChip { wiring: WiringText },
+    #[error("the SPI flash on {wiring} has JEDEC ID {found:02X?}, the board file expects {expected:02X?}")]
+    UnexpectedChip {
+        wiring: WiringText,
+        expected: [u8; 3],
+        found: [u8; 3],
+    },
+    #[error(
+        "the application is in the middle of its own SPI transaction (CS {cs} is low) and \
+         {address:#010x}+{len:#x} is not cached: let it run past the transaction and try again"
+    )]
+    AppInTransaction { cs: String, address: u32, len: u32 },
+    #[error(
+        "{address:#010x}+{len:#x} is outside the {size:#x}-byte external flash at {window:#010x}"
+    )]
+    OutsideChip {
+        address: u32,
+        len: u32,
+        window: u32,
+        size: u32,
+    },
+    #[error("{op} at {address:#010x} failed on {wiring}")]
+    Stub {
+        op: &'static str,
+        address: u32,
+        wiring: WiringText,
+        #[source]
+        source: StubStatusError,
+    },
+    #[error("{op} at {address:#010x}: the stub did not finish within {timeout_ms} ms (halted it)")]
+    Timeout {
+        op: &'static str,
+        address: u32,
+        timeout_ms: u64,
+    },
+    #[error("{op} at {address:#010x}: the stub stopped at pc {pc:#010x} instead of its BKPT")]
+    WrongHalt {
+        op: &'static str,
+        address: u32,
+        pc: u32,
+    },
+    #[error("{op}: the stub overflowed its stack (canary at {canary:#010x} reads {found:#010x})")]
+    StackOverflow {
+        op: &'static str,
+        canary: u32,
+        found: u32,
+    },
+    #[error("the stub image did not read back at {address:#010x}: is the work area RAM?")]
+    Readback { address: u32 },
+    #[error("{what} failed")]
+    Probe {
+        what: String,
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("the external-flash request cannot be planned")]
+    Plan(#[from] PlanError),
+    #[error("write of {len} bytes at {address:#010x}: the external flash is only written by `load` (vFlashWrite); plain memory writes are refused")]
+    PlainWrite { address: u32, len: usize },
+}
+
+impl ExtFlashError {
+    pub(crate) fn probe(what: impl Into<String>) -> impl FnOnce(probe_rs::Error) -> Self {
+        let what = what.into();
+        move |source| ExtFlashError::Probe { what, source }
+    }
+
+    /// The probe-rs error underneath, if any (used to tell a lost probe).
+    pub fn probe_error(&self) -> Option<&probe_rs::Error> {
+        match self {
+            ExtFlashError::Probe { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_messages_users_can_act_on() {
+        assert_eq!(StubStatusError::check(0, 1), Ok(()));
+        let protected = StubStatusError::check(Status::Protected as u32, 1).unwrap_err();
+        assert!(protected.to_string().contains("monitor flash unprotect"));
+        assert_eq!(
+            StubStatusError::check(Status::BusyTimeout as u32, 400),
+            Err(StubStatusError::BusyTimeout { limit_ms: 400 })
+        );
+        assert!(StubStatusError::check(1, 400)
+            .unwrap_err()
+            .to_string()
+            .contains("400 ms"));
+        assert_eq!(
+            StubStatusError::check(0x77, 1),
+            Err(StubStatusError::Unknown { code: 0x77 })
+        );
+    }
+
+    #[test]
+    fn no_chip_message_names_instance_and_pins() {
+        let e = ExtFlashError::NoChip {
+            wiring: WiringText("SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no SPI flash answers on SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0): check wiring and power"
+        );
+    }
+}

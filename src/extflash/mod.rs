@@ -1,0 +1,624 @@
+//! The external SPI NOR flash behind the GDB window (0x90000000 by default):
+//! identification, reads, CRCs, erase and program, all through the SPI
+//! driver stub run in target RAM.
+//!
+//! One concern per file: [`stub`] parses the embedded stub ELF, [`wiring`]
+//! turns the board file into the stub's config block and the register list
+//! to preserve, [`runner`] is the one fixed call sequence (save, load, run,
+//! restore), [`chip`] interprets JEDEC/SFDP/status bytes, [`plan`] turns
+//! GDB's requests into erase/program operations, [`cache`] holds window
+//! reads. [`ExtFlash`] ties them together for the GDB layer.
+//!
+//! Owns the chip and the work area while a call runs; never touches the
+//! chip while the application holds its chip select (see
+//! [`runner::cs_asserted`]). Emits progress as [`Event`]s; never prints.
+
+pub mod cache;
+pub mod chip;
+pub mod error;
+pub mod plan;
+pub mod runner;
+pub mod stub;
+pub mod wiring;
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use extflash_stub_abi::{self as abi, EraseKind, Timeouts};
+use probe_rs::Core;
+
+use crate::board::ExternalFlash;
+use cache::ReadCache;
+use chip::{ChipInfo, StatusRegs};
+use error::WiringText;
+pub use error::{ExtFlashError, StubStatusError};
+use plan::LoadRequest;
+use runner::{timeout_for, Call, RunProgress, StubSession};
+use stub::StubImage;
+
+/// Window size advertised before (or without) identification: the largest
+/// 3-byte-address part, as the board file validation reserves.
+pub const DEFAULT_WINDOW: u32 = chip::MAX_3BYTE_SIZE;
+/// Blocksize advertised before identification (every SPI NOR erases 4 KiB).
+pub const DEFAULT_BLOCK: u32 = 0x1000;
+
+/// Progress of external-flash work, for logs and progress output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Identified {
+        jedec_id: [u8; 3],
+        name: String,
+        size: u32,
+    },
+    Erasing {
+        offset: u32,
+        size: u32,
+    },
+    Programmed {
+        offset: u32,
+        bytes: u32,
+    },
+    /// A long operation is still running.
+    Waiting {
+        what: &'static str,
+        elapsed: Duration,
+    },
+    Done {
+        erased: u64,
+        programmed: u64,
+        elapsed: Duration,
+    },
+}
+
+/// The external flash of one board, as seen through the stub.
+pub struct ExtFlash {
+    ext: ExternalFlash,
+    stub: Result<StubImage, stub::StubImageError>,
+    chip: Option<ChipInfo>,
+    cache: ReadCache,
+    request: LoadRequest,
+}
+
+impl ExtFlash {
+    pub fn new(ext: ExternalFlash) -> ExtFlash {
+        ExtFlash {
+            ext,
+            stub: StubImage::builtin(),
+            chip: None,
+            cache: ReadCache::default(),
+            request: LoadRequest::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ExternalFlash {
+        &self.ext
+    }
+
+    pub fn chip(&self) -> Option<&ChipInfo> {
+        self.chip.as_ref()
+    }
+
+    /// Bytes of the window: the board's pinned size, else the identified
+    /// chip's, else [`DEFAULT_WINDOW`].
+    pub fn size(&self) -> u32 {
+        self.ext
+            .size
+            .or(self.chip.as_ref().map(|c| c.geometry.size))
+            .unwrap_or(DEFAULT_WINDOW)
+    }
+
+    /// The GDB blocksize: the smallest erase the stub can issue.
+    pub fn blocksize(&self) -> u32 {
+        self.chip
+            .as_ref()
+            .and_then(|c| c.geometry.min_erase())
+            .unwrap_or(DEFAULT_BLOCK)
+    }
+
+    pub fn window(&self) -> Range<u64> {
+        let base = u64::from(self.ext.window);
+        base..base + u64::from(self.size())
+    }
+
+    /// Whether any byte of `addr..addr+len` falls in the window.
+    pub fn overlaps(&self, addr: u32, len: u64) -> bool {
+        let w = self.window();
+        let a = u64::from(addr);
+        a < w.end && w.start < a + len.max(1)
+    }
+
+    /// Forget cached reads: call on every write, erase, reset and resume.
+    pub fn invalidate(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Drop a half-received `load`.
+    pub fn forget_request(&mut self) {
+        self.request = LoadRequest::default();
+    }
+
+    pub fn has_pending_request(&self) -> bool {
+        !self.request.is_empty()
+    }
+
+    fn wiring(&self) -> WiringText {
+        WiringText(wiring::describe(&self.ext))
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.chip
+            .as_ref()
+            .map(|c| c.timeouts)
+            .unwrap_or(Timeouts::W25Q64JV)
+    }
+
+    /// Chip offset of a window address range, checked against the size.
+    fn offset(&self, addr: u32, len: u32) -> Result<u32, ExtFlashError> {
+        let w = self.window();
+        let a = u64::from(addr);
+        if a < w.start || a + u64::from(len) > w.end {
+            return Err(ExtFlashError::OutsideChip {
+                address: addr,
+                len,
+                window: self.ext.window,
+                size: self.size(),
+            });
+        }
+        Ok((a - w.start) as u32)
+    }
+
+    /// Run `f` in one stub session (after `stub_init`), unless the
+    /// application holds the chip select.
+    fn session<R>(
+        &self,
+        core: &mut Core<'_>,
+        address: u32,
+        len: u32,
+        f: impl FnOnce(&mut StubSession<'_, '_>, u32) -> Result<R, ExtFlashError>,
+    ) -> Result<R, ExtFlashError> {
+        if runner::cs_asserted(core, &self.ext)? {
+            return Err(ExtFlashError::AppInTransaction {
+                cs: self.ext.cs.to_string(),
+                address,
+                len,
+            });
+        }
+        let stub = self
+            .stub
+            .as_ref()
+            .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
+        let config = wiring::config(&self.ext, self.timeouts());
+        let wiring = self.wiring();
+        runner::with_stub(core, stub, &self.ext, &config, |s| {
+            let id = s
+                .call(Call::Init, 0, timeout_for(10, 0))
+                .map_err(|e| match e {
+                    ExtFlashError::Stub {
+                        source: StubStatusError::NoChip,
+                        ..
+                    } => ExtFlashError::NoChip {
+                        wiring: wiring.clone(),
+                    },
+                    other => other,
+                })?;
+            f(s, id)
+        })
+    }
+
+    /// Identify the chip (JEDEC ID, then SFDP, then the part table) and
+    /// remember it.
+    pub fn identify(&mut self, core: &mut Core<'_>) -> Result<&ChipInfo, ExtFlashError> {
+        let window = self.ext.window;
+        let (id, sfdp) = self.session(core, window, 0, |s, id| {
+            let id = [(id >> 16) as u8, (id >> 8) as u8, id as u8];
+            if chip::is_no_answer(id) {
+                return Ok((id, None));
+            }
+            let sfdp = read_sfdp(s).ok();
+            Ok((id, sfdp))
+        })?;
+        if chip::is_no_answer(id) {
+            return Err(ExtFlashError::NoChip {
+                wiring: self.wiring(),
+            });
+        }
+        if let Some(expected) = self.ext.jedec_id {
+            if expected != id {
+                return Err(ExtFlashError::UnexpectedChip {
+                    wiring: self.wiring(),
+                    expected,
+                    found: id,
+                });
+            }
+        }
+        let part = chip::known_part(id);
+        let (geometry, source) = match (sfdp, part) {
+            (Some(g), _) => (g, "SFDP"),
+            (None, Some(p)) => (chip::fallback_geometry(p), "part table"),
+            (None, None) => (
+                chip::Geometry {
+                    size: self.ext.size.unwrap_or(DEFAULT_WINDOW),
+                    page_size: 256,
+                    erase_types: vec![chip::EraseType {
+                        size: 0x1000,
+                        opcode: 0x20,
+                    }],
+                },
+                "board file (no SFDP, unknown part)",
+            ),
+        };
+        let info = ChipInfo {
+            jedec_id: id,
+            name: part.map(|p| p.name.to_string()).unwrap_or_else(|| {
+                format!("unknown SPI NOR {:02X} {:02X} {:02X}", id[0], id[1], id[2])
+            }),
+            geometry,
+            source,
+            timeouts: part.map(|p| p.timeouts).unwrap_or(Timeouts::W25Q64JV),
+        };
+        tracing::info!(
+            jedec_id = ?id,
+            size = info.geometry.size,
+            source,
+            "external flash: {} on {}",
+            info.name,
+            self.wiring()
+        );
+        Ok(self.chip.insert(info))
+    }
+
+    fn ensure_identified(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
+        if self.chip.is_none() {
+            self.identify(core)?;
+        }
+        Ok(())
+    }
+
+    /// Read window bytes at `addr` (through the cache).
+    pub fn read(
+        &mut self,
+        core: &mut Core<'_>,
+        addr: u32,
+        buf: &mut [u8],
+    ) -> Result<(), ExtFlashError> {
+        let offset = self.offset(addr, buf.len() as u32)?;
+        if self.cache.get(offset, buf) {
+            return Ok(());
+        }
+        let buf_len = self.buffer_len()?;
+        let size = self.size();
+        let missing: Vec<Range<u32>> = self
+            .cache
+            .missing(offset, buf.len() as u32, buf_len)
+            .into_iter()
+            .map(|r| r.start..r.end.min(size))
+            .collect();
+        let fetched = self.session(core, addr, buf.len() as u32, |s, _| {
+            let mut out = Vec::new();
+            for r in missing {
+                let len = r.end - r.start;
+                s.call(
+                    Call::Read { addr: r.start, len },
+                    0,
+                    timeout_for(0, u64::from(len)),
+                )?;
+                out.push((r.start, s.read_buffer(len)?));
+            }
+            Ok(out)
+        })?;
+        for (off, data) in fetched {
+            self.cache.insert(off, &data);
+        }
+        if !self.cache.get(offset, buf) {
+            // Only when the cache is full: read straight through.
+            let len = buf.len() as u32;
+            let data = self.session(core, addr, len, |s, _| {
+                s.call(
+                    Call::Read { addr: offset, len },
+                    0,
+                    timeout_for(0, u64::from(len)),
+                )?;
+                s.read_buffer(len)
+            })?;
+            buf.copy_from_slice(&data);
+        }
+        Ok(())
+    }
+
+    fn buffer_len(&self) -> Result<u32, ExtFlashError> {
+        let stub = self
+            .stub
+            .as_ref()
+            .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
+        let wa = &self.ext.work_area;
+        runner::layout(wa, stub.bytes.len() as u32)
+            .map(|l| l.buf_len & !(cache::LINE - 1))
+            .filter(|l| *l >= cache::LINE)
+            .ok_or(ExtFlashError::WorkAreaTooSmall {
+                start: wa.start,
+                size: wa.end - wa.start,
+                len: stub.bytes.len() as u32,
+            })
+    }
+
+    /// GDB's qCRC of window bytes, computed on the target (or from the
+    /// cache when it holds them all).
+    pub fn crc(
+        &mut self,
+        core: &mut Core<'_>,
+        addr: u32,
+        len: u32,
+        init: u32,
+    ) -> Result<u32, ExtFlashError> {
+        let offset = self.offset(addr, len)?;
+        let mut cached = vec![0u8; len as usize];
+        if self.cache.get(offset, &mut cached) {
+            return Ok(abi::crc32_update(init, &cached));
+        }
+        if init != abi::CRC32_INIT {
+            // The stub always starts from CRC32_INIT: continue a running CRC
+            // on the host instead.
+            self.read(core, addr, &mut cached)?;
+            return Ok(abi::crc32_update(init, &cached));
+        }
+        self.session(core, addr, len, |s, _| {
+            s.call(
+                Call::Crc32 { addr: offset, len },
+                0,
+                timeout_for(0, u64::from(len) * 2),
+            )
+        })
+    }
+
+    /// Record a `vFlashErase` in the window (identifies the chip first if
+    /// needed, for its size and erase sizes).
+    pub fn flash_erase(
+        &mut self,
+        core: &mut Core<'_>,
+        addr: u32,
+        len: u32,
+    ) -> Result<(), ExtFlashError> {
+        self.ensure_identified(core)?;
+        let offset = self.offset(addr, len).or_else(|_| {
+            // Past the end: let the plan report it with chip offsets.
+            Ok::<u32, ExtFlashError>(addr.wrapping_sub(self.ext.window))
+        })?;
+        let (size, min) = (self.size(), self.blocksize());
+        self.request.erase(offset, len, size, min)?;
+        Ok(())
+    }
+
+    /// Record a `vFlashWrite` in the window.
+    pub fn flash_write(&mut self, addr: u32, data: &[u8]) -> Result<(), ExtFlashError> {
+        let offset = addr.wrapping_sub(self.ext.window);
+        self.request.write(offset, data)?;
+        Ok(())
+    }
+
+    /// Execute the accumulated `load` (at `vFlashDone`): erase, then
+    /// program, in one stub session. Refuses up front, before erasing
+    /// anything, when the status registers configure any protection.
+    pub fn commit(
+        &mut self,
+        core: &mut Core<'_>,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), ExtFlashError> {
+        let request = std::mem::take(&mut self.request);
+        if request.is_empty() {
+            return Ok(());
+        }
+        self.ensure_identified(core)?;
+        self.cache.clear();
+        let chip = self.chip.clone().expect("identified above");
+        let kinds = chip.geometry.stub_erase_kinds();
+        let plan = plan::plan(&request.units(), &kinds)?;
+        let t = chip.timeouts;
+        let started = Instant::now();
+        let window = self.ext.window;
+        let wiring = self.wiring();
+        let first = plan.erases.first().map(|e| e.offset).unwrap_or(0);
+        self.session(core, window + first, plan.erase_bytes() as u32, |s, _| {
+            let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
+            if status.protects_something() {
+                return Err(ExtFlashError::Stub {
+                    op: "erase (stub_erase)",
+                    address: window + first,
+                    wiring: wiring.clone(),
+                    source: StubStatusError::Protected,
+                });
+            }
+            for e in &plan.erases {
+                events(Event::Erasing {
+                    offset: e.offset,
+                    size: e.kind.size(),
+                });
+                let limit = erase_limit_ms(&t, e.kind);
+                s.call(
+                    Call::Erase {
+                        addr: e.offset,
+                        kind: e.kind,
+                    },
+                    limit,
+                    timeout_for(u64::from(limit), 0),
+                )
+                .map_err(|err| at_window(err, window))?;
+            }
+            for p in &plan.programs {
+                s.program(
+                    p.offset,
+                    &p.data,
+                    t.page_program_ms,
+                    &mut |_: RunProgress| {},
+                )
+                .map_err(|err| at_window(err, window))?;
+                events(Event::Programmed {
+                    offset: p.offset,
+                    bytes: p.data.len() as u32,
+                });
+            }
+            Ok(())
+        })?;
+        events(Event::Done {
+            erased: plan.erase_bytes(),
+            programmed: plan.program_bytes(),
+            elapsed: started.elapsed(),
+        });
+        Ok(())
+    }
+
+    /// SR1..SR3.
+    pub fn status(&mut self, core: &mut Core<'_>) -> Result<StatusRegs, ExtFlashError> {
+        let w = self.ext.window;
+        self.session(core, w, 0, |s, _| {
+            s.call(Call::ReadStatus, 0, timeout_for(10, 0))
+                .map(StatusRegs::from_word)
+        })
+    }
+
+    /// Clear BP/TB/SEC/CMP in the volatile status registers (50h, then
+    /// 01h): protection is back after a power cycle. Returns (before, after).
+    pub fn unprotect(
+        &mut self,
+        core: &mut Core<'_>,
+    ) -> Result<(StatusRegs, StatusRegs), ExtFlashError> {
+        let w = self.ext.window;
+        let limit = self.timeouts().write_status_ms;
+        self.cache.clear();
+        self.session(core, w, 0, |s, _| {
+            let before = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
+            let want = before.unprotected();
+            // SR1 (BP/TB/SEC) with 50h+01h, SR2 (CMP) with 50h+31h.
+            for (which, value) in [(1, want.0[0]), (2, want.0[1])] {
+                s.call(
+                    Call::WriteStatus {
+                        which,
+                        value,
+                        volatile: true,
+                    },
+                    limit,
+                    timeout_for(u64::from(limit), 0),
+                )?;
+            }
+            let after = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
+            Ok((before, after))
+        })
+    }
+
+    /// Erase the whole chip (C7h), reporting [`Event::Waiting`] about once a
+    /// second.
+    pub fn erase_all(
+        &mut self,
+        core: &mut Core<'_>,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), ExtFlashError> {
+        self.ensure_identified(core)?;
+        self.cache.clear();
+        let limit = self.timeouts().chip_erase_ms;
+        let size = self.size();
+        let w = self.ext.window;
+        let started = Instant::now();
+        self.session(core, w, size, |s, _| {
+            let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
+            if status.protects_something() {
+                return Err(ExtFlashError::Stub {
+                    op: "chip erase (stub_erase)",
+                    address: w,
+                    wiring: WiringText(wiring::describe(&self.ext)),
+                    source: StubStatusError::Protected,
+                });
+            }
+            events(Event::Erasing { offset: 0, size });
+            let mut last = Instant::now();
+            s.call_progress(
+                Call::Erase {
+                    addr: 0,
+                    kind: EraseKind::Chip,
+                },
+                limit,
+                timeout_for(u64::from(limit), 0),
+                &mut || {
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        last = Instant::now();
+                        events(Event::Waiting {
+                            what: "chip erase",
+                            elapsed: started.elapsed(),
+                        });
+                    }
+                },
+            )
+        })?;
+        events(Event::Done {
+            erased: u64::from(size),
+            programmed: 0,
+            elapsed: started.elapsed(),
+        });
+        Ok(())
+    }
+}
+
+/// Read the SFDP header and the basic flash parameter table.
+fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashError> {
+    let header_len = 64;
+    s.call(
+        Call::ReadSfdp {
+            addr: 0,
+            len: header_len,
+        },
+        0,
+        timeout_for(10, 64),
+    )?;
+    let header = s.read_buffer(header_len)?;
+    let Ok((at, len)) = chip::sfdp_basic_table_location(&header) else {
+        return Err(ExtFlashError::Stub {
+            op: "SFDP read (stub_read_sfdp)",
+            address: 0,
+            wiring: WiringText(String::new()),
+            source: StubStatusError::BadArgument,
+        });
+    };
+    let len = (len as u32).min(256);
+    s.call(Call::ReadSfdp { addr: at, len }, 0, timeout_for(10, 256))?;
+    let table = s.read_buffer(len)?;
+    chip::parse_basic_table(&table).map_err(|_| ExtFlashError::Stub {
+        op: "SFDP read (stub_read_sfdp)",
+        address: at,
+        wiring: WiringText(String::new()),
+        source: StubStatusError::BadArgument,
+    })
+}
+
+fn erase_limit_ms(t: &Timeouts, kind: EraseKind) -> u32 {
+    match kind {
+        EraseKind::Sector4K => t.sector_erase_ms,
+        EraseKind::Block32K => t.block32_erase_ms,
+        EraseKind::Block64K => t.block64_erase_ms,
+        EraseKind::Chip => t.chip_erase_ms,
+    }
+}
+
+/// Stub errors carry chip offsets; users think in window addresses.
+fn at_window(e: ExtFlashError, window: u32) -> ExtFlashError {
+    match e {
+        ExtFlashError::Stub {
+            op,
+            address,
+            wiring,
+            source,
+        } => ExtFlashError::Stub {
+            op,
+            address: window + address,
+            wiring,
+            source,
+        },
+        ExtFlashError::Timeout {
+            op,
+            address,
+            timeout_ms,
+        } => ExtFlashError::Timeout {
+            op,
+            address: window + address,
+            timeout_ms,
+        },
+        other => other,
+    }
+}

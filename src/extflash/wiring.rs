@@ -1,0 +1,226 @@
+//! From the board file's `[external_flash]` section to what the stub and
+//! the runner need: the stub's [`Config`] block, and the STM32F407
+//! registers (RCC, GPIO, SPI) the stub disturbs and the runner must restore.
+//!
+//! Pure: addresses and values only (RM0090 memory map and register
+//! layouts); nothing here talks to the target.
+
+use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts};
+
+use crate::board::{ExternalFlash, Pin};
+
+pub const RCC_BASE: u32 = 0x4002_3800;
+pub const RCC_AHB1ENR: u32 = RCC_BASE + 0x30;
+pub const RCC_APB1ENR: u32 = RCC_BASE + 0x40;
+pub const RCC_APB2ENR: u32 = RCC_BASE + 0x44;
+pub const GPIO_BASE: u32 = 0x4002_0000;
+
+/// GPIO register offsets the stub may change, in restore order: outputs
+/// and pad settings first, MODER last so a pin never drives a stale level.
+pub const GPIO_ODR: u32 = 0x14;
+pub const GPIO_MODER: u32 = 0x00;
+pub const GPIO_RESTORE_ORDER: [u32; 7] = [0x14, 0x04, 0x08, 0x0C, 0x20, 0x24, 0x00];
+
+/// SPI register offsets.
+pub const SPI_CR1: u32 = 0x00;
+pub const SPI_CR2: u32 = 0x04;
+pub const SPI_CRCPR: u32 = 0x10;
+pub const SPI_I2SCFGR: u32 = 0x1C;
+/// CR1.SPE.
+pub const SPI_CR1_SPE: u32 = 1 << 6;
+
+/// The F407's core clock ceiling: the stub's CYCCNT timeouts assume it, so
+/// at a slower clock they only get longer (never too short).
+pub const MAX_CORE_HZ: u32 = 168_000_000;
+
+/// GPIOx base of a port letter (A..E, H).
+pub fn gpio_base(port: char) -> u32 {
+    GPIO_BASE + 0x400 * port_index(port)
+}
+
+/// RCC_AHB1ENR bit index of a port (GPIOAEN = 0 .. GPIOHEN = 7).
+pub fn port_index(port: char) -> u32 {
+    u32::from(port as u8 - b'A')
+}
+
+/// SPIx base, and its RCC enable register and bit.
+pub fn spi_regs(spi: u8) -> (u32, u32, u32) {
+    match spi {
+        1 => (0x4001_3000, RCC_APB2ENR, 1 << 12),
+        2 => (0x4000_3800, RCC_APB1ENR, 1 << 14),
+        _ => (0x4000_3C00, RCC_APB1ENR, 1 << 15),
+    }
+}
+
+/// CR1.BR for a prescaler of 2..=256: PCLK / 2^(br+1).
+pub fn baud_rate_bits(prescaler: u16) -> u32 {
+    prescaler.trailing_zeros().saturating_sub(1)
+}
+
+/// "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)" for messages.
+pub fn describe(ext: &ExternalFlash) -> String {
+    format!(
+        "SPI{} (SCK {}, MISO {}, MOSI {}, CS {})",
+        ext.spi, ext.sck, ext.miso, ext.mosi, ext.cs
+    )
+}
+
+/// The ports the four pins use, each once, in pin order.
+pub fn ports(ext: &ExternalFlash) -> Vec<char> {
+    let mut out = Vec::new();
+    for p in [ext.sck, ext.miso, ext.mosi, ext.cs] {
+        if !out.contains(&p.port) {
+            out.push(p.port);
+        }
+    }
+    out
+}
+
+fn pin_cfg(pin: Pin, af: u32) -> PinCfg {
+    PinCfg {
+        gpio_base: gpio_base(pin.port),
+        pin: u32::from(pin.number),
+        af,
+    }
+}
+
+/// The stub's config block for this wiring.
+pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
+    let (spi_base, rcc_spi_enr, rcc_spi_bit) = spi_regs(ext.spi);
+    let af = u32::from(ext.af);
+    Config {
+        magic: abi::CONFIG_MAGIC,
+        spi_base,
+        rcc_spi_enr,
+        rcc_spi_bit,
+        rcc_gpio_enr: RCC_AHB1ENR,
+        rcc_gpio_mask: ports(ext).iter().fold(0, |m, p| m | 1 << port_index(*p)),
+        pins: [
+            pin_cfg(ext.sck, af),
+            pin_cfg(ext.miso, af),
+            pin_cfg(ext.mosi, af),
+            pin_cfg(ext.cs, abi::PIN_GPIO_OUTPUT),
+        ],
+        br: baud_rate_bits(ext.prescaler),
+        cycles_per_ms: MAX_CORE_HZ / 1000,
+        timeouts,
+    }
+}
+
+/// The config block as the little-endian words the stub reads.
+pub fn config_bytes(c: &Config) -> Vec<u8> {
+    let mut words = vec![
+        c.magic,
+        c.spi_base,
+        c.rcc_spi_enr,
+        c.rcc_spi_bit,
+        c.rcc_gpio_enr,
+        c.rcc_gpio_mask,
+    ];
+    for p in &c.pins {
+        words.extend([p.gpio_base, p.pin, p.af]);
+    }
+    words.extend([c.br, c.cycles_per_ms]);
+    let t = &c.timeouts;
+    words.extend([
+        t.page_program_ms,
+        t.sector_erase_ms,
+        t.block32_erase_ms,
+        t.block64_erase_ms,
+        t.chip_erase_ms,
+        t.write_status_ms,
+        t.ring_ms,
+        t.spi_frame_ms,
+    ]);
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Every peripheral register the stub may change, in restore order: GPIO
+/// ports, then the SPI (CR1 last, see the runner), then the RCC enables
+/// (last, so the restores above still have their clocks).
+pub fn peripheral_registers(ext: &ExternalFlash) -> Vec<u32> {
+    let mut regs = Vec::new();
+    for port in ports(ext) {
+        let base = gpio_base(port);
+        regs.extend(GPIO_RESTORE_ORDER.iter().map(|o| base + o));
+    }
+    let (spi, enr, _) = spi_regs(ext.spi);
+    regs.extend([SPI_CR2, SPI_CRCPR, SPI_I2SCFGR, SPI_CR1].map(|o| spi + o));
+    regs.push(enr);
+    regs.push(RCC_AHB1ENR);
+    regs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::Board;
+
+    #[test]
+    fn builtin_board_config_matches_spi1_on_portb() {
+        let ext = Board::builtin().external_flash.unwrap();
+        let c = config(&ext, Timeouts::W25Q64JV);
+        assert_eq!(c.spi_base, 0x4001_3000);
+        assert_eq!((c.rcc_spi_enr, c.rcc_spi_bit), (0x4002_3844, 1 << 12));
+        assert_eq!(c.rcc_gpio_mask, 1 << 1, "GPIOB only");
+        assert_eq!(
+            c.pins[0],
+            PinCfg {
+                gpio_base: 0x4002_0400,
+                pin: 3,
+                af: 5
+            }
+        );
+        assert_eq!(c.pins[3].af, abi::PIN_GPIO_OUTPUT);
+        assert_eq!(c.br, 1, "prescaler 4 → BR=001");
+        assert_eq!(config_bytes(&c).len(), std::mem::size_of::<Config>());
+        assert_eq!(describe(&ext), "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)");
+    }
+
+    #[test]
+    fn baud_rate_bits_cover_every_prescaler() {
+        for (p, br) in [
+            (2, 0),
+            (4, 1),
+            (8, 2),
+            (16, 3),
+            (32, 4),
+            (64, 5),
+            (128, 6),
+            (256, 7),
+        ] {
+            assert_eq!(baud_rate_bits(p), br, "/{p}");
+        }
+    }
+
+    #[test]
+    fn spi3_on_two_ports_saves_both_and_restores_rcc_last() {
+        let text = crate::board::DEFAULT_BOARD_TOML
+            .replace("spi = 1", "spi = 3")
+            .replace("\"PB3\"", "\"PC10\"")
+            .replace("\"PB4\"", "\"PC11\"")
+            .replace("\"PB5\"", "\"PC12\"")
+            .replace("af = 5", "af = 6")
+            .replace("\"PB0\"", "\"PA15\"");
+        let ext = Board::from_toml_str(&text, "t")
+            .unwrap()
+            .external_flash
+            .unwrap();
+        assert_eq!(ports(&ext), ['C', 'A']);
+        let c = config(&ext, Timeouts::W25Q64JV);
+        assert_eq!(c.rcc_gpio_mask, 0b101);
+        assert_eq!(
+            (c.spi_base, c.rcc_spi_enr, c.rcc_spi_bit),
+            (0x4000_3C00, RCC_APB1ENR, 1 << 15)
+        );
+        let regs = peripheral_registers(&ext);
+        assert_eq!(regs.len(), 7 * 2 + 4 + 2);
+        assert_eq!(
+            regs[regs.len() - 3],
+            0x4000_3C00,
+            "SPI CR1 after the other SPI registers"
+        );
+        assert_eq!(&regs[regs.len() - 2..], &[RCC_APB1ENR, RCC_AHB1ENR]);
+        assert_eq!(regs[6], 0x4002_0800, "GPIOC MODER last of its port");
+    }
+}

@@ -1,0 +1,251 @@
+//! The stub runner (`extflash::runner`) and `ExtFlash` on the virtual board,
+//! through probe-rs: a stub run leaves work-area RAM, every core register
+//! (FPU and special registers included), DEMCR/DWT_CTRL and the RCC/GPIO/SPI
+//! registers bit-identical, also when the application had SPI1 configured
+//! and running; reads/CRCs/identification give what the chip holds; and the
+//! application-in-a-transaction guard never touches the chip.
+
+mod sim_support;
+
+use extflash_gdb::board::Board;
+use extflash_gdb::extflash::{chip::StatusRegs, runner, wiring, ExtFlash, ExtFlashError};
+use extflash_gdb::sim::{Faults, SimConfig};
+use extflash_stub_abi::{crc32_update, CRC32_INIT};
+use probe_rs::{Core, MemoryInterface, RegisterId};
+use sim_support::*;
+
+/// Everything a stub run must leave as it found it.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    regs: Vec<(u16, u32)>,
+    sp: u32,
+    ram: Vec<u32>,
+    periph: Vec<(u32, u32)>,
+    demcr: u32,
+    dwt_ctrl: u32,
+}
+
+fn snapshot(core: &mut Core<'_>, board: &Board) -> Snapshot {
+    let ext = board.external_flash.as_ref().unwrap();
+    let regs = runner::saved_registers()
+        .into_iter()
+        .map(|r| (r, core.read_core_reg::<u32>(RegisterId(r)).unwrap()))
+        .collect();
+    let sp = core.read_core_reg::<u32>(RegisterId(13)).unwrap();
+    let wa = &ext.work_area;
+    let mut ram = vec![0u32; ((wa.end - wa.start) / 4) as usize];
+    core.read_32(wa.start.into(), &mut ram).unwrap();
+    let periph = wiring::peripheral_registers(ext)
+        .into_iter()
+        .map(|a| (a, core.read_word_32(a.into()).unwrap()))
+        .collect();
+    Snapshot {
+        regs,
+        sp,
+        ram,
+        periph,
+        demcr: core.read_word_32(runner::DEMCR.into()).unwrap(),
+        dwt_ctrl: core.read_word_32(runner::DWT_CTRL.into()).unwrap(),
+    }
+}
+
+/// Firmware running its SPI1 loop, halted at `tick`, with unusual values in
+/// the FPU, special registers and the work area.
+fn app_state(
+    config: SimConfig,
+    chip: &[(usize, &[u8])],
+) -> (extflash_gdb::sim::SimBoard, probe_rs::Session) {
+    let elf = firmware_elf();
+    let b = board(config);
+    for (off, data) in chip {
+        b.lock().mcu().chip.load(*off, data);
+    }
+    let mut session = attach(&b);
+    flash_elf(&mut session, &elf);
+    let mut core = session.core(0).unwrap();
+    core.reset_and_halt(std::time::Duration::from_millis(500))
+        .unwrap();
+    let tick = symbol(&elf, "tick");
+    core.set_hw_breakpoint(tick.into()).unwrap();
+    core.run().unwrap();
+    wait_halted(&mut core);
+    core.clear_hw_breakpoint(tick.into()).unwrap();
+    for n in 0..32u16 {
+        core.write_core_reg(RegisterId(64 + n), 0x3F80_0000u32 + u32::from(n))
+            .unwrap();
+    }
+    core.write_core_reg(RegisterId(33), 0x0300_0000u32).unwrap(); // FPSCR
+    core.write_core_reg(RegisterId(18), 0x2001_0000u32).unwrap(); // PSP
+    core.write_core_reg(RegisterId(20), 0x0000_4000u32).unwrap(); // BASEPRI
+    for r in 0..13u16 {
+        core.write_core_reg(RegisterId(r), 0xA5A5_0000u32 | u32::from(r))
+            .unwrap();
+    }
+    let pattern: Vec<u32> = (0..0x1000u32)
+        .map(|i| i.wrapping_mul(0x9E37_79B9))
+        .collect();
+    core.write_32(0x2001_C000, &pattern).unwrap();
+    drop(core);
+    (b, session)
+}
+
+#[test]
+fn stub_runs_leave_ram_registers_and_peripherals_bit_identical() {
+    let board = Board::builtin();
+    let (_b, mut session) = app_state(SimConfig::default(), &[]);
+    let mut core = session.core(0).unwrap();
+    let before = snapshot(&mut core, &board);
+    // The firmware configured SPI1: the snapshot is not all reset values.
+    let cr1 = before
+        .periph
+        .iter()
+        .find(|(a, _)| *a == 0x4001_3000)
+        .unwrap()
+        .1;
+    assert_ne!(cr1 & wiring::SPI_CR1_SPE, 0, "app left SPI1 enabled");
+
+    let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
+    let id = ext.identify(&mut core).map(|c| c.jedec_id);
+    let status = ext.status(&mut core);
+    let mut buf = [0u8; 64];
+    let read = ext.read(&mut core, 0x9000_0000, &mut buf);
+    let after = snapshot(&mut core, &board);
+    assert_eq!(before, after, "identify/status/read changed the target");
+    assert_eq!(id.unwrap(), [0xEF, 0x40, 0x17]);
+    assert!(!status.unwrap().protects_something());
+    read.unwrap();
+    assert_eq!(buf, [0xFF; 64], "erased chip");
+}
+
+#[test]
+fn reads_and_crcs_return_what_the_chip_holds() {
+    let data = pattern(0x1234_5678, 0x12345);
+    let (_b, mut session) = app_state(SimConfig::default(), &[(0x3, &data)]);
+    let mut core = session.core(0).unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let mut got = vec![0u8; 0x10000];
+    ext.read(&mut core, 0x9000_0003, &mut got).unwrap();
+    assert_eq!(got, data[..0x10000]);
+    // A second read of the same bytes comes from the cache (no stub run):
+    // still identical.
+    let mut again = vec![0u8; 100];
+    ext.read(&mut core, 0x9000_1003, &mut again).unwrap();
+    assert_eq!(again, data[0x1000..0x1064]);
+    ext.invalidate();
+    let crc = ext
+        .crc(&mut core, 0x9000_0003, data.len() as u32, CRC32_INIT)
+        .unwrap();
+    assert_eq!(crc, crc32_update(CRC32_INIT, &data));
+}
+
+#[test]
+fn commit_erases_and_programs_with_the_largest_blocks() {
+    let (b, mut session) = app_state(SimConfig::default(), &[(0, &[0u8; 0x30000])]);
+    let mut core = session.core(0).unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let data = pattern(7, 0x11171);
+    ext.flash_erase(&mut core, 0x9000_F000, 0x12000).unwrap();
+    ext.flash_write(0x9000_F123, &data).unwrap();
+    let mut events = Vec::new();
+    ext.commit(&mut core, &mut |e| events.push(e)).unwrap();
+    let chip = b.lock().mcu().chip.contents()[..0x30000].to_vec();
+    assert_eq!(&chip[0xF123..0xF123 + data.len()], &data[..]);
+    assert!(
+        chip[0xF000..0xF123].iter().all(|&x| x == 0xFF),
+        "erased around the data"
+    );
+    assert!(chip[0xF123 + data.len()..0x21000]
+        .iter()
+        .all(|&x| x == 0xFF));
+    assert_eq!(chip[0xEFFF], 0, "outside the erase untouched");
+    assert_eq!(chip[0x21000], 0, "outside the erase untouched");
+    let erases = events
+        .iter()
+        .filter(|e| matches!(e, extflash_gdb::extflash::Event::Erasing { .. }))
+        .count();
+    assert_eq!(erases, 3, "4K + 64K + 4K: {events:?}");
+}
+
+#[test]
+fn protected_chip_is_refused_before_anything_is_erased_then_unprotect_works() {
+    let (b, mut session) = app_state(SimConfig::default(), &[(0, &[0x11; 0x1000])]);
+    // BP2..BP0 = 111: whole array protected (volatile and non-volatile).
+    b.lock().mcu().chip.set_status_registers([0x1C, 0x02, 0x60]);
+    let mut core = session.core(0).unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    ext.flash_erase(&mut core, 0x9000_0000, 0x1000).unwrap();
+    ext.flash_write(0x9000_0000, &[1, 2, 3, 4]).unwrap();
+    let err = ext.commit(&mut core, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("0x90000000"), "{err}");
+    let chain = extflash_gdb::gdb::DisplayChain(&err).to_string();
+    assert!(chain.contains("monitor flash unprotect"), "{chain}");
+    assert_eq!(b.lock().mcu().chip.contents()[0], 0x11, "nothing erased");
+
+    let (before, after) = ext.unprotect(&mut core).unwrap();
+    assert!(before.protects_something());
+    assert!(!after.protects_something());
+    assert_eq!(after, StatusRegs([0x00, 0x02, 0x60]));
+    ext.flash_erase(&mut core, 0x9000_0000, 0x1000).unwrap();
+    ext.flash_write(0x9000_0000, &[1, 2, 3, 4]).unwrap();
+    ext.commit(&mut core, &mut |_| {}).unwrap();
+    assert_eq!(&b.lock().mcu().chip.contents()[..5], &[1, 2, 3, 4, 0xFF]);
+}
+
+#[test]
+fn absent_chip_error_names_the_spi_instance_and_pins() {
+    let config = SimConfig {
+        faults: Faults {
+            absent: true,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let (_b, mut session) = app_state(config, &[]);
+    let mut core = session.core(0).unwrap();
+    let board = Board::builtin();
+    let before = snapshot(&mut core, &board);
+    let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
+    let err = ext.identify(&mut core).unwrap_err();
+    assert!(matches!(err, ExtFlashError::NoChip { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "no SPI flash answers on SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0): check wiring and power"
+    );
+    assert_eq!(
+        before,
+        snapshot(&mut core, &board),
+        "restored after the failure"
+    );
+}
+
+#[test]
+fn chip_is_not_touched_while_the_application_holds_chip_select() {
+    let data = pattern(99, 0x2000);
+    let (b, mut session) = app_state(SimConfig::default(), &[(0, &data)]);
+    let mut core = session.core(0).unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let mut first = [0u8; 16];
+    ext.read(&mut core, 0x9000_0010, &mut first).unwrap();
+    // The application drives CS (PB0) low, as in the middle of its own
+    // transaction.
+    core.write_word_32(0x4002_0418, 1 << 16).unwrap();
+    let opcodes_before = b.lock().mcu().chip.counters().by_opcode;
+    let mut cached = [0u8; 16];
+    ext.read(&mut core, 0x9000_0010, &mut cached).unwrap();
+    assert_eq!(cached, first, "served from the cache");
+    let mut other = [0u8; 16];
+    let err = ext.read(&mut core, 0x9000_1800, &mut other).unwrap_err();
+    assert!(
+        matches!(err, ExtFlashError::AppInTransaction { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("CS PB0 is low"), "{err}");
+    assert_eq!(
+        b.lock().mcu().chip.counters().by_opcode,
+        opcodes_before,
+        "no command reached the chip"
+    );
+    core.write_word_32(0x4002_0418, 1).unwrap();
+    ext.read(&mut core, 0x9000_1800, &mut other).unwrap();
+    assert_eq!(other, data[0x1800..0x1810]);
+}

@@ -1,0 +1,438 @@
+//! End to end with the real `gdb-multiarch`: the external-flash window at
+//! 0x90000000 served through the SPI stub, on the virtual board, with
+//! `tests/firmware/firmware-assets.elf` (code in internal flash, assets in
+//! `.extflash.font` @0x90000003 and `.extflash.table` @0x9000F123).
+//!
+//! Servers run as `extflash-gdb serve --sim` child processes, or in-process
+//! (`server::run` on a prepared `SimBoard`) for chip states the CLI cannot
+//! set up (write-protected, absent).
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use extflash_gdb::board::Board;
+use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
+use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
+use extflash_stub_abi::{crc32_update, CRC32_INIT};
+use support::server::SimServer;
+use xmas_elf::sections::SectionData;
+use xmas_elf::symbol_table::Entry;
+
+const ASSETS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/firmware/firmware-assets.elf"
+);
+const SPI3_BOARD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/memory-maps/stm32f407ve-w25q64jv-spi3.toml"
+);
+const GDB_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Run gdb-multiarch in batch mode against `addr` with `cmds`.
+fn gdb(addr: &str, cmds: &[&str]) -> String {
+    let target = format!("target extended-remote {addr}");
+    let mut args: Vec<String> = vec!["-batch".into(), "-nx".into()];
+    for c in [
+        "set architecture arm",
+        "set pagination off",
+        "set confirm off",
+        // Emulated stub runs over 70 KB take seconds; real boards don't.
+        "set remotetimeout 120",
+        target.as_str(),
+    ]
+    .into_iter()
+    .chain(cmds.iter().copied())
+    {
+        args.push("-ex".into());
+        args.push(c.into());
+    }
+    args.push(ASSETS.into());
+    let mut child = Command::new("gdb-multiarch")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gdb-multiarch");
+    let deadline = Instant::now() + GDB_TIMEOUT;
+    while child.try_wait().expect("wait for gdb").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("gdb output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("---- gdb {cmds:?}\n{text}");
+    assert!(Instant::now() <= deadline, "gdb timed out:\n{text}");
+    text
+}
+
+fn elf() -> Vec<u8> {
+    std::fs::read(ASSETS).expect("firmware-assets.elf")
+}
+
+/// Bytes of a section by name.
+fn section(name: &str) -> (u32, Vec<u8>) {
+    let data = elf();
+    let file = xmas_elf::ElfFile::new(&data).unwrap();
+    let s = file.find_section_by_name(name).expect(name);
+    (s.address() as u32, s.raw_data(&file).to_vec())
+}
+
+fn symbol(name: &str) -> u32 {
+    let data = elf();
+    let file = xmas_elf::ElfFile::new(&data).unwrap();
+    for section in file.section_iter() {
+        if let Ok(SectionData::SymbolTable32(entries)) = section.get_data(&file) {
+            if let Some(e) = entries.iter().find(|e| e.get_name(&file) == Ok(name)) {
+                return e.value() as u32;
+            }
+        }
+    }
+    panic!("no symbol {name}");
+}
+
+/// The qCRC the firmware computes over its assets: font then table.
+fn asset_crc() -> u32 {
+    let (_, font) = section(".extflash.font");
+    let (_, table) = section(".extflash.table");
+    crc32_update(crc32_update(CRC32_INIT, &font), &table)
+}
+
+const LOAD: &[&str] = &["monitor reset halt", "load", "monitor reset halt"];
+
+fn cmds<'a>(first: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    first.iter().chain(rest).copied().collect()
+}
+
+/// Whether GDB printed an `x` line for `addr` (with or without a
+/// `<SYMBOL>` tag) ending in `values`.
+fn x_line(out: &str, addr: u32, values: &str) -> bool {
+    let a = format!("0x{addr:08x}");
+    out.lines()
+        .any(|l| l.starts_with(&a) && l.contains(':') && l.trim_end().ends_with(values))
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    b.iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect::<Vec<_>>()
+        .join("\t")
+}
+
+fn matched(out: &str) -> usize {
+    out.matches(": matched.").count()
+}
+
+fn loadable_sections() -> usize {
+    let data = elf();
+    let file = xmas_elf::ElfFile::new(&data).unwrap();
+    file.section_iter()
+        .filter(|s| {
+            s.flags() & xmas_elf::sections::SHF_ALLOC != 0
+                && s.get_type() == Ok(xmas_elf::sections::ShType::ProgBits)
+                && s.size() > 0
+        })
+        .count()
+}
+
+/// A server in this process on a prepared virtual board.
+fn in_process(sim: SimBoard, board: Board) -> String {
+    let source = SessionSource::new(move || {
+        let session = sim
+            .probe()
+            .attach("STM32F407VETx", probe_rs::Permissions::default())?;
+        Ok(OpenedSession {
+            session,
+            keep_alive: Some(Box::new(sim)),
+        })
+    });
+    let worker = ProbeWorker::start(source, Arc::new(board)).expect("worker");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            let _ = server::run(listener, worker, std::future::pending::<()>()).await;
+        });
+    });
+    rx.recv().expect("server address")
+}
+
+#[test]
+fn gdb_load_puts_assets_in_the_window_and_compare_sections_matches() {
+    let s = SimServer::start(&[]);
+    let (font_addr, font) = section(".extflash.font");
+    let (table_addr, table) = section(".extflash.table");
+    assert_eq!((font_addr, table_addr), (0x9000_0003, 0x9000_F123));
+    let dump = std::env::temp_dir().join(format!("extflash-dump-{}.bin", std::process::id()));
+    let dump_cmd = format!(
+        "dump binary memory {} 0x90010000 0x90020000",
+        dump.display()
+    );
+    let out = gdb(
+        &s.addr,
+        &cmds(
+            LOAD,
+            &[
+                "compare-sections",
+                "x/4xb 0x90000003",
+                "x/2xw 0x9000f123",
+                &dump_cmd,
+            ],
+        ),
+    );
+    assert!(out.contains("Loading section .extflash.table"), "{out}");
+    assert!(!out.contains("MIS-MATCHED"), "{out}");
+    assert_eq!(matched(&out), loadable_sections(), "{out}");
+    assert!(x_line(&out, 0x9000_0003, &hex_bytes(&font[..4])), "{out}");
+    let w0 = u32::from_le_bytes(table[..4].try_into().unwrap());
+    let w1 = u32::from_le_bytes(table[4..8].try_into().unwrap());
+    assert!(
+        x_line(&out, 0x9000_F123, &format!("0x{w0:08x}\t0x{w1:08x}")),
+        "{out}"
+    );
+    let dumped = std::fs::read(&dump).expect("dump file");
+    std::fs::remove_file(&dump).ok();
+    let off = (0x9001_0000 - table_addr) as usize;
+    assert_eq!(dumped.len(), 0x10000);
+    assert!(
+        dumped == table[off..off + 0x10000],
+        "64 KiB dump differs from the ELF"
+    );
+}
+
+#[test]
+fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_reads() {
+    let s = SimServer::start(&[]);
+    let want = asset_crc();
+    let out = gdb(
+        &s.addr,
+        &cmds(
+            LOAD,
+            &[
+                "set language c",
+                "break assets_checked",
+                "continue",
+                "print/x crc",
+                "print/x *(unsigned int *)0x20000020",
+                "x/4xb 0x90000003",
+                "delete",
+                // Stop inside a transaction, CS low.
+                "break spi_xfer if *(unsigned int *)0x20000054 == 1",
+                "continue",
+                "print *(unsigned int *)0x20000054",
+                "print *(unsigned int *)0x20000060",
+                "x/4xb 0x90001000",
+                "delete",
+                "break spi_transaction",
+                "continue",
+                "print *(unsigned int *)0x20000060",
+                "print *(unsigned int *)0x2000005c",
+                "x/3xb 0x2000001c",
+            ],
+        ),
+    );
+    assert!(out.contains("Breakpoint 1, "), "{out}");
+    let crc_line = format!("= 0x{want:x}");
+    assert_eq!(
+        out.matches(&crc_line).count(),
+        2,
+        "crc arg and ASSET_CRC {crc_line}:\n{out}"
+    );
+    let (_, font) = section(".extflash.font");
+    assert!(x_line(&out, 0x9000_0003, &hex_bytes(&font[..4])), "{out}");
+    // In the transaction: the window read is refused (nothing cached after
+    // the resume), the chip untouched.
+    assert!(
+        out.contains("Cannot access memory at address 0x90001000"),
+        "{out}"
+    );
+    let values: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.split_once(" = ").map(|(_, v)| v))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    // IN_TRANSACTION, SPI_ROUNDS (in), SPI_ROUNDS (after), SPI_ERRORS
+    assert_eq!(values.len(), 4, "{values:?}\n{out}");
+    assert_eq!(values[0], 1, "halted inside the transaction");
+    assert!(values[2] > values[1], "SPI_ROUNDS went up: {values:?}");
+    assert_eq!(values[3], 0, "SPI_ERRORS");
+    assert!(
+        x_line(&out, 0x2000_001C, "0xef\t0x40\t0x17"),
+        "LAST_ID:\n{out}"
+    );
+}
+
+#[test]
+fn gdb_window_reads_use_the_cache_while_the_app_holds_cs() {
+    let s = SimServer::start(&[]);
+    let out = gdb(
+        &s.addr,
+        &cmds(
+            LOAD,
+            &[
+                "set language c",
+                "break assets_checked",
+                "continue",
+                "x/4xb 0x90000010",
+                // Drive CS (PB0) low as the application would mid-transaction.
+                "set *(unsigned int *)0x40020418 = 0x10000",
+                "x/4xb 0x90000010",
+                "x/4xb 0x90400000",
+                "set *(unsigned int *)0x40020418 = 1",
+                "x/4xb 0x90400000",
+                "set *(unsigned int *)0x90000000 = 1",
+            ],
+        ),
+    );
+    let (_, font) = section(".extflash.font");
+    let line = hex_bytes(&font[0xD..0x11]);
+    let hits = out
+        .lines()
+        .filter(|l| l.starts_with("0x90000010") && l.trim_end().ends_with(&line))
+        .count();
+    assert_eq!(hits, 2, "second read from the cache:\n{out}");
+    assert!(
+        out.contains("Cannot access memory at address 0x90400000"),
+        "{out}"
+    );
+    assert!(x_line(&out, 0x9040_0000, "0xff\t0xff\t0xff\t0xff"), "{out}");
+    // GDB itself refuses plain writes to a flash region; a client that
+    // sends M/X anyway gets an E reply.
+    assert!(
+        out.contains("Writing to flash memory forbidden"),
+        "M refused:\n{out}"
+    );
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    let reply = c.ask("M90000000,4:01020304").unwrap();
+    assert!(reply.starts_with('E'), "{reply}");
+    let reply = c.ask("m20000000,4").unwrap();
+    assert_eq!(reply.len(), 8, "session goes on: {reply}");
+}
+
+#[test]
+fn gdb_monitor_flash_info_erase_all_and_sim_state_restart() {
+    let dir = std::env::temp_dir().join(format!("extflash-e2e-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.to_str().unwrap();
+    {
+        let s = SimServer::start(&["--sim-state", state]);
+        let out = gdb(&s.addr, &cmds(LOAD, &["monitor flash info"]));
+        assert!(out.contains("JEDEC ID EF 40 17"), "{out}");
+        assert!(out.contains("8192 KiB, 256-byte pages"), "{out}");
+        assert!(
+            out.contains("4 KiB (20h), 32 KiB (52h), 64 KiB (D8h)"),
+            "{out}"
+        );
+        assert!(out.contains("protection: none"), "{out}");
+    }
+    {
+        let s = SimServer::start(&["--sim-state", state]);
+        // The firmware runs from power-on and may be halted inside its own
+        // SPI transaction: reset first, as a user would.
+        let out = gdb(
+            &s.addr,
+            &[
+                "monitor reset halt",
+                "compare-sections",
+                "monitor flash erase-all",
+                "x/4xb 0x90000003",
+            ],
+        );
+        assert_eq!(matched(&out), loadable_sections(), "after restart:\n{out}");
+        assert!(out.contains("erased 8192 KiB"), "{out}");
+        assert!(x_line(&out, 0x9000_0003, "0xff\t0xff\t0xff\t0xff"), "{out}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn gdb_protected_chip_refuses_load_until_unprotected() {
+    let sim = SimBoard::new(SimConfig::default()).unwrap();
+    sim.lock().mcu().chip.load(0, &[0x42; 0x100]);
+    sim.lock()
+        .mcu()
+        .chip
+        .set_status_registers([0x1C, 0x02, 0x60]);
+    let handle = sim.clone();
+    let addr = in_process(sim, Board::builtin());
+    let out = gdb(&addr, &cmds(LOAD, &["monitor flash info"]));
+    assert!(out.contains("PROTECTED"), "{out}");
+    assert!(!out.contains("Start address"), "load must fail:\n{out}");
+    assert_eq!(
+        handle.lock().mcu().chip.contents()[0],
+        0x42,
+        "nothing erased"
+    );
+    let out = gdb(
+        &addr,
+        &cmds(
+            &["monitor flash unprotect"],
+            &cmds(LOAD, &["compare-sections"]),
+        ),
+    );
+    assert!(out.contains("external flash unprotected"), "{out}");
+    assert!(out.contains("Start address"), "{out}");
+    assert_eq!(matched(&out), loadable_sections(), "{out}");
+    let (_, font) = section(".extflash.font");
+    assert_eq!(handle.lock().mcu().chip.contents()[3], font[0]);
+}
+
+#[test]
+fn gdb_absent_chip_error_names_the_pins() {
+    let sim = SimBoard::new(SimConfig {
+        faults: Faults {
+            absent: true,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let addr = in_process(sim, Board::builtin());
+    let out = gdb(
+        &addr,
+        &["monitor flash info", "x/4xb 0x90000000", "print 1+1"],
+    );
+    assert!(
+        out.contains(
+            "no SPI flash answers on SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0): check wiring and power"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Cannot access memory at address 0x90000000"),
+        "{out}"
+    );
+    assert!(out.contains("$1 = 2"), "session goes on:\n{out}");
+}
+
+#[test]
+fn gdb_second_board_file_spi3_loads_and_compares() {
+    let s = SimServer::start(&["--board", SPI3_BOARD]);
+    let out = gdb(
+        &s.addr,
+        &cmds(LOAD, &["compare-sections", "monitor flash info"]),
+    );
+    assert!(!out.contains("MIS-MATCHED"), "{out}");
+    assert_eq!(matched(&out), loadable_sections(), "{out}");
+    assert!(
+        out.contains("SPI3 (SCK PC10, MISO PC11, MOSI PC12, CS PA15)"),
+        "{out}"
+    );
+    let _ = symbol("assets_checked");
+}
