@@ -113,3 +113,20 @@ fn valid_connection_after_oversized_packet_is_served() {
     let mut c = s.client_after_close();
     assert_eq!(c.ask("m20000000,4").unwrap().len(), 8);
 }
+
+#[test]
+fn valid_nak_of_a_reply_gets_it_resent() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    // Ask, read the reply, then NAK it as if it arrived garbled.
+    c.send_packet(b"m20000000,4").unwrap();
+    let first = c.recv_packet().unwrap();
+    c.send_raw(b"-").unwrap();
+    let again = c.recv_packet().unwrap();
+    assert_eq!(again, first, "the same reply is sent again");
+    assert_eq!(
+        c.ask("m20000000,4").unwrap().len(),
+        8,
+        "session still usable"
+    );
+}

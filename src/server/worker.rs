@@ -213,6 +213,40 @@ fn worker_main(
 struct ChannelConnection {
     pending: Vec<u8>,
     out: UnboundedSender<Vec<u8>>,
+    /// The last `$...#cs` frame sent, for retransmission on a NAK (`-`):
+    /// gdbstub does not retransmit and would drop the connection.
+    last_packet: Vec<u8>,
+    /// NAKs answered for `last_packet`; bounded so a broken link ends.
+    resends: u8,
+}
+
+/// How often one reply is sent again before a NAK ends the connection.
+const MAX_RESENDS: u8 = 3;
+
+impl ChannelConnection {
+    /// Remember the last complete frame in `bytes` (ack mode only needs it).
+    fn note_sent(&mut self, bytes: &[u8]) {
+        let Some(start) = bytes.iter().rposition(|&b| b == b'$') else {
+            return;
+        };
+        let frame = &bytes[start..];
+        if frame.len() >= 4 && frame[frame.len() - 3] == b'#' {
+            self.last_packet = frame.to_vec();
+            self.resends = 0;
+        }
+    }
+
+    /// Answer a NAK by sending the last frame again; false when there is
+    /// nothing to resend or the bound is reached.
+    fn resend(&mut self) -> bool {
+        if self.last_packet.is_empty() || self.resends >= MAX_RESENDS {
+            return false;
+        }
+        self.resends += 1;
+        let frame = self.last_packet.clone();
+        self.pending.extend_from_slice(&frame);
+        true
+    }
 }
 
 /// The client's socket is gone.
@@ -237,9 +271,9 @@ impl Connection for ChannelConnection {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.out
-            .send(std::mem::take(&mut self.pending))
-            .map_err(|_| ConnectionClosed)
+        let bytes = std::mem::take(&mut self.pending);
+        self.note_sent(&bytes);
+        self.out.send(bytes).map_err(|_| ConnectionClosed)
     }
 }
 
@@ -268,6 +302,8 @@ fn serve(
     }
     let connection = ChannelConnection {
         pending: Vec::new(),
+        last_packet: Vec::new(),
+        resends: 0,
         out,
     };
     let stub = match GdbStubBuilder::new(connection)
@@ -431,6 +467,13 @@ fn feed<'a>(
                 return Ok(sm);
             }
         },
+        Frame::Control(b'-') if !*no_ack => {
+            if conn(&mut sm).resend() {
+                tracing::debug!("GDB asked for the last packet again: resending it");
+                return Ok(sm);
+            }
+            frame
+        }
         Frame::Control(_) => frame,
     };
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {

@@ -355,7 +355,20 @@ impl Mcu {
                     0
                 } else {
                     let (spi, mut link) = self.spi_and_link(idx);
-                    spi.read(off, now, &mut link)
+                    let v = spi.read(off, now, &mut link);
+                    // A poll of SR waiting for a frame in flight (RXNE=0,
+                    // BSY=1): jump to the frame's end instead of emulating
+                    // the poll loop. The reply still says "not yet", as the
+                    // first poll of a real loop would.
+                    const RXNE: u32 = 1 << 0;
+                    const BSY: u32 = 1 << 7;
+                    if off == 0x08 && v & RXNE == 0 && v & BSY != 0 {
+                        if let Some(end) = spi.busy_until() {
+                            let end = end.min(now.saturating_add(MAX_SKIP_PS));
+                            self.clock.skip_to(end);
+                        }
+                    }
+                    v
                 }
             }
         };
