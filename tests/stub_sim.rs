@@ -27,9 +27,9 @@ const DWT_CTRL: u64 = 0xE000_1000;
 
 /// The board file's work area: 0x2001C000 + 16 KiB.
 const WORK_AREA: u32 = 0x2001_C000;
-const CONFIG_ADDR: u32 = WORK_AREA + 0x900;
-const RING_ADDR: u32 = WORK_AREA + 0x980;
-const BUF: u32 = WORK_AREA + 0xA00;
+const CONFIG_ADDR: u32 = WORK_AREA + 0x1000;
+const RING_ADDR: u32 = WORK_AREA + 0x1080;
+const BUF: u32 = WORK_AREA + 0x1100;
 const BUF_SIZE: u32 = 0x1C00;
 /// 2 KiB of stack at the top of the work area, canary at its lowest word.
 const STACK_BOTTOM: u32 = WORK_AREA + 0x3800;
@@ -64,6 +64,12 @@ impl StubImage {
         assert_eq!(ph.file_size(), ph.mem_size(), "no .bss");
         let off = ph.offset() as usize;
         let bytes = elf[off..off + ph.file_size() as usize].to_vec();
+        assert!(
+            bytes.len() as u32 <= CONFIG_ADDR - WORK_AREA,
+            "the stub ({} bytes) overlaps this test's config block at +{:#x}: move the layout",
+            bytes.len(),
+            CONFIG_ADDR - WORK_AREA
+        );
         let mut symbols = Vec::new();
         for section in file.section_iter() {
             if let Ok(SectionData::SymbolTable32(entries)) = section.get_data(&file) {
