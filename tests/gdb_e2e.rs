@@ -6,20 +6,22 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::rsp::RspClient;
+use support::server::SimServer;
 
 const FIRMWARE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/firmware/firmware.elf");
-const GDB: &str = "gdb-multiarch";
-const GDB_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running `extflash-gdb serve --sim --port 0`; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
+/// A running `extflash-gdb serve --sim --port 0` (killed on drop) with GDB
+/// pointed at the test firmware.
+struct Server(SimServer);
+
+impl std::ops::Deref for Server {
+    type Target = SimServer;
+    fn deref(&self) -> &SimServer {
+        &self.0
+    }
 }
 
 impl Server {
@@ -28,89 +30,11 @@ impl Server {
     }
 
     fn start_with(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
-            .args(["serve", "--sim", "--port", "0"])
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn extflash-gdb");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read first stdout line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!("first line should be `listening on HOST:PORT`, got {line:?}")
-            })
-            .to_string();
-        Server { child, addr }
+        Server(SimServer::start(extra))
     }
 
-    fn client(&self) -> RspClient {
-        RspClient::connect(&self.addr).expect("connect")
-    }
-
-    /// Run GDB in batch mode with `cmds` after connecting; returns its
-    /// stdout and stderr together.
     fn gdb(&self, cmds: &[&str]) -> String {
-        let mut args: Vec<String> = vec!["-batch".into(), "-nx".into()];
-        let target = format!("target extended-remote {}", self.addr);
-        for c in [
-            "set architecture arm",
-            "set pagination off",
-            "set confirm off",
-            target.as_str(),
-        ]
-        .into_iter()
-        .chain(cmds.iter().copied())
-        {
-            args.push("-ex".into());
-            args.push(c.into());
-        }
-        args.push(FIRMWARE.into());
-        let mut child = Command::new(GDB)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("run {GDB}: {e}"));
-        // A hung GDB (e.g. a stop that never comes) fails the test instead of
-        // hanging it.
-        let deadline = Instant::now() + GDB_TIMEOUT;
-        while child.try_wait().expect("wait for gdb").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let timed_out = Instant::now() > deadline;
-        let out = child.wait_with_output().expect("gdb output");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !timed_out,
-            "gdb {cmds:?} timed out after {GDB_TIMEOUT:?}:\n{text}"
-        );
-        eprintln!("---- gdb {cmds:?}\n{text}");
-        text
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.gdb(FIRMWARE, cmds)
     }
 }
 
