@@ -101,15 +101,7 @@ impl LoadRequest {
             return Err(PlanError::EraseNotAligned { offset, len, min });
         }
         self.erased.push(offset..end as u32);
-        self.erased.sort_by_key(|r| r.start);
-        let mut merged: Vec<Range<u32>> = Vec::new();
-        for r in self.erased.drain(..) {
-            match merged.last_mut() {
-                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-                _ => merged.push(r),
-            }
-        }
-        self.erased = merged;
+        crate::gdb::flash_plan::merge_ranges(&mut self.erased);
         Ok(())
     }
 

@@ -70,15 +70,7 @@ impl FlashPlan {
             return Err(FlashPlanError::EraseNotSectorAligned { address, len });
         }
         self.erased.push(range);
-        self.erased.sort_by_key(|r| r.start);
-        let mut merged: Vec<Range<u64>> = Vec::new();
-        for r in self.erased.drain(..) {
-            match merged.last_mut() {
-                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-                _ => merged.push(r),
-            }
-        }
-        self.erased = merged;
+        merge_ranges(&mut self.erased);
         Ok(())
     }
 
@@ -143,6 +135,20 @@ fn on_sector_boundary(region: &Region, addr: u64) -> bool {
     addr == region.range().end || region.sectors().any(|s| u64::from(s.start) == addr)
 }
 
+/// Sort `ranges` and merge those that overlap or touch: GDB may send erase
+/// requests in any order and with repeats.
+pub fn merge_ranges<T: Ord + Copy>(ranges: &mut Vec<Range<T>>) {
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<T>> = Vec::with_capacity(ranges.len());
+    for r in ranges.drain(..) {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    *ranges = merged;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +170,13 @@ mod tests {
             }
         }
         Ok(plan)
+    }
+
+    #[test]
+    fn merge_ranges_joins_overlapping_and_touching_ranges() {
+        let mut r = vec![10u32..20, 0..5, 5..8, 15..30, 40..41];
+        merge_ranges(&mut r);
+        assert_eq!(r, vec![0..8, 10..30, 40..41]);
     }
 
     #[test]
