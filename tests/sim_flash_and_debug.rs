@@ -209,3 +209,31 @@ fn unknown_instruction_locks_up_without_killing_the_process() {
     core.halt(Duration::from_millis(100)).unwrap();
     assert!(core.core_halted().unwrap());
 }
+
+#[test]
+fn wfi_puts_the_core_to_sleep_and_halt_wakes_it_past_the_wfi() {
+    let board = SimBoard::new(SimConfig::default()).unwrap();
+    let mut session = board.probe().attach(CHIP, Permissions::default()).unwrap();
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_millis(100)).unwrap();
+    // nop; wfi; b . (probe-rs's run() single-steps the nop first)
+    core.write_word_16(0x2000_0200, 0xBF00).unwrap();
+    core.write_word_16(0x2000_0202, 0xBF30).unwrap();
+    core.write_word_16(0x2000_0204, 0xE7FE).unwrap();
+    core.write_core_reg(core.program_counter().id(), 0x2000_0200u32)
+        .unwrap();
+    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
+        .unwrap();
+    core.run().unwrap();
+    let mut status = core.status().unwrap();
+    for _ in 0..100 {
+        if status == CoreStatus::Sleeping {
+            break;
+        }
+        status = core.status().unwrap();
+    }
+    assert_eq!(status, CoreStatus::Sleeping);
+    core.halt(Duration::from_millis(100)).unwrap();
+    let pc: u32 = core.read_core_reg(core.program_counter().id()).unwrap();
+    assert_eq!(pc, 0x2000_0204, "halted after the WFI");
+}

@@ -9,8 +9,13 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use armagnac::core::{Config, Emulator, Event, Processor};
-use armagnac::decoder::Lut16AndGrouped32InstructionDecoder;
+use std::cell::Cell;
+
+use armagnac::core::{Config, Emulator, Event, ItState, Processor};
+use armagnac::decoder::{
+    InstructionDecode, InstructionDecodeError, Lut16AndGrouped32InstructionDecoder,
+};
+use armagnac::instructions::{Instruction, InstructionSize};
 use armagnac::memory::MemoryInterface;
 use armagnac::registers::Mode;
 
@@ -97,14 +102,49 @@ pub struct ArmagnacCpu {
     fpscr: u32,
     /// Set after a contained panic: the processor state is suspect until reset.
     poisoned: Option<String>,
+    /// Raised by [`SleepAwareDecoder`] when the step decoded WFI/WFE.
+    slept: Rc<Cell<bool>>,
+}
+
+/// armagnac's decoder, with WFI and WFE decoded as NOPs that raise a flag:
+/// in armagnac's wait states `next_event` never returns, so the board
+/// handles sleep itself. (A WFI in a failing IT condition still raises the
+/// flag; compilers do not emit that.)
+struct SleepAwareDecoder {
+    inner: Lut16AndGrouped32InstructionDecoder,
+    slept: Rc<Cell<bool>>,
+}
+
+impl InstructionDecode for SleepAwareDecoder {
+    fn try_decode(
+        &self,
+        ins: u32,
+        size: InstructionSize,
+        state: ItState,
+    ) -> Result<Rc<dyn Instruction>, InstructionDecodeError> {
+        let nop = match size {
+            InstructionSize::Ins16 if ins == 0xBF20 || ins == 0xBF30 => Some(0xBF00),
+            InstructionSize::Ins32 if ins == 0xF3AF_8002 || ins == 0xF3AF_8003 => Some(0xF3AF_8000),
+            _ => None,
+        };
+        match nop {
+            Some(nop) => {
+                self.slept.set(true);
+                self.inner.try_decode(nop, size, state)
+            }
+            None => self.inner.try_decode(ins, size, state),
+        }
+    }
 }
 
 impl ArmagnacCpu {
     /// `bus` is mapped at address 0 and covers `[0, bus_size)`; armagnac
     /// itself serves the SCS (0xE000E000) above it.
     pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32, windows: Vec<Window>) -> Self {
-        let proc = Self::build(bus.clone(), bus_size, &windows);
+        let slept = Rc::new(Cell::new(false));
+        let proc = Self::build(bus.clone(), bus_size, &windows, &slept);
         Self {
+            slept,
             proc,
             bus,
             bus_size,
@@ -121,11 +161,13 @@ impl ArmagnacCpu {
         bus: Rc<RefCell<dyn MemoryInterface>>,
         bus_size: u32,
         windows: &[Window],
+        slept: &Rc<Cell<bool>>,
     ) -> Processor {
         let mut proc = Processor::new(Config::v7em());
-        proc.instruction_decoder = Box::new(Lut16AndGrouped32InstructionDecoder::new(
-            armagnac::core::ArmVersion::V7EM,
-        ));
+        proc.instruction_decoder = Box::new(SleepAwareDecoder {
+            inner: Lut16AndGrouped32InstructionDecoder::new(armagnac::core::ArmVersion::V7EM),
+            slept: slept.clone(),
+        });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
         debug_assert!(bus_size <= 0xE000_0000);
@@ -139,26 +181,6 @@ impl ArmagnacCpu {
         }
         proc
     }
-
-    /// WFI/WFE put armagnac into a wait state in which `next_event` never
-    /// returns; recognise them before executing.
-    fn sleep_instruction_len(&mut self) -> Option<u32> {
-        let pc = self.proc.registers.pc;
-        let bus = &self.bus;
-        let mut env = armagnac::memory::Env::new(0, true);
-        let hw = bus.borrow_mut().read_u16le(pc, &mut env).ok()?;
-        match hw {
-            0xBF20 | 0xBF30 => Some(2),
-            0xF3AF => {
-                let hw2 = bus
-                    .borrow_mut()
-                    .read_u16le(pc.wrapping_add(2), &mut env)
-                    .ok()?;
-                matches!(hw2, 0x8002 | 0x8003).then_some(4)
-            }
-            _ => None,
-        }
-    }
 }
 
 impl Cpu for ArmagnacCpu {
@@ -166,10 +188,7 @@ impl Cpu for ArmagnacCpu {
         if let Some(why) = &self.poisoned {
             return StepOutcome::Fault(why.clone());
         }
-        if let Some(len) = self.sleep_instruction_len() {
-            self.proc.registers.pc = self.proc.registers.pc.wrapping_add(len);
-            return StepOutcome::Sleep;
-        }
+        self.slept.set(false);
         let pc = self.proc.registers.pc;
         let proc = &mut self.proc;
         // armagnac pushes the retired instruction first and the BKPT/reset
@@ -193,6 +212,7 @@ impl Cpu for ArmagnacCpu {
                 self.proc.registers.pc = pc;
                 StepOutcome::Breakpoint
             }
+            Ok(Ok(StepOutcome::Retired)) if self.slept.get() => StepOutcome::Sleep,
             Ok(Ok(o)) => o,
             Ok(Err(e)) => StepOutcome::Fault(format!("{e} at pc {pc:#010x}")),
             Err(panic) => {
@@ -291,7 +311,7 @@ impl Cpu for ArmagnacCpu {
     }
 
     fn reset(&mut self, sp: u32, reset_vector: u32) {
-        self.proc = Self::build(self.bus.clone(), self.bus_size, &self.windows);
+        self.proc = Self::build(self.bus.clone(), self.bus_size, &self.windows, &self.slept);
         self.poisoned = None;
         self.basepri = 0;
         self.fpca = false;
