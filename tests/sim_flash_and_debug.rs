@@ -53,6 +53,30 @@ fn wait_halted(core: &mut probe_rs::Core<'_>) -> HaltReason {
     }
 }
 
+/// Write Thumb `code` at `at`, point PC there (Thumb state) and run.
+fn run_thumb_in_ram(core: &mut probe_rs::Core<'_>, at: u32, code: &[u16]) {
+    for (i, hw) in code.iter().enumerate() {
+        core.write_word_16(at as u64 + 2 * i as u64, *hw).unwrap();
+    }
+    core.write_core_reg(core.program_counter().id(), at)
+        .unwrap();
+    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
+        .unwrap();
+    core.run().unwrap();
+}
+
+/// Poll the core status (bounded) until it is `want`; returns the last seen.
+fn wait_for_status(core: &mut probe_rs::Core<'_>, want: CoreStatus) -> CoreStatus {
+    let mut status = core.status().unwrap();
+    for _ in 0..200 {
+        if status == want {
+            break;
+        }
+        status = core.status().unwrap();
+    }
+    status
+}
+
 #[test]
 fn flash_loader_programs_internal_flash_and_the_image_runs_after_reset() {
     let image = counter_image();
@@ -147,13 +171,7 @@ fn bkpt_instruction_halts_on_the_bkpt() {
     let mut session = board.probe().attach(CHIP, Permissions::default()).unwrap();
     let mut core = session.core(0).unwrap();
     core.halt(Duration::from_millis(100)).unwrap();
-    core.write_word_16(0x2000_0200, 0xBF00).unwrap(); // nop
-    core.write_word_16(0x2000_0202, 0xBE2A).unwrap(); // bkpt #42
-    core.write_core_reg(core.program_counter().id(), 0x2000_0200u32)
-        .unwrap();
-    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
-        .unwrap();
-    core.run().unwrap();
+    run_thumb_in_ram(&mut core, 0x2000_0200, &[0xBF00, 0xBE2A]); // nop; bkpt #42
     let reason = wait_halted(&mut core);
     assert!(matches!(reason, HaltReason::Breakpoint(_)), "{reason:?}");
     let pc: u32 = core.read_core_reg(core.program_counter().id()).unwrap();
@@ -166,21 +184,11 @@ fn emulator_panic_locks_the_core_up_and_reset_recovers() {
     let mut core = session.core(0).unwrap();
     core.halt(Duration::from_millis(100)).unwrap();
     // msr basepri, r0: armagnac has no BASEPRI and panics (todo!).
-    core.write_word_16(0x2000_0300, 0xF380).unwrap();
-    core.write_word_16(0x2000_0302, 0x8811).unwrap();
-    core.write_core_reg(core.program_counter().id(), 0x2000_0300u32)
-        .unwrap();
-    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
-        .unwrap();
-    core.run().unwrap();
-    let mut status = core.status().unwrap();
-    for _ in 0..100 {
-        if status == CoreStatus::LockedUp {
-            break;
-        }
-        status = core.status().unwrap();
-    }
-    assert_eq!(status, CoreStatus::LockedUp);
+    run_thumb_in_ram(&mut core, 0x2000_0300, &[0xF380, 0x8811]);
+    assert_eq!(
+        wait_for_status(&mut core, CoreStatus::LockedUp),
+        CoreStatus::LockedUp
+    );
     let fault = board.lock().fault().map(str::to_string).unwrap();
     assert!(fault.contains("0x20000300"), "fault names the pc: {fault}");
     let info = core.reset_and_halt(Duration::from_millis(500)).unwrap();
@@ -196,14 +204,11 @@ fn unknown_instruction_locks_up_without_killing_the_process() {
     core.halt(Duration::from_millis(100)).unwrap();
     // nop; udf: probe-rs's run() single-steps first (the nop), then the
     // free-running core meets the undefined instruction.
-    core.write_word_32(0x2000_0200, 0xDEFF_BF00).unwrap();
-    core.write_core_reg(core.program_counter().id(), 0x2000_0200u32)
-        .unwrap();
-    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
-        .unwrap();
-    core.run().unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-    assert_eq!(core.status().unwrap(), CoreStatus::LockedUp);
+    run_thumb_in_ram(&mut core, 0x2000_0200, &[0xBF00, 0xDEFF]);
+    assert_eq!(
+        wait_for_status(&mut core, CoreStatus::LockedUp),
+        CoreStatus::LockedUp
+    );
     let fault = board.lock().fault().map(str::to_string).unwrap();
     assert!(fault.contains("0x20000202"), "{fault}");
     core.halt(Duration::from_millis(100)).unwrap();
@@ -217,22 +222,11 @@ fn wfi_puts_the_core_to_sleep_and_halt_wakes_it_past_the_wfi() {
     let mut core = session.core(0).unwrap();
     core.halt(Duration::from_millis(100)).unwrap();
     // nop; wfi; b . (probe-rs's run() single-steps the nop first)
-    core.write_word_16(0x2000_0200, 0xBF00).unwrap();
-    core.write_word_16(0x2000_0202, 0xBF30).unwrap();
-    core.write_word_16(0x2000_0204, 0xE7FE).unwrap();
-    core.write_core_reg(core.program_counter().id(), 0x2000_0200u32)
-        .unwrap();
-    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
-        .unwrap();
-    core.run().unwrap();
-    let mut status = core.status().unwrap();
-    for _ in 0..100 {
-        if status == CoreStatus::Sleeping {
-            break;
-        }
-        status = core.status().unwrap();
-    }
-    assert_eq!(status, CoreStatus::Sleeping);
+    run_thumb_in_ram(&mut core, 0x2000_0200, &[0xBF00, 0xBF30, 0xE7FE]);
+    assert_eq!(
+        wait_for_status(&mut core, CoreStatus::Sleeping),
+        CoreStatus::Sleeping
+    );
     core.halt(Duration::from_millis(100)).unwrap();
     let pc: u32 = core.read_core_reg(core.program_counter().id()).unwrap();
     assert_eq!(pc, 0x2000_0204, "halted after the WFI");

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+mod sim_support;
+
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{
     crc32_update, Config, EraseKind, PinCfg, Ring, Status, Timeouts, CONFIG_MAGIC, CRC32_INIT,
@@ -16,6 +18,7 @@ use extflash_stub_abi::{
     SYM_READ_SFDP, SYM_READ_STATUS, SYM_WRITE_STATUS,
 };
 use probe_rs::{CoreStatus, HaltReason, MemoryInterface, Permissions, RegisterId};
+use sim_support::pattern;
 use xmas_elf::program::Type;
 use xmas_elf::sections::SectionData;
 use xmas_elf::symbol_table::Entry;
@@ -329,19 +332,6 @@ impl Target {
     fn chip_contents(&self, range: std::ops::Range<usize>) -> Vec<u8> {
         self.board.lock().mcu().chip.contents()[range].to_vec()
     }
-}
-
-/// Deterministic test bytes (xorshift32), never 0xFF-only.
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s as u8
-        })
-        .collect()
 }
 
 #[test]
