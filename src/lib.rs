@@ -2,7 +2,10 @@
 //! NOR flash is exposed to GDB as a flash window at 0x90000000.
 
 pub mod board;
+pub mod cortex_m;
+pub mod error;
 pub mod extflash;
+pub mod flash;
 pub mod gdb;
 pub mod server;
 pub mod sim;

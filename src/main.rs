@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use extflash_gdb::board::Board;
+use extflash_gdb::flash::{FlashEvent, FlashKind};
 use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
 use probe_rs::probe::list::Lister;
 use probe_rs::probe::DebugProbeSelector;
@@ -99,7 +100,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         probe_source(args.probe.clone(), attach)
     };
-    let worker = ProbeWorker::start(source, Arc::new(board))?;
+    let worker = ProbeWorker::start_with_events(source, Arc::new(board), Arc::new(log_progress))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -232,4 +233,69 @@ fn probe_source(selector: Option<String>, attach: AttachOptions) -> SessionSourc
             .with_context(|| format!("through probe {selector}"))?;
         Ok(OpenedSession::from(session))
     })
+}
+
+/// The server's rendering of flash progress: log lines, and a summary with
+/// the rate when an operation finishes.
+fn log_progress(e: &FlashEvent) {
+    let name = |f: &FlashKind| match f {
+        FlashKind::Internal => "internal flash",
+        FlashKind::External => "external flash",
+    };
+    match e {
+        FlashEvent::Identified {
+            jedec_id,
+            name: part,
+            size,
+        } => tracing::info!(
+            "external flash: {part} ({jedec_id:02X?}), {} KiB",
+            size / 1024
+        ),
+        FlashEvent::Started {
+            flash,
+            erase_bytes,
+            program_bytes,
+        } => tracing::info!(
+            "{}: erasing {erase_bytes} bytes, programming {program_bytes} bytes",
+            name(flash)
+        ),
+        FlashEvent::Erasing {
+            flash,
+            address,
+            size,
+        } => tracing::debug!(
+            "{}: erasing {size:#x} bytes at {address:#010x}",
+            name(flash)
+        ),
+        FlashEvent::Programmed {
+            flash,
+            address,
+            bytes,
+        } => tracing::debug!(
+            "{}: programmed {bytes} bytes at {address:#010x}",
+            name(flash)
+        ),
+        FlashEvent::Waiting {
+            flash,
+            what,
+            elapsed,
+        } => tracing::info!(
+            "{}: {what} still running after {} s",
+            name(flash),
+            elapsed.as_secs()
+        ),
+        FlashEvent::Done {
+            flash,
+            erased,
+            programmed,
+            elapsed,
+        } => {
+            let secs = elapsed.as_secs_f64().max(1e-3);
+            tracing::info!(
+                "{}: erased {erased} bytes, programmed {programmed} bytes in {secs:.2} s ({:.1} KB/s)",
+                name(flash),
+                *programmed as f64 / 1024.0 / secs
+            )
+        }
+    }
 }

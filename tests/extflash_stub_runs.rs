@@ -44,8 +44,12 @@ fn snapshot(core: &mut Core<'_>, board: &Board) -> Snapshot {
         sp,
         ram,
         periph,
-        demcr: core.read_word_32(runner::DEMCR.into()).unwrap(),
-        dwt_ctrl: core.read_word_32(runner::DWT_CTRL.into()).unwrap(),
+        demcr: core
+            .read_word_32(extflash_gdb::cortex_m::DEMCR.into())
+            .unwrap(),
+        dwt_ctrl: core
+            .read_word_32(extflash_gdb::cortex_m::dwt::CTRL.into())
+            .unwrap(),
     }
 }
 
@@ -159,11 +163,38 @@ fn commit_erases_and_programs_with_the_largest_blocks() {
         .all(|&x| x == 0xFF));
     assert_eq!(chip[0xEFFF], 0, "outside the erase untouched");
     assert_eq!(chip[0x21000], 0, "outside the erase untouched");
-    let erases = events
+    use extflash_gdb::flash::FlashEvent;
+    let erases: Vec<(u32, u32)> = events
         .iter()
-        .filter(|e| matches!(e, extflash_gdb::extflash::Event::Erasing { .. }))
-        .count();
-    assert_eq!(erases, 3, "4K + 64K + 4K: {events:?}");
+        .filter_map(|e| match e {
+            FlashEvent::Erasing { address, size, .. } => Some((*address, *size)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        erases,
+        [
+            (0x9000_F000, 0x1000),
+            (0x9001_0000, 0x10000),
+            (0x9002_0000, 0x1000)
+        ],
+        "4K + 64K + 4K at window addresses"
+    );
+    let programmed: u32 = events
+        .iter()
+        .filter_map(|e| match e {
+            FlashEvent::Programmed { bytes, .. } => Some(*bytes),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(
+        programmed as usize,
+        data.len(),
+        "progress adds up to the image"
+    );
+    assert!(
+        matches!(events.last(), Some(FlashEvent::Done { programmed, .. }) if *programmed == data.len() as u64)
+    );
 }
 
 #[test]
@@ -177,7 +208,7 @@ fn protected_chip_is_refused_before_anything_is_erased_then_unprotect_works() {
     ext.flash_write(0x9000_0000, &[1, 2, 3, 4]).unwrap();
     let err = ext.commit(&mut core, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("0x90000000"), "{err}");
-    let chain = extflash_gdb::gdb::DisplayChain(&err).to_string();
+    let chain = extflash_gdb::error::DisplayChain(&err).to_string();
     assert!(chain.contains("monitor flash unprotect"), "{chain}");
     assert_eq!(b.lock().mcu().chip.contents()[0], 0x11, "nothing erased");
 

@@ -140,9 +140,24 @@ impl Board {
     pub fn flash_region_at(&self, addr: u64) -> Option<&Region> {
         self.flash_regions().find(|r| r.contains(addr))
     }
+
+    /// The internal flash regions as the planner sees them: erases start
+    /// and end on the board file's sector boundaries.
+    pub fn flash_geometry(&self) -> Vec<crate::flash::EraseGeometry> {
+        self.flash_regions()
+            .map(|r| crate::flash::EraseGeometry {
+                flash: "internal flash",
+                range: r.range(),
+                boundaries: crate::flash::Boundaries::Sectors(
+                    r.sectors().map(|s| u64::from(s.start)).collect(),
+                ),
+            })
+            .collect()
+    }
 }
 
-/// External SPI NOR flash wiring (used by the next issue's stub).
+/// External SPI NOR flash wiring: what the stub drives and where GDB sees
+/// the chip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalFlash {
     /// Where GDB sees the chip.

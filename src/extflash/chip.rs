@@ -114,6 +114,8 @@ pub fn is_no_answer(id: [u8; 3]) -> bool {
 
 /// Largest size a 3-byte-address part can have.
 pub const MAX_3BYTE_SIZE: u32 = 16 << 20;
+/// Program page size of SPI NOR parts when SFDP does not say otherwise.
+pub const DEFAULT_PAGE: u32 = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SfdpError {
@@ -208,7 +210,7 @@ pub fn parse_basic_table(table: &[u8]) -> Result<Geometry, SfdpError> {
 pub fn fallback_geometry(part: &KnownPart) -> Geometry {
     Geometry {
         size: part.size,
-        page_size: 256,
+        page_size: DEFAULT_PAGE,
         erase_types: WINBOND_ERASE.to_vec(),
     }
 }

@@ -7,8 +7,9 @@
 
 use extflash_stub_abi::Status;
 
-use super::plan::PlanError;
+use super::chip::SfdpError;
 use super::stub::StubImageError;
+use crate::flash::PlanError;
 
 /// The wiring, for messages: "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,11 +131,17 @@ pub enum ExtFlashError {
     },
     #[error("the stub image did not read back at {address:#010x}: is the work area RAM?")]
     Readback { address: u32 },
-    #[error("{what} failed")]
+    #[error("{op} failed")]
     Probe {
-        what: String,
+        op: ProbeOp,
         #[source]
         source: probe_rs::Error,
+    },
+    #[error("the chip's SFDP table at {address:#x} is unusable")]
+    Sfdp {
+        address: u32,
+        #[source]
+        source: SfdpError,
     },
     #[error("the external-flash request cannot be planned")]
     Plan(#[from] PlanError),
@@ -142,10 +149,44 @@ pub enum ExtFlashError {
     PlainWrite { address: u32, len: usize },
 }
 
+/// The debug-port access that failed under an [`ExtFlashError::Probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeOp {
+    #[error("reading {0:#010x}")]
+    ReadWord(u32),
+    #[error("writing {0:#010x}")]
+    WriteWord(u32),
+    #[error("reading core register {0}")]
+    ReadRegister(u16),
+    #[error("writing core register {0}")]
+    WriteRegister(u16),
+    #[error("saving the work area {start:#010x}..{end:#010x}")]
+    SaveWorkArea { start: u32, end: u32 },
+    #[error("restoring the work area {start:#010x}..{end:#010x}")]
+    RestoreWorkArea { start: u32, end: u32 },
+    #[error("writing the stub at {0:#010x}")]
+    LoadStub(u32),
+    #[error("reading back the stub at {0:#010x}")]
+    ReadBackStub(u32),
+    #[error("reading the core status")]
+    CoreStatus,
+    #[error("halting the core after the stub ({0})")]
+    HaltStub(&'static str),
+    #[error("starting the stub for {0}")]
+    StartStub(&'static str),
+    #[error("polling the core while the stub runs")]
+    PollStub,
+    #[error("filling the program ring at {0:#010x}")]
+    FillRing(u32),
+    #[error("writing the program ring header at {0:#010x}")]
+    RingHeader(u32),
+    #[error("reading the stub's buffer at {0:#010x}")]
+    ReadBuffer(u32),
+}
+
 impl ExtFlashError {
-    pub(crate) fn probe(what: impl Into<String>) -> impl FnOnce(probe_rs::Error) -> Self {
-        let what = what.into();
-        move |source| ExtFlashError::Probe { what, source }
+    pub(crate) fn probe(op: ProbeOp) -> impl FnOnce(probe_rs::Error) -> Self {
+        move |source| ExtFlashError::Probe { op, source }
     }
 
     /// The probe-rs error underneath, if any (used to tell a lost probe).

@@ -5,18 +5,19 @@
 //! One concern per file: [`stub`] parses the embedded stub ELF, [`wiring`]
 //! turns the board file into the stub's config block and the register list
 //! to preserve, [`runner`] is the one fixed call sequence (save, load, run,
-//! restore), [`chip`] interprets JEDEC/SFDP/status bytes, [`plan`] turns
-//! GDB's requests into erase/program operations, [`cache`] holds window
-//! reads. [`ExtFlash`] ties them together for the GDB layer.
+//! restore), [`chip`] interprets JEDEC/SFDP/status bytes, [`cache`] holds
+//! window reads. GDB's requests are planned by the shared planner
+//! (`crate::flash::plan`). [`ExtFlash`] ties them together for the GDB
+//! layer.
 //!
 //! Owns the chip and the work area while a call runs; never touches the
 //! chip while the application holds its chip select (see
-//! [`runner::cs_asserted`]). Emits progress as [`Event`]s; never prints.
+//! [`runner::cs_asserted`]). Emits progress as
+//! [`FlashEvent`](crate::flash::FlashEvent)s; never prints.
 
 pub mod cache;
 pub mod chip;
 pub mod error;
-pub mod plan;
 pub mod runner;
 pub mod stub;
 pub mod wiring;
@@ -28,12 +29,13 @@ use extflash_stub_abi::{self as abi, EraseKind, Timeouts};
 use probe_rs::Core;
 
 use crate::board::ExternalFlash;
+use crate::flash::plan::{self, Boundaries, EraseGeometry, FlashRequest};
+use crate::flash::{FlashEvent, FlashKind};
 use cache::ReadCache;
 use chip::{ChipInfo, StatusRegs};
 use error::WiringText;
-pub use error::{ExtFlashError, StubStatusError};
-use plan::LoadRequest;
-use runner::{timeout_for, Call, RunProgress, StubSession};
+pub use error::{ExtFlashError, ProbeOp, StubStatusError};
+use runner::{timeout_for, Call, StubSession};
 use stub::StubImage;
 
 /// Window size advertised before (or without) identification: the largest
@@ -42,41 +44,14 @@ pub const DEFAULT_WINDOW: u32 = chip::MAX_3BYTE_SIZE;
 /// Blocksize advertised before identification (every SPI NOR erases 4 KiB).
 pub const DEFAULT_BLOCK: u32 = 0x1000;
 
-/// Progress of external-flash work, for logs and progress output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Identified {
-        jedec_id: [u8; 3],
-        name: String,
-        size: u32,
-    },
-    Erasing {
-        offset: u32,
-        size: u32,
-    },
-    Programmed {
-        offset: u32,
-        bytes: u32,
-    },
-    /// A long operation is still running.
-    Waiting {
-        what: &'static str,
-        elapsed: Duration,
-    },
-    Done {
-        erased: u64,
-        programmed: u64,
-        elapsed: Duration,
-    },
-}
-
 /// The external flash of one board, as seen through the stub.
 pub struct ExtFlash {
     ext: ExternalFlash,
     stub: Result<StubImage, stub::StubImageError>,
     chip: Option<ChipInfo>,
     cache: ReadCache,
-    request: LoadRequest,
+    /// The window part of the `load` in progress, in window addresses.
+    request: FlashRequest,
 }
 
 impl ExtFlash {
@@ -86,7 +61,7 @@ impl ExtFlash {
             stub: StubImage::builtin(),
             chip: None,
             cache: ReadCache::default(),
-            request: LoadRequest::default(),
+            request: FlashRequest::default(),
         }
     }
 
@@ -115,6 +90,23 @@ impl ExtFlash {
             .unwrap_or(DEFAULT_BLOCK)
     }
 
+    /// The window as the planner sees it: erases on the smallest erase size.
+    pub fn geometry(&self) -> EraseGeometry {
+        EraseGeometry {
+            flash: "external flash",
+            range: self.window(),
+            boundaries: Boundaries::Uniform(self.blocksize()),
+        }
+    }
+
+    /// Bytes per program page (the chip's, 256 before identification).
+    pub fn page_size(&self) -> u32 {
+        self.chip
+            .as_ref()
+            .map(|c| c.geometry.page_size)
+            .unwrap_or(chip::DEFAULT_PAGE)
+    }
+
     pub fn window(&self) -> Range<u64> {
         let base = u64::from(self.ext.window);
         base..base + u64::from(self.size())
@@ -134,7 +126,7 @@ impl ExtFlash {
 
     /// Drop a half-received `load`.
     pub fn forget_request(&mut self) {
-        self.request = LoadRequest::default();
+        self.request = FlashRequest::default();
     }
 
     pub fn has_pending_request(&self) -> bool {
@@ -214,7 +206,16 @@ impl ExtFlash {
             if chip::is_no_answer(id) {
                 return Ok((id, None));
             }
-            let sfdp = read_sfdp(s).ok();
+            // A chip without SFDP (or with a table we cannot use) falls back
+            // to the part table; a lost probe or a stuck stub does not.
+            let sfdp = match read_sfdp(s) {
+                Ok(g) => Some(g),
+                Err(e @ ExtFlashError::Sfdp { .. }) => {
+                    tracing::warn!(error = %crate::error::DisplayChain(&e), "external flash: no usable SFDP");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             Ok((id, sfdp))
         })?;
         if chip::is_no_answer(id) {
@@ -238,7 +239,7 @@ impl ExtFlash {
             (None, None) => (
                 chip::Geometry {
                     size: self.ext.size.unwrap_or(DEFAULT_WINDOW),
-                    page_size: 256,
+                    page_size: chip::DEFAULT_PAGE,
                     erase_types: vec![chip::EraseType {
                         size: 0x1000,
                         opcode: 0x20,
@@ -379,19 +380,14 @@ impl ExtFlash {
         len: u32,
     ) -> Result<(), ExtFlashError> {
         self.ensure_identified(core)?;
-        let offset = self.offset(addr, len).or_else(|_| {
-            // Past the end: let the plan report it with chip offsets.
-            Ok::<u32, ExtFlashError>(addr.wrapping_sub(self.ext.window))
-        })?;
-        let (size, min) = (self.size(), self.blocksize());
-        self.request.erase(offset, len, size, min)?;
+        let geometry = self.geometry();
+        self.request.erase(&[geometry], addr, len)?;
         Ok(())
     }
 
     /// Record a `vFlashWrite` in the window.
     pub fn flash_write(&mut self, addr: u32, data: &[u8]) -> Result<(), ExtFlashError> {
-        let offset = addr.wrapping_sub(self.ext.window);
-        self.request.write(offset, data)?;
+        self.request.write(addr, data)?;
         Ok(())
     }
 
@@ -401,7 +397,7 @@ impl ExtFlash {
     pub fn commit(
         &mut self,
         core: &mut Core<'_>,
-        events: &mut dyn FnMut(Event),
+        events: &mut dyn FnMut(FlashEvent),
     ) -> Result<(), ExtFlashError> {
         let request = std::mem::take(&mut self.request);
         if request.is_empty() {
@@ -411,32 +407,43 @@ impl ExtFlash {
         self.cache.clear();
         let chip = self.chip.clone().expect("identified above");
         let kinds = chip.geometry.stub_erase_kinds();
-        let plan = plan::plan(&request.units(), &kinds)?;
+        let sizes: Vec<u32> = kinds.iter().map(|k| k.size()).collect();
+        let plan = plan::plan(&request.units(), &sizes, self.page_size(), "external flash")?;
         let t = chip.timeouts;
+        let page = self.page_size();
         let started = Instant::now();
         let window = self.ext.window;
         let wiring = self.wiring();
-        let first = plan.erases.first().map(|e| e.offset).unwrap_or(0);
-        self.session(core, window + first, plan.erase_bytes() as u32, |s, _| {
+        let first = plan.erases.first().map(|e| e.address).unwrap_or(window);
+        let kind_of = |size: u32| kinds.iter().copied().find(|k| k.size() == size);
+        const EXT: FlashKind = FlashKind::External;
+        events(FlashEvent::Started {
+            flash: EXT,
+            erase_bytes: plan.erase_bytes(),
+            program_bytes: plan.program_bytes(),
+        });
+        self.session(core, first, plan.erase_bytes() as u32, |s, _| {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
             if status.protects_something() {
                 return Err(ExtFlashError::Stub {
                     op: "erase (stub_erase)",
-                    address: window + first,
+                    address: first,
                     wiring: wiring.clone(),
                     source: StubStatusError::Protected,
                 });
             }
             for e in &plan.erases {
-                events(Event::Erasing {
-                    offset: e.offset,
-                    size: e.kind.size(),
+                events(FlashEvent::Erasing {
+                    flash: EXT,
+                    address: e.address,
+                    size: e.size,
                 });
-                let limit = erase_limit_ms(&t, e.kind);
+                let kind = kind_of(e.size).expect("planned from these kinds");
+                let limit = erase_limit_ms(&t, kind);
                 s.call(
                     Call::Erase {
-                        addr: e.offset,
-                        kind: e.kind,
+                        addr: e.address - window,
+                        kind,
                     },
                     limit,
                     timeout_for(u64::from(limit), 0),
@@ -444,21 +451,27 @@ impl ExtFlash {
                 .map_err(|err| at_window(err, window))?;
             }
             for p in &plan.programs {
+                let mut at = p.address;
                 s.program(
-                    p.offset,
+                    p.address - window,
                     &p.data,
+                    page,
                     t.page_program_ms,
-                    &mut |_: RunProgress| {},
+                    &mut |n| {
+                        events(FlashEvent::Programmed {
+                            flash: EXT,
+                            address: at,
+                            bytes: n,
+                        });
+                        at += n;
+                    },
                 )
                 .map_err(|err| at_window(err, window))?;
-                events(Event::Programmed {
-                    offset: p.offset,
-                    bytes: p.data.len() as u32,
-                });
             }
             Ok(())
         })?;
-        events(Event::Done {
+        events(FlashEvent::Done {
+            flash: EXT,
             erased: plan.erase_bytes(),
             programmed: plan.program_bytes(),
             elapsed: started.elapsed(),
@@ -504,12 +517,12 @@ impl ExtFlash {
         })
     }
 
-    /// Erase the whole chip (C7h), reporting [`Event::Waiting`] about once a
-    /// second.
+    /// Erase the whole chip (C7h), reporting [`FlashEvent::Waiting`] about
+    /// once a second.
     pub fn erase_all(
         &mut self,
         core: &mut Core<'_>,
-        events: &mut dyn FnMut(Event),
+        events: &mut dyn FnMut(FlashEvent),
     ) -> Result<(), ExtFlashError> {
         self.ensure_identified(core)?;
         self.cache.clear();
@@ -527,7 +540,11 @@ impl ExtFlash {
                     source: StubStatusError::Protected,
                 });
             }
-            events(Event::Erasing { offset: 0, size });
+            events(FlashEvent::Erasing {
+                flash: FlashKind::External,
+                address: w,
+                size,
+            });
             let mut last = Instant::now();
             s.call_progress(
                 Call::Erase {
@@ -539,7 +556,8 @@ impl ExtFlash {
                 &mut || {
                     if last.elapsed() >= Duration::from_secs(1) {
                         last = Instant::now();
-                        events(Event::Waiting {
+                        events(FlashEvent::Waiting {
+                            flash: FlashKind::External,
                             what: "chip erase",
                             elapsed: started.elapsed(),
                         });
@@ -547,7 +565,8 @@ impl ExtFlash {
                 },
             )
         })?;
-        events(Event::Done {
+        events(FlashEvent::Done {
+            flash: FlashKind::External,
             erased: u64::from(size),
             programmed: 0,
             elapsed: started.elapsed(),
@@ -568,22 +587,14 @@ fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashErro
         timeout_for(10, 64),
     )?;
     let header = s.read_buffer(header_len)?;
-    let Ok((at, len)) = chip::sfdp_basic_table_location(&header) else {
-        return Err(ExtFlashError::Stub {
-            op: "SFDP read (stub_read_sfdp)",
-            address: 0,
-            wiring: WiringText(String::new()),
-            source: StubStatusError::BadArgument,
-        });
-    };
+    let (at, len) = chip::sfdp_basic_table_location(&header)
+        .map_err(|source| ExtFlashError::Sfdp { address: 0, source })?;
     let len = (len as u32).min(256);
     s.call(Call::ReadSfdp { addr: at, len }, 0, timeout_for(10, 256))?;
     let table = s.read_buffer(len)?;
-    chip::parse_basic_table(&table).map_err(|_| ExtFlashError::Stub {
-        op: "SFDP read (stub_read_sfdp)",
+    chip::parse_basic_table(&table).map_err(|source| ExtFlashError::Sfdp {
         address: at,
-        wiring: WiringText(String::new()),
-        source: StubStatusError::BadArgument,
+        source,
     })
 }
 

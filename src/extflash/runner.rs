@@ -18,37 +18,17 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use extflash_stub_abi::{self as abi, Ring};
+use extflash_stub_abi::{self as abi, ring_offset, Ring, Words};
 use probe_rs::{Core, CoreStatus, MemoryInterface, RegisterId};
 
-use super::error::{ExtFlashError, StubStatusError, WiringText};
+use super::error::{ExtFlashError, ProbeOp, StubStatusError, WiringText};
 use super::stub::{Entries, StubImage};
 use super::wiring;
 use crate::board::ExternalFlash;
-
-pub const DEMCR: u32 = 0xE000_EDFC;
-pub const DEMCR_TRCENA: u32 = 1 << 24;
-pub const DFSR: u32 = 0xE000_ED30;
-pub const DWT_CTRL: u32 = 0xE000_1000;
-pub const DWT_CYCCNT: u32 = 0xE000_1004;
-pub const DWT_CTRL_CYCCNTENA: u32 = 1;
+use crate::cortex_m::{demcr, dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
 
 /// Stack the stub gets, at the top of the work area.
 pub const STACK_SIZE: u32 = 1024;
-
-/// DCRSR register selectors (ARMv7-M C1.6.3).
-mod sel {
-    pub const SP: u16 = 13;
-    pub const LR: u16 = 14;
-    pub const PC: u16 = 15;
-    pub const XPSR: u16 = 16;
-    pub const MSP: u16 = 17;
-    pub const PSP: u16 = 18;
-    /// CONTROL[31:24] FAULTMASK[23:16] BASEPRI[15:8] PRIMASK[7:0].
-    pub const EXTRA: u16 = 20;
-    pub const FPSCR: u16 = 33;
-    pub const S0: u16 = 64;
-}
 
 /// Registers saved and restored, in restore order: CONTROL first (it picks
 /// the stack pointer), then both stack pointers, then the rest. `sp` itself
@@ -179,16 +159,6 @@ impl Call {
     }
 }
 
-/// Progress of a long stub run (chip erase, programming), for the caller's
-/// event sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunProgress {
-    /// Still waiting after `elapsed`.
-    Waiting { elapsed: Duration },
-    /// `done` of `total` bytes handed to the stub.
-    Fed { done: u64, total: u64 },
-}
-
 struct Saved {
     regs: Vec<(u16, u32)>,
     ram: Vec<u32>,
@@ -209,22 +179,22 @@ pub struct StubSession<'a, 'p> {
 
 fn rd(core: &mut Core<'_>, addr: u32) -> Result<u32, ExtFlashError> {
     core.read_word_32(addr.into())
-        .map_err(ExtFlashError::probe(format!("reading {addr:#010x}")))
+        .map_err(ExtFlashError::probe(ProbeOp::ReadWord(addr)))
 }
 
 fn wr(core: &mut Core<'_>, addr: u32, value: u32) -> Result<(), ExtFlashError> {
     core.write_word_32(addr.into(), value)
-        .map_err(ExtFlashError::probe(format!("writing {addr:#010x}")))
+        .map_err(ExtFlashError::probe(ProbeOp::WriteWord(addr)))
 }
 
 fn reg_rd(core: &mut Core<'_>, sel: u16) -> Result<u32, ExtFlashError> {
     core.read_core_reg::<u32>(RegisterId(sel))
-        .map_err(ExtFlashError::probe(format!("reading core register {sel}")))
+        .map_err(ExtFlashError::probe(ProbeOp::ReadRegister(sel)))
 }
 
 fn reg_wr(core: &mut Core<'_>, sel: u16, value: u32) -> Result<(), ExtFlashError> {
     core.write_core_reg(RegisterId(sel), value)
-        .map_err(ExtFlashError::probe(format!("writing core register {sel}")))
+        .map_err(ExtFlashError::probe(ProbeOp::WriteRegister(sel)))
 }
 
 /// Whether the application holds the flash's chip select: CS configured as
@@ -268,7 +238,7 @@ pub fn with_stub<R>(
         (Err(e), Ok(())) => Err(e),
         (Ok(_), Err(e)) => Err(e),
         (Err(e), Err(r)) => {
-            tracing::error!(error = %crate::gdb::DisplayChain(&r), "restoring after a failed stub run also failed");
+            tracing::error!(error = %crate::error::DisplayChain(&r), "restoring after a failed stub run also failed");
             Err(e)
         }
     }
@@ -282,15 +252,15 @@ fn save(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<Saved, ExtFlashError
     let wa = &ext.work_area;
     let mut ram = vec![0u32; ((wa.end - wa.start) / 4) as usize];
     core.read_32(wa.start.into(), &mut ram)
-        .map_err(ExtFlashError::probe(format!(
-            "saving the work area {:#010x}..{:#010x}",
-            wa.start, wa.end
-        )))?;
+        .map_err(ExtFlashError::probe(ProbeOp::SaveWorkArea {
+            start: wa.start,
+            end: wa.end,
+        }))?;
     let demcr = rd(core, DEMCR)?;
     // DWT registers are only readable with TRCENA set.
-    wr(core, DEMCR, demcr | DEMCR_TRCENA)?;
-    let dwt_ctrl = rd(core, DWT_CTRL)?;
-    let cyccnt = rd(core, DWT_CYCCNT)?;
+    wr(core, DEMCR, demcr | demcr::TRCENA)?;
+    let dwt_ctrl = rd(core, dwt::CTRL)?;
+    let cyccnt = rd(core, dwt::CYCCNT)?;
     let dfsr = rd(core, DFSR)?;
     // Peripheral registers read as zero with their clock off: read the
     // enables first, then switch the clocks on to read the real values.
@@ -335,22 +305,18 @@ fn load(
     for (addr, bytes) in [(l.load, &stub.bytes), (l.config, &cfg)] {
         core.write_8(addr.into(), bytes)
             .and_then(|()| core.flush())
-            .map_err(ExtFlashError::probe(format!(
-                "writing the stub at {addr:#010x}"
-            )))?;
+            .map_err(ExtFlashError::probe(ProbeOp::LoadStub(addr)))?;
         let mut back = vec![0u8; bytes.len()];
         core.read_8(addr.into(), &mut back)
-            .map_err(ExtFlashError::probe(format!(
-                "reading back the stub at {addr:#010x}"
-            )))?;
+            .map_err(ExtFlashError::probe(ProbeOp::ReadBackStub(addr)))?;
         if let Some(i) = back.iter().zip(bytes.iter()).position(|(a, b)| a != b) {
             return Err(ExtFlashError::Readback {
                 address: addr + i as u32,
             });
         }
     }
-    let ctrl = rd(core, DWT_CTRL)?;
-    wr(core, DWT_CTRL, ctrl | DWT_CTRL_CYCCNTENA)?;
+    let ctrl = rd(core, dwt::CTRL)?;
+    wr(core, dwt::CTRL, ctrl | dwt::CTRL_CYCCNTENA)?;
     Ok(())
 }
 
@@ -358,18 +324,18 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
     // A run that timed out or failed may have left the core running.
     if !core
         .core_halted()
-        .map_err(ExtFlashError::probe("reading the core status"))?
+        .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
     {
-        core.halt(Duration::from_millis(500))
-            .map_err(ExtFlashError::probe("halting the stub"))?;
+        core.halt(HALT_TIMEOUT)
+            .map_err(ExtFlashError::probe(ProbeOp::HaltStub("restore")))?;
     }
     let wa = &ext.work_area;
     core.write_32(wa.start.into(), &s.ram)
         .and_then(|()| core.flush())
-        .map_err(ExtFlashError::probe(format!(
-            "restoring the work area {:#010x}..{:#010x}",
-            wa.start, wa.end
-        )))?;
+        .map_err(ExtFlashError::probe(ProbeOp::RestoreWorkArea {
+            start: wa.start,
+            end: wa.end,
+        }))?;
     let (spi, _, _) = wiring::spi_regs(ext.spi);
     let cr1 = spi + wiring::SPI_CR1;
     for &(addr, value) in &s.periph {
@@ -383,8 +349,8 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
         }
         wr(core, addr, value)?;
     }
-    wr(core, DWT_CYCCNT, s.cyccnt)?;
-    wr(core, DWT_CTRL, s.dwt_ctrl)?;
+    wr(core, dwt::CYCCNT, s.cyccnt)?;
+    wr(core, dwt::CTRL, s.dwt_ctrl)?;
     wr(core, DEMCR, s.demcr)?;
     // DFSR is write-one-to-clear: drop only what our BKPT added.
     let dfsr = rd(core, DFSR)?;
@@ -401,7 +367,7 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
 /// (`write_8`) for an unaligned head and tail, word writes in between (one
 /// transaction per word instead of per byte).
 fn write_bytes(core: &mut Core<'_>, addr: u32, data: &[u8]) -> Result<(), ExtFlashError> {
-    let fail = || ExtFlashError::probe(format!("filling the program ring at {addr:#010x}"));
+    let fail = || ExtFlashError::probe(ProbeOp::FillRing(addr));
     let head = ((4 - addr % 4) % 4).min(data.len() as u32) as usize;
     let body = (data.len() - head) & !3;
     if head > 0 {
@@ -484,28 +450,26 @@ impl StubSession<'_, '_> {
         ] {
             reg_wr(core, sel, value)?;
         }
-        core.run().map_err(ExtFlashError::probe(format!(
-            "starting the stub for {}",
-            call.name()
-        )))?;
+        core.run()
+            .map_err(ExtFlashError::probe(ProbeOp::StartStub(call.name())))?;
         let started = Instant::now();
         loop {
             poll(core, &l)?;
             let status = core
                 .status()
-                .map_err(ExtFlashError::probe("polling the core while the stub runs"))?;
+                .map_err(ExtFlashError::probe(ProbeOp::PollStub))?;
             match status {
                 CoreStatus::Halted(_) => break,
                 CoreStatus::LockedUp => {
-                    core.halt(Duration::from_millis(500))
-                        .map_err(ExtFlashError::probe("halting a locked-up stub"))?;
+                    core.halt(HALT_TIMEOUT)
+                        .map_err(ExtFlashError::probe(ProbeOp::HaltStub("locked up")))?;
                     break;
                 }
                 _ => {}
             }
             if started.elapsed() > timeout {
-                core.halt(Duration::from_millis(500))
-                    .map_err(ExtFlashError::probe("halting a stub that timed out"))?;
+                core.halt(HALT_TIMEOUT)
+                    .map_err(ExtFlashError::probe(ProbeOp::HaltStub("timed out")))?;
                 return Err(ExtFlashError::Timeout {
                     op: call.name(),
                     address: call.address(),
@@ -553,21 +517,22 @@ impl StubSession<'_, '_> {
             let mut words = vec![0u32; len as usize / 4];
             self.core
                 .read_32(at.into(), &mut words)
-                .map_err(ExtFlashError::probe("reading the stub's buffer"))?;
+                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
             for (c, w) in out.chunks_exact_mut(4).zip(words) {
                 c.copy_from_slice(&w.to_le_bytes());
             }
         } else {
             self.core
                 .read_8(at.into(), &mut out)
-                .map_err(ExtFlashError::probe("reading the stub's buffer"))?;
+                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
         }
         Ok(out)
     }
 
     /// Program `data` at chip `addr` through the ring: the host keeps the
     /// ring filled while the stub drains it into page programs, so SWD
-    /// transfers overlap page-program time.
+    /// transfers overlap page-program time. `drained(n)` reports bytes the
+    /// stub has taken from the ring (into the chip's page buffer).
     ///
     /// Relies on the [`Ring`] protocol: the host only writes data, `wp` and
     /// `abort`; the stub only writes `rp`; one byte always stays free.
@@ -575,8 +540,9 @@ impl StubSession<'_, '_> {
         &mut self,
         addr: u32,
         data: &[u8],
+        page_size: u32,
         page_ms: u32,
-        progress: &mut dyn FnMut(RunProgress),
+        drained: &mut dyn FnMut(u32),
     ) -> Result<(), ExtFlashError> {
         let l = self.layout;
         let ring = Ring {
@@ -587,13 +553,18 @@ impl StubSession<'_, '_> {
             abort: 0,
         };
         {
-            let core = &mut *self.core;
-            let words = [ring.wp, ring.rp, ring.start, ring.end, ring.abort];
-            core.write_32(l.ring.into(), &words)
-                .map_err(ExtFlashError::probe("writing the program ring header"))?;
+            let mut header = [0u8; Ring::SIZE];
+            ring.write_le(&mut header);
+            let words: Vec<u32> = header
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            self.core
+                .write_32(l.ring.into(), &words)
+                .map_err(ExtFlashError::probe(ProbeOp::RingHeader(l.ring)))?;
         }
         let total = data.len() as u64;
-        let pages = (data.len() as u64).div_ceil(256) + 1;
+        let pages = total.div_ceil(u64::from(page_size.max(1))) + 1;
         let timeout = timeout_for(u64::from(page_ms) * pages, total * 4);
         let mut sent = 0usize;
         let mut wp = ring.wp;
@@ -602,12 +573,18 @@ impl StubSession<'_, '_> {
         // Time without progress before the host gives up on the stub.
         let stall = Duration::from_millis(u64::from(page_ms) * 4 + 2_000);
         let mut feed = |core: &mut Core<'_>, _: &Layout| -> Result<(), ExtFlashError> {
-            let rp = rd(core, l.ring + 4)?;
+            let rp = rd(core, l.ring + ring_offset::RP)?;
             if rp != last_rp {
+                let moved = if rp >= last_rp {
+                    rp - last_rp
+                } else {
+                    (ring.end - last_rp) + (rp - ring.start)
+                };
+                drained(moved);
                 last_rp = rp;
                 last_move = Instant::now();
             } else if sent < data.len() && last_move.elapsed() > stall {
-                wr(core, l.ring + 16, 1)?; // abort
+                wr(core, l.ring + ring_offset::ABORT, 1)?;
             }
             let cur = Ring { wp, rp, ..ring };
             let mut room = cur.writable() as usize;
@@ -624,12 +601,8 @@ impl StubSession<'_, '_> {
             }
             if wrote {
                 core.flush()
-                    .map_err(ExtFlashError::probe("filling the program ring"))?;
-                wr(core, l.ring, wp)?;
-                progress(RunProgress::Fed {
-                    done: sent as u64,
-                    total,
-                });
+                    .map_err(ExtFlashError::probe(ProbeOp::FillRing(wp)))?;
+                wr(core, l.ring + ring_offset::WP, wp)?;
             }
             Ok(())
         };
@@ -644,6 +617,16 @@ impl StubSession<'_, '_> {
             timeout,
             &mut feed,
         )?;
+        // What the stub drained after the last poll.
+        let last = rd(self.core, l.ring + ring_offset::RP)?;
+        if last != last_rp {
+            let moved = if last >= last_rp {
+                last - last_rp
+            } else {
+                (ring.end - last_rp) + (last - ring.start)
+            };
+            drained(moved);
+        }
         Ok(())
     }
 }

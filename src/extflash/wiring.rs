@@ -5,7 +5,7 @@
 //! Pure: addresses and values only (RM0090 memory map and register
 //! layouts); nothing here talks to the target.
 
-use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts};
+use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts, Words};
 
 use crate::board::{ExternalFlash, Pin};
 
@@ -107,32 +107,11 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
     }
 }
 
-/// The config block as the little-endian words the stub reads.
+/// The config block as the little-endian bytes the stub reads.
 pub fn config_bytes(c: &Config) -> Vec<u8> {
-    let mut words = vec![
-        c.magic,
-        c.spi_base,
-        c.rcc_spi_enr,
-        c.rcc_spi_bit,
-        c.rcc_gpio_enr,
-        c.rcc_gpio_mask,
-    ];
-    for p in &c.pins {
-        words.extend([p.gpio_base, p.pin, p.af]);
-    }
-    words.extend([c.br, c.cycles_per_ms]);
-    let t = &c.timeouts;
-    words.extend([
-        t.page_program_ms,
-        t.sector_erase_ms,
-        t.block32_erase_ms,
-        t.block64_erase_ms,
-        t.chip_erase_ms,
-        t.write_status_ms,
-        t.ring_ms,
-        t.spi_frame_ms,
-    ]);
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    let mut out = vec![0u8; Config::SIZE];
+    c.write_le(&mut out);
+    out
 }
 
 /// Every peripheral register the stub may change, in restore order: GPIO

@@ -2,8 +2,8 @@
 //! whose register numbers follow the `regnum`s of our target description
 //! (see `tdesc.rs`), so `g`/`G`/`p`/`P` all agree with it.
 //!
-//! Pure data: no probe access here. `target.rs` maps these registers onto
-//! probe-rs register ids.
+//! Pure data: no probe access here. `base.rs` maps these registers onto
+//! probe-rs register ids (`cortex_m::regsel`).
 
 use core::num::NonZeroUsize;
 

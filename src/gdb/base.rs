@@ -18,17 +18,7 @@ use probe_rs::{Core, MemoryInterface, RegisterId};
 
 use super::arch::{CortexMRegId, CortexMRegs};
 use super::{to_target_error, GdbError, GdbTarget};
-
-/// probe-rs register selectors (DCRSR REGSEL) for the Cortex-M.
-pub(crate) mod regsel {
-    pub const XPSR: u16 = 0b1_0000;
-    pub const MSP: u16 = 0b1_0001;
-    pub const PSP: u16 = 0b1_0010;
-    /// CONTROL[31:24] FAULTMASK[23:16] BASEPRI[15:8] PRIMASK[7:0].
-    pub const EXTRA: u16 = 0b1_0100;
-    pub const FPSCR: u16 = 33;
-    pub const S0: u16 = 64;
-}
+use crate::cortex_m::regsel;
 
 /// Where a GDB register lives in probe-rs: a whole register, or one byte of
 /// the packed CONTROL/FAULTMASK/BASEPRI/PRIMASK word.

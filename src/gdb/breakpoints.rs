@@ -20,30 +20,7 @@ use probe_rs::MemoryInterface;
 
 use super::base::{read_memory, write_memory};
 use super::{to_target_error, GdbError, GdbTarget, StopReason};
-
-/// `BKPT #0` in Thumb.
-pub const BKPT: u16 = 0xBE00;
-/// FPBv1 comparators only match addresses below this.
-pub const FPB_CODE_LIMIT: u32 = 0x2000_0000;
-
-pub const DEMCR: u32 = 0xE000_EDFC;
-pub const DEMCR_TRCENA: u32 = 1 << 24;
-pub const DWT_CTRL: u32 = 0xE000_1000;
-/// Largest DWT MASK on the Cortex-M4 (bits ignored in the comparison).
-pub const DWT_MAX_MASK: u32 = 15;
-pub const DWT_FUNCTION_MATCHED: u32 = 1 << 24;
-/// The STM32F407 has four DWT comparators.
-pub const DWT_MAX_SLOTS: usize = 4;
-
-pub const fn dwt_comp(n: usize) -> u32 {
-    0xE000_1020 + 16 * n as u32
-}
-pub const fn dwt_mask(n: usize) -> u32 {
-    0xE000_1024 + 16 * n as u32
-}
-pub const fn dwt_function(n: usize) -> u32 {
-    0xE000_1028 + 16 * n as u32
-}
+use crate::cortex_m::{self, demcr, dwt, fpb, DEMCR};
 
 /// DWT FUNCTION value for a watch kind.
 pub fn dwt_function_for(kind: WatchKind) -> u32 {
@@ -62,7 +39,7 @@ pub struct DwtMatch {
 }
 
 /// The smallest DWT match (COMP with MASK low bits ignored) that covers
-/// `addr..addr+len`; `None` if it needs more than [`DWT_MAX_MASK`] bits.
+/// `addr..addr+len`; `None` if it needs more than [`dwt::MAX_MASK`] bits.
 /// The comparator may cover a little more than asked: GDB checks the value
 /// and only reports a change of the watched expression.
 pub fn dwt_match(addr: u32, len: u32) -> Option<DwtMatch> {
@@ -74,7 +51,7 @@ pub fn dwt_match(addr: u32, len: u32) -> Option<DwtMatch> {
         return None;
     }
     let last = last as u32;
-    let mask = (0..=DWT_MAX_MASK).find(|m| addr >> m == last >> m)?;
+    let mask = (0..=dwt::MAX_MASK).find(|m| addr >> m == last >> m)?;
     Some(DwtMatch {
         comp: addr & !((1u32 << mask) - 1),
         mask,
@@ -94,9 +71,9 @@ impl GdbTarget {
     fn dwt_slots(&mut self) -> Result<usize, GdbError> {
         if self.watch_slots.is_empty() {
             let mut ctrl = [0u8; 4];
-            read_memory(self, DWT_CTRL, &mut ctrl)?;
+            read_memory(self, dwt::CTRL, &mut ctrl)?;
             let n = (u32::from_le_bytes(ctrl) >> 28) as usize;
-            self.watch_slots = vec![None; n.min(DWT_MAX_SLOTS)];
+            self.watch_slots = vec![None; n.min(dwt::COMPARATORS)];
         }
         Ok(self.watch_slots.len())
     }
@@ -107,7 +84,7 @@ impl GdbTarget {
 
     pub(super) fn clear_watch_slot(&mut self, slot: usize) -> Result<(), GdbError> {
         self.watch_slots[slot] = None;
-        self.write_word(dwt_function(slot), 0)
+        self.write_word(dwt::function(slot), 0)
     }
 
     /// The watchpoint whose comparator matched, clearing MATCHED (it clears
@@ -119,8 +96,8 @@ impl GdbTarget {
                 continue;
             };
             let mut f = [0u8; 4];
-            read_memory(self, dwt_function(slot), &mut f)?;
-            if u32::from_le_bytes(f) & DWT_FUNCTION_MATCHED != 0 && hit.is_none() {
+            read_memory(self, dwt::function(slot), &mut f)?;
+            if u32::from_le_bytes(f) & dwt::FUNCTION_MATCHED != 0 && hit.is_none() {
                 hit = Some(StopReason::Watch {
                     tid: (),
                     kind: w.kind,
@@ -142,11 +119,11 @@ impl GdbTarget {
         let program = |t: &mut GdbTarget| -> Result<(), GdbError> {
             let mut demcr = [0u8; 4];
             read_memory(t, DEMCR, &mut demcr)?;
-            t.write_word(DEMCR, u32::from_le_bytes(demcr) | DEMCR_TRCENA)?;
-            t.write_word(dwt_function(slot), 0)?;
-            t.write_word(dwt_comp(slot), m.comp)?;
-            t.write_word(dwt_mask(slot), m.mask)?;
-            t.write_word(dwt_function(slot), dwt_function_for(kind))
+            t.write_word(DEMCR, u32::from_le_bytes(demcr) | demcr::TRCENA)?;
+            t.write_word(dwt::function(slot), 0)?;
+            t.write_word(dwt::comp(slot), m.comp)?;
+            t.write_word(dwt::mask(slot), m.mask)?;
+            t.write_word(dwt::function(slot), dwt_function_for(kind))
         };
         program(self).map_err(|e| match e {
             GdbError::MemoryRead { source, .. } | GdbError::MemoryWrite { source, .. } => {
@@ -179,11 +156,11 @@ impl GdbTarget {
         }
         let mut orig = [0u8; 2];
         read_memory(self, addr, &mut orig)?;
-        write_memory(self, addr, &BKPT.to_le_bytes())?;
+        write_memory(self, addr, &cortex_m::BKPT.to_le_bytes())?;
         let mut back = [0u8; 2];
         read_memory(self, addr, &mut back)?;
         let found = u16::from_le_bytes(back);
-        if found != BKPT {
+        if found != cortex_m::BKPT {
             // Flash or ROM ignores the write; nothing to restore.
             return Err(GdbError::SwBreakpointNotWritable {
                 address: addr,
@@ -203,7 +180,7 @@ impl GdbTarget {
     }
 
     fn add_hw(&mut self, addr: u32) -> Result<bool, GdbError> {
-        if addr >= FPB_CODE_LIMIT {
+        if addr >= fpb::CODE_LIMIT {
             return Ok(false);
         }
         if self.hw_breakpoints.contains(&addr) {
@@ -357,9 +334,9 @@ mod tests {
 
     #[test]
     fn dwt_register_addresses_and_functions() {
-        assert_eq!(dwt_comp(0), 0xE000_1020);
-        assert_eq!(dwt_mask(1), 0xE000_1034);
-        assert_eq!(dwt_function(3), 0xE000_1058);
+        assert_eq!(dwt::comp(0), 0xE000_1020);
+        assert_eq!(dwt::mask(1), 0xE000_1034);
+        assert_eq!(dwt::function(3), 0xE000_1058);
         assert_eq!(dwt_function_for(WatchKind::Read), 5);
         assert_eq!(dwt_function_for(WatchKind::Write), 6);
         assert_eq!(dwt_function_for(WatchKind::ReadWrite), 7);

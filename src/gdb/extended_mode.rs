@@ -6,9 +6,8 @@ use gdbstub::common::Pid;
 use gdbstub::target::ext::extended_mode::{Args, AttachKind, ExtendedMode, ShouldTerminate};
 use gdbstub::target::TargetResult;
 
-use super::{
-    fatal_only, to_target_error, ExecState, GdbError, GdbTarget, SessionFault, RESET_TIMEOUT,
-};
+use super::{fatal_only, to_target_error, ExecState, GdbError, GdbTarget, SessionFault};
+use crate::cortex_m::{HALT_TIMEOUT, RESET_TIMEOUT};
 
 /// The one "process": the core.
 const PID: usize = 1;
@@ -30,7 +29,7 @@ impl GdbTarget {
                 .core_halted()
                 .map_err(|source| GdbError::Status { source })?
             {
-                core.halt(super::HALT_TIMEOUT)
+                core.halt(HALT_TIMEOUT)
                     .map_err(|source| GdbError::Halt { source })?;
             }
         }

@@ -16,45 +16,79 @@
 //! 0x20000B58), so RAM that GDB loaded before the flash pieces is clobbered
 //! there. The core is left halted; GDB sets the PC itself after `load`.
 
+use std::time::Instant;
+
 use gdbstub::target::ext::flash::Flash;
 use gdbstub::target::TargetResult;
-use probe_rs::flashing::DownloadOptions;
+use probe_rs::flashing::{DownloadOptions, FlashProgress, ProgressEvent, ProgressOperation};
 
-use super::flash_plan::FlashPlan;
 use super::{to_target_error, ExecState, GdbError, GdbTarget};
-use crate::extflash::Event;
+use crate::flash::{FlashEvent, FlashKind, FlashRequest};
 
 impl GdbTarget {
-    fn commit_flash(&mut self, plan: FlashPlan) -> Result<(), GdbError> {
-        let segments = plan.segments();
-        let Some(first) = segments.first() else {
+    fn commit_flash(&mut self, request: FlashRequest) -> Result<(), GdbError> {
+        let units = request.units();
+        let Some(first) = units.first() else {
             return Ok(());
         };
         let address = first.address;
-        let bytes: usize = segments.iter().map(|s| s.data.len()).sum();
+        let bytes: usize = units.iter().map(|u| u.data.len()).sum();
         let fail = |source| GdbError::FlashCommit {
             address,
             bytes,
             source,
         };
         let mut loader = self.session.target().flash_loader();
-        for s in &segments {
-            loader.add_data(s.address.into(), &s.data).map_err(fail)?;
+        for u in &units {
+            loader.add_data(u.address.into(), &u.data).map_err(fail)?;
         }
-        tracing::info!(
-            sectors_bytes = bytes,
-            written = plan.written_bytes(),
-            "programming internal flash at {address:#010x}"
-        );
-        let started = std::time::Instant::now();
-        loader
-            .commit(&mut self.session, DownloadOptions::new())
-            .map_err(fail)?;
+        const INT: FlashKind = FlashKind::Internal;
+        let events = self.events.clone();
+        events(&FlashEvent::Started {
+            flash: INT,
+            erase_bytes: bytes as u64,
+            program_bytes: bytes as u64,
+        });
+        let started = Instant::now();
+        let mut options = DownloadOptions::new();
+        // probe-rs reports sizes, not addresses: count them from the first
+        // unit so the events still say where programming has got to.
+        let (mut erased_at, mut programmed_at) = (address, address);
+        options.progress = FlashProgress::new(move |e| {
+            if let ProgressEvent::Progress {
+                operation, size, ..
+            } = e
+            {
+                let size = size as u32;
+                match operation {
+                    ProgressOperation::Erase => {
+                        events(&FlashEvent::Erasing {
+                            flash: INT,
+                            address: erased_at,
+                            size,
+                        });
+                        erased_at = erased_at.wrapping_add(size);
+                    }
+                    ProgressOperation::Program => {
+                        events(&FlashEvent::Programmed {
+                            flash: INT,
+                            address: programmed_at,
+                            bytes: size,
+                        });
+                        programmed_at = programmed_at.wrapping_add(size);
+                    }
+                    ProgressOperation::Fill | ProgressOperation::Verify => {}
+                }
+            }
+        });
+        loader.commit(&mut self.session, options).map_err(fail)?;
         self.exec = ExecState::Halted;
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "internal flash programmed"
-        );
+        (self.events)(&FlashEvent::Done {
+            flash: INT,
+            erased: bytes as u64,
+            programmed: bytes as u64,
+            elapsed: started.elapsed(),
+        });
         Ok(())
     }
 
@@ -62,78 +96,58 @@ impl GdbTarget {
         if !self.ext.as_ref().is_some_and(|e| e.has_pending_request()) {
             return Ok(());
         }
-        self.with_ext(|ext, core| {
-            let window = ext.config().window;
-            ext.commit(core, &mut |e| log_event(window, &e))
-        })
+        let events = self.events.clone();
+        self.with_ext(|ext, core| ext.commit(core, &mut |e| events(&e)))
     }
-}
 
-/// Progress events as log lines (the binary's only output channel here).
-pub(crate) fn log_event(window: u32, e: &Event) {
-    match e {
-        Event::Erasing { offset, size } => {
-            tracing::info!(
-                "external flash: erasing {size:#x} bytes at {:#010x}",
-                window + offset
-            )
+    /// Drop both halves of a `load` that failed: GDB sends no `vFlashDone`
+    /// after an error, so a later `load` must not inherit its requests.
+    pub(super) fn forget_load(&mut self) {
+        self.flash = FlashRequest::default();
+        if let Some(e) = self.ext.as_mut() {
+            e.forget_request();
         }
-        Event::Programmed { offset, bytes } => {
-            tracing::info!(
-                "external flash: programmed {bytes} bytes at {:#010x}",
-                window + offset
-            )
-        }
-        Event::Done {
-            erased,
-            programmed,
-            elapsed,
-        } => {
-            let secs = elapsed.as_secs_f64().max(1e-3);
-            tracing::info!(
-                "external flash: erased {erased} bytes, programmed {programmed} bytes in {:.2} s ({:.1} KB/s)",
-                secs,
-                *programmed as f64 / 1024.0 / secs
-            )
-        }
-        other => tracing::info!("external flash: {other:?}"),
+    }
+
+    /// A failed request ends the `load` it belongs to.
+    fn load_step(&mut self, result: Result<(), GdbError>) -> TargetResult<(), Self> {
+        result.map_err(|e| {
+            self.forget_load();
+            to_target_error(e)
+        })
     }
 }
 
 impl Flash for GdbTarget {
     fn flash_erase(&mut self, start_addr: u32, length: u32) -> TargetResult<(), Self> {
-        if self.in_window(start_addr, length.into()) {
-            return self
-                .with_ext(|ext, core| ext.flash_erase(core, start_addr, length))
-                .map_err(to_target_error);
-        }
-        let board = self.board.clone();
-        self.flash
-            .erase(&board, start_addr, length)
-            .map_err(|e| to_target_error(e.into()))
+        let result = if self.in_window(start_addr, length.into()) {
+            self.with_ext(|ext, core| ext.flash_erase(core, start_addr, length))
+        } else {
+            let flashes = self.board.flash_geometry();
+            self.flash
+                .erase(&flashes, start_addr, length)
+                .map_err(GdbError::from)
+        };
+        self.load_step(result)
     }
 
     fn flash_write(&mut self, start_addr: u32, data: &[u8]) -> TargetResult<(), Self> {
-        if self.in_window(start_addr, data.len() as u64) {
-            return self
-                .with_ext(|ext, _| ext.flash_write(start_addr, data))
-                .map_err(to_target_error);
-        }
-        self.flash
-            .write(start_addr, data)
-            .map_err(|e| to_target_error(e.into()))
+        let result = if self.in_window(start_addr, data.len() as u64) {
+            self.with_ext(|ext, _| ext.flash_write(start_addr, data))
+        } else {
+            self.flash.write(start_addr, data).map_err(GdbError::from)
+        };
+        self.load_step(result)
     }
 
     fn flash_done(&mut self) -> TargetResult<(), Self> {
-        let plan = std::mem::take(&mut self.flash);
+        let request = std::mem::take(&mut self.flash);
         let ext = self.commit_ext_flash();
         if ext.is_err() {
             // Nothing of this load is programmed when the window fails.
-            if let Some(e) = self.ext.as_mut() {
-                e.forget_request();
-            }
+            self.forget_load();
         }
         ext.map_err(to_target_error)?;
-        self.commit_flash(plan).map_err(to_target_error)
+        self.commit_flash(request).map_err(to_target_error)
     }
 }

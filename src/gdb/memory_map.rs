@@ -1,5 +1,6 @@
 //! `qXfer:memory-map:read`: the XML generated from the board file
-//! (`board::memory_map`), computed once per server.
+//! (`board::memory_map`), regenerated when the external chip is identified
+//! (its size and erase size change the window's entry).
 
 use gdbstub::target::ext::memory_map::MemoryMap;
 use gdbstub::target::TargetResult;

@@ -9,8 +9,10 @@
 use gdbstub::outputln;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 
-use super::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault, RESET_TIMEOUT};
-use crate::extflash::Event;
+use super::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault};
+use crate::cortex_m::{HALT_TIMEOUT, RESET_TIMEOUT};
+use crate::error::DisplayChain;
+use crate::flash::FlashEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MonitorCommand {
@@ -120,12 +122,12 @@ impl GdbTarget {
                 });
             }
             MonitorCommand::FlashEraseAll => {
-                let window = self.ext.as_ref().map(|e| e.config().window).unwrap_or(0);
+                let events = self.events.clone();
                 let mut progress = Vec::new();
                 let result = self.with_ext(|ext, core| {
                     ext.erase_all(core, &mut |e| {
-                        super::flash::log_event(window, &e);
-                        progress.push(describe_event(&e));
+                        events(&e);
+                        progress.extend(console_line(&e));
                     })
                 });
                 lines.extend(progress);
@@ -166,7 +168,7 @@ impl GdbTarget {
             }
             MonitorCommand::Halt => {
                 let info = core
-                    .halt(super::HALT_TIMEOUT)
+                    .halt(HALT_TIMEOUT)
                     .map_err(|source| GdbError::Halt { source })?;
                 format!("halted at pc {:#010x}", info.pc)
             }
@@ -192,23 +194,24 @@ impl GdbTarget {
     }
 }
 
-fn describe_event(e: &Event) -> String {
-    match e {
-        Event::Erasing { offset, size } => {
-            format!("erasing {} KiB at chip offset {offset:#x}...", size / 1024)
+/// What GDB's console shows of a progress event.
+fn console_line(e: &FlashEvent) -> Option<String> {
+    Some(match e {
+        FlashEvent::Erasing { address, size, .. } => {
+            format!("erasing {} KiB at {address:#010x}...", size / 1024)
         }
-        Event::Waiting { what, elapsed } => {
+        FlashEvent::Waiting { what, elapsed, .. } => {
             format!("{what}: still running after {} s", elapsed.as_secs())
         }
-        Event::Done {
+        FlashEvent::Done {
             erased, elapsed, ..
         } => format!(
             "erased {} KiB in {:.1} s",
             erased / 1024,
             elapsed.as_secs_f64()
         ),
-        other => format!("{other:?}"),
-    }
+        _ => return None,
+    })
 }
 
 impl MonitorCmd for GdbTarget {
@@ -229,7 +232,7 @@ impl MonitorCmd for GdbTarget {
         match self.run_monitor(parsed) {
             Ok(reply) => outputln!(out, "{reply}"),
             Err(e) => {
-                outputln!(out, "error: {}", super::DisplayChain(&e));
+                outputln!(out, "error: {}", DisplayChain(&e));
                 fatal_only(e)?;
             }
         }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::framer::{frame_packet, Frame, Framer};
 use crate::board::Board;
+use crate::flash::EventSink;
 use crate::gdb::{GdbTarget, SessionFault};
 
 /// gdbstub's packet buffer (we advertise it as `PacketSize`); large enough
@@ -89,6 +90,15 @@ impl ProbeWorker {
     /// Start the worker thread and open the session on it. Returns once the
     /// session is open, or with the opener's error.
     pub fn start(source: SessionSource, board: Arc<Board>) -> anyhow::Result<ProbeWorker> {
+        Self::start_with_events(source, board, crate::flash::progress::no_events())
+    }
+
+    /// Like [`start`](Self::start), sending flash progress to `events`.
+    pub fn start_with_events(
+        source: SessionSource,
+        board: Arc<Board>,
+        events: EventSink,
+    ) -> anyhow::Result<ProbeWorker> {
         let memory_map: Arc<str> = crate::board::memory_map::board_memory_map_xml(&board)?.into();
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<()>>();
@@ -105,7 +115,7 @@ impl ProbeWorker {
                         return Ok(());
                     }
                 };
-                let result = worker_main(opened, board, memory_map, rx);
+                let result = worker_main(opened, board, memory_map, events, rx);
                 if let Err(e) = &result {
                     tracing::error!("probe worker stopped: {e:#}");
                 }
@@ -166,6 +176,7 @@ fn worker_main(
     opened: OpenedSession,
     board: Arc<Board>,
     memory_map: Arc<str>,
+    events: EventSink,
     rx: Receiver<ToWorker>,
 ) -> anyhow::Result<()> {
     let OpenedSession {
@@ -175,7 +186,8 @@ fn worker_main(
     loop {
         match rx.recv_timeout(IDLE_TICK) {
             Ok(ToWorker::Connect { id, out }) => {
-                let mut target = GdbTarget::new(session, board.clone(), memory_map.clone());
+                let mut target =
+                    GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
                 let outcome = serve(&mut target, id, out, &rx);
                 let cleanup = match &outcome {
                     Outcome::Fault(_) => Ok(()),
@@ -529,7 +541,7 @@ fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
         Ok(crc) => format!("C{crc:08x}").into_bytes(),
         Err(e) => {
             tracing::warn!(
-                error = %crate::gdb::DisplayChain(&e),
+                error = %crate::error::DisplayChain(&e),
                 "qCRC of {len:#x} bytes at {addr:#010x} failed"
             );
             format!("E{:02x}", e.errno()).into_bytes()

@@ -50,7 +50,7 @@ pub struct PinCfg {
 
 /// Datasheet maxima the stub's busy-waits give up after, in milliseconds.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timeouts {
     /// Page program (tPP max 3 ms).
     pub page_program_ms: u32,
@@ -87,7 +87,7 @@ impl Timeouts {
 /// Everything the stub needs to know about the board: one stub serves every
 /// board file.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Config {
     pub magic: u32,
     /// SPIx base address.
@@ -107,6 +107,66 @@ pub struct Config {
     /// DWT CYCCNT ticks per millisecond (the core clock / 1000).
     pub cycles_per_ms: u32,
     pub timeouts: Timeouts,
+}
+
+/// A `#[repr(C)]` ABI block made only of `u32` fields (directly or in
+/// nested blocks of the same kind): no padding, 4-byte aligned, and laid
+/// out identically for the host and the stub because both compile it here.
+///
+/// # Safety
+/// Implement only for such types; [`to_le_bytes`](Words::to_le_bytes)
+/// reads the value as a slice of `u32`.
+pub unsafe trait Words: Sized + Copy {
+    /// Size in bytes, as the target sees it.
+    const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// The block as the little-endian bytes the target reads, each field at
+    /// its `core::mem::offset_of!` position.
+    fn write_le(&self, out: &mut [u8]) {
+        assert!(out.len() >= Self::SIZE);
+        // SAFETY: `Self` is repr(C) with only u32 fields (trait contract),
+        // so it is a valid, aligned [u32; SIZE / 4].
+        let words = unsafe {
+            core::slice::from_raw_parts(self as *const Self as *const u32, Self::SIZE / 4)
+        };
+        for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    /// The inverse of [`write_le`](Words::write_le).
+    fn read_le(bytes: &[u8]) -> Self
+    where
+        Self: Default,
+    {
+        assert!(bytes.len() >= Self::SIZE);
+        let mut v = Self::default();
+        // SAFETY: as above; every bit pattern is a valid u32.
+        let words = unsafe {
+            core::slice::from_raw_parts_mut(&mut v as *mut Self as *mut u32, Self::SIZE / 4)
+        };
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+            *w = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        v
+    }
+}
+
+// SAFETY: repr(C), u32 fields only (checked by `abi_blocks_have_no_padding`).
+unsafe impl Words for PinCfg {}
+// SAFETY: as above.
+unsafe impl Words for Timeouts {}
+// SAFETY: as above; `pins` and `timeouts` are Words blocks themselves.
+unsafe impl Words for Config {}
+// SAFETY: as above.
+unsafe impl Words for Ring {}
+
+/// Byte offsets of the [`Ring`] fields the host writes or polls.
+pub mod ring_offset {
+    use super::Ring;
+    pub const WP: u32 = core::mem::offset_of!(Ring, wp) as u32;
+    pub const RP: u32 = core::mem::offset_of!(Ring, rp) as u32;
+    pub const ABORT: u32 = core::mem::offset_of!(Ring, abort) as u32;
 }
 
 /// Index of each pin in [`Config::pins`].
@@ -347,10 +407,113 @@ mod tests {
     }
 
     #[test]
-    fn config_layout_is_stable() {
-        assert_eq!(core::mem::size_of::<PinCfg>(), 12);
-        assert_eq!(core::mem::size_of::<Timeouts>(), 32);
-        assert_eq!(core::mem::size_of::<Config>(), 4 * 6 + 12 * 4 + 8 + 32);
-        assert_eq!(core::mem::size_of::<Ring>(), 20);
+    fn abi_blocks_have_no_padding() {
+        assert_eq!(core::mem::size_of::<PinCfg>(), 3 * 4);
+        assert_eq!(core::mem::size_of::<Timeouts>(), 8 * 4);
+        assert_eq!(core::mem::size_of::<Config>(), 6 * 4 + 4 * 12 + 2 * 4 + 32);
+        assert_eq!(core::mem::size_of::<Ring>(), 5 * 4);
+    }
+
+    fn word_at(bytes: &[u8], offset: usize) -> u32 {
+        u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
+    }
+
+    /// Every field lands at the offset the stub reads it from: a
+    /// serialiser that reordered or dropped a field fails here.
+    #[test]
+    fn serialised_config_puts_every_field_at_its_offset() {
+        use core::mem::offset_of;
+        let mut n = 0x100u32;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let mut pins = [PinCfg::default(); 4];
+        for p in &mut pins {
+            *p = PinCfg {
+                gpio_base: next(),
+                pin: next(),
+                af: next(),
+            };
+        }
+        let t = Timeouts {
+            page_program_ms: next(),
+            sector_erase_ms: next(),
+            block32_erase_ms: next(),
+            block64_erase_ms: next(),
+            chip_erase_ms: next(),
+            write_status_ms: next(),
+            ring_ms: next(),
+            spi_frame_ms: next(),
+        };
+        let c = Config {
+            magic: next(),
+            spi_base: next(),
+            rcc_spi_enr: next(),
+            rcc_spi_bit: next(),
+            rcc_gpio_enr: next(),
+            rcc_gpio_mask: next(),
+            pins,
+            br: next(),
+            cycles_per_ms: next(),
+            timeouts: t,
+        };
+        let mut b = [0u8; Config::SIZE];
+        c.write_le(&mut b);
+        let fields = [
+            (offset_of!(Config, magic), c.magic),
+            (offset_of!(Config, spi_base), c.spi_base),
+            (offset_of!(Config, rcc_spi_enr), c.rcc_spi_enr),
+            (offset_of!(Config, rcc_spi_bit), c.rcc_spi_bit),
+            (offset_of!(Config, rcc_gpio_enr), c.rcc_gpio_enr),
+            (offset_of!(Config, rcc_gpio_mask), c.rcc_gpio_mask),
+            (offset_of!(Config, br), c.br),
+            (offset_of!(Config, cycles_per_ms), c.cycles_per_ms),
+        ];
+        for (off, v) in fields {
+            assert_eq!(word_at(&b, off), v, "field at {off}");
+        }
+        for (i, p) in c.pins.iter().enumerate() {
+            let base = offset_of!(Config, pins) + i * core::mem::size_of::<PinCfg>();
+            assert_eq!(
+                word_at(&b, base + offset_of!(PinCfg, gpio_base)),
+                p.gpio_base
+            );
+            assert_eq!(word_at(&b, base + offset_of!(PinCfg, pin)), p.pin);
+            assert_eq!(word_at(&b, base + offset_of!(PinCfg, af)), p.af);
+        }
+        let tb = offset_of!(Config, timeouts);
+        for (off, v) in [
+            (offset_of!(Timeouts, page_program_ms), t.page_program_ms),
+            (offset_of!(Timeouts, sector_erase_ms), t.sector_erase_ms),
+            (offset_of!(Timeouts, block32_erase_ms), t.block32_erase_ms),
+            (offset_of!(Timeouts, block64_erase_ms), t.block64_erase_ms),
+            (offset_of!(Timeouts, chip_erase_ms), t.chip_erase_ms),
+            (offset_of!(Timeouts, write_status_ms), t.write_status_ms),
+            (offset_of!(Timeouts, ring_ms), t.ring_ms),
+            (offset_of!(Timeouts, spi_frame_ms), t.spi_frame_ms),
+        ] {
+            assert_eq!(word_at(&b, tb + off), v, "timeouts field at {off}");
+        }
+        assert_eq!(Config::read_le(&b), c, "round trip");
+    }
+
+    #[test]
+    fn serialised_ring_matches_the_offsets_the_host_polls() {
+        let r = Ring {
+            wp: 1,
+            rp: 2,
+            start: 3,
+            end: 4,
+            abort: 5,
+        };
+        let mut b = [0u8; Ring::SIZE];
+        r.write_le(&mut b);
+        assert_eq!(word_at(&b, ring_offset::WP as usize), 1);
+        assert_eq!(word_at(&b, ring_offset::RP as usize), 2);
+        assert_eq!(word_at(&b, core::mem::offset_of!(Ring, start)), 3);
+        assert_eq!(word_at(&b, core::mem::offset_of!(Ring, end)), 4);
+        assert_eq!(word_at(&b, ring_offset::ABORT as usize), 5);
+        assert_eq!(Ring::read_le(&b), r);
     }
 }

@@ -1,0 +1,706 @@
+//! One flash planner for both flashes: GDB's `vFlashErase`/`vFlashWrite`
+//! requests become an image per erase range ([`FlashRequest::units`]), and
+//! a unit becomes erase and program operations ([`plan`]). Pure: no I/O.
+//!
+//! Generic over the erase geometry ([`EraseGeometry`]): the board file's
+//! sectors for internal flash, the chip's uniform erase size for the window.
+//!
+//! Relies on GDB's `load` sequence (GDB manual, "Packets"; gdbstub
+//! `target::ext::flash`): every `vFlashErase` (rounded by GDB to the memory
+//! map's blocksize) comes before any `vFlashWrite`, writes come in
+//! increasing address order without overlap, and one `vFlashDone` ends the
+//! batch. So a request is complete at `vFlashDone`, and each erase unit is
+//! erased at most once.
+
+use std::ops::Range;
+
+/// Value of erased NOR flash.
+pub const ERASED: u8 = 0xFF;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("erase of {len:#x} bytes at {address:#010x} is not inside {flash}")]
+    EraseOutside {
+        address: u32,
+        len: u32,
+        flash: &'static str,
+    },
+    #[error(
+        "erase of {len:#x} bytes at {address:#010x} does not start and end on {flash} erase boundaries"
+    )]
+    EraseNotAligned {
+        address: u32,
+        len: u32,
+        flash: &'static str,
+    },
+    #[error(
+        "erase at {address:#010x} arrived after writes had started (GDB sends all erases first)"
+    )]
+    EraseAfterWrite { address: u32 },
+    #[error("write of {len} bytes at {address:#010x} is outside the erased sectors")]
+    WriteNotErased { address: u32, len: usize },
+    #[error(
+        "write at {address:#010x} is below the end of the previous write ({previous_end:#010x})"
+    )]
+    WriteOutOfOrder { address: u32, previous_end: u64 },
+    #[error("{flash} offers no erase size")]
+    NoEraseSize { flash: &'static str },
+}
+
+/// Where erases of one flash may start and end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EraseGeometry {
+    /// The flash, for messages ("internal flash", "external flash").
+    pub flash: &'static str,
+    /// Addresses the flash covers.
+    pub range: Range<u64>,
+    pub boundaries: Boundaries,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boundaries {
+    /// Sector start addresses, ascending; the last sector ends at the
+    /// range's end (internal flash: 16/64/128 KiB sectors).
+    Sectors(Vec<u64>),
+    /// Every multiple of this size from the range's start (SPI NOR: the
+    /// smallest erase).
+    Uniform(u32),
+}
+
+impl EraseGeometry {
+    /// Whether an erase may start or end at `addr`.
+    pub fn is_boundary(&self, addr: u64) -> bool {
+        if addr == self.range.end {
+            return true;
+        }
+        match &self.boundaries {
+            Boundaries::Sectors(starts) => starts.binary_search(&addr).is_ok(),
+            Boundaries::Uniform(size) => {
+                addr >= self.range.start && (addr - self.range.start) % u64::from(*size) == 0
+            }
+        }
+    }
+
+    /// The erase unit containing `addr` (for skip-unchanged checks).
+    pub fn unit_at(&self, addr: u64) -> Option<Range<u64>> {
+        if !self.range.contains(&addr) {
+            return None;
+        }
+        match &self.boundaries {
+            Boundaries::Sectors(starts) => {
+                let i = starts.partition_point(|s| *s <= addr).checked_sub(1)?;
+                let end = starts.get(i + 1).copied().unwrap_or(self.range.end);
+                Some(starts[i]..end)
+            }
+            Boundaries::Uniform(size) => {
+                let size = u64::from(*size);
+                let start = self.range.start + (addr - self.range.start) / size * size;
+                Some(start..(start + size).min(self.range.end))
+            }
+        }
+    }
+}
+
+/// What GDB asked for in one `load`, for one flash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlashRequest {
+    /// Sorted, merged, on erase boundaries.
+    erased: Vec<Range<u64>>,
+    /// In address order, non-overlapping; contiguous writes are joined.
+    writes: Vec<(u32, Vec<u8>)>,
+}
+
+/// One erased range with the bytes it must hold afterwards (0xFF where GDB
+/// wrote nothing: erased sectors must read back erased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub address: u32,
+    pub data: Vec<u8>,
+}
+
+impl FlashRequest {
+    pub fn is_empty(&self) -> bool {
+        self.erased.is_empty() && self.writes.is_empty()
+    }
+
+    /// Record a `vFlashErase`: it must lie in one of `flashes` and start
+    /// and end on its erase boundaries.
+    pub fn erase(
+        &mut self,
+        flashes: &[EraseGeometry],
+        address: u32,
+        len: u32,
+    ) -> Result<(), PlanError> {
+        if !self.writes.is_empty() {
+            return Err(PlanError::EraseAfterWrite { address });
+        }
+        let range = u64::from(address)..u64::from(address) + u64::from(len);
+        let flash = flashes
+            .iter()
+            .find(|g| g.range.contains(&range.start))
+            .ok_or(PlanError::EraseOutside {
+                address,
+                len,
+                flash: flashes.first().map_or("flash", |g| g.flash),
+            })?;
+        if len == 0 || range.end > flash.range.end {
+            return Err(PlanError::EraseOutside {
+                address,
+                len,
+                flash: flash.flash,
+            });
+        }
+        if !flash.is_boundary(range.start) || !flash.is_boundary(range.end) {
+            return Err(PlanError::EraseNotAligned {
+                address,
+                len,
+                flash: flash.flash,
+            });
+        }
+        self.erased.push(range);
+        merge_ranges(&mut self.erased);
+        Ok(())
+    }
+
+    /// Record a `vFlashWrite`: it must fall in erased ranges and come after
+    /// the previous write.
+    pub fn write(&mut self, address: u32, data: &[u8]) -> Result<(), PlanError> {
+        let range = u64::from(address)..u64::from(address) + data.len() as u64;
+        if let Some((prev, prev_data)) = self.writes.last() {
+            let previous_end = u64::from(*prev) + prev_data.len() as u64;
+            if range.start < previous_end {
+                return Err(PlanError::WriteOutOfOrder {
+                    address,
+                    previous_end,
+                });
+            }
+        }
+        let inside = self
+            .erased
+            .iter()
+            .any(|e| e.start <= range.start && range.end <= e.end);
+        if !inside {
+            return Err(PlanError::WriteNotErased {
+                address,
+                len: data.len(),
+            });
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        match self.writes.last_mut() {
+            Some((prev, prev_data)) if u64::from(*prev) + prev_data.len() as u64 == range.start => {
+                prev_data.extend_from_slice(data)
+            }
+            _ => self.writes.push((address, data.to_vec())),
+        }
+        Ok(())
+    }
+
+    /// The image per erased range.
+    pub fn units(&self) -> Vec<Unit> {
+        self.erased
+            .iter()
+            .map(|e| {
+                let mut data = vec![ERASED; (e.end - e.start) as usize];
+                for (addr, bytes) in &self.writes {
+                    let a = u64::from(*addr);
+                    if e.start <= a && a < e.end {
+                        let at = (a - e.start) as usize;
+                        data[at..at + bytes.len()].copy_from_slice(bytes);
+                    }
+                }
+                Unit {
+                    address: e.start as u32,
+                    data,
+                }
+            })
+            .collect()
+    }
+
+    /// Bytes GDB asked to write.
+    pub fn written_bytes(&self) -> usize {
+        self.writes.iter().map(|(_, d)| d.len()).sum()
+    }
+}
+
+/// One erase of `size` bytes at `address`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EraseOp {
+    pub address: u32,
+    pub size: u32,
+}
+
+/// One program of `data` at `address` (the executor splits at pages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramOp {
+    pub address: u32,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub erases: Vec<EraseOp>,
+    pub programs: Vec<ProgramOp>,
+}
+
+impl Plan {
+    pub fn erase_bytes(&self) -> u64 {
+        self.erases.iter().map(|e| u64::from(e.size)).sum()
+    }
+
+    pub fn program_bytes(&self) -> u64 {
+        self.programs.iter().map(|p| p.data.len() as u64).sum()
+    }
+}
+
+/// Erase and program operations for `units` on a flash with several
+/// erase sizes (`sizes`, largest first, all powers of two): each unit is
+/// erased with the largest block that is aligned and fits, and only its
+/// non-0xFF stretches are programmed (erased flash already reads 0xFF).
+/// Runs of 0xFF shorter than `page` stay inside a stretch: splitting there
+/// costs more than programming them.
+pub fn plan(
+    units: &[Unit],
+    sizes: &[u32],
+    page: u32,
+    flash: &'static str,
+) -> Result<Plan, PlanError> {
+    if sizes.is_empty() {
+        return Err(PlanError::NoEraseSize { flash });
+    }
+    let mut out = Plan::default();
+    for u in units {
+        let end = u64::from(u.address) + u.data.len() as u64;
+        let mut at = u64::from(u.address);
+        while at < end {
+            let size = sizes
+                .iter()
+                .copied()
+                .find(|s| at % u64::from(*s) == 0 && at + u64::from(*s) <= end)
+                .ok_or(PlanError::EraseNotAligned {
+                    address: at as u32,
+                    len: (end - at) as u32,
+                    flash,
+                })?;
+            out.erases.push(EraseOp {
+                address: at as u32,
+                size,
+            });
+            at += u64::from(size);
+        }
+        out.programs.extend(programmed_runs(u, page as usize));
+    }
+    Ok(out)
+}
+
+/// Stretches of a unit that are not all 0xFF, joined across 0xFF gaps
+/// shorter than `gap`.
+fn programmed_runs(u: &Unit, gap: usize) -> Vec<ProgramOp> {
+    let mut out = Vec::new();
+    let d = &u.data;
+    let mut i = 0;
+    while i < d.len() {
+        if d[i] == ERASED {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut last = i;
+        while i < d.len() {
+            if d[i] != ERASED {
+                last = i;
+            } else if i - last > gap {
+                break;
+            }
+            i += 1;
+        }
+        out.push(ProgramOp {
+            address: u.address + start as u32,
+            data: d[start..=last].to_vec(),
+        });
+    }
+    out
+}
+
+/// Sort `ranges` and merge those that overlap or touch: GDB may send erase
+/// requests in any order and with repeats.
+pub fn merge_ranges<T: Ord + Copy>(ranges: &mut Vec<Range<T>>) {
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<T>> = Vec::with_capacity(ranges.len());
+    for r in ranges.drain(..) {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    *ranges = merged;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERNAL: &str = "internal flash";
+    const EXTERNAL: &str = "external flash";
+    const WINDOW: u32 = 0x9000_0000;
+    const SIZE: u32 = 8 << 20;
+
+    /// The F407VE's 512 KiB: 4 × 16K, 64K, 3 × 128K.
+    fn internal() -> Vec<EraseGeometry> {
+        let mut starts = vec![];
+        let mut at = 0x0800_0000u64;
+        for size in [
+            0x4000, 0x4000, 0x4000, 0x4000, 0x10000, 0x20000, 0x20000, 0x20000,
+        ] {
+            starts.push(at);
+            at += size;
+        }
+        vec![EraseGeometry {
+            flash: INTERNAL,
+            range: 0x0800_0000..at,
+            boundaries: Boundaries::Sectors(starts),
+        }]
+    }
+
+    fn window() -> Vec<EraseGeometry> {
+        vec![EraseGeometry {
+            flash: EXTERNAL,
+            range: u64::from(WINDOW)..u64::from(WINDOW + SIZE),
+            boundaries: Boundaries::Uniform(0x1000),
+        }]
+    }
+
+    /// ("erase" | "write", address, length); writes carry `addr as u8`.
+    type Op<'a> = (&'a str, u32, u32);
+
+    fn run(flash: &[EraseGeometry], ops: &[Op]) -> Result<FlashRequest, PlanError> {
+        let mut r = FlashRequest::default();
+        for (op, addr, len) in ops {
+            match *op {
+                "erase" => r.erase(flash, *addr, *len)?,
+                "write" => r.write(*addr, &vec![*addr as u8; *len as usize])?,
+                _ => unreachable!(),
+            }
+        }
+        Ok(r)
+    }
+
+    fn extents(r: &FlashRequest) -> Vec<(u32, usize)> {
+        r.units()
+            .iter()
+            .map(|u| (u.address, u.data.len()))
+            .collect()
+    }
+
+    #[test]
+    fn merge_ranges_joins_overlapping_and_touching_ranges() {
+        let mut r = vec![10u32..20, 0..5, 5..8, 15..30, 40..41];
+        merge_ranges(&mut r);
+        assert_eq!(r, vec![0..8, 10..30, 40..41]);
+    }
+
+    #[test]
+    fn valid_erases_build_units_on_both_geometries() {
+        type Case<'a> = (Vec<EraseGeometry>, &'a [Op<'a>], &'a [(u32, usize)]);
+        let cases: &[Case] = &[
+            // one 16K sector, partly written
+            (
+                internal(),
+                &[
+                    ("erase", 0x0800_0000, 0x4000),
+                    ("write", 0x0800_0000, 0x100),
+                ],
+                &[(0x0800_0000, 0x4000)],
+            ),
+            // adjacent erases in any order merge
+            (
+                internal(),
+                &[
+                    ("erase", 0x0800_4000, 0x4000),
+                    ("erase", 0x0800_0000, 0x4000),
+                ],
+                &[(0x0800_0000, 0x8000)],
+            ),
+            // spanning the 16K/64K/128K runs
+            (
+                internal(),
+                &[("erase", 0x0800_C000, 0x14000)],
+                &[(0x0800_C000, 0x14000)],
+            ),
+            // disjoint erases stay apart
+            (
+                internal(),
+                &[
+                    ("erase", 0x0800_0000, 0x4000),
+                    ("erase", 0x0802_0000, 0x20000),
+                ],
+                &[(0x0800_0000, 0x4000), (0x0802_0000, 0x20000)],
+            ),
+            (
+                internal(),
+                &[("erase", 0x0800_0000, 0x80000)],
+                &[(0x0800_0000, 0x80000)],
+            ),
+            // the window: the test firmware's two asset sections
+            (
+                window(),
+                &[
+                    ("erase", WINDOW, 0x2000),
+                    ("erase", WINDOW + 0xF000, 0x12000),
+                ],
+                &[(WINDOW, 0x2000), (WINDOW + 0xF000, 0x12000)],
+            ),
+            (
+                window(),
+                &[("erase", WINDOW + SIZE - 0x1000, 0x1000)],
+                &[(WINDOW + SIZE - 0x1000, 0x1000)],
+            ),
+        ];
+        for (flash, ops, want) in cases {
+            let r = run(flash, ops).unwrap_or_else(|e| panic!("{ops:?}: {e}"));
+            assert_eq!(extents(&r), *want, "{ops:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_requests_are_rejected_with_their_address() {
+        use PlanError::*;
+        type Case<'a> = (Vec<EraseGeometry>, &'a [Op<'a>], PlanError);
+        let outside = |address, len, flash| EraseOutside {
+            address,
+            len,
+            flash,
+        };
+        let unaligned = |address, len, flash| EraseNotAligned {
+            address,
+            len,
+            flash,
+        };
+        let cases: &[Case] = &[
+            (
+                internal(),
+                &[("erase", 0x2000_0000, 0x4000)],
+                outside(0x2000_0000, 0x4000, INTERNAL),
+            ),
+            (
+                internal(),
+                &[("erase", 0x0807_0000, 0x10000)],
+                unaligned(0x0807_0000, 0x10000, INTERNAL),
+            ),
+            (
+                internal(),
+                &[("erase", 0x0806_0000, 0x40000)],
+                outside(0x0806_0000, 0x40000, INTERNAL),
+            ),
+            (
+                internal(),
+                &[("erase", 0x0800_1000, 0x3000)],
+                unaligned(0x0800_1000, 0x3000, INTERNAL),
+            ),
+            (
+                internal(),
+                &[("erase", 0x0801_0000, 0x4000)],
+                unaligned(0x0801_0000, 0x4000, INTERNAL),
+            ),
+            (
+                internal(),
+                &[("erase", 0x0800_0000, 0)],
+                outside(0x0800_0000, 0, INTERNAL),
+            ),
+            (
+                internal(),
+                &[("erase", WINDOW, 0x1000)],
+                outside(WINDOW, 0x1000, INTERNAL),
+            ),
+            (
+                window(),
+                &[("erase", WINDOW + 0x800, 0x1000)],
+                unaligned(WINDOW + 0x800, 0x1000, EXTERNAL),
+            ),
+            (
+                window(),
+                &[("erase", WINDOW + SIZE - 0x1000, 0x2000)],
+                outside(WINDOW + SIZE - 0x1000, 0x2000, EXTERNAL),
+            ),
+            (
+                internal(),
+                &[("write", 0x0800_0000, 4)],
+                WriteNotErased {
+                    address: 0x0800_0000,
+                    len: 4,
+                },
+            ),
+            (
+                window(),
+                &[("erase", WINDOW, 0x1000), ("write", WINDOW + 0xFFE, 4)],
+                WriteNotErased {
+                    address: WINDOW + 0xFFE,
+                    len: 4,
+                },
+            ),
+            (
+                internal(),
+                &[
+                    ("erase", 0x0800_0000, 0x4000),
+                    ("write", 0x0800_0100, 4),
+                    ("write", 0x0800_0102, 4),
+                ],
+                WriteOutOfOrder {
+                    address: 0x0800_0102,
+                    previous_end: 0x0800_0104,
+                },
+            ),
+            (
+                window(),
+                &[
+                    ("erase", WINDOW, 0x1000),
+                    ("write", WINDOW + 0x10, 4),
+                    ("write", WINDOW + 8, 4),
+                ],
+                WriteOutOfOrder {
+                    address: WINDOW + 8,
+                    previous_end: u64::from(WINDOW) + 0x14,
+                },
+            ),
+            (
+                internal(),
+                &[
+                    ("erase", 0x0800_0000, 0x4000),
+                    ("write", 0x0800_0000, 4),
+                    ("erase", 0x0800_4000, 0x4000),
+                ],
+                EraseAfterWrite {
+                    address: 0x0800_4000,
+                },
+            ),
+        ];
+        for (flash, ops, want) in cases {
+            assert_eq!(run(flash, ops).unwrap_err(), *want, "{ops:?}");
+        }
+    }
+
+    #[test]
+    fn units_overlay_writes_on_the_erased_value() {
+        let r = run(
+            &internal(),
+            &[
+                ("erase", 0x0800_0000, 0x8000),
+                ("write", 0x0800_0010, 4),
+                ("write", 0x0800_4000, 2),
+            ],
+        )
+        .unwrap();
+        let u = &r.units()[0];
+        assert_eq!(u.data[0x0F], ERASED);
+        assert_eq!(&u.data[0x10..0x14], &[0x10; 4]);
+        assert_eq!(u.data[0x14], ERASED);
+        assert_eq!(&u.data[0x4000..0x4002], &[0x00; 2]);
+        assert_eq!(u.data[0x4002], ERASED);
+        assert_eq!(r.written_bytes(), 6);
+    }
+
+    #[test]
+    fn erases_use_the_largest_block_that_fits() {
+        type Case<'a> = (&'a [Op<'a>], &'a [(u32, u32)]);
+        const S4: u32 = 0x1000;
+        const S32: u32 = 0x8000;
+        const S64: u32 = 0x10000;
+        let cases: &[Case] = &[
+            (&[("erase", WINDOW, S4)], &[(WINDOW, S4)]),
+            (&[("erase", WINDOW, S64)], &[(WINDOW, S64)]),
+            (
+                &[("erase", WINDOW + 0x8000, S32)],
+                &[(WINDOW + 0x8000, S32)],
+            ),
+            // 4K up to the 32K boundary, 32K, 64K, then a 4K tail.
+            (
+                &[("erase", WINDOW + 0x7000, 0x1A000)],
+                &[
+                    (WINDOW + 0x7000, S4),
+                    (WINDOW + 0x8000, S32),
+                    (WINDOW + 0x10000, S64),
+                    (WINDOW + 0x20000, S4),
+                ],
+            ),
+            // adjacent erases merge into one 64K block
+            (
+                &[
+                    ("erase", WINDOW + 0x10000, S32),
+                    ("erase", WINDOW + 0x18000, S32),
+                ],
+                &[(WINDOW + 0x10000, S64)],
+            ),
+        ];
+        for (ops, want) in cases {
+            let r = run(&window(), ops).unwrap();
+            let p = plan(&r.units(), &[S64, S32, S4], 256, EXTERNAL).unwrap();
+            let got: Vec<_> = p.erases.iter().map(|e| (e.address, e.size)).collect();
+            assert_eq!(got, *want, "{ops:?}");
+        }
+        let r = run(&window(), &[("erase", WINDOW, S64)]).unwrap();
+        assert_eq!(
+            plan(&r.units(), &[S4], 256, EXTERNAL).unwrap().erases.len(),
+            16
+        );
+        assert_eq!(
+            plan(&r.units(), &[], 256, EXTERNAL),
+            Err(PlanError::NoEraseSize { flash: EXTERNAL })
+        );
+    }
+
+    #[test]
+    fn programs_join_contiguous_writes_and_skip_long_ff_runs() {
+        let r = run(
+            &window(),
+            &[
+                ("erase", WINDOW, 0x2000),
+                ("write", WINDOW + 3, 0x800),
+                ("write", WINDOW + 0x803, 0x803),
+                ("write", WINDOW + 0x1F00, 0x10),
+            ],
+        )
+        .unwrap();
+        let p = plan(&r.units(), &[0x1000], 256, EXTERNAL).unwrap();
+        let got: Vec<_> = p
+            .programs
+            .iter()
+            .map(|p| (p.address - WINDOW, p.data.len()))
+            .collect();
+        assert_eq!(got, [(3, 0x1003), (0x1F00, 0x10)]);
+        assert_eq!((p.program_bytes(), p.erase_bytes()), (0x1013, 0x2000));
+
+        let mut data = vec![1u8; 0x800];
+        data[0x100..0x600].fill(ERASED);
+        let unit = Unit {
+            address: WINDOW,
+            data,
+        };
+        let runs: Vec<_> = programmed_runs(&unit, 256)
+            .iter()
+            .map(|p| (p.address - WINDOW, p.data.len()))
+            .collect();
+        assert_eq!(runs, [(0, 0x100), (0x600, 0x200)]);
+        let erased = Unit {
+            address: WINDOW,
+            data: vec![ERASED; 0x1000],
+        };
+        assert!(
+            programmed_runs(&erased, 256).is_empty(),
+            "erase-only programs nothing"
+        );
+    }
+
+    #[test]
+    fn unit_at_finds_the_sector_or_block_around_an_address() {
+        let g = &internal()[0];
+        assert_eq!(g.unit_at(0x0800_4001), Some(0x0800_4000..0x0800_8000));
+        assert_eq!(g.unit_at(0x0807_FFFF), Some(0x0806_0000..0x0808_0000));
+        assert_eq!(g.unit_at(0x0808_0000), None);
+        let w = &window()[0];
+        assert_eq!(
+            w.unit_at(u64::from(WINDOW) + 0x1234),
+            Some(u64::from(WINDOW) + 0x1000..u64::from(WINDOW) + 0x2000)
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Progress of flash work as events: the library emits them, the binary
+//! renders them (log lines, a progress bar, a KB/s summary). Nothing here
+//! formats for people.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which flash an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashKind {
+    /// The MCU's own flash, programmed by probe-rs's flash algorithm.
+    Internal,
+    /// The SPI NOR behind the window, programmed by the stub.
+    External,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlashEvent {
+    /// The external chip answered and was identified.
+    Identified {
+        jedec_id: [u8; 3],
+        name: String,
+        size: u32,
+    },
+    /// A flash operation starts: `total` bytes will be erased and
+    /// programmed (programmed bytes for progress bars).
+    Started {
+        flash: FlashKind,
+        erase_bytes: u64,
+        program_bytes: u64,
+    },
+    /// Erasing `size` bytes at `address` (window or internal address).
+    Erasing {
+        flash: FlashKind,
+        address: u32,
+        size: u32,
+    },
+    /// `bytes` more bytes programmed, ending before `address + bytes`.
+    Programmed {
+        flash: FlashKind,
+        address: u32,
+        bytes: u32,
+    },
+    /// A long operation (chip erase) is still running.
+    Waiting {
+        flash: FlashKind,
+        what: &'static str,
+        elapsed: Duration,
+    },
+    /// The operation finished.
+    Done {
+        flash: FlashKind,
+        erased: u64,
+        programmed: u64,
+        elapsed: Duration,
+    },
+}
+
+/// Where a server or command sends its events; shared with the probe
+/// worker thread.
+pub type EventSink = Arc<dyn Fn(&FlashEvent) + Send + Sync>;
+
+/// A sink that drops every event.
+pub fn no_events() -> EventSink {
+    Arc::new(|_| {})
+}

@@ -1,0 +1,198 @@
+//! The GDB layer's errors, in two tiers chosen by variant: a lost probe is
+//! [`TargetError::Fatal`] and ends the session; everything else becomes an
+//! `E xx` reply ([`GdbError::errno`]).
+
+use gdbstub::target::TargetError;
+
+use crate::error::{is_probe_lost, probe_lost_in_chain, DisplayChain};
+use crate::extflash::ExtFlashError;
+use crate::flash::PlanError;
+
+/// The probe went away: the session cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionFault {
+    #[error("debug probe lost: {source}")]
+    ProbeLost {
+        #[source]
+        source: GdbError,
+    },
+}
+
+/// Something GDB can live with (an `E xx` reply), unless
+/// [`GdbError::is_probe_lost`] says the probe itself is gone.
+#[derive(Debug, thiserror::Error)]
+pub enum GdbError {
+    #[error("cannot access core 0")]
+    Core {
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("reading {len} bytes at {address:#010x} failed")]
+    MemoryRead {
+        address: u32,
+        len: usize,
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("writing {len} bytes at {address:#010x} failed")]
+    MemoryWrite {
+        address: u32,
+        len: usize,
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("access of {len} bytes at {address:#010x} wraps past 4 GiB")]
+    MemoryWraps { address: u32, len: usize },
+    #[error("reading register {register} failed")]
+    RegisterRead {
+        register: String,
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("writing register {register} failed")]
+    RegisterWrite {
+        register: String,
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("halting the core failed")]
+    Halt {
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("resuming the core failed")]
+    Resume {
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("single-stepping the core failed")]
+    Step {
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("reading the core status failed")]
+    Status {
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("reset failed")]
+    Reset {
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("setting a hardware breakpoint at {address:#010x} failed")]
+    HwBreakpoint {
+        address: u32,
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error(
+        "software breakpoint at {address:#010x} did not stick (read back {found:#06x}): \
+         is it in flash or read-only memory?"
+    )]
+    SwBreakpointNotWritable { address: u32, found: u16 },
+    #[error("programming the DWT comparator {slot} for a watchpoint at {address:#010x} failed")]
+    Watchpoint {
+        slot: usize,
+        address: u32,
+        #[source]
+        source: probe_rs::Error,
+    },
+    #[error("flash request rejected")]
+    Plan(#[from] PlanError),
+    #[error("programming internal flash ({bytes} bytes at {address:#010x}) failed")]
+    FlashCommit {
+        address: u32,
+        bytes: usize,
+        #[source]
+        source: probe_rs::flashing::FlashError,
+    },
+    #[error("reading {len} bytes of external flash at {address:#010x} failed")]
+    ExtFlashRead {
+        address: u32,
+        len: usize,
+        #[source]
+        source: ExtFlashError,
+    },
+    #[error("external flash")]
+    ExtFlash(#[from] ExtFlashError),
+}
+
+impl GdbError {
+    /// The `E xx` code GDB sees. Stable; documented for users:
+    /// 0x01 core/halt/resume/reset, 0x02 register, 0x0e memory,
+    /// 0x10 breakpoint/watchpoint, 0x05 flash.
+    pub fn errno(&self) -> u8 {
+        match self {
+            GdbError::Core { .. }
+            | GdbError::Halt { .. }
+            | GdbError::Resume { .. }
+            | GdbError::Step { .. }
+            | GdbError::Status { .. }
+            | GdbError::Reset { .. } => 0x01,
+            GdbError::RegisterRead { .. } | GdbError::RegisterWrite { .. } => 0x02,
+            GdbError::MemoryRead { .. }
+            | GdbError::MemoryWrite { .. }
+            | GdbError::MemoryWraps { .. } => 0x0e,
+            GdbError::HwBreakpoint { .. }
+            | GdbError::SwBreakpointNotWritable { .. }
+            | GdbError::Watchpoint { .. } => 0x10,
+            GdbError::ExtFlashRead { .. } => 0x0e,
+            GdbError::Plan(_) | GdbError::FlashCommit { .. } | GdbError::ExtFlash(_) => 0x05,
+        }
+    }
+
+    /// The probe-rs error underneath, if any.
+    pub fn probe_error(&self) -> Option<&probe_rs::Error> {
+        match self {
+            GdbError::Core { source }
+            | GdbError::MemoryRead { source, .. }
+            | GdbError::MemoryWrite { source, .. }
+            | GdbError::RegisterRead { source, .. }
+            | GdbError::RegisterWrite { source, .. }
+            | GdbError::Halt { source }
+            | GdbError::Resume { source }
+            | GdbError::Step { source }
+            | GdbError::Status { source }
+            | GdbError::Reset { source }
+            | GdbError::HwBreakpoint { source, .. }
+            | GdbError::Watchpoint { source, .. } => Some(source),
+            GdbError::ExtFlashRead { source, .. } | GdbError::ExtFlash(source) => {
+                source.probe_error()
+            }
+            GdbError::MemoryWraps { .. }
+            | GdbError::SwBreakpointNotWritable { .. }
+            | GdbError::Plan(_)
+            | GdbError::FlashCommit { .. } => None,
+        }
+    }
+
+    /// Whether this error means the probe (USB link) is gone, also when
+    /// probe-rs's flash loader wraps the probe error.
+    pub fn is_probe_lost(&self) -> bool {
+        match self {
+            GdbError::FlashCommit { source, .. } => probe_lost_in_chain(source),
+            _ => self.probe_error().is_some_and(is_probe_lost),
+        }
+    }
+}
+
+/// Turn an error into gdbstub's two tiers, logging it.
+pub(crate) fn to_target_error(e: GdbError) -> TargetError<SessionFault> {
+    if e.is_probe_lost() {
+        tracing::error!(error = %DisplayChain(&e), "debug probe lost");
+        TargetError::Fatal(SessionFault::ProbeLost { source: e })
+    } else {
+        tracing::warn!(error = %DisplayChain(&e), errno = e.errno(), "replying with an error");
+        TargetError::Errno(e.errno())
+    }
+}
+
+/// Like [`to_target_error`] for methods whose error type is the fatal one:
+/// a non-fatal error is logged and swallowed.
+pub(crate) fn fatal_only(e: GdbError) -> Result<(), SessionFault> {
+    match to_target_error(e) {
+        TargetError::Fatal(f) => Err(f),
+        _ => Ok(()),
+    }
+}

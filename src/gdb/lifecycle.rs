@@ -1,0 +1,96 @@
+//! A connection's lifecycle on the target: what happens when GDB connects,
+//! and the undoing of everything the connection put into the target when it
+//! ends (breakpoints, watchpoints, a half-received `load`), whatever the
+//! reason.
+
+use probe_rs::Session;
+
+use super::error::{fatal_only, GdbError, SessionFault};
+use super::stop::ExecState;
+use super::{base, GdbTarget};
+use crate::cortex_m::HALT_TIMEOUT;
+
+impl GdbTarget {
+    /// Halt the core for a new connection (GDB expects a stopped target),
+    /// then identify the external flash so the memory map GDB asks for next
+    /// has the chip's size and erase size. An identification failure is
+    /// logged and the board file's window advertised instead: the session
+    /// goes on, and flash operations report the error again.
+    pub fn on_connect(&mut self) -> Result<(), SessionFault> {
+        self.exec = ExecState::Halted;
+        let result = self.core().and_then(|mut core| {
+            if !core
+                .core_halted()
+                .map_err(|source| GdbError::Status { source })?
+            {
+                core.halt(HALT_TIMEOUT)
+                    .map_err(|source| GdbError::Halt { source })?;
+            }
+            Ok(())
+        });
+        result.or_else(fatal_only)?;
+        if let Err(e) = self.identify_ext_flash() {
+            fatal_only(e)?;
+        }
+        Ok(())
+    }
+
+    /// Undo everything this connection put into the target: restore
+    /// instructions under software breakpoints, free FPB and DWT
+    /// comparators, drop a half-received flash plan. Called when a
+    /// connection ends for any reason, so a stale `BKPT` never stays behind.
+    pub fn cleanup(&mut self) -> Result<(), SessionFault> {
+        self.forget_load();
+        let sw: Vec<(u32, u16)> = std::mem::take(&mut self.sw_breakpoints)
+            .into_iter()
+            .collect();
+        for (addr, orig) in sw {
+            if let Err(e) = base::write_memory(self, addr, &orig.to_le_bytes()) {
+                fatal_only(e)?;
+            }
+        }
+        let hw = std::mem::take(&mut self.hw_breakpoints);
+        if !hw.is_empty() {
+            let result = self.core().and_then(|mut core| {
+                for addr in hw {
+                    core.clear_hw_breakpoint(addr.into()).map_err(|source| {
+                        GdbError::HwBreakpoint {
+                            address: addr,
+                            source,
+                        }
+                    })?;
+                }
+                Ok(())
+            });
+            result.or_else(fatal_only)?;
+        }
+        for slot in 0..self.watch_slots.len() {
+            if self.watch_slots[slot].is_some() {
+                if let Err(e) = self.clear_watch_slot(slot) {
+                    fatal_only(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Let the core run on (after a detach).
+    pub fn resume_free(&mut self) -> Result<(), SessionFault> {
+        let result = self.core().and_then(|mut core| {
+            if core
+                .core_halted()
+                .map_err(|source| GdbError::Status { source })?
+            {
+                core.run().map_err(|source| GdbError::Resume { source })?;
+            }
+            Ok(())
+        });
+        self.exec = ExecState::Running;
+        result.or_else(fatal_only)
+    }
+
+    /// Give the session back to the worker.
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+}
