@@ -179,10 +179,13 @@ pub fn memory_map_xml(board: &Board, window: Option<MapRegion>) -> Result<String
 /// describes it before the chip is identified (its pinned size, else
 /// 16 MiB, in 4 KiB blocks).
 pub fn board_memory_map_xml(board: &Board) -> Result<String, MemoryMapError> {
-    let window = board
-        .external_flash
-        .as_ref()
-        .map(|e| window_region(e.window, e.size.unwrap_or(16 << 20), 0x1000));
+    let window = board.external_flash.as_ref().map(|e| {
+        window_region(
+            e.window,
+            e.size.unwrap_or(super::MAX_WINDOW_SIZE),
+            super::DEFAULT_ERASE_SIZE,
+        )
+    });
     memory_map_xml(board, window)
 }
 

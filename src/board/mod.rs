@@ -17,6 +17,12 @@ pub const DEFAULT_BOARD_NAME: &str = "memory-maps/stm32f407ve-w25q64jv.toml";
 /// Text of [`DEFAULT_BOARD_NAME`].
 pub const DEFAULT_BOARD_TOML: &str = include_str!("../../memory-maps/stm32f407ve-w25q64jv.toml");
 
+/// Largest chip a 3-byte-address SPI NOR can be (16 MiB): the window
+/// reserved before (or without) identifying the chip.
+pub const MAX_WINDOW_SIZE: u32 = 16 << 20;
+/// Erase size advertised before identification: every SPI NOR erases 4 KiB.
+pub const DEFAULT_ERASE_SIZE: u32 = 0x1000;
+
 /// A validated board description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board {
@@ -479,7 +485,7 @@ fn validate(raw: RawBoard, text: &str, origin: &str) -> Result<Board, BoardError
             // below 2^32 minus the core's private region: 16 MiB (the biggest
             // 3-byte-address SPI NOR).
             let window = *e.window.get_ref();
-            let window_len = u64::from(size.unwrap_or(16 << 20));
+            let window_len = u64::from(size.unwrap_or(MAX_WINDOW_SIZE));
             let window_range = u64::from(window)..u64::from(window) + window_len;
             if let Some(r) = regions.iter().find(|r| overlaps(&r.range(), &window_range)) {
                 let problem = BoardProblem::WindowOverlapsRegion {

@@ -113,7 +113,7 @@ pub fn is_no_answer(id: [u8; 3]) -> bool {
 }
 
 /// Largest size a 3-byte-address part can have.
-pub const MAX_3BYTE_SIZE: u32 = 16 << 20;
+pub const MAX_3BYTE_SIZE: u32 = crate::board::MAX_WINDOW_SIZE;
 /// Program page size of SPI NOR parts when SFDP does not say otherwise.
 pub const DEFAULT_PAGE: u32 = 256;
 

@@ -38,11 +38,10 @@ pub use error::{ExtFlashError, ProbeOp, StubStatusError};
 use runner::{timeout_for, Call, StubSession};
 use stub::StubImage;
 
-/// Window size advertised before (or without) identification: the largest
-/// 3-byte-address part, as the board file validation reserves.
-pub const DEFAULT_WINDOW: u32 = chip::MAX_3BYTE_SIZE;
-/// Blocksize advertised before identification (every SPI NOR erases 4 KiB).
-pub const DEFAULT_BLOCK: u32 = 0x1000;
+/// Window size advertised before (or without) identification.
+pub const DEFAULT_WINDOW: u32 = crate::board::MAX_WINDOW_SIZE;
+/// Blocksize advertised before identification.
+pub const DEFAULT_BLOCK: u32 = crate::board::DEFAULT_ERASE_SIZE;
 
 /// The external flash of one board, as seen through the stub.
 pub struct ExtFlash {

@@ -5,9 +5,11 @@
 //! bus read there faults. `M`/`X` into the window get an `E` reply: the
 //! chip is only written by `load` (`vFlashWrite`).
 //!
-//! Memory accesses use the widest access the address and length allow
-//! (32-bit, else 16-bit, else bytes), so a 4-byte aligned read of a
+//! Memory accesses use 32-bit transfers for the aligned middle and bytes at
+//! unaligned edges ([`access_pieces`]), so a 4-byte aligned read of a
 //! peripheral register is one 32-bit bus access as the hardware expects.
+//! Never 16-bit: probe-rs 0.32's ST-Link driver steps 16-bit addresses
+//! wrongly.
 
 use gdbstub::target::ext::base::single_register_access::{
     SingleRegisterAccess, SingleRegisterAccessOps,
@@ -120,15 +122,21 @@ fn check_range(address: u32, len: usize) -> Result<(), GdbError> {
     Ok(())
 }
 
-/// Access width for `address`/`len`: 4, 2 or 1.
-pub fn access_width(address: u32, len: usize) -> usize {
-    if address % 4 == 0 && len % 4 == 0 {
-        4
-    } else if address % 2 == 0 && len % 2 == 0 {
-        2
-    } else {
-        1
+/// How a memory access is cut into probe accesses: bytes up to the first
+/// word boundary, words, then the remaining bytes, as `(offset, len,
+/// width)` with width 4 or 1. Never 16-bit: probe-rs 0.32's ST-Link
+/// `read_16`/`write_16` step their addresses wrongly.
+pub fn access_pieces(address: u32, len: usize) -> Vec<(usize, usize, usize)> {
+    let head = ((4 - address as usize % 4) % 4).min(len);
+    let body = (len - head) & !3;
+    let tail = len - head - body;
+    if body == 0 {
+        return if len == 0 { vec![] } else { vec![(0, len, 1)] };
     }
+    [(0, head, 1), (head, body, 4), (head + body, tail, 1)]
+        .into_iter()
+        .filter(|p| p.1 > 0)
+        .collect()
 }
 
 pub(crate) fn read_memory(
@@ -139,26 +147,22 @@ pub(crate) fn read_memory(
     check_range(address, data.len())?;
     let len = data.len();
     let mut core = t.core()?;
-    let addr = u64::from(address);
-    let result = match access_width(address, len) {
-        4 => {
-            let mut words = vec![0u32; len / 4];
-            core.read_32(addr, &mut words).map(|()| {
-                for (chunk, w) in data.chunks_exact_mut(4).zip(words) {
+    let result = access_pieces(address, len)
+        .into_iter()
+        .try_for_each(|(off, n, width)| {
+            let addr = u64::from(address) + off as u64;
+            let piece = &mut data[off..off + n];
+            if width == 4 {
+                let mut words = vec![0u32; n / 4];
+                core.read_32(addr, &mut words)?;
+                for (chunk, w) in piece.chunks_exact_mut(4).zip(words) {
                     chunk.copy_from_slice(&w.to_le_bytes());
                 }
-            })
-        }
-        2 => {
-            let mut halves = vec![0u16; len / 2];
-            core.read_16(addr, &mut halves).map(|()| {
-                for (chunk, h) in data.chunks_exact_mut(2).zip(halves) {
-                    chunk.copy_from_slice(&h.to_le_bytes());
-                }
-            })
-        }
-        _ => core.read_8(addr, data),
-    };
+                Ok(())
+            } else {
+                core.read_8(addr, piece)
+            }
+        });
     result.map_err(|source| GdbError::MemoryRead {
         address,
         len,
@@ -221,24 +225,21 @@ pub(crate) fn write_memory(t: &mut GdbTarget, address: u32, data: &[u8]) -> Resu
     check_range(address, data.len())?;
     let len = data.len();
     let mut core = t.core()?;
-    let addr = u64::from(address);
-    let result = match access_width(address, len) {
-        4 => {
-            let words: Vec<u32> = data
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            core.write_32(addr, &words)
-        }
-        2 => {
-            let halves: Vec<u16> = data
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            core.write_16(addr, &halves)
-        }
-        _ => core.write_8(addr, data),
-    };
+    let result = access_pieces(address, len)
+        .into_iter()
+        .try_for_each(|(off, n, width)| {
+            let addr = u64::from(address) + off as u64;
+            let piece = &data[off..off + n];
+            if width == 4 {
+                let words: Vec<u32> = piece
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                core.write_32(addr, &words)
+            } else {
+                core.write_8(addr, piece)
+            }
+        });
     result
         .and_then(|()| core.flush())
         .map_err(|source| GdbError::MemoryWrite {
@@ -387,17 +388,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn access_width_follows_alignment() {
-        for (addr, len, width) in [
-            (0x2000_0000, 4, 4),
-            (0x2000_0000, 8, 4),
-            (0x2000_0000, 6, 2),
-            (0x2000_0002, 4, 2),
-            (0x2000_0001, 4, 1),
-            (0x2000_0000, 3, 1),
-            (0x2000_0003, 1, 1),
-        ] {
-            assert_eq!(access_width(addr, len), width, "{addr:#x}+{len}");
+    fn access_pieces_use_words_inside_and_bytes_at_the_edges_never_halfwords() {
+        type Case = (u32, usize, &'static [(usize, usize, usize)]);
+        let cases: &[Case] = &[
+            (0x2000_0000, 4, &[(0, 4, 4)]),
+            (0x2000_0000, 8, &[(0, 8, 4)]),
+            (0x2000_0000, 6, &[(0, 4, 4), (4, 2, 1)]),
+            (0x2000_0002, 4, &[(0, 4, 1)]),
+            (0x2000_0002, 2, &[(0, 2, 1)]),
+            (0x2000_0001, 11, &[(0, 3, 1), (3, 8, 4)]),
+            (0x2000_0003, 1, &[(0, 1, 1)]),
+            (0x2000_0000, 0, &[]),
+        ];
+        for (addr, len, want) in cases {
+            assert_eq!(access_pieces(*addr, *len), *want, "{addr:#x}+{len}");
         }
     }
 

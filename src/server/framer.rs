@@ -1,8 +1,8 @@
 //! Splits the byte stream from GDB into RSP frames before gdbstub sees it.
 //!
 //! This is the seam where the server can answer a packet itself instead of
-//! gdbstub (the next issue adds `qCRC` here: gdbstub has no hook for it), and
-//! where oversized packets and line noise are stopped: bytes outside a packet
+//! gdbstub (the worker answers `qCRC`, which gdbstub has no hook for, from
+//! these frames), and where oversized packets and line noise are stopped: bytes outside a packet
 //! other than `+`, `-` and `0x03` are dropped, and a packet longer than the
 //! limit ends the connection instead of growing a buffer.
 
