@@ -310,15 +310,25 @@ impl ExtFlash {
             self.cache.insert(off, &data);
         }
         if !self.cache.get(offset, buf) {
-            // Only when the cache is full: read straight through.
+            // Only when the cache is full: read straight through, in pieces
+            // the stub's buffer holds (the stub does not bound `len`).
             let len = buf.len() as u32;
+            let pieces = read_pieces(offset, len, buf_len);
             let data = self.session(core, addr, len, |s, _| {
-                s.call(
-                    Call::Read { addr: offset, len },
-                    0,
-                    timeout_for(0, u64::from(len)),
-                )?;
-                s.read_buffer(len)
+                let mut out = Vec::with_capacity(buf.len());
+                for r in pieces {
+                    let n = r.end - r.start;
+                    s.call(
+                        Call::Read {
+                            addr: r.start,
+                            len: n,
+                        },
+                        0,
+                        timeout_for(0, u64::from(n)),
+                    )?;
+                    out.extend(s.read_buffer(n)?);
+                }
+                Ok(out)
             })?;
             buf.copy_from_slice(&data);
         }
@@ -597,6 +607,14 @@ fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashErro
     })
 }
 
+/// `offset..offset+len` cut into reads of at most `max` bytes.
+fn read_pieces(offset: u32, len: u32, max: u32) -> Vec<Range<u32>> {
+    let max = max.max(1);
+    (0..len.div_ceil(max))
+        .map(|i| offset + i * max..offset + ((i + 1) * max).min(len))
+        .collect()
+}
+
 fn erase_limit_ms(t: &Timeouts, kind: EraseKind) -> u32 {
     match kind {
         EraseKind::Sector4K => t.sector_erase_ms,
@@ -630,5 +648,23 @@ fn at_window(e: ExtFlashError, window: u32) -> ExtFlashError {
             timeout_ms,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_through_pieces_never_exceed_the_stub_buffer() {
+        assert_eq!(
+            read_pieces(0x100, 0x2500, 0x1000),
+            [0x100..0x1100, 0x1100..0x2100, 0x2100..0x2600]
+        );
+        assert_eq!(read_pieces(7, 4, 0x1000), [7..11]);
+        assert!(read_pieces(0, 0, 0x1000).is_empty());
+        for p in read_pieces(3, 100_000, 0x1400) {
+            assert!(p.end - p.start <= 0x1400);
+        }
     }
 }
