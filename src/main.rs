@@ -284,15 +284,21 @@ fn log_progress(e: &FlashEvent) {
             name(flash),
             elapsed.as_secs()
         ),
+        FlashEvent::Skipped { flash, bytes } => tracing::info!(
+            "{}: {bytes} bytes already hold the image (skipped)",
+            name(flash)
+        ),
         FlashEvent::Done {
             flash,
             erased,
             programmed,
+            skipped,
             elapsed,
         } => {
             let secs = elapsed.as_secs_f64().max(1e-3);
             tracing::info!(
-                "{}: erased {erased} bytes, programmed {programmed} bytes in {secs:.2} s ({:.1} KB/s)",
+                "{}: erased {erased} bytes, programmed {programmed} bytes, skipped {skipped} bytes \
+                 in {secs:.2} s ({:.1} KB/s)",
                 name(flash),
                 *programmed as f64 / 1024.0 / secs
             )

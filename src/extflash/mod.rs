@@ -417,21 +417,18 @@ impl ExtFlash {
         let chip = self.chip.clone().expect("identified above");
         let kinds = chip.geometry.stub_erase_kinds();
         let sizes: Vec<u32> = kinds.iter().map(|k| k.size()).collect();
-        let plan = plan::plan(&request.units(), &sizes, self.page_size(), "external flash")?;
-        let t = chip.timeouts;
         let page = self.page_size();
+        let buf_words = self.buffer_len()? / 4;
+        let t = chip.timeouts;
         let started = Instant::now();
         let window = self.ext.window;
         let wiring = self.wiring();
-        let first = plan.erases.first().map(|e| e.address).unwrap_or(window);
+        let units = request.units();
+        let first = units.first().map(|u| u.address).unwrap_or(window);
+        let requested: u64 = units.iter().map(|u| u.data.len() as u64).sum();
         let kind_of = |size: u32| kinds.iter().copied().find(|k| k.size() == size);
         const EXT: FlashKind = FlashKind::External;
-        events(FlashEvent::Started {
-            flash: EXT,
-            erase_bytes: plan.erase_bytes(),
-            program_bytes: plan.program_bytes(),
-        });
-        self.session(core, first, plan.erase_bytes() as u32, |s, _| {
+        let done = self.session(core, first, requested as u32, |s, _| {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
             if status.protects_something() {
                 return Err(ExtFlashError::Stub {
@@ -441,6 +438,23 @@ impl ExtFlash {
                     source: StubStatusError::Protected,
                 });
             }
+            // Skip unchanged: blocks whose on-chip CRC equals the image's
+            // already hold it and need neither erase nor program.
+            let unchanged = unchanged_blocks(s, &units, window, buf_words)?;
+            let changed = plan::without_unchanged(units.clone(), &unchanged);
+            let plan = plan::plan(&changed, &sizes, page, "external flash")?;
+            let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
+            if skipped > 0 {
+                events(FlashEvent::Skipped {
+                    flash: EXT,
+                    bytes: skipped,
+                });
+            }
+            events(FlashEvent::Started {
+                flash: EXT,
+                erase_bytes: plan.erase_bytes(),
+                program_bytes: plan.program_bytes(),
+            });
             for e in &plan.erases {
                 events(FlashEvent::Erasing {
                     flash: EXT,
@@ -477,12 +491,13 @@ impl ExtFlash {
                 )
                 .map_err(|err| at_window(err, window))?;
             }
-            Ok(())
+            Ok((plan.erase_bytes(), plan.program_bytes(), skipped))
         })?;
         events(FlashEvent::Done {
             flash: EXT,
-            erased: plan.erase_bytes(),
-            programmed: plan.program_bytes(),
+            erased: done.0,
+            programmed: done.1,
+            skipped: done.2,
             elapsed: started.elapsed(),
         });
         Ok(())
@@ -576,6 +591,7 @@ impl ExtFlash {
         })?;
         events(FlashEvent::Done {
             flash: FlashKind::External,
+            skipped: 0,
             erased: u64::from(size),
             programmed: 0,
             elapsed: started.elapsed(),
@@ -605,6 +621,53 @@ fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashErro
         address: at,
         source,
     })
+}
+
+/// The `CRC_BLOCK`-aligned blocks of `units` (window addresses) whose CRC
+/// on the chip equals the image's, merged into ranges. Blocks of a unit
+/// that is not block-aligned are never skipped.
+fn unchanged_blocks(
+    s: &mut StubSession<'_, '_>,
+    units: &[plan::Unit],
+    window: u32,
+    buf_words: u32,
+) -> Result<Vec<Range<u32>>, ExtFlashError> {
+    let block = abi::CRC_BLOCK;
+    let mut out: Vec<Range<u32>> = Vec::new();
+    for u in units {
+        if u.address % block != 0 || u.data.len() as u32 % block != 0 {
+            continue;
+        }
+        let blocks = u.data.len() as u32 / block;
+        let mut i = 0;
+        while i < blocks {
+            let count = (blocks - i).min(buf_words.max(1));
+            let addr = u.address + i * block;
+            s.call(
+                Call::CrcBlocks {
+                    addr: addr - window,
+                    count,
+                },
+                0,
+                timeout_for(0, u64::from(count) * u64::from(block) * 2),
+            )
+            .map_err(|err| at_window(err, window))?;
+            let crcs = s.read_buffer(count * 4)?;
+            for (j, on_chip) in crcs.chunks_exact(4).enumerate() {
+                let at = (i as usize + j) * block as usize;
+                let image = abi::crc32_update(abi::CRC32_INIT, &u.data[at..at + block as usize]);
+                if u32::from_le_bytes([on_chip[0], on_chip[1], on_chip[2], on_chip[3]]) == image {
+                    let start = u.address + at as u32;
+                    match out.last_mut() {
+                        Some(r) if r.end == start => r.end += block,
+                        _ => out.push(start..start + block),
+                    }
+                }
+            }
+            i += count;
+        }
+    }
+    Ok(out)
 }
 
 /// `offset..offset+len` cut into reads of at most `max` bytes.
@@ -661,7 +724,10 @@ mod tests {
             read_pieces(0x100, 0x2500, 0x1000),
             [0x100..0x1100, 0x1100..0x2100, 0x2100..0x2600]
         );
-        assert_eq!(read_pieces(7, 4, 0x1000), [7..11]);
+        assert_eq!(
+            read_pieces(7, 4, 0x1000),
+            std::iter::once(7..11).collect::<Vec<_>>()
+        );
         assert!(read_pieces(0, 0, 0x1000).is_empty());
         for p in read_pieces(3, 100_000, 0x1400) {
             assert!(p.end - p.start <= 0x1400);

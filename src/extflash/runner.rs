@@ -86,6 +86,9 @@ pub enum Call {
     Read { addr: u32, len: u32 },
     /// CRC-32 (GDB qCRC, from `CRC32_INIT`) of `len` bytes at `addr` → r1.
     Crc32 { addr: u32, len: u32 },
+    /// One CRC per `abi::CRC_BLOCK` of `count` blocks from `addr`, into
+    /// the buffer (r1 addr, r2 dst, r3 count).
+    CrcBlocks { addr: u32, count: u32 },
     /// r1 addr, r2 kind.
     Erase { addr: u32, kind: abi::EraseKind },
     /// Program `len` bytes at `addr`, drained from the ring (r1 addr,
@@ -110,6 +113,7 @@ impl Call {
             Call::Init => "identify (stub_init)",
             Call::Read { .. } => "read (stub_read)",
             Call::Crc32 { .. } => "CRC (stub_crc32)",
+            Call::CrcBlocks { .. } => "block CRCs (stub_crc_blocks)",
             Call::Erase { .. } => "erase (stub_erase)",
             Call::Program { .. } => "program (stub_program)",
             Call::ReadSfdp { .. } => "SFDP read (stub_read_sfdp)",
@@ -122,6 +126,7 @@ impl Call {
         match *self {
             Call::Read { addr, .. }
             | Call::Crc32 { addr, .. }
+            | Call::CrcBlocks { addr, .. }
             | Call::Erase { addr, .. }
             | Call::Program { addr, .. }
             | Call::ReadSfdp { addr, .. } => addr,
@@ -134,6 +139,7 @@ impl Call {
             Call::Init => e.init,
             Call::Read { .. } => e.read,
             Call::Crc32 { .. } => e.crc32,
+            Call::CrcBlocks { .. } => e.crc_blocks,
             Call::Erase { .. } => e.erase,
             Call::Program { .. } => e.program,
             Call::ReadSfdp { .. } => e.read_sfdp,
@@ -148,6 +154,7 @@ impl Call {
             Call::Init | Call::ReadStatus => [0; 3],
             Call::Read { addr, len } | Call::ReadSfdp { addr, len } => [addr, l.buf, len],
             Call::Crc32 { addr, len } => [addr, len, 0],
+            Call::CrcBlocks { addr, count } => [addr, l.buf, count],
             Call::Erase { addr, kind } => [addr, kind as u32, 0],
             Call::Program { addr, len } => [addr, l.ring, len],
             Call::WriteStatus {

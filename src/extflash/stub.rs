@@ -47,6 +47,7 @@ pub struct Entries {
     pub read_sfdp: u32,
     pub read_status: u32,
     pub write_status: u32,
+    pub crc_blocks: u32,
     pub bkpt: u32,
 }
 
@@ -130,6 +131,7 @@ impl StubImage {
             read_sfdp: find(abi::SYM_READ_SFDP)?,
             read_status: find(abi::SYM_READ_STATUS)?,
             write_status: find(abi::SYM_WRITE_STATUS)?,
+            crc_blocks: find(abi::SYM_CRC_BLOCKS)?,
             bkpt: find(abi::SYM_BKPT)?,
         };
         Ok(StubImage { bytes, entries })

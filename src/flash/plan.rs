@@ -224,6 +224,40 @@ impl FlashRequest {
     }
 }
 
+/// `units` without the ranges in `unchanged` (ranges found to hold the
+/// image already, e.g. by an on-target CRC): what is left is split where a
+/// range was cut out. `unchanged` must be sorted and non-overlapping.
+pub fn without_unchanged(units: Vec<Unit>, unchanged: &[Range<u32>]) -> Vec<Unit> {
+    let mut out = Vec::new();
+    for u in units {
+        let end = u.address as u64 + u.data.len() as u64;
+        let mut at = u64::from(u.address);
+        for r in unchanged {
+            let (rs, re) = (u64::from(r.start).max(at), u64::from(r.end).min(end));
+            if rs >= re {
+                continue;
+            }
+            if at < rs {
+                let a = (at - u64::from(u.address)) as usize;
+                let b = (rs - u64::from(u.address)) as usize;
+                out.push(Unit {
+                    address: at as u32,
+                    data: u.data[a..b].to_vec(),
+                });
+            }
+            at = re;
+        }
+        if at < end {
+            let a = (at - u64::from(u.address)) as usize;
+            out.push(Unit {
+                address: at as u32,
+                data: u.data[a..].to_vec(),
+            });
+        }
+    }
+    out
+}
+
 /// One erase of `size` bytes at `address`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EraseOp {
@@ -689,6 +723,52 @@ mod tests {
             programmed_runs(&erased, 256).is_empty(),
             "erase-only programs nothing"
         );
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)]
+    fn unchanged_ranges_are_cut_out_of_units() {
+        let unit = |address: u32, len: usize| Unit {
+            address,
+            data: (0..len).map(|i| (address as usize + i) as u8).collect(),
+        };
+        type Case = (Vec<Unit>, Vec<Range<u32>>, Vec<(u32, usize)>);
+        let cases: Vec<Case> = vec![
+            // nothing unchanged: all stays
+            (vec![unit(0x1000, 0x3000)], vec![], vec![(0x1000, 0x3000)]),
+            // everything unchanged: nothing to do
+            (vec![unit(0x1000, 0x3000)], vec![0x1000..0x4000], vec![]),
+            // one block in the middle
+            (
+                vec![unit(0x1000, 0x3000)],
+                vec![0x2000..0x3000],
+                vec![(0x1000, 0x1000), (0x3000, 0x1000)],
+            ),
+            // ranges spanning two units and outside any
+            (
+                vec![unit(0, 0x2000), unit(0x8000, 0x2000)],
+                vec![0x1000..0x9000, 0xA000..0xB000],
+                vec![(0, 0x1000), (0x9000, 0x1000)],
+            ),
+        ];
+        for (units, unchanged, want) in cases {
+            let got = without_unchanged(units.clone(), &unchanged);
+            let extents: Vec<_> = got.iter().map(|u| (u.address, u.data.len())).collect();
+            assert_eq!(extents, want, "{unchanged:x?}");
+            for g in &got {
+                let src = units.iter().find(|u| {
+                    u.address <= g.address
+                        && g.address as usize + g.data.len() <= u.address as usize + u.data.len()
+                });
+                let src = src.expect("cut from a unit");
+                let at = (g.address - src.address) as usize;
+                assert_eq!(
+                    g.data,
+                    src.data[at..at + g.data.len()],
+                    "data kept in place"
+                );
+            }
+        }
     }
 
     #[test]

@@ -47,11 +47,16 @@ pub enum FlashEvent {
         what: &'static str,
         elapsed: Duration,
     },
+    /// `bytes` of the request already held the image (checked on the
+    /// target) and are neither erased nor programmed.
+    Skipped { flash: FlashKind, bytes: u64 },
     /// The operation finished.
     Done {
         flash: FlashKind,
         erased: u64,
         programmed: u64,
+        /// Bytes left alone because they already held the image.
+        skipped: u64,
         elapsed: Duration,
     },
 }

@@ -16,6 +16,7 @@
 //! 0x20000B58), so RAM that GDB loaded before the flash pieces is clobbered
 //! there. The core is left halted; GDB sets the PC itself after `load`.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use gdbstub::target::ext::flash::Flash;
@@ -23,12 +24,57 @@ use gdbstub::target::TargetResult;
 use probe_rs::flashing::{DownloadOptions, FlashProgress, ProgressEvent, ProgressOperation};
 
 use super::{to_target_error, ExecState, GdbError, GdbTarget};
+use crate::flash::plan::{without_unchanged, Unit};
 use crate::flash::{FlashEvent, FlashKind, FlashRequest};
 
 impl GdbTarget {
+    /// Sectors of `units` that already hold the image, by reading them back
+    /// (internal flash is memory-mapped): those need no erase or program.
+    fn unchanged_sectors(&mut self, units: &[Unit]) -> Result<Vec<Range<u32>>, GdbError> {
+        let geometry = self.board.flash_geometry();
+        let mut out = Vec::new();
+        for u in units {
+            let end = u64::from(u.address) + u.data.len() as u64;
+            let mut at = u64::from(u.address);
+            while at < end {
+                let Some(sector) = geometry.iter().find_map(|g| g.unit_at(at)) else {
+                    break;
+                };
+                let sector = sector.start.max(at)..sector.end.min(end);
+                let off = (sector.start - u64::from(u.address)) as usize;
+                let want = &u.data[off..off + (sector.end - sector.start) as usize];
+                let mut have = vec![0u8; want.len()];
+                super::base::read_memory(self, sector.start as u32, &mut have)?;
+                if have == want {
+                    out.push(sector.start as u32..sector.end as u32);
+                }
+                at = sector.end;
+            }
+        }
+        Ok(out)
+    }
+
     fn commit_flash(&mut self, request: FlashRequest) -> Result<(), GdbError> {
-        let units = request.units();
+        let requested = request.units();
+        let unchanged = self.unchanged_sectors(&requested)?;
+        let units = without_unchanged(requested.clone(), &unchanged);
+        let skipped: u64 = unchanged.iter().map(|r| u64::from(r.end - r.start)).sum();
+        if skipped > 0 {
+            (self.events)(&FlashEvent::Skipped {
+                flash: FlashKind::Internal,
+                bytes: skipped,
+            });
+        }
         let Some(first) = units.first() else {
+            if skipped > 0 {
+                (self.events)(&FlashEvent::Done {
+                    flash: FlashKind::Internal,
+                    erased: 0,
+                    programmed: 0,
+                    skipped,
+                    elapsed: std::time::Duration::ZERO,
+                });
+            }
             return Ok(());
         };
         let address = first.address;
@@ -87,6 +133,7 @@ impl GdbTarget {
             flash: INT,
             erased: bytes as u64,
             programmed: bytes as u64,
+            skipped,
             elapsed: started.elapsed(),
         });
         Ok(())

@@ -32,7 +32,7 @@ use core::cell::Cell;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use extflash_stub_abi::{
-    Config, EraseKind, PinCfg, Ring, Status, CONFIG_MAGIC, CRC32_INIT, PIN_CS,
+    Config, EraseKind, PinCfg, Ring, Status, CONFIG_MAGIC, CRC32_INIT, CRC_BLOCK, PIN_CS,
     PIN_GPIO_OUTPUT, PIN_MISO,
 };
 
@@ -458,6 +458,7 @@ enum Entry {
     WriteStatus,
     Erase,
     Program,
+    CrcBlocks,
 }
 
 /// Common frame of every entry point, shared so the stub stays small: check
@@ -480,6 +481,7 @@ fn dispatch(cfg: &Config, a: u32, b: u32, c: u32, entry: Entry) -> u64 {
         Entry::WriteStatus => write_status(&bus, a, b, c),
         Entry::Erase => erase(&bus, a, b),
         Entry::Program => program(&bus, a, b as *mut Ring, c),
+        Entry::CrcBlocks => crc_blocks(&bus, a, b as *mut u32, c),
     };
     bus.finish();
     let value = bus.value.get();
@@ -510,6 +512,22 @@ fn init(bus: &Bus) -> Res<()> {
     bus.value.set(id);
     if id == 0 || id == 0x00FF_FFFF {
         return Err(fail(Status::NoChip));
+    }
+    Ok(())
+}
+
+fn crc_blocks(bus: &Bus, addr: u32, dst: *mut u32, count: u32) -> Res<()> {
+    if addr >= ADDR_LIMIT || count > (ADDR_LIMIT - addr) / CRC_BLOCK {
+        return Err(fail(Status::BadArgument));
+    }
+    let mut p = dst;
+    for i in 0..count {
+        bus.stream(Op::FastRead, addr + i * CRC_BLOCK, core::ptr::null_mut(), CRC_BLOCK)?;
+        // SAFETY: the host guarantees dst..dst+count is RAM (entry contract).
+        unsafe {
+            p.write_volatile(bus.value.get());
+            p = p.add(1);
+        }
     }
     Ok(())
 }
@@ -769,6 +787,24 @@ pub extern "C" fn stub_erase(cfg: &Config, addr: u32, kind: u32) -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn stub_program(cfg: &Config, addr: u32, ring: *mut Ring, len: u32) -> u32 {
     dispatch(cfg, addr, ring as u32, len, Entry::Program) as u32
+}
+
+/// `stub_crc_blocks`: one CRC-32 (as `stub_crc32`) per `CRC_BLOCK` bytes of
+/// `count` consecutive blocks from chip address `addr`, stored at `dst`.
+/// The host compares them with its image to skip blocks that already hold
+/// it (a reload of unchanged assets erases and programs nothing).
+///
+/// - in: r0 = &Config, r1 = addr (< 2^24), r2 = dst (4-byte aligned, room
+///   for `count` words), r3 = count (`addr + count * CRC_BLOCK <= 2^24`).
+/// - out: r0 = Status, as `stub_read`.
+/// - clobbered: r1-r3, r12, lr, flags.
+///
+/// # Safety
+/// `dst..dst+4*count` must be writable target RAM outside the stub and its
+/// stack.
+#[no_mangle]
+pub unsafe extern "C" fn stub_crc_blocks(cfg: &Config, addr: u32, dst: *mut u32, count: u32) -> u32 {
+    dispatch(cfg, addr, dst as u32, count, Entry::CrcBlocks) as u32
 }
 
 // `stub_bkpt`: `bkpt #0`, where every entry point returns to (the host sets

@@ -69,45 +69,52 @@ impl SimServer {
     /// Run `gdb-multiarch -batch` on `elf`, connected to this server, with
     /// `cmds`; returns stdout and stderr together.
     pub fn gdb(&self, elf: &str, cmds: &[&str]) -> String {
-        let target = format!("target extended-remote {}", self.addr);
-        let mut args: Vec<String> = vec!["-batch".into(), "-nx".into()];
-        for c in [
-            "set architecture arm",
-            "set pagination off",
-            "set confirm off",
-            &target,
-        ]
-        .into_iter()
-        .chain(cmds.iter().copied())
-        {
-            args.push("-ex".into());
-            args.push(c.into());
-        }
-        args.push(elf.into());
-        let mut child = Command::new("gdb-multiarch")
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("run gdb-multiarch: {e}"));
-        let deadline = std::time::Instant::now() + GDB_TIMEOUT;
-        // Waiting on a child process (not a socket): bounded polling.
-        while child.try_wait().expect("wait for gdb").is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let timed_out = std::time::Instant::now() > deadline;
-        let out = child.wait_with_output().expect("gdb output");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!timed_out, "gdb {cmds:?} timed out:\n{text}");
-        eprintln!("---- gdb {cmds:?}\n{text}");
-        text
+        gdb_at(&self.addr, elf, cmds)
     }
+}
+
+/// Run `gdb-multiarch -batch` on `elf`, connected to the server at `addr`
+/// (a child `serve --sim` or one in this process), with `cmds`; returns
+/// stdout and stderr together.
+pub fn gdb_at(addr: &str, elf: &str, cmds: &[&str]) -> String {
+    let target = format!("target extended-remote {addr}");
+    let mut args: Vec<String> = vec!["-batch".into(), "-nx".into()];
+    for c in [
+        "set architecture arm",
+        "set pagination off",
+        "set confirm off",
+        &target,
+    ]
+    .into_iter()
+    .chain(cmds.iter().copied())
+    {
+        args.push("-ex".into());
+        args.push(c.into());
+    }
+    args.push(elf.into());
+    let mut child = Command::new("gdb-multiarch")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run gdb-multiarch: {e}"));
+    let deadline = std::time::Instant::now() + GDB_TIMEOUT;
+    // Waiting on a child process (not a socket): bounded polling.
+    while child.try_wait().expect("wait for gdb").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let timed_out = std::time::Instant::now() > deadline;
+    let out = child.wait_with_output().expect("gdb output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!timed_out, "gdb {cmds:?} timed out:\n{text}");
+    eprintln!("---- gdb {cmds:?}\n{text}");
+    text
 }

@@ -30,6 +30,11 @@ pub const SYM_PROGRAM: &str = "stub_program";
 pub const SYM_READ_SFDP: &str = "stub_read_sfdp";
 pub const SYM_READ_STATUS: &str = "stub_read_status";
 pub const SYM_WRITE_STATUS: &str = "stub_write_status";
+pub const SYM_CRC_BLOCKS: &str = "stub_crc_blocks";
+
+/// Bytes per CRC of `stub_crc_blocks`: the smallest erase every SPI NOR
+/// has, so a matching block never needs erasing.
+pub const CRC_BLOCK: u32 = 4096;
 /// A `bkpt #0` the host points `lr` at.
 pub const SYM_BKPT: &str = "stub_bkpt";
 

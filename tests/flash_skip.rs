@@ -1,0 +1,207 @@
+//! Skip unchanged: a reload of what the flashes already hold erases and
+//! programs nothing, a one-byte change reprograms exactly one erase block,
+//! and erased (0xFF) pages are never programmed. Checked on the window
+//! through `ExtFlash` and, for both flashes, through `gdb-multiarch`'s
+//! `load` against an in-process server whose progress events are recorded.
+
+mod sim_support;
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use extflash_gdb::board::Board;
+use extflash_gdb::extflash::ExtFlash;
+use extflash_gdb::flash::{FlashEvent, FlashKind};
+use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
+use extflash_gdb::sim::{SimBoard, SimConfig};
+use sim_support::*;
+
+const WINDOW: u32 = 0x9000_0000;
+
+fn erases(events: &[FlashEvent], kind: FlashKind) -> Vec<(u32, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FlashEvent::Erasing {
+                flash,
+                address,
+                size,
+            } if *flash == kind => Some((*address, *size)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn programmed(events: &[FlashEvent], kind: FlashKind) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FlashEvent::Programmed { flash, bytes, .. } if *flash == kind => {
+                Some(u64::from(*bytes))
+            }
+            _ => None,
+        })
+        .sum()
+}
+
+fn skipped(events: &[FlashEvent], kind: FlashKind) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FlashEvent::Skipped { flash, bytes } if *flash == kind => Some(*bytes),
+            _ => None,
+        })
+        .sum()
+}
+
+/// One `load` of `data` at `addr` in the window (erasing the 4 KiB blocks
+/// around it, as GDB would); returns the events.
+fn load(
+    ext: &mut ExtFlash,
+    core: &mut probe_rs::Core<'_>,
+    addr: u32,
+    data: &[u8],
+) -> Vec<FlashEvent> {
+    let start = addr & !0xFFF;
+    let end = (addr + data.len() as u32 + 0xFFF) & !0xFFF;
+    ext.flash_erase(core, start, end - start).unwrap();
+    ext.flash_write(addr, data).unwrap();
+    let mut events = Vec::new();
+    ext.commit(core, &mut |e| events.push(e)).unwrap();
+    events
+}
+
+#[test]
+fn window_reload_skips_unchanged_blocks_and_reprograms_only_the_changed_one() {
+    let b = board(SimConfig::default());
+    let mut session = attach(&b);
+    let mut core = session.core(0).unwrap();
+    core.reset_and_halt(std::time::Duration::from_millis(500))
+        .unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let mut image = pattern(3, 0x5000);
+    let addr = WINDOW + 0x1000;
+
+    let first = load(&mut ext, &mut core, addr, &image);
+    assert_eq!(erases(&first, FlashKind::External).len(), 5, "{first:?}");
+    assert_eq!(programmed(&first, FlashKind::External), image.len() as u64);
+
+    let again = load(&mut ext, &mut core, addr, &image);
+    assert!(erases(&again, FlashKind::External).is_empty(), "{again:?}");
+    assert_eq!(programmed(&again, FlashKind::External), 0);
+    assert_eq!(skipped(&again, FlashKind::External), 0x5000);
+    assert!(
+        matches!(
+            again.last(),
+            Some(FlashEvent::Done {
+                erased: 0,
+                programmed: 0,
+                skipped: 0x5000,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+
+    image[0x2345] ^= 0x5A;
+    let one = load(&mut ext, &mut core, addr, &image);
+    assert_eq!(
+        erases(&one, FlashKind::External),
+        [(WINDOW + 0x3000, 0x1000)],
+        "only the 4 KiB block holding offset 0x2345"
+    );
+    assert_eq!(skipped(&one, FlashKind::External), 0x4000);
+    let chip = b.lock().mcu().chip.contents()[0x1000..0x6000].to_vec();
+    assert!(chip == image, "the chip holds the changed image");
+}
+
+#[test]
+fn erased_pages_are_neither_sent_nor_programmed() {
+    let b = board(SimConfig::default());
+    let mut session = attach(&b);
+    let mut core = session.core(0).unwrap();
+    core.reset_and_halt(std::time::Duration::from_millis(500))
+        .unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    // Old contents everywhere, so the erase is real; then an image whose
+    // middle pages are all 0xFF.
+    b.lock().mcu().chip.load(0, &[0x11; 0x2000]);
+    let mut image = pattern(9, 0x2000);
+    image[0x400..0x1C00].fill(0xFF);
+    let events = load(&mut ext, &mut core, WINDOW, &image);
+    assert_eq!(
+        programmed(&events, FlashKind::External),
+        0x800,
+        "{events:?}"
+    );
+    let chip = b.lock().mcu().chip.contents()[..0x2000].to_vec();
+    assert!(chip == image);
+}
+
+/// A server in this process on `sim`, recording every progress event.
+fn in_process(sim: SimBoard) -> (String, Arc<Mutex<Vec<FlashEvent>>>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let source = SessionSource::new(move || {
+        let session = sim.probe().attach(CHIP, probe_rs::Permissions::default())?;
+        Ok(OpenedSession {
+            session,
+            keep_alive: Some(Box::new(sim)),
+        })
+    });
+    let worker = ProbeWorker::start_with_events(
+        source,
+        Arc::new(Board::builtin()),
+        Arc::new(move |e: &FlashEvent| sink.lock().unwrap().push(e.clone())),
+    )
+    .expect("worker");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            let _ = server::run(listener, worker, std::future::pending::<()>()).await;
+        });
+    });
+    (rx.recv().expect("server address"), events)
+}
+
+#[test]
+fn gdb_reload_of_the_same_elf_skips_internal_and_external_flash() {
+    let (addr, events) = in_process(board(SimConfig::default()));
+    let elf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/firmware/firmware-assets.elf"
+    );
+    let out = support::server::gdb_at(
+        &addr,
+        elf,
+        &[
+            "set remotetimeout 60",
+            "monitor reset halt",
+            "load",
+            "echo FIRST-LOAD-DONE\\n",
+            "load",
+            "compare-sections",
+        ],
+    );
+    assert!(!out.contains("MIS-MATCHED"), "{out}");
+    let events = events.lock().unwrap().clone();
+    let split = events
+        .iter()
+        .rposition(|e| matches!(e, FlashEvent::Done { flash: FlashKind::Internal, programmed, .. } if *programmed > 0))
+        .expect("the first load programmed internal flash");
+    let (first, second) = events.split_at(split + 1);
+    assert!(!erases(first, FlashKind::External).is_empty(), "{first:?}");
+    assert!(erases(second, FlashKind::External).is_empty(), "{second:?}");
+    assert!(erases(second, FlashKind::Internal).is_empty(), "{second:?}");
+    assert_eq!(programmed(second, FlashKind::External), 0);
+    assert_eq!(programmed(second, FlashKind::Internal), 0);
+    assert!(skipped(second, FlashKind::External) > 0x10000, "{second:?}");
+    assert!(skipped(second, FlashKind::Internal) >= 0x4000, "{second:?}");
+}
