@@ -22,6 +22,7 @@ pub mod runner;
 pub mod stub;
 pub mod wiring;
 
+use std::cell::RefCell;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ use cache::ReadCache;
 use chip::{ChipInfo, StatusRegs};
 use error::WiringText;
 pub use error::{ExtFlashError, ProbeOp, StubStatusError};
-use runner::{timeout_for, Call, StubSession};
+use runner::{timeout_for, Call, Resident, StubSession};
 use stub::StubImage;
 
 /// Window size advertised before (or without) identification.
@@ -51,6 +52,8 @@ pub struct ExtFlash {
     cache: ReadCache,
     /// The window part of the `load` in progress, in window addresses.
     request: FlashRequest,
+    /// The stub session while one runs.
+    resident: RefCell<Option<Resident>>,
 }
 
 impl ExtFlash {
@@ -61,6 +64,7 @@ impl ExtFlash {
             chip: None,
             cache: ReadCache::default(),
             request: FlashRequest::default(),
+            resident: RefCell::new(None),
         }
     }
 
@@ -158,8 +162,10 @@ impl ExtFlash {
         Ok((a - w.start) as u32)
     }
 
-    /// Run `f` in one stub session (after `stub_init`), unless the
-    /// application holds the chip select.
+    /// Run `f` in the resident stub session, starting one (save, load,
+    /// `stub_init`) unless it is running; refuses to start while the
+    /// application holds the chip select. A call that leaves the stub in an
+    /// unknown state ends the session at once.
     fn session<R>(
         &self,
         core: &mut Core<'_>,
@@ -167,33 +173,78 @@ impl ExtFlash {
         len: u32,
         f: impl FnOnce(&mut StubSession<'_, '_>, u32) -> Result<R, ExtFlashError>,
     ) -> Result<R, ExtFlashError> {
-        if runner::cs_asserted(core, &self.ext)? {
-            return Err(ExtFlashError::AppInTransaction {
-                cs: self.ext.cs.to_string(),
-                address,
-                len,
-            });
+        let mut slot = self.resident.borrow_mut();
+        if slot.is_none() {
+            if runner::cs_asserted(core, &self.ext)? {
+                return Err(ExtFlashError::AppInTransaction {
+                    cs: self.ext.cs.to_string(),
+                    address,
+                    len,
+                });
+            }
+            let stub = self
+                .stub
+                .as_ref()
+                .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
+            let config = wiring::config(&self.ext, self.timeouts());
+            let res = Resident::start(core, stub, &self.ext, &config).map_err(|e| match e {
+                ExtFlashError::Stub {
+                    source: StubStatusError::NoChip,
+                    ..
+                } => ExtFlashError::NoChip {
+                    wiring: self.wiring(),
+                },
+                other => other,
+            })?;
+            *slot = Some(res);
         }
-        let stub = self
-            .stub
-            .as_ref()
-            .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
-        let config = wiring::config(&self.ext, self.timeouts());
-        let wiring = self.wiring();
-        runner::with_stub(core, stub, &self.ext, &config, |s| {
-            let id = s
-                .call(Call::Init, 0, timeout_for(10, 0))
-                .map_err(|e| match e {
-                    ExtFlashError::Stub {
-                        source: StubStatusError::NoChip,
-                        ..
-                    } => ExtFlashError::NoChip {
-                        wiring: wiring.clone(),
-                    },
-                    other => other,
-                })?;
-            f(s, id)
-        })
+        let res = slot.as_mut().expect("started above");
+        let id = res.jedec_id;
+        let result = f(&mut res.session(core), id);
+        if res.is_broken() {
+            let res = slot.take().expect("running");
+            if let Err(e) = res.end(core, &self.ext) {
+                tracing::error!(error = %crate::error::DisplayChain(&e), "ending a failed stub session");
+            }
+        }
+        result
+    }
+
+    /// Whether a stub session is running (the application's state saved).
+    pub fn is_resident(&self) -> bool {
+        self.resident.borrow().is_some()
+    }
+
+    /// End the stub session, if any: stop the stub and put back everything
+    /// it saved. Call before anything runs, steps or resets the core, at
+    /// detach, and before a write to a register or to saved memory.
+    pub fn end_session(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
+        match self.resident.get_mut().take() {
+            Some(res) => res.end(core, &self.ext),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether an access to `addr..addr+len` (outside the window) needs the
+    /// session ended first: it touches a register the session changed.
+    /// Reads of the work area do not: see [`ExtFlash::overlay_saved`].
+    pub fn session_conflicts(&self, addr: u32, len: u32, write: bool) -> bool {
+        let slot = self.resident.borrow();
+        let Some(res) = slot.as_ref() else {
+            return false;
+        };
+        let (a, e) = (u64::from(addr), u64::from(addr) + u64::from(len));
+        let wa = &self.ext.work_area;
+        let in_work_area = a < u64::from(wa.end) && u64::from(wa.start) < e;
+        res.saved_registers_touch(addr, len) || (write && in_work_area)
+    }
+
+    /// Put the application's values of work-area bytes the session saved
+    /// into `buf` (read from `addr` while the stub is resident).
+    pub fn overlay_saved(&self, addr: u32, buf: &mut [u8]) {
+        if let Some(res) = self.resident.borrow().as_ref() {
+            res.overlay(addr, buf);
+        }
     }
 
     /// Identify the chip (JEDEC ID, then SFDP, then the part table) and

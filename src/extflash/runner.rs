@@ -1,24 +1,26 @@
-//! The one fixed call sequence for the SPI driver stub.
+//! The one fixed sequence for the SPI driver stub: a resident session.
 //!
-//! [`with_stub`] saves everything the stub disturbs (work-area RAM, every
-//! core register including the FPU and the special registers, DEMCR, DWT
-//! CTRL/CYCCNT, DFSR, and the RCC/GPIO/SPI registers of the wiring), loads
-//! the stub and its config block and checks them by readback, lets the
-//! caller make any number of [`StubSession::call`]s, and restores all of it
-//! in every path, errors included, leaving the core halted where it was.
+//! [`Resident::start`] saves what the stub disturbs (pc, xPSR, MSP and
+//! CONTROL/PRIMASK; the work-area bytes it uses; DEMCR, DWT CTRL/CYCCNT and
+//! comparator functions, DFSR, DBGMCU_APB1_FZ; the RCC/GPIO/SPI registers of
+//! the wiring), loads the stub and its config block, checks them by word
+//! readback, and starts `stub_serve`, which pushes r0-r12/lr and then waits
+//! for commands in its mailbox. Each [`StubSession::call`] is one mailbox
+//! post and a poll of `done` — a few round trips, no register traffic. The
+//! session stays while the core is (to GDB) halted; [`Resident::end`] sends
+//! `Exit` (the stub pops r0-r12/lr and parks), halts the core by request and
+//! restores everything, continuing past errors so that as much as possible
+//! is put back.
 //!
-//! Each call: place the stack canary, set r0..r3, sp, lr = `stub_bkpt | 1`,
-//! pc = entry, xPSR.T, PRIMASK = 1; run; wait for the halt with a timeout;
-//! check the core stopped on `stub_bkpt`; read r0/r1; check the canary.
-//!
-//! Relies on the stub ABI (`extflash_stub_abi`): the stub only touches the
-//! work area, r0-r3/r12/lr/xPSR flags, DWT CYCCNT and the peripherals named
-//! by the config block, and ends on `stub_bkpt`.
+//! Relies on the stub ABI (`extflash_stub_abi`): `stub_serve` finds its
+//! config at its initial sp and the mailbox right after it, only touches
+//! the work area, DWT CYCCNT and the peripherals the config names, never
+//! executes FPU instructions, and while idle only reads memory.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use extflash_stub_abi::{self as abi, ring_offset, Ring, Words};
+use extflash_stub_abi::{self as abi, mailbox_offset, ring_offset, Command, Mailbox, Ring, Words};
 use probe_rs::{Core, CoreStatus, MemoryInterface, RegisterId};
 
 use super::error::{ExtFlashError, ProbeOp, StubStatusError, WiringText};
@@ -26,53 +28,58 @@ use super::stub::{Entries, StubImage};
 use super::wiring;
 use crate::board::ExternalFlash;
 use crate::cortex_m::{demcr, dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
+use abi::Config;
 
 /// Stack the stub gets, at the top of the work area.
 pub const STACK_SIZE: u32 = 1024;
 
-/// Registers saved and restored, in restore order: CONTROL first (it picks
-/// the stack pointer), then both stack pointers, then the rest. `sp` itself
-/// is not restored: it is MSP or PSP.
+/// Registers the host saves and restores around a session, in restore
+/// order: CONTROL first (it picks the stack pointer), then MSP, xPSR, pc.
+/// r0-r12 and lr are saved and restored by `stub_serve` itself; PSP and the
+/// FPU registers are never touched by the stub.
 pub fn saved_registers() -> Vec<u16> {
-    let mut r = vec![sel::EXTRA, sel::MSP, sel::PSP];
-    r.extend(0..13);
-    r.extend([sel::LR, sel::PC, sel::XPSR, sel::FPSCR]);
-    r.extend((0..32).map(|n| sel::S0 + n));
-    r
+    vec![sel::EXTRA, sel::MSP, sel::XPSR, sel::PC]
 }
 
-/// Where things go in the work area.
+/// Where things go in the work area: the stub at the bottom, then the ring
+/// header and the data buffer, the stack, and at the top the config block
+/// followed by the mailbox (`stub_serve` starts with sp = config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     pub load: u32,
-    pub config: u32,
     pub ring: u32,
-    /// Data buffer (reads, SFDP, the program ring's storage).
+    /// Data buffer (reads, SFDP, block CRCs, the program ring's storage).
     pub buf: u32,
     pub buf_len: u32,
     /// Lowest stack word.
     pub canary: u32,
-    pub stack_top: u32,
+    /// Initial sp of `stub_serve`, also where the config block starts.
+    pub config: u32,
+    pub mailbox: u32,
+    /// End of what the stub uses.
+    pub end: u32,
 }
 
-/// Plan the work area: stub, config, ring header, buffer, stack.
+/// Plan the work area; `None` when the stub, its blocks, a 1 KiB buffer
+/// and the stack do not fit.
 pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
     let align = |v: u32, a: u32| v.div_ceil(a) * a;
     let load = work_area.start;
-    let config = align(load + image_len, 8);
-    let ring = align(config + std::mem::size_of::<abi::Config>() as u32, 8);
-    let buf = align(ring + std::mem::size_of::<Ring>() as u32, 8);
-    let stack_top = work_area.end & !7;
-    let canary = stack_top.checked_sub(STACK_SIZE)?;
+    let ring = align(load.checked_add(image_len)?, 8);
+    let buf = align(ring + Ring::SIZE as u32, 8);
+    let top = (Config::SIZE + Mailbox::SIZE) as u32;
+    let config = work_area.end.checked_sub(top)? & !7;
+    let canary = config.checked_sub(STACK_SIZE)?;
     let buf_len = canary.checked_sub(buf)? & !0xFF;
     (buf_len >= 1024).then_some(Layout {
         load,
-        config,
         ring,
         buf,
         buf_len,
         canary,
-        stack_top,
+        config,
+        mailbox: config + Config::SIZE as u32,
+        end: config + top,
     })
 }
 
@@ -134,17 +141,27 @@ impl Call {
         }
     }
 
-    fn entry(&self, e: &Entries) -> u32 {
+    fn command(&self) -> Command {
         match self {
-            Call::Init => e.init,
-            Call::Read { .. } => e.read,
-            Call::Crc32 { .. } => e.crc32,
-            Call::CrcBlocks { .. } => e.crc_blocks,
-            Call::Erase { .. } => e.erase,
-            Call::Program { .. } => e.program,
-            Call::ReadSfdp { .. } => e.read_sfdp,
-            Call::ReadStatus => e.read_status,
-            Call::WriteStatus { .. } => e.write_status,
+            Call::Init => Command::Init,
+            Call::Read { .. } => Command::Read,
+            Call::Crc32 { .. } => Command::Crc32,
+            Call::CrcBlocks { .. } => Command::CrcBlocks,
+            Call::Erase { .. } => Command::Erase,
+            Call::Program { .. } => Command::Program,
+            Call::ReadSfdp { .. } => Command::ReadSfdp,
+            Call::ReadStatus => Command::ReadStatus,
+            Call::WriteStatus { .. } => Command::WriteStatus,
+        }
+    }
+
+    /// Bytes of the data buffer the call writes or reads.
+    fn buffer_use(&self, l: &Layout) -> u32 {
+        match *self {
+            Call::Read { len, .. } | Call::ReadSfdp { len, .. } => len,
+            Call::CrcBlocks { count, .. } => count * 4,
+            Call::Program { .. } => l.buf_len,
+            _ => 0,
         }
     }
 
@@ -166,24 +183,6 @@ impl Call {
     }
 }
 
-struct Saved {
-    regs: Vec<(u16, u32)>,
-    ram: Vec<u32>,
-    demcr: u32,
-    dwt_ctrl: u32,
-    cyccnt: u32,
-    dfsr: u32,
-    periph: Vec<(u32, u32)>,
-}
-
-/// A loaded stub between save and restore.
-pub struct StubSession<'a, 'p> {
-    core: &'a mut Core<'p>,
-    pub layout: Layout,
-    entries: Entries,
-    wiring: WiringText,
-}
-
 fn rd(core: &mut Core<'_>, addr: u32) -> Result<u32, ExtFlashError> {
     core.read_word_32(addr.into())
         .map_err(ExtFlashError::probe(ProbeOp::ReadWord(addr)))
@@ -192,6 +191,13 @@ fn rd(core: &mut Core<'_>, addr: u32) -> Result<u32, ExtFlashError> {
 fn wr(core: &mut Core<'_>, addr: u32, value: u32) -> Result<(), ExtFlashError> {
     core.write_word_32(addr.into(), value)
         .map_err(ExtFlashError::probe(ProbeOp::WriteWord(addr)))
+}
+
+fn rd_block(core: &mut Core<'_>, addr: u32, words: usize) -> Result<Vec<u32>, ExtFlashError> {
+    let mut out = vec![0u32; words];
+    core.read_32(addr.into(), &mut out)
+        .map_err(ExtFlashError::probe(ProbeOp::ReadWord(addr)))?;
+    Ok(out)
 }
 
 fn reg_rd(core: &mut Core<'_>, sel: u16) -> Result<u32, ExtFlashError> {
@@ -214,73 +220,299 @@ pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, Ext
     Ok((moder >> (2 * pin)) & 0b11 == 0b01 && odr & (1 << pin) == 0)
 }
 
-/// Save, load the stub, run `f`, restore (always). The core must be halted.
-pub fn with_stub<R>(
-    core: &mut Core<'_>,
-    stub: &StubImage,
-    ext: &ExternalFlash,
-    config: &abi::Config,
-    f: impl FnOnce(&mut StubSession<'_, '_>) -> Result<R, ExtFlashError>,
-) -> Result<R, ExtFlashError> {
-    let wa = &ext.work_area;
-    let layout = layout(wa, stub.bytes.len() as u32).ok_or(ExtFlashError::WorkAreaTooSmall {
-        start: wa.start,
-        size: wa.end - wa.start,
-        len: stub.bytes.len() as u32,
-    })?;
-    let saved = save(core, ext)?;
-    let result = (|| {
-        load(core, stub, &layout, config)?;
-        let mut session = StubSession {
-            core: &mut *core,
+/// DBGMCU_APB1_FZ and its DBG_IWDG_STOP bit: the application's watchdog
+/// must not reset the chip while the core is halted between sessions.
+pub const DBGMCU_APB1_FZ: u32 = 0xE004_2008;
+pub const DBG_IWDG_STOP: u32 = 1 << 12;
+
+/// Vector catches set for a session: a fault in the stub halts the core at
+/// once instead of running the application's handler.
+const SESSION_CATCH: u32 = demcr::VC_HARDERR | 0x3F0;
+
+/// Everything a session saved, restored by [`Resident::end`].
+#[derive(Debug)]
+struct Saved {
+    regs: Vec<(u16, u32)>,
+    /// Work-area pieces, in address order (the buffer is saved lazily).
+    ram: Vec<(u32, Vec<u32>)>,
+    demcr: u32,
+    dwt_ctrl: u32,
+    cyccnt: u32,
+    /// DWT FUNCTION0..3: user watchpoints are disarmed for the session.
+    dwt_functions: Vec<u32>,
+    dfsr: u32,
+    apb1_fz: u32,
+    periph: Vec<(u32, u32)>,
+}
+
+/// A loaded, running stub with the application's state saved.
+#[derive(Debug)]
+pub struct Resident {
+    pub layout: Layout,
+    entries: Entries,
+    wiring: WiringText,
+    saved: Saved,
+    /// Bytes of the data buffer saved so far (from `layout.buf`).
+    buf_saved: u32,
+    seq: u32,
+    /// The JEDEC ID `stub_init` returned when the session started.
+    pub jedec_id: u32,
+    /// Set when a call failed in a way that leaves the stub's state
+    /// unknown: the session must end.
+    broken: bool,
+    /// `stub_serve` was started (so ending the session must stop it).
+    running: bool,
+}
+
+/// A session borrowed for a few calls.
+pub struct StubSession<'a, 'p> {
+    core: &'a mut Core<'p>,
+    res: &'a mut Resident,
+}
+
+impl Resident {
+    /// Save, load and start the stub, then identify the chip (`Init`). The
+    /// core must be halted. On failure everything saved is restored.
+    pub fn start(
+        core: &mut Core<'_>,
+        stub: &StubImage,
+        ext: &ExternalFlash,
+        config: &Config,
+    ) -> Result<Resident, ExtFlashError> {
+        let wa = &ext.work_area;
+        let layout = layout(wa, stub.bytes.len() as u32).ok_or(ExtFlashError::WorkAreaTooSmall {
+            start: wa.start,
+            size: wa.end - wa.start,
+            len: stub.bytes.len() as u32,
+        })?;
+        let mut res = Resident {
             layout,
             entries: stub.entries,
             wiring: WiringText(wiring::describe(ext)),
+            saved: saved_placeholder(),
+            buf_saved: 0,
+            seq: 0,
+            jedec_id: 0,
+            broken: false,
+            running: false,
         };
-        f(&mut session)
-    })();
-    let restored = restore(core, ext, &saved);
-    match (result, restored) {
-        (Ok(r), Ok(())) => Ok(r),
-        (Err(e), Ok(())) => Err(e),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), Err(r)) => {
-            tracing::error!(error = %crate::error::DisplayChain(&r), "restoring after a failed stub run also failed");
-            Err(e)
+        let mut started = save(core, ext, &layout, &mut res.saved);
+        if started.is_ok() {
+            started = load_and_run(core, stub, &layout, config);
         }
+        let id = match started {
+            Ok(()) => {
+                res.running = true;
+                res.session(core).call(Call::Init, 0, timeout_for(10, 0))
+            }
+            Err(e) => Err(e),
+        };
+        match id {
+            Ok(id) => {
+                res.jedec_id = id;
+                Ok(res)
+            }
+            Err(e) => {
+                if let Err(r) = res.end(core, ext) {
+                    tracing::error!(error = %crate::error::DisplayChain(&r), "restoring after a failed stub start also failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A session for some calls.
+    pub fn session<'a, 'p>(&'a mut self, core: &'a mut Core<'p>) -> StubSession<'a, 'p> {
+        StubSession { core, res: self }
+    }
+
+    /// Whether the session must end (a call left the stub in an unknown
+    /// state).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Whether `addr` lies in work-area bytes the session saved (so their
+    /// application values are in [`Resident::overlay`], not in RAM).
+    pub fn saved_ram(&self) -> impl Iterator<Item = Range<u32>> + '_ {
+        self.saved
+            .ram
+            .iter()
+            .map(|(a, w)| *a..*a + 4 * w.len() as u32)
+    }
+
+    /// Replace the bytes of `addr..addr+buf.len()` that the session saved
+    /// with the application's values.
+    pub fn overlay(&self, addr: u32, buf: &mut [u8]) {
+        let start = u64::from(addr);
+        let end = start + buf.len() as u64;
+        for (at, words) in &self.saved.ram {
+            for (i, w) in words.iter().enumerate() {
+                for (j, b) in w.to_le_bytes().iter().enumerate() {
+                    let a = u64::from(*at) + (i * 4 + j) as u64;
+                    if start <= a && a < end {
+                        buf[(a - start) as usize] = *b;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Addresses whose application values the session holds: registers of
+    /// the wiring and the debug registers it changed. A GDB access to one
+    /// of these must end the session first.
+    pub fn saved_registers_touch(&self, addr: u32, len: u32) -> bool {
+        let (a, e) = (u64::from(addr), u64::from(addr) + u64::from(len));
+        let hit = |r: u32| a < u64::from(r) + 4 && u64::from(r) < e;
+        self.saved.periph.iter().any(|(r, _)| hit(*r))
+            || [DEMCR, DFSR, dwt::CTRL, dwt::CYCCNT, DBGMCU_APB1_FZ]
+                .into_iter()
+                .any(hit)
+            || (0..dwt::COMPARATORS).any(|n| hit(dwt::function(n)))
+    }
+
+    /// Stop the stub and restore everything saved, leaving the core halted
+    /// (by request, so probe-rs does not take the next step for a
+    /// breakpoint). Continues past errors; returns the first.
+    pub fn end(mut self, core: &mut Core<'_>, ext: &ExternalFlash) -> Result<(), ExtFlashError> {
+        let mut first: Option<ExtFlashError> = None;
+        let mut keep = |r: Result<(), ExtFlashError>| {
+            if let Err(e) = r {
+                tracing::warn!(error = %crate::error::DisplayChain(&e), "restoring after the stub");
+                first.get_or_insert(e);
+            }
+        };
+        if self.running {
+            keep(self.park(core));
+        }
+        keep(restore(core, ext, &self.layout, &self.saved));
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Leave the loop with `Exit` (the stub pops r0-r12/lr and spins at
+    /// `stub_park`), then halt by request.
+    fn park(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
+        let park = self.layout.load + self.entries.park;
+        if !self.broken {
+            let exited = self
+                .session(core)
+                .post(Command::Exit, [0; 3], Duration::from_millis(500));
+            if exited.is_err() {
+                self.broken = true;
+            }
+        }
+        // The stub writes `done` a few instructions before it parks.
+        for _ in 0..8 {
+            if !core
+                .core_halted()
+                .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
+            {
+                core.halt(HALT_TIMEOUT)
+                    .map_err(ExtFlashError::probe(ProbeOp::HaltStub("end of session")))?;
+            }
+            let pc = reg_rd(core, sel::PC)?;
+            if pc == park || self.broken {
+                if self.broken {
+                    tracing::warn!(pc = format_args!("{pc:#010x}"), "ending a stub session that did not exit: r0-r12/lr are restored from the stub's stack");
+                    self.restore_pushed(core)?;
+                }
+                return Ok(());
+            }
+            core.run()
+                .map_err(ExtFlashError::probe(ProbeOp::StartStub("exit")))?;
+        }
+        Err(ExtFlashError::WrongHalt {
+            op: "exit (stub_serve)",
+            address: 0,
+            pc: reg_rd(core, sel::PC)?,
+        })
+    }
+
+    /// r0-r12 and lr as `stub_serve` pushed them (just below its initial
+    /// sp), written back through the debug port.
+    fn restore_pushed(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
+        let words = rd_block(core, self.layout.config - 56, 14)?;
+        for (i, v) in words.iter().enumerate() {
+            let reg = if i < 13 { i as u16 } else { sel::LR };
+            reg_wr(core, reg, *v)?;
+        }
+        Ok(())
     }
 }
 
-fn save(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<Saved, ExtFlashError> {
-    let mut regs = Vec::new();
-    for sel in saved_registers() {
-        regs.push((sel, reg_rd(core, sel)?));
+/// A `Saved` that restores nothing.
+fn saved_placeholder() -> Saved {
+    Saved {
+        regs: Vec::new(),
+        ram: Vec::new(),
+        demcr: 0,
+        dwt_ctrl: 0,
+        cyccnt: 0,
+        dwt_functions: Vec::new(),
+        dfsr: 0,
+        apb1_fz: 0,
+        periph: Vec::new(),
     }
-    let wa = &ext.work_area;
-    let mut ram = vec![0u32; ((wa.end - wa.start) / 4) as usize];
-    core.read_32(wa.start.into(), &mut ram)
-        .map_err(ExtFlashError::probe(ProbeOp::SaveWorkArea {
-            start: wa.start,
-            end: wa.end,
-        }))?;
-    let demcr = rd(core, DEMCR)?;
+}
+
+/// Save into `s` step by step, so a failure leaves `s` holding exactly what
+/// must be put back (and what was changed is undone by `restore`).
+fn save(
+    core: &mut Core<'_>,
+    ext: &ExternalFlash,
+    l: &Layout,
+    s: &mut Saved,
+) -> Result<(), ExtFlashError> {
+    for sel in saved_registers() {
+        let v = reg_rd(core, sel)?;
+        s.regs.push((sel, v));
+    }
+    // The stub image, ring header and stack + config + mailbox; the buffer
+    // only when a call first uses it.
+    for range in [l.load..l.buf, l.canary..l.end] {
+        let words = rd_block(core, range.start, ((range.end - range.start) / 4) as usize)
+            .map_err(|e| match e {
+                ExtFlashError::Probe { source, .. } => ExtFlashError::Probe {
+                    op: ProbeOp::SaveWorkArea {
+                        start: range.start,
+                        end: range.end,
+                    },
+                    source,
+                },
+                other => other,
+            })?;
+        s.ram.push((range.start, words));
+    }
+    s.demcr = rd(core, DEMCR)?;
     // DWT registers are only readable with TRCENA set.
-    wr(core, DEMCR, demcr | demcr::TRCENA)?;
-    let dwt_ctrl = rd(core, dwt::CTRL)?;
-    let cyccnt = rd(core, dwt::CYCCNT)?;
-    let dfsr = rd(core, DFSR)?;
+    wr(core, DEMCR, s.demcr | demcr::TRCENA | SESSION_CATCH)?;
+    let dwt = rd_block(core, dwt::CTRL, 2)?;
+    s.dwt_ctrl = dwt[0];
+    s.cyccnt = dwt[1];
+    for n in 0..dwt::COMPARATORS {
+        let f = rd(core, dwt::function(n))?;
+        s.dwt_functions.push(f);
+        if f & 0xF != 0 {
+            wr(core, dwt::function(n), 0)?;
+        }
+    }
+    s.dfsr = rd(core, DFSR)?;
+    s.apb1_fz = rd(core, DBGMCU_APB1_FZ)?;
+    wr(core, DBGMCU_APB1_FZ, s.apb1_fz | DBG_IWDG_STOP)?;
     // Peripheral registers read as zero with their clock off: read the
     // enables first, then switch the clocks on to read the real values.
     // (The RCC enables are restored last.)
-    let mut periph = Vec::new();
     let (_, spi_enr, spi_bit) = wiring::spi_regs(ext.spi);
     let ahb1 = rd(core, wiring::RCC_AHB1ENR)?;
     let apb = rd(core, spi_enr)?;
+    s.periph.push((wiring::RCC_AHB1ENR, ahb1));
+    s.periph.push((spi_enr, apb));
     let gpio_mask = wiring::ports(ext)
         .iter()
         .fold(0, |m, p| m | 1 << wiring::port_index(*p));
     wr(core, wiring::RCC_AHB1ENR, ahb1 | gpio_mask)?;
     wr(core, spi_enr, apb | spi_bit)?;
+    let mut periph = Vec::new();
     for addr in wiring::peripheral_registers(ext) {
         let v = if addr == wiring::RCC_AHB1ENR {
             ahb1
@@ -291,44 +523,64 @@ fn save(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<Saved, ExtFlashError
         };
         periph.push((addr, v));
     }
-    Ok(Saved {
-        regs,
-        ram,
-        demcr,
-        dwt_ctrl,
-        cyccnt,
-        dfsr,
-        periph,
-    })
-}
-
-fn load(
-    core: &mut Core<'_>,
-    stub: &StubImage,
-    l: &Layout,
-    config: &abi::Config,
-) -> Result<(), ExtFlashError> {
-    let cfg = wiring::config_bytes(config);
-    for (addr, bytes) in [(l.load, &stub.bytes), (l.config, &cfg)] {
-        core.write_8(addr.into(), bytes)
-            .and_then(|()| core.flush())
-            .map_err(ExtFlashError::probe(ProbeOp::LoadStub(addr)))?;
-        let mut back = vec![0u8; bytes.len()];
-        core.read_8(addr.into(), &mut back)
-            .map_err(ExtFlashError::probe(ProbeOp::ReadBackStub(addr)))?;
-        if let Some(i) = back.iter().zip(bytes.iter()).position(|(a, b)| a != b) {
-            return Err(ExtFlashError::Readback {
-                address: addr + i as u32,
-            });
-        }
-    }
-    let ctrl = rd(core, dwt::CTRL)?;
-    wr(core, dwt::CTRL, ctrl | dwt::CTRL_CYCCNTENA)?;
+    s.periph = periph;
     Ok(())
 }
 
-fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), ExtFlashError> {
-    // A run that timed out or failed may have left the core running.
+/// Write the stub, config and an empty mailbox, check the stub by word
+/// readback, enable CYCCNT and start `stub_serve`.
+fn load_and_run(
+    core: &mut Core<'_>,
+    stub: &StubImage,
+    l: &Layout,
+    config: &Config,
+) -> Result<(), ExtFlashError> {
+    let mut image = stub.bytes.clone();
+    image.resize(image.len().div_ceil(4) * 4, 0);
+    let words = to_words(&image);
+    core.write_32(l.load.into(), &words)
+        .map_err(ExtFlashError::probe(ProbeOp::LoadStub(l.load)))?;
+    let mut blocks = vec![0u8; Config::SIZE + Mailbox::SIZE];
+    config.write_le(&mut blocks[..Config::SIZE]);
+    Mailbox::default().write_le(&mut blocks[Config::SIZE..]);
+    core.write_32(l.config.into(), &to_words(&blocks))
+        .and_then(|()| core.flush())
+        .map_err(ExtFlashError::probe(ProbeOp::LoadStub(l.config)))?;
+    let back = rd_block(core, l.load, words.len())
+        .map_err(|_| ExtFlashError::Readback { address: l.load })?;
+    if let Some(i) = back.iter().zip(&words).position(|(a, b)| a != b) {
+        return Err(ExtFlashError::Readback {
+            address: l.load + 4 * i as u32,
+        });
+    }
+    let ctrl = rd(core, dwt::CTRL)?;
+    wr(core, dwt::CTRL, ctrl | dwt::CTRL_CYCCNTENA)?;
+    // PRIMASK = 1, CONTROL = 0 (privileged, MSP): the stub runs with
+    // interrupts masked on the main stack, whose top is the config block.
+    for (sel, value) in [
+        (sel::EXTRA, 1),
+        (sel::MSP, l.config),
+        (sel::XPSR, 1 << 24),
+        (sel::PC, l.load + stub.entries.serve),
+    ] {
+        reg_wr(core, sel, value)?;
+    }
+    core.run()
+        .map_err(ExtFlashError::probe(ProbeOp::StartStub("stub_serve")))
+}
+
+fn restore(
+    core: &mut Core<'_>,
+    ext: &ExternalFlash,
+    _l: &Layout,
+    s: &Saved,
+) -> Result<(), ExtFlashError> {
+    let mut first: Option<ExtFlashError> = None;
+    let mut keep = |r: Result<(), ExtFlashError>| {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    };
     if !core
         .core_halted()
         .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
@@ -336,43 +588,65 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
         core.halt(HALT_TIMEOUT)
             .map_err(ExtFlashError::probe(ProbeOp::HaltStub("restore")))?;
     }
-    let wa = &ext.work_area;
-    core.write_32(wa.start.into(), &s.ram)
-        .and_then(|()| core.flush())
-        .map_err(ExtFlashError::probe(ProbeOp::RestoreWorkArea {
-            start: wa.start,
-            end: wa.end,
-        }))?;
+    for (at, words) in &s.ram {
+        keep(
+            core.write_32((*at).into(), words)
+                .and_then(|()| core.flush())
+                .map_err(ExtFlashError::probe(ProbeOp::RestoreWorkArea {
+                    start: *at,
+                    end: at + 4 * words.len() as u32,
+                })),
+        );
+    }
     let (spi, _, _) = wiring::spi_regs(ext.spi);
     let cr1 = spi + wiring::SPI_CR1;
     for &(addr, value) in &s.periph {
         if addr == spi + wiring::SPI_CR2 {
             // CR1 must be changed with SPE clear, and SPE comes back last,
             // after the rest of the configuration, so no frame starts.
-            let now = rd(core, cr1)?;
-            wr(core, cr1, now & !wiring::SPI_CR1_SPE)?;
             let saved_cr1 = s.periph.iter().find(|(a, _)| *a == cr1).map(|p| p.1);
-            wr(core, cr1, saved_cr1.unwrap_or(0) & !wiring::SPI_CR1_SPE)?;
+            keep(rd(core, cr1).and_then(|now| wr(core, cr1, now & !wiring::SPI_CR1_SPE)));
+            keep(wr(core, cr1, saved_cr1.unwrap_or(0) & !wiring::SPI_CR1_SPE));
         }
-        wr(core, addr, value)?;
+        keep(wr(core, addr, value));
     }
-    wr(core, dwt::CYCCNT, s.cyccnt)?;
-    wr(core, dwt::CTRL, s.dwt_ctrl)?;
-    wr(core, DEMCR, s.demcr)?;
-    // DFSR is write-one-to-clear: drop only what our BKPT added.
-    let dfsr = rd(core, DFSR)?;
-    if dfsr & !s.dfsr != 0 {
-        wr(core, DFSR, dfsr & !s.dfsr)?;
+    if s.regs.is_empty() {
+        // Nothing beyond the above was changed yet.
+        return first.map_or(Ok(()), Err);
     }
+    keep(wr(core, DBGMCU_APB1_FZ, s.apb1_fz));
+    for (n, f) in s.dwt_functions.iter().enumerate() {
+        if f & 0xF != 0 {
+            keep(wr(core, dwt::function(n), *f));
+        }
+    }
+    keep(wr(core, dwt::CYCCNT, s.cyccnt));
+    keep(wr(core, dwt::CTRL, s.dwt_ctrl));
+    keep(wr(core, DEMCR, s.demcr));
+    // DFSR is write-one-to-clear: drop only what the session added.
+    keep(rd(core, DFSR).and_then(|dfsr| {
+        if dfsr & !s.dfsr != 0 {
+            wr(core, DFSR, dfsr & !s.dfsr)
+        } else {
+            Ok(())
+        }
+    }));
     for &(sel, value) in &s.regs {
-        reg_wr(core, sel, value)?;
+        keep(reg_wr(core, sel, value));
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
+}
+
+fn to_words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Write bytes with as few SWD transactions as possible: byte writes
 /// (`write_8`) for an unaligned head and tail, word writes in between (one
-/// transaction per word instead of per byte).
+/// transaction per word instead of per byte). Never 16-bit.
 fn write_bytes(core: &mut Core<'_>, addr: u32, data: &[u8]) -> Result<(), ExtFlashError> {
     let fail = || ExtFlashError::probe(ProbeOp::FillRing(addr));
     let head = ((4 - addr % 4) % 4).min(data.len() as u32) as usize;
@@ -381,11 +655,7 @@ fn write_bytes(core: &mut Core<'_>, addr: u32, data: &[u8]) -> Result<(), ExtFla
         core.write_8(addr.into(), &data[..head]).map_err(fail())?;
     }
     if body > 0 {
-        let words: Vec<u32> = data[head..head + body]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        core.write_32((addr + head as u32).into(), &words)
+        core.write_32((addr + head as u32).into(), &to_words(&data[head..head + body]))
             .map_err(fail())?;
     }
     if head + body < data.len() {
@@ -395,26 +665,130 @@ fn write_bytes(core: &mut Core<'_>, addr: u32, data: &[u8]) -> Result<(), ExtFla
     Ok(())
 }
 
-/// Wall-clock time to allow for a stub run whose datasheet maximum is
-/// `max_ms`, moving `bytes` over SPI: the maximum, plus the transfer at a
-/// pessimistic 2 KB/s (an emulated core on a busy host), plus 2 s.
+/// Wall-clock time to allow for a stub call whose datasheet maximum is
+/// `max_ms`, moving `bytes` over SPI and the link: half again the maximum,
+/// 64 µs per byte (a slow link, or an emulated core on a busy host), plus
+/// 2 s.
 pub fn timeout_for(max_ms: u64, bytes: u64) -> Duration {
-    Duration::from_millis(max_ms + max_ms / 2 + bytes / 2 + 2_000)
+    Duration::from_millis(max_ms + max_ms / 2 + bytes * 64 / 1000 + 2_000)
 }
 
 impl StubSession<'_, '_> {
-    /// Run one entry point; returns r1. `limit_ms` is the chip-side maximum
-    /// reported in a busy-timeout message.
+    /// Save the application's bytes of the data buffer up to `len` before
+    /// the stub first writes them.
+    fn save_buffer(&mut self, len: u32) -> Result<(), ExtFlashError> {
+        let l = self.res.layout;
+        let want = len.min(l.buf_len).div_ceil(4) * 4;
+        if want <= self.res.buf_saved {
+            return Ok(());
+        }
+        let from = l.buf + self.res.buf_saved;
+        let to = l.buf + want;
+        let words = rd_block(self.core, from, ((to - from) / 4) as usize).map_err(|e| match e {
+            ExtFlashError::Probe { source, .. } => ExtFlashError::Probe {
+                op: ProbeOp::SaveWorkArea {
+                    start: from,
+                    end: to,
+                },
+                source,
+            },
+            other => other,
+        })?;
+        self.res.saved.ram.push((from, words));
+        self.res.buf_saved = want;
+        Ok(())
+    }
+
+    /// Post `command` and wait for `done`; returns (status, value).
+    fn post(
+        &mut self,
+        command: Command,
+        args: [u32; 3],
+        timeout: Duration,
+    ) -> Result<(u32, u32), ExtFlashError> {
+        self.post_with(command, args, "exit (stub_serve)", timeout, &mut |_| Ok(()))
+    }
+
+    /// Like [`post`](Self::post), running `poll` between polls of `done`
+    /// (the program ring is fed from there).
+    fn post_with(
+        &mut self,
+        command: Command,
+        args: [u32; 3],
+        op: &'static str,
+        timeout: Duration,
+        poll: &mut dyn FnMut(&mut Core<'_>) -> Result<(), ExtFlashError>,
+    ) -> Result<(u32, u32), ExtFlashError> {
+        let res = &mut *self.res;
+        let mb = res.layout.mailbox;
+        res.seq = res.seq.wrapping_add(1).max(1);
+        let seq = res.seq;
+        let post = [command as u32, args[0], args[1], args[2], seq];
+        let core = &mut *self.core;
+        core.write_32(mb.into(), &post)
+            .and_then(|()| core.flush())
+            .map_err(ExtFlashError::probe(ProbeOp::WriteWord(mb)))?;
+        let started = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            poll(core)?;
+            let r = rd_block(core, mb + mailbox_offset::DONE, 3)?;
+            if r[0] == seq {
+                return Ok((r[1], r[2]));
+            }
+            polls += 1;
+            // Now and then: is the stub still running at all?
+            if polls % 64 == 0 {
+                match core
+                    .status()
+                    .map_err(ExtFlashError::probe(ProbeOp::PollStub))?
+                {
+                    CoreStatus::Halted(_) | CoreStatus::LockedUp => {
+                        res.broken = true;
+                        if !core
+                            .core_halted()
+                            .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
+                        {
+                            core.halt(HALT_TIMEOUT)
+                                .map_err(ExtFlashError::probe(ProbeOp::HaltStub("locked up")))?;
+                        }
+                        return Err(ExtFlashError::WrongHalt {
+                            op,
+                            address: args[0],
+                            pc: reg_rd(core, sel::PC)?,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if started.elapsed() > timeout {
+                res.broken = true;
+                return Err(ExtFlashError::Timeout {
+                    op,
+                    address: args[0],
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+            // Back-to-back polls at first (short calls; an emulated core
+            // advances with debug traffic), then every millisecond.
+            if started.elapsed() > Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Run one command; returns its value. `limit_ms` is the chip-side
+    /// maximum reported in a busy-timeout message.
     pub fn call(
         &mut self,
         call: Call,
         limit_ms: u32,
         timeout: Duration,
     ) -> Result<u32, ExtFlashError> {
-        self.call_with(call, limit_ms, timeout, &mut |_, _| Ok(()))
+        self.call_with(call, limit_ms, timeout, &mut |_| Ok(()))
     }
 
-    /// Like [`call`](Self::call), calling `tick` between status polls (for
+    /// Like [`call`](Self::call), calling `tick` between polls (for
     /// progress output during long operations).
     pub fn call_progress(
         &mut self,
@@ -423,116 +797,49 @@ impl StubSession<'_, '_> {
         timeout: Duration,
         tick: &mut dyn FnMut(),
     ) -> Result<u32, ExtFlashError> {
-        self.call_with(call, limit_ms, timeout, &mut |_, _| {
+        self.call_with(call, limit_ms, timeout, &mut |_| {
             tick();
             Ok(())
         })
     }
 
-    /// Like [`call`](Self::call), running `poll` between core status polls
-    /// (the program ring is fed from there).
     fn call_with(
         &mut self,
         call: Call,
         limit_ms: u32,
         timeout: Duration,
-        poll: &mut dyn FnMut(&mut Core<'_>, &Layout) -> Result<(), ExtFlashError>,
+        poll: &mut dyn FnMut(&mut Core<'_>) -> Result<(), ExtFlashError>,
     ) -> Result<u32, ExtFlashError> {
-        let l = self.layout;
-        let core = &mut *self.core;
-        wr(core, l.canary, abi::STACK_CANARY)?;
-        let [r1, r2, r3] = call.args(&l);
-        // PRIMASK = 1, CONTROL = 0 (privileged, MSP): the stub runs with
-        // interrupts masked on the main stack.
-        reg_wr(core, sel::EXTRA, 1)?;
-        for (sel, value) in [
-            (0, l.config),
-            (1, r1),
-            (2, r2),
-            (3, r3),
-            (sel::SP, l.stack_top),
-            (sel::LR, (l.load + self.entries.bkpt) | 1),
-            (sel::PC, l.load + call.entry(&self.entries)),
-            (sel::XPSR, 1 << 24),
-        ] {
-            reg_wr(core, sel, value)?;
-        }
-        core.run()
-            .map_err(ExtFlashError::probe(ProbeOp::StartStub(call.name())))?;
-        let started = Instant::now();
-        loop {
-            poll(core, &l)?;
-            let status = core
-                .status()
-                .map_err(ExtFlashError::probe(ProbeOp::PollStub))?;
-            match status {
-                CoreStatus::Halted(_) => break,
-                CoreStatus::LockedUp => {
-                    core.halt(HALT_TIMEOUT)
-                        .map_err(ExtFlashError::probe(ProbeOp::HaltStub("locked up")))?;
-                    break;
-                }
-                _ => {}
-            }
-            if started.elapsed() > timeout {
-                core.halt(HALT_TIMEOUT)
-                    .map_err(ExtFlashError::probe(ProbeOp::HaltStub("timed out")))?;
-                return Err(ExtFlashError::Timeout {
-                    op: call.name(),
-                    address: call.address(),
-                    timeout_ms: timeout.as_millis() as u64,
-                });
-            }
-            // Back-to-back polls at first (short calls, and an emulated
-            // core advances with debug traffic), then every millisecond.
-            if started.elapsed() > Duration::from_secs(2) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        let pc = reg_rd(core, sel::PC)?;
-        if pc != l.load + self.entries.bkpt {
-            return Err(ExtFlashError::WrongHalt {
+        let l = self.res.layout;
+        if call.buffer_use(&l) > l.buf_len {
+            return Err(ExtFlashError::Stub {
                 op: call.name(),
                 address: call.address(),
-                pc,
+                wiring: self.res.wiring.clone(),
+                source: StubStatusError::BadArgument,
             });
         }
-        let r0 = reg_rd(core, 0)?;
-        let r1 = reg_rd(core, 1)?;
-        let canary = rd(core, l.canary)?;
-        if canary != abi::STACK_CANARY {
-            return Err(ExtFlashError::StackOverflow {
-                op: call.name(),
-                canary: l.canary,
-                found: canary,
-            });
-        }
-        StubStatusError::check(r0, limit_ms).map_err(|source| ExtFlashError::Stub {
+        self.save_buffer(call.buffer_use(&l))?;
+        let (status, value) =
+            self.post_with(call.command(), call.args(&l), call.name(), timeout, poll)?;
+        StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
             op: call.name(),
             address: call.address(),
-            wiring: self.wiring.clone(),
+            wiring: self.res.wiring.clone(),
             source,
         })?;
-        Ok(r1)
+        Ok(value)
     }
 
     /// Read `len` (≤ `layout.buf_len`) bytes of the data buffer.
     pub fn read_buffer(&mut self, len: u32) -> Result<Vec<u8>, ExtFlashError> {
-        let mut out = vec![0u8; len as usize];
-        let at = self.layout.buf;
-        if len % 4 == 0 {
-            let mut words = vec![0u32; len as usize / 4];
-            self.core
-                .read_32(at.into(), &mut words)
-                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
-            for (c, w) in out.chunks_exact_mut(4).zip(words) {
-                c.copy_from_slice(&w.to_le_bytes());
-            }
-        } else {
-            self.core
-                .read_8(at.into(), &mut out)
-                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
-        }
+        let at = self.res.layout.buf;
+        let mut words = vec![0u32; len.div_ceil(4) as usize];
+        self.core
+            .read_32(at.into(), &mut words)
+            .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
+        let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        out.truncate(len as usize);
         Ok(out)
     }
 
@@ -551,7 +858,8 @@ impl StubSession<'_, '_> {
         page_ms: u32,
         drained: &mut dyn FnMut(u32),
     ) -> Result<(), ExtFlashError> {
-        let l = self.layout;
+        let l = self.res.layout;
+        self.save_buffer(l.buf_len)?;
         let ring = Ring {
             wp: l.buf,
             rp: l.buf,
@@ -579,7 +887,7 @@ impl StubSession<'_, '_> {
         let mut last_move = Instant::now();
         // Time without progress before the host gives up on the stub.
         let stall = Duration::from_millis(u64::from(page_ms) * 4 + 2_000);
-        let mut feed = |core: &mut Core<'_>, _: &Layout| -> Result<(), ExtFlashError> {
+        let mut feed = |core: &mut Core<'_>| -> Result<(), ExtFlashError> {
             let rp = rd(core, l.ring + ring_offset::RP)?;
             if rp != last_rp {
                 let moved = if rp >= last_rp {
@@ -614,7 +922,7 @@ impl StubSession<'_, '_> {
             Ok(())
         };
         // Prime the ring before the stub starts.
-        feed(&mut *self.core, &l)?;
+        feed(&mut *self.core)?;
         self.call_with(
             Call::Program {
                 addr,

@@ -48,6 +48,8 @@ pub struct Entries {
     pub read_status: u32,
     pub write_status: u32,
     pub crc_blocks: u32,
+    pub serve: u32,
+    pub park: u32,
     pub bkpt: u32,
 }
 
@@ -132,6 +134,8 @@ impl StubImage {
             read_status: find(abi::SYM_READ_STATUS)?,
             write_status: find(abi::SYM_WRITE_STATUS)?,
             crc_blocks: find(abi::SYM_CRC_BLOCKS)?,
+            serve: find(abi::SYM_SERVE)?,
+            park: find(abi::SYM_PARK)?,
             bkpt: find(abi::SYM_BKPT)?,
         };
         Ok(StubImage { bytes, entries })

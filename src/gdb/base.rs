@@ -146,6 +146,9 @@ pub(crate) fn read_memory(
 ) -> Result<(), GdbError> {
     check_range(address, data.len())?;
     let len = data.len();
+    if t.stub_session_conflicts(address, len, false) {
+        t.end_stub_session()?;
+    }
     let mut core = t.core()?;
     let result = access_pieces(address, len)
         .into_iter()
@@ -163,11 +166,18 @@ pub(crate) fn read_memory(
                 core.read_8(addr, piece)
             }
         });
+    drop(core);
     result.map_err(|source| GdbError::MemoryRead {
         address,
         len,
         source,
-    })
+    })?;
+    // While the stub runs, the work area holds its bytes: GDB sees the
+    // application's.
+    if let Some(ext) = t.ext.as_ref() {
+        ext.overlay_saved(address, data);
+    }
+    Ok(())
 }
 
 /// `addr..addr+len` cut at the window's edges: (start, len, in_window).
@@ -224,6 +234,9 @@ pub(crate) fn read_any(t: &mut GdbTarget, address: u32, data: &mut [u8]) -> Resu
 pub(crate) fn write_memory(t: &mut GdbTarget, address: u32, data: &[u8]) -> Result<(), GdbError> {
     check_range(address, data.len())?;
     let len = data.len();
+    if t.stub_session_conflicts(address, len, true) {
+        t.end_stub_session()?;
+    }
     let mut core = t.core()?;
     let result = access_pieces(address, len)
         .into_iter()
@@ -253,16 +266,29 @@ fn all_regs() -> impl Iterator<Item = CortexMRegId> {
     (0..CortexMRegId::COUNT).filter_map(CortexMRegId::from_regnum)
 }
 
+impl GdbTarget {
+    /// Every register, by GDB register number: from the cache while the
+    /// core has stayed halted (the only way while the stub session runs),
+    /// else read (ending the session first) and cached.
+    fn all_registers(&mut self) -> Result<Vec<u64>, GdbError> {
+        if let Some(v) = &self.reg_cache {
+            return Ok(v.clone());
+        }
+        self.end_stub_session()?;
+        let mut core = self.core()?;
+        let mut values = vec![0u64; CortexMRegId::COUNT];
+        for reg in all_regs() {
+            values[reg.regnum()] = read_reg(&mut core, reg)?;
+        }
+        drop(core);
+        self.reg_cache = Some(values.clone());
+        Ok(values)
+    }
+}
+
 impl SingleThreadBase for GdbTarget {
     fn read_registers(&mut self, regs: &mut CortexMRegs) -> TargetResult<(), Self> {
-        let result = self.core().and_then(|mut core| {
-            let mut values = [0u64; CortexMRegId::COUNT];
-            for reg in all_regs() {
-                values[reg.regnum()] = read_reg(&mut core, reg)?;
-            }
-            Ok(values)
-        });
-        let v = result.map_err(to_target_error)?;
+        let v = self.all_registers().map_err(to_target_error)?;
         let w = |id: usize| v[id] as u32;
         for (i, r) in regs.r.iter_mut().enumerate() {
             *r = w(i);
@@ -286,6 +312,8 @@ impl SingleThreadBase for GdbTarget {
     }
 
     fn write_registers(&mut self, regs: &CortexMRegs) -> TargetResult<(), Self> {
+        self.reg_cache = None;
+        self.end_stub_session().map_err(to_target_error)?;
         let mut values = [0u64; CortexMRegId::COUNT];
         for (i, r) in regs.r.iter().enumerate() {
             values[i] = (*r).into();
@@ -355,10 +383,7 @@ impl SingleRegisterAccess<()> for GdbTarget {
         reg_id: CortexMRegId,
         buf: &mut [u8],
     ) -> TargetResult<usize, Self> {
-        let value = self
-            .core()
-            .and_then(|mut core| read_reg(&mut core, reg_id))
-            .map_err(to_target_error)?;
+        let value = self.all_registers().map_err(to_target_error)?[reg_id.regnum()];
         let bytes = value.to_le_bytes();
         let n = reg_id.size().min(buf.len());
         buf[..n].copy_from_slice(&bytes[..n]);
@@ -377,6 +402,8 @@ impl SingleRegisterAccess<()> for GdbTarget {
         let mut bytes = [0u8; 8];
         bytes[..val.len()].copy_from_slice(val);
         let value = u64::from_le_bytes(bytes);
+        self.reg_cache = None;
+        self.end_stub_session().map_err(to_target_error)?;
         self.core()
             .and_then(|mut core| write_reg(&mut core, reg_id, value))
             .map_err(to_target_error)

@@ -14,7 +14,8 @@ const PID: usize = 1;
 
 impl GdbTarget {
     fn reset_halt(&mut self) -> Result<(), GdbError> {
-        self.invalidate_ext_cache();
+        self.forget_target_state();
+        self.end_stub_session()?;
         self.core()?
             .reset_and_halt(RESET_TIMEOUT)
             .map_err(|source| GdbError::Reset { source })?;
@@ -23,6 +24,8 @@ impl GdbTarget {
     }
 
     fn halt_if_running(&mut self) -> Result<(), GdbError> {
+        self.forget_target_state();
+        self.end_stub_session()?;
         {
             let mut core = self.core()?;
             if !core

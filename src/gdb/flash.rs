@@ -54,8 +54,17 @@ impl GdbTarget {
         Ok(out)
     }
 
+    /// Relies on the window being committed first (GDB sends one
+    /// `vFlashDone` for both): the stub session ends here, before probe-rs's
+    /// flash algorithm takes over the core and RAM.
     fn commit_flash(&mut self, request: FlashRequest) -> Result<(), GdbError> {
         let requested = request.units();
+        if requested.is_empty() {
+            return Ok(());
+        }
+        self.end_stub_session()?;
+        // probe-rs's algorithm resets the core and runs code.
+        self.forget_target_state();
         let unchanged = self.unchanged_sectors(&requested)?;
         let units = without_unchanged(requested.clone(), &unchanged);
         let skipped: u64 = unchanged.iter().map(|r| u64::from(r.end - r.start)).sum();

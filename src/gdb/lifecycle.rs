@@ -41,6 +41,9 @@ impl GdbTarget {
     /// connection ends for any reason, so a stale `BKPT` never stays behind.
     pub fn cleanup(&mut self) -> Result<(), SessionFault> {
         self.forget_load();
+        if let Err(e) = self.end_stub_session() {
+            fatal_only(e)?;
+        }
         let sw: Vec<(u32, u16)> = std::mem::take(&mut self.sw_breakpoints)
             .into_iter()
             .collect();
@@ -76,6 +79,9 @@ impl GdbTarget {
 
     /// Let the core run on (after a detach).
     pub fn resume_free(&mut self) -> Result<(), SessionFault> {
+        if let Err(e) = self.end_stub_session() {
+            fatal_only(e)?;
+        }
         let result = self.core().and_then(|mut core| {
             if core
                 .core_halted()

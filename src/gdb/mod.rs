@@ -55,6 +55,9 @@ pub struct GdbTarget {
     watch_slots: Vec<Option<WatchSlot>>,
     /// Internal-flash part of the `load` in progress.
     flash: FlashRequest,
+    /// Registers as last read while the core stayed halted (GDB's `g`),
+    /// served while the stub session runs and the core cannot be asked.
+    reg_cache: Option<Vec<u64>>,
     exec: ExecState,
     events: EventSink,
 }
@@ -75,6 +78,7 @@ impl GdbTarget {
             hw_breakpoints: Vec::new(),
             watch_slots: Vec::new(),
             flash: FlashRequest::default(),
+            reg_cache: None,
             exec: ExecState::Halted,
             events,
         }
@@ -139,6 +143,24 @@ impl GdbTarget {
         result
     }
 
+    /// End the external flash's stub session, if one is running: before
+    /// anything runs, steps or resets the core, at detach, and before
+    /// register access or a write to what the session saved.
+    pub(crate) fn end_stub_session(&mut self) -> Result<(), GdbError> {
+        if !self.ext.as_ref().is_some_and(|e| e.is_resident()) {
+            return Ok(());
+        }
+        self.with_ext(|ext, core| ext.end_session(core))
+    }
+
+    /// Whether an access outside the window must end the stub session
+    /// first (see `ExtFlash::session_conflicts`).
+    pub(crate) fn stub_session_conflicts(&self, addr: u32, len: usize, write: bool) -> bool {
+        self.ext
+            .as_ref()
+            .is_some_and(|e| e.session_conflicts(addr, len as u32, write))
+    }
+
     /// Whether `addr..addr+len` touches the external-flash window.
     pub(crate) fn in_window(&self, addr: u32, len: u64) -> bool {
         self.ext.as_ref().is_some_and(|e| e.overlaps(addr, len))
@@ -149,8 +171,10 @@ impl GdbTarget {
         self.ext.as_ref().map(|e| e.window())
     }
 
-    /// The core may have run or been reset: cached window reads are stale.
-    pub(crate) fn invalidate_ext_cache(&mut self) {
+    /// The core may have run or been reset: cached window reads and
+    /// registers are stale.
+    pub(crate) fn forget_target_state(&mut self) {
+        self.reg_cache = None;
         if let Some(e) = self.ext.as_mut() {
             e.invalidate();
         }

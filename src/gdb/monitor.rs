@@ -141,9 +141,12 @@ impl GdbTarget {
     fn run_monitor(&mut self, cmd: MonitorCommand) -> Result<String, GdbError> {
         if matches!(
             cmd,
-            MonitorCommand::ResetHalt | MonitorCommand::ResetRun | MonitorCommand::Resume
+            MonitorCommand::ResetHalt
+                | MonitorCommand::ResetRun
+                | MonitorCommand::Resume
+                | MonitorCommand::Halt
         ) {
-            self.invalidate_ext_cache();
+            self.forget_target_state();
         }
         if matches!(
             cmd,
@@ -152,6 +155,9 @@ impl GdbTarget {
                 | MonitorCommand::FlashUnprotect
         ) {
             return self.run_flash_monitor(cmd).map(|l| l.join("\n"));
+        }
+        if cmd != MonitorCommand::Help {
+            self.end_stub_session()?;
         }
         let halts = matches!(cmd, MonitorCommand::ResetHalt | MonitorCommand::Halt);
         let mut core = self.core()?;

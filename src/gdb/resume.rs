@@ -22,10 +22,11 @@ impl SingleThreadResume for GdbTarget {
             tracing::debug!(%signal, "ignoring signal on continue");
         }
         // The application may change the external flash while it runs.
-        self.invalidate_ext_cache();
-        let result = self
-            .core()
-            .and_then(|mut core| core.run().map_err(|source| GdbError::Resume { source }));
+        self.forget_target_state();
+        let result = self.end_stub_session().and_then(|()| {
+            self.core()
+                .and_then(|mut core| core.run().map_err(|source| GdbError::Resume { source }))
+        });
         match result {
             Ok(()) => self.exec = ExecState::Running,
             Err(e) => {
@@ -48,10 +49,11 @@ impl SingleThreadSingleStep for GdbTarget {
         if let Some(signal) = signal {
             tracing::debug!(%signal, "ignoring signal on step");
         }
-        self.invalidate_ext_cache();
-        let result = self
-            .core()
-            .and_then(|mut core| core.step().map_err(|source| GdbError::Step { source }));
+        self.forget_target_state();
+        let result = self.end_stub_session().and_then(|()| {
+            self.core()
+                .and_then(|mut core| core.step().map_err(|source| GdbError::Step { source }))
+        });
         let stop = match result {
             Ok(_) => StopReason::DoneStep,
             Err(e) => {

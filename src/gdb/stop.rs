@@ -68,6 +68,10 @@ impl GdbTarget {
 
     /// Handle GDB's Ctrl-C: halt and report SIGINT.
     pub fn interrupt(&mut self) -> Result<StopReason, SessionFault> {
+        self.forget_target_state();
+        if let Err(e) = self.end_stub_session() {
+            fatal_only(e)?;
+        }
         if let Err(e) = self.halt_core() {
             fatal_only(e)?;
         }

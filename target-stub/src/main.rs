@@ -32,8 +32,8 @@ use core::cell::Cell;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use extflash_stub_abi::{
-    Config, EraseKind, PinCfg, Ring, Status, CONFIG_MAGIC, CRC32_INIT, CRC_BLOCK, PIN_CS,
-    PIN_GPIO_OUTPUT, PIN_MISO,
+    Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC32_INIT,
+    CRC_BLOCK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO,
 };
 
 /// A failed operation's `Status` code (one byte keeps `Res<()>` in a
@@ -806,6 +806,82 @@ pub unsafe extern "C" fn stub_program(cfg: &Config, addr: u32, ring: *mut Ring, 
 pub unsafe extern "C" fn stub_crc_blocks(cfg: &Config, addr: u32, dst: *mut u32, count: u32) -> u32 {
     dispatch(cfg, addr, dst as u32, count, Entry::CrcBlocks) as u32
 }
+
+/// The resident loop behind `stub_serve`: waits for a command in the
+/// [`Mailbox`] right after `cfg`, runs it as its entry point would, posts
+/// the result, until [`Command::Exit`].
+///
+/// # Safety
+/// `cfg` must be followed by a `Mailbox` in RAM that only the host writes
+/// `seq`, `command` and `args` of; the addresses in the commands' arguments
+/// follow each entry point's contract.
+#[no_mangle]
+pub unsafe extern "C" fn stub_serve_main(cfg: &Config) {
+    let mb = (cfg as *const Config).add(1) as *mut Mailbox;
+    loop {
+        let seq = loop {
+            let seq = read_volatile(addr_of!((*mb).seq));
+            if seq != read_volatile(addr_of!((*mb).done)) {
+                break seq;
+            }
+        };
+        let command = read_volatile(addr_of!((*mb).command));
+        let [a, b, c] = read_volatile(addr_of!((*mb).args));
+        let entry = match Command::from_u32(command) {
+            Some(Command::Init) => Some(Entry::Init),
+            Some(Command::Read) => Some(Entry::Read),
+            Some(Command::ReadSfdp) => Some(Entry::ReadSfdp),
+            Some(Command::Crc32) => Some(Entry::Crc32),
+            Some(Command::ReadStatus) => Some(Entry::ReadStatus),
+            Some(Command::WriteStatus) => Some(Entry::WriteStatus),
+            Some(Command::Erase) => Some(Entry::Erase),
+            Some(Command::Program) => Some(Entry::Program),
+            Some(Command::CrcBlocks) => Some(Entry::CrcBlocks),
+            Some(Command::Exit) => None,
+            None => {
+                write_volatile(addr_of_mut!((*mb).status), Status::BadArgument as u32);
+                write_volatile(addr_of_mut!((*mb).done), seq);
+                continue;
+            }
+        };
+        let Some(entry) = entry else {
+            write_volatile(addr_of_mut!((*mb).status), Status::Ok as u32);
+            write_volatile(addr_of_mut!((*mb).done), seq);
+            return;
+        };
+        let r = dispatch(cfg, a, b, c, entry);
+        write_volatile(addr_of_mut!((*mb).status), r as u32);
+        write_volatile(addr_of_mut!((*mb).value), (r >> 32) as u32);
+        write_volatile(addr_of_mut!((*mb).done), seq);
+    }
+}
+
+// `stub_serve`: the resident command loop (`Mailbox` protocol).
+//
+// - in: pc = stub_serve, sp = &Config (8-byte aligned; the Mailbox follows
+//   the Config, the stub stack grows down below it), xPSR.T = 1, CONTROL = 0
+//   (MSP), PRIMASK = 1. r0-r12 and lr are NOT set by the host: they still
+//   hold the application's values, which the stub pushes first and pops
+//   again on `Exit`, so the host need not save or restore them.
+// - out (after `Exit`): r0-r12, lr as on entry; the core spins at
+//   `stub_park` (a branch to itself, which changes no state) until the host
+//   halts it.
+// - clobbered: sp (MSP), pc, xPSR flags, the stub stack.
+global_asm!(
+    ".section .text.stub_serve,\"ax\",%progbits",
+    ".global stub_serve",
+    ".type stub_serve,%function",
+    ".thumb_func",
+    "stub_serve:",
+    "push {{r0-r12, lr}}",
+    "add r0, sp, #56",
+    "bl stub_serve_main",
+    "pop {{r0-r12, lr}}",
+    ".global stub_park",
+    "stub_park:",
+    "b stub_park",
+    ".size stub_serve, . - stub_serve",
+);
 
 // `stub_bkpt`: `bkpt #0`, where every entry point returns to (the host sets
 // lr = stub_bkpt | 1). Not callable; in: nothing; out: the core halts.

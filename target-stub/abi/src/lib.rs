@@ -31,6 +31,11 @@ pub const SYM_READ_SFDP: &str = "stub_read_sfdp";
 pub const SYM_READ_STATUS: &str = "stub_read_status";
 pub const SYM_WRITE_STATUS: &str = "stub_write_status";
 pub const SYM_CRC_BLOCKS: &str = "stub_crc_blocks";
+/// The resident command loop (see [`Mailbox`]).
+pub const SYM_SERVE: &str = "stub_serve";
+/// Where `stub_serve` spins after `Exit`, registers restored, until the
+/// host halts the core.
+pub const SYM_PARK: &str = "stub_park";
 
 /// Bytes per CRC of `stub_crc_blocks`: the smallest erase every SPI NOR
 /// has, so a matching block never needs erasing.
@@ -172,6 +177,81 @@ pub mod ring_offset {
     pub const WP: u32 = core::mem::offset_of!(Ring, wp) as u32;
     pub const RP: u32 = core::mem::offset_of!(Ring, rp) as u32;
     pub const ABORT: u32 = core::mem::offset_of!(Ring, abort) as u32;
+}
+
+/// Commands of the resident loop ([`Mailbox::command`]); each runs the
+/// entry point of the same name with `args` as its r1..r3.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Init = 1,
+    Read = 2,
+    ReadSfdp = 3,
+    Crc32 = 4,
+    ReadStatus = 5,
+    WriteStatus = 6,
+    Erase = 7,
+    Program = 8,
+    CrcBlocks = 9,
+    /// Leave the loop: the stub restores r0-r12 and lr as they were when
+    /// `stub_serve` started and spins at `stub_park` until the host halts
+    /// it (a halt by request: no breakpoint for the debugger to step over).
+    Exit = 10,
+}
+
+impl Command {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Init,
+            2 => Self::Read,
+            3 => Self::ReadSfdp,
+            4 => Self::Crc32,
+            5 => Self::ReadStatus,
+            6 => Self::WriteStatus,
+            7 => Self::Erase,
+            8 => Self::Program,
+            9 => Self::CrcBlocks,
+            10 => Self::Exit,
+            _ => return None,
+        })
+    }
+}
+
+/// The resident stub's mailbox, right after the [`Config`] block (which
+/// sits right above the stub stack: `stub_serve` finds both from its
+/// initial `sp`).
+///
+/// Protocol: the host writes `command`, `args` and `seq` (a new value) in
+/// one transfer; `seq` comes after them in memory, so the debug port
+/// writes it last and the stub never sees a new `seq` with old arguments.
+/// The stub runs the command, writes `status` and `value`, then sets
+/// `done = seq`. The host polls `done` (with `status`
+/// and `value`, which are final once `done == seq`). Only the host writes
+/// `seq`, `command` and `args`; only the stub writes `done`, `status` and
+/// `value`. While it waits the stub only reads memory, so an idle loop
+/// changes no state.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mailbox {
+    pub command: u32,
+    pub args: [u32; 3],
+    pub seq: u32,
+    pub done: u32,
+    pub status: u32,
+    pub value: u32,
+}
+
+// SAFETY: repr(C), u32 fields only (checked by `abi_blocks_have_no_padding`).
+unsafe impl Words for Mailbox {}
+
+/// Byte offsets of the [`Mailbox`] fields.
+pub mod mailbox_offset {
+    use super::Mailbox;
+    pub const SEQ: u32 = core::mem::offset_of!(Mailbox, seq) as u32;
+    pub const COMMAND: u32 = core::mem::offset_of!(Mailbox, command) as u32;
+    pub const DONE: u32 = core::mem::offset_of!(Mailbox, done) as u32;
+    pub const STATUS: u32 = core::mem::offset_of!(Mailbox, status) as u32;
+    pub const VALUE: u32 = core::mem::offset_of!(Mailbox, value) as u32;
 }
 
 /// Index of each pin in [`Config::pins`].
@@ -417,6 +497,24 @@ mod tests {
         assert_eq!(core::mem::size_of::<Timeouts>(), 8 * 4);
         assert_eq!(core::mem::size_of::<Config>(), 6 * 4 + 4 * 12 + 2 * 4 + 32);
         assert_eq!(core::mem::size_of::<Ring>(), 5 * 4);
+        assert_eq!(core::mem::size_of::<Mailbox>(), 8 * 4);
+    }
+
+    #[test]
+    fn mailbox_seq_is_written_after_command_and_args() {
+        // One block write from `command` to `seq`: the debug port writes in
+        // address order, so `seq` lands last. done/status/value follow, so
+        // one read polls them together.
+        assert_eq!(mailbox_offset::COMMAND, 0);
+        assert_eq!(core::mem::offset_of!(Mailbox, args), 4);
+        assert_eq!(mailbox_offset::SEQ, 16);
+        assert_eq!(mailbox_offset::DONE, 20);
+        assert_eq!(mailbox_offset::STATUS, mailbox_offset::DONE + 4);
+        assert_eq!(mailbox_offset::VALUE, mailbox_offset::DONE + 8);
+        for c in 1..=10 {
+            assert_eq!(Command::from_u32(c).map(|c| c as u32), Some(c));
+        }
+        assert_eq!(Command::from_u32(0), None);
     }
 
     fn word_at(bytes: &[u8], offset: usize) -> u32 {
