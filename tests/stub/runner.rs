@@ -5,14 +5,13 @@
 //! and running; reads/CRCs/identification give what the chip holds; and the
 //! application-in-a-transaction guard never touches the chip.
 
-mod sim_support;
-
+use crate::support::elf::{firmware_elf, symbol};
+use crate::support::sim::*;
 use extflash_gdb::board::Board;
 use extflash_gdb::extflash::{chip::StatusRegs, runner, wiring, ExtFlash, ExtFlashError};
 use extflash_gdb::sim::{Faults, SimConfig};
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
 use probe_rs::{Core, MemoryInterface, RegisterId};
-use sim_support::*;
 
 /// Everything a stub run must leave as it found it.
 #[derive(Debug, PartialEq, Eq)]

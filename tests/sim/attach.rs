@@ -6,7 +6,7 @@ use std::time::Duration;
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::{MemoryInterface, Permissions, RegisterValue};
 
-const CHIP: &str = "STM32F407VETx";
+use crate::support::sim::CHIP;
 
 fn session() -> (SimBoard, probe_rs::Session) {
     let board = SimBoard::new(SimConfig::default()).unwrap();

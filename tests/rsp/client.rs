@@ -1,12 +1,10 @@
 //! Checks the raw RSP test client against a scripted fake server, so the
 //! end-to-end tests can trust it.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use support::rsp::{decode_rle, frame, RspClient};
+use crate::support::rsp::{decode_rle, frame, RspClient};
 
 fn read_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
