@@ -201,7 +201,7 @@ fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_read
 }
 
 #[test]
-fn gdb_window_reads_use_the_cache_while_the_app_holds_cs() {
+fn gdb_window_reads_use_the_cache_while_the_app_holds_cs_and_writes_are_refused() {
     let s = SimServer::start(&[]);
     let out = gdb(
         &s.addr,
