@@ -2,7 +2,7 @@
 //! counters and each job's physical lower bounds.
 //!
 //! `cargo run --example virtual_time` prints the table; the test
-//! `tests/sim_virtual_time.rs` runs the same jobs and checks the relations
+//! `tests/sim/virtual_time.rs` runs the same jobs and checks the relations
 //! (virtual time is never below a physical limit), never host speed.
 //!
 //! Jobs:
@@ -11,17 +11,22 @@
 //! - the test firmware from reset to `assets_checked` (JEDEC ID, 16-byte
 //!   read, CRC of 4 KiB, all by the firmware over SPI1).
 
-#[path = "../tests/sim_support/mod.rs"]
-mod sim_support;
+// The test binaries' helpers for the virtual board and the firmware ELF
+// (`sim.rs` uses its sibling `elf` module).
+#[path = "../tests/support/elf.rs"]
+mod elf;
+#[path = "../tests/support/sim.rs"]
+mod sim;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use elf::{firmware_elf, symbol};
 use extflash_gdb::sim::clock::{Counters, CPU_HZ, PS_PER_S, SWD_BITS_PER_TRANSACTION};
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::flashing::DownloadOptions;
 use probe_rs::HaltReason;
-use sim_support::*;
+use sim::*;
 
 /// STM32F407 datasheet, typical sector erase times (16, 64, 128 KiB) at
 /// x32 parallelism (the fastest without VPP) and at x8.

@@ -5,8 +5,9 @@
 #
 # Usage: target-stub/build.sh [OUT_DIR]
 #   OUT_DIR (or $EXTFLASH_STUB_OUT) receives both files instead of
-#   target-stub/ itself; tests/stub_build.rs uses that to check that the
-#   committed ELF is what the source builds to, without overwriting it.
+#   target-stub/ itself; tests/stub/committed_builds.rs uses that to check
+#   that the committed ELF is what the source builds to, without overwriting
+#   it (see "Staleness check" in README.md).
 #
 # How it is built: `cargo build --release --target thumbv7m-none-eabi` of this
 # stand-alone package (own [workspace]; only dependency: ./abi), opt-level "z",

@@ -2,6 +2,13 @@
 # Rebuilds the extflash-gdb test firmware and refreshes the committed ELFs:
 #   firmware.elf         default features: code + data only
 #   firmware-assets.elf  feature `assets`: plus .extflash.font / .extflash.table
+#   BUILD-INFO.txt       toolchain, flags and sha256 of both ELFs
+#
+# Usage: tests/firmware/build.sh [OUT_DIR]
+#   OUT_DIR (or $EXTFLASH_FIRMWARE_OUT) receives the three files instead of
+#   tests/firmware/ itself; tests/stub/committed_builds.rs uses that to
+#   check that the committed ELFs are what the source builds to, without
+#   overwriting them (see "Staleness check" in README.md).
 #
 # How it is built: `cargo build --release --target thumbv7m-none-eabi` of this
 # stand-alone package (no dependencies; own [workspace]), opt-level "s",
@@ -15,6 +22,9 @@ set -euo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$DIR"
+OUT_DIR="${1:-${EXTFLASH_FIRMWARE_OUT:-$DIR}}"
+mkdir -p "$OUT_DIR"
+OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 
 TARGET=thumbv7m-none-eabi
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$TARGET"; then
@@ -24,15 +34,15 @@ fi
 export CARGO_TARGET_DIR="$DIR/target"
 # RUSTFLAGS replaces .cargo/config.toml's target rustflags: keep them in sync.
 export RUSTFLAGS="-C force-frame-pointers=yes --remap-path-prefix=$DIR=/firmware"
-unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS || true
+unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_BUILD_TARGET || true
 
 OUT="$CARGO_TARGET_DIR/$TARGET/release/firmware"
 
 cargo build --release --target "$TARGET"
-cp "$OUT" "$DIR/firmware.elf"
+cp "$OUT" "$OUT_DIR/firmware.elf"
 
 cargo build --release --target "$TARGET" --features assets
-cp "$OUT" "$DIR/firmware-assets.elf"
+cp "$OUT" "$OUT_DIR/firmware-assets.elf"
 
 # Sanity check of the code (the virtual board's armagnac core has no FPU, no
 # usable exception return, and panics on some system-register instructions):
@@ -42,7 +52,7 @@ for t in arm-none-eabi-objdump llvm-objdump rust-objdump; do
     if command -v "$t" >/dev/null 2>&1; then OBJDUMP="$t"; break; fi
 done
 if [ -n "$OBJDUMP" ]; then
-    for elf in firmware.elf firmware-assets.elf; do
+    for elf in "$OUT_DIR/firmware.elf" "$OUT_DIR/firmware-assets.elf"; do
         bad="$("$OBJDUMP" -d "$elf" | grep -E $'^ +[0-9a-f]+:\t' \
             | grep -Ei $'\t(v[a-z]+|svc|udf|msr|mrs|cps[a-z]*|wfi|wfe|ldrex[a-z]*|strex[a-z]*|mcr2?|mrc2?|ldc|stc|cdp)(\.[a-z0-9.]+)?(\t| |$)' || true)"
         if [ -n "$bad" ]; then
@@ -78,7 +88,7 @@ fi
     echo "cargo build --release --target $TARGET [--features assets]"
     echo "RUSTFLAGS=-C force-frame-pointers=yes --remap-path-prefix=<tests/firmware>=/firmware"
     echo "## sha256"
-    (sha256sum firmware.elf firmware-assets.elf)
-} > "$DIR/BUILD-INFO.txt"
+    (cd "$OUT_DIR" && sha256sum firmware.elf firmware-assets.elf)
+} > "$OUT_DIR/BUILD-INFO.txt"
 
-cat "$DIR/BUILD-INFO.txt"
+cat "$OUT_DIR/BUILD-INFO.txt"

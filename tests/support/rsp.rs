@@ -82,6 +82,12 @@ impl RspClient {
         self.send_raw(&[0x03])
     }
 
+    /// The next byte from the server exactly as sent (an ack, a NAK, or
+    /// the start of a packet), within [`TIMEOUT`].
+    pub fn recv_raw_byte(&mut self) -> io::Result<u8> {
+        self.read_byte()
+    }
+
     fn read_byte(&mut self) -> io::Result<u8> {
         if !self.pending.is_empty() {
             return Ok(self.pending.remove(0));

@@ -1,7 +1,9 @@
-//! `extflash-gdb serve --sim --port 0` as a child process for tests.
+//! `extflash-gdb serve --sim --port 0` as a child process, and batch runs
+//! of the real GDB (`gdb-multiarch`) against a server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::rsp::RspClient;
 
@@ -48,7 +50,7 @@ impl SimServer {
             if c.ask("?").is_ok() {
                 return c;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
         panic!("server stopped accepting connections");
     }
@@ -61,33 +63,44 @@ impl Drop for SimServer {
     }
 }
 
-/// How long one batch GDB run may take before the test fails instead of
-/// hanging.
-pub const GDB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl SimServer {
-    /// Run `gdb-multiarch -batch` on `elf`, connected to this server, with
-    /// `cmds`; returns stdout and stderr together.
-    pub fn gdb(&self, elf: &str, cmds: &[&str]) -> String {
-        gdb_at(&self.addr, elf, cmds)
-    }
+/// Limits of one batch GDB run.
+#[derive(Debug, Clone, Copy)]
+pub struct GdbLimits {
+    /// The whole run; past it GDB is killed and the test fails.
+    pub run: Duration,
+    /// GDB's `remotetimeout` (seconds) for one reply, when not its default.
+    pub reply: Option<u32>,
 }
 
-/// Run `gdb-multiarch -batch` on `elf`, connected to the server at `addr`
-/// (a child `serve --sim` or one in this process), with `cmds`; returns
-/// stdout and stderr together.
-pub fn gdb_at(addr: &str, elf: &str, cmds: &[&str]) -> String {
-    let target = format!("target extended-remote {addr}");
+impl GdbLimits {
+    /// Sessions without stub runs.
+    pub const DEFAULT: GdbLimits = GdbLimits {
+        run: Duration::from_secs(60),
+        reply: None,
+    };
+    /// Sessions that program or read the window: emulated stub runs over
+    /// 70 KB take seconds (real boards don't).
+    pub const STUB_RUNS: GdbLimits = GdbLimits {
+        run: Duration::from_secs(240),
+        reply: Some(120),
+    };
+}
+
+/// Run `gdb-multiarch -batch` on `elf`, connected to the server at `addr`,
+/// with `cmds`; returns stdout and stderr together (also printed, for a
+/// failing test's log).
+pub fn gdb_batch(addr: &str, elf: &str, cmds: &[&str], limits: GdbLimits) -> String {
+    let mut setup = vec![
+        "set architecture arm".to_string(),
+        "set pagination off".into(),
+        "set confirm off".into(),
+    ];
+    if let Some(s) = limits.reply {
+        setup.push(format!("set remotetimeout {s}"));
+    }
+    setup.push(format!("target extended-remote {addr}"));
     let mut args: Vec<String> = vec!["-batch".into(), "-nx".into()];
-    for c in [
-        "set architecture arm",
-        "set pagination off",
-        "set confirm off",
-        &target,
-    ]
-    .into_iter()
-    .chain(cmds.iter().copied())
-    {
+    for c in setup.iter().map(String::as_str).chain(cmds.iter().copied()) {
         args.push("-ex".into());
         args.push(c.into());
     }
@@ -98,23 +111,35 @@ pub fn gdb_at(addr: &str, elf: &str, cmds: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("run gdb-multiarch: {e}"));
-    let deadline = std::time::Instant::now() + GDB_TIMEOUT;
+    let deadline = Instant::now() + limits.run;
+    let mut killed = false;
     // Waiting on a child process (not a socket): bounded polling.
     while child.try_wait().expect("wait for gdb").is_none() {
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             let _ = child.kill();
+            killed = true;
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let timed_out = std::time::Instant::now() > deadline;
     let out = child.wait_with_output().expect("gdb output");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!timed_out, "gdb {cmds:?} timed out:\n{text}");
     eprintln!("---- gdb {cmds:?}\n{text}");
+    assert!(
+        !killed,
+        "gdb {cmds:?} timed out after {:?}:\n{text}",
+        limits.run
+    );
     text
+}
+
+impl SimServer {
+    /// [`gdb_batch`] against this server with the default limits.
+    pub fn gdb(&self, elf: &str, cmds: &[&str]) -> String {
+        gdb_batch(&self.addr, elf, cmds, GdbLimits::DEFAULT)
+    }
 }

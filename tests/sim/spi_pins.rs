@@ -3,14 +3,12 @@
 //! writes while the core is halted: they go to the same peripherals the
 //! firmware would use.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::sim::*;
 use extflash_gdb::sim::w25q64jv::JEDEC_ID_IQ;
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::MemoryInterface;
-use sim_support::*;
 
 fn halted() -> (SimBoard, probe_rs::Session) {
     let board = board(SimConfig::default());

@@ -6,12 +6,10 @@
 //! the part, it finds the F407, which proves the sim's IDs are the ones the
 //! lookup needs.
 
-mod sim_support;
-
+use crate::support::sim::*;
 use extflash_gdb::sim::SimConfig;
 use probe_rs::config::{Registry, RegistryError, TargetSelector};
 use probe_rs::{Error, MemoryInterface, Permissions};
-use sim_support::*;
 
 #[test]
 fn builtin_registry_has_no_part_number_for_any_stm32f4() {

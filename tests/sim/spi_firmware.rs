@@ -2,13 +2,12 @@
 //! probe-rs's FlashLoader, drives SPI1 itself on the virtual board: it reads
 //! the W25Q64JV's JEDEC ID and data and CRCs the first 4 KiB of the chip.
 
-mod sim_support;
-
+use crate::support::elf::{firmware_elf, load_segments, symbol};
+use crate::support::sim::*;
 use extflash_gdb::sim::w25q64jv::{JEDEC_ID_IM, JEDEC_ID_IQ};
 use extflash_gdb::sim::SimConfig;
 use extflash_stub_abi::crc32_update;
 use probe_rs::{HaltReason, MemoryInterface, RegisterId};
-use sim_support::*;
 
 /// What the firmware left in RAM when it reached `assets_checked(crc)`.
 struct Boot {

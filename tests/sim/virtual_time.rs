@@ -4,12 +4,12 @@
 //! time, skipped BUSY periods and executed instructions. Nothing here
 //! depends on how fast the host is.
 
-#[path = "../examples/virtual_time.rs"]
-mod virtual_time;
+#[path = "../../examples/virtual_time.rs"]
+mod example;
 
+use example::*;
 use extflash_gdb::sim::clock::{CPU_HZ, PS_PER_S, SWD_BITS_PER_TRANSACTION};
 use extflash_gdb::sim::w25q64jv::JEDEC_ID_IQ;
-use virtual_time::*;
 
 /// Virtual time is bounded below by every physical limit and above by the
 /// sum of the three ways the board clock advances.

@@ -7,7 +7,8 @@ use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::flashing::DownloadOptions;
 use probe_rs::{CoreStatus, HaltReason, MemoryInterface, Permissions, RegisterId};
 
-const CHIP: &str = "STM32F407VETx";
+use crate::support::sim::{wait_halted, CHIP};
+
 const COUNTER: u32 = 0x2000_0400;
 
 /// Vector table + `r0 = 0; loop { r0 += 1; *COUNTER = r0 }` at 0x08000008.
@@ -42,15 +43,6 @@ fn flashed_session(image: &[u8]) -> (SimBoard, probe_rs::Session) {
         .commit(&mut session, opts)
         .expect("probe-rs STM32F4 algorithm programs the board");
     (board, session)
-}
-
-fn wait_halted(core: &mut probe_rs::Core<'_>) -> HaltReason {
-    core.wait_for_core_halted(Duration::from_secs(5))
-        .expect("core halts");
-    match core.status().unwrap() {
-        CoreStatus::Halted(r) => r,
-        other => panic!("expected halted, got {other:?}"),
-    }
 }
 
 /// Write Thumb `code` at `at`, point PC there (Thumb state) and run.

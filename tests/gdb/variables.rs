@@ -1,11 +1,8 @@
 //! GDB prints and changes program variables (globals and locals) on the
 //! virtual board after `load`.
 
-mod support;
-
-use support::server::SimServer;
-
-const FIRMWARE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/firmware/firmware.elf");
+use crate::support::elf::FIRMWARE;
+use crate::support::server::SimServer;
 
 #[test]
 fn gdb_prints_globals_and_locals_and_sets_a_variable() {

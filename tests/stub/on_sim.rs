@@ -9,8 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-mod sim_support;
-
+use crate::support::sim::{pattern, CHIP};
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{
     crc32_update, Config, EraseKind, PinCfg, Ring, Status, Timeouts, CONFIG_MAGIC, CRC32_INIT,
@@ -18,13 +17,11 @@ use extflash_stub_abi::{
     SYM_READ_SFDP, SYM_READ_STATUS, SYM_WRITE_STATUS,
 };
 use probe_rs::{CoreStatus, HaltReason, MemoryInterface, Permissions, RegisterId};
-use sim_support::pattern;
 use xmas_elf::program::Type;
 use xmas_elf::sections::SectionData;
 use xmas_elf::symbol_table::Entry;
 use xmas_elf::ElfFile;
 
-const CHIP: &str = "STM32F407VETx";
 const DEMCR: u64 = 0xE000_EDFC;
 const DWT_CTRL: u64 = 0xE000_1000;
 
@@ -42,9 +39,7 @@ const GPIOB: u32 = 0x4002_0400;
 const SPI1: u32 = 0x4001_3000;
 
 fn stub_elf() -> Vec<u8> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target-stub/extflash-stub.elf");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    crate::support::elf::read(crate::support::elf::STUB)
 }
 
 /// The stub's one PT_LOAD segment and its symbols (offsets from the load

@@ -1,12 +1,10 @@
 //! Checks the raw RSP test client against a scripted fake server, so the
 //! end-to-end tests can trust it.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use support::rsp::{decode_rle, frame, RspClient};
+use crate::support::rsp::{decode_rle, frame, RspClient};
 
 fn read_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -33,7 +31,7 @@ fn read_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
 }
 
 #[test]
-fn client_acks_in_ack_mode_and_stops_after_no_ack() {
+fn client_resends_on_nak_acks_until_no_ack_mode_and_decodes_rle_and_console_output() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {

@@ -5,14 +5,13 @@
 //! and running; reads/CRCs/identification give what the chip holds; and the
 //! application-in-a-transaction guard never touches the chip.
 
-mod sim_support;
-
+use crate::support::elf::{firmware_elf, symbol};
+use crate::support::sim::*;
 use extflash_gdb::board::Board;
 use extflash_gdb::extflash::{chip::StatusRegs, runner, wiring, ExtFlash, ExtFlashError};
 use extflash_gdb::sim::{Faults, SimConfig};
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
 use probe_rs::{Core, MemoryInterface, RegisterId};
-use sim_support::*;
 
 /// Everything a stub run must leave as it found it.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,8 +26,11 @@ struct Snapshot {
 
 fn snapshot(core: &mut Core<'_>, board: &Board) -> Snapshot {
     let ext = board.external_flash.as_ref().unwrap();
-    let regs = runner::saved_registers()
-        .into_iter()
+    // Every register GDB can see: r0-r12, lr, pc, xPSR, MSP, PSP,
+    // CONTROL/FAULTMASK/BASEPRI/PRIMASK, FPSCR, s0-s31.
+    let regs = (0..13u16)
+        .chain([14, 15, 16, 17, 18, 20, 33])
+        .chain(64..96)
         .map(|r| (r, core.read_core_reg::<u32>(RegisterId(r)).unwrap()))
         .collect();
     let sp = core.read_core_reg::<u32>(RegisterId(13)).unwrap();
@@ -113,6 +115,9 @@ fn stub_runs_leave_ram_registers_and_peripherals_bit_identical() {
     let status = ext.status(&mut core);
     let mut buf = [0u8; 64];
     let read = ext.read(&mut core, 0x9000_0000, &mut buf);
+    assert!(ext.is_resident(), "the stub stays loaded between calls");
+    ext.end_session(&mut core).unwrap();
+    assert!(!ext.is_resident());
     let after = snapshot(&mut core, &board);
     assert_eq!(before, after, "identify/status/read changed the target");
     assert_eq!(id.unwrap(), [0xEF, 0x40, 0x17]);
@@ -257,6 +262,7 @@ fn chip_is_not_touched_while_the_application_holds_chip_select() {
     let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
     let mut first = [0u8; 16];
     ext.read(&mut core, 0x9000_0010, &mut first).unwrap();
+    ext.end_session(&mut core).unwrap();
     // The application drives CS (PB0) low, as in the middle of its own
     // transaction.
     core.write_word_32(0x4002_0418, 1 << 16).unwrap();

@@ -1,58 +1,25 @@
-//! Helpers shared by the virtual-board tests and the `virtual_time` example:
-//! the test firmware's ELF (segments at their load addresses, symbols),
-//! probe-rs sessions on a virtual board, and SPI1 driven by debugger writes.
+//! A virtual board driven through probe-rs and the simulated probe, as a
+//! debugger drives silicon: attach, FlashLoader, halt waits, SPI1 by
+//! register writes, deterministic test data. Board internals are only read
+//! back.
 //!
-//! Everything here goes through probe-rs and the simulated probe, as a
-//! debugger on real hardware would; board internals are only read back.
+//! Self-contained but for the sibling `elf` module (`super::elf`), so
+//! `examples/virtual_time.rs` includes both files.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::flashing::DownloadOptions;
 use probe_rs::{CoreStatus, HaltReason, MemoryInterface, Permissions};
-use xmas_elf::program::Type;
-use xmas_elf::sections::SectionData;
-use xmas_elf::symbol_table::Entry;
-use xmas_elf::ElfFile;
 
+use super::elf::load_segments;
+
+/// The probe-rs target name of the board's MCU.
 pub const CHIP: &str = "STM32F407VETx";
 
-pub fn firmware_elf() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/firmware/firmware.elf");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The bytes each PT_LOAD segment puts into memory at boot, at its
-/// *physical* address: `.data` lands at its LMA in flash, where `Reset`
-/// copies it from. Segments without file bytes (`.bss`) are skipped.
-pub fn load_segments(elf: &[u8]) -> Vec<(u32, Vec<u8>)> {
-    let file = ElfFile::new(elf).expect("firmware is an ELF file");
-    file.program_iter()
-        .filter(|ph| ph.get_type() == Ok(Type::Load) && ph.file_size() > 0)
-        .map(|ph| {
-            let off = ph.offset() as usize;
-            let data = elf[off..off + ph.file_size() as usize].to_vec();
-            (ph.physical_addr() as u32, data)
-        })
-        .collect()
-}
-
-/// Address of a symbol (Thumb bit cleared for functions).
-pub fn symbol(elf: &[u8], name: &str) -> u32 {
-    let file = ElfFile::new(elf).expect("firmware is an ELF file");
-    for section in file.section_iter() {
-        if let Ok(SectionData::SymbolTable32(entries)) = section.get_data(&file) {
-            for e in entries {
-                if e.get_name(&file) == Ok(name) {
-                    return e.value() as u32 & !1;
-                }
-            }
-        }
-    }
-    panic!("symbol {name} not in the firmware ELF");
-}
+/// How long a test waits for the core to halt before it fails.
+pub const HALT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn board(config: SimConfig) -> SimBoard {
     SimBoard::new(config).expect("virtual board")
@@ -79,9 +46,9 @@ pub fn flash_elf(session: &mut probe_rs::Session, elf: &[u8]) {
         .expect("FlashLoader programs the ELF");
 }
 
+/// Wait (at most [`HALT_TIMEOUT`]) for the core to halt; why it halted.
 pub fn wait_halted(core: &mut probe_rs::Core<'_>) -> HaltReason {
-    core.wait_for_core_halted(Duration::from_secs(30))
-        .expect("core halts");
+    core.wait_for_core_halted(HALT_TIMEOUT).expect("core halts");
     match core.status().unwrap() {
         CoreStatus::Halted(r) => r,
         other => panic!("expected halted, got {other:?}"),

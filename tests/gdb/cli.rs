@@ -1,7 +1,10 @@
-//! The `extflash-gdb` binary's behaviour that needs no board: argument and
-//! board-file errors, and the message when no probe is connected.
+//! The `extflash-gdb serve` command line: the `listening on` line, and the
+//! errors for bad arguments and board files, reported before anything
+//! listens.
 
 use std::process::Command;
+
+use crate::support::server::SimServer;
 
 fn serve(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
@@ -58,8 +61,16 @@ fn malformed_probe_selector_is_rejected_before_listening() {
 }
 
 #[test]
-fn sim_state_requires_sim() {
+fn sim_state_without_sim_is_rejected() {
     let (ok, _, stderr) = serve(&["--sim-state", "/tmp/x"]);
     assert!(!ok);
     assert!(stderr.contains("--sim"), "{stderr}");
+}
+
+#[test]
+fn listening_line_names_a_real_loopback_port() {
+    let s = SimServer::start(&[]);
+    let port: u16 = s.addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, 0);
+    assert!(s.addr.starts_with("127.0.0.1:"), "default bind is loopback");
 }

@@ -2,15 +2,13 @@
 //! boards: what one board programmed, the next one on the same folder has;
 //! without a folder every board starts erased.
 
-mod sim_support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::sim::*;
 use extflash_gdb::sim::{SimConfig, EXTERNAL_FLASH_FILE, INTERNAL_FLASH_FILE};
 use probe_rs::flashing::DownloadOptions;
 use probe_rs::MemoryInterface;
-use sim_support::*;
 
 /// A fresh folder under the system temp dir, removed on drop.
 struct TempDir(PathBuf);

@@ -4,17 +4,15 @@
 //! through `ExtFlash` and, for both flashes, through `gdb-multiarch`'s
 //! `load` against an in-process server whose progress events are recorded.
 
-mod sim_support;
-mod support;
-
 use std::sync::{Arc, Mutex};
 
+use crate::support::server::{gdb_batch, GdbLimits};
+use crate::support::sim::*;
 use extflash_gdb::board::Board;
 use extflash_gdb::extflash::ExtFlash;
 use extflash_gdb::flash::{FlashEvent, FlashKind};
 use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
 use extflash_gdb::sim::{SimBoard, SimConfig};
-use sim_support::*;
 
 const WINDOW: u32 = 0x9000_0000;
 
@@ -178,17 +176,11 @@ fn gdb_reload_of_the_same_elf_skips_internal_and_external_flash() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/firmware/firmware-assets.elf"
     );
-    let out = support::server::gdb_at(
+    let out = gdb_batch(
         &addr,
         elf,
-        &[
-            "set remotetimeout 60",
-            "monitor reset halt",
-            "load",
-            "echo FIRST-LOAD-DONE\\n",
-            "load",
-            "compare-sections",
-        ],
+        &["monitor reset halt", "load", "load", "compare-sections"],
+        GdbLimits::STUB_RUNS,
     );
     assert!(!out.contains("MIS-MATCHED"), "{out}");
     let events = events.lock().unwrap().clone();

@@ -7,97 +7,30 @@
 //! (`server::run` on a prepared `SimBoard`) for chip states the CLI cannot
 //! set up (write-protected, absent).
 
-mod support;
-
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use extflash_gdb::board::Board;
 use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
-use support::server::SimServer;
-use xmas_elf::sections::SectionData;
-use xmas_elf::symbol_table::Entry;
 
-const ASSETS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/firmware/firmware-assets.elf"
-);
+use crate::support::elf::{self, firmware_assets_elf, FIRMWARE_ASSETS};
+use crate::support::server::{gdb_batch, GdbLimits, SimServer};
+use crate::support::sim::CHIP;
+
 const SPI3_BOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/memory-maps/stm32f407ve-w25q64jv-spi3.toml"
 );
-const GDB_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// Run gdb-multiarch in batch mode against `addr` with `cmds`.
+/// GDB on `firmware-assets.elf` against `addr`, with time for stub runs.
 fn gdb(addr: &str, cmds: &[&str]) -> String {
-    let target = format!("target extended-remote {addr}");
-    let mut args: Vec<String> = vec!["-batch".into(), "-nx".into()];
-    for c in [
-        "set architecture arm",
-        "set pagination off",
-        "set confirm off",
-        // Emulated stub runs over 70 KB take seconds; real boards don't.
-        "set remotetimeout 120",
-        target.as_str(),
-    ]
-    .into_iter()
-    .chain(cmds.iter().copied())
-    {
-        args.push("-ex".into());
-        args.push(c.into());
-    }
-    args.push(ASSETS.into());
-    let mut child = Command::new("gdb-multiarch")
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run gdb-multiarch");
-    let deadline = Instant::now() + GDB_TIMEOUT;
-    while child.try_wait().expect("wait for gdb").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("gdb output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("---- gdb {cmds:?}\n{text}");
-    assert!(Instant::now() <= deadline, "gdb timed out:\n{text}");
-    text
+    gdb_batch(addr, FIRMWARE_ASSETS, cmds, GdbLimits::STUB_RUNS)
 }
 
-fn elf() -> Vec<u8> {
-    std::fs::read(ASSETS).expect("firmware-assets.elf")
-}
-
-/// Bytes of a section by name.
+/// Bytes of a section of `firmware-assets.elf`.
 fn section(name: &str) -> (u32, Vec<u8>) {
-    let data = elf();
-    let file = xmas_elf::ElfFile::new(&data).unwrap();
-    let s = file.find_section_by_name(name).expect(name);
-    (s.address() as u32, s.raw_data(&file).to_vec())
-}
-
-fn symbol(name: &str) -> u32 {
-    let data = elf();
-    let file = xmas_elf::ElfFile::new(&data).unwrap();
-    for section in file.section_iter() {
-        if let Ok(SectionData::SymbolTable32(entries)) = section.get_data(&file) {
-            if let Some(e) = entries.iter().find(|e| e.get_name(&file) == Ok(name)) {
-                return e.value() as u32;
-            }
-        }
-    }
-    panic!("no symbol {name}");
+    elf::section(&firmware_assets_elf(), name)
 }
 
 /// The qCRC the firmware computes over its assets: font then table.
@@ -133,23 +66,13 @@ fn matched(out: &str) -> usize {
 }
 
 fn loadable_sections() -> usize {
-    let data = elf();
-    let file = xmas_elf::ElfFile::new(&data).unwrap();
-    file.section_iter()
-        .filter(|s| {
-            s.flags() & xmas_elf::sections::SHF_ALLOC != 0
-                && s.get_type() == Ok(xmas_elf::sections::ShType::ProgBits)
-                && s.size() > 0
-        })
-        .count()
+    elf::loadable_sections(&firmware_assets_elf())
 }
 
 /// A server in this process on a prepared virtual board.
 fn in_process(sim: SimBoard, board: Board) -> String {
     let source = SessionSource::new(move || {
-        let session = sim
-            .probe()
-            .attach("STM32F407VETx", probe_rs::Permissions::default())?;
+        let session = sim.probe().attach(CHIP, probe_rs::Permissions::default())?;
         Ok(OpenedSession {
             session,
             keep_alive: Some(Box::new(sim)),
@@ -278,7 +201,7 @@ fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_read
 }
 
 #[test]
-fn gdb_window_reads_use_the_cache_while_the_app_holds_cs() {
+fn gdb_window_reads_use_the_cache_while_the_app_holds_cs_and_writes_are_refused() {
     let s = SimServer::start(&[]);
     let out = gdb(
         &s.addr,
@@ -326,7 +249,7 @@ fn gdb_window_reads_use_the_cache_while_the_app_holds_cs() {
 }
 
 #[test]
-fn gdb_monitor_flash_info_erase_all_and_sim_state_restart() {
+fn gdb_monitor_flash_info_names_the_chip_and_erase_all_erases_after_a_sim_state_restart() {
     let dir = std::env::temp_dir().join(format!("extflash-e2e-ext-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.to_str().unwrap();
@@ -434,5 +357,4 @@ fn gdb_second_board_file_spi3_loads_and_compares() {
         out.contains("SPI3 (SCK PC10, MISO PC11, MOSI PC12, CS PA15)"),
         "{out}"
     );
-    let _ = symbol("assets_checked");
 }

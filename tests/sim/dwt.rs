@@ -1,13 +1,11 @@
 //! DWT data comparators match data accesses only: FUNCTION 5/6/7 are data
 //! read/write watchpoints, and instruction fetches never match them.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::sim::*;
 use extflash_gdb::sim::SimConfig;
 use probe_rs::{CoreStatus, HaltReason, MemoryInterface, RegisterId};
-use sim_support::*;
 
 const DEMCR: u64 = 0xE000_EDFC;
 const DWT: u64 = 0xE000_1000;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::{MemoryInterface, Permissions, RegisterValue};
 
-const CHIP: &str = "STM32F407VETx";
+use crate::support::sim::CHIP;
 
 fn session() -> (SimBoard, probe_rs::Session) {
     let board = SimBoard::new(SimConfig::default()).unwrap();
@@ -25,7 +25,7 @@ fn load_counter_loop(core: &mut probe_rs::Core<'_>, at: u32) {
 }
 
 #[test]
-fn attach_halt_and_read_core_registers() {
+fn attach_halt_and_read_pc_from_the_erased_reset_vector() {
     let (_board, mut session) = session();
     let mut core = session.core(0).unwrap();
     core.halt(Duration::from_millis(100)).unwrap();

@@ -1,0 +1,14 @@
+//! The `extflash-gdb` binary end to end: its command line, and the real GDB
+//! (`gdb-multiarch`, which these tests need) debugging the test firmware on
+//! `serve --sim`, internal flash and the external-flash window alike.
+//!
+//! One test binary (modules below) so probe-rs is linked once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod extflash;
+mod firmware;
+mod reload;
+mod variables;
