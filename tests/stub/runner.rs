@@ -8,7 +8,7 @@
 use crate::support::elf::{firmware_elf, symbol};
 use crate::support::sim::*;
 use extflash_gdb::board::Board;
-use extflash_gdb::extflash::{chip::StatusRegs, runner, wiring, ExtFlash, ExtFlashError};
+use extflash_gdb::extflash::{chip::StatusRegs, wiring, ExtFlash, ExtFlashError};
 use extflash_gdb::sim::{Faults, SimConfig};
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
 use probe_rs::{Core, MemoryInterface, RegisterId};
