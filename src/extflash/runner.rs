@@ -359,17 +359,23 @@ impl Resident {
         }
     }
 
-    /// Addresses whose application values the session holds: registers of
-    /// the wiring and the debug registers it changed. A GDB access to one
-    /// of these must end the session first.
+    /// Whether `addr..addr+len` touches a register block whose application
+    /// values the session holds or whose live state it changes: the GPIO
+    /// ports, SPI and RCC of the wiring (a write to BSRR changes ODR, which
+    /// the session restores), the DWT, DEMCR/DFSR and DBGMCU. A GDB access
+    /// there must end the session first.
     pub fn saved_registers_touch(&self, addr: u32, len: u32) -> bool {
-        let (a, e) = (u64::from(addr), u64::from(addr) + u64::from(len));
-        let hit = |r: u32| a < u64::from(r) + 4 && u64::from(r) < e;
-        self.saved.periph.iter().any(|(r, _)| hit(*r))
-            || [DEMCR, DFSR, dwt::CTRL, dwt::CYCCNT, DBGMCU_APB1_FZ]
-                .into_iter()
-                .any(hit)
-            || (0..dwt::COMPARATORS).any(|n| hit(dwt::function(n)))
+        let (a, e) = (u64::from(addr), u64::from(addr) + u64::from(len.max(1)));
+        let hit = |r: std::ops::Range<u64>| a < r.end && r.start < e;
+        let block = |r: u32| {
+            let base = u64::from(r & !0x3FF);
+            base..base + 0x400
+        };
+        self.saved.periph.iter().any(|(r, _)| hit(block(*r)))
+            || hit(u64::from(dwt::BASE)..u64::from(dwt::BASE) + 0x1000)
+            || hit(u64::from(DFSR)..u64::from(DFSR) + 4)
+            || hit(u64::from(DEMCR)..u64::from(DEMCR) + 4)
+            || hit(u64::from(DBGMCU_APB1_FZ & !0xFF)..u64::from(DBGMCU_APB1_FZ & !0xFF) + 0x100)
     }
 
     /// Stop the stub and restore everything saved, leaving the core halted

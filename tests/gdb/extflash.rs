@@ -200,6 +200,89 @@ fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_read
     );
 }
 
+/// The `info registers` lines between two `echo` markers.
+fn block<'a>(out: &'a str, from: &str, to: &str) -> &'a str {
+    let a = out.find(from).unwrap_or_else(|| panic!("no {from}:\n{out}")) + from.len();
+    let b = a + out[a..].find(to).unwrap_or_else(|| panic!("no {to}:\n{out}"));
+    &out[a..b]
+}
+
+/// The resident stub is invisible: between a halt and a resume, window
+/// reads interleave with register reads (GDB's cache flushed, so they reach
+/// the server), reads and writes of the work area, and a second window
+/// read; GDB sees the application's registers and RAM throughout, and the
+/// application's SPI transactions go on without an error after `continue`.
+#[test]
+fn gdb_sees_no_trace_of_the_resident_stub_between_halt_and_resume() {
+    let s = SimServer::start(&[]);
+    let regs = "info registers r0 r1 r2 r3 r4 r12 sp lr pc xpsr msp psp primask control";
+    let out = gdb(
+        &s.addr,
+        &cmds(
+            LOAD,
+            &[
+                "set language c",
+                "break assets_checked",
+                "continue",
+                "delete",
+                // Application data in the work area (0x2001C000..0x20020000):
+                // where the stub, its stack and its mailbox go.
+                "set {unsigned int}0x2001C000 = 0xa1b2c3d4",
+                "set {unsigned int}0x2001FFF8 = 0x0badf00d",
+                "echo REGS-BEFORE\\n",
+                regs,
+                "echo REGS-BEFORE-END\\n",
+                "x/4xb 0x90000003",
+                "x/xw 0x2001C000",
+                "x/xw 0x2001FFF8",
+                "maintenance flush register-cache",
+                "echo REGS-RESIDENT\\n",
+                regs,
+                "echo REGS-RESIDENT-END\\n",
+                // A write into the work area ends the session first.
+                "set {unsigned int}0x2001C004 = 0x01020304",
+                "x/2xw 0x2001C000",
+                "x/4xb 0x9000f123",
+                "x/xw 0x2001FFF8",
+                "maintenance flush register-cache",
+                "echo REGS-AGAIN\\n",
+                regs,
+                "echo REGS-AGAIN-END\\n",
+                "print (unsigned int)SPI_ROUNDS",
+                "break spi_transaction",
+                "continue",
+                "continue",
+                "delete",
+                "print (unsigned int)SPI_ROUNDS",
+                "print (unsigned int)SPI_ERRORS",
+                "x/3xb &LAST_ID",
+                "x/2xw 0x2001C000",
+                "x/xw 0x2001FFF8",
+            ],
+        ),
+    );
+    let before = block(&out, "REGS-BEFORE\n", "REGS-BEFORE-END");
+    assert!(before.contains("pc "), "{out}");
+    assert_eq!(before, block(&out, "REGS-RESIDENT\n", "REGS-RESIDENT-END"), "{out}");
+    assert_eq!(before, block(&out, "REGS-AGAIN\n", "REGS-AGAIN-END"), "{out}");
+    let (_, font) = section(".extflash.font");
+    let (_, table) = section(".extflash.table");
+    assert!(x_line(&out, 0x9000_0003, &hex_bytes(&font[..4])), "{out}");
+    assert!(x_line(&out, 0x9000_F123, &hex_bytes(&table[..4])), "{out}");
+    assert_eq!(out.matches("0xa1b2c3d4").count(), 3, "app word under the stub:\n{out}");
+    assert!(x_line(&out, 0x2001_C000, "0xa1b2c3d4\t0x01020304"), "{out}");
+    assert_eq!(out.matches("0x0badf00d").count(), 3, "app word under the mailbox:\n{out}");
+    let values: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.split_once(" = ").map(|(_, v)| v))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    assert_eq!(values.len(), 3, "{values:?}\n{out}");
+    assert!(values[1] > values[0], "SPI_ROUNDS went up: {values:?}");
+    assert_eq!(values[2], 0, "SPI_ERRORS");
+    assert!(x_line(&out, 0x2000_001C, "0xef\t0x40\t0x17"), "LAST_ID:\n{out}");
+}
+
 #[test]
 fn gdb_window_reads_use_the_cache_while_the_app_holds_cs_and_writes_are_refused() {
     let s = SimServer::start(&[]);
