@@ -39,6 +39,20 @@ struct ServeArgs {
     /// Back the virtual board's flash with files in DIR (needs --sim).
     #[arg(long, value_name = "DIR", requires = "sim")]
     sim_state: Option<PathBuf>,
+    /// Probe link the virtual board charges its clock for: ideal,
+    /// stlink-v2 (a typical desk) or cmsis-dap-v2 (needs --sim).
+    #[arg(
+        long,
+        value_name = "PROFILE",
+        default_value = "stlink-v2",
+        requires = "sim"
+    )]
+    sim_link: extflash_gdb::sim::LinkProfile,
+    /// Let the virtual board's running core keep up with host time between
+    /// probe calls (an interactive, free-running board). Without it virtual
+    /// time and counters are the same on every run of the same job.
+    #[arg(long, requires = "sim")]
+    sim_realtime: bool,
     /// probe-rs target name [default: the board file's `chip`].
     #[arg(long)]
     chip: Option<String>,
@@ -95,7 +109,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         chip,
     };
     let source = if args.sim {
-        sim_source(args.sim_state.clone(), &board, attach)
+        let sim = SimOptions {
+            state_dir: args.sim_state.clone(),
+            link: args.sim_link,
+            realtime: args.sim_realtime,
+        };
+        sim_source(sim, &board, attach)
     } else {
         probe_source(args.probe.clone(), attach)
     };
@@ -122,9 +141,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 // ---- The one place that knows about the virtual board (`--sim`). ----
+/// The `--sim-*` options.
+struct SimOptions {
+    state_dir: Option<PathBuf>,
+    link: extflash_gdb::sim::LinkProfile,
+    realtime: bool,
+}
+
 /// The virtual board, wired as the board file says (the sim supports any
 /// SPI1..3 and pins), so `--board FILE` exercises that wiring end to end.
-fn sim_source(state_dir: Option<PathBuf>, board: &Board, attach: AttachOptions) -> SessionSource {
+fn sim_source(sim: SimOptions, board: &Board, attach: AttachOptions) -> SessionSource {
     use extflash_gdb::sim::{Pin, Wiring};
     let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
     let wiring = board
@@ -141,8 +167,10 @@ fn sim_source(state_dir: Option<PathBuf>, board: &Board, attach: AttachOptions) 
         .unwrap_or_default();
     SessionSource::new(move || {
         let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
-            state_dir,
+            state_dir: sim.state_dir.clone(),
             wiring,
+            link: sim.link,
+            realtime: sim.realtime,
             ..Default::default()
         })?;
         let session = attach.attach(board.probe()).context("virtual board")?;

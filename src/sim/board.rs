@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::clock::{Clock, Counters};
 use super::cpu::{ArmagnacCpu, CoreReg, Cpu, StepOutcome};
 use super::debug::{self, dfsr, DebugAction, DebugRegs};
+use super::link::{DapOp, Link, LinkProfile};
 use super::mcu::{BusFault, Master, Mcu, PpbPort, BUS_SIZE};
 use super::persist::{BackingFile, PersistError};
 use std::cell::RefMut;
@@ -80,6 +81,9 @@ pub struct Board {
     /// SCS registers that are plain storage here (NVIC, SysTick, SCB...).
     scs: std::collections::HashMap<u32, u32>,
     nrst: bool,
+    link: Link,
+    /// Catch up with host time between transactions (interactive use only).
+    realtime: bool,
 }
 
 // SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
@@ -124,6 +128,8 @@ impl Board {
             last_flush: Instant::now(),
             scs: Default::default(),
             nrst: false,
+            link: Link::new(LinkProfile::Ideal),
+            realtime: false,
         };
         board.power_on_reset();
         board
@@ -147,6 +153,38 @@ impl Board {
 
     pub fn set_swd_hz(&mut self, hz: u64) {
         self.mcu.borrow_mut().clock.set_swd_hz(hz);
+    }
+
+    /// Charge the link profile's round trips for one probe call: the host
+    /// waits that long, and a running core keeps running meanwhile.
+    pub fn set_link(&mut self, profile: LinkProfile, realtime: bool) {
+        self.link = Link::new(profile);
+        self.realtime = realtime;
+    }
+
+    pub fn link_profile(&self) -> LinkProfile {
+        self.link.profile()
+    }
+
+    /// Account one `RawDapAccess` call before it executes: the round trips
+    /// it forces pass as virtual time, during which a running core runs.
+    pub fn charge_link(&mut self, op: DapOp) {
+        let trips = self.link.charge(op);
+        if trips == 0 {
+            return;
+        }
+        let ps = trips * self.link.profile().round_trip_ps();
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.clock.counters.round_trips += trips;
+            m.clock.counters.link_wait_ps += ps;
+        }
+        self.run_for(ps);
+    }
+
+    /// The AP register (bank | A[3:2]) an AP access at `addr` refers to.
+    pub fn ap_reg(&self, addr: u8) -> u8 {
+        self.ap_register(addr).1
     }
 
     pub fn is_halted(&self) -> bool {
@@ -330,7 +368,8 @@ impl Board {
     }
 
     /// Charge one SWD transaction: the core advances with the wire time, and
-    /// with the host time since the last transaction while it runs freely.
+    /// (only on a realtime board) with the host time since the last
+    /// transaction while it runs freely.
     fn transaction(&mut self) {
         let (d, _) = {
             let mut m = self.mcu.borrow_mut();
@@ -339,9 +378,11 @@ impl Board {
             (m.clock.swd_transaction_ps(), ())
         };
         if self.running() {
-            let elapsed_ms = self.last_host.elapsed().as_micros() as u64 / 1000;
-            let n = (elapsed_ms * CATCH_UP_PER_MS).min(CATCH_UP_CAP);
-            self.run_instructions(n);
+            if self.realtime {
+                let elapsed_ms = self.last_host.elapsed().as_micros() as u64 / 1000;
+                let n = (elapsed_ms * CATCH_UP_PER_MS).min(CATCH_UP_CAP);
+                self.run_instructions(n);
+            }
             self.run_for(d);
         } else {
             self.mcu.borrow_mut().clock.idle(d);

@@ -37,6 +37,26 @@ pub struct Counters {
     pub spi_bytes: u64,
     /// Time skipped over BUSY periods instead of emulating the poll loop.
     pub skipped_ps: u64,
+    /// USB round trips the link profile charged.
+    pub round_trips: u64,
+    /// Virtual time those round trips took.
+    pub link_wait_ps: u64,
+}
+
+impl Counters {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            swd_transactions: self.swd_transactions - earlier.swd_transactions,
+            swd_bits: self.swd_bits - earlier.swd_bits,
+            ap_bytes: self.ap_bytes - earlier.ap_bytes,
+            instructions: self.instructions - earlier.instructions,
+            spi_bytes: self.spi_bytes - earlier.spi_bytes,
+            skipped_ps: self.skipped_ps - earlier.skipped_ps,
+            round_trips: self.round_trips - earlier.round_trips,
+            link_wait_ps: self.link_wait_ps - earlier.link_wait_ps,
+        }
+    }
 }
 
 /// Bits of one SWD transaction: 8 request + 1 turnaround + 3 ack +

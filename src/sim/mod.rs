@@ -8,6 +8,7 @@ pub mod board;
 pub mod clock;
 pub mod cpu;
 pub mod debug;
+pub mod link;
 pub mod mcu;
 pub mod persist;
 pub mod probe;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use board::Board;
+pub use link::LinkProfile;
 pub use mcu::{Pin, Wiring};
 pub use w25q64jv::Faults;
 
@@ -28,8 +30,15 @@ use persist::{BackingFile, PersistError};
 pub struct SimConfig {
     /// Back internal flash and the W25Q64JV with files in this folder.
     pub state_dir: Option<PathBuf>,
-    /// SWD clock the transfers are charged at.
-    pub swd_hz: u64,
+    /// Probe and USB link whose costs the clock charges.
+    pub link: LinkProfile,
+    /// Requested SWD clock in kHz [default: the link's own default]; the
+    /// link rounds it as that probe would.
+    pub speed_khz: Option<u32>,
+    /// Let a running core catch up with host time between transactions (a
+    /// free-running board for an interactive user). Off, the same job
+    /// gives the same virtual time and counters on every run.
+    pub realtime: bool,
     /// Wiring of the external flash.
     pub wiring: Wiring,
     pub jedec_id: [u8; 3],
@@ -40,12 +49,23 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             state_dir: None,
-            swd_hz: 4_000_000,
+            link: LinkProfile::Ideal,
+            speed_khz: None,
+            realtime: false,
             wiring: Wiring::default(),
             jedec_id: w25q64jv::JEDEC_ID_IQ,
             faults: Faults::default(),
         }
     }
+}
+
+/// Why a virtual board could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error(transparent)]
+    Speed(#[from] link::UnsupportedSpeed),
 }
 
 /// Names of the state files in `--sim-state DIR`.
@@ -58,7 +78,11 @@ pub const EXTERNAL_FLASH_FILE: &str = "w25q64jv.bin";
 pub struct SimBoard(Arc<Mutex<Board>>);
 
 impl SimBoard {
-    pub fn new(config: SimConfig) -> Result<Self, PersistError> {
+    pub fn new(config: SimConfig) -> Result<Self, SimError> {
+        let khz = match config.speed_khz {
+            Some(k) => config.link.supported_khz(k)?,
+            None => config.link.default_khz(),
+        };
         let (files, flash, chip) = match &config.state_dir {
             Some(dir) => {
                 let (ff, flash) =
@@ -74,8 +98,10 @@ impl SimBoard {
         };
         let mut chip = w25q64jv::W25q64jv::new(chip).with_jedec_id(config.jedec_id);
         chip.faults = config.faults;
-        let mcu = mcu::Mcu::new(flash, chip, config.wiring, config.swd_hz);
-        Ok(Self(Arc::new(Mutex::new(Board::new(mcu, files)))))
+        let mcu = mcu::Mcu::new(flash, chip, config.wiring, khz as u64 * 1000);
+        let mut board = Board::new(mcu, files);
+        board.set_link(config.link, config.realtime);
+        Ok(Self(Arc::new(Mutex::new(board))))
     }
 
     /// Lock the board. A panic while it was locked (a bug) does not make it
