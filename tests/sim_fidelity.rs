@@ -193,3 +193,122 @@ fn same_job_twice_gives_identical_virtual_time_and_counters() {
     assert!(first.1.round_trips > 0 && first.1.instructions > 0);
     assert_eq!(first, second);
 }
+
+// ---- clock tree ---------------------------------------------------------
+
+/// A usual STM32F407 clock set-up, as firmware does it: HSE on, PLL from
+/// HSE (PLLM 8, PLLN 336, PLLP 2, PLLQ 7) = 168 MHz, FLASH_ACR 5 wait
+/// states + prefetch + caches, APB1 /4, APB2 /2, switch to the PLL, wait
+/// for SWS, BKPT. Assembled with `llvm-mc -triple=thumbv7m-none-eabi`:
+///
+/// ```text
+///     ldr r0, =0x40023800      @ RCC
+///     ldr r1, [r0, #0]
+///     orr r1, r1, #0x10000     @ HSEON
+///     str r1, [r0, #0]
+/// 1:  ldr r1, [r0, #0]
+///     tst r1, #0x20000         @ HSERDY
+///     beq 1b
+///     ldr r1, =0x07405408      @ PLLCFGR
+///     str r1, [r0, #4]
+///     ldr r1, [r0, #0]
+///     orr r1, r1, #0x1000000   @ PLLON
+///     str r1, [r0, #0]
+/// 2:  ldr r1, [r0, #0]
+///     tst r1, #0x2000000       @ PLLRDY
+///     beq 2b
+///     ldr r2, =0x40023C00      @ FLASH_ACR
+///     movw r1, #0x705
+///     str r1, [r2]
+///     movw r1, #0x9402         @ PPRE2 /2, PPRE1 /4, SW = PLL
+///     str r1, [r0, #8]
+/// 3:  ldr r1, [r0, #8]
+///     and r1, r1, #0xC
+///     cmp r1, #8
+///     bne 3b
+///     bkpt #0
+///     .ltorg
+/// ```
+const CLOCK_SETUP_168_MHZ: [u16; 38] = [
+    0x480F, 0x6801, 0xF441, 0x3180, 0x6001, 0x6801, 0xF411, 0x3F00, 0xD0FB, 0x490C, 0x6041, 0x6801,
+    0xF041, 0x7180, 0x6001, 0x6801, 0xF011, 0x7F00, 0xD0FB, 0x4A08, 0xF240, 0x7105, 0x6011, 0xF249,
+    0x4102, 0x6081, 0x6881, 0xF001, 0x010C, 0x2908, 0xD1FA, 0xBE00, 0x3800, 0x4002, 0x5408, 0x0740,
+    0x3C00, 0x4002,
+];
+
+/// `movs r3, #100; 1: subs r3, #1; bne 1b; bkpt #0`: 202 instructions.
+const COUNT_DOWN_100: [u16; 4] = [0x2364, 0x3B01, 0xD1FD, 0xBE00];
+const COUNT_DOWN_INSTRUCTIONS: u64 = 1 + 2 * 100 + 1;
+
+const CODE_AT: u64 = 0x2000_1000;
+const RCC_CFGR: u64 = 0x4002_3808;
+
+/// Load Thumb code into RAM with byte writes, run it from its start and
+/// wait (bounded) for the BKPT at its end.
+fn run_code(core: &mut probe_rs::Core<'_>, code: &[u16]) {
+    let bytes: Vec<u8> = code.iter().flat_map(|h| h.to_le_bytes()).collect();
+    core.write_8(CODE_AT, &bytes).unwrap();
+    core.write_core_reg(core.program_counter().id(), CODE_AT as u32)
+        .unwrap();
+    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
+        .unwrap();
+    core.run().unwrap();
+    sim_support::wait_halted(core);
+}
+
+fn cpu_hz(board: &SimBoard) -> u64 {
+    board.lock().mcu().clock.cpu_hz()
+}
+
+/// Virtual time per instruction of the count-down loop, from the counters.
+fn count_down_ps_per_instruction(board: &SimBoard, core: &mut probe_rs::Core<'_>) -> u64 {
+    let (_, c0) = snapshot(board);
+    run_code(core, &COUNT_DOWN_100);
+    let (_, c1) = snapshot(board);
+    let c = c1.since(&c0);
+    assert_eq!(c.instructions, COUNT_DOWN_INSTRUCTIONS);
+    c.cpu_ps / c.instructions
+}
+
+#[test]
+fn core_runs_on_hsi_after_reset_and_at_168_mhz_once_code_sets_up_the_pll() {
+    let board = sim_support::board(SimConfig::default());
+    let mut session = sim_support::attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.reset_and_halt(Duration::from_secs(1)).unwrap();
+    assert_eq!(cpu_hz(&board), 16_000_000, "HSI after reset");
+    assert_eq!(count_down_ps_per_instruction(&board, &mut core), 62_500);
+
+    sim_support::setup_spi1(&mut core, sim_support::Pins::ALL, true);
+    assert_eq!(
+        board.lock().mcu().spi[0].frame_ps(),
+        8 * 4 * PS_PER_S / 16_000_000,
+        "SPI1 at fPCLK2/4 from the 16 MHz HSI"
+    );
+
+    run_code(&mut core, &CLOCK_SETUP_168_MHZ);
+    assert_eq!(core.read_word_32(RCC_CFGR).unwrap() & 0xF, 0xA, "SWS = PLL");
+    assert_eq!(cpu_hz(&board), 168_000_000);
+    assert_eq!(
+        count_down_ps_per_instruction(&board, &mut core),
+        PS_PER_S / 168_000_000
+    );
+    assert_eq!(
+        board.lock().mcu().spi[0].frame_ps(),
+        8 * 4 * PS_PER_S / 84_000_000,
+        "SPI1 bit time follows APB2 (84 MHz)"
+    );
+    assert_eq!(
+        sim_support::read_jedec_id(&mut core),
+        extflash_gdb::sim::w25q64jv::JEDEC_ID_IQ,
+        "the chip still answers at 21 MHz"
+    );
+
+    core.reset_and_halt(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        cpu_hz(&board),
+        16_000_000,
+        "reset halt leaves the core on HSI"
+    );
+    assert_eq!(core.read_word_32(RCC_CFGR).unwrap(), 0);
+}

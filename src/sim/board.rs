@@ -290,9 +290,13 @@ impl Board {
         }
         self.mark_fetch(pc);
         let outcome = self.cpu.step();
-        self.mcu.borrow_mut().fetch = None;
         let debugen = self.dbg().c_debugen;
-        self.mcu.borrow_mut().clock.retire();
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.fetch = None;
+            let cycles = m.fetch_cycles(pc);
+            m.clock.retire(cycles);
+        }
         self.core.retire_st = true;
         match outcome {
             StepOutcome::Retired => {}
