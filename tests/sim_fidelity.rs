@@ -312,3 +312,136 @@ fn core_runs_on_hsi_after_reset_and_at_168_mhz_once_code_sets_up_the_pll() {
     );
     assert_eq!(core.read_word_32(RCC_CFGR).unwrap(), 0);
 }
+
+// ---- independent watchdog -----------------------------------------------
+
+const IWDG_KR: u64 = 0x4000_3000;
+const IWDG_PR: u64 = 0x4000_3004;
+const IWDG_RLR: u64 = 0x4000_3008;
+const RCC_CSR: u64 = 0x4002_3874;
+const CSR_RMVF: u32 = 1 << 24;
+const CSR_IWDGRSTF: u32 = 1 << 29;
+const DBGMCU_APB1_FZ: u64 = 0xE004_2008;
+const DBG_IWDG_STOP: u32 = 1 << 12;
+
+/// `1: b 1b`: spins without touching the watchdog.
+const SPIN: [u16; 1] = [0xE7FE];
+/// `ldr r0, =IWDG_KR; movw r1, #0xAAAA; 1: str r1, [r0]; b 1b`: refreshes
+/// the watchdog forever (llvm-mc, as above).
+const KICK_FOREVER: [u16; 8] = [
+    0x4802, 0xF64A, 0x21AA, 0x6001, 0xE7FD, 0x0000, 0x3000, 0x4000,
+];
+
+/// A halted ST-Link board with the reset flags cleared.
+fn watchdog_board() -> (SimBoard, probe_rs::Session) {
+    let board = sim_support::board(SimConfig {
+        link: LinkProfile::StlinkV2,
+        ..Default::default()
+    });
+    let mut session = sim_support::attach(&board);
+    {
+        let mut core = session.core(0).unwrap();
+        core.halt(Duration::from_secs(1)).unwrap();
+        core.write_word_32(RCC_CSR, CSR_RMVF).unwrap();
+    }
+    (board, session)
+}
+
+/// Start the IWDG at /4 with RLR 39: (39 + 1) x 4 / 32 kHz = 5 ms.
+fn start_watchdog_5ms(core: &mut probe_rs::Core<'_>) {
+    core.write_word_32(IWDG_KR, 0x5555).unwrap();
+    core.write_word_32(IWDG_PR, 0).unwrap();
+    core.write_word_32(IWDG_RLR, 39).unwrap();
+    core.write_word_32(IWDG_KR, 0xCCCC).unwrap();
+}
+
+/// Let at least `ms` of virtual time pass through ST-Link memory reads
+/// (0.8 ms of round trips each, plus wire time).
+fn pass_ms(board: &SimBoard, core: &mut probe_rs::Core<'_>, ms: u64) {
+    let end = board.lock().now() + ms * PS_PER_S / 1000;
+    while board.lock().now() < end {
+        core.read_word_32(0x2000_0000).unwrap();
+    }
+}
+
+fn watchdog_reset_seen(core: &mut probe_rs::Core<'_>) -> bool {
+    core.read_word_32(RCC_CSR).unwrap() & CSR_IWDGRSTF != 0
+}
+
+/// Start code at `CODE_AT` and leave the core running.
+fn start_code(core: &mut probe_rs::Core<'_>, code: &[u16]) {
+    let bytes: Vec<u8> = code.iter().flat_map(|h| h.to_le_bytes()).collect();
+    core.write_8(CODE_AT, &bytes).unwrap();
+    core.write_core_reg(core.program_counter().id(), CODE_AT as u32)
+        .unwrap();
+    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
+        .unwrap();
+    core.run().unwrap();
+}
+
+#[test]
+fn iwdg_resets_the_chip_when_not_refreshed_in_time() {
+    let (board, mut session) = watchdog_board();
+    let mut core = session.core(0).unwrap();
+    start_code(&mut core, &SPIN);
+    start_watchdog_5ms(&mut core);
+    // Each probe call is ~0.86 ms: 3 ms of reads plus the flag read stay
+    // below the 5 ms timeout.
+    pass_ms(&board, &mut core, 3);
+    assert!(
+        !watchdog_reset_seen(&mut core),
+        "not yet at the 5 ms timeout"
+    );
+    pass_ms(&board, &mut core, 2);
+    assert!(watchdog_reset_seen(&mut core), "reset after 5 ms");
+    assert_eq!(board.lock().mcu().clock.cpu_hz(), 16_000_000, "back on HSI");
+    assert!(
+        !board.lock().mcu().iwdg.started(),
+        "reset stops the software watchdog"
+    );
+}
+
+#[test]
+fn iwdg_is_frozen_while_halted_only_with_dbg_iwdg_stop() {
+    let (board, mut session) = watchdog_board();
+    let mut core = session.core(0).unwrap();
+    core.write_word_32(DBGMCU_APB1_FZ, DBG_IWDG_STOP).unwrap();
+    start_watchdog_5ms(&mut core);
+    let pc: u32 = core.read_core_reg(core.program_counter().id()).unwrap();
+    pass_ms(&board, &mut core, 50);
+    assert!(!watchdog_reset_seen(&mut core), "frozen while halted");
+    let pc_after: u32 = core.read_core_reg(core.program_counter().id()).unwrap();
+    assert_eq!(pc, pc_after);
+
+    // Without the freeze bit a halted core does not stop the watchdog.
+    core.write_word_32(DBGMCU_APB1_FZ, 0).unwrap();
+    pass_ms(&board, &mut core, 6);
+    assert!(
+        watchdog_reset_seen(&mut core),
+        "counts while halted without DBG_IWDG_STOP"
+    );
+}
+
+#[test]
+fn iwdg_keeps_counting_while_debugger_started_code_runs_unless_it_refreshes() {
+    let (board, mut session) = watchdog_board();
+    let mut core = session.core(0).unwrap();
+    core.write_word_32(DBGMCU_APB1_FZ, DBG_IWDG_STOP).unwrap();
+    start_watchdog_5ms(&mut core);
+
+    start_code(&mut core, &KICK_FOREVER);
+    pass_ms(&board, &mut core, 50);
+    assert!(
+        !watchdog_reset_seen(&mut core),
+        "the running code refreshes it"
+    );
+    assert!(board.lock().mcu().iwdg.reloads() > 100);
+
+    core.halt(Duration::from_secs(1)).unwrap();
+    start_code(&mut core, &SPIN);
+    pass_ms(&board, &mut core, 6);
+    assert!(
+        watchdog_reset_seen(&mut core),
+        "DBG_IWDG_STOP freezes only a halted core: running code must refresh"
+    );
+}

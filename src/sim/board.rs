@@ -18,6 +18,31 @@ use super::mcu::{BusFault, Master, Mcu, PpbPort, BUS_SIZE};
 use super::persist::{BackingFile, PersistError};
 use std::cell::RefMut;
 
+/// What reset the chip; decides the RCC_CSR flags (RM0090 6.3.21: the
+/// reset pulse of a software or watchdog reset also drives NRST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetKind {
+    PowerOn,
+    Pin,
+    /// SYSRESETREQ.
+    Software,
+    Watchdog,
+    /// VECTRESET: the core only.
+    Core,
+}
+
+impl ResetKind {
+    fn csr_flags(self) -> Option<u32> {
+        use super::stm32::rcc::{CSR_IWDGRSTF, CSR_PINRSTF, CSR_SFTRSTF};
+        match self {
+            Self::PowerOn | Self::Core => None,
+            Self::Pin => Some(CSR_PINRSTF),
+            Self::Software => Some(CSR_SFTRSTF | CSR_PINRSTF),
+            Self::Watchdog => Some(CSR_IWDGRSTF | CSR_PINRSTF),
+        }
+    }
+}
+
 /// SWD acknowledge other than OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
@@ -207,26 +232,26 @@ impl Board {
             self.nrst = true;
         } else if self.nrst {
             self.nrst = false;
-            self.reset(true);
+            self.reset(ResetKind::Pin);
         }
     }
 
     /// A pulse on nRESET.
     pub fn pin_reset(&mut self) {
-        self.reset(true);
+        self.reset(ResetKind::Pin);
     }
 
     fn power_on_reset(&mut self) {
         *self.dbg() = DebugRegs::default();
-        self.reset(true);
+        self.reset(ResetKind::PowerOn);
         self.core.reset_st = true;
     }
 
     /// SYSRESETREQ (`system`) or VECTRESET: the core restarts from the
     /// vector table; a system reset also resets the peripherals.
-    fn reset(&mut self, system: bool) {
-        if system {
-            self.mcu.borrow_mut().reset_peripherals();
+    fn reset(&mut self, kind: ResetKind) {
+        if kind != ResetKind::Core {
+            self.mcu.borrow_mut().reset_peripherals(kind.csr_flags());
             self.dbg().system_reset();
         }
         let (sp, pc) = {
@@ -312,7 +337,7 @@ impl Board {
             }
             StepOutcome::Sleep => self.core.sleeping = true,
             StepOutcome::ResetRequest => {
-                self.reset(true);
+                self.reset(ResetKind::Software);
                 return self.running();
             }
             StepOutcome::Fault(why) => {
@@ -352,14 +377,49 @@ impl Board {
         m.fetch = Some(pc..pc.wrapping_add(len));
     }
 
-    /// Let the core run for `ps` of virtual time (lockstep with SWD traffic).
+    /// Let `ps` of virtual time pass (lockstep with SWD traffic and USB
+    /// round trips): a running core executes meanwhile; the watchdog counts
+    /// and resets the chip when it runs out.
     fn run_for(&mut self, ps: u64) {
         let target = self.now().saturating_add(ps);
-        while self.now() < target && self.step_one() {}
-        let now = self.now();
-        if now < target {
-            self.mcu.borrow_mut().clock.idle(target - now);
+        loop {
+            let start = self.now();
+            self.sync_watchdog();
+            let limit = self.horizon(target);
+            while self.now() < limit && self.step_one() {}
+            // A halt may have frozen the watchdog: its deadline moved.
+            self.sync_watchdog();
+            let now = self.now();
+            if !self.running() {
+                let limit = self.horizon(target);
+                if now < limit {
+                    self.mcu.borrow_mut().clock.idle(limit - now);
+                }
+            }
+            let now = self.now();
+            if self.mcu.borrow().iwdg.expired(now) {
+                tracing::info!(target: "sim", "IWDG expired: chip reset");
+                self.reset(ResetKind::Watchdog);
+            } else if now >= target || now == start {
+                break;
+            }
         }
+    }
+
+    /// The earlier of `target` and the watchdog's expiry.
+    fn horizon(&self, target: u64) -> u64 {
+        let d = self.mcu.borrow().iwdg.deadline();
+        d.map_or(target, |d| d.min(target))
+    }
+
+    /// The IWDG is frozen only while the core is halted in debug with
+    /// DBGMCU_APB1_FZ.DBG_IWDG_STOP set (RM0090 38.16.4).
+    fn sync_watchdog(&mut self) {
+        const DBG_IWDG_STOP: u32 = 1 << 12;
+        let frozen = self.core.halted && self.dbg().dbgmcu_apb1_fz & DBG_IWDG_STOP != 0;
+        let mut m = self.mcu.borrow_mut();
+        let now = m.now();
+        m.iwdg.set_frozen(frozen, now);
     }
 
     /// Run up to `n` instructions (free-running catch-up).
@@ -375,22 +435,18 @@ impl Board {
     /// (only on a realtime board) with the host time since the last
     /// transaction while it runs freely.
     fn transaction(&mut self) {
-        let (d, _) = {
+        let d = {
             let mut m = self.mcu.borrow_mut();
             m.clock.counters.swd_transactions += 1;
             m.clock.counters.swd_bits += super::clock::SWD_BITS_PER_TRANSACTION;
-            (m.clock.swd_transaction_ps(), ())
+            m.clock.swd_transaction_ps()
         };
-        if self.running() {
-            if self.realtime {
-                let elapsed_ms = self.last_host.elapsed().as_micros() as u64 / 1000;
-                let n = (elapsed_ms * CATCH_UP_PER_MS).min(CATCH_UP_CAP);
-                self.run_instructions(n);
-            }
-            self.run_for(d);
-        } else {
-            self.mcu.borrow_mut().clock.idle(d);
+        if self.realtime && self.running() {
+            let elapsed_ms = self.last_host.elapsed().as_micros() as u64 / 1000;
+            let n = (elapsed_ms * CATCH_UP_PER_MS).min(CATCH_UP_CAP);
+            self.run_instructions(n);
         }
+        self.run_for(d);
         self.last_host = Instant::now();
         self.flush_if_due(false);
     }
@@ -666,7 +722,11 @@ impl Board {
                     }
                 }
             }
-            DebugAction::Reset { system } => self.reset(system),
+            DebugAction::Reset { system } => self.reset(if system {
+                ResetKind::Software
+            } else {
+                ResetKind::Core
+            }),
             DebugAction::WatchesChanged => {}
         }
         if addr == debug::VTOR {

@@ -223,9 +223,13 @@ impl Mcu {
     }
 
     /// System reset: peripherals to their reset values; memories, the
-    /// external chip and the clock are untouched.
-    pub fn reset_peripherals(&mut self) {
-        self.rcc.reset();
+    /// external chip and the clock are untouched. `csr_flags` are the
+    /// RCC_CSR reset flags it adds; `None` is a power-on reset.
+    pub fn reset_peripherals(&mut self, csr_flags: Option<u32>) {
+        match csr_flags {
+            Some(flags) => self.rcc.system_reset(flags),
+            None => self.rcc.reset(),
+        }
         for g in &mut self.gpio {
             g.reset();
         }
@@ -701,7 +705,7 @@ mod tests {
         m.spi[1].write(0, 1 << 3 | 1 << 2 | 1 << 6, !0, 0, &mut NoLink);
         assert_eq!(m.spi[0].frame_ps(), 8 * 4 * 1_000_000_000_000 / 84_000_000);
         assert_eq!(m.spi[1].frame_ps(), 8 * 4 * 1_000_000_000_000 / 42_000_000);
-        m.reset_peripherals();
+        m.reset_peripherals(None);
         assert_eq!(m.clock.cpu_hz(), 16_000_000);
     }
 

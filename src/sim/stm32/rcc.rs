@@ -115,6 +115,8 @@ const CSR_FLAGS: u32 = 0xFE00_0000;
 const CSR_RESET: u32 = 0x0E00_0000;
 /// CSR: software reset flag.
 pub const CSR_SFTRSTF: u32 = 1 << 28;
+/// CSR: independent watchdog reset flag.
+pub const CSR_IWDGRSTF: u32 = 1 << 29;
 /// CSR: pin reset flag.
 pub const CSR_PINRSTF: u32 = 1 << 26;
 const SSCGR_W: u32 = 0xCFFF_FFFF;
