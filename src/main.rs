@@ -53,6 +53,15 @@ struct ServeArgs {
     /// time and counters are the same on every run of the same job.
     #[arg(long, requires = "sim")]
     sim_realtime: bool,
+    /// Faults of the virtual board, comma-separated: stuck-busy,
+    /// wel-never-set, no-chip, protected, locked.
+    #[arg(long, value_name = "LIST", value_parser = extflash_gdb::sim::SimFault::parse_list, requires = "sim")]
+    sim_fault: Option<extflash_gdb::sim::Faults>,
+    /// How the virtual board is actually wired (a board file) [default: the
+    /// --board file]. --board stays what the server believes, so a
+    /// difference shows what wrong wiring looks like.
+    #[arg(long, value_name = "FILE", requires = "sim")]
+    sim_board: Option<PathBuf>,
     /// probe-rs target name [default: the board file's `chip`].
     #[arg(long)]
     chip: Option<String>,
@@ -109,12 +118,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         chip,
     };
     let source = if args.sim {
+        let wired = match &args.sim_board {
+            Some(path) => Board::from_file(path)?,
+            None => board.clone(),
+        };
         let sim = SimOptions {
             state_dir: args.sim_state.clone(),
             link: args.sim_link,
             realtime: args.sim_realtime,
+            faults: args.sim_fault.unwrap_or_default(),
         };
-        sim_source(sim, &board, attach)
+        sim_source(sim, &wired, attach)
     } else {
         probe_source(args.probe.clone(), attach)
     };
@@ -146,14 +160,16 @@ struct SimOptions {
     state_dir: Option<PathBuf>,
     link: extflash_gdb::sim::LinkProfile,
     realtime: bool,
+    faults: extflash_gdb::sim::Faults,
 }
 
-/// The virtual board, wired as the board file says (the sim supports any
-/// SPI1..3 and pins), so `--board FILE` exercises that wiring end to end.
-fn sim_source(sim: SimOptions, board: &Board, attach: AttachOptions) -> SessionSource {
+/// The virtual board, wired as `wired` says (the sim supports any SPI1..3
+/// and pins): the `--sim-board` file, or else the `--board` file, so
+/// `--board FILE` exercises that wiring end to end.
+fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionSource {
     use extflash_gdb::sim::{Pin, Wiring};
     let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
-    let wiring = board
+    let wiring = wired
         .external_flash
         .as_ref()
         .map(|e| Wiring {
@@ -171,6 +187,7 @@ fn sim_source(sim: SimOptions, board: &Board, attach: AttachOptions) -> SessionS
             wiring,
             link: sim.link,
             realtime: sim.realtime,
+            faults: sim.faults,
             ..Default::default()
         })?;
         let session = attach.attach(board.probe()).context("virtual board")?;

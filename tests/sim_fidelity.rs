@@ -445,3 +445,250 @@ fn iwdg_keeps_counting_while_debugger_started_code_runs_unless_it_refreshes() {
         "DBG_IWDG_STOP freezes only a halted core: running code must refresh"
     );
 }
+
+// ---- faults and wiring from the command line -----------------------------
+
+/// `extflash-gdb serve --sim --port 0 ARGS` with stderr captured; killed
+/// on drop.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let log = std::env::temp_dir().join(format!(
+            "sim-fidelity-{}-{}.log",
+            std::process::id(),
+            args.join("_").replace(['/', '.'], "")
+        ));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+            .args(["serve", "--sim", "--port", "0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn extflash-gdb");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("expected `listening on`, got {line:?}"))
+            .to_string();
+        Server { child, addr, log }
+    }
+
+    /// What the server logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Undo RSP run-length encoding (`X*n` repeats X n - 29 more times).
+fn decode_rle(data: &[u8]) -> String {
+    let mut out: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'*' && i + 1 < data.len() {
+            let last = *out.last().unwrap_or(&b'0');
+            out.extend(std::iter::repeat_n(last, data[i + 1] as usize - 29));
+            i += 2;
+        } else {
+            out.push(data[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A bare RSP client: acks on, every read bounded by a timeout.
+struct Rsp {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Rsp {
+    fn connect(addr: &str) -> Rsp {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        Rsp {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, payload: &str) {
+        use std::io::Write;
+        let sum = payload.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+        write!(self.stream, "${payload}#{sum:02x}").unwrap();
+    }
+
+    /// The next packet's payload (acks skipped, packet acked).
+    fn recv(&mut self) -> String {
+        use std::io::{Read, Write};
+        loop {
+            if let Some(start) = self.buf.iter().position(|&b| b == b'$') {
+                if let Some(end) = self.buf[start..].iter().position(|&b| b == b'#') {
+                    let end = start + end;
+                    if self.buf.len() >= end + 3 {
+                        let payload = decode_rle(&self.buf[start + 1..end]);
+                        self.buf.drain(..end + 3);
+                        self.stream.write_all(b"+").unwrap();
+                        return payload;
+                    }
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("reply within the timeout");
+            assert!(n > 0, "server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn ask(&mut self, payload: &str) -> String {
+        self.send(payload);
+        self.recv()
+    }
+
+    /// `monitor CMD`: the text of its `O` packets and the final reply.
+    fn monitor(&mut self, cmd: &str) -> (String, String) {
+        let hex: String = cmd.bytes().map(|b| format!("{b:02x}")).collect();
+        self.send(&format!("qRcmd,{hex}"));
+        let mut text = String::new();
+        loop {
+            let p = self.recv();
+            match p.strip_prefix('O') {
+                Some(h) if p != "OK" => {
+                    let bytes: Vec<u8> = (0..h.len() / 2)
+                        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+                        .collect();
+                    text.push_str(&String::from_utf8_lossy(&bytes));
+                }
+                _ => return (text, p),
+            }
+        }
+    }
+}
+
+const WIRED_SPI1: &str = "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)";
+const SPI3_BOARD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/memory-maps/stm32f407ve-w25q64jv-spi3.toml"
+);
+
+/// The window read and `monitor flash info` when no chip answers where the
+/// server believes it is wired.
+fn assert_no_chip_on_spi1(s: &Server) {
+    let mut c = Rsp::connect(&s.addr);
+    let (text, reply) = c.monitor("flash info");
+    assert_eq!(reply, "OK");
+    assert!(
+        text.contains(&format!(
+            "no SPI flash answers on {WIRED_SPI1}: check wiring and power"
+        )),
+        "{text}"
+    );
+    let m = c.ask("m90000000,4");
+    assert!(m.starts_with('E'), "window read: {m}");
+    assert!(s
+        .log()
+        .contains(&format!("no SPI flash answers on {WIRED_SPI1}")));
+    assert_eq!(c.ask("m20000000,4").len(), 8, "the session goes on");
+}
+
+#[test]
+fn serve_sim_fault_no_chip_window_read_is_an_error_naming_the_wiring() {
+    assert_no_chip_on_spi1(&Server::start(&["--sim-fault", "no-chip"]));
+}
+
+#[test]
+fn serve_sim_board_wired_differently_from_board_shows_the_wrong_wiring() {
+    // The chip sits on SPI3; the default --board says SPI1.
+    assert_no_chip_on_spi1(&Server::start(&["--sim-board", SPI3_BOARD]));
+    // Believing the right wiring finds it.
+    let s = Server::start(&["--sim-board", SPI3_BOARD, "--board", SPI3_BOARD]);
+    let (text, _) = Rsp::connect(&s.addr).monitor("flash info");
+    assert!(
+        text.contains("(JEDEC ID EF 40 17) on SPI3 (SCK PC10"),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_sim_fault_program_faults_fail_the_load_with_their_cause() {
+    for (fault, cause) in [
+        (
+            "protected",
+            "it is write-protected: run `monitor flash unprotect`",
+        ),
+        (
+            "stuck-busy",
+            "the chip stayed busy past its datasheet maximum (400 ms)",
+        ),
+        ("wel-never-set", "write enable (06h) did not set WEL"),
+    ] {
+        let s = Server::start(&["--sim-fault", fault]);
+        let mut c = Rsp::connect(&s.addr);
+        assert_eq!(c.ask("vFlashErase:90000000,1000"), "OK");
+        assert_eq!(c.ask("vFlashWrite:90000000:abcd"), "OK");
+        let done = c.ask("vFlashDone");
+        assert!(done.starts_with('E'), "{fault}: vFlashDone gave {done}");
+        let log = s.log();
+        assert!(
+            log.contains(&format!(
+                "erase (stub_erase) at 0x90000000 failed on {WIRED_SPI1}"
+            )) && log.contains(cause),
+            "{fault}: log lacks `{cause}`:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn serve_sim_fault_locked_protection_cannot_be_lifted() {
+    let s = Server::start(&["--sim-fault", "protected,locked"]);
+    let (text, _) = Rsp::connect(&s.addr).monitor("flash unprotect");
+    assert!(
+        text.contains("still protected: the status registers are locked (SRL)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_rejects_an_unknown_sim_fault() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+        .args([
+            "serve",
+            "--sim",
+            "--port",
+            "0",
+            "--sim-fault",
+            "no-chip,sparks",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown virtual-board fault `sparks`"),
+        "{err}"
+    );
+}

@@ -59,6 +59,82 @@ impl Default for SimConfig {
     }
 }
 
+/// A fault of the virtual board named on the command line (`--sim-fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimFault {
+    /// The W25Q64JV's BUSY never clears once a program/erase starts.
+    StuckBusy,
+    /// Write enable (06h) is accepted but WEL never sets.
+    WelNeverSet,
+    /// No chip answers on the SPI bus.
+    NoChip,
+    /// Every block write-protected at power-on (BP2-0 = 111).
+    Protected,
+    /// Status registers locked until power-off (SRL = 1).
+    Locked,
+}
+
+impl SimFault {
+    pub const ALL: [SimFault; 5] = [
+        Self::StuckBusy,
+        Self::WelNeverSet,
+        Self::NoChip,
+        Self::Protected,
+        Self::Locked,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StuckBusy => "stuck-busy",
+            Self::WelNeverSet => "wel-never-set",
+            Self::NoChip => "no-chip",
+            Self::Protected => "protected",
+            Self::Locked => "locked",
+        }
+    }
+
+    /// Add this fault to `faults`.
+    pub fn apply(self, faults: &mut Faults) {
+        match self {
+            Self::StuckBusy => faults.stuck_busy = true,
+            Self::WelNeverSet => faults.wel_never_sets = true,
+            Self::NoChip => faults.absent = true,
+            Self::Protected => faults.protected = true,
+            Self::Locked => faults.status_locked = true,
+        }
+    }
+
+    /// A comma-separated list (`stuck-busy,protected`) as chip faults.
+    pub fn parse_list(list: &str) -> Result<Faults, UnknownFault> {
+        let mut faults = Faults::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            name.parse::<SimFault>()?.apply(&mut faults);
+        }
+        Ok(faults)
+    }
+}
+
+impl std::str::FromStr for SimFault {
+    type Err = UnknownFault;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| UnknownFault {
+                name: s.to_string(),
+            })
+    }
+}
+
+/// `--sim-fault` named no known fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown virtual-board fault `{name}` (expected stuck-busy, wel-never-set, no-chip, protected or locked)"
+)]
+pub struct UnknownFault {
+    pub name: String,
+}
+
 /// Why a virtual board could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -66,6 +142,41 @@ pub enum SimError {
     Persist(#[from] PersistError),
     #[error(transparent)]
     Speed(#[from] link::UnsupportedSpeed),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_list_parses_every_name_and_rejects_unknown_ones() {
+        let f = SimFault::parse_list("stuck-busy, no-chip,protected").unwrap();
+        assert!(f.stuck_busy && f.absent && f.protected);
+        assert!(!f.wel_never_sets && !f.status_locked);
+        for fault in SimFault::ALL {
+            assert_eq!(fault.name().parse::<SimFault>(), Ok(fault));
+        }
+        assert_eq!(SimFault::parse_list("").unwrap(), Faults::default());
+        assert_eq!(
+            SimFault::parse_list("no-chip,busy").unwrap_err(),
+            UnknownFault {
+                name: "busy".into()
+            }
+        );
+    }
+
+    #[test]
+    fn protected_and_locked_set_bp_and_srl_at_power_on() {
+        let faults = SimFault::parse_list("protected,locked").unwrap();
+        let b = SimBoard::new(SimConfig {
+            faults,
+            ..Default::default()
+        })
+        .unwrap();
+        let sr = b.lock().mcu().chip.status_registers();
+        assert_eq!(sr[0] & 0x1C, 0x1C);
+        assert_eq!(sr[1] & 0x01, 0x01);
+    }
 }
 
 /// Names of the state files in `--sim-state DIR`.
@@ -98,6 +209,10 @@ impl SimBoard {
         };
         let mut chip = w25q64jv::W25q64jv::new(chip).with_jedec_id(config.jedec_id);
         chip.faults = config.faults;
+        if config.faults.protected || config.faults.status_locked {
+            let sr = config.faults.power_on_status(chip.status_registers());
+            chip.set_status_registers(sr);
+        }
         let mcu = mcu::Mcu::new(flash, chip, config.wiring, khz as u64 * 1000);
         let mut board = Board::new(mcu, files);
         board.set_link(config.link, config.realtime);

@@ -109,6 +109,26 @@ pub struct Faults {
     pub wel_never_sets: bool,
     /// No chip on the bus: MISO floats high and nothing happens.
     pub absent: bool,
+    /// At power-on BP2-0 = 111: every block is write-protected (volatile
+    /// status writes can lift it until power-off).
+    pub protected: bool,
+    /// At power-on SR2.SRL = 1: status registers refuse every write until
+    /// a power cycle (with `protected`, the chip cannot be unprotected).
+    pub status_locked: bool,
+}
+
+impl Faults {
+    /// Status registers at power-on under these faults.
+    pub fn power_on_status(&self, sr: [u8; 3]) -> [u8; 3] {
+        let mut sr = sr;
+        if self.protected {
+            sr[0] |= 0x1C;
+        }
+        if self.status_locked {
+            sr[1] |= SR2_SRL;
+        }
+        sr
+    }
 }
 
 /// Activity counters for tests and benchmarks.
