@@ -181,6 +181,10 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionS
             cs: pin(e.cs),
         })
         .unwrap_or_default();
+    // The board is built on the worker thread with the session; the
+    // per-connection summary reaches it through this slot.
+    let slot: Arc<std::sync::Mutex<Option<extflash_gdb::sim::SimBoard>>> = Default::default();
+    let summary_slot = slot.clone();
     SessionSource::new(move || {
         let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
             state_dir: sim.state_dir.clone(),
@@ -190,11 +194,21 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionS
             faults: sim.faults,
             ..Default::default()
         })?;
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(board.clone());
         let session = attach.attach(board.probe()).context("virtual board")?;
         Ok(OpenedSession {
             session,
             keep_alive: Some(Box::new(board)),
         })
+    })
+    .on_connection_end(move || {
+        if let Some(board) = summary_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            board.log_summary("GDB connection ended");
+        }
     })
 }
 // ---- end of the virtual-board part ----

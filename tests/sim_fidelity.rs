@@ -541,6 +541,12 @@ impl Rsp {
 
     /// The next packet's payload (acks skipped, packet acked).
     fn recv(&mut self) -> String {
+        self.try_recv()
+            .expect("a reply before the connection closes")
+    }
+
+    /// The next packet, or `None` if the connection closed or timed out.
+    fn try_recv(&mut self) -> Option<String> {
         use std::io::{Read, Write};
         loop {
             if let Some(start) = self.buf.iter().position(|&b| b == b'$') {
@@ -549,8 +555,8 @@ impl Rsp {
                     if self.buf.len() >= end + 3 {
                         let payload = decode_rle(&self.buf[start + 1..end]);
                         self.buf.drain(..end + 3);
-                        self.stream.write_all(b"+").unwrap();
-                        return payload;
+                        self.stream.write_all(b"+").ok()?;
+                        return Some(payload);
                     }
                 }
             }
@@ -691,4 +697,74 @@ fn serve_rejects_an_unknown_sim_fault() {
         err.contains("unknown virtual-board fault `sparks`"),
         "{err}"
     );
+}
+
+// ---- per-connection summary ----------------------------------------------
+
+#[test]
+fn summary_reports_what_happened_since_the_previous_one() {
+    let board = sim_support::board(SimConfig {
+        link: LinkProfile::StlinkV2,
+        ..Default::default()
+    });
+    let mut session = sim_support::attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_secs(1)).unwrap();
+    board.log_summary("before");
+    let mut buf = [0u32; 2048];
+    let cost = measure(&board, || core.read_32(0x2000_0000, &mut buf).unwrap());
+    let s = board.log_summary("read 8 KiB");
+    assert_eq!(s.link, LinkProfile::StlinkV2);
+    assert_eq!(s.counters.round_trips, 4);
+    assert_eq!(s.counters.swd_transactions, cost.transactions);
+    assert_eq!(s.virtual_ps, cost.ps);
+    let s = board.log_summary("nothing");
+    assert_eq!((s.virtual_ps, s.counters.round_trips), (0, 0));
+    let text = s.to_string();
+    for part in [
+        "link stlink-v2",
+        "virtual time",
+        "round trips",
+        "SWD transactions",
+        "instructions executed",
+        "skipped by fast-forward",
+        "SPI bytes",
+        "chip busy",
+    ] {
+        assert!(text.contains(part), "{text}");
+    }
+}
+
+#[test]
+fn serve_logs_one_sim_summary_line_per_gdb_connection() {
+    let s = Server::start(&["--sim-link", "cmsis-dap-v2"]);
+    {
+        let mut c = Rsp::connect(&s.addr);
+        assert_eq!(c.ask("m20000000,4").len(), 8);
+    }
+    // The worker serves connections in order: once a later connection is
+    // answered, the first one's summary has been logged. A connection made
+    // while the first is being torn down is refused (closed): retry.
+    let mut answered = false;
+    for _ in 0..50 {
+        let mut c = Rsp::connect(&s.addr);
+        c.send("m20000000,4");
+        if matches!(c.try_recv(), Some(r) if r.len() == 8) {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "the server accepts a second connection");
+    let log = s.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("GDB connection ended: link cmsis-dap-v2"))
+        .collect();
+    assert!(!lines.is_empty(), "{log}");
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("sim"),
+        "{}",
+        lines[0]
+    );
+    assert!(!lines[0].contains(" 0 round trips"), "{}", lines[0]);
 }

@@ -92,6 +92,36 @@ struct CoreState {
 const CATCH_UP_CAP: u64 = 40_000;
 const CATCH_UP_PER_MS: u64 = 2_000;
 
+/// What the board did between two summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub link: LinkProfile,
+    pub virtual_ps: u64,
+    pub counters: Counters,
+    pub chip_busy_ps: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.counters;
+        let ms = |ps: u64| ps as f64 / 1e9;
+        write!(
+            f,
+            "link {}, virtual time {:.3} ms, {} round trips ({:.3} ms), {} SWD transactions, \
+             {} instructions executed, {} skipped by fast-forward, {} SPI bytes, chip busy {:.3} ms",
+            self.link,
+            ms(self.virtual_ps),
+            c.round_trips,
+            ms(c.link_wait_ps),
+            c.swd_transactions,
+            c.instructions,
+            c.ff_instructions,
+            c.spi_bytes,
+            ms(self.chip_busy_ps)
+        )
+    }
+}
+
 pub struct Board {
     mcu: Rc<RefCell<Mcu>>,
     cpu: Box<dyn Cpu>,
@@ -109,6 +139,8 @@ pub struct Board {
     link: Link,
     /// Catch up with host time between transactions (interactive use only).
     realtime: bool,
+    /// Time, counters and chip BUSY time at the previous summary.
+    summary_base: (u64, Counters, u64),
 }
 
 // SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
@@ -155,6 +187,7 @@ impl Board {
             nrst: false,
             link: Link::new(LinkProfile::Ideal),
             realtime: false,
+            summary_base: (0, Counters::default(), 0),
         };
         board.power_on_reset();
         board
@@ -205,6 +238,24 @@ impl Board {
             m.clock.counters.link_wait_ps += ps;
         }
         self.run_for(ps);
+    }
+
+    /// What happened since the previous summary, logged as one line
+    /// (target `sim`, level info) headed by `what`.
+    pub fn summary(&mut self, what: &str) -> Summary {
+        let (t, c, busy) = {
+            let m = self.mcu.borrow();
+            (m.now(), m.clock.counters, m.chip.counters().busy_ps)
+        };
+        let (t0, c0, busy0) = std::mem::replace(&mut self.summary_base, (t, c, busy));
+        let s = Summary {
+            link: self.link.profile(),
+            virtual_ps: t - t0,
+            counters: c.since(&c0),
+            chip_busy_ps: busy - busy0,
+        };
+        tracing::info!(target: "sim", "{what}: {s}");
+        s
     }
 
     /// The AP register (bank | A[3:2]) an AP access at `addr` refers to.
@@ -765,6 +816,7 @@ impl Board {
 
 impl Drop for Board {
     fn drop(&mut self) {
+        self.summary("virtual board closed");
         if let Err(e) = self.flush() {
             tracing::error!(target: "sim", "{e}");
         }

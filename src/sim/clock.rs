@@ -59,6 +59,9 @@ pub struct Counters {
     pub round_trips: u64,
     /// Virtual time those round trips took.
     pub link_wait_ps: u64,
+    /// Instructions not emulated because the core provably waited (idle
+    /// fast-forward): the loop iterations jumped over.
+    pub ff_instructions: u64,
 }
 
 impl Counters {
@@ -74,6 +77,7 @@ impl Counters {
             skipped_ps: self.skipped_ps - earlier.skipped_ps,
             round_trips: self.round_trips - earlier.round_trips,
             link_wait_ps: self.link_wait_ps - earlier.link_wait_ps,
+            ff_instructions: self.ff_instructions - earlier.ff_instructions,
         }
     }
 }

@@ -18,7 +18,7 @@ pub mod w25q64jv;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use board::Board;
+pub use board::{Board, Summary};
 pub use link::LinkProfile;
 pub use mcu::{Pin, Wiring};
 pub use w25q64jv::Faults;
@@ -223,6 +223,14 @@ impl SimBoard {
     /// unusable: the state is still the last consistent one.
     pub fn lock(&self) -> MutexGuard<'_, Board> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Log one line (tracing target `sim`, level info) with what the board
+    /// did since the previous summary: link profile, virtual time, round
+    /// trips, SWD transactions, instructions executed and skipped by
+    /// fast-forward, SPI bytes, chip BUSY time. Returns the figures.
+    pub fn log_summary(&self, what: &str) -> Summary {
+        self.lock().summary(what)
     }
 
     /// A probe-rs probe attached to this board.

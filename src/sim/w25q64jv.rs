@@ -141,6 +141,9 @@ pub struct Counters {
     pub by_opcode: [u64; 256],
     /// Page-program data bytes that were applied to the array.
     pub bytes_programmed: u64,
+    /// BUSY time of the programs, erases and status writes started (their
+    /// datasheet durations; a stuck BUSY counts nothing).
+    pub busy_ps: u64,
     /// Bytes covered by erases that executed.
     pub bytes_erased: u64,
 }
@@ -151,6 +154,7 @@ impl Default for Counters {
             bytes_exchanged: 0,
             by_opcode: [0; 256],
             bytes_programmed: 0,
+            busy_ps: 0,
             bytes_erased: 0,
         }
     }
@@ -464,6 +468,7 @@ impl W25q64jv {
         let end = if self.faults.stuck_busy {
             u64::MAX
         } else {
+            self.counters.busy_ps = self.counters.busy_ps.saturating_add(duration);
             now.saturating_add(duration)
         };
         self.busy_end = Some(end);
