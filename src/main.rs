@@ -53,6 +53,10 @@ struct ServeArgs {
     /// time and counters are the same on every run of the same job.
     #[arg(long, requires = "sim")]
     sim_realtime: bool,
+    /// Emulate every iteration of the core's wait loops instead of jumping
+    /// over them (same results, slower on the host; for comparison).
+    #[arg(long, requires = "sim")]
+    sim_no_fast_forward: bool,
     /// Faults of the virtual board, comma-separated: stuck-busy,
     /// wel-never-set, no-chip, protected, locked.
     #[arg(long, value_name = "LIST", value_parser = extflash_gdb::sim::SimFault::parse_list, requires = "sim")]
@@ -126,6 +130,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             state_dir: args.sim_state.clone(),
             link: args.sim_link,
             realtime: args.sim_realtime,
+            fast_forward: !args.sim_no_fast_forward,
             faults: args.sim_fault.unwrap_or_default(),
         };
         sim_source(sim, &wired, attach)
@@ -160,6 +165,7 @@ struct SimOptions {
     state_dir: Option<PathBuf>,
     link: extflash_gdb::sim::LinkProfile,
     realtime: bool,
+    fast_forward: bool,
     faults: extflash_gdb::sim::Faults,
 }
 
@@ -191,6 +197,7 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionS
             wiring,
             link: sim.link,
             realtime: sim.realtime,
+            fast_forward: sim.fast_forward,
             faults: sim.faults,
             ..Default::default()
         })?;

@@ -92,6 +92,23 @@ struct CoreState {
 const CATCH_UP_CAP: u64 = 40_000;
 const CATCH_UP_PER_MS: u64 = 2_000;
 
+/// Registers that decide what a loop does next: r0-r12, SP, LR, xPSR.
+type LoopRegs = [u32; 16];
+
+/// A candidate wait loop: the state when the core was last at `head`.
+#[derive(Debug, Clone, Copy)]
+struct LoopWatch {
+    head: u32,
+    regs: LoopRegs,
+    writes: u64,
+    impure: u64,
+    instructions: u64,
+    cycles: u64,
+}
+
+/// Backward branches longer than this are not taken as loop heads.
+const MAX_LOOP_BYTES: u32 = 256;
+
 /// What the board did between two summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
@@ -141,6 +158,11 @@ pub struct Board {
     realtime: bool,
     /// Time, counters and chip BUSY time at the previous summary.
     summary_base: (u64, Counters, u64),
+    /// Jump over provable wait loops (idle fast-forward).
+    fast_forward: bool,
+    /// PC of the instruction executed last, and the loop being watched.
+    last_pc: u32,
+    watch: Option<LoopWatch>,
 }
 
 // SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
@@ -188,6 +210,9 @@ impl Board {
             link: Link::new(LinkProfile::Ideal),
             realtime: false,
             summary_base: (0, Counters::default(), 0),
+            fast_forward: true,
+            last_pc: 0,
+            watch: None,
         };
         board.power_on_reset();
         board
@@ -218,6 +243,12 @@ impl Board {
     pub fn set_link(&mut self, profile: LinkProfile, realtime: bool) {
         self.link = Link::new(profile);
         self.realtime = realtime;
+    }
+
+    /// Idle fast-forward on (the default) or off.
+    pub fn set_fast_forward(&mut self, on: bool) {
+        self.fast_forward = on;
+        self.watch = None;
     }
 
     pub fn link_profile(&self) -> LinkProfile {
@@ -313,6 +344,7 @@ impl Board {
             )
         };
         self.cpu.reset(sp, pc);
+        self.watch = None;
         self.core = CoreState {
             reset_st: true,
             ..CoreState::default()
@@ -437,7 +469,11 @@ impl Board {
             let start = self.now();
             self.sync_watchdog();
             let limit = self.horizon(target);
-            while self.now() < limit && self.step_one() {}
+            while self.now() < limit && self.step_one() {
+                if self.fast_forward {
+                    self.skip_wait_loop(limit);
+                }
+            }
             // A halt may have frozen the watchdog: its deadline moved.
             self.sync_watchdog();
             let now = self.now();
@@ -454,6 +490,68 @@ impl Board {
             } else if now >= target || now == start {
                 break;
             }
+        }
+    }
+
+    /// Idle fast-forward. A short backward branch makes its target a loop
+    /// head; when the core is back at the head with the same registers, no
+    /// CPU write and no read of a peripheral or the PPB in between, the
+    /// iteration was a fixed point: every further one is identical until
+    /// something outside the core changes memory, which only a debug-port
+    /// transaction can do here (no DMA, no interrupts). So whole iterations
+    /// up to `limit` (the next transaction or the watchdog's expiry) are
+    /// charged as CPU time without being emulated, and emulation resumes
+    /// for the last one: same end state and time as emulating them all.
+    fn skip_wait_loop(&mut self, limit: u64) {
+        let pc = self.cpu.read_reg(CoreReg::Pc);
+        let from = std::mem::replace(&mut self.last_pc, pc);
+        let at_head = self.watch.is_some_and(|w| w.head == pc);
+        // `b .` branches to itself.
+        let backward = pc <= from && from - pc <= MAX_LOOP_BYTES;
+        if !at_head && !backward {
+            return;
+        }
+        let here = self.loop_state(pc);
+        let Some(w) = self.watch.filter(|w| w.head == pc) else {
+            self.watch = Some(here);
+            return;
+        };
+        self.watch = Some(here);
+        if here.writes != w.writes || here.impure != w.impure || here.regs != w.regs {
+            return;
+        }
+        let (instructions, cycles) = (here.instructions - w.instructions, here.cycles - w.cycles);
+        if cycles == 0 || self.core.step_pending {
+            return;
+        }
+        let mut m = self.mcu.borrow_mut();
+        // Leave the last (partial) iteration to emulation.
+        let n = (m.clock.cycles_until(limit) / cycles).saturating_sub(1);
+        if n > 0 {
+            m.clock.fast_forward(n, instructions, cycles);
+            drop(m);
+            if let Some(w) = self.watch.as_mut() {
+                w.cycles += n * cycles;
+            }
+        }
+    }
+
+    fn loop_state(&self, head: u32) -> LoopWatch {
+        let mut regs = [0u32; 16];
+        for (i, r) in regs.iter_mut().enumerate().take(13) {
+            *r = self.cpu.read_reg(CoreReg::R(i as u8));
+        }
+        regs[13] = self.cpu.read_reg(CoreReg::Sp);
+        regs[14] = self.cpu.read_reg(CoreReg::Lr);
+        regs[15] = self.cpu.read_reg(CoreReg::Xpsr);
+        let m = self.mcu.borrow();
+        LoopWatch {
+            head,
+            regs,
+            writes: m.cpu_writes,
+            impure: m.impure_reads,
+            instructions: m.clock.counters.instructions,
+            cycles: m.clock.retired_cycles(),
         }
     }
 
@@ -682,6 +780,9 @@ impl Board {
     }
 
     pub fn debugger_write(&mut self, addr: u32, size: u32, value: u32) -> Result<(), Ack> {
+        // Memory or a register changed under the core: a loop seen so far
+        // proves nothing about the iterations to come.
+        self.watch = None;
         if addr < BUS_SIZE {
             return self
                 .mcu

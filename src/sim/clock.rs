@@ -26,6 +26,8 @@ pub struct Clock {
     seg_idle_ps: u64,
     /// Core clock cycles elapsed before the current segment (CYCCNT).
     cycles_before: u64,
+    /// Cycles retired by instructions, all segments.
+    retired: u64,
     /// SWD clock in Hz used to charge every transfer its bits.
     swd_hz: u64,
     pub counters: Counters,
@@ -95,6 +97,7 @@ impl Clock {
             seg_cycles: 0,
             seg_idle_ps: 0,
             cycles_before: 0,
+            retired: 0,
             swd_hz: swd_hz.max(1),
             counters: Counters::default(),
         }
@@ -139,8 +142,34 @@ impl Clock {
     pub fn retire(&mut self, cycles: u64) {
         let t0 = self.now();
         self.seg_cycles += cycles;
+        self.retired += cycles;
         self.counters.instructions += 1;
         self.counters.cpu_ps += self.now() - t0;
+    }
+
+    /// `iterations` repetitions of a provable wait loop of `instructions`
+    /// instructions and `cycles` core cycles each, not emulated: the time
+    /// is CPU time, exactly as if they had executed.
+    pub fn fast_forward(&mut self, iterations: u64, instructions: u64, cycles: u64) {
+        let t0 = self.now();
+        self.seg_cycles += iterations * cycles;
+        self.retired += iterations * cycles;
+        self.counters.ff_instructions += iterations * instructions;
+        self.counters.cpu_ps += self.now() - t0;
+    }
+
+    /// Core cycles retired by executed (or fast-forwarded) instructions.
+    pub fn retired_cycles(&self) -> u64 {
+        self.retired
+    }
+
+    /// Whole core cycles that still fit before virtual time `t`.
+    pub fn cycles_until(&self, t: u64) -> u64 {
+        let now = self.now();
+        if t <= now {
+            return 0;
+        }
+        ((t - now) as u128 * self.hz as u128 / PS_PER_S as u128) as u64
     }
 
     /// Time passing while the core does not execute.

@@ -163,6 +163,11 @@ pub struct Mcu {
     /// data watches are armed: CPU reads there are its fetch, which DWT data
     /// comparators never match (they watch data accesses only).
     pub fetch: Option<Range<u32>>,
+    /// CPU writes so far, and CPU reads whose value may depend on time or
+    /// have side effects (peripherals, the PPB): a loop that changes
+    /// neither count nor any register is a provable wait.
+    pub cpu_writes: u64,
+    pub impure_reads: u64,
     /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
     /// this records one requested by a peripheral path (none today).
     pub reset_requested: bool,
@@ -191,6 +196,8 @@ impl Mcu {
             watches: [None; 4],
             watch_hit: None,
             fetch: None,
+            cpu_writes: 0,
+            impure_reads: 0,
             reset_requested: false,
         };
         mcu.update_cs();
@@ -280,6 +287,9 @@ impl Mcu {
                 Ok(lane_read(word, a, size))
             }
             _ => {
+                if master == Master::Cpu {
+                    self.impure_reads += 1;
+                }
                 let (base, word) = self.read_periph(addr & !3, now).ok_or(fault)?;
                 let _ = base;
                 Ok(lane_read(word, addr, size))
@@ -301,6 +311,7 @@ impl Mcu {
         };
         if master == Master::Cpu {
             self.check_watch(addr, size, true);
+            self.cpu_writes += 1;
         }
         let now = self.now();
         match addr {
@@ -636,6 +647,7 @@ pub struct PpbPort {
 impl PpbPort {
     fn word(&mut self, offset: u32) -> MemoryReadResult<u32> {
         let addr = self.base.wrapping_add(offset & !3);
+        self.mcu.borrow_mut().impure_reads += 1;
         let m = self.mcu.borrow();
         let v = m
             .dbg
@@ -658,6 +670,7 @@ impl MemoryInterface for PpbPort {
     fn write_u32le(&mut self, address: u32, value: u32, _env: &mut Env) -> MemoryWriteResult {
         let addr = self.base.wrapping_add(address);
         let mut m = self.mcu.borrow_mut();
+        m.cpu_writes += 1;
         let t = m.cycle_time();
         m.dbg
             .write(addr, value, t)

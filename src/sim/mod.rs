@@ -39,6 +39,9 @@ pub struct SimConfig {
     /// free-running board for an interactive user). Off, the same job
     /// gives the same virtual time and counters on every run.
     pub realtime: bool,
+    /// Jump over provable wait loops instead of emulating every iteration
+    /// (same end state and virtual time).
+    pub fast_forward: bool,
     /// Wiring of the external flash.
     pub wiring: Wiring,
     pub jedec_id: [u8; 3],
@@ -52,6 +55,7 @@ impl Default for SimConfig {
             link: LinkProfile::Ideal,
             speed_khz: None,
             realtime: false,
+            fast_forward: true,
             wiring: Wiring::default(),
             jedec_id: w25q64jv::JEDEC_ID_IQ,
             faults: Faults::default(),
@@ -216,6 +220,7 @@ impl SimBoard {
         let mcu = mcu::Mcu::new(flash, chip, config.wiring, khz as u64 * 1000);
         let mut board = Board::new(mcu, files);
         board.set_link(config.link, config.realtime);
+        board.set_fast_forward(config.fast_forward);
         Ok(Self(Arc::new(Mutex::new(board))))
     }
 
