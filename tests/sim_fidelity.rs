@@ -861,3 +861,46 @@ fn fast_forward_stops_at_the_watchdog_expiry() {
     assert!(c_on.ff_instructions > 0);
     assert_eq!(on, off);
 }
+
+// ---- CRC unit ---------------------------------------------------------------
+
+/// GDB's `qCRC` over bytes: CRC-32, polynomial 0x04C11DB7, MSB first,
+/// init all ones (bit by bit, independent of the model).
+fn gdb_crc(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= (b as u32) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[test]
+fn crc_unit_gives_gdbs_qcrc_for_big_endian_words_once_clocked() {
+    const RCC_AHB1ENR: u64 = 0x4002_3830;
+    const CRC_DR: u64 = 0x4002_3000;
+    const CRC_CR: u64 = 0x4002_3008;
+    let board = sim_support::board(SimConfig::default());
+    let mut session = sim_support::attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_secs(1)).unwrap();
+    assert_eq!(core.read_word_32(CRC_DR).unwrap(), 0, "unclocked");
+    let en = core.read_word_32(RCC_AHB1ENR).unwrap();
+    core.write_word_32(RCC_AHB1ENR, en | 1 << 12).unwrap();
+    assert_eq!(core.read_word_32(CRC_DR).unwrap(), 0xFFFF_FFFF);
+
+    let data = sim_support::pattern(7, 256);
+    for w in data.chunks(4) {
+        core.write_word_32(CRC_DR, u32::from_be_bytes(w.try_into().unwrap()))
+            .unwrap();
+    }
+    assert_eq!(core.read_word_32(CRC_DR).unwrap(), gdb_crc(&data));
+    core.write_word_32(CRC_CR, 1).unwrap();
+    assert_eq!(core.read_word_32(CRC_DR).unwrap(), 0xFFFF_FFFF, "CR.RESET");
+}

@@ -15,6 +15,7 @@ use armagnac::memory::{
 
 use super::clock::{Clock, HSI_HZ};
 use super::debug::DebugRegs;
+use super::stm32::crc::Crc;
 use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
 use super::stm32::gpio::{GpioPort, PinMode};
 use super::stm32::iwdg::Iwdg;
@@ -33,6 +34,7 @@ pub const BUS_SIZE: u32 = 0xE000_0000;
 const SYSMEM: Range<u32> = 0x1FFF_0000..0x1FFF_7A10;
 const OPTION_BYTES: Range<u32> = 0x1FFF_C000..0x1FFF_C010;
 const IWDG_BASE: u32 = 0x4000_3000;
+const CRC_BASE: u32 = 0x4002_3000;
 const PWR_BASE: u32 = 0x4000_7000;
 const SPI_BASES: [u32; 3] = [0x4001_3000, 0x4000_3800, 0x4000_3C00];
 const GPIO_BASE: u32 = 0x4002_0000;
@@ -150,6 +152,7 @@ pub struct Mcu {
     pub gpio: [GpioPort; 5],
     pub spi: [Spi; 3],
     pub iwdg: Iwdg,
+    pub crc: Crc,
     pwr: [u32; 2],
     pub chip: W25q64jv,
     pub wiring: Wiring,
@@ -189,6 +192,7 @@ impl Mcu {
                 Spi::new(3, HSI_HZ),
             ],
             iwdg: Iwdg::new(),
+            crc: Crc::new(),
             pwr: [0; 2],
             chip,
             wiring,
@@ -245,6 +249,7 @@ impl Mcu {
         }
         self.flash.reset();
         self.iwdg.reset();
+        self.crc.reset();
         self.pwr = [0; 2];
         self.update_cs();
         self.apply_clocks();
@@ -366,6 +371,8 @@ impl Mcu {
         let off = addr & (PERIPH_BLOCK - 1);
         let word = match base {
             IWDG_BASE => self.iwdg.read(off, now),
+            CRC_BASE if self.rcc.crc_clock_enabled() => self.crc.read(off),
+            CRC_BASE => 0,
             PWR_BASE => *self.pwr.get((off / 4) as usize).unwrap_or(&0),
             RCC_BASE => self.rcc.read(off, now),
             FLASH_IF_BASE => {
@@ -417,6 +424,11 @@ impl Mcu {
         let off = addr & (PERIPH_BLOCK - 1);
         match base {
             IWDG_BASE => self.iwdg.write(off, value, mask, now),
+            CRC_BASE => {
+                if self.rcc.crc_clock_enabled() {
+                    self.crc.write(off, value, mask);
+                }
+            }
             PWR_BASE => {
                 if let Some(r) = self.pwr.get_mut((off / 4) as usize) {
                     *r = (*r & !mask) | (value & mask);
@@ -451,6 +463,9 @@ impl Mcu {
     }
 
     fn apply_peripheral_resets(&mut self) {
+        if self.rcc.crc_in_reset() {
+            self.crc.reset();
+        }
         for port in 0..5u8 {
             if self.rcc.gpio_in_reset(port) {
                 self.gpio[port as usize].reset();

@@ -391,6 +391,16 @@ impl Rcc {
         port < 9 && self.ahb1enr & (1 << port) != 0
     }
 
+    /// AHB1ENR.CRCEN.
+    pub fn crc_clock_enabled(&self) -> bool {
+        self.ahb1enr & (1 << 12) != 0
+    }
+
+    /// AHB1RSTR.CRCRST.
+    pub fn crc_in_reset(&self) -> bool {
+        self.ahb1rstr & (1 << 12) != 0
+    }
+
     /// AHB1RSTR GPIOxRST for port 0..=8.
     pub fn gpio_in_reset(&self, port: u8) -> bool {
         port < 9 && self.ahb1rstr & (1 << port) != 0
