@@ -163,6 +163,8 @@ pub struct Board {
     /// PC of the instruction executed last, and the loop being watched.
     last_pc: u32,
     watch: Option<LoopWatch>,
+    /// Set while `run_for` steps the core: how far a skip may go.
+    ff_limit: Option<u64>,
 }
 
 // SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
@@ -213,6 +215,7 @@ impl Board {
             fast_forward: true,
             last_pc: 0,
             watch: None,
+            ff_limit: None,
         };
         board.power_on_reset();
         board
@@ -392,6 +395,9 @@ impl Board {
             return false;
         }
         let pc = self.cpu.read_reg(CoreReg::Pc);
+        if let Some(limit) = self.ff_limit {
+            self.skip_wait_loop(pc, limit);
+        }
         if !self.breakpoints.is_empty() && self.breakpoints.contains(&pc) {
             self.halt(dfsr::BKPT);
             return false;
@@ -469,11 +475,9 @@ impl Board {
             let start = self.now();
             self.sync_watchdog();
             let limit = self.horizon(target);
-            while self.now() < limit && self.step_one() {
-                if self.fast_forward {
-                    self.skip_wait_loop(limit);
-                }
-            }
+            self.ff_limit = self.fast_forward.then_some(limit);
+            while self.now() < limit && self.step_one() {}
+            self.ff_limit = None;
             // A halt may have frozen the watchdog: its deadline moved.
             self.sync_watchdog();
             let now = self.now();
@@ -493,8 +497,8 @@ impl Board {
         }
     }
 
-    /// Idle fast-forward. A short backward branch makes its target a loop
-    /// head; when the core is back at the head with the same registers, no
+    /// Idle fast-forward, checked before the instruction at `pc` executes.
+    /// A short backward branch makes its target a loop head; when the core is back at the head with the same registers, no
     /// CPU write and no read of a peripheral or the PPB in between, the
     /// iteration was a fixed point: every further one is identical until
     /// something outside the core changes memory, which only a debug-port
@@ -502,8 +506,7 @@ impl Board {
     /// up to `limit` (the next transaction or the watchdog's expiry) are
     /// charged as CPU time without being emulated, and emulation resumes
     /// for the last one: same end state and time as emulating them all.
-    fn skip_wait_loop(&mut self, limit: u64) {
-        let pc = self.cpu.read_reg(CoreReg::Pc);
+    fn skip_wait_loop(&mut self, pc: u32, limit: u64) {
         let from = std::mem::replace(&mut self.last_pc, pc);
         let at_head = self.watch.is_some_and(|w| w.head == pc);
         // `b .` branches to itself.
