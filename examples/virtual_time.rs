@@ -103,14 +103,7 @@ impl fmt::Display for Figures {
 }
 
 fn delta(a: Counters, b: Counters) -> Counters {
-    Counters {
-        swd_transactions: b.swd_transactions - a.swd_transactions,
-        swd_bits: b.swd_bits - a.swd_bits,
-        ap_bytes: b.ap_bytes - a.ap_bytes,
-        instructions: b.instructions - a.instructions,
-        spi_bytes: b.spi_bytes - a.spi_bytes,
-        skipped_ps: b.skipped_ps - a.skipped_ps,
-    }
+    b.since(&a)
 }
 
 /// Measure `job` on `board`: host time, virtual time and counter deltas.

@@ -40,6 +40,33 @@ struct ServeArgs {
     /// Back the virtual board's flash with files in DIR (needs --sim).
     #[arg(long, value_name = "DIR", requires = "sim")]
     sim_state: Option<PathBuf>,
+    /// Probe link the virtual board charges its clock for: ideal,
+    /// stlink-v2 (a typical desk) or cmsis-dap-v2 (needs --sim).
+    #[arg(
+        long,
+        value_name = "PROFILE",
+        default_value = "stlink-v2",
+        requires = "sim"
+    )]
+    sim_link: extflash_gdb::sim::LinkProfile,
+    /// Let the virtual board's running core keep up with host time between
+    /// probe calls (an interactive, free-running board). Without it virtual
+    /// time and counters are the same on every run of the same job.
+    #[arg(long, requires = "sim")]
+    sim_realtime: bool,
+    /// Emulate every iteration of the core's wait loops instead of jumping
+    /// over them (same results, slower on the host; for comparison).
+    #[arg(long, requires = "sim")]
+    sim_no_fast_forward: bool,
+    /// Faults of the virtual board, comma-separated: stuck-busy,
+    /// wel-never-set, no-chip, protected, locked.
+    #[arg(long, value_name = "LIST", value_parser = extflash_gdb::sim::SimFault::parse_list, requires = "sim")]
+    sim_fault: Option<extflash_gdb::sim::Faults>,
+    /// How the virtual board is actually wired (a board file) [default: the
+    /// --board file]. --board stays what the server believes, so a
+    /// difference shows what wrong wiring looks like.
+    #[arg(long, value_name = "FILE", requires = "sim")]
+    sim_board: Option<PathBuf>,
     /// probe-rs target name [default: the board file's `chip`].
     #[arg(long)]
     chip: Option<String>,
@@ -96,7 +123,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         chip,
     };
     let source = if args.sim {
-        sim_source(args.sim_state.clone(), &board, attach)
+        let wired = match &args.sim_board {
+            Some(path) => Board::from_file(path)?,
+            None => board.clone(),
+        };
+        let sim = SimOptions {
+            state_dir: args.sim_state.clone(),
+            link: args.sim_link,
+            realtime: args.sim_realtime,
+            fast_forward: !args.sim_no_fast_forward,
+            faults: args.sim_fault.unwrap_or_default(),
+        };
+        sim_source(sim, &wired, attach)
     } else {
         probe_source(args.probe.clone(), attach)
     };
@@ -123,12 +161,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 // ---- The one place that knows about the virtual board (`--sim`). ----
-/// The virtual board, wired as the board file says (the sim supports any
-/// SPI1..3 and pins), so `--board FILE` exercises that wiring end to end.
-fn sim_source(state_dir: Option<PathBuf>, board: &Board, attach: AttachOptions) -> SessionSource {
+/// The `--sim-*` options.
+struct SimOptions {
+    state_dir: Option<PathBuf>,
+    link: extflash_gdb::sim::LinkProfile,
+    realtime: bool,
+    fast_forward: bool,
+    faults: extflash_gdb::sim::Faults,
+}
+
+/// The virtual board, wired as `wired` says (the sim supports any SPI1..3
+/// and pins): the `--sim-board` file, or else the `--board` file, so
+/// `--board FILE` exercises that wiring end to end.
+fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionSource {
     use extflash_gdb::sim::{Pin, Wiring};
     let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
-    let wiring = board
+    let wiring = wired
         .external_flash
         .as_ref()
         .map(|e| Wiring {
@@ -140,17 +188,35 @@ fn sim_source(state_dir: Option<PathBuf>, board: &Board, attach: AttachOptions) 
             cs: pin(e.cs),
         })
         .unwrap_or_default();
+    // The board is built on the worker thread with the session; the
+    // per-connection summary reaches it through this slot.
+    let slot: Arc<std::sync::Mutex<Option<extflash_gdb::sim::SimBoard>>> = Default::default();
+    let summary_slot = slot.clone();
     SessionSource::new(move || {
         let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
-            state_dir,
+            state_dir: sim.state_dir.clone(),
             wiring,
+            link: sim.link,
+            realtime: sim.realtime,
+            fast_forward: sim.fast_forward,
+            faults: sim.faults,
             ..Default::default()
         })?;
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(board.clone());
         let session = attach.attach(board.probe()).context("virtual board")?;
         Ok(OpenedSession {
             session,
             keep_alive: Some(Box::new(board)),
         })
+    })
+    .on_connection_end(move || {
+        if let Some(board) = summary_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            board.log_summary("GDB connection ended");
+        }
     })
 }
 // ---- end of the virtual-board part ----

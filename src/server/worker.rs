@@ -54,11 +54,25 @@ impl From<Session> for OpenedSession {
 
 /// Opens the probe-rs session on the worker thread. Real probes and `--sim`
 /// differ only in the opener; everything downstream is shared.
-pub struct SessionSource(pub Box<dyn FnOnce() -> anyhow::Result<OpenedSession> + Send>);
+pub struct SessionSource {
+    open: Box<dyn FnOnce() -> anyhow::Result<OpenedSession> + Send>,
+    /// Called on the worker thread after every GDB connection.
+    connection_ended: Option<Box<dyn FnMut() + Send>>,
+}
 
 impl SessionSource {
     pub fn new(f: impl FnOnce() -> anyhow::Result<OpenedSession> + Send + 'static) -> Self {
-        SessionSource(Box::new(f))
+        SessionSource {
+            open: Box::new(f),
+            connection_ended: None,
+        }
+    }
+
+    /// Run `f` after every GDB connection (the virtual board logs its
+    /// per-connection summary).
+    pub fn on_connection_end(mut self, f: impl FnMut() + Send + 'static) -> Self {
+        self.connection_ended = Some(Box::new(f));
+        self
     }
 }
 
@@ -105,7 +119,11 @@ impl ProbeWorker {
         let thread = std::thread::Builder::new()
             .name("probe-worker".into())
             .spawn(move || {
-                let opened = match (source.0)() {
+                let SessionSource {
+                    open,
+                    connection_ended,
+                } = source;
+                let opened = match open() {
                     Ok(o) => {
                         let _ = ready_tx.send(Ok(()));
                         o
@@ -115,7 +133,7 @@ impl ProbeWorker {
                         return Ok(());
                     }
                 };
-                let result = worker_main(opened, board, memory_map, events, rx);
+                let result = worker_main(opened, board, memory_map, events, rx, connection_ended);
                 if let Err(e) = &result {
                     tracing::error!("probe worker stopped: {e:#}");
                 }
@@ -178,6 +196,7 @@ fn worker_main(
     memory_map: Arc<str>,
     events: EventSink,
     rx: Receiver<ToWorker>,
+    mut connection_ended: Option<Box<dyn FnMut() + Send>>,
 ) -> anyhow::Result<()> {
     let OpenedSession {
         mut session,
@@ -200,6 +219,9 @@ fn worker_main(
                     _ => Ok(()),
                 };
                 session = target.into_session();
+                if let Some(f) = connection_ended.as_mut() {
+                    f();
+                }
                 match (outcome, after) {
                     (Outcome::Fault(f), _) | (_, Err(f)) => {
                         drop(session);

@@ -13,9 +13,35 @@ use std::time::Instant;
 use super::clock::{Clock, Counters};
 use super::cpu::{ArmagnacCpu, CoreReg, Cpu, StepOutcome};
 use super::debug::{self, dfsr, DebugAction, DebugRegs};
+use super::link::{DapOp, Link, LinkProfile};
 use super::mcu::{BusFault, Master, Mcu, PpbPort, BUS_SIZE};
 use super::persist::{BackingFile, PersistError};
 use std::cell::RefMut;
+
+/// What reset the chip; decides the RCC_CSR flags (RM0090 6.3.21: the
+/// reset pulse of a software or watchdog reset also drives NRST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetKind {
+    PowerOn,
+    Pin,
+    /// SYSRESETREQ.
+    Software,
+    Watchdog,
+    /// VECTRESET: the core only.
+    Core,
+}
+
+impl ResetKind {
+    fn csr_flags(self) -> Option<u32> {
+        use super::stm32::rcc::{CSR_IWDGRSTF, CSR_PINRSTF, CSR_SFTRSTF};
+        match self {
+            Self::PowerOn | Self::Core => None,
+            Self::Pin => Some(CSR_PINRSTF),
+            Self::Software => Some(CSR_SFTRSTF | CSR_PINRSTF),
+            Self::Watchdog => Some(CSR_IWDGRSTF | CSR_PINRSTF),
+        }
+    }
+}
 
 /// SWD acknowledge other than OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +92,53 @@ struct CoreState {
 const CATCH_UP_CAP: u64 = 40_000;
 const CATCH_UP_PER_MS: u64 = 2_000;
 
+/// Registers that decide what a loop does next: r0-r12, SP, LR, xPSR.
+type LoopRegs = [u32; 16];
+
+/// A candidate wait loop: the state when the core was last at `head`.
+#[derive(Debug, Clone, Copy)]
+struct LoopWatch {
+    head: u32,
+    regs: LoopRegs,
+    writes: u64,
+    impure: u64,
+    instructions: u64,
+    cycles: u64,
+}
+
+/// Backward branches longer than this are not taken as loop heads.
+const MAX_LOOP_BYTES: u32 = 256;
+
+/// What the board did between two summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub link: LinkProfile,
+    pub virtual_ps: u64,
+    pub counters: Counters,
+    pub chip_busy_ps: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.counters;
+        let ms = |ps: u64| ps as f64 / 1e9;
+        write!(
+            f,
+            "link {}, virtual time {:.3} ms, {} round trips ({:.3} ms), {} SWD transactions, \
+             {} instructions executed, {} skipped by fast-forward, {} SPI bytes, chip busy {:.3} ms",
+            self.link,
+            ms(self.virtual_ps),
+            c.round_trips,
+            ms(c.link_wait_ps),
+            c.swd_transactions,
+            c.instructions,
+            c.ff_instructions,
+            c.spi_bytes,
+            ms(self.chip_busy_ps)
+        )
+    }
+}
+
 pub struct Board {
     mcu: Rc<RefCell<Mcu>>,
     cpu: Box<dyn Cpu>,
@@ -80,6 +153,18 @@ pub struct Board {
     /// SCS registers that are plain storage here (NVIC, SysTick, SCB...).
     scs: std::collections::HashMap<u32, u32>,
     nrst: bool,
+    link: Link,
+    /// Catch up with host time between transactions (interactive use only).
+    realtime: bool,
+    /// Time, counters and chip BUSY time at the previous summary.
+    summary_base: (u64, Counters, u64),
+    /// Jump over provable wait loops (idle fast-forward).
+    fast_forward: bool,
+    /// PC of the instruction executed last, and the loop being watched.
+    last_pc: u32,
+    watch: Option<LoopWatch>,
+    /// Set while `run_for` steps the core: how far a skip may go.
+    ff_limit: Option<u64>,
 }
 
 // SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
@@ -124,6 +209,13 @@ impl Board {
             last_flush: Instant::now(),
             scs: Default::default(),
             nrst: false,
+            link: Link::new(LinkProfile::Ideal),
+            realtime: false,
+            summary_base: (0, Counters::default(), 0),
+            fast_forward: true,
+            last_pc: 0,
+            watch: None,
+            ff_limit: None,
         };
         board.power_on_reset();
         board
@@ -149,6 +241,62 @@ impl Board {
         self.mcu.borrow_mut().clock.set_swd_hz(hz);
     }
 
+    /// Charge the link profile's round trips for one probe call: the host
+    /// waits that long, and a running core keeps running meanwhile.
+    pub fn set_link(&mut self, profile: LinkProfile, realtime: bool) {
+        self.link = Link::new(profile);
+        self.realtime = realtime;
+    }
+
+    /// Idle fast-forward on (the default) or off.
+    pub fn set_fast_forward(&mut self, on: bool) {
+        self.fast_forward = on;
+        self.watch = None;
+    }
+
+    pub fn link_profile(&self) -> LinkProfile {
+        self.link.profile()
+    }
+
+    /// Account one `RawDapAccess` call before it executes: the round trips
+    /// it forces pass as virtual time, during which a running core runs.
+    pub fn charge_link(&mut self, op: DapOp) {
+        let trips = self.link.charge(op);
+        if trips == 0 {
+            return;
+        }
+        let ps = trips * self.link.profile().round_trip_ps();
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.clock.counters.round_trips += trips;
+            m.clock.counters.link_wait_ps += ps;
+        }
+        self.run_for(ps);
+    }
+
+    /// What happened since the previous summary, logged as one line
+    /// (target `sim`, level info) headed by `what`.
+    pub fn summary(&mut self, what: &str) -> Summary {
+        let (t, c, busy) = {
+            let m = self.mcu.borrow();
+            (m.now(), m.clock.counters, m.chip.counters().busy_ps)
+        };
+        let (t0, c0, busy0) = std::mem::replace(&mut self.summary_base, (t, c, busy));
+        let s = Summary {
+            link: self.link.profile(),
+            virtual_ps: t - t0,
+            counters: c.since(&c0),
+            chip_busy_ps: busy - busy0,
+        };
+        tracing::info!(target: "sim", "{what}: {s}");
+        s
+    }
+
+    /// The AP register (bank | A[3:2]) an AP access at `addr` refers to.
+    pub fn ap_reg(&self, addr: u8) -> u8 {
+        self.ap_register(addr).1
+    }
+
     pub fn is_halted(&self) -> bool {
         self.core.halted
     }
@@ -169,26 +317,26 @@ impl Board {
             self.nrst = true;
         } else if self.nrst {
             self.nrst = false;
-            self.reset(true);
+            self.reset(ResetKind::Pin);
         }
     }
 
     /// A pulse on nRESET.
     pub fn pin_reset(&mut self) {
-        self.reset(true);
+        self.reset(ResetKind::Pin);
     }
 
     fn power_on_reset(&mut self) {
         *self.dbg() = DebugRegs::default();
-        self.reset(true);
+        self.reset(ResetKind::PowerOn);
         self.core.reset_st = true;
     }
 
     /// SYSRESETREQ (`system`) or VECTRESET: the core restarts from the
     /// vector table; a system reset also resets the peripherals.
-    fn reset(&mut self, system: bool) {
-        if system {
-            self.mcu.borrow_mut().reset_peripherals();
+    fn reset(&mut self, kind: ResetKind) {
+        if kind != ResetKind::Core {
+            self.mcu.borrow_mut().reset_peripherals(kind.csr_flags());
             self.dbg().system_reset();
         }
         let (sp, pc) = {
@@ -199,6 +347,7 @@ impl Board {
             )
         };
         self.cpu.reset(sp, pc);
+        self.watch = None;
         self.core = CoreState {
             reset_st: true,
             ..CoreState::default()
@@ -246,15 +395,22 @@ impl Board {
             return false;
         }
         let pc = self.cpu.read_reg(CoreReg::Pc);
+        if let Some(limit) = self.ff_limit {
+            self.skip_wait_loop(pc, limit);
+        }
         if !self.breakpoints.is_empty() && self.breakpoints.contains(&pc) {
             self.halt(dfsr::BKPT);
             return false;
         }
         self.mark_fetch(pc);
         let outcome = self.cpu.step();
-        self.mcu.borrow_mut().fetch = None;
         let debugen = self.dbg().c_debugen;
-        self.mcu.borrow_mut().clock.retire();
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.fetch = None;
+            let cycles = m.fetch_cycles(pc);
+            m.clock.retire(cycles);
+        }
         self.core.retire_st = true;
         match outcome {
             StepOutcome::Retired => {}
@@ -270,7 +426,7 @@ impl Board {
             }
             StepOutcome::Sleep => self.core.sleeping = true,
             StepOutcome::ResetRequest => {
-                self.reset(true);
+                self.reset(ResetKind::Software);
                 return self.running();
             }
             StepOutcome::Fault(why) => {
@@ -310,14 +466,112 @@ impl Board {
         m.fetch = Some(pc..pc.wrapping_add(len));
     }
 
-    /// Let the core run for `ps` of virtual time (lockstep with SWD traffic).
+    /// Let `ps` of virtual time pass (lockstep with SWD traffic and USB
+    /// round trips): a running core executes meanwhile; the watchdog counts
+    /// and resets the chip when it runs out.
     fn run_for(&mut self, ps: u64) {
         let target = self.now().saturating_add(ps);
-        while self.now() < target && self.step_one() {}
-        let now = self.now();
-        if now < target {
-            self.mcu.borrow_mut().clock.idle(target - now);
+        loop {
+            let start = self.now();
+            self.sync_watchdog();
+            let limit = self.horizon(target);
+            self.ff_limit = self.fast_forward.then_some(limit);
+            while self.now() < limit && self.step_one() {}
+            self.ff_limit = None;
+            // A halt may have frozen the watchdog: its deadline moved.
+            self.sync_watchdog();
+            let now = self.now();
+            if !self.running() {
+                let limit = self.horizon(target);
+                if now < limit {
+                    self.mcu.borrow_mut().clock.idle(limit - now);
+                }
+            }
+            let now = self.now();
+            if self.mcu.borrow().iwdg.expired(now) {
+                tracing::info!(target: "sim", "IWDG expired: chip reset");
+                self.reset(ResetKind::Watchdog);
+            } else if now >= target || now == start {
+                break;
+            }
         }
+    }
+
+    /// Idle fast-forward, checked before the instruction at `pc` executes.
+    /// A short backward branch makes its target a loop head; when the core is back at the head with the same registers, no
+    /// CPU write and no read of a peripheral or the PPB in between, the
+    /// iteration was a fixed point: every further one is identical until
+    /// something outside the core changes memory, which only a debug-port
+    /// transaction can do here (no DMA, no interrupts). So whole iterations
+    /// up to `limit` (the next transaction or the watchdog's expiry) are
+    /// charged as CPU time without being emulated, and emulation resumes
+    /// for the last one: same end state and time as emulating them all.
+    fn skip_wait_loop(&mut self, pc: u32, limit: u64) {
+        let from = std::mem::replace(&mut self.last_pc, pc);
+        let at_head = self.watch.is_some_and(|w| w.head == pc);
+        // `b .` branches to itself.
+        let backward = pc <= from && from - pc <= MAX_LOOP_BYTES;
+        if !at_head && !backward {
+            return;
+        }
+        let here = self.loop_state(pc);
+        let Some(w) = self.watch.filter(|w| w.head == pc) else {
+            self.watch = Some(here);
+            return;
+        };
+        self.watch = Some(here);
+        if here.writes != w.writes || here.impure != w.impure || here.regs != w.regs {
+            return;
+        }
+        let (instructions, cycles) = (here.instructions - w.instructions, here.cycles - w.cycles);
+        if cycles == 0 || self.core.step_pending {
+            return;
+        }
+        let mut m = self.mcu.borrow_mut();
+        // Leave the last (partial) iteration to emulation.
+        let n = (m.clock.cycles_until(limit) / cycles).saturating_sub(1);
+        if n > 0 {
+            m.clock.fast_forward(n, instructions, cycles);
+            drop(m);
+            if let Some(w) = self.watch.as_mut() {
+                w.cycles += n * cycles;
+            }
+        }
+    }
+
+    fn loop_state(&self, head: u32) -> LoopWatch {
+        let mut regs = [0u32; 16];
+        for (i, r) in regs.iter_mut().enumerate().take(13) {
+            *r = self.cpu.read_reg(CoreReg::R(i as u8));
+        }
+        regs[13] = self.cpu.read_reg(CoreReg::Sp);
+        regs[14] = self.cpu.read_reg(CoreReg::Lr);
+        regs[15] = self.cpu.read_reg(CoreReg::Xpsr);
+        let m = self.mcu.borrow();
+        LoopWatch {
+            head,
+            regs,
+            writes: m.cpu_writes,
+            impure: m.impure_reads,
+            instructions: m.clock.counters.instructions,
+            cycles: m.clock.retired_cycles(),
+        }
+    }
+
+    /// The earlier of `target` and the watchdog's expiry.
+    fn horizon(&self, target: u64) -> u64 {
+        let d = self.mcu.borrow().iwdg.deadline();
+        d.map_or(target, |d| d.min(target))
+    }
+
+    /// The IWDG is frozen only while the core is halted in debug with
+    /// DBGMCU_APB1_FZ.DBG_IWDG_STOP set (RM0090 38.16.4).
+    fn sync_watchdog(&mut self) {
+        const DBG_IWDG_STOP: u32 = 1 << 12;
+        let frozen = self.core.halted && self.dbg().dbgmcu_apb1_fz & DBG_IWDG_STOP != 0;
+        let mut m = self.mcu.borrow_mut();
+        let now = m.now();
+        m.iwdg.set_frozen(frozen, now);
     }
 
     /// Run up to `n` instructions (free-running catch-up).
@@ -330,22 +584,21 @@ impl Board {
     }
 
     /// Charge one SWD transaction: the core advances with the wire time, and
-    /// with the host time since the last transaction while it runs freely.
+    /// (only on a realtime board) with the host time since the last
+    /// transaction while it runs freely.
     fn transaction(&mut self) {
-        let (d, _) = {
+        let d = {
             let mut m = self.mcu.borrow_mut();
             m.clock.counters.swd_transactions += 1;
             m.clock.counters.swd_bits += super::clock::SWD_BITS_PER_TRANSACTION;
-            (m.clock.swd_transaction_ps(), ())
+            m.clock.swd_transaction_ps()
         };
-        if self.running() {
+        if self.realtime && self.running() {
             let elapsed_ms = self.last_host.elapsed().as_micros() as u64 / 1000;
             let n = (elapsed_ms * CATCH_UP_PER_MS).min(CATCH_UP_CAP);
             self.run_instructions(n);
-            self.run_for(d);
-        } else {
-            self.mcu.borrow_mut().clock.idle(d);
         }
+        self.run_for(d);
         self.last_host = Instant::now();
         self.flush_if_due(false);
     }
@@ -530,6 +783,9 @@ impl Board {
     }
 
     pub fn debugger_write(&mut self, addr: u32, size: u32, value: u32) -> Result<(), Ack> {
+        // Memory or a register changed under the core: a loop seen so far
+        // proves nothing about the iterations to come.
+        self.watch = None;
         if addr < BUS_SIZE {
             return self
                 .mcu
@@ -621,7 +877,11 @@ impl Board {
                     }
                 }
             }
-            DebugAction::Reset { system } => self.reset(system),
+            DebugAction::Reset { system } => self.reset(if system {
+                ResetKind::Software
+            } else {
+                ResetKind::Core
+            }),
             DebugAction::WatchesChanged => {}
         }
         if addr == debug::VTOR {
@@ -660,6 +920,7 @@ impl Board {
 
 impl Drop for Board {
     fn drop(&mut self) {
+        self.summary("virtual board closed");
         if let Err(e) = self.flush() {
             tracing::error!(target: "sim", "{e}");
         }

@@ -1,25 +1,42 @@
 //! Virtual time and activity counters of the virtual board.
 //!
-//! Owns nothing but numbers: the CPU cycle count (168 MHz), the time spent
-//! with the core not executing (SWD traffic while halted, BUSY periods the
-//! board jumped over), and counters that benchmarks report next to the time.
+//! Owns nothing but numbers: CPU cycles at the current core clock (which
+//! RCC sets), the time spent with the core not executing (SWD traffic while
+//! halted, USB round trips, BUSY periods the board jumped over), and
+//! counters that benchmarks report next to the time.
 
-/// CPU core clock of the STM32F407 at full speed.
+/// Highest core clock of the STM32F407 (PLL from the 8 MHz HSE).
 pub const CPU_HZ: u64 = 168_000_000;
+/// Core clock after reset: the 16 MHz HSI (RM0090 6.2.2).
+pub const HSI_HZ: u64 = 16_000_000;
 /// Picoseconds in one second.
 pub const PS_PER_S: u64 = 1_000_000_000_000;
 
-/// Board clock in picoseconds: `idle_ps + cycles / CPU_HZ`.
+/// Board clock in picoseconds.
 ///
-/// Computing time from the cycle total (rather than adding a rounded
-/// per-cycle period) keeps it free of drift.
-#[derive(Debug, Default, Clone)]
+/// Time is kept per segment of constant core clock:
+/// `seg_start_ps + seg_idle_ps + seg_cycles / hz`. Computing time from the
+/// segment's cycle total (rather than adding a rounded per-cycle period)
+/// keeps it free of drift.
+#[derive(Debug, Clone)]
 pub struct Clock {
-    cycles: u64,
-    idle_ps: u64,
+    hz: u64,
+    seg_start_ps: u64,
+    seg_cycles: u64,
+    seg_idle_ps: u64,
+    /// Core clock cycles elapsed before the current segment (CYCCNT).
+    cycles_before: u64,
+    /// Cycles retired by instructions, all segments.
+    retired: u64,
     /// SWD clock in Hz used to charge every transfer its bits.
     swd_hz: u64,
     pub counters: Counters,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new(4_000_000)
+    }
 }
 
 /// What happened on the board, for benchmarks and tests.
@@ -33,10 +50,38 @@ pub struct Counters {
     pub ap_bytes: u64,
     /// Instructions the CPU executed.
     pub instructions: u64,
+    /// Virtual time the CPU spent executing them (at the core clock of the
+    /// moment, flash wait states included).
+    pub cpu_ps: u64,
     /// Bytes exchanged on the external flash's SPI bus.
     pub spi_bytes: u64,
     /// Time skipped over BUSY periods instead of emulating the poll loop.
     pub skipped_ps: u64,
+    /// USB round trips the link profile charged.
+    pub round_trips: u64,
+    /// Virtual time those round trips took.
+    pub link_wait_ps: u64,
+    /// Instructions not emulated because the core provably waited (idle
+    /// fast-forward): the loop iterations jumped over.
+    pub ff_instructions: u64,
+}
+
+impl Counters {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            swd_transactions: self.swd_transactions - earlier.swd_transactions,
+            swd_bits: self.swd_bits - earlier.swd_bits,
+            ap_bytes: self.ap_bytes - earlier.ap_bytes,
+            instructions: self.instructions - earlier.instructions,
+            cpu_ps: self.cpu_ps - earlier.cpu_ps,
+            spi_bytes: self.spi_bytes - earlier.spi_bytes,
+            skipped_ps: self.skipped_ps - earlier.skipped_ps,
+            round_trips: self.round_trips - earlier.round_trips,
+            link_wait_ps: self.link_wait_ps - earlier.link_wait_ps,
+            ff_instructions: self.ff_instructions - earlier.ff_instructions,
+        }
+    }
 }
 
 /// Bits of one SWD transaction: 8 request + 1 turnaround + 3 ack +
@@ -47,30 +92,89 @@ pub const SWD_BITS_PER_TRANSACTION: u64 = 8 + 1 + 3 + 1 + 32 + 1 + 8;
 impl Clock {
     pub fn new(swd_hz: u64) -> Self {
         Self {
+            hz: HSI_HZ,
+            seg_start_ps: 0,
+            seg_cycles: 0,
+            seg_idle_ps: 0,
+            cycles_before: 0,
+            retired: 0,
             swd_hz: swd_hz.max(1),
-            ..Self::default()
+            counters: Counters::default(),
         }
     }
 
     /// Current virtual time in picoseconds.
     pub fn now(&self) -> u64 {
-        let cpu_ps = (self.cycles as u128 * PS_PER_S as u128 / CPU_HZ as u128) as u64;
-        self.idle_ps.saturating_add(cpu_ps)
+        let cpu_ps = (self.seg_cycles as u128 * PS_PER_S as u128 / self.hz as u128) as u64;
+        self.seg_start_ps
+            .saturating_add(self.seg_idle_ps)
+            .saturating_add(cpu_ps)
     }
 
-    pub fn cycles(&self) -> u64 {
-        self.cycles
+    /// Core clock (HCLK) in Hz.
+    pub fn cpu_hz(&self) -> u64 {
+        self.hz
     }
 
-    /// One instruction retired (armagnac charges one cycle per instruction).
-    pub fn retire(&mut self) {
-        self.cycles += 1;
+    /// Switch the core clock (an RCC change); time so far is kept.
+    pub fn set_cpu_hz(&mut self, hz: u64) {
+        let hz = hz.max(1);
+        if hz == self.hz {
+            return;
+        }
+        let now = self.now();
+        self.cycles_before = self.core_cycles();
+        self.seg_start_ps = now;
+        self.seg_cycles = 0;
+        self.seg_idle_ps = 0;
+        self.hz = hz;
+    }
+
+    /// Core clock cycles elapsed in virtual time, idle time included: what
+    /// DWT CYCCNT counts.
+    pub fn core_cycles(&self) -> u64 {
+        let ps = self.now() - self.seg_start_ps;
+        self.cycles_before + (ps as u128 * self.hz as u128 / PS_PER_S as u128) as u64
+    }
+
+    /// One instruction retired, taking `cycles` core clock cycles (1, plus
+    /// flash wait states when fetched without the ART accelerator).
+    pub fn retire(&mut self, cycles: u64) {
+        let t0 = self.now();
+        self.seg_cycles += cycles;
+        self.retired += cycles;
         self.counters.instructions += 1;
+        self.counters.cpu_ps += self.now() - t0;
+    }
+
+    /// `iterations` repetitions of a provable wait loop of `instructions`
+    /// instructions and `cycles` core cycles each, not emulated: the time
+    /// is CPU time, exactly as if they had executed.
+    pub fn fast_forward(&mut self, iterations: u64, instructions: u64, cycles: u64) {
+        let t0 = self.now();
+        self.seg_cycles += iterations * cycles;
+        self.retired += iterations * cycles;
+        self.counters.ff_instructions += iterations * instructions;
+        self.counters.cpu_ps += self.now() - t0;
+    }
+
+    /// Core cycles retired by executed (or fast-forwarded) instructions.
+    pub fn retired_cycles(&self) -> u64 {
+        self.retired
+    }
+
+    /// Whole core cycles that still fit before virtual time `t`.
+    pub fn cycles_until(&self, t: u64) -> u64 {
+        let now = self.now();
+        if t <= now {
+            return 0;
+        }
+        ((t - now) as u128 * self.hz as u128 / PS_PER_S as u128) as u64
     }
 
     /// Time passing while the core does not execute.
     pub fn idle(&mut self, ps: u64) {
-        self.idle_ps = self.idle_ps.saturating_add(ps);
+        self.seg_idle_ps = self.seg_idle_ps.saturating_add(ps);
     }
 
     /// Jump forward to `t` (a BUSY end) instead of emulating a poll loop.
@@ -95,9 +199,9 @@ impl Clock {
         SWD_BITS_PER_TRANSACTION * PS_PER_S / self.swd_hz
     }
 
-    /// CPU cycles that fit in `ps`.
-    pub fn cycles_in(ps: u64) -> u64 {
-        (ps as u128 * CPU_HZ as u128 / PS_PER_S as u128) as u64
+    /// Duration of `cycles` core clock cycles at the current core clock.
+    pub fn cycles_ps(&self, cycles: u64) -> u64 {
+        (cycles as u128 * PS_PER_S as u128 / self.hz as u128) as u64
     }
 }
 
@@ -108,10 +212,33 @@ mod tests {
     #[test]
     fn clock_counts_cpu_cycles_without_drift() {
         let mut c = Clock::new(4_000_000);
+        c.set_cpu_hz(CPU_HZ);
         for _ in 0..168_000_000u64 / 1000 {
-            c.retire();
+            c.retire(1);
         }
         assert_eq!(c.now(), PS_PER_S / 1000);
+        assert_eq!(c.counters.cpu_ps, PS_PER_S / 1000);
+    }
+
+    #[test]
+    fn core_clock_starts_on_hsi_and_a_switch_keeps_time_and_cycles() {
+        let mut c = Clock::new(4_000_000);
+        assert_eq!(c.cpu_hz(), HSI_HZ);
+        for _ in 0..16_000 {
+            c.retire(1);
+        }
+        assert_eq!(c.now(), PS_PER_S / 1000, "16,000 cycles at 16 MHz = 1 ms");
+        c.set_cpu_hz(CPU_HZ);
+        assert_eq!(c.now(), PS_PER_S / 1000);
+        assert_eq!(c.core_cycles(), 16_000);
+        c.retire(168);
+        assert_eq!(c.now(), PS_PER_S / 1000 + PS_PER_S / 1_000_000);
+        c.idle(PS_PER_S / 1_000_000);
+        assert_eq!(
+            c.core_cycles(),
+            16_000 + 2 * 168,
+            "idle time counts core cycles"
+        );
     }
 
     #[test]

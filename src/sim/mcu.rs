@@ -13,8 +13,9 @@ use armagnac::memory::{
     Env, MemoryAccessError, MemoryInterface, MemoryReadResult, MemoryWriteResult,
 };
 
-use super::clock::Clock;
+use super::clock::{Clock, HSI_HZ};
 use super::debug::DebugRegs;
+use super::stm32::crc::Crc;
 use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
 use super::stm32::gpio::{GpioPort, PinMode};
 use super::stm32::iwdg::Iwdg;
@@ -33,16 +34,13 @@ pub const BUS_SIZE: u32 = 0xE000_0000;
 const SYSMEM: Range<u32> = 0x1FFF_0000..0x1FFF_7A10;
 const OPTION_BYTES: Range<u32> = 0x1FFF_C000..0x1FFF_C010;
 const IWDG_BASE: u32 = 0x4000_3000;
+const CRC_BASE: u32 = 0x4002_3000;
 const PWR_BASE: u32 = 0x4000_7000;
 const SPI_BASES: [u32; 3] = [0x4001_3000, 0x4000_3800, 0x4000_3C00];
 const GPIO_BASE: u32 = 0x4002_0000;
 const RCC_BASE: u32 = 0x4002_3800;
 const FLASH_IF_BASE: u32 = 0x4002_3C00;
 const PERIPH_BLOCK: u32 = 0x400;
-
-/// APB2 (SPI1) and APB1 (SPI2/3) clocks at the maximum system clock.
-const APB2_HZ: u64 = 84_000_000;
-const APB1_HZ: u64 = 42_000_000;
 
 /// The longest a single status poll may advance the clock while the
 /// external flash or the FLASH controller is busy.
@@ -154,6 +152,7 @@ pub struct Mcu {
     pub gpio: [GpioPort; 5],
     pub spi: [Spi; 3],
     pub iwdg: Iwdg,
+    pub crc: Crc,
     pwr: [u32; 2],
     pub chip: W25q64jv,
     pub wiring: Wiring,
@@ -167,6 +166,11 @@ pub struct Mcu {
     /// data watches are armed: CPU reads there are its fetch, which DWT data
     /// comparators never match (they watch data accesses only).
     pub fetch: Option<Range<u32>>,
+    /// CPU writes so far, and CPU reads whose value may depend on time or
+    /// have side effects (peripherals, the PPB): a loop that changes
+    /// neither count nor any register is a provable wait.
+    pub cpu_writes: u64,
+    pub impure_reads: u64,
     /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
     /// this records one requested by a peripheral path (none today).
     pub reset_requested: bool,
@@ -183,11 +187,12 @@ impl Mcu {
             rcc: Rcc::new(),
             gpio: [0, 1, 2, 3, 4].map(GpioPort::new),
             spi: [
-                Spi::new(1, APB2_HZ),
-                Spi::new(2, APB1_HZ),
-                Spi::new(3, APB1_HZ),
+                Spi::new(1, HSI_HZ),
+                Spi::new(2, HSI_HZ),
+                Spi::new(3, HSI_HZ),
             ],
             iwdg: Iwdg::new(),
+            crc: Crc::new(),
             pwr: [0; 2],
             chip,
             wiring,
@@ -195,16 +200,47 @@ impl Mcu {
             watches: [None; 4],
             watch_hit: None,
             fetch: None,
+            cpu_writes: 0,
+            impure_reads: 0,
             reset_requested: false,
         };
         mcu.update_cs();
+        mcu.apply_clocks();
         mcu
     }
 
+    /// Make the core clock and the APB clocks follow RCC (after a write to
+    /// RCC or a reset).
+    fn apply_clocks(&mut self) {
+        self.clock.set_cpu_hz(self.rcc.hclk_hz());
+        let (p1, p2) = (self.rcc.pclk1_hz(), self.rcc.pclk2_hz());
+        self.spi[0].set_pclk(p2);
+        self.spi[1].set_pclk(p1);
+        self.spi[2].set_pclk(p1);
+    }
+
+    /// Core clock cycles the instruction at `pc` takes: 1, plus FLASH_ACR
+    /// LATENCY wait states when it is fetched from flash with neither the
+    /// prefetch buffer nor the instruction cache on (with either, the ART
+    /// accelerator is taken to hide them).
+    pub fn fetch_cycles(&self, pc: u32) -> u64 {
+        let from_flash = pc < 0x0010_0000 || (FLASH_BASE..FLASH_BASE + 0x0010_0000).contains(&pc);
+        let acr = self.flash.acr();
+        if from_flash && acr & (3 << 8) == 0 {
+            1 + (acr & 7) as u64
+        } else {
+            1
+        }
+    }
+
     /// System reset: peripherals to their reset values; memories, the
-    /// external chip and the clock are untouched.
-    pub fn reset_peripherals(&mut self) {
-        self.rcc.reset();
+    /// external chip and the clock are untouched. `csr_flags` are the
+    /// RCC_CSR reset flags it adds; `None` is a power-on reset.
+    pub fn reset_peripherals(&mut self, csr_flags: Option<u32>) {
+        match csr_flags {
+            Some(flags) => self.rcc.system_reset(flags),
+            None => self.rcc.reset(),
+        }
         for g in &mut self.gpio {
             g.reset();
         }
@@ -213,8 +249,10 @@ impl Mcu {
         }
         self.flash.reset();
         self.iwdg.reset();
+        self.crc.reset();
         self.pwr = [0; 2];
         self.update_cs();
+        self.apply_clocks();
     }
 
     pub fn now(&self) -> u64 {
@@ -224,7 +262,7 @@ impl Mcu {
     /// CPU cycles elapsed in virtual time, skipped BUSY periods included:
     /// what DWT CYCCNT counts.
     pub fn cycle_time(&self) -> u64 {
-        Clock::cycles_in(self.clock.now())
+        self.clock.core_cycles()
     }
 
     /// Read `size` bytes (1, 2 or 4, naturally aligned) as a little-endian value.
@@ -254,6 +292,9 @@ impl Mcu {
                 Ok(lane_read(word, a, size))
             }
             _ => {
+                if master == Master::Cpu {
+                    self.impure_reads += 1;
+                }
                 let (base, word) = self.read_periph(addr & !3, now).ok_or(fault)?;
                 let _ = base;
                 Ok(lane_read(word, addr, size))
@@ -275,6 +316,7 @@ impl Mcu {
         };
         if master == Master::Cpu {
             self.check_watch(addr, size, true);
+            self.cpu_writes += 1;
         }
         let now = self.now();
         match addr {
@@ -329,6 +371,8 @@ impl Mcu {
         let off = addr & (PERIPH_BLOCK - 1);
         let word = match base {
             IWDG_BASE => self.iwdg.read(off, now),
+            CRC_BASE if self.rcc.crc_clock_enabled() => self.crc.read(off),
+            CRC_BASE => 0,
             PWR_BASE => *self.pwr.get((off / 4) as usize).unwrap_or(&0),
             RCC_BASE => self.rcc.read(off, now),
             FLASH_IF_BASE => {
@@ -380,6 +424,11 @@ impl Mcu {
         let off = addr & (PERIPH_BLOCK - 1);
         match base {
             IWDG_BASE => self.iwdg.write(off, value, mask, now),
+            CRC_BASE => {
+                if self.rcc.crc_clock_enabled() {
+                    self.crc.write(off, value, mask);
+                }
+            }
             PWR_BASE => {
                 if let Some(r) = self.pwr.get_mut((off / 4) as usize) {
                     *r = (*r & !mask) | (value & mask);
@@ -389,6 +438,7 @@ impl Mcu {
                 self.rcc.write(off, value, mask, now);
                 self.apply_peripheral_resets();
                 self.update_cs();
+                self.apply_clocks();
             }
             FLASH_IF_BASE => self.flash.write(off, value, mask, now),
             b if (GPIO_BASE..GPIO_BASE + 5 * PERIPH_BLOCK).contains(&b) => {
@@ -413,6 +463,9 @@ impl Mcu {
     }
 
     fn apply_peripheral_resets(&mut self) {
+        if self.rcc.crc_in_reset() {
+            self.crc.reset();
+        }
         for port in 0..5u8 {
             if self.rcc.gpio_in_reset(port) {
                 self.gpio[port as usize].reset();
@@ -609,6 +662,7 @@ pub struct PpbPort {
 impl PpbPort {
     fn word(&mut self, offset: u32) -> MemoryReadResult<u32> {
         let addr = self.base.wrapping_add(offset & !3);
+        self.mcu.borrow_mut().impure_reads += 1;
         let m = self.mcu.borrow();
         let v = m
             .dbg
@@ -631,6 +685,7 @@ impl MemoryInterface for PpbPort {
     fn write_u32le(&mut self, address: u32, value: u32, _env: &mut Env) -> MemoryWriteResult {
         let addr = self.base.wrapping_add(address);
         let mut m = self.mcu.borrow_mut();
+        m.cpu_writes += 1;
         let t = m.cycle_time();
         m.dbg
             .write(addr, value, t)
@@ -639,5 +694,57 @@ impl MemoryInterface for PpbPort {
     }
     fn size(&self) -> u32 {
         self.size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mcu() -> Mcu {
+        let chip = W25q64jv::new(vec![0xFF; super::super::w25q64jv::SIZE]);
+        Mcu::new(vec![0xFF; FLASH_SIZE], chip, Wiring::default(), 4_000_000)
+    }
+
+    #[test]
+    fn flash_wait_states_cost_cycles_only_without_prefetch_or_cache() {
+        let mut m = mcu();
+        const ACR: u32 = FLASH_IF_BASE;
+        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "0 wait states after reset");
+        m.write(ACR, 4, 5, Master::Cpu).unwrap();
+        assert_eq!(m.fetch_cycles(FLASH_BASE + 0x100), 6);
+        assert_eq!(m.fetch_cycles(0x100), 6, "the boot alias is flash too");
+        assert_eq!(m.fetch_cycles(SRAM_BASE), 1, "RAM has no wait states");
+        m.write(ACR, 4, 5 | 1 << 9, Master::Cpu).unwrap();
+        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "ICEN: the ART hides them");
+    }
+
+    #[test]
+    fn rcc_writes_retune_core_and_spi_clocks_and_reset_returns_to_hsi() {
+        let mut m = mcu();
+        assert_eq!(m.clock.cpu_hz(), 16_000_000);
+        // HSE + PLL 168 MHz, APB1 /4, APB2 /2, SW = PLL.
+        m.write(RCC_BASE, 4, 0x0001_0081, Master::Cpu).unwrap();
+        m.write(RCC_BASE + 4, 4, 0x0740_5408, Master::Cpu).unwrap();
+        m.write(RCC_BASE, 4, 0x0101_0081, Master::Cpu).unwrap();
+        m.write(RCC_BASE + 8, 4, 0x9402, Master::Cpu).unwrap();
+        assert_eq!(m.clock.cpu_hz(), 168_000_000);
+        m.spi[0].write(0, 1 << 3 | 1 << 2 | 1 << 6, !0, 0, &mut NoLink);
+        m.spi[1].write(0, 1 << 3 | 1 << 2 | 1 << 6, !0, 0, &mut NoLink);
+        assert_eq!(m.spi[0].frame_ps(), 8 * 4 * 1_000_000_000_000 / 84_000_000);
+        assert_eq!(m.spi[1].frame_ps(), 8 * 4 * 1_000_000_000_000 / 42_000_000);
+        m.reset_peripherals(None);
+        assert_eq!(m.clock.cpu_hz(), 16_000_000);
+    }
+
+    struct NoLink;
+    impl SpiLink for NoLink {
+        fn exchange(&mut self, _mosi: u16, bits: u8, _now: u64) -> u16 {
+            if bits == 16 {
+                0xFFFF
+            } else {
+                0xFF
+            }
+        }
     }
 }

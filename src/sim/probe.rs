@@ -14,7 +14,8 @@ use probe_rs::architecture::arm::{
 use probe_rs::probe::{DebugProbe, DebugProbeError, WireProtocol};
 use probe_rs::CoreStatus;
 
-use super::board::Ack;
+use super::board::{Ack, Board};
+use super::link::{DapOp, Reg};
 use super::SimBoard;
 
 /// A debug probe whose target is the in-process virtual board.
@@ -63,13 +64,17 @@ impl DebugProbe for SimProbe {
         self.speed_khz
     }
 
+    /// The link profile's probe picks the clock (ST-Link/V2 rounds down to
+    /// its table and refuses below it).
     fn set_speed(&mut self, speed_khz: u32) -> Result<u32, DebugProbeError> {
-        if speed_khz == 0 {
-            return Err(DebugProbeError::UnsupportedSpeed(speed_khz));
-        }
-        self.speed_khz = speed_khz;
-        self.board.lock().set_swd_hz(speed_khz as u64 * 1000);
-        Ok(speed_khz)
+        let mut b = self.board.lock();
+        let actual = b
+            .link_profile()
+            .supported_khz(speed_khz)
+            .map_err(|_| DebugProbeError::UnsupportedSpeed(speed_khz))?;
+        self.speed_khz = actual;
+        b.set_swd_hz(actual as u64 * 1000);
+        Ok(actual)
     }
 
     fn attach(&mut self) -> Result<(), DebugProbeError> {
@@ -131,10 +136,23 @@ impl DebugProbe for SimProbe {
     }
 }
 
+/// The register an access refers to, as the link profile sees it.
+fn link_reg(b: &Board, address: RegisterAddress) -> Reg {
+    match address {
+        RegisterAddress::DpRegister(r) => Reg::Dp(r.address & 0xC),
+        RegisterAddress::ApRegister(r) => Reg::Ap(b.ap_reg(r)),
+    }
+}
+
+/// probe-rs's generic ARM interface calls arrive here, one DP/AP register
+/// (or a block of one register) at a time; each call is first charged to
+/// the link profile, then carried out on the board.
 impl RawDapAccess for SimProbe {
     fn raw_read_register(&mut self, address: RegisterAddress) -> Result<u32, ArmError> {
         let r = {
             let mut b = self.board.lock();
+            let reg = link_reg(&b, address);
+            b.charge_link(DapOp::Read(reg));
             match address {
                 RegisterAddress::DpRegister(r) => b.dp_read(r.address),
                 RegisterAddress::ApRegister(r) => b.ap_read(r),
@@ -150,6 +168,8 @@ impl RawDapAccess for SimProbe {
     fn raw_write_register(&mut self, address: RegisterAddress, value: u32) -> Result<(), ArmError> {
         let r = {
             let mut b = self.board.lock();
+            let reg = link_reg(&b, address);
+            b.charge_link(DapOp::Write(reg, value));
             match address {
                 RegisterAddress::DpRegister(r) => b.dp_write(r.address, value),
                 RegisterAddress::ApRegister(r) => b.ap_write(r, value),
@@ -170,6 +190,8 @@ impl RawDapAccess for SimProbe {
         // One lock for the whole block, as a probe batches it in one USB packet.
         let r = {
             let mut b = self.board.lock();
+            let reg = link_reg(&b, address);
+            b.charge_link(DapOp::ReadBlock(reg, values.len()));
             values.iter_mut().try_for_each(|v| {
                 *v = match address {
                     RegisterAddress::DpRegister(r) => b.dp_read(r.address)?,
@@ -191,6 +213,8 @@ impl RawDapAccess for SimProbe {
     ) -> Result<(), ArmError> {
         let r = {
             let mut b = self.board.lock();
+            let reg = link_reg(&b, address);
+            b.charge_link(DapOp::WriteBlock(reg, values.len()));
             values.iter().try_for_each(|&v| match address {
                 RegisterAddress::DpRegister(r) => b.dp_write(r.address, v),
                 RegisterAddress::ApRegister(r) => b.ap_write(r, v),
@@ -228,7 +252,13 @@ impl RawDapAccess for SimProbe {
         self
     }
 
+    fn raw_flush(&mut self) -> Result<(), ArmError> {
+        self.board.lock().charge_link(DapOp::Flush);
+        Ok(())
+    }
+
     fn core_status_notification(&mut self, _state: CoreStatus) -> Result<(), DebugProbeError> {
+        self.board.lock().charge_link(DapOp::StatusNotification);
         Ok(())
     }
 }

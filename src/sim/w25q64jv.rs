@@ -109,6 +109,26 @@ pub struct Faults {
     pub wel_never_sets: bool,
     /// No chip on the bus: MISO floats high and nothing happens.
     pub absent: bool,
+    /// At power-on BP2-0 = 111: every block is write-protected (volatile
+    /// status writes can lift it until power-off).
+    pub protected: bool,
+    /// At power-on SR2.SRL = 1: status registers refuse every write until
+    /// a power cycle (with `protected`, the chip cannot be unprotected).
+    pub status_locked: bool,
+}
+
+impl Faults {
+    /// Status registers at power-on under these faults.
+    pub fn power_on_status(&self, sr: [u8; 3]) -> [u8; 3] {
+        let mut sr = sr;
+        if self.protected {
+            sr[0] |= 0x1C;
+        }
+        if self.status_locked {
+            sr[1] |= SR2_SRL;
+        }
+        sr
+    }
 }
 
 /// Activity counters for tests and benchmarks.
@@ -121,6 +141,9 @@ pub struct Counters {
     pub by_opcode: [u64; 256],
     /// Page-program data bytes that were applied to the array.
     pub bytes_programmed: u64,
+    /// BUSY time of the programs, erases and status writes started (their
+    /// datasheet durations; a stuck BUSY counts nothing).
+    pub busy_ps: u64,
     /// Bytes covered by erases that executed.
     pub bytes_erased: u64,
 }
@@ -131,6 +154,7 @@ impl Default for Counters {
             bytes_exchanged: 0,
             by_opcode: [0; 256],
             bytes_programmed: 0,
+            busy_ps: 0,
             bytes_erased: 0,
         }
     }
@@ -444,6 +468,7 @@ impl W25q64jv {
         let end = if self.faults.stuck_busy {
             u64::MAX
         } else {
+            self.counters.busy_ps = self.counters.busy_ps.saturating_add(duration);
             now.saturating_add(duration)
         };
         self.busy_end = Some(end);

@@ -202,8 +202,13 @@ fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_read
 
 /// The `info registers` lines between two `echo` markers.
 fn block<'a>(out: &'a str, from: &str, to: &str) -> &'a str {
-    let a = out.find(from).unwrap_or_else(|| panic!("no {from}:\n{out}")) + from.len();
-    let b = a + out[a..].find(to).unwrap_or_else(|| panic!("no {to}:\n{out}"));
+    let a = out
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from}:\n{out}"))
+        + from.len();
+    let b = a + out[a..]
+        .find(to)
+        .unwrap_or_else(|| panic!("no {to}:\n{out}"));
     &out[a..b]
 }
 
@@ -263,15 +268,31 @@ fn gdb_sees_no_trace_of_the_resident_stub_between_halt_and_resume() {
     );
     let before = block(&out, "REGS-BEFORE\n", "REGS-BEFORE-END");
     assert!(before.contains("pc "), "{out}");
-    assert_eq!(before, block(&out, "REGS-RESIDENT\n", "REGS-RESIDENT-END"), "{out}");
-    assert_eq!(before, block(&out, "REGS-AGAIN\n", "REGS-AGAIN-END"), "{out}");
+    assert_eq!(
+        before,
+        block(&out, "REGS-RESIDENT\n", "REGS-RESIDENT-END"),
+        "{out}"
+    );
+    assert_eq!(
+        before,
+        block(&out, "REGS-AGAIN\n", "REGS-AGAIN-END"),
+        "{out}"
+    );
     let (_, font) = section(".extflash.font");
     let (_, table) = section(".extflash.table");
     assert!(x_line(&out, 0x9000_0003, &hex_bytes(&font[..4])), "{out}");
     assert!(x_line(&out, 0x9000_F123, &hex_bytes(&table[..4])), "{out}");
-    assert_eq!(out.matches("0xa1b2c3d4").count(), 3, "app word under the stub:\n{out}");
+    assert_eq!(
+        out.matches("0xa1b2c3d4").count(),
+        3,
+        "app word under the stub:\n{out}"
+    );
     assert!(x_line(&out, 0x2001_C000, "0xa1b2c3d4\t0x01020304"), "{out}");
-    assert_eq!(out.matches("0x0badf00d").count(), 3, "app word under the mailbox:\n{out}");
+    assert_eq!(
+        out.matches("0x0badf00d").count(),
+        3,
+        "app word under the mailbox:\n{out}"
+    );
     let values: Vec<u32> = out
         .lines()
         .filter_map(|l| l.split_once(" = ").map(|(_, v)| v))
@@ -280,7 +301,10 @@ fn gdb_sees_no_trace_of_the_resident_stub_between_halt_and_resume() {
     assert_eq!(values.len(), 3, "{values:?}\n{out}");
     assert!(values[1] > values[0], "SPI_ROUNDS went up: {values:?}");
     assert_eq!(values[2], 0, "SPI_ERRORS");
-    assert!(x_line(&out, 0x2000_001C, "0xef\t0x40\t0x17"), "LAST_ID:\n{out}");
+    assert!(
+        x_line(&out, 0x2000_001C, "0xef\t0x40\t0x17"),
+        "LAST_ID:\n{out}"
+    );
 }
 
 #[test]

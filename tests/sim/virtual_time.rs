@@ -8,7 +8,7 @@
 mod example;
 
 use example::*;
-use extflash_gdb::sim::clock::{CPU_HZ, PS_PER_S, SWD_BITS_PER_TRANSACTION};
+use extflash_gdb::sim::clock::{PS_PER_S, SWD_BITS_PER_TRANSACTION};
 use extflash_gdb::sim::w25q64jv::JEDEC_ID_IQ;
 
 /// Virtual time is bounded below by every physical limit and above by the
@@ -27,7 +27,7 @@ fn check_accounting(f: &Figures) {
     }
     assert_eq!(c.swd_bits, c.swd_transactions * SWD_BITS_PER_TRANSACTION);
     let wire = c.swd_bits * PS_PER_S / f.swd_hz;
-    let cpu = c.instructions * PS_PER_S / CPU_HZ;
+    let cpu = c.cpu_ps;
     let slack = 1_000_000; // 1 us of rounding
     assert!(
         f.virtual_ps <= wire + cpu + c.skipped_ps + slack,

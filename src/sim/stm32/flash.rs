@@ -314,6 +314,11 @@ impl FlashCtrl {
         self.opt_bytes & (1 << (16 + sector)) == 0
     }
 
+    /// FLASH_ACR: LATENCY (wait states) in bits 2:0, PRFTEN 8, ICEN 9.
+    pub fn acr(&self) -> u32 {
+        self.acr
+    }
+
     /// Read register at `offset`.
     pub fn read(&mut self, offset: u32, now: u64) -> u32 {
         self.update(now);

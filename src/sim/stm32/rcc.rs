@@ -1,7 +1,10 @@
 //! STM32F407 reset and clock control (RCC, 0x4002_3800).
 //!
 //! Owns the RCC registers: clock enables, peripheral reset bits, oscillator
-//! and PLL control. No clock tree is simulated; the ready flags follow their
+//! and PLL control, and the clock tree they select (RM0090 6.2): SYSCLK from
+//! the 16 MHz HSI, the board's 8 MHz HSE, or the main PLL
+//! (src / PLLM x PLLN / PLLP); HCLK = SYSCLK / HPRE; PCLK1/PCLK2 = HCLK /
+//! PPRE1/PPRE2. Oscillators and the PLL lock at once; the ready flags follow their
 //! enable bits instantly (HSION→HSIRDY, HSEON→HSERDY, PLLON→PLLRDY,
 //! PLLI2SON→PLLI2SRDY, LSEON→LSERDY, LSION→LSIRDY), and CFGR.SWS follows
 //! CFGR.SW as soon as the selected source is ready (RM0090: the switch
@@ -11,6 +14,11 @@
 //! interrupt enable is set; no interrupt is delivered. BDCR ignores PWR
 //! backup-domain write protection. Writable bits are those RM0090 defines
 //! for the STM32F407; reserved bits keep their reset value.
+
+/// High-speed internal RC oscillator.
+pub const HSI_HZ: u64 = 16_000_000;
+/// The crystal on STM32F407VE boards.
+pub const HSE_HZ: u64 = 8_000_000;
 
 /// Register offsets.
 pub const CR: u32 = 0x00;
@@ -107,6 +115,8 @@ const CSR_FLAGS: u32 = 0xFE00_0000;
 const CSR_RESET: u32 = 0x0E00_0000;
 /// CSR: software reset flag.
 pub const CSR_SFTRSTF: u32 = 1 << 28;
+/// CSR: independent watchdog reset flag.
+pub const CSR_IWDGRSTF: u32 = 1 << 29;
 /// CSR: pin reset flag.
 pub const CSR_PINRSTF: u32 = 1 << 26;
 const SSCGR_W: u32 = 0xCFFF_FFFF;
@@ -381,6 +391,16 @@ impl Rcc {
         port < 9 && self.ahb1enr & (1 << port) != 0
     }
 
+    /// AHB1ENR.CRCEN.
+    pub fn crc_clock_enabled(&self) -> bool {
+        self.ahb1enr & (1 << 12) != 0
+    }
+
+    /// AHB1RSTR.CRCRST.
+    pub fn crc_in_reset(&self) -> bool {
+        self.ahb1rstr & (1 << 12) != 0
+    }
+
     /// AHB1RSTR GPIOxRST for port 0..=8.
     pub fn gpio_in_reset(&self, port: u8) -> bool {
         port < 9 && self.ahb1rstr & (1 << port) != 0
@@ -405,6 +425,56 @@ impl Rcc {
             3 => self.apb1rstr & (1 << 15) != 0,
             _ => false,
         }
+    }
+
+    /// SYSCLK in Hz from CFGR.SWS and the PLL configuration.
+    pub fn sysclk_hz(&self) -> u64 {
+        match self.sysclk_source() {
+            1 => HSE_HZ,
+            2 => {
+                let src = if self.pllcfgr & PLLCFGR_PLLSRC_HSE != 0 {
+                    HSE_HZ
+                } else {
+                    HSI_HZ
+                };
+                let m = (self.pllcfgr & 0x3F) as u64;
+                let n = ((self.pllcfgr >> 6) & 0x1FF) as u64;
+                let p = 2 * (((self.pllcfgr >> 16) & 3) as u64 + 1);
+                // PLLM = 0/1 and PLLN < 2 are invalid settings: RM0090 leaves
+                // them undefined; read them as the nearest valid ones.
+                src / m.max(2) * n.max(2) / p
+            }
+            _ => HSI_HZ,
+        }
+    }
+
+    /// HCLK: the core and AHB clock (SYSCLK / HPRE).
+    pub fn hclk_hz(&self) -> u64 {
+        let hpre = (self.cfgr >> 4) & 0xF;
+        let div = if hpre < 8 {
+            1
+        } else {
+            [2, 4, 8, 16, 64, 128, 256, 512][(hpre - 8) as usize]
+        };
+        self.sysclk_hz() / div
+    }
+
+    fn apb_div(ppre: u32) -> u64 {
+        if ppre < 4 {
+            1
+        } else {
+            1 << (ppre - 3)
+        }
+    }
+
+    /// PCLK1 (APB1: SPI2/3, IWDG's bus, TIM2-7 at x2 when divided).
+    pub fn pclk1_hz(&self) -> u64 {
+        self.hclk_hz() / Self::apb_div((self.cfgr >> 10) & 7)
+    }
+
+    /// PCLK2 (APB2: SPI1).
+    pub fn pclk2_hz(&self) -> u64 {
+        self.hclk_hz() / Self::apb_div((self.cfgr >> 13) & 7)
     }
 
     /// Current system clock source per CFGR.SWS: 0 HSI, 1 HSE, 2 PLL.
@@ -511,6 +581,27 @@ mod tests {
         assert_eq!(r.read(CIR, 0), (1 << 11) | (1 << 3));
         r.write(CIR, (1 << 11) | (1 << 19), !0, 0);
         assert_eq!(r.read(CIR, 0), 1 << 11);
+    }
+
+    #[test]
+    fn clock_tree_hsi_after_reset_and_168_mhz_from_hse_pll() {
+        let mut r = Rcc::new();
+        assert_eq!(
+            (r.hclk_hz(), r.pclk1_hz(), r.pclk2_hz()),
+            (16_000_000, 16_000_000, 16_000_000)
+        );
+        // The usual set-up: HSE 8 MHz, PLLM 8, PLLN 336, PLLP 2; AHB /1,
+        // APB1 /4, APB2 /2.
+        r.write(CR, CR_HSION | CR_HSEON, !0, 0);
+        r.write(PLLCFGR, PLLCFGR_PLLSRC_HSE | 8 | 336 << 6 | 7 << 24, !0, 0);
+        r.write(CR, CR_HSION | CR_HSEON | CR_PLLON, !0, 0);
+        r.write(CFGR, 2 | 0b101 << 10 | 0b100 << 13, !0, 0);
+        assert_eq!(r.sysclk_hz(), 168_000_000);
+        assert_eq!((r.pclk1_hz(), r.pclk2_hz()), (42_000_000, 84_000_000));
+        r.write(CFGR, 2 | 0b1000 << 4, !0, 0);
+        assert_eq!(r.hclk_hz(), 84_000_000, "HPRE /2");
+        r.system_reset(CSR_SFTRSTF);
+        assert_eq!(r.hclk_hz(), HSI_HZ);
     }
 
     #[test]

@@ -127,6 +127,11 @@ fn reverse(v: u16, bits: u8) -> u16 {
 }
 
 impl Spi {
+    /// The bus clock changed (RCC): frames started from now on use it.
+    pub fn set_pclk(&mut self, pclk_hz: u64) {
+        self.pclk_hz = pclk_hz;
+    }
+
     /// SPI number `index` (1..=3, informational) clocked by `pclk_hz`.
     pub fn new(index: u8, pclk_hz: u64) -> Self {
         let mut s = Spi {
