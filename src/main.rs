@@ -1,5 +1,7 @@
 //! `extflash-gdb` command line.
 
+mod cli;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +32,21 @@ enum Command {
     /// One GDB controls the board at a time: while one is connected, further
     /// connections are logged and closed at once.
     Serve(ServeArgs),
+    /// Program an ELF, Intel HEX or raw binary (internal flash, RAM and the
+    /// external window in one go), as GDB's `load` would.
+    Flash(cli::flash::FlashArgs),
+    /// Read memory at any address (the window included): hex dump or file.
+    Read(cli::read::ReadArgs),
+    /// Erase a flash range, or the whole external chip (--chip).
+    Erase(cli::erase::EraseArgs),
+    /// Compare a file with the target by on-target CRC, per section.
+    Verify(cli::verify::VerifyArgs),
+    /// Show the probe, the target and the external flash chip.
+    Info(cli::info::InfoArgs),
+    /// List the connected debug probes.
+    List,
+    /// Check a board: attach, SPI flash ID, and (with --yes) erase/program.
+    Selftest(cli::selftest::SelftestArgs),
 }
 
 #[derive(clap::Args)]
@@ -64,16 +81,31 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Other crates (probe-rs) stay at warn unless RUST_LOG opens them; the
+    // subcommands print their own progress, so only warnings are logged.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "warn,extflash_gdb=info",
+        // The virtual board's own warnings (a blank chip locking up) are
+        // noise for a one-shot command.
+        _ => "warn,sim=error",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Flash(args) => cli::flash::run(args),
+        Command::Read(args) => cli::read::run(args),
+        Command::Erase(args) => cli::erase::run(args),
+        Command::Verify(args) => cli::verify::run(args),
+        Command::Info(args) => cli::info::run(args),
+        Command::List => cli::list::run(),
+        Command::Selftest(args) => cli::selftest::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
