@@ -186,6 +186,8 @@ mod tests {
         <property name=\"blocksize\">0x1000</property>\n  </memory>\n\
         </memory-map>\n";
 
+    const SRAM: [Range<u64>; 2] = [0x2000_0000..0x2002_0000, 0x1000_0000..0x1001_0000];
+
     fn seg(address: u32, len: usize) -> Segment {
         Segment {
             address,
@@ -208,7 +210,7 @@ mod tests {
     #[test]
     fn plan_rounds_erases_to_each_region_blocksize_and_merges() {
         let map = parse(XML).unwrap();
-        let ram = [0x2000_0000..0x2002_0000];
+        let ram = vec![0x2000_0000..0x2002_0000];
         // 0x100 bytes crossing the 16K/64K boundary, plus two window pieces
         // in the same 4K block.
         let p = plan(
@@ -240,7 +242,7 @@ mod tests {
     #[test]
     fn invalid_address_outside_every_region_is_refused() {
         let map = parse(XML).unwrap();
-        let err = plan(&[seg(0x3000_0000, 8)], &map, &[0x2000_0000..0x2002_0000]).unwrap_err();
+        let err = plan(&[seg(0x3000_0000, 8)], &map, &SRAM).unwrap_err();
         assert_eq!(
             err,
             MapError::OutsideRegions {

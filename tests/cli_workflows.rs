@@ -1,0 +1,442 @@
+//! The subcommands end to end on the virtual board, through the binary:
+//! `flash` (ELF, Intel HEX, binary + --base), `verify`, `read`, `erase`,
+//! `info`, `selftest`, `list`, and bad inputs. Consecutive commands share a
+//! `--sim-state` directory, so they see the same flash as a real board would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ELF: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/firmware/firmware-assets.elf"
+);
+/// One command may take this long (a debug build programming ~90 KB).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// A per-test state directory, removed on drop.
+struct State(PathBuf);
+
+impl State {
+    fn new(name: &str) -> State {
+        let dir = std::env::temp_dir().join(format!("extflash-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        State(dir)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    /// Run `extflash-gdb ARGS --sim --sim-state DIR`.
+    fn run(&self, args: &[&str]) -> Out {
+        let state = self.path("board");
+        std::fs::create_dir_all(&state).unwrap();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--sim", "--sim-state", state.to_str().unwrap()]);
+        run(&all)
+    }
+
+    /// Snapshot of the virtual board's flash files.
+    fn flash_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(self.path("board"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Out {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+        .args(args)
+        .env("RUST_LOG", "warn,sim=error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run extflash-gdb");
+    // Waiting on a child process, not a socket: bounded polling.
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out_reader =
+        std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err_reader =
+        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Out {
+        ok: status.is_some_and(|s| s.success()),
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    };
+    eprintln!(
+        "---- extflash-gdb {}\n{}{}",
+        args.join(" "),
+        out.stdout,
+        out.stderr
+    );
+    assert!(status.is_some(), "extflash-gdb {args:?} timed out");
+    out
+}
+
+/// The PT_LOAD segments with file bytes: (physical address, bytes).
+fn elf_segments(path: &str) -> Vec<(u32, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let elf = xmas_elf::ElfFile::new(&bytes).unwrap();
+    elf.program_iter()
+        .filter(|ph| {
+            matches!(ph.get_type(), Ok(xmas_elf::program::Type::Load)) && ph.file_size() > 0
+        })
+        .map(|ph| {
+            let o = ph.offset() as usize;
+            (
+                ph.physical_addr() as u32,
+                bytes[o..o + ph.file_size() as usize].to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// Intel HEX of `segments`, written independently of the parser under test.
+fn to_ihex(segments: &[(u32, Vec<u8>)]) -> String {
+    let mut out = String::new();
+    let mut rec = |kind: u8, offset: u16, data: &[u8]| {
+        let mut b = vec![data.len() as u8, (offset >> 8) as u8, offset as u8, kind];
+        b.extend_from_slice(data);
+        let sum = b.iter().fold(0u8, |a, x| a.wrapping_add(*x));
+        b.push(sum.wrapping_neg());
+        out.push(':');
+        for x in b {
+            out.push_str(&format!("{x:02X}"));
+        }
+        out.push('\n');
+    };
+    for (addr, data) in segments {
+        let mut at = *addr;
+        let mut upper = None;
+        for byte_chunk in data.chunks(16) {
+            // 16-byte records never cross a 64 KiB page here only if aligned;
+            // split at the page edge to be safe.
+            let room = (0x1_0000 - (at & 0xFFFF)) as usize;
+            let (a, b) = byte_chunk.split_at(room.min(byte_chunk.len()));
+            for part in [a, b] {
+                if part.is_empty() {
+                    continue;
+                }
+                if upper != Some(at >> 16) {
+                    upper = Some(at >> 16);
+                    rec(4, 0, &((at >> 16) as u16).to_be_bytes());
+                }
+                rec(0, at as u16, part);
+                at += part.len() as u32;
+            }
+        }
+    }
+    rec(1, 0, &[]);
+    out
+}
+
+fn read_to_file(state: &State, addr: u32, len: usize) -> Vec<u8> {
+    let file = state.path(&format!("read-{addr:x}.bin"));
+    let out = state.run(&[
+        "read",
+        &format!("{addr:#x}"),
+        &format!("{len:#x}"),
+        "-o",
+        file.to_str().unwrap(),
+        "--reset-halt",
+    ]);
+    assert!(out.ok, "read failed: {}", out.stderr);
+    std::fs::read(&file).unwrap()
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn flash_elf_with_window_assets_then_verify_then_read_window_equals_image() {
+    let state = State::new("elf");
+    let out = state.run(&["flash", ELF, "--verify"]);
+    assert!(out.ok, "{}", out.stderr);
+    // The summary line with bytes and rate, and verify per section.
+    assert!(
+        out.stdout.contains("flashed ") && out.stdout.contains("KB/s"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches(": matched").count(), 3, "{}", out.stdout);
+    // stderr is not a terminal here: plain progress lines, ending at 100%.
+    assert!(
+        out.stderr
+            .contains("external program: 73500 of 73500 bytes (100%)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("internal flash: erased"),
+        "{}",
+        out.stderr
+    );
+
+    let verify = state.run(&["verify", ELF, "--reset-halt"]);
+    assert!(verify.ok, "{}", verify.stderr);
+    assert!(
+        verify.stdout.contains("all 3 section(s) match"),
+        "{}",
+        verify.stdout
+    );
+
+    for (addr, data) in elf_segments(ELF) {
+        assert_eq!(
+            read_to_file(&state, addr, data.len()),
+            data,
+            "segment at {addr:#x}"
+        );
+    }
+}
+
+#[test]
+fn flash_intel_hex_with_internal_and_window_data_reads_back() {
+    let state = State::new("hex");
+    let segments: Vec<(u32, Vec<u8>)> = elf_segments(ELF)
+        .into_iter()
+        .filter(|(a, d)| *a < 0x9000_0000 || d.len() < 0x2000)
+        .collect();
+    assert!(segments.iter().any(|(a, _)| *a >= 0x9000_0000));
+    let hex = state.path("image.hex");
+    std::fs::write(&hex, to_ihex(&segments)).unwrap();
+    let out = state.run(&["flash", hex.to_str().unwrap(), "--verify"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!out.stdout.contains("MISMATCHED"), "{}", out.stdout);
+    for (addr, data) in &segments {
+        assert_eq!(
+            &read_to_file(&state, *addr, data.len()),
+            data,
+            "at {addr:#x}"
+        );
+    }
+}
+
+#[test]
+fn flash_binary_with_base_then_erase_range_reads_ff_and_keeps_the_rest() {
+    let state = State::new("bin");
+    let data = pattern(0x1800, 7);
+    let bin = state.path("image.bin");
+    std::fs::write(&bin, &data).unwrap();
+
+    let no_base = state.run(&["flash", bin.to_str().unwrap()]);
+    assert!(!no_base.ok);
+    assert!(no_base.stderr.contains("--base"), "{}", no_base.stderr);
+
+    let out = state.run(&[
+        "flash",
+        bin.to_str().unwrap(),
+        "--base",
+        "0x90010000",
+        "--verify",
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(read_to_file(&state, 0x9001_0000, data.len()), data);
+
+    // 0x100 bytes at 0x90010000 round out to the 4 KiB block, no further.
+    let erase = state.run(&["erase", "0x90010000", "0x100"]);
+    assert!(erase.ok, "{}", erase.stderr);
+    assert!(
+        erase.stdout.contains("0x90010000..0x90011000"),
+        "{}",
+        erase.stdout
+    );
+    let back = read_to_file(&state, 0x9001_0000, data.len());
+    assert!(
+        back[..0x1000].iter().all(|&b| b == 0xFF),
+        "erased block not blank"
+    );
+    assert_eq!(
+        &back[0x1000..],
+        &data[0x1000..],
+        "erase went past its block"
+    );
+}
+
+#[test]
+fn info_shows_jedec_id_geometry_and_target() {
+    let state = State::new("info");
+    let out = state.run(&["info"]);
+    assert!(out.ok, "{}", out.stderr);
+    for want in [
+        "JEDEC ID EF 40 17",
+        "W25Q64JV",
+        "geometry (SFDP): 8192 KiB, 256-byte pages, erase 4 KiB (20h), 32 KiB (52h), 64 KiB (D8h)",
+        "window: 0x90000000..0x90800000",
+        "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)",
+        "Cortex-M4",
+        "DEV_ID 413",
+        "protection:",
+        "board file:",
+    ] {
+        assert!(
+            out.stdout.contains(want),
+            "missing {want:?}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn selftest_with_yes_programs_and_restores_the_scratch_range() {
+    let state = State::new("selftest");
+    // Something to restore in the scratch block.
+    let data = pattern(0x1000, 3);
+    let bin = state.path("old.bin");
+    std::fs::write(&bin, &data).unwrap();
+    assert!(
+        state
+            .run(&["flash", bin.to_str().unwrap(), "--base", "0x907ff000"])
+            .ok
+    );
+
+    let dry = state.run(&["selftest"]);
+    assert!(dry.ok, "{}", dry.stderr);
+    assert!(dry.stdout.contains("pass --yes"), "{}", dry.stdout);
+
+    let out = state.run(&["selftest", "--yes", "--range", "0x907ff000", "4K"]);
+    assert!(out.ok, "{}", out.stderr);
+    for want in [
+        "[ ok ] JEDEC ID",
+        "[ ok ] program",
+        "[ ok ] restore",
+        "[ ok ] application state",
+        "speed: program",
+        "selftest passed",
+    ] {
+        assert!(
+            out.stdout.contains(want),
+            "missing {want:?}:\n{}",
+            out.stdout
+        );
+    }
+    assert_eq!(
+        read_to_file(&state, 0x907f_f000, data.len()),
+        data,
+        "not restored"
+    );
+}
+
+#[test]
+fn invalid_truncated_elf_fails_clearly_and_changes_nothing() {
+    let state = State::new("bad-elf");
+    let bytes = std::fs::read(ELF).unwrap();
+    let cut = state.path("cut.elf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let before = state.flash_files();
+    let out = state.run(&["flash", cut.to_str().unwrap()]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("truncated"), "{}", out.stderr);
+    assert_eq!(state.flash_files(), before);
+}
+
+#[test]
+fn invalid_hex_checksum_names_the_line_and_changes_nothing() {
+    let state = State::new("bad-hex");
+    let mut text = to_ihex(&[(0x9000_0000, vec![1, 2, 3, 4])]);
+    // Break the data record's checksum (line 2).
+    let line2 = text.lines().nth(1).unwrap().to_string();
+    let mut broken = line2.clone();
+    let last = broken.pop().unwrap();
+    broken.push(if last == '0' { '1' } else { '0' });
+    text = text.replace(&line2, &broken);
+    let hex = state.path("bad.hex");
+    std::fs::write(&hex, text).unwrap();
+    let before = state.flash_files();
+    let out = state.run(&["flash", hex.to_str().unwrap()]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("bad.hex:2: bad checksum"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(state.flash_files(), before);
+}
+
+#[test]
+fn invalid_address_outside_every_region_is_refused_before_writing() {
+    let state = State::new("bad-addr");
+    // Make the board's flash files exist first, so "unchanged" means something.
+    let seed = state.path("seed.bin");
+    std::fs::write(&seed, [0x55u8; 16]).unwrap();
+    assert!(
+        state
+            .run(&["flash", seed.to_str().unwrap(), "--base", "0x90000000"])
+            .ok
+    );
+    let bin = state.path("x.bin");
+    std::fs::write(&bin, [0xAAu8; 64]).unwrap();
+    let before = state.flash_files();
+    assert!(!before.is_empty());
+    let out = state.run(&["flash", bin.to_str().unwrap(), "--base", "0x30000000"]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("0x30000000 fall outside every memory region"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(state.flash_files(), before);
+}
+
+#[test]
+fn list_says_clearly_whether_probes_were_found() {
+    let out = run(&["list"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("no probes found") || out.stdout.contains("debug probes were found"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn raw_binary_must_not_take_base_for_elf() {
+    let out = run(&["flash", ELF, "--base", "0x8000000", "--sim"]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("--base is only for raw binaries"),
+        "{}",
+        out.stderr
+    );
+    let _ = Path::new(ELF);
+}
