@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn plan_rounds_erases_to_each_region_blocksize_and_merges() {
         let map = parse(XML).unwrap();
-        let ram = vec![0x2000_0000..0x2002_0000];
+        let ram = SRAM;
         // 0x100 bytes crossing the 16K/64K boundary, plus two window pieces
         // in the same 4K block.
         let p = plan(
