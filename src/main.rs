@@ -78,6 +78,10 @@ struct ServeArgs {
     /// TCP port; 0 picks a free one.
     #[arg(long, default_value_t = 3333)]
     port: u16,
+    /// Load the test firmware and its external-flash assets through the
+    /// GDB path at start, ready to `break main` (needs --sim).
+    #[arg(long, requires = "sim")]
+    demo: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -132,7 +136,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         probe_source(args.probe.clone(), attach)
     };
-    let worker = ProbeWorker::start_with_events(source, Arc::new(board), Arc::new(log_progress))?;
+    let board = Arc::new(board);
+    // A progress bar on a terminal, log lines otherwise.
+    let events: extflash_gdb::flash::EventSink =
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            cli::progress::Progress::new().sink()
+        } else {
+            Arc::new(log_progress)
+        };
+    let worker = ProbeWorker::start_with_events(source, board.clone(), events)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,11 +159,39 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writeln!(stdout, "listening on {addr}")?;
         stdout.flush()?;
         drop(stdout);
+        first_run_help(&args, addr, board);
         server::run(listener, worker, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
     })
+}
+
+/// What a new user needs after `listening on`: what the virtual board
+/// holds and how to connect GDB; with `--demo`, the demo firmware is loaded
+/// (through the server, as GDB would) before the connect line is printed.
+fn first_run_help(args: &ServeArgs, addr: std::net::SocketAddr, board: Arc<Board>) {
+    if args.sim {
+        println!("{}", cli::demo::board_line(args.sim_state.as_deref()));
+    }
+    if !args.demo {
+        println!("{}", cli::demo::connect_line(addr, None));
+        return;
+    }
+    let mut local = addr;
+    if local.ip().is_unspecified() {
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    std::thread::spawn(move || match cli::demo::load(local, board) {
+        Ok(elf) => {
+            println!(
+                "demo: test firmware and its assets (0x90000003, 0x9000f123) loaded through \
+                 GDB's load path; core halted at the reset vector"
+            );
+            println!("{}", cli::demo::connect_line(addr, Some(&elf)));
+        }
+        Err(e) => eprintln!("error: loading the demo firmware: {e:#}"),
+    });
 }
 
 // ---- The one place that knows about the virtual board (`--sim`). ----

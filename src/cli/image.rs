@@ -96,6 +96,11 @@ pub fn load(path: &Path, base: Option<u32>) -> Result<Vec<Segment>, ImageError> 
         path: path.to_path_buf(),
         source,
     })?;
+    parse(path, bytes, base)
+}
+
+/// Like [`load`] for bytes already read; `path` names them in errors.
+pub fn parse(path: &Path, bytes: Vec<u8>, base: Option<u32>) -> Result<Vec<Segment>, ImageError> {
     let format = detect(path, &bytes);
     if format != Format::Binary && base.is_some() {
         return Err(ImageError::BaseNotApplicable {

@@ -8,6 +8,7 @@
 //! [`mmap`]) before anything is sent to the target. Owns printing for
 //! people; the library never prints.
 
+pub mod demo;
 pub mod erase;
 pub mod flash;
 pub mod ihex;

@@ -33,9 +33,15 @@ const HEADER_ROOM: usize = 64;
 pub struct BoardSession {
     client: Option<RspClient>,
     pub board: Arc<Board>,
+    /// The server this session started, if it did (not when it connects to
+    /// a running `serve`, as `serve --demo` does).
+    server: Option<InProcessServer>,
+}
+
+struct InProcessServer {
     runtime: tokio::runtime::Runtime,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    shutdown: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shutdown: oneshot::Sender<()>,
 }
 
 impl BoardSession {
@@ -59,12 +65,23 @@ impl BoardSession {
         let mut session = BoardSession {
             client: None,
             board,
-            runtime,
-            server: Some(server),
-            shutdown: Some(shutdown_tx),
+            server: Some(InProcessServer {
+                runtime,
+                handle: server,
+                shutdown: shutdown_tx,
+            }),
         };
         session.client = Some(RspClient::connect(addr)?);
         Ok(session)
+    }
+
+    /// Connect to a server already running at `addr`.
+    pub fn connect(addr: SocketAddr, board: Arc<Board>) -> anyhow::Result<BoardSession> {
+        Ok(BoardSession {
+            client: Some(RspClient::connect(addr)?),
+            board,
+            server: None,
+        })
     }
 
     fn client(&mut self) -> &mut RspClient {
@@ -79,14 +96,14 @@ impl BoardSession {
 
     fn stop(&mut self) -> anyhow::Result<()> {
         drop(self.client.take());
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
         match self.server.take() {
-            Some(handle) => self
-                .runtime
-                .block_on(handle)
-                .context("in-process GDB server task")?,
+            Some(server) => {
+                let _ = server.shutdown.send(());
+                server
+                    .runtime
+                    .block_on(server.handle)
+                    .context("in-process GDB server task")?
+            }
             None => Ok(()),
         }
     }
@@ -335,7 +352,7 @@ impl BoardSession {
 
 impl Drop for BoardSession {
     fn drop(&mut self) {
-        if self.server.is_some() {
+        if self.server.is_some() || self.client.is_some() {
             if let Err(e) = self.stop() {
                 tracing::warn!("closing the board session: {e:#}");
             }
