@@ -65,13 +65,18 @@ impl Drop for State {
 }
 
 fn run(args: &[&str]) -> Out {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
-        .args(args)
-        .env("RUST_LOG", "warn,sim=error")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"));
+    cmd.args(args).env("RUST_LOG", "warn,sim=error");
+    run_command(cmd, &args.join(" "))
+}
+
+/// Run `cmd` to completion within [`COMMAND_TIMEOUT`].
+fn run_command(mut cmd: Command, what: &str) -> Out {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run extflash-gdb");
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     // Waiting on a child process, not a socket: bounded polling.
     let deadline = Instant::now() + COMMAND_TIMEOUT;
     let stdout = child.stdout.take().unwrap();
@@ -96,13 +101,8 @@ fn run(args: &[&str]) -> Out {
         stdout: out_reader.join().unwrap(),
         stderr: err_reader.join().unwrap(),
     };
-    eprintln!(
-        "---- extflash-gdb {}\n{}{}",
-        args.join(" "),
-        out.stdout,
-        out.stderr
-    );
-    assert!(status.is_some(), "extflash-gdb {args:?} timed out");
+    eprintln!("---- {what}\n{}{}", out.stdout, out.stderr);
+    assert!(status.is_some(), "{what} timed out");
     out
 }
 
@@ -439,4 +439,136 @@ fn raw_binary_must_not_take_base_for_elf() {
         out.stderr
     );
     let _ = Path::new(ELF);
+}
+
+/// `serve` with RUST_LOG unset, as a new user runs it: the lines printed on
+/// stdout up to (and including) the one starting with `until`, and the
+/// process (killed on drop).
+struct Serve {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+impl Serve {
+    fn start(state: &State, args: &[&str], until: &str) -> Serve {
+        use std::io::BufRead as _;
+        let stderr = state.path("serve.err");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+            .args(["serve", "--sim", "--port", "0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn serve");
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        // Each read_line returns when the server prints; the demo load is
+        // bounded by the command timeout of the load it runs.
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let done = line.starts_with(until);
+            lines.push(line.trim_end().to_string());
+            if done {
+                break;
+            }
+        }
+        Serve { child, lines }
+    }
+
+    fn addr(&self) -> &str {
+        self.lines[0]
+            .strip_prefix("listening on ")
+            .expect("first line")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_first_run_says_what_the_board_holds_and_how_to_connect() {
+    let state = State::new("serve");
+    let serve = Serve::start(&state, &[], "connect GDB with");
+    assert!(
+        serve.lines[0].starts_with("listening on "),
+        "{:?}",
+        serve.lines
+    );
+    assert!(
+        serve.lines[1].contains("internal flash blank")
+            && serve.lines[1].contains("external flash erased"),
+        "{:?}",
+        serve.lines
+    );
+    assert_eq!(
+        serve.lines[2],
+        format!(
+            "connect GDB with: gdb-multiarch -ex 'target extended-remote {}' -ex 'load' your-app.elf",
+            serve.addr()
+        )
+    );
+    // Let a connection happen so probe-rs would have logged its chatter.
+    let mut c = std::net::TcpStream::connect(serve.addr()).unwrap();
+    std::io::Write::write_all(&mut c, b"$?#3f").unwrap();
+    let mut b = [0u8; 16];
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = std::io::Read::read(&mut c, &mut b);
+    drop(c);
+    drop(serve);
+    let log = std::fs::read_to_string(state.path("serve.err")).unwrap();
+    assert!(
+        !log.contains("probe_rs"),
+        "probe-rs logs below warn leaked:\n{log}"
+    );
+}
+
+#[test]
+fn serve_demo_loads_firmware_and_assets_so_gdb_breaks_in_main_with_them() {
+    let state = State::new("demo");
+    let serve = Serve::start(&state, &["--demo"], "connect GDB with");
+    let connect = serve.lines.last().unwrap().clone();
+    assert!(connect.contains("-ex 'break main'"), "{:?}", serve.lines);
+    let elf = connect.rsplit(' ').next().unwrap().to_string();
+    let target = format!("target extended-remote {}", serve.addr());
+    let mut gdb = Command::new("gdb-multiarch");
+    gdb.args([
+        "-batch",
+        "-nx",
+        "-ex",
+        "set architecture arm",
+        "-ex",
+        &target,
+    ])
+    .args([
+        "-ex",
+        "break main",
+        "-ex",
+        "continue",
+        "-ex",
+        "x/4xb 0x90000003",
+        "-ex",
+        "detach",
+    ])
+    .arg(&elf);
+    let out = run_command(gdb, "gdb-multiarch");
+    let text = out.stdout + &out.stderr;
+    assert!(text.contains("Breakpoint 1, firmware::main"), "{text}");
+    let (_, font) = elf_segments(ELF)
+        .into_iter()
+        .find(|(a, _)| *a == 0x9000_0003)
+        .unwrap();
+    let want = format!(
+        "0x{:02x}\t0x{:02x}\t0x{:02x}\t0x{:02x}",
+        font[0], font[1], font[2], font[3]
+    );
+    assert!(text.contains(&want), "asset bytes {want} not in:\n{text}");
+    let _ = std::fs::remove_dir_all(Path::new(&elf).parent().unwrap());
 }
