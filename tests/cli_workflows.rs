@@ -293,6 +293,30 @@ fn flash_binary_with_base_then_erase_range_reads_ff_and_keeps_the_rest() {
 }
 
 #[test]
+fn erase_chip_erase_blanks_the_whole_window() {
+    let state = State::new("chip-erase");
+    let bin = state.path("x.bin");
+    std::fs::write(&bin, pattern(0x100, 9)).unwrap();
+    assert!(
+        state
+            .run(&["flash", bin.to_str().unwrap(), "--base", "0x907fff00"])
+            .ok
+    );
+    let out = state.run(&["erase", "--chip-erase"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("erased 8388608 bytes"),
+        "{}",
+        out.stdout
+    );
+    let back = read_to_file(&state, 0x907f_ff00, 0x100);
+    assert!(
+        back.iter().all(|&b| b == 0xFF),
+        "window not blank after chip erase"
+    );
+}
+
+#[test]
 fn info_shows_jedec_id_geometry_and_target() {
     let state = State::new("info");
     let out = state.run(&["info"]);

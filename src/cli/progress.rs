@@ -203,13 +203,21 @@ impl Progress {
                     state.totals.programmed += programmed;
                     state.totals.busy += *elapsed;
                 }
-                self.line(&format!(
-                    "{}: erased {erased} bytes, programmed {programmed} bytes in {:.2} s \
-                     ({:.1} KB/s)",
-                    kind(flash),
-                    elapsed.as_secs_f64(),
-                    rate(*programmed, *elapsed)
-                ));
+                self.line(&if *programmed == 0 {
+                    format!(
+                        "{}: erased {erased} bytes in {:.2} s",
+                        kind(flash),
+                        elapsed.as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "{}: erased {erased} bytes, programmed {programmed} bytes in {:.2} s \
+                         ({:.1} KB/s)",
+                        kind(flash),
+                        elapsed.as_secs_f64(),
+                        rate(*programmed, *elapsed)
+                    )
+                });
             }
         }
     }
