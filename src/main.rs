@@ -172,10 +172,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// (through the server, as GDB would) before the connect line is printed.
 fn first_run_help(args: &ServeArgs, addr: std::net::SocketAddr, board: Arc<Board>) {
     if args.sim {
-        println!("{}", cli::demo::board_line(args.sim_state.as_deref()));
+        say(&cli::demo::board_line(args.sim_state.as_deref()));
     }
     if !args.demo {
-        println!("{}", cli::demo::connect_line(addr, None));
+        say(&cli::demo::connect_line(addr, None));
         return;
     }
     let mut local = addr;
@@ -184,14 +184,21 @@ fn first_run_help(args: &ServeArgs, addr: std::net::SocketAddr, board: Arc<Board
     }
     std::thread::spawn(move || match cli::demo::load(local, board) {
         Ok(elf) => {
-            println!(
+            say(
                 "demo: test firmware and its assets (0x90000003, 0x9000f123) loaded through \
-                 GDB's load path; core halted at the reset vector"
+                 GDB's load path; core halted at the reset vector",
             );
-            println!("{}", cli::demo::connect_line(addr, Some(&elf)));
+            say(&cli::demo::connect_line(addr, Some(&elf)));
         }
         Err(e) => eprintln!("error: loading the demo firmware: {e:#}"),
     });
+}
+
+/// A line on stdout for people; a reader that went away (a script that only
+/// wanted `listening on`) must not stop the server.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 // ---- The one place that knows about the virtual board (`--sim`). ----

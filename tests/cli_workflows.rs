@@ -3,6 +3,8 @@
 //! `info`, `selftest`, `list`, and bad inputs. Consecutive commands share a
 //! `--sim-state` directory, so they see the same flash as a real board would.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -595,4 +597,48 @@ fn serve_demo_loads_firmware_and_assets_so_gdb_breaks_in_main_with_them() {
     );
     assert!(text.contains(&want), "asset bytes {want} not in:\n{text}");
     let _ = std::fs::remove_dir_all(Path::new(&elf).parent().unwrap());
+}
+
+#[test]
+fn monitor_chip_erase_progress_reaches_the_console_before_the_final_ok() {
+    let server = support::server::SimServer::start(&[]);
+    let mut c = server.client();
+    c.start_no_ack_mode().unwrap();
+    let cmd: String = b"flash erase-all"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.send_packet(format!("qRcmd,{cmd}").as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut console = Vec::new();
+    let done = loop {
+        let reply = c.recv_packet().unwrap();
+        let at = started.elapsed();
+        match reply.strip_prefix(b"O") {
+            Some(hex) if reply != b"OK" => {
+                let text = support::rsp::unhex(hex);
+                console.push((at, String::from_utf8_lossy(&text).into_owned()));
+            }
+            _ => {
+                assert_eq!(reply, b"OK");
+                break at;
+            }
+        }
+    };
+    eprintln!("{console:?} OK at {done:?}");
+    let (first_at, first) = console.first().expect("console output");
+    assert!(first.contains("erasing 8192 KiB at 0x90000000"), "{first}");
+    // Streamed, not batched: the first line came well before the end.
+    assert!(
+        done - *first_at >= Duration::from_millis(500),
+        "first line at {first_at:?}, OK at {done:?}: output was held back"
+    );
+    assert!(
+        console.iter().any(|(_, l)| l.contains("still running")),
+        "{console:?}"
+    );
+    assert!(
+        console.last().unwrap().1.contains("erased 8192 KiB"),
+        "{console:?}"
+    );
 }
