@@ -383,6 +383,28 @@ fn selftest_with_yes_programs_and_restores_the_scratch_range() {
 }
 
 #[test]
+fn selftest_names_the_pins_when_the_chip_is_not_the_expected_one() {
+    let state = State::new("selftest-id");
+    let board = state.path("board.toml");
+    let text = extflash_gdb::board::DEFAULT_BOARD_TOML.replace(
+        "jedec_id = [0xEF, 0x40, 0x17]",
+        "jedec_id = [0xC2, 0x20, 0x17]",
+    );
+    assert_ne!(text, extflash_gdb::board::DEFAULT_BOARD_TOML);
+    std::fs::write(&board, text).unwrap();
+    let out = state.run(&["selftest", "--yes", "--board", board.to_str().unwrap()]);
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(out.stderr.contains("external flash:"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("hint: no answer on SPI1: check PB3/PB4/PB5/PB0"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("[ ok ] erase"), "{}", out.stdout);
+}
+
+#[test]
 fn invalid_truncated_elf_fails_clearly_and_changes_nothing() {
     let state = State::new("bad-elf");
     let bytes = std::fs::read(ELF).unwrap();

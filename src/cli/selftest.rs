@@ -69,6 +69,19 @@ pub fn spi_hint(e: &ExternalFlash) -> String {
     )
 }
 
+/// The identification step's hint: no answer, or a chip the board file
+/// does not expect.
+fn id_hint(e: &ExternalFlash) -> String {
+    match e.jedec_id {
+        Some([a, b, c]) => format!(
+            "{}; the board file expects JEDEC ID {a:02X} {b:02X} {c:02X} (`jedec_id`): \
+             drop it to accept any chip that answers",
+            spi_hint(e)
+        ),
+        None => spi_hint(e),
+    }
+}
+
 /// The application's registers the stub must leave as they were: SPIx
 /// CR1/CR2, and MODER/AFRL/AFRH/ODR of every port the wiring uses.
 pub fn app_registers(e: &ExternalFlash) -> Vec<(String, u32)> {
@@ -133,9 +146,9 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<()> {
 
     let info = s
         .monitor("flash info", &mut |_| {})
-        .map_err(|e| fail("external flash", format!("{e:#}"), spi_hint(&ext)))?;
+        .map_err(|e| fail("external flash", format!("{e:#}"), id_hint(&ext)))?;
     let Some(id_line) = info.lines().find(|l| l.contains("JEDEC ID")) else {
-        return Err(fail("external flash", info.trim(), spi_hint(&ext)));
+        return Err(fail("external flash", info.trim(), id_hint(&ext)));
     };
     ok("JEDEC ID", id_line.trim());
     if let Some(g) = info.lines().find(|l| l.starts_with("geometry")) {
