@@ -1,12 +1,9 @@
-//! Files to program: ELF (PT_LOAD segments at their physical addresses),
+//! Files to program: ELF32 (PT_LOAD segments at their physical addresses),
 //! Intel HEX, and raw binary at a given base. Each becomes address-sorted,
 //! non-overlapping [`Segment`]s; every check happens here, before a probe
 //! is touched, so a bad file changes nothing on the target.
 
 use std::path::{Path, PathBuf};
-
-use xmas_elf::program::Type;
-use xmas_elf::ElfFile;
 
 /// Bytes for one contiguous address range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,31 +162,42 @@ fn normalise(path: &Path, mut segs: Vec<Segment>) -> Result<Vec<Segment>, ImageE
 
 /// PT_LOAD segments with file bytes, at their physical (load) addresses;
 /// the zero-filled tail (`memsz > filesz`) is the program's job, as in GDB's
-/// `load`. Offsets are checked against the file before any slicing.
+/// `load`.
+///
+/// The ELF32 program headers are read by hand with every offset checked
+/// against the file: xmas-elf indexes its tables unchecked and asserts on
+/// misaligned ones, so a corrupted file would panic instead of failing.
 fn elf_segments(path: &Path, bytes: &[u8]) -> Result<Vec<Segment>, ImageError> {
     let bad = |reason: String| ImageError::Elf {
         path: path.to_path_buf(),
         reason,
     };
-    // xmas-elf indexes header tables without checking them against the
-    // file: check the program header table first.
     let header = elf32_header(bytes).map_err(|r| bad(r.into()))?;
-    let table_end = u64::from(header.phoff) + u64::from(header.phentsize) * u64::from(header.phnum);
-    if table_end > bytes.len() as u64 || (header.phnum > 0 && header.phentsize < 32) {
+    let entry = usize::from(header.phentsize);
+    let table_end = u64::from(header.phoff) + entry as u64 * u64::from(header.phnum);
+    if header.phnum > 0 && entry < PH_SIZE {
+        return Err(bad(format!(
+            "program header entries of {entry} bytes (ELF32 needs {PH_SIZE})"
+        )));
+    }
+    if table_end > bytes.len() as u64 {
         return Err(bad(format!(
             "program header table ends at {table_end:#x}, past the end of the file ({:#x} \
              bytes): the file is truncated",
             bytes.len()
         )));
     }
-    let elf = ElfFile::new(bytes).map_err(|e| bad(e.to_string()))?;
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let mut out = Vec::new();
-    for (index, ph) in elf.program_iter().enumerate() {
-        if !matches!(ph.get_type(), Ok(Type::Load)) || ph.file_size() == 0 {
+    for index in 0..usize::from(header.phnum) {
+        let ph = header.phoff as usize + index * entry;
+        let (kind, offset, address, size) = (word(ph), word(ph + 4), word(ph + 12), word(ph + 16));
+        if kind != PT_LOAD || size == 0 {
             continue;
         }
-        let (offset, size, address) = (ph.offset(), ph.file_size(), ph.physical_addr());
-        let end = offset.saturating_add(size);
+        let (offset, address, size) = (u64::from(offset), u64::from(address), u64::from(size));
+        let end = offset + size;
         if end > bytes.len() as u64 {
             return Err(ImageError::ElfTruncated {
                 path: path.to_path_buf(),
@@ -215,16 +223,25 @@ fn elf_segments(path: &Path, bytes: &[u8]) -> Result<Vec<Segment>, ImageError> {
     Ok(out)
 }
 
+/// ELF32 program header size, and the loadable segment type.
+const PH_SIZE: usize = 32;
+const PT_LOAD: u32 = 1;
+/// e_machine of Arm (Cortex-M included).
+const EM_ARM: u16 = 40;
+
 struct Elf32Header {
     phoff: u32,
     phentsize: u16,
     phnum: u16,
 }
 
-/// The fields of a little-endian ELF32 header we check by hand.
+/// The fields of a little-endian ELF32 header we need, checked.
 fn elf32_header(b: &[u8]) -> Result<Elf32Header, &'static str> {
     if b.len() < 52 {
         return Err("shorter than an ELF32 header (52 bytes): the file is truncated");
+    }
+    if !b.starts_with(b"\x7fELF") {
+        return Err("no ELF magic");
     }
     if b[4] != 1 {
         return Err("not a 32-bit ELF (Cortex-M images are ELF32)");
@@ -234,6 +251,9 @@ fn elf32_header(b: &[u8]) -> Result<Elf32Header, &'static str> {
     }
     let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
     let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    if u16_at(18) != EM_ARM {
+        return Err("not an Arm ELF (e_machine is not EM_ARM)");
+    }
     Ok(Elf32Header {
         phoff: u32_at(28),
         phentsize: u16_at(42),
@@ -272,6 +292,22 @@ mod tests {
         }
         let err = elf_segments(Path::new("t.elf"), &bytes[..bytes.len() / 2]).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn invalid_corrupted_elf_headers_never_panic() {
+        let bytes = std::fs::read(ELF).unwrap();
+        for cut in (0..bytes.len()).step_by(97) {
+            let _ = elf_segments(Path::new("t.elf"), &bytes[..cut]);
+        }
+        // Flip bytes across the ELF and program headers.
+        for at in 0..(52 + 32 * 8) {
+            for v in [0x00, 0xFF, 0x80] {
+                let mut b = bytes.clone();
+                b[at] = v;
+                let _ = elf_segments(Path::new("t.elf"), &b);
+            }
+        }
     }
 
     #[test]
