@@ -319,6 +319,22 @@ fn erase_chip_erase_blanks_the_whole_window() {
 }
 
 #[test]
+fn flash_with_reset_lets_the_core_run_and_detaches() {
+    let state = State::new("reset");
+    let bin = state.path("x.bin");
+    std::fs::write(&bin, pattern(0x100, 5)).unwrap();
+    let out = state.run(&[
+        "flash",
+        bin.to_str().unwrap(),
+        "--base",
+        "0x90000000",
+        "--reset",
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("reset; core running"), "{}", out.stdout);
+}
+
+#[test]
 fn info_shows_jedec_id_geometry_and_target() {
     let state = State::new("info");
     let out = state.run(&["info"]);
