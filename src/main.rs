@@ -1,5 +1,7 @@
 //! `extflash-gdb` command line.
 
+mod cli;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +32,21 @@ enum Command {
     /// One GDB controls the board at a time: while one is connected, further
     /// connections are logged and closed at once.
     Serve(ServeArgs),
+    /// Program an ELF, Intel HEX or raw binary (internal flash, RAM and the
+    /// external window in one go), as GDB's `load` would.
+    Flash(cli::flash::FlashArgs),
+    /// Read memory at any address (the window included): hex dump or file.
+    Read(cli::read::ReadArgs),
+    /// Erase a flash range, or the whole external chip (--chip).
+    Erase(cli::erase::EraseArgs),
+    /// Compare a file with the target by on-target CRC, per section.
+    Verify(cli::verify::VerifyArgs),
+    /// Show the probe, the target and the external flash chip.
+    Info(cli::info::InfoArgs),
+    /// List the connected debug probes.
+    List,
+    /// Check a board: attach, SPI flash ID, and (with --yes) erase/program.
+    Selftest(cli::selftest::SelftestArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,19 +105,38 @@ struct ServeArgs {
     /// TCP port; 0 picks a free one.
     #[arg(long, default_value_t = 3333)]
     port: u16,
+    /// Load the test firmware and its external-flash assets through the
+    /// GDB path at start, ready to `break main` (needs --sim).
+    #[arg(long, requires = "sim")]
+    demo: bool,
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Other crates (probe-rs) stay at warn unless RUST_LOG opens them; the
+    // subcommands print their own progress, so only warnings are logged.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "warn,extflash_gdb=info",
+        // The virtual board's own warnings (a blank chip locking up) are
+        // noise for a one-shot command.
+        _ => "warn,sim=error",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Flash(args) => cli::flash::run(args),
+        Command::Read(args) => cli::read::run(args),
+        Command::Erase(args) => cli::erase::run(args),
+        Command::Verify(args) => cli::verify::run(args),
+        Command::Info(args) => cli::info::run(args),
+        Command::List => cli::list::run(),
+        Command::Selftest(args) => cli::selftest::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -138,7 +174,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         probe_source(args.probe.clone(), attach)
     };
-    let worker = ProbeWorker::start_with_events(source, Arc::new(board), Arc::new(log_progress))?;
+    let board = Arc::new(board);
+    // A progress bar on a terminal, log lines otherwise.
+    let events: extflash_gdb::flash::EventSink =
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            cli::progress::Progress::new().sink()
+        } else {
+            Arc::new(log_progress)
+        };
+    let worker = ProbeWorker::start_with_events(source, board.clone(), events)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -153,11 +197,46 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writeln!(stdout, "listening on {addr}")?;
         stdout.flush()?;
         drop(stdout);
+        first_run_help(&args, addr, board);
         server::run(listener, worker, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
     })
+}
+
+/// What a new user needs after `listening on`: what the virtual board
+/// holds and how to connect GDB; with `--demo`, the demo firmware is loaded
+/// (through the server, as GDB would) before the connect line is printed.
+fn first_run_help(args: &ServeArgs, addr: std::net::SocketAddr, board: Arc<Board>) {
+    if args.sim {
+        say(&cli::demo::board_line(args.sim_state.as_deref()));
+    }
+    if !args.demo {
+        say(&cli::demo::connect_line(addr, None));
+        return;
+    }
+    let mut local = addr;
+    if local.ip().is_unspecified() {
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    std::thread::spawn(move || match cli::demo::load(local, board) {
+        Ok(elf) => {
+            say(
+                "demo: test firmware and its assets (0x90000003, 0x9000f123) loaded through \
+                 GDB's load path; core halted at the reset vector",
+            );
+            say(&cli::demo::connect_line(addr, Some(&elf)));
+        }
+        Err(e) => eprintln!("error: loading the demo firmware: {e:#}"),
+    });
+}
+
+/// A line on stdout for people; a reader that went away (a script that only
+/// wanted `listening on`) must not stop the server.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 // ---- The one place that knows about the virtual board (`--sim`). ----

@@ -70,6 +70,24 @@ impl MonitorCommand {
 }
 
 impl GdbTarget {
+    /// `flash erase-all`, with each progress line sent to GDB's console as
+    /// it happens (an `O` packet flushed per line; gdbstub's final `OK`
+    /// follows when the erase is done), so a long chip erase shows signs
+    /// of life.
+    fn erase_all_to_console(&mut self, out: &mut ConsoleOutput<'_>) -> Result<(), GdbError> {
+        self.invalidate_ext_cache();
+        let events = self.events.clone();
+        self.with_ext(|ext, core| {
+            ext.erase_all(core, &mut |e| {
+                events(&e);
+                if let Some(line) = console_line(&e) {
+                    outputln!(out, "{line}");
+                    out.flush();
+                }
+            })
+        })
+    }
+
     /// The external-flash commands; returns the lines to print.
     fn run_flash_monitor(&mut self, cmd: MonitorCommand) -> Result<Vec<String>, GdbError> {
         let mut lines = Vec::new();
@@ -121,18 +139,6 @@ impl GdbTarget {
                     "external flash unprotected".into()
                 });
             }
-            MonitorCommand::FlashEraseAll => {
-                let events = self.events.clone();
-                let mut progress = Vec::new();
-                let result = self.with_ext(|ext, core| {
-                    ext.erase_all(core, &mut |e| {
-                        events(&e);
-                        progress.extend(console_line(&e));
-                    })
-                });
-                lines.extend(progress);
-                result?;
-            }
             _ => unreachable!("not a flash command"),
         }
         Ok(lines)
@@ -150,9 +156,7 @@ impl GdbTarget {
         }
         if matches!(
             cmd,
-            MonitorCommand::FlashInfo
-                | MonitorCommand::FlashEraseAll
-                | MonitorCommand::FlashUnprotect
+            MonitorCommand::FlashInfo | MonitorCommand::FlashUnprotect
         ) {
             return self.run_flash_monitor(cmd).map(|l| l.join("\n"));
         }
@@ -190,7 +194,7 @@ impl GdbTarget {
             MonitorCommand::Help => HELP.trim_end().to_string(),
             MonitorCommand::FlashInfo
             | MonitorCommand::FlashEraseAll
-            | MonitorCommand::FlashUnprotect => unreachable!("handled above"),
+            | MonitorCommand::FlashUnprotect => unreachable!("handled before"),
         };
         drop(core);
         if halts {
@@ -235,8 +239,14 @@ impl MonitorCmd for GdbTarget {
                 return Ok(());
             }
         };
-        match self.run_monitor(parsed) {
-            Ok(reply) => outputln!(out, "{reply}"),
+        let result = if parsed == MonitorCommand::FlashEraseAll {
+            self.erase_all_to_console(&mut out).map(|()| None)
+        } else {
+            self.run_monitor(parsed).map(Some)
+        };
+        match result {
+            Ok(Some(reply)) => outputln!(out, "{reply}"),
+            Ok(None) => {}
             Err(e) => {
                 outputln!(out, "error: {}", DisplayChain(&e));
                 fatal_only(e)?;
