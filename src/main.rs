@@ -51,54 +51,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Drive the virtual board instead of a real probe.
-    #[arg(long)]
-    sim: bool,
-    /// Back the virtual board's flash with files in DIR (needs --sim).
-    #[arg(long, value_name = "DIR", requires = "sim")]
-    sim_state: Option<PathBuf>,
-    /// Probe link the virtual board charges its clock for: ideal,
-    /// stlink-v2 (a typical desk) or cmsis-dap-v2 (needs --sim).
-    #[arg(
-        long,
-        value_name = "PROFILE",
-        default_value = "stlink-v2",
-        requires = "sim"
-    )]
-    sim_link: extflash_gdb::sim::LinkProfile,
-    /// Let the virtual board's running core keep up with host time between
-    /// probe calls (an interactive, free-running board). Without it virtual
-    /// time and counters are the same on every run of the same job.
-    #[arg(long, requires = "sim")]
-    sim_realtime: bool,
-    /// Emulate every iteration of the core's wait loops instead of jumping
-    /// over them (same results, slower on the host; for comparison).
-    #[arg(long, requires = "sim")]
-    sim_no_fast_forward: bool,
-    /// Faults of the virtual board, comma-separated: stuck-busy,
-    /// wel-never-set, no-chip, protected, locked.
-    #[arg(long, value_name = "LIST", value_parser = extflash_gdb::sim::SimFault::parse_list, requires = "sim")]
-    sim_fault: Option<extflash_gdb::sim::Faults>,
-    /// How the virtual board is actually wired (a board file) [default: the
-    /// --board file]. --board stays what the server believes, so a
-    /// difference shows what wrong wiring looks like.
-    #[arg(long, value_name = "FILE", requires = "sim")]
-    sim_board: Option<PathBuf>,
-    /// probe-rs target name [default: the board file's `chip`].
-    #[arg(long)]
-    chip: Option<String>,
-    /// Probe to use, as VID:PID[:SERIAL] (hex VID/PID).
-    #[arg(long, value_name = "VID:PID[:SERIAL]", conflicts_with = "sim")]
-    probe: Option<String>,
-    /// SWD clock in kHz.
-    #[arg(long, value_name = "KHZ")]
-    speed: Option<u32>,
-    /// Hold the chip in reset while attaching (for firmware that disables SWD).
-    #[arg(long)]
-    connect_under_reset: bool,
-    /// Board file [default: the built-in memory-maps/stm32f407ve-w25q64jv.toml].
-    #[arg(long, value_name = "FILE")]
-    board: Option<PathBuf>,
+    #[command(flatten)]
+    target: cli::options::TargetArgs,
     /// Address to listen on. The protocol has no authentication: keep it local.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
@@ -148,32 +102,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let board = match &args.board {
-        Some(path) => Board::from_file(path)?,
-        None => Board::builtin(),
-    };
-    let chip = args.chip.clone().unwrap_or_else(|| board.chip.clone());
-    let attach = AttachOptions {
-        speed: args.speed,
-        under_reset: args.connect_under_reset,
-        chip,
-    };
-    let source = if args.sim {
-        let wired = match &args.sim_board {
-            Some(path) => Board::from_file(path)?,
-            None => board.clone(),
-        };
-        let sim = SimOptions {
-            state_dir: args.sim_state.clone(),
-            link: args.sim_link,
-            realtime: args.sim_realtime,
-            fast_forward: !args.sim_no_fast_forward,
-            faults: args.sim_fault.unwrap_or_default(),
-        };
-        sim_source(sim, &wired, attach)
-    } else {
-        probe_source(args.probe.clone(), attach)
-    };
+    let board = args.target.load_board()?;
+    let source = args.target.source(&board)?;
     let board = Arc::new(board);
     // A progress bar on a terminal, log lines otherwise.
     let events: extflash_gdb::flash::EventSink =
@@ -209,8 +139,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// holds and how to connect GDB; with `--demo`, the demo firmware is loaded
 /// (through the server, as GDB would) before the connect line is printed.
 fn first_run_help(args: &ServeArgs, addr: std::net::SocketAddr, board: Arc<Board>) {
-    if args.sim {
-        say(&cli::demo::board_line(args.sim_state.as_deref()));
+    if args.target.sim {
+        say(&cli::demo::board_line(args.target.sim_state.as_deref()));
     }
     if !args.demo {
         say(&cli::demo::connect_line(addr, None));

@@ -42,11 +42,12 @@ pub fn run(args: FlashArgs) -> anyhow::Result<()> {
     let elapsed = clock.elapsed();
     let t = progress.totals();
     println!(
-        "flashed {}: erased {} bytes, programmed {} bytes, wrote {ram_bytes} bytes of RAM in \
-         {:.2} s ({:.1} KB/s)",
+        "flashed {}: erased {} bytes, programmed {} bytes, skipped {} unchanged bytes, wrote \
+         {ram_bytes} bytes of RAM in {:.2} s ({:.1} KB/s)",
         args.file.display(),
         t.erased,
         t.programmed,
+        t.skipped,
         elapsed.as_secs_f64(),
         rate(t.programmed + ram_bytes as u64, elapsed)
     );

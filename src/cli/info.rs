@@ -17,6 +17,10 @@ pub const FLASH_SIZE_REG: u32 = 0x1FFF_7A22;
 
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
+    /// Reset the chip and halt it at the reset vector before starting
+    /// (`flash`, `erase` and `selftest` always do).
+    #[arg(long)]
+    pub reset_halt: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -53,7 +57,7 @@ pub fn device_name(dev_id: u32) -> &'static str {
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let progress = Progress::new();
     let mut s = BoardSession::open(&args.target, progress.sink())?;
-    s.settle(args.target.reset_halt)?;
+    s.settle(args.reset_halt)?;
     println!("probe:       {}", args.target.probe_name());
     println!(
         "board file:  {} (chip {})",

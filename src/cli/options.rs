@@ -15,6 +15,33 @@ pub struct TargetArgs {
     /// consecutive commands see the same flash.
     #[arg(long, value_name = "DIR", requires = "sim")]
     pub sim_state: Option<PathBuf>,
+    /// Probe link the virtual board charges its clock for: ideal,
+    /// stlink-v2 (a typical desk) or cmsis-dap-v2 (needs --sim).
+    #[arg(
+        long,
+        value_name = "PROFILE",
+        default_value = "stlink-v2",
+        requires = "sim"
+    )]
+    pub sim_link: extflash_gdb::sim::LinkProfile,
+    /// Let the virtual board's running core keep up with host time between
+    /// probe calls (an interactive, free-running board). Without it virtual
+    /// time and counters are the same on every run of the same job.
+    #[arg(long, requires = "sim")]
+    pub sim_realtime: bool,
+    /// Emulate every iteration of the core's wait loops instead of jumping
+    /// over them (same results, slower on the host; for comparison).
+    #[arg(long, requires = "sim")]
+    pub sim_no_fast_forward: bool,
+    /// Faults of the virtual board, comma-separated: stuck-busy,
+    /// wel-never-set, no-chip, protected, locked.
+    #[arg(long, value_name = "LIST", value_parser = extflash_gdb::sim::SimFault::parse_list, requires = "sim")]
+    pub sim_fault: Option<extflash_gdb::sim::Faults>,
+    /// How the virtual board is actually wired (a board file) [default: the
+    /// --board file]. --board stays what the server believes, so a
+    /// difference shows what wrong wiring looks like.
+    #[arg(long, value_name = "FILE", requires = "sim")]
+    pub sim_board: Option<PathBuf>,
     /// probe-rs target name [default: the board file's `chip`].
     #[arg(long)]
     pub chip: Option<String>,
@@ -30,10 +57,6 @@ pub struct TargetArgs {
     /// Board file [default: the built-in memory-maps/stm32f407ve-w25q64jv.toml].
     #[arg(long, value_name = "FILE")]
     pub board: Option<PathBuf>,
-    /// Reset the chip and halt it at the reset vector before starting
-    /// (`flash`, `erase` and `selftest` always do).
-    #[arg(long)]
-    pub reset_halt: bool,
 }
 
 impl TargetArgs {
@@ -67,18 +90,29 @@ impl TargetArgs {
         }
     }
 
-    /// The same session opener `serve` uses.
-    pub fn source(&self, board: &Board) -> SessionSource {
+    /// The session opener: the probe, or the virtual board wired as
+    /// `--sim-board` (else `board`) says.
+    pub fn source(&self, board: &Board) -> anyhow::Result<SessionSource> {
         let attach = crate::AttachOptions {
             speed: self.speed,
             under_reset: self.connect_under_reset,
             chip: self.chip.clone().unwrap_or_else(|| board.chip.clone()),
         };
-        if self.sim {
-            crate::sim_source(self.sim_state.clone(), board, attach)
-        } else {
-            crate::probe_source(self.probe.clone(), attach)
+        if !self.sim {
+            return Ok(crate::probe_source(self.probe.clone(), attach));
         }
+        let wired = match &self.sim_board {
+            Some(path) => Board::from_file(path)?,
+            None => board.clone(),
+        };
+        let sim = crate::SimOptions {
+            state_dir: self.sim_state.clone(),
+            link: self.sim_link,
+            realtime: self.sim_realtime,
+            fast_forward: !self.sim_no_fast_forward,
+            faults: self.sim_fault.unwrap_or_default(),
+        };
+        Ok(crate::sim_source(sim, &wired, attach))
     }
 }
 

@@ -18,6 +18,8 @@ const PLAIN_STEPS: u64 = 10;
 pub struct Totals {
     pub erased: u64,
     pub programmed: u64,
+    /// Bytes that already held the image (neither erased nor programmed).
+    pub skipped: u64,
     /// Time spent inside flash operations (sum of their `Done` events).
     pub busy: Duration,
 }
@@ -179,7 +181,7 @@ impl Progress {
                     self.begin(&format!("{} program", short(flash)), *program_bytes);
                 }
             }
-            FlashEvent::Erasing { .. } => {}
+            FlashEvent::Erasing { .. } | FlashEvent::Skipped { .. } => {}
             FlashEvent::Programmed { bytes, .. } => self.advance(u64::from(*bytes)),
             FlashEvent::Waiting {
                 flash,
@@ -194,6 +196,7 @@ impl Progress {
                 flash,
                 erased,
                 programmed,
+                skipped,
                 elapsed,
             } => {
                 self.finish();
@@ -201,18 +204,24 @@ impl Progress {
                     let mut state = self.lock();
                     state.totals.erased += erased;
                     state.totals.programmed += programmed;
+                    state.totals.skipped += skipped;
                     state.totals.busy += *elapsed;
                 }
+                let skip = if *skipped > 0 {
+                    format!(", skipped {skipped} unchanged bytes")
+                } else {
+                    String::new()
+                };
                 self.line(&if *programmed == 0 {
                     format!(
-                        "{}: erased {erased} bytes in {:.2} s",
+                        "{}: erased {erased} bytes{skip} in {:.2} s",
                         kind(flash),
                         elapsed.as_secs_f64()
                     )
                 } else {
                     format!(
-                        "{}: erased {erased} bytes, programmed {programmed} bytes in {:.2} s \
-                         ({:.1} KB/s)",
+                        "{}: erased {erased} bytes, programmed {programmed} bytes{skip} in \
+                         {:.2} s ({:.1} KB/s)",
                         kind(flash),
                         elapsed.as_secs_f64(),
                         rate(*programmed, *elapsed)
@@ -269,6 +278,7 @@ mod tests {
                 flash,
                 erased,
                 programmed,
+                skipped: 0x1000,
                 elapsed: Duration::from_millis(500),
             });
         }
@@ -277,6 +287,7 @@ mod tests {
             Totals {
                 erased: 0x6000,
                 programmed: 0x1900,
+                skipped: 0x2000,
                 busy: Duration::from_secs(1)
             }
         );

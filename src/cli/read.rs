@@ -21,6 +21,10 @@ pub struct ReadArgs {
     /// Write the bytes to FILE instead of a hex dump on stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Reset the chip and halt it at the reset vector before starting
+    /// (`flash`, `erase` and `selftest` always do).
+    #[arg(long)]
+    pub reset_halt: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -38,7 +42,7 @@ pub fn run(args: ReadArgs) -> anyhow::Result<()> {
     }
     let progress = Progress::new();
     let mut session = BoardSession::open(&args.target, progress.sink())?;
-    session.settle(args.target.reset_halt)?;
+    session.settle(args.reset_halt)?;
     let clock = Stopwatch::start();
     let show = args.len >= BAR_FROM;
     if show {

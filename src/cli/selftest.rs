@@ -26,6 +26,10 @@ pub struct SelftestArgs {
     /// Allow the test to erase and reprogram the scratch range.
     #[arg(long)]
     pub yes: bool,
+    /// Reset the chip and halt it at the reset vector before starting
+    /// (`flash`, `erase` and `selftest` always do).
+    #[arg(long)]
+    pub reset_halt: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -138,7 +142,7 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<()> {
         .to_string();
     let mut s = BoardSession::open(&args.target, progress.sink())
         .map_err(|e| fail("attach", format!("{e:#}"), attach_hint.clone()))?;
-    s.settle(args.target.reset_halt)?;
+    s.settle(args.reset_halt)?;
     let cpuid = s
         .read_u32(super::info::CPUID)
         .map_err(|e| fail("attach", format!("{e:#}"), attach_hint.clone()))?;

@@ -49,7 +49,7 @@ impl BoardSession {
     /// loopback port, connect to it.
     pub fn open(args: &TargetArgs, events: EventSink) -> anyhow::Result<BoardSession> {
         let board = Arc::new(args.load_board()?);
-        let worker = ProbeWorker::start_with_events(args.source(&board), board.clone(), events)?;
+        let worker = ProbeWorker::start_with_events(args.source(&board)?, board.clone(), events)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -16,6 +16,10 @@ pub struct VerifyArgs {
     /// Load address of a raw binary.
     #[arg(long, value_name = "ADDR", value_parser = parse_u32)]
     pub base: Option<u32>,
+    /// Reset the chip and halt it at the reset vector before starting
+    /// (`flash`, `erase` and `selftest` always do).
+    #[arg(long)]
+    pub reset_halt: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -24,7 +28,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let segments = image::load(&args.file, args.base)?;
     let progress = Progress::new();
     let mut session = BoardSession::open(&args.target, progress.sink())?;
-    session.settle(args.target.reset_halt)?;
+    session.settle(args.reset_halt)?;
     println!("verifying {}:", args.file.display());
     let mismatched = verify_segments(&mut session, &segments)?;
     session.close()?;

@@ -75,7 +75,7 @@ impl GdbTarget {
     /// follows when the erase is done), so a long chip erase shows signs
     /// of life.
     fn erase_all_to_console(&mut self, out: &mut ConsoleOutput<'_>) -> Result<(), GdbError> {
-        self.invalidate_ext_cache();
+        self.forget_target_state();
         let events = self.events.clone();
         self.with_ext(|ext, core| {
             ext.erase_all(core, &mut |e| {

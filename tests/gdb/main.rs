@@ -12,3 +12,4 @@ mod extflash;
 mod firmware;
 mod reload;
 mod variables;
+mod workflows;

@@ -3,8 +3,6 @@
 //! `info`, `selftest`, `list`, and bad inputs. Consecutive commands share a
 //! `--sim-state` directory, so they see the same flash as a real board would.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -639,7 +637,7 @@ fn serve_demo_loads_firmware_and_assets_so_gdb_breaks_in_main_with_them() {
 
 #[test]
 fn monitor_chip_erase_progress_reaches_the_console_before_the_final_ok() {
-    let server = support::server::SimServer::start(&[]);
+    let server = crate::support::server::SimServer::start(&[]);
     let mut c = server.client();
     c.start_no_ack_mode().unwrap();
     let cmd: String = b"flash erase-all"
@@ -654,7 +652,7 @@ fn monitor_chip_erase_progress_reaches_the_console_before_the_final_ok() {
         let at = started.elapsed();
         match reply.strip_prefix(b"O") {
             Some(hex) if reply != b"OK" => {
-                let text = support::rsp::unhex(hex);
+                let text = crate::support::rsp::unhex(hex);
                 console.push((at, String::from_utf8_lossy(&text).into_owned()));
             }
             _ => {
