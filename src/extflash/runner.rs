@@ -225,6 +225,11 @@ pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, Ext
 pub const DBGMCU_APB1_FZ: u32 = 0xE004_2008;
 pub const DBG_IWDG_STOP: u32 = 1 << 12;
 
+/// RCC_CSR and its LSIRDY bit; IWDG_KR (RM0090 7.3.21, 21.4.1).
+pub const RCC_CSR: u32 = 0x4002_3874;
+pub const RCC_CSR_LSIRDY: u32 = 1 << 1;
+pub const IWDG_KR: u32 = 0x4000_3000;
+
 /// Vector catches set for a session: a fault in the stub halts the core at
 /// once instead of running the application's handler.
 const SESSION_CATCH: u32 = demcr::VC_HARDERR | 0x3F0;
@@ -298,8 +303,18 @@ impl Resident {
             running: false,
         };
         let mut started = save(core, ext, &layout, &mut res.saved);
+        let mut config = *config;
         if started.is_ok() {
-            started = load_and_run(core, stub, &layout, config);
+            // LSI on means the application may have started the IWDG: the
+            // stub must keep reloading it while it runs.
+            started = rd(core, RCC_CSR).map(|csr| {
+                if csr & RCC_CSR_LSIRDY != 0 {
+                    config.iwdg_kr = IWDG_KR;
+                }
+            });
+        }
+        if started.is_ok() {
+            started = load_and_run(core, stub, &layout, &config);
         }
         let id = match started {
             Ok(()) => {

@@ -104,6 +104,7 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
         br: baud_rate_bits(ext.prescaler),
         cycles_per_ms: MAX_CORE_HZ / 1000,
         timeouts,
+        iwdg_kr: 0,
     }
 }
 

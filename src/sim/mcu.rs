@@ -374,6 +374,11 @@ impl Mcu {
             CRC_BASE if self.rcc.crc_clock_enabled() => self.crc.read(off),
             CRC_BASE => 0,
             PWR_BASE => *self.pwr.get((off / 4) as usize).unwrap_or(&0),
+            // A started IWDG forces the LSI on (RM0090 21.3.1), so
+            // RCC_CSR.LSIRDY reads 1 whatever LSION says.
+            RCC_BASE if off == super::stm32::rcc::CSR && self.iwdg.started() => {
+                self.rcc.read(off, now) | 1 << 1
+            }
             RCC_BASE => self.rcc.read(off, now),
             FLASH_IF_BASE => {
                 let v = self.flash.read(off, now);

@@ -151,6 +151,24 @@ fn modify(addr: u32, mask: u32, v: u32) {
     wr(addr, (rd(addr) & !mask) | (v & mask));
 }
 
+/// Refresh the application's independent watchdog when the host says it
+/// runs (`Config::iwdg_kr` non-zero): it keeps counting while the stub runs,
+/// and a reset in the middle of an erase or program would lose data. With
+/// no watchdog running the stub writes nothing, so its waits only read.
+#[inline(always)]
+fn kick_watchdog_at(iwdg_kr: u32) {
+    if iwdg_kr != 0 {
+        wr(iwdg_kr, IWDG_RELOAD);
+    }
+}
+
+fn kick_watchdog(cfg: &Config) {
+    kick_watchdog_at(cfg.iwdg_kr);
+}
+
+/// IWDG_KR value that reloads the counter.
+const IWDG_RELOAD: u32 = 0xAAAA;
+
 fn cyccnt() -> u32 {
     rd(DWT_CYCCNT)
 }
@@ -159,14 +177,17 @@ fn cyccnt() -> u32 {
 /// in 64 bits, so limits beyond CYCCNT's 25 s wrap (chip erase) work as long
 /// as it is polled at least once per wrap.
 struct Deadline {
+    /// `Config::iwdg_kr`: every wait refreshes a running watchdog.
+    iwdg_kr: u32,
     last: u32,
     elapsed: u64,
     limit: u64,
 }
 
 impl Deadline {
-    fn new(ms: u32, cycles_per_ms: u32) -> Self {
+    fn new(ms: u32, cycles_per_ms: u32, iwdg_kr: u32) -> Self {
         Deadline {
+            iwdg_kr,
             last: cyccnt(),
             elapsed: 0,
             limit: ms as u64 * cycles_per_ms as u64,
@@ -175,6 +196,7 @@ impl Deadline {
 
     #[inline(never)]
     fn expired(&mut self) -> bool {
+        kick_watchdog_at(self.iwdg_kr);
         let now = cyccnt();
         self.elapsed += now.wrapping_sub(self.last) as u64;
         self.last = now;
@@ -237,7 +259,7 @@ impl<'a> Bus<'a> {
 
     #[inline(never)]
     fn deadline(&self, ms: u32) -> Deadline {
-        Deadline::new(ms, self.cfg.cycles_per_ms)
+        Deadline::new(ms, self.cfg.cycles_per_ms, self.cfg.iwdg_kr)
     }
 
     fn select(&self) {
@@ -330,6 +352,11 @@ impl<'a> Bus<'a> {
         while left != 0 && !self.dead.get() {
             let b = self.finish_frame();
             left -= 1;
+            // A frame whose RXNE is already set waits for nothing (no
+            // deadline check): refresh a running watchdog every 256 bytes.
+            if left & 0xFF == 0 {
+                kick_watchdog(self.cfg);
+            }
             if left != 0 {
                 self.start(0);
             }
@@ -816,7 +843,7 @@ pub unsafe extern "C" fn stub_crc_blocks(cfg: &Config, addr: u32, dst: *mut u32,
 /// `seq`, `command` and `args` of; the addresses in the commands' arguments
 /// follow each entry point's contract.
 #[no_mangle]
-pub unsafe extern "C" fn stub_serve_main(cfg: &Config) {
+pub unsafe extern "C" fn serve_main(cfg: &Config) {
     let mb = (cfg as *const Config).add(1) as *mut Mailbox;
     loop {
         let seq = loop {
@@ -824,6 +851,7 @@ pub unsafe extern "C" fn stub_serve_main(cfg: &Config) {
             if seq != read_volatile(addr_of!((*mb).done)) {
                 break seq;
             }
+            kick_watchdog(cfg);
         };
         let command = read_volatile(addr_of!((*mb).command));
         let [a, b, c] = read_volatile(addr_of!((*mb).args));
@@ -875,9 +903,11 @@ global_asm!(
     "stub_serve:",
     "push {{r0-r12, lr}}",
     "add r0, sp, #56",
-    "bl stub_serve_main",
+    "bl serve_main",
     "pop {{r0-r12, lr}}",
     ".global stub_park",
+    ".type stub_park,%function",
+    ".thumb_func",
     "stub_park:",
     "b stub_park",
     ".size stub_serve, . - stub_serve",

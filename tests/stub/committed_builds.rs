@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use extflash_stub_abi::{
-    SYM_BKPT, SYM_CRC32, SYM_ERASE, SYM_INIT, SYM_PROGRAM, SYM_READ, SYM_READ_SFDP,
-    SYM_READ_STATUS, SYM_WRITE_STATUS,
+    SYM_BKPT, SYM_CRC32, SYM_CRC_BLOCKS, SYM_ERASE, SYM_INIT, SYM_PARK, SYM_PROGRAM, SYM_READ,
+    SYM_READ_SFDP, SYM_READ_STATUS, SYM_SERVE, SYM_WRITE_STATUS,
 };
 use xmas_elf::program::Type as SegmentType;
 use xmas_elf::sections::{SectionData, ShType};
@@ -38,7 +38,7 @@ const TARGET: &str = "thumbv7m-none-eabi";
 const STUB_BUDGET: u64 = 4096;
 
 /// Every entry point the host calls, from the shared ABI crate.
-const STUB_ENTRIES: [&str; 9] = [
+const STUB_ENTRIES: [&str; 12] = [
     SYM_INIT,
     SYM_READ,
     SYM_CRC32,
@@ -47,6 +47,9 @@ const STUB_ENTRIES: [&str; 9] = [
     SYM_READ_SFDP,
     SYM_READ_STATUS,
     SYM_WRITE_STATUS,
+    SYM_CRC_BLOCKS,
+    SYM_SERVE,
+    SYM_PARK,
     SYM_BKPT,
 ];
 

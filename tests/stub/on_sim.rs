@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use crate::support::sim::{pattern, CHIP};
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{
-    crc32_update, Config, EraseKind, PinCfg, Ring, Status, Timeouts, CONFIG_MAGIC, CRC32_INIT,
-    PIN_GPIO_OUTPUT, STACK_CANARY, SYM_BKPT, SYM_CRC32, SYM_ERASE, SYM_INIT, SYM_PROGRAM, SYM_READ,
-    SYM_READ_SFDP, SYM_READ_STATUS, SYM_WRITE_STATUS,
+    crc32_update, Config, EraseKind, PinCfg, Ring, Status, Timeouts, Words, CONFIG_MAGIC,
+    CRC32_INIT, PIN_GPIO_OUTPUT, STACK_CANARY, SYM_BKPT, SYM_CRC32, SYM_ERASE, SYM_INIT,
+    SYM_PROGRAM, SYM_READ, SYM_READ_SFDP, SYM_READ_STATUS, SYM_WRITE_STATUS,
 };
 use probe_rs::{CoreStatus, HaltReason, MemoryInterface, Permissions, RegisterId};
 use xmas_elf::program::Type;
@@ -123,19 +123,14 @@ fn board_config() -> Config {
         br: 1, // 84 MHz / 4
         cycles_per_ms: 168_000,
         timeouts: Timeouts::W25Q64JV,
+        iwdg_kr: 0,
     }
 }
 
 fn config_bytes(cfg: &Config) -> Vec<u8> {
-    // SAFETY: Config is repr(C) with u32 fields only (no padding); the host
-    // is little endian like the target.
-    unsafe {
-        std::slice::from_raw_parts(
-            (cfg as *const Config).cast::<u8>(),
-            std::mem::size_of::<Config>(),
-        )
-    }
-    .to_vec()
+    let mut out = vec![0u8; Config::SIZE];
+    cfg.write_le(&mut out);
+    out
 }
 
 impl Target {

@@ -286,3 +286,45 @@ fn chip_is_not_touched_while_the_application_holds_chip_select() {
     ext.read(&mut core, 0x9000_1800, &mut other).unwrap();
     assert_eq!(other, data[0x1800..0x1810]);
 }
+
+/// The application's IWDG keeps counting while the stub runs (it is only
+/// frozen while the core is halted with DBG_IWDG_STOP): the resident stub
+/// must reload it, or a long read resets the chip in the middle.
+#[test]
+fn stub_reloads_a_running_watchdog_so_a_long_read_does_not_reset_the_chip() {
+    const IWDG_KR: u64 = 0x4000_3000;
+    const IWDG_PR: u64 = 0x4000_3004;
+    const IWDG_RLR: u64 = 0x4000_3008;
+    const RCC_CSR: u64 = 0x4002_3874;
+    const DBGMCU_APB1_FZ: u64 = 0xE004_2008;
+    const IWDGRSTF: u32 = 1 << 29;
+    let data = pattern(5, 0x10000);
+    let (b, mut session) = app_state(SimConfig::default(), &[(0, &data)]);
+    let mut core = session.core(0).unwrap();
+    // Frozen while halted (as a debugger sets it), then started: /4 and a
+    // reload of 80 is 10 ms at 32 kHz, far shorter than reading 64 KiB.
+    let fz = core.read_word_32(DBGMCU_APB1_FZ).unwrap();
+    core.write_word_32(DBGMCU_APB1_FZ, fz | 1 << 12).unwrap();
+    core.write_word_32(RCC_CSR, 1 << 24).unwrap(); // RMVF: clear reset flags
+    core.write_word_32(IWDG_KR, 0xCCCC).unwrap();
+    core.write_word_32(IWDG_KR, 0x5555).unwrap();
+    core.write_word_32(IWDG_PR, 0).unwrap();
+    core.write_word_32(IWDG_RLR, 80).unwrap();
+    core.write_word_32(IWDG_KR, 0xAAAA).unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let mut got = vec![0u8; data.len()];
+    ext.read(&mut core, 0x9000_0000, &mut got).unwrap();
+    assert!(
+        b.lock().mcu().iwdg.reloads() > 0,
+        "the stub reloaded the watchdog"
+    );
+    ext.end_session(&mut core).unwrap();
+    assert!(got == data, "read back what the chip holds");
+    let csr = core.read_word_32(RCC_CSR).unwrap();
+    assert_eq!(csr & IWDGRSTF, 0, "no watchdog reset (RCC_CSR {csr:#010x})");
+    assert_eq!(
+        core.read_word_32(DBGMCU_APB1_FZ).unwrap(),
+        fz | 1 << 12,
+        "DBGMCU_APB1_FZ restored"
+    );
+}

@@ -117,6 +117,9 @@ pub struct Config {
     /// DWT CYCCNT ticks per millisecond (the core clock / 1000).
     pub cycles_per_ms: u32,
     pub timeouts: Timeouts,
+    /// Address of IWDG_KR when the application's watchdog may be running
+    /// (the stub then reloads it, 0xAAAA, in every wait); 0 otherwise.
+    pub iwdg_kr: u32,
 }
 
 /// A `#[repr(C)]` ABI block made only of `u32` fields (directly or in
@@ -495,7 +498,10 @@ mod tests {
     fn abi_blocks_have_no_padding() {
         assert_eq!(core::mem::size_of::<PinCfg>(), 3 * 4);
         assert_eq!(core::mem::size_of::<Timeouts>(), 8 * 4);
-        assert_eq!(core::mem::size_of::<Config>(), 6 * 4 + 4 * 12 + 2 * 4 + 32);
+        assert_eq!(
+            core::mem::size_of::<Config>(),
+            6 * 4 + 4 * 12 + 2 * 4 + 32 + 4
+        );
         assert_eq!(core::mem::size_of::<Ring>(), 5 * 4);
         assert_eq!(core::mem::size_of::<Mailbox>(), 8 * 4);
     }
@@ -560,6 +566,7 @@ mod tests {
             br: next(),
             cycles_per_ms: next(),
             timeouts: t,
+            iwdg_kr: next(),
         };
         let mut b = [0u8; Config::SIZE];
         c.write_le(&mut b);
@@ -572,6 +579,7 @@ mod tests {
             (offset_of!(Config, rcc_gpio_mask), c.rcc_gpio_mask),
             (offset_of!(Config, br), c.br),
             (offset_of!(Config, cycles_per_ms), c.cycles_per_ms),
+            (offset_of!(Config, iwdg_kr), c.iwdg_kr),
         ];
         for (off, v) in fields {
             assert_eq!(word_at(&b, off), v, "field at {off}");
