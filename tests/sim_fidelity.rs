@@ -904,3 +904,50 @@ fn crc_unit_gives_gdbs_qcrc_for_big_endian_words_once_clocked() {
     core.write_word_32(CRC_CR, 1).unwrap();
     assert_eq!(core.read_word_32(CRC_DR).unwrap(), 0xFFFF_FFFF, "CR.RESET");
 }
+
+// ---- command-line plumbing ----------------------------------------------
+
+#[test]
+fn serve_speed_is_rounded_by_the_link_profiles_probe() {
+    let s = Server::start(&["--speed", "4000", "--sim-no-fast-forward"]);
+    assert!(s.log().contains("SWD speed 1800 kHz"), "{}", s.log());
+    drop(s);
+    let s = Server::start(&["--speed", "4000", "--sim-link", "cmsis-dap-v2"]);
+    assert!(s.log().contains("SWD speed 4000 kHz"), "{}", s.log());
+    drop(s);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+        .args(["serve", "--sim", "--port", "0", "--speed", "50"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot set SWD speed 50 kHz"), "{err}");
+}
+
+#[test]
+fn realtime_board_lets_a_running_core_catch_up_with_host_time() {
+    let run = |realtime: bool| {
+        let board = sim_support::board(SimConfig {
+            realtime,
+            ..Default::default()
+        });
+        let mut session = sim_support::attach(&board);
+        let mut core = session.core(0).unwrap();
+        core.halt(Duration::from_secs(1)).unwrap();
+        start_code(&mut core, &SPIN);
+        let (_, c0) = snapshot(&board);
+        // Host time passes with no probe traffic (what an interactive user
+        // does between commands), then one read.
+        std::thread::sleep(Duration::from_millis(30));
+        core.read_word_32(0x2000_0000).unwrap();
+        let (_, c1) = snapshot(&board);
+        let c = c1.since(&c0);
+        c.instructions + c.ff_instructions
+    };
+    let fixed = run(false);
+    let realtime = run(true);
+    assert!(fixed < 1_000, "only wire time passed: {fixed}");
+    // Catch-up runs 2,000 instructions per host ms, at most 40,000 per
+    // transaction.
+    assert!(realtime >= 20 * 2_000, "host time caught up: {realtime}");
+}
