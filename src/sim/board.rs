@@ -474,6 +474,7 @@ impl Board {
         loop {
             let start = self.now();
             self.sync_watchdog();
+            self.service_due_dma();
             let limit = self.horizon(target);
             self.ff_limit = self.fast_forward.then_some(limit);
             while self.now() < limit && self.step_one() {}
@@ -558,10 +559,24 @@ impl Board {
         }
     }
 
-    /// The earlier of `target` and the watchdog's expiry.
+    /// The earliest of `target`, the watchdog's expiry and the next DMA
+    /// event still ahead.
     fn horizon(&self, target: u64) -> u64 {
-        let d = self.mcu.borrow().iwdg.deadline();
-        d.map_or(target, |d| d.min(target))
+        let m = self.mcu.borrow();
+        let now = m.now();
+        [m.iwdg.deadline(), m.next_dma_event().filter(|&t| t > now)]
+            .into_iter()
+            .flatten()
+            .fold(target, u64::min)
+    }
+
+    /// Let DMA move what its requests allow once their time has come.
+    fn service_due_dma(&mut self) {
+        let mut m = self.mcu.borrow_mut();
+        let now = m.now();
+        if m.next_dma_event().is_some_and(|t| t <= now) {
+            m.service_dma();
+        }
     }
 
     /// The IWDG is frozen only while the core is halted in debug with

@@ -16,6 +16,7 @@ use armagnac::memory::{
 use super::clock::{Clock, HSI_HZ};
 use super::debug::DebugRegs;
 use super::stm32::crc::Crc;
+use super::stm32::dma::{Dir, Dma};
 use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
 use super::stm32::gpio::{GpioPort, PinMode};
 use super::stm32::iwdg::Iwdg;
@@ -35,6 +36,11 @@ const SYSMEM: Range<u32> = 0x1FFF_0000..0x1FFF_7A10;
 const OPTION_BYTES: Range<u32> = 0x1FFF_C000..0x1FFF_C010;
 const IWDG_BASE: u32 = 0x4000_3000;
 const CRC_BASE: u32 = 0x4002_3000;
+const DMA2_BASE: u32 = 0x4002_6400;
+/// DMA2 channel 3 serves SPI1: RX on streams 0 and 2, TX on 3 and 5.
+const SPI1_DMA_CHANNEL: u32 = 3;
+/// Items one service pass may move (a bound, not a limit of silicon).
+const MAX_DMA_ITEMS: usize = 1 << 20;
 const PWR_BASE: u32 = 0x4000_7000;
 const SPI_BASES: [u32; 3] = [0x4001_3000, 0x4000_3800, 0x4000_3C00];
 const GPIO_BASE: u32 = 0x4002_0000;
@@ -153,6 +159,9 @@ pub struct Mcu {
     pub spi: [Spi; 3],
     pub iwdg: Iwdg,
     pub crc: Crc,
+    pub dma2: Dma,
+    /// Set while DMA moves data (its own bus accesses must not re-enter).
+    in_dma: bool,
     pwr: [u32; 2],
     pub chip: W25q64jv,
     pub wiring: Wiring,
@@ -193,6 +202,8 @@ impl Mcu {
             ],
             iwdg: Iwdg::new(),
             crc: Crc::new(),
+            dma2: Dma::new(),
+            in_dma: false,
             pwr: [0; 2],
             chip,
             wiring,
@@ -250,6 +261,7 @@ impl Mcu {
         self.flash.reset();
         self.iwdg.reset();
         self.crc.reset();
+        self.dma2.reset();
         self.pwr = [0; 2];
         self.update_cs();
         self.apply_clocks();
@@ -372,6 +384,8 @@ impl Mcu {
         let word = match base {
             IWDG_BASE => self.iwdg.read(off, now),
             CRC_BASE if self.rcc.crc_clock_enabled() => self.crc.read(off),
+            DMA2_BASE if self.rcc.dma2_clock_enabled() => self.dma2.read(off),
+            DMA2_BASE => 0,
             CRC_BASE => 0,
             PWR_BASE => *self.pwr.get((off / 4) as usize).unwrap_or(&0),
             // A started IWDG forces the LSI on (RM0090 21.3.1), so
@@ -434,6 +448,12 @@ impl Mcu {
                     self.crc.write(off, value, mask);
                 }
             }
+            DMA2_BASE => {
+                if self.rcc.dma2_clock_enabled() {
+                    self.dma2.write(off, value, mask);
+                    self.service_dma();
+                }
+            }
             PWR_BASE => {
                 if let Some(r) = self.pwr.get_mut((off / 4) as usize) {
                     *r = (*r & !mask) | (value & mask);
@@ -461,6 +481,7 @@ impl Mcu {
                 if self.rcc.spi_clock_enabled(idx as u8 + 1) {
                     let (spi, mut link) = self.spi_and_link(idx);
                     spi.write(off, value, mask, now, &mut link);
+                    self.service_dma();
                 }
             }
         }
@@ -468,6 +489,9 @@ impl Mcu {
     }
 
     fn apply_peripheral_resets(&mut self) {
+        if self.rcc.dma2_in_reset() {
+            self.dma2.reset();
+        }
         if self.rcc.crc_in_reset() {
             self.crc.reset();
         }
@@ -528,6 +552,75 @@ impl Mcu {
             miso,
         };
         (&mut self.spi[idx], link)
+    }
+
+    /// Move every DMA2 item whose request is up at `now`: memory-to-memory
+    /// streams at once, SPI1 streams (channel 3) on TXE/RXNE with
+    /// CR2.TXDMAEN/RXDMAEN. A bus fault ends the stream (EN cleared).
+    pub fn service_dma(&mut self) {
+        if self.in_dma || !self.rcc.dma2_clock_enabled() {
+            return;
+        }
+        self.in_dma = true;
+        for _ in 0..MAX_DMA_ITEMS {
+            let mut moved = false;
+            for x in 0..8 {
+                let Some(item) = self.dma2.next_item(x) else {
+                    continue;
+                };
+                let dir = self.dma2.dir(x);
+                if dir != Dir::MemToMem && !self.spi1_dma_request(x, dir) {
+                    continue;
+                }
+                let moved_ok = self
+                    .read(item.src, item.size, Master::Debugger)
+                    .and_then(|v| self.write(item.dst, item.size, v, Master::Debugger));
+                // Bus-master writes other than the debugger's: a loop that
+                // watched this memory may change (see the fast-forward).
+                self.cpu_writes += 1;
+                match moved_ok {
+                    Ok(()) => {
+                        self.dma2.item_done(x);
+                        moved = true;
+                    }
+                    Err(_) => self.dma2.write(
+                        super::stm32::dma::STREAM0 + x as u32 * super::stm32::dma::STREAM_STRIDE,
+                        0,
+                        1,
+                    ),
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.in_dma = false;
+    }
+
+    fn spi1_dma_request(&mut self, x: usize, dir: Dir) -> bool {
+        if self.dma2.channel(x) != SPI1_DMA_CHANNEL || !self.rcc.spi_clock_enabled(1) {
+            return false;
+        }
+        let now = self.now();
+        let (spi, mut link) = self.spi_and_link(0);
+        spi.advance(now, &mut link);
+        match (x, dir) {
+            (0 | 2, Dir::PeriphToMem) => spi.rx_dma_request(),
+            (3 | 5, Dir::MemToPeriph) => spi.tx_dma_request(),
+            _ => false,
+        }
+    }
+
+    /// When DMA2 may next have work: the end of SPI1's frame on the wire,
+    /// while a stream waits on SPI1.
+    pub fn next_dma_event(&self) -> Option<u64> {
+        let waiting = (0..8)
+            .any(|x| self.dma2.next_item(x).is_some() && self.dma2.channel(x) == SPI1_DMA_CHANNEL);
+        if waiting && self.rcc.dma2_clock_enabled() {
+            self.spi[0].next_event()
+        } else {
+            None
+        }
     }
 
     /// Bring time-driven peripherals up to `now` (SPI frames in flight).

@@ -902,3 +902,145 @@ fn crc_unit_gives_gdbs_qcrc_for_big_endian_words_once_clocked() {
     core.write_word_32(CRC_CR, 1).unwrap();
     assert_eq!(core.read_word_32(CRC_DR).unwrap(), 0xFFFF_FFFF, "CR.RESET");
 }
+
+// ---- command-line plumbing ----------------------------------------------
+
+#[test]
+fn serve_speed_is_rounded_by_the_link_profiles_probe() {
+    let s = Server::start(&["--speed", "4000", "--sim-no-fast-forward"]);
+    assert!(s.log().contains("SWD speed 1800 kHz"), "{}", s.log());
+    drop(s);
+    let s = Server::start(&["--speed", "4000", "--sim-link", "cmsis-dap-v2"]);
+    assert!(s.log().contains("SWD speed 4000 kHz"), "{}", s.log());
+    drop(s);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+        .args(["serve", "--sim", "--port", "0", "--speed", "50"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot set SWD speed 50 kHz"), "{err}");
+}
+
+#[test]
+fn realtime_board_lets_a_running_core_catch_up_with_host_time() {
+    let run = |realtime: bool| {
+        let board = sim_support::board(SimConfig {
+            realtime,
+            ..Default::default()
+        });
+        let mut session = sim_support::attach(&board);
+        let mut core = session.core(0).unwrap();
+        core.halt(Duration::from_secs(1)).unwrap();
+        start_code(&mut core, &SPIN);
+        let (_, c0) = snapshot(&board);
+        // Host time passes with no probe traffic (what an interactive user
+        // does between commands), then one read.
+        std::thread::sleep(Duration::from_millis(30));
+        core.read_word_32(0x2000_0000).unwrap();
+        let (_, c1) = snapshot(&board);
+        let c = c1.since(&c0);
+        c.instructions + c.ff_instructions
+    };
+    let fixed = run(false);
+    let realtime = run(true);
+    assert!(fixed < 1_000, "only wire time passed: {fixed}");
+    // Catch-up runs 2,000 instructions per host ms, at most 40,000 per
+    // transaction.
+    assert!(realtime >= 20 * 2_000, "host time caught up: {realtime}");
+}
+
+// ---- DMA2 for SPI1 ----------------------------------------------------------
+
+#[test]
+fn dma2_streams_move_a_jedec_id_transaction_through_spi1_at_its_frame_pace() {
+    const RCC_AHB1ENR: u64 = 0x4002_3830;
+    const DMA2: u64 = 0x4002_6400;
+    const S0: u64 = DMA2 + 0x10; // SPI1_RX: stream 0, channel 3
+    const S3: u64 = DMA2 + 0x10 + 3 * 0x18; // SPI1_TX: stream 3, channel 3
+    const SPI1_CR2: u64 = 0x4001_3004;
+    const TX_BUF: u64 = 0x2000_3000;
+    const RX_BUF: u64 = 0x2000_3100;
+    const CH3: u32 = 3 << 25;
+    const MINC: u32 = 1 << 10;
+    const M2P: u32 = 1 << 6;
+    const EN: u32 = 1;
+
+    let board = sim_support::board(SimConfig::default());
+    let mut session = sim_support::attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_secs(1)).unwrap();
+    sim_support::setup_spi1(&mut core, sim_support::Pins::ALL, true);
+    let en = core.read_word_32(RCC_AHB1ENR).unwrap();
+    core.write_word_32(RCC_AHB1ENR, en | 1 << 22).unwrap();
+
+    core.write_8(TX_BUF, &[0x9F, 0, 0, 0]).unwrap();
+    core.write_8(RX_BUF, &[0xAA; 4]).unwrap();
+    for (s, par, mar, cr) in [
+        (S0, 0x4001_300C, RX_BUF, CH3 | MINC),
+        (S3, 0x4001_300C, TX_BUF, CH3 | MINC | M2P),
+    ] {
+        core.write_word_32(s + 4, 4).unwrap();
+        core.write_word_32(s + 8, par).unwrap();
+        core.write_word_32(s + 0xC, mar as u32).unwrap();
+        core.write_word_32(s, cr | EN).unwrap();
+    }
+    core.write_word_32(sim_support::reg::GPIOB_BSRR, 1 << 16)
+        .unwrap(); // CS low
+    let t0 = board.lock().now();
+    core.write_word_32(SPI1_CR2, 0b11).unwrap(); // RXDMAEN | TXDMAEN
+                                                 // The enable wrote the first byte to DR and the second to the buffer:
+                                                 // the rest waits for the frames (2 us each at fPCLK2/4 on the HSI).
+    let started = board.lock().mcu().clock.counters.spi_bytes;
+    assert!(started < 4, "paced by the frames: {started} bytes at once");
+    while board.lock().now() < t0 + 10 * PS_PER_S / 1_000_000 {
+        core.read_word_32(0x2000_0000).unwrap();
+    }
+    core.write_word_32(sim_support::reg::GPIOB_BSRR, 1).unwrap(); // CS high
+
+    let mut rx = [0u8; 4];
+    core.read_8(RX_BUF, &mut rx).unwrap();
+    assert_eq!(&rx[1..], &extflash_gdb::sim::w25q64jv::JEDEC_ID_IQ[..]);
+    let lisr = core.read_word_32(DMA2).unwrap();
+    assert_ne!(lisr & 1 << 5, 0, "stream 0 TCIF");
+    assert_ne!(lisr & 1 << 27, 0, "stream 3 TCIF");
+    assert_eq!(
+        core.read_word_32(S0).unwrap() & EN,
+        0,
+        "EN clears at the end"
+    );
+    assert_eq!(core.read_word_32(S0 + 4).unwrap(), 0, "NDTR counted down");
+    assert_eq!(board.lock().mcu().clock.counters.spi_bytes, 4);
+}
+
+#[test]
+fn dma2_memory_to_memory_copies_at_once_and_sets_tcif() {
+    const RCC_AHB1ENR: u64 = 0x4002_3830;
+    const DMA2: u64 = 0x4002_6400;
+    const S1: u64 = DMA2 + 0x10 + 0x18;
+    let board = sim_support::board(SimConfig::default());
+    let mut session = sim_support::attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_secs(1)).unwrap();
+    let data = sim_support::pattern(3, 64);
+    core.write_8(0x2000_4000, &data).unwrap();
+    core.write_word_32(S1, 2 << 6 | 1 << 10 | 1 << 9 | 2 << 11 | 2 << 13 | 1)
+        .unwrap();
+    assert_eq!(core.read_word_32(S1).unwrap(), 0, "DMA2 unclocked: ignored");
+    let en = core.read_word_32(RCC_AHB1ENR).unwrap();
+    core.write_word_32(RCC_AHB1ENR, en | 1 << 22).unwrap();
+    core.write_word_32(S1 + 4, 16).unwrap();
+    core.write_word_32(S1 + 8, 0x2000_4000).unwrap();
+    core.write_word_32(S1 + 0xC, 0x2000_5000).unwrap();
+    // MemToMem, MINC, PINC, 32-bit, EN.
+    core.write_word_32(S1, 2 << 6 | 1 << 10 | 1 << 9 | 2 << 11 | 2 << 13 | 1)
+        .unwrap();
+    let mut out = vec![0u8; 64];
+    core.read_8(0x2000_5000, &mut out).unwrap();
+    assert_eq!(out, data);
+    assert_ne!(
+        core.read_word_32(DMA2).unwrap() & 1 << 11,
+        0,
+        "stream 1 TCIF"
+    );
+}

@@ -1,9 +1,10 @@
 //! STM32F407 peripherals of the virtual board: register-level models of the
-//! flash interface and array, GPIO ports, RCC, SPI, IWDG and the CRC unit. Each is a plain
+//! flash interface and array, GPIO ports, RCC, SPI, IWDG, the CRC unit and DMA2. Each is a plain
 //! struct driven by register reads/writes (`offset`, byte-lane `mask`) and
 //! lazily by virtual time in picoseconds.
 
 pub mod crc;
+pub mod dma;
 pub mod flash;
 pub mod gpio;
 pub mod iwdg;

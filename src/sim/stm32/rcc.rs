@@ -391,6 +391,16 @@ impl Rcc {
         port < 9 && self.ahb1enr & (1 << port) != 0
     }
 
+    /// AHB1ENR.DMA2EN.
+    pub fn dma2_clock_enabled(&self) -> bool {
+        self.ahb1enr & (1 << 22) != 0
+    }
+
+    /// AHB1RSTR.DMA2RST.
+    pub fn dma2_in_reset(&self) -> bool {
+        self.ahb1rstr & (1 << 22) != 0
+    }
+
     /// AHB1ENR.CRCEN.
     pub fn crc_clock_enabled(&self) -> bool {
         self.ahb1enr & (1 << 12) != 0

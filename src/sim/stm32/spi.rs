@@ -127,6 +127,22 @@ fn reverse(v: u16, bits: u8) -> u16 {
 }
 
 impl Spi {
+    /// CR2.TXDMAEN with the TX buffer empty: a DMA stream may write DR.
+    pub fn tx_dma_request(&self) -> bool {
+        self.cr2 & (1 << 1) != 0 && self.tx.is_none()
+    }
+
+    /// CR2.RXDMAEN with RXNE: a DMA stream may read DR.
+    pub fn rx_dma_request(&self) -> bool {
+        self.cr2 & 1 != 0 && self.rxne
+    }
+
+    /// When the frame on the wire ends (RXNE rises, a buffered frame
+    /// starts and TXE rises), if one is shifting.
+    pub fn next_event(&self) -> Option<u64> {
+        self.shifting.map(|f| f.end)
+    }
+
     /// The bus clock changed (RCC): frames started from now on use it.
     pub fn set_pclk(&mut self, pclk_hz: u64) {
         self.pclk_hz = pclk_hz;
