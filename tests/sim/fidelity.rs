@@ -925,11 +925,11 @@ fn serve_speed_is_rounded_by_the_link_profiles_probe() {
 #[test]
 fn realtime_board_lets_a_running_core_catch_up_with_host_time() {
     let run = |realtime: bool| {
-        let board = sim_support::board(SimConfig {
+        let board = crate::support::sim::board(SimConfig {
             realtime,
             ..Default::default()
         });
-        let mut session = sim_support::attach(&board);
+        let mut session = crate::support::sim::attach(&board);
         let mut core = session.core(0).unwrap();
         core.halt(Duration::from_secs(1)).unwrap();
         start_code(&mut core, &SPIN);
@@ -966,11 +966,11 @@ fn dma2_streams_move_a_jedec_id_transaction_through_spi1_at_its_frame_pace() {
     const M2P: u32 = 1 << 6;
     const EN: u32 = 1;
 
-    let board = sim_support::board(SimConfig::default());
-    let mut session = sim_support::attach(&board);
+    let board = crate::support::sim::board(SimConfig::default());
+    let mut session = crate::support::sim::attach(&board);
     let mut core = session.core(0).unwrap();
     core.halt(Duration::from_secs(1)).unwrap();
-    sim_support::setup_spi1(&mut core, sim_support::Pins::ALL, true);
+    crate::support::sim::setup_spi1(&mut core, crate::support::sim::Pins::ALL, true);
     let en = core.read_word_32(RCC_AHB1ENR).unwrap();
     core.write_word_32(RCC_AHB1ENR, en | 1 << 22).unwrap();
 
@@ -985,7 +985,7 @@ fn dma2_streams_move_a_jedec_id_transaction_through_spi1_at_its_frame_pace() {
         core.write_word_32(s + 0xC, mar as u32).unwrap();
         core.write_word_32(s, cr | EN).unwrap();
     }
-    core.write_word_32(sim_support::reg::GPIOB_BSRR, 1 << 16)
+    core.write_word_32(crate::support::sim::reg::GPIOB_BSRR, 1 << 16)
         .unwrap(); // CS low
     let t0 = board.lock().now();
     core.write_word_32(SPI1_CR2, 0b11).unwrap(); // RXDMAEN | TXDMAEN
@@ -996,7 +996,8 @@ fn dma2_streams_move_a_jedec_id_transaction_through_spi1_at_its_frame_pace() {
     while board.lock().now() < t0 + 10 * PS_PER_S / 1_000_000 {
         core.read_word_32(0x2000_0000).unwrap();
     }
-    core.write_word_32(sim_support::reg::GPIOB_BSRR, 1).unwrap(); // CS high
+    core.write_word_32(crate::support::sim::reg::GPIOB_BSRR, 1)
+        .unwrap(); // CS high
 
     let mut rx = [0u8; 4];
     core.read_8(RX_BUF, &mut rx).unwrap();
@@ -1018,11 +1019,11 @@ fn dma2_memory_to_memory_copies_at_once_and_sets_tcif() {
     const RCC_AHB1ENR: u64 = 0x4002_3830;
     const DMA2: u64 = 0x4002_6400;
     const S1: u64 = DMA2 + 0x10 + 0x18;
-    let board = sim_support::board(SimConfig::default());
-    let mut session = sim_support::attach(&board);
+    let board = crate::support::sim::board(SimConfig::default());
+    let mut session = crate::support::sim::attach(&board);
     let mut core = session.core(0).unwrap();
     core.halt(Duration::from_secs(1)).unwrap();
-    let data = sim_support::pattern(3, 64);
+    let data = crate::support::sim::pattern(3, 64);
     core.write_8(0x2000_4000, &data).unwrap();
     core.write_word_32(S1, 2 << 6 | 1 << 10 | 1 << 9 | 2 << 11 | 2 << 13 | 1)
         .unwrap();
