@@ -1026,7 +1026,7 @@ mod tests {
             lines.push(String::new());
         }
         match rng.below(8) {
-            0 | 1 | 2 => {
+            0..=2 => {
                 // Replace one number (hex or decimal) on a random line.
                 let l = rng.below(lines.len());
                 let line = &lines[l];
