@@ -14,7 +14,7 @@
 mod support;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use extflash_gdb::board::Board;
 use extflash_gdb::server::{self, Limits, OpenedSession, ProbeWorker, SessionSource};
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::{MemoryInterface, Permissions};
-use support::rsp::{frame, hex, RspClient};
+use support::rsp::{decode_rle, frame, hex, RspClient};
 use support::server::SimServer;
 
 const CHIP: &str = "STM32F407VETx";
@@ -685,9 +685,26 @@ fn mutate(rng: &mut Rng, p: &mut Vec<u8>) {
     }
 }
 
-/// The next unit of a fuzzed stream: a corpus packet (maybe mutated), a
-/// control byte, a bad checksum, or raw random bytes.
-fn fuzz_unit(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
+/// The next unit of a fuzzed stream: a corpus packet (mutated with
+/// probability `mutation` in 1/20ths), a control byte, a bad checksum, or
+/// raw random bytes. gdbstub ends a connection at the first packet it
+/// cannot parse, so cases that mutate less reach deeper into a session.
+fn fuzz_unit(rng: &mut Rng, corpus: &[Vec<u8>], mutation: usize) -> Vec<u8> {
+    let pick = |rng: &mut Rng| corpus[rng.below(corpus.len())].clone();
+    if rng.below(20) < mutation {
+        let mut p = pick(rng);
+        for _ in 0..1 + rng.below(3) {
+            mutate(rng, &mut p);
+        }
+        return if rng.below(8) == 0 {
+            // Unframed: whatever the mutation made.
+            let mut raw = vec![b'$'];
+            raw.extend_from_slice(&p);
+            raw
+        } else {
+            frame(&p)
+        };
+    }
     match rng.below(20) {
         0 => vec![0x03],
         1 => vec![[b'+', b'-'][rng.below(2)]],
@@ -696,26 +713,12 @@ fn fuzz_unit(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
             rng.bytes(n)
         }
         3 => {
-            let mut f = frame(&corpus[rng.below(corpus.len())]);
+            let mut f = frame(&pick(rng));
             let n = f.len();
             f[n - 1] = f[n - 1].wrapping_add(1);
             f
         }
-        4..=10 => frame(&corpus[rng.below(corpus.len())]),
-        _ => {
-            let mut p = corpus[rng.below(corpus.len())].clone();
-            for _ in 0..1 + rng.below(3) {
-                mutate(rng, &mut p);
-            }
-            if rng.below(8) == 0 {
-                // Unframed: whatever the mutation made.
-                let mut raw = vec![b'$'];
-                raw.extend_from_slice(&p);
-                raw
-            } else {
-                frame(&p)
-            }
-        }
+        _ => frame(&pick(rng)),
     }
 }
 
@@ -739,6 +742,59 @@ fn count_panics() {
     });
 }
 
+/// How long one fuzz case may take before it counts as a hang.
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Ends a fuzz case: `#00` finishes any half-sent packet, Ctrl-C stops a
+/// running core, then `qCRC` of nothing, answered `Cffffffff` (the CRC's
+/// initial value) only after everything before it.
+fn sentinel() -> Vec<u8> {
+    let mut s = b"#00\x03".to_vec();
+    s.extend_from_slice(&frame(b"qCRC:20000000,0"));
+    s
+}
+
+/// Read replies until the sentinel's (true) or EOF (false); `None` after
+/// [`CASE_TIMEOUT`] with neither: a hang.
+fn drain_until_sentinel(mut s: TcpStream) -> Option<bool> {
+    let deadline = Instant::now() + CASE_TIMEOUT;
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(false),
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return Some(false),
+        }
+        // Whole packets: `$payload#cs`.
+        while let Some(start) = pending.iter().position(|&b| b == b'$') {
+            let Some(hash) = pending[start..].iter().position(|&b| b == b'#') else {
+                break;
+            };
+            let end = start + hash + 3;
+            if end > pending.len() {
+                break;
+            }
+            let payload = decode_rle(&pending[start + 1..start + hash]);
+            pending.drain(..end);
+            if payload == b"Cffffffff" {
+                return Some(true);
+            }
+        }
+    }
+    None
+}
+
 /// A fresh client is served within the timeout: no hang, no dead worker.
 fn still_serving(srv: &InProcess, case: usize, seed: u64) {
     let mut c = srv.client();
@@ -755,7 +811,7 @@ fn still_serving(srv: &InProcess, case: usize, seed: u64) {
 #[test]
 fn fuzz_rsp_streams_never_panic_or_hang_and_the_server_keeps_serving() {
     count_panics();
-    let packets = env_count("EXTFLASH_FUZZ_PACKETS", 300);
+    let packets = env_count("EXTFLASH_FUZZ_PACKETS", 400);
     let seed = env_count("EXTFLASH_FUZZ_SEED", 0x00C0_FFEE) as u64;
     // Check the server between cases: every case for a short run, less
     // often for a long one (the check costs a stub run).
@@ -770,32 +826,14 @@ fn fuzz_rsp_streams_never_panic_or_hang_and_the_server_keeps_serving() {
         },
     );
     let t = Instant::now();
-    let (mut sent, mut case, mut closed_early) = (0usize, 0usize, 0usize);
+    let (mut sent, mut case, mut answered, mut closed) = (0usize, 0usize, 0usize, 0usize);
     while sent < packets {
         let mut s = raw(&srv.addr);
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut drain = s.try_clone().unwrap();
+        let drain = s.try_clone().unwrap();
         let (done_tx, done_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            drain
-                .set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            let mut buf = [0u8; 8192];
-            let mut total = 0usize;
-            while Instant::now() < deadline {
-                match drain.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => total += n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = done_tx.send(total);
+            let _ = done_tx.send(drain_until_sentinel(drain));
         });
         // Most cases open like GDB, so the fuzz reaches past the opening.
         let mut stream = Vec::new();
@@ -807,22 +845,35 @@ fn fuzz_rsp_streams_never_panic_or_hang_and_the_server_keeps_serving() {
             }
         }
         let n = 1 + rng.below(if packets > 10_000 { 48 } else { 12 });
+        let mutation = [0, 1, 3, 10][rng.below(4)];
         for _ in 0..n {
-            stream.push(fuzz_unit(&mut rng, &corpus));
+            stream.push(fuzz_unit(&mut rng, &corpus, mutation));
         }
-        let mut ok = true;
+        stream.push(sentinel());
         for unit in &stream {
             if s.write_all(unit).is_err() {
-                ok = false;
                 break;
             }
         }
+        if sent / 10_000 != (sent + n) / 10_000 {
+            eprintln!(
+                "fuzz progress: {} packets, {} connections, {answered} served to the end, \
+                 {:?}",
+                sent + n,
+                case + 1,
+                t.elapsed()
+            );
+        }
         sent += n;
-        closed_early += usize::from(!ok);
-        let _ = s.shutdown(Shutdown::Write);
-        done_rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("case {case} (seed {seed:#x}): the server hung"));
+        // Every packet has been handled once the sentinel is answered (or
+        // the server closed the connection); bounded, or it is a hang.
+        match done_rx.recv_timeout(CASE_TIMEOUT + Duration::from_secs(5)) {
+            Ok(Some(true)) => answered += 1,
+            Ok(Some(false)) => closed += 1,
+            Ok(None) | Err(_) => {
+                panic!("case {case} (seed {seed:#x}): no answer within {CASE_TIMEOUT:?}")
+            }
+        }
         drop(s);
         case += 1;
         if case % check_every == 0 {
@@ -836,8 +887,8 @@ fn fuzz_rsp_streams_never_panic_or_hang_and_the_server_keeps_serving() {
     }
     still_serving(&srv, case, seed);
     eprintln!(
-        "fuzz: {sent} packets in {case} connections ({closed_early} closed by the server \
-         mid-stream) in {:?}, seed {seed:#x}: panics 0, hangs 0, server still serving",
+        "fuzz: {sent} packets in {case} connections ({answered} served to the end, {closed} \
+         closed by the server) in {:?}, seed {seed:#x}: panics 0, hangs 0, server still serving",
         t.elapsed()
     );
 }

@@ -1003,7 +1003,8 @@ mod tests {
     /// One mutation of a board file's text: numbers at the edges of their
     /// types, dropped/duplicated/swapped lines, byte flips, random bytes.
     fn mutate(rng: &mut Rng, text: &str) -> String {
-        const NUMBERS: [&str; 16] = [
+        // Edges of u32/u64/i64, and pairs that end exactly at 2^32.
+        const NUMBERS: [&str; 20] = [
             "0",
             "1",
             "-1",
@@ -1016,10 +1017,14 @@ mod tests {
             "0xFFFFFFFF",
             "0x100000000",
             "0xFFFFFFFFFFFFFFFF",
-            "18446744073709551615",
             "9223372036854775807",
             "0x1000000",
             "3.5",
+            "0xFFFFC000",
+            "0x4000",
+            "0xFFFF0000",
+            "0x10000",
+            "0x2000000",
         ];
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         if lines.is_empty() {
@@ -1048,6 +1053,22 @@ mod tests {
                         format!("{:#x}", rng.next() >> rng.below(64))
                     };
                     lines[l] = format!("{}{}{}", &line[..at], value, &line[end..]);
+                }
+            }
+            3 if rng.below(2) == 0 => {
+                // Many sector runs of extreme sizes.
+                let runs: Vec<String> = (0..2 + rng.below(4))
+                    .map(|_| {
+                        let size = ["0x80000000", "0x80000000", "0x4000"][rng.below(3)];
+                        let count = ["0xFFFFFFFF", "0x7FFFFFFF", "1"][rng.below(3)];
+                        format!("{{ size = {size}, count = {count} }}, ")
+                    })
+                    .collect();
+                if let Some(l) = lines
+                    .iter()
+                    .position(|l| l.trim_start().starts_with("{ size"))
+                {
+                    lines.insert(l, runs.concat());
                 }
             }
             3 => {

@@ -31,7 +31,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::framer::{frame_packet, Frame, Framer};
 use crate::board::Board;
-use crate::gdb::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault, StopReason};
+use crate::gdb::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault};
 
 /// gdbstub's packet buffer (we advertise it as `PacketSize`); large enough
 /// for fast `vFlashWrite`/`X` transfers.
@@ -433,7 +433,7 @@ fn serve(
                 Ok(None) => GdbStubStateMachine::Running(inner),
             },
             GdbStubStateMachine::CtrlCInterrupt(inner) => {
-                let reason = match interrupt(target) {
+                let reason = match target.interrupt() {
                     Ok(r) => r,
                     Err(f) => return Outcome::Fault(f),
                 };
@@ -527,15 +527,6 @@ struct Link<'f> {
     id: u64,
     no_ack: bool,
     found: &'f mut Found,
-}
-
-/// GDB's Ctrl-C while the core runs: report a stop that already happened
-/// (a breakpoint hit since the last poll) rather than hide it as SIGINT.
-fn interrupt(target: &mut GdbTarget) -> Result<StopReason, SessionFault> {
-    match target.poll_stop()? {
-        Some(reason) => Ok(reason),
-        None => target.interrupt(),
-    }
 }
 
 /// Feed one frame to gdbstub, unless the server answers it itself.
