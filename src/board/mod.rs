@@ -276,12 +276,37 @@ pub enum BoardProblem {
     BadPrescaler { prescaler: u16 },
     #[error("external flash window {start:#010x}..{end:#010x} overlaps region `{name}`")]
     WindowOverlapsRegion { start: u64, end: u64, name: String },
+    #[error("sector sizes of region `{name}` add up past any address space")]
+    SectorsOverflow { name: String },
     #[error("work area {start:#010x}+{size:#x} is not inside a RAM region")]
     WorkAreaNotInRam { start: u32, size: u32 },
-    #[error("work area size {size:#x} is too small (at least 0x1000 bytes)")]
-    WorkAreaTooSmall { size: u32 },
+    #[error(
+        "work area {start:#010x}+{size:#x} is in CCM RAM ({ccm_start:#010x}..{ccm_end:#010x}), \
+         which is on the data bus only: the core cannot fetch the stub's code there; \
+         use SRAM"
+    )]
+    WorkAreaInCcm {
+        start: u32,
+        size: u32,
+        ccm_start: u64,
+        ccm_end: u64,
+    },
+    #[error(
+        "work area size {size:#x} is too small: the stub ({stub_len:#x} bytes), its config, \
+         ring header, a 1 KiB buffer and its stack need at least {needed:#x} bytes"
+    )]
+    WorkAreaTooSmall {
+        size: u32,
+        stub_len: u32,
+        needed: u32,
+    },
     #[error("external flash size {size:#x} must be a non-zero power of two")]
     BadFlashSize { size: u32 },
+    #[error(
+        "external flash size {size:#x} is over {max:#x} (16 MiB), the most 3-byte SPI \
+         addresses reach: addresses past it would wrap around"
+    )]
+    FlashTooLarge { size: u32, max: u32 },
     #[error("there is no flash region (the internal flash must be described)")]
     NoFlash,
 }
@@ -395,15 +420,28 @@ fn validate(raw: RawBoard, text: &str, origin: &str) -> Result<Board, BoardError
         };
         let size = match &kind {
             RegionKind::Ram => r.size.unwrap_or(0),
-            RegionKind::Flash { sectors } => sectors
-                .iter()
-                .map(|s| u64::from(s.size) * u64::from(s.count))
-                .sum(),
+            RegionKind::Flash { sectors } => {
+                let total = sectors.iter().try_fold(0u64, |sum, s| {
+                    u64::from(s.size)
+                        .checked_mul(u64::from(s.count))
+                        .and_then(|run| sum.checked_add(run))
+                });
+                match total {
+                    Some(t) => t,
+                    None => {
+                        let problem = BoardProblem::SectorsOverflow { name };
+                        return Err(invalid(span, key + ".sectors", problem));
+                    }
+                }
+            }
         };
         if size == 0 {
             return Err(invalid(span, key, BoardProblem::EmptyRegion { name }));
         }
-        if u64::from(r.start) + size > 1 << 32 {
+        if u64::from(r.start)
+            .checked_add(size)
+            .is_none_or(|end| end > 1 << 32)
+        {
             return Err(invalid(span, key, BoardProblem::PastAddressSpace { name }));
         }
         let region = Region {
@@ -478,6 +516,13 @@ fn validate(raw: RawBoard, text: &str, origin: &str) -> Result<Board, BoardError
                     let problem = BoardProblem::BadFlashSize { size: *s.get_ref() };
                     return Err(invalid(s.span(), key("size"), problem));
                 }
+                Some(s) if *s.get_ref() > MAX_WINDOW_SIZE => {
+                    let problem = BoardProblem::FlashTooLarge {
+                        size: *s.get_ref(),
+                        max: MAX_WINDOW_SIZE,
+                    };
+                    return Err(invalid(s.span(), key("size"), problem));
+                }
                 Some(s) => Some(*s.get_ref()),
                 None => None,
             };
@@ -502,19 +547,28 @@ fn validate(raw: RawBoard, text: &str, origin: &str) -> Result<Board, BoardError
                 return Err(invalid(e.window.span(), key("window"), problem));
             }
             let wa = e.work_area.get_ref();
-            if wa.size < 0x1000 {
-                let problem = BoardProblem::WorkAreaTooSmall { size: wa.size };
-                return Err(invalid(e.work_area.span(), key("work_area"), problem));
-            }
             let wa_range = u64::from(wa.start)..u64::from(wa.start) + u64::from(wa.size);
             let in_ram = regions.iter().any(|r| {
                 !r.is_flash() && r.range().start <= wa_range.start && wa_range.end <= r.range().end
             });
-            if !in_ram {
+            // A `Range<u32>` cannot end at 2^32.
+            if !in_ram || wa_range.end >= 1 << 32 {
                 let problem = BoardProblem::WorkAreaNotInRam {
                     start: wa.start,
                     size: wa.size,
                 };
+                return Err(invalid(e.work_area.span(), key("work_area"), problem));
+            }
+            if overlaps(&wa_range, &CCM) {
+                let problem = BoardProblem::WorkAreaInCcm {
+                    start: wa.start,
+                    size: wa.size,
+                    ccm_start: CCM.start,
+                    ccm_end: CCM.end,
+                };
+                return Err(invalid(e.work_area.span(), key("work_area"), problem));
+            }
+            if let Err(problem) = check_work_area_fits_stub(wa.start, wa.size) {
                 return Err(invalid(e.work_area.span(), key("work_area"), problem));
             }
             Some(ExternalFlash {
@@ -542,6 +596,56 @@ fn validate(raw: RawBoard, text: &str, origin: &str) -> Result<Board, BoardError
 
 fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
+}
+
+/// The STM32F407's core-coupled RAM: on the D-bus only, so the core cannot
+/// fetch instructions from it (RM0090 2.3.1).
+pub const CCM: Range<u64> = 0x1000_0000..0x1001_0000;
+
+/// Length of the built-in stub image, parsed once.
+fn builtin_stub_len() -> u32 {
+    static LEN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LEN.get_or_init(|| {
+        crate::extflash::stub::StubImage::builtin()
+            .map(|s| s.bytes.len() as u32)
+            .expect("the built-in stub parses (tested in extflash::stub)")
+    })
+}
+
+/// The work area passes exactly when the stub runner can lay it out
+/// ([`crate::extflash::runner::layout`] with the built-in stub), so a work
+/// area that validates is always big enough.
+///
+/// `layout` depends on the start address only through alignment (at most
+/// 8 bytes today), so it is asked about the same area moved below 4 KiB,
+/// which keeps its arithmetic far from 2^32 for any start a board file can
+/// name.
+fn check_work_area_fits_stub(start: u32, size: u32) -> Result<(), BoardProblem> {
+    use crate::extflash::runner::layout;
+    let stub_len = builtin_stub_len();
+    let base = start & 0xFFF;
+    let fits = |size: u32| {
+        base.checked_add(size)
+            .is_some_and(|end| layout(&(base..end), stub_len).is_some())
+    };
+    if fits(size) {
+        return Ok(());
+    }
+    // Smallest size that fits, for the message: `fits` is monotonic.
+    let (mut lo, mut hi) = (size, 1u32 << 24);
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Err(BoardProblem::WorkAreaTooSmall {
+        size,
+        stub_len,
+        needed: hi,
+    })
 }
 
 #[cfg(test)]
@@ -780,5 +884,287 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("PQ3"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_sector_sum_overflow_is_an_error_naming_sectors() {
+        let text = with(
+            "{ size = 0x4000, count = 4 },",
+            "{ size = 0x80000000, count = 0xFFFFFFFF }, { size = 0x80000000, count = 0xFFFFFFFF }, \
+             { size = 0x80000000, count = 0xFFFFFFFF },",
+        );
+        let (_, key, p) = problem(&text);
+        assert_eq!(key, "memory[0].sectors");
+        assert!(matches!(p, BoardProblem::SectorsOverflow { .. }), "{p:?}");
+    }
+
+    #[test]
+    fn invalid_ram_size_near_u64_max_is_past_address_space() {
+        // TOML integers stop at i64::MAX.
+        let text = with("size = 0x20000 ", "size = 0x7FFFFFFFFFFFFFFF ");
+        let (_, _, p) = problem(&text);
+        assert!(matches!(p, BoardProblem::PastAddressSpace { .. }), "{p:?}");
+    }
+
+    #[test]
+    fn invalid_external_size_over_16_mib_is_rejected() {
+        let text = with("af = 5", "af = 5\nsize = 0x2000000");
+        let (line, key, p) = problem(&text);
+        assert_eq!(
+            p,
+            BoardProblem::FlashTooLarge {
+                size: 0x200_0000,
+                max: 0x100_0000
+            }
+        );
+        assert_eq!(key, "external_flash.size");
+        assert_eq!(line, line_of(&text, "size = 0x2000000"));
+        // 16 MiB itself is the largest 3-byte chip and stays valid.
+        let ok = with("af = 5", "af = 5\nsize = 0x1000000");
+        assert!(Board::from_toml_str(&ok, "t").is_ok());
+    }
+
+    #[test]
+    fn invalid_work_area_in_ccm_is_rejected() {
+        let text = with(
+            "work_area = { start = 0x2001C000, size = 0x4000 }",
+            "work_area = { start = 0x10000000, size = 0x4000 }",
+        );
+        let (_, key, p) = problem(&text);
+        assert_eq!(key, "external_flash.work_area");
+        assert!(matches!(p, BoardProblem::WorkAreaInCcm { .. }), "{p:?}");
+        let msg = Board::from_toml_str(&text, "t").unwrap_err().to_string();
+        assert!(msg.contains("CCM") && msg.contains("SRAM"), "{msg}");
+    }
+
+    fn work_area_board(start: u32, size: u32) -> String {
+        with(
+            "work_area = { start = 0x2001C000, size = 0x4000 }",
+            &format!("work_area = {{ start = {start:#x}, size = {size:#x} }}"),
+        )
+    }
+
+    #[test]
+    fn valid_work_area_is_exactly_one_the_stub_runner_can_lay_out() {
+        let stub_len = builtin_stub_len();
+        let mut accepted = 0;
+        let mut rejected = 0;
+        // Stub, config, ring header, 1 KiB buffer, 1 KiB stack: the threshold.
+        let around = stub_len + 0x880;
+        for start in [0x2001_0000u32, 0x2001_0004, 0x2000_0003] {
+            for size in around - 0x100..around + 0x100 {
+                let runner_ok =
+                    crate::extflash::runner::layout(&(start..start + size), stub_len).is_some();
+                match Board::from_toml_str(&work_area_board(start, size), "t") {
+                    Ok(_) => {
+                        assert!(
+                            runner_ok,
+                            "{start:#x}+{size:#x} validated but the stub cannot run"
+                        );
+                        accepted += 1;
+                    }
+                    Err(BoardError::Invalid {
+                        problem: BoardProblem::WorkAreaTooSmall { needed, .. },
+                        ..
+                    }) => {
+                        assert!(!runner_ok, "{start:#x}+{size:#x} rejected but would run");
+                        assert!(needed > size);
+                        rejected += 1;
+                    }
+                    Err(e) => panic!("{start:#x}+{size:#x}: {e}"),
+                }
+            }
+        }
+        assert!(
+            accepted > 0 && rejected > 0,
+            "{accepted} {rejected} stub {stub_len:#x}"
+        );
+    }
+
+    #[test]
+    fn invalid_work_area_too_small_names_the_size_needed() {
+        let (_, key, p) = problem(&work_area_board(0x2001_0000, 0x100));
+        assert_eq!(key, "external_flash.work_area");
+        let BoardProblem::WorkAreaTooSmall { needed, .. } = p else {
+            panic!("{p:?}")
+        };
+        assert!(Board::from_toml_str(&work_area_board(0x2001_0000, needed), "t").is_ok());
+        assert!(Board::from_toml_str(&work_area_board(0x2001_0000, needed - 4), "t").is_err());
+    }
+
+    #[test]
+    fn invalid_work_area_ending_at_4g_is_an_error_not_a_panic() {
+        let text = with("start = 0x10000000", "start = 0xFFFF0000").replace(
+            "start = 0x2001C000, size = 0x4000",
+            "start = 0xFFFFC000, size = 0x4000",
+        );
+        assert!(Board::from_toml_str(&text, "t").is_err());
+    }
+
+    /// splitmix64: a tiny deterministic PRNG for the fuzz loop.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// One mutation of a board file's text: numbers at the edges of their
+    /// types, dropped/duplicated/swapped lines, byte flips, random bytes.
+    fn mutate(rng: &mut Rng, text: &str) -> String {
+        // Edges of u32/u64/i64, and pairs that end exactly at 2^32.
+        const NUMBERS: [&str; 20] = [
+            "0",
+            "1",
+            "-1",
+            "7",
+            "0x1000",
+            "0x10000000",
+            "0x1000FFFF",
+            "0x7FFFFFFF",
+            "0x80000000",
+            "0xFFFFFFFF",
+            "0x100000000",
+            "0xFFFFFFFFFFFFFFFF",
+            "9223372036854775807",
+            "0x1000000",
+            "3.5",
+            "0xFFFFC000",
+            "0x4000",
+            "0xFFFF0000",
+            "0x10000",
+            "0x2000000",
+        ];
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.is_empty() {
+            lines.push(String::new());
+        }
+        match rng.below(8) {
+            0..=2 => {
+                // Replace one number (hex or decimal) on a random line.
+                let l = rng.below(lines.len());
+                let line = &lines[l];
+                let starts: Vec<usize> = line
+                    .char_indices()
+                    .filter(|&(i, c)| {
+                        c.is_ascii_digit()
+                            && (i == 0 || !line.as_bytes()[i - 1].is_ascii_alphanumeric())
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if let Some(&at) = starts.get(rng.below(starts.len())) {
+                    let end = line[at..]
+                        .find(|c: char| !c.is_ascii_alphanumeric())
+                        .map_or(line.len(), |e| at + e);
+                    let value = if rng.below(2) == 0 {
+                        NUMBERS[rng.below(NUMBERS.len())].to_string()
+                    } else {
+                        format!("{:#x}", rng.next() >> rng.below(64))
+                    };
+                    lines[l] = format!("{}{}{}", &line[..at], value, &line[end..]);
+                }
+            }
+            3 if rng.below(2) == 0 => {
+                // Many sector runs of extreme sizes.
+                let runs: Vec<String> = (0..2 + rng.below(4))
+                    .map(|_| {
+                        let size = ["0x80000000", "0x80000000", "0x4000"][rng.below(3)];
+                        let count = ["0xFFFFFFFF", "0x7FFFFFFF", "1"][rng.below(3)];
+                        format!("{{ size = {size}, count = {count} }}, ")
+                    })
+                    .collect();
+                if let Some(l) = lines
+                    .iter()
+                    .position(|l| l.trim_start().starts_with("{ size"))
+                {
+                    lines.insert(l, runs.concat());
+                }
+            }
+            3 => {
+                let l = rng.below(lines.len());
+                lines.remove(l);
+            }
+            4 => {
+                let l = rng.below(lines.len());
+                let copy = lines[l].clone();
+                lines.insert(rng.below(lines.len() + 1), copy);
+            }
+            5 => {
+                let (a, b) = (rng.below(lines.len()), rng.below(lines.len()));
+                lines.swap(a, b);
+            }
+            6 => {
+                let mut bytes = lines.join("\n").into_bytes();
+                let at = rng.below(bytes.len());
+                if let Some(b) = bytes.get_mut(at) {
+                    *b = b"=[]{}\",.0x-#\n \x00\xff"[rng.below(16)];
+                }
+                return String::from_utf8_lossy(&bytes).into_owned();
+            }
+            _ => {
+                let junk: String = (0..rng.below(12))
+                    .map(|_| (rng.below(95) as u8 + 32) as char)
+                    .collect();
+                let l = rng.below(lines.len());
+                lines[l].insert_str(0, &junk);
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// Random and mutated board files never panic the parser. Run longer
+    /// with `EXTFLASH_FUZZ_BOARDS=10000 cargo test --lib board::tests::fuzz`.
+    #[test]
+    fn fuzzed_board_files_never_panic() {
+        let count: usize = std::env::var("EXTFLASH_FUZZ_BOARDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let seed = std::env::var("EXTFLASH_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x5EED_B0A2D);
+        let mut rng = Rng(seed);
+        let seeds = [
+            DEFAULT_BOARD_TOML,
+            include_str!("../../memory-maps/stm32f407ve-w25q64jv-spi3.toml"),
+        ];
+        let (mut ok, mut rejected) = (0usize, 0usize);
+        for case in 0..count {
+            let mut text = seeds[rng.below(seeds.len())].to_string();
+            if rng.below(20) == 0 {
+                text = (0..rng.below(400))
+                    .map(|_| (rng.below(95) as u8 + 32) as char)
+                    .collect();
+            }
+            for _ in 0..1 + rng.below(6) {
+                text = mutate(&mut rng, &text);
+            }
+            let result =
+                std::panic::catch_unwind(|| Board::from_toml_str(&text, "fuzz.toml").map(|_| ()));
+            match result {
+                Ok(Ok(())) => ok += 1,
+                Ok(Err(e)) => {
+                    // Every error names where: a key or a position.
+                    assert!(!e.to_string().is_empty());
+                    rejected += 1;
+                }
+                Err(_) => panic!("case {case} (seed {seed:#x}) panicked on:\n{text}"),
+            }
+        }
+        eprintln!("fuzzed board files: {count}, valid {ok}, rejected {rejected}, panics 0");
+        assert!(
+            rejected > count / 4,
+            "mutations reach validation: {rejected}"
+        );
     }
 }

@@ -7,6 +7,12 @@
 //! once. A connection that sends garbage, an oversized packet, or drops
 //! mid-packet ends alone; the server keeps serving the next one. Sockets are
 //! awaited, never polled.
+//!
+//! A client cannot wedge the server: input waits in a bounded queue (the
+//! socket is not read while it is full), a reply that cannot be written
+//! within [`Limits::write_timeout`] drops the client and frees its slot,
+//! TCP keepalive finds peers that vanished, and shutdown ends every
+//! connection without waiting on its socket.
 
 pub mod framer;
 pub mod vet;
@@ -15,10 +21,11 @@ pub mod worker;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use worker::ToWorker;
@@ -27,12 +34,51 @@ pub use worker::{OpenedSession, ProbeWorker, SessionSource};
 /// Read size for socket reads.
 const READ_CHUNK: usize = 8192;
 
+/// Bounds on what one client can make the server hold or wait for.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A reply chunk not taken by the client within this time drops it.
+    pub write_timeout: Duration,
+    /// Socket reads handed to the worker and not yet handled.
+    pub inbound_chunks: usize,
+    /// Replies queued for the socket (each up to a packet).
+    pub outbound_chunks: usize,
+    /// Idle time before TCP keepalive probes start.
+    pub keepalive_idle: Duration,
+    /// Time between keepalive probes.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // GDB reads every reply it asked for at once; a chunk is at most
+            // one packet (16 KiB), so this only trips on a dead client.
+            write_timeout: Duration::from_secs(15),
+            inbound_chunks: 8,
+            outbound_chunks: 16,
+            keepalive_idle: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serve GDB on `listener` until `shutdown` completes or the probe is lost
 /// (then the worker's error is returned).
 pub async fn run(
     listener: TcpListener,
     worker: ProbeWorker,
     shutdown: impl Future,
+) -> anyhow::Result<()> {
+    run_with(listener, worker, shutdown, Limits::default()).await
+}
+
+/// [`run`] with explicit [`Limits`].
+pub async fn run_with(
+    listener: TcpListener,
+    worker: ProbeWorker,
+    shutdown: impl Future,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     let to_worker = worker.sender();
     let controller: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
@@ -69,7 +115,14 @@ pub async fn run(
                 next_id += 1;
                 tracing::info!(id = next_id, "GDB connection from {peer}");
                 let guard = ControllerGuard(controller.clone());
-                tasks.spawn(connection(stream, next_id, to_worker.clone(), stop_rx.clone(), guard));
+                tasks.spawn(connection(
+                    stream,
+                    next_id,
+                    to_worker.clone(),
+                    stop_rx.clone(),
+                    limits.clone(),
+                    guard,
+                ));
             }
             Some(_) = tasks.join_next() => {
                 if worker.is_finished() {
@@ -94,17 +147,45 @@ impl Drop for ControllerGuard {
     }
 }
 
+/// Keepalive on, Nagle off. Failures only cost robustness: logged.
+pub fn configure_socket(stream: &TcpStream, limits: &Limits) {
+    // RSP is request/response with small packets: don't let Nagle delay them.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {e}");
+    }
+    let keepalive = socket2::TcpKeepalive::new().with_time(limits.keepalive_idle);
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    let keepalive = keepalive.with_interval(limits.keepalive_interval);
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let keepalive = keepalive.with_retries(3);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::warn!("cannot enable TCP keepalive: {e}");
+    }
+}
+
+/// Why a connection task ended.
+#[derive(Debug)]
+enum End {
+    Eof,
+    ReadFailed(std::io::Error),
+    WriteFailed(std::io::Error),
+    WriteTimeout(Duration),
+    /// The worker ended the session (detach, kill, error) or is gone.
+    SessionEnded,
+    Shutdown,
+}
+
 async fn connection(
     stream: TcpStream,
     id: u64,
     to_worker: std::sync::mpsc::Sender<ToWorker>,
     mut stop: watch::Receiver<bool>,
+    limits: Limits,
     _guard: ControllerGuard,
 ) {
-    // RSP is request/response with small packets: don't let Nagle delay them.
-    let _ = stream.set_nodelay(true);
+    configure_socket(&stream, &limits);
     let (mut rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(limits.outbound_chunks.max(1));
     if to_worker
         .send(ToWorker::Connect { id, out: out_tx })
         .is_err()
@@ -112,36 +193,82 @@ async fn connection(
         tracing::error!(id, "probe worker is gone; closing connection");
         return;
     }
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        tokio::select! {
-            read = rd.read(&mut buf) => match read {
-                Ok(0) => break,
+    let credits = Arc::new(Semaphore::new(limits.inbound_chunks.max(1)));
+    let reader = async {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            // The socket is not read while the worker has this many chunks.
+            let Ok(credit) = credits.clone().acquire_owned().await else {
+                return End::SessionEnded;
+            };
+            match rd.read(&mut buf).await {
+                Ok(0) => return End::Eof,
                 Ok(n) => {
-                    if to_worker.send(ToWorker::Data { id, bytes: buf[..n].to_vec() }).is_err() {
-                        break;
+                    let data = ToWorker::Data {
+                        id,
+                        bytes: buf[..n].to_vec(),
+                        credit,
+                    };
+                    if to_worker.send(data).is_err() {
+                        return End::SessionEnded;
                     }
                 }
-                Err(e) => {
-                    tracing::info!(id, "read from GDB failed: {e}");
-                    break;
-                }
-            },
-            out = out_rx.recv() => match out {
-                Some(bytes) => {
-                    if let Err(e) = wr.write_all(&bytes).await {
-                        tracing::info!(id, "write to GDB failed: {e}");
-                        break;
-                    }
-                }
-                // The worker ended this session (detach, kill, error): the
-                // channel yields everything queued before reporting closed.
-                None => break,
-            },
-            _ = stop.changed() => break,
+                Err(e) => return End::ReadFailed(e),
+            }
         }
+    };
+    let writer = async {
+        // The channel yields everything queued before reporting closed.
+        while let Some(bytes) = out_rx.recv().await {
+            match tokio::time::timeout(limits.write_timeout, wr.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return End::WriteFailed(e),
+                Err(_) => return End::WriteTimeout(limits.write_timeout),
+            }
+        }
+        End::SessionEnded
+    };
+    let end = tokio::select! {
+        end = reader => end,
+        end = writer => end,
+        _ = stop.changed() => End::Shutdown,
+    };
+    match &end {
+        End::WriteTimeout(t) => tracing::warn!(
+            id,
+            "GDB took no data for {t:?}: dropping the connection and freeing the slot"
+        ),
+        End::ReadFailed(e) => tracing::info!(id, "read from GDB failed: {e}"),
+        End::WriteFailed(e) => tracing::info!(id, "write to GDB failed: {e}"),
+        End::Eof | End::SessionEnded | End::Shutdown => {}
     }
+    // Dropping the receiver first unblocks a worker waiting to queue a reply.
+    drop(out_rx);
     let _ = to_worker.send(ToWorker::Disconnected { id });
-    let _ = wr.shutdown().await;
-    tracing::info!(id, "connection closed");
+    // shutdown(2) does not wait for the peer; bounded all the same.
+    let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
+    tracing::info!(id, ?end, "connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_socket_gets_keepalive_with_our_idle_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let limits = Limits {
+            keepalive_idle: Duration::from_secs(42),
+            ..Limits::default()
+        };
+        configure_socket(&stream, &limits);
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap(), "SO_KEEPALIVE set");
+        #[cfg(target_os = "linux")]
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(42));
+        assert!(stream.nodelay().unwrap());
+    }
 }

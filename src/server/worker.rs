@@ -3,10 +3,19 @@
 //! and our [`GdbTarget`]. All probe-rs calls happen on this thread.
 //!
 //! The tokio side sends it [`ToWorker`] messages over a std channel; it sends
-//! outgoing RSP bytes back per connection over a tokio channel. While the
-//! core runs it polls `core.status()` every 1 ms backing off to 10 ms, and in
-//! between waits on the channel with `recv_timeout`, so a Ctrl-C from GDB is
-//! handled within one poll interval. Every wait has a timeout.
+//! outgoing RSP bytes back per connection over a bounded tokio channel. Both
+//! directions are bounded: each `Data` message holds one of the connection's
+//! read credits until the worker has handled it, and a full outgoing queue
+//! blocks the worker only until the socket task drains it or gives up (its
+//! write timeout), which closes the channel. While the core runs it polls
+//! `core.status()` every 1 ms backing off to 10 ms, and in between waits on
+//! the channel with `recv_timeout`, so a Ctrl-C from GDB is handled within
+//! one poll interval. Every wait has a timeout.
+//!
+//! The core is left alone until the first packet: a port scan or a
+//! non-GDB client never halts it. At that packet the worker notes whether
+//! the core was running and halts it; a connection that ends without `D` or
+//! `k` puts the core back as found (running or halted).
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -17,12 +26,13 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
 use probe_rs::Session;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender as OutSender;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::framer::{frame_packet, Frame, Framer};
 use crate::board::Board;
 use crate::flash::EventSink;
-use crate::gdb::{GdbTarget, SessionFault};
+use crate::gdb::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault};
 
 /// gdbstub's packet buffer (we advertise it as `PacketSize`); large enough
 /// for fast `vFlashWrite`/`X` transfers.
@@ -80,18 +90,16 @@ impl SessionSource {
 #[derive(Debug)]
 pub enum ToWorker {
     /// A controlling connection starts; `out` carries bytes back to it.
-    Connect {
-        id: u64,
-        out: UnboundedSender<Vec<u8>>,
-    },
+    Connect { id: u64, out: OutSender<Vec<u8>> },
     Data {
         id: u64,
         bytes: Vec<u8>,
+        /// Returned to the socket task when this message is dropped: bounds
+        /// how much unhandled input can queue up.
+        credit: OwnedSemaphorePermit,
     },
     /// The socket closed (EOF, error, or server shutdown).
-    Disconnected {
-        id: u64,
-    },
+    Disconnected { id: u64 },
 }
 
 /// Handle to the running worker.
@@ -183,11 +191,21 @@ enum Outcome {
     Detached,
     /// GDB killed the target in non-extended mode: leave it halted.
     Killed,
-    /// Socket closed, protocol error or bad input: leave the core as it is.
+    /// Socket closed, protocol error or bad input: put the core back as the
+    /// first packet found it.
     Closed,
-    /// Server shutting down.
+    /// Server shutting down: as `Closed`.
     Shutdown,
     Fault(SessionFault),
+}
+
+/// What the first packet of a connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// No packet yet: the core has not been touched.
+    Untouched,
+    Running,
+    Halted,
 }
 
 fn worker_main(
@@ -207,7 +225,8 @@ fn worker_main(
             Ok(ToWorker::Connect { id, out }) => {
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
-                let outcome = serve(&mut target, id, out, &rx);
+                let mut found = Found::Untouched;
+                let outcome = serve(&mut target, id, out, &rx, &mut found);
                 let cleanup = match &outcome {
                     Outcome::Fault(_) => Ok(()),
                     _ => target.cleanup(),
@@ -216,7 +235,10 @@ fn worker_main(
                     (Outcome::Fault(_), _) => Ok(()),
                     (_, Err(f)) => Err(f),
                     (Outcome::Detached, Ok(())) => target.resume_free(),
-                    _ => Ok(()),
+                    (Outcome::Closed | Outcome::Shutdown, Ok(())) => {
+                        restore_found(&mut target, id, found)
+                    }
+                    (Outcome::Killed, Ok(())) => Ok(()),
                 };
                 session = target.into_session();
                 if let Some(f) = connection_ended.as_mut() {
@@ -243,10 +265,70 @@ fn worker_main(
     Ok(())
 }
 
+/// A connection that ended without `D` or `k` leaves the core as its first
+/// packet found it.
+fn restore_found(target: &mut GdbTarget, id: u64, found: Found) -> Result<(), SessionFault> {
+    match found {
+        Found::Untouched => {
+            tracing::info!(
+                id,
+                "connection ended before any packet; the core was not touched"
+            );
+            Ok(())
+        }
+        Found::Running => {
+            tracing::info!(
+                id,
+                "connection ended without detach; the core was running when GDB connected: \
+                 letting it run"
+            );
+            target.resume_free()
+        }
+        Found::Halted => {
+            if target.exec_state() == ExecState::Running {
+                tracing::info!(
+                    id,
+                    "connection ended without detach; the core was halted when GDB connected: \
+                     halting it again"
+                );
+                target.interrupt()?;
+            } else {
+                tracing::info!(
+                    id,
+                    "connection ended without detach; the core stays halted as found"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Note whether the core runs, then halt it (GDB expects a stopped target).
+fn attach(target: &mut GdbTarget, id: u64) -> Result<Found, SessionFault> {
+    let halted = target.core().and_then(|mut core| {
+        core.core_halted()
+            .map_err(|source| GdbError::Status { source })
+    });
+    let found = match halted {
+        Ok(true) => Found::Halted,
+        Ok(false) => Found::Running,
+        Err(e) => {
+            fatal_only(e)?;
+            // Status unknown: halting it is what GDB expects; leave it so.
+            Found::Halted
+        }
+    };
+    tracing::info!(id, ?found, "first packet from GDB; halting the core");
+    target.on_connect()?;
+    Ok(found)
+}
+
 /// gdbstub's connection: buffers writes, sends them on flush.
 struct ChannelConnection {
     pending: Vec<u8>,
-    out: UnboundedSender<Vec<u8>>,
+    /// Bounded; `blocking_send` waits at most until the socket task drains
+    /// it or drops the receiver (write timeout, shutdown).
+    out: OutSender<Vec<u8>>,
     /// The last `$...#cs` frame sent, for retransmission on a NAK (`-`):
     /// gdbstub does not retransmit and would drop the connection.
     last_packet: Vec<u8>,
@@ -307,7 +389,7 @@ impl Connection for ChannelConnection {
         }
         let bytes = std::mem::take(&mut self.pending);
         self.note_sent(&bytes);
-        self.out.send(bytes).map_err(|_| ConnectionClosed)
+        self.out.blocking_send(bytes).map_err(|_| ConnectionClosed)
     }
 }
 
@@ -327,13 +409,14 @@ fn conn<'m, 'a>(sm: &'m mut Machine<'a>) -> &'m mut ChannelConnection {
 fn serve(
     target: &mut GdbTarget,
     id: u64,
-    out: UnboundedSender<Vec<u8>>,
+    out: OutSender<Vec<u8>>,
     rx: &Receiver<ToWorker>,
+    found: &mut Found,
 ) -> Outcome {
-    tracing::info!(id, "GDB connected; halting the core");
-    if let Err(f) = target.on_connect() {
-        return Outcome::Fault(f);
-    }
+    tracing::info!(
+        id,
+        "GDB connected; the core is left alone until the first packet"
+    );
     let connection = ChannelConnection {
         pending: Vec::new(),
         last_packet: Vec::new(),
@@ -356,7 +439,11 @@ fn serve(
     };
     let mut framer = Framer::new(MAX_FRAME);
     let mut frames = Vec::new();
-    let mut no_ack = false;
+    let mut link = Link {
+        id,
+        no_ack: false,
+        found,
+    };
     let mut poll = POLL_MIN;
 
     loop {
@@ -416,14 +503,16 @@ fn serve(
         let wait = if running { poll } else { IDLE_TICK };
 
         match rx.recv_timeout(wait) {
-            Ok(ToWorker::Data { id: from, bytes }) if from == id => {
+            Ok(ToWorker::Data {
+                id: from, bytes, ..
+            }) if from == id => {
                 frames.clear();
                 if let Err(e) = framer.push(&bytes, &mut frames) {
                     tracing::warn!(id, "closing connection: {e}");
                     return Outcome::Closed;
                 }
                 for frame in frames.drain(..) {
-                    sm = match feed(sm, target, &frame, &mut no_ack) {
+                    sm = match feed(sm, target, &frame, &mut link) {
                         Ok(sm) => sm,
                         Err(e) => return stub_error(e),
                     };
@@ -467,12 +556,25 @@ impl From<gdbstub::stub::GdbStubError<SessionFault, ConnectionClosed>> for FeedE
     }
 }
 
+/// Per-connection protocol state the worker keeps beside gdbstub's.
+struct Link<'f> {
+    id: u64,
+    no_ack: bool,
+    found: &'f mut Found,
+}
+
 /// Feed one frame to gdbstub, unless the server answers it itself.
+///
+/// Relies on RSP's rules: `-` asks for the last reply again only in ack
+/// mode (after `QStartNoAckMode` it is line noise, ignored as OpenOCD
+/// does); `0x03` means something only while the target runs (GDB sends it
+/// to stop a `c`/`s`); while stopped it is dropped, so it cannot become a
+/// stale stop report for the next `c`.
 fn feed<'a>(
     mut sm: Machine<'a>,
     target: &mut GdbTarget,
     frame: &Frame,
-    no_ack: &mut bool,
+    link: &mut Link<'_>,
 ) -> Result<Machine<'a>, FeedError> {
     if let Some(payload) = frame.payload() {
         tracing::trace!(packet = %String::from_utf8_lossy(payload), "<-");
@@ -487,7 +589,7 @@ fn feed<'a>(
             }
             super::vet::Verdict::Reply(reply) => {
                 let c = conn(&mut sm);
-                if !*no_ack {
+                if !link.no_ack {
                     c.pending.push(b'+');
                 }
                 c.pending.extend_from_slice(&frame_packet(&reply));
@@ -495,25 +597,36 @@ fn feed<'a>(
             }
             super::vet::Verdict::BadChecksum => {
                 tracing::debug!("packet with a bad checksum: asking for it again");
-                if !*no_ack {
+                if !link.no_ack {
                     conn(&mut sm).pending.push(b'-');
                 }
                 return Ok(sm);
             }
         },
-        Frame::Control(b'-') if !*no_ack => {
+        Frame::Control(b'-') if !link.no_ack => {
             if conn(&mut sm).resend() {
                 tracing::debug!("GDB asked for the last packet again: resending it");
                 return Ok(sm);
             }
             frame
         }
+        Frame::Control(b'-') => {
+            tracing::debug!(id = link.id, "ignoring `-` in no-ack mode");
+            return Ok(sm);
+        }
+        Frame::Control(0x03) if !matches!(sm, GdbStubStateMachine::Running(_)) => {
+            tracing::debug!(id = link.id, "ignoring Ctrl-C: the core is not running");
+            return Ok(sm);
+        }
         Frame::Control(_) => frame,
     };
+    if *link.found == Found::Untouched && frame.payload().is_some() {
+        *link.found = attach(target, link.id).map_err(FeedError::Fault)?;
+    }
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
         if let Some(reply) = intercept(target, payload) {
             let c = conn(&mut sm);
-            if !*no_ack {
+            if !link.no_ack {
                 c.pending.push(b'+');
             }
             c.pending.extend_from_slice(&frame_packet(&reply));
@@ -541,7 +654,7 @@ fn feed<'a>(
         };
     }
     if frame.payload() == Some(b"QStartNoAckMode") {
-        *no_ack = true;
+        link.no_ack = true;
     }
     Ok(sm)
 }

@@ -8,5 +8,6 @@
 mod support;
 
 mod client;
+mod hardening;
 mod robustness;
 mod session;
