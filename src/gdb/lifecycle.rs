@@ -15,7 +15,9 @@ impl GdbTarget {
     /// then identify the external flash so the memory map GDB asks for next
     /// has the chip's size and erase size. An identification failure is
     /// logged and the board file's window advertised instead: the session
-    /// goes on, and flash operations report the error again.
+    /// goes on, and flash operations report the error again. The stub
+    /// session identification needed ends at once: a connection that never
+    /// touches the window finds the core exactly as it was.
     pub fn on_connect(&mut self) -> Result<(), SessionFault> {
         self.exec = ExecState::Halted;
         let result = self.core().and_then(|mut core| {
@@ -30,6 +32,9 @@ impl GdbTarget {
         });
         result.or_else(fatal_only)?;
         if let Err(e) = self.identify_ext_flash() {
+            fatal_only(e)?;
+        }
+        if let Err(e) = self.end_stub_session() {
             fatal_only(e)?;
         }
         Ok(())
