@@ -83,6 +83,11 @@ pub enum ExtFlashError {
     WorkAreaTooSmall { start: u32, size: u32, len: u32 },
     #[error("no SPI flash answers on {wiring}: check wiring and power")]
     NoChip { wiring: WiringText },
+    #[error(
+        "the SPI flash on {wiring} stays busy (status BUSY never clears): an erase the \
+         application started may still run, or the chip is stuck; power-cycle the board"
+    )]
+    StaysBusy { wiring: WiringText },
     #[error("the SPI flash on {wiring} has JEDEC ID {found:02X?}, the board file expects {expected:02X?}")]
     UnexpectedChip {
         wiring: WiringText,
@@ -111,7 +116,11 @@ pub enum ExtFlashError {
         #[source]
         source: StubStatusError,
     },
-    #[error("{op} at {address:#010x}: the stub did not finish within {timeout_ms} ms (halted it)")]
+    #[error(
+        "{op} at {address:#010x}: the stub did not finish within {timeout_ms} ms (halted it); \
+         every operation first waits for the chip's BUSY bit, so the chip most likely stays \
+         busy: power-cycle the board"
+    )]
     Timeout {
         op: &'static str,
         address: u32,

@@ -194,6 +194,16 @@ impl ExtFlash {
                 } => ExtFlashError::NoChip {
                     wiring: self.wiring(),
                 },
+                // `stub_init` only waits on the chip's BUSY bit (a dead SPI
+                // or a missing chip end it at once).
+                ExtFlashError::Timeout { op, .. }
+                | ExtFlashError::Stub {
+                    op,
+                    source: StubStatusError::BusyTimeout { .. },
+                    ..
+                } if op == Call::Init.name() => ExtFlashError::StaysBusy {
+                    wiring: self.wiring(),
+                },
                 other => other,
             })?;
             *slot = Some(res);

@@ -33,6 +33,46 @@ pub const SPI_CR1_SPE: u32 = 1 << 6;
 /// at a slower clock they only get longer (never too short).
 pub const MAX_CORE_HZ: u32 = 168_000_000;
 
+/// RCC_PLLCFGR and RCC_CFGR (RM0090 7.3.2, 7.3.3).
+pub const RCC_PLLCFGR: u32 = RCC_BASE + 0x04;
+pub const RCC_CFGR: u32 = RCC_BASE + 0x08;
+/// The HSI's frequency; HSE is taken at the F407's maximum input (26 MHz)
+/// since the board's crystal is not known: a core clock estimated too high
+/// only makes the stub's timeouts longer, never too short.
+pub const HSI_HZ: u32 = 16_000_000;
+pub const HSE_MAX_HZ: u32 = 26_000_000;
+
+/// The core clock (HCLK, which DWT CYCCNT counts) that RCC_CFGR and
+/// RCC_PLLCFGR select: SW status, PLL M/N/P from HSI or HSE, AHB prescaler.
+/// Never above [`MAX_CORE_HZ`].
+pub fn hclk_hz(cfgr: u32, pllcfgr: u32) -> u32 {
+    let sysclk = match (cfgr >> 2) & 3 {
+        0 => u64::from(HSI_HZ),
+        1 => u64::from(HSE_MAX_HZ),
+        2 => {
+            let src = if pllcfgr & (1 << 22) != 0 {
+                HSE_MAX_HZ
+            } else {
+                HSI_HZ
+            };
+            let m = u64::from(pllcfgr & 0x3F);
+            let n = u64::from((pllcfgr >> 6) & 0x1FF);
+            let p = u64::from((pllcfgr >> 16) & 3) * 2 + 2;
+            u64::from(src)
+                .checked_div(m)
+                .map_or(u64::from(MAX_CORE_HZ), |f| f * n / p)
+        }
+        _ => u64::from(MAX_CORE_HZ),
+    };
+    let hpre = (cfgr >> 4) & 0xF;
+    let shift = match hpre {
+        0..=7 => 0,
+        8..=11 => hpre - 7,
+        _ => hpre - 6,
+    };
+    (sysclk >> shift).clamp(1_000_000, u64::from(MAX_CORE_HZ)) as u32
+}
+
 /// GPIOx base of a port letter (A..E, H).
 pub fn gpio_base(port: char) -> u32 {
     GPIO_BASE + 0x400 * port_index(port)
@@ -155,6 +195,23 @@ mod tests {
         assert_eq!(c.br, 1, "prescaler 4 → BR=001");
         assert_eq!(config_bytes(&c).len(), std::mem::size_of::<Config>());
         assert_eq!(describe(&ext), "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)");
+    }
+
+    #[test]
+    fn core_clock_follows_rcc_hsi_pll_and_ahb_prescaler() {
+        // Reset: HSI, no prescaler.
+        assert_eq!(hclk_hz(0, 0x2400_3010), 16_000_000);
+        // PLL from HSE (taken at 26 MHz): M=26 N=336 P=2 → 168 MHz.
+        let pll_hse = 1 << 22 | 26 | 336 << 6;
+        assert_eq!(hclk_hz(2 << 2, pll_hse), 168_000_000);
+        // PLL from HSI: M=16 N=336 P=4 → 84 MHz; AHB /2 → 42 MHz.
+        let pll_hsi = 16 | 336 << 6 | 1 << 16;
+        assert_eq!(hclk_hz(2 << 2, pll_hsi), 84_000_000);
+        assert_eq!(hclk_hz(2 << 2 | 0b1000 << 4, pll_hsi), 42_000_000);
+        // AHB /512 from HSI stays at the 1 MHz floor of the estimate.
+        assert_eq!(hclk_hz(0b1111 << 4, 0), 1_000_000);
+        // An HSE system clock is taken at its 26 MHz maximum.
+        assert_eq!(hclk_hz(1 << 2, 0), 26_000_000);
     }
 
     #[test]

@@ -15,6 +15,7 @@ const PID: usize = 1;
 impl GdbTarget {
     fn reset_halt(&mut self) -> Result<(), GdbError> {
         self.forget_target_state();
+        self.run_state_chosen = true;
         self.end_stub_session()?;
         self.core()?
             .reset_and_halt(RESET_TIMEOUT)
@@ -25,6 +26,7 @@ impl GdbTarget {
 
     fn halt_if_running(&mut self) -> Result<(), GdbError> {
         self.forget_target_state();
+        self.run_state_chosen = true;
         self.end_stub_session()?;
         {
             let mut core = self.core()?;

@@ -65,6 +65,7 @@ impl GdbTarget {
         self.end_stub_session()?;
         // probe-rs's algorithm resets the core and runs code.
         self.forget_target_state();
+        self.run_state_chosen = true;
         let unchanged = self.unchanged_sectors(&requested)?;
         let units = without_unchanged(requested.clone(), &unchanged);
         let skipped: u64 = unchanged.iter().map(|r| u64::from(r.end - r.start)).sum();

@@ -55,6 +55,9 @@ pub struct GdbTarget {
     watch_slots: Vec<Option<WatchSlot>>,
     /// Internal-flash part of the `load` in progress.
     flash: FlashRequest,
+    /// The client reset, halted, resumed or programmed the core on purpose:
+    /// when it leaves without detaching, its choice stands.
+    run_state_chosen: bool,
     /// Registers as last read while the core stayed halted (GDB's `g`),
     /// served while the stub session runs and the core cannot be asked.
     reg_cache: Option<Vec<u64>>,
@@ -79,6 +82,7 @@ impl GdbTarget {
             watch_slots: Vec::new(),
             flash: FlashRequest::default(),
             reg_cache: None,
+            run_state_chosen: false,
             exec: ExecState::Halted,
             events,
         }
@@ -92,6 +96,14 @@ impl GdbTarget {
 
     pub fn exec_state(&self) -> ExecState {
         self.exec
+    }
+
+    /// Whether the client set the core's run state on purpose (a reset, a
+    /// `monitor halt`/`resume`, `run`/`kill`, or flash programming, which
+    /// resets the core), so a connection that ends without detaching leaves
+    /// the core as the client left it rather than as it was found.
+    pub fn run_state_chosen(&self) -> bool {
+        self.run_state_chosen
     }
 
     /// Identify the external flash (if any) and regenerate the memory map.

@@ -162,6 +162,7 @@ impl GdbTarget {
         }
         if cmd != MonitorCommand::Help {
             self.end_stub_session()?;
+            self.run_state_chosen = true;
         }
         let halts = matches!(cmd, MonitorCommand::ResetHalt | MonitorCommand::Halt);
         let mut core = self.core()?;

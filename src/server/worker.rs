@@ -268,6 +268,14 @@ fn worker_main(
 /// A connection that ended without `D` or `k` leaves the core as its first
 /// packet found it.
 fn restore_found(target: &mut GdbTarget, id: u64, found: Found) -> Result<(), SessionFault> {
+    if found != Found::Untouched && target.run_state_chosen() {
+        tracing::info!(
+            id,
+            "connection ended without detach; it reset, halted or programmed the core: \
+             leaving the core as it left it"
+        );
+        return Ok(());
+    }
     match found {
         Found::Untouched => {
             tracing::info!(

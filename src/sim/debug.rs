@@ -8,23 +8,15 @@
 
 use super::mcu::DataWatch;
 
-pub const DHCSR: u32 = 0xE000_EDF0;
-pub const DCRSR: u32 = 0xE000_EDF4;
-pub const DCRDR: u32 = 0xE000_EDF8;
-pub const DEMCR: u32 = 0xE000_EDFC;
-pub const DFSR: u32 = 0xE000_ED30;
-pub const CPUID: u32 = 0xE000_ED00;
-pub const ICSR: u32 = 0xE000_ED04;
-pub const VTOR: u32 = 0xE000_ED08;
-pub const AIRCR: u32 = 0xE000_ED0C;
-pub const FPB_BASE: u32 = 0xE000_2000;
-pub const DWT_BASE: u32 = 0xE000_1000;
-pub const ITM_BASE: u32 = 0xE000_0000;
-pub const TPIU_BASE: u32 = 0xE004_0000;
-pub const ETM_BASE: u32 = 0xE004_1000;
+// The architecture's addresses and bits come from the one register module
+// the product uses too; the board models them.
+pub use crate::cortex_m::{
+    demcr, dfsr, AIRCR, CPUID, DCRDR, DCRSR, DEMCR, DFSR, DHCSR, ETM_BASE, ICSR, ITM_BASE,
+    ROM_TABLE, SCS_BASE, TPIU_BASE, VTOR,
+};
+pub const FPB_BASE: u32 = crate::cortex_m::fpb::BASE;
+pub const DWT_BASE: u32 = crate::cortex_m::dwt::BASE;
 pub const DBGMCU_BASE: u32 = 0xE004_2000;
-pub const ROM_TABLE: u32 = 0xE00F_F000;
-pub const SCS_BASE: u32 = 0xE000_E000;
 
 pub const CPUID_CORTEX_M4_R0P1: u32 = 0x410F_C241;
 pub const DBGMCU_IDCODE_F407: u32 = 0x1007_6413;
@@ -32,22 +24,7 @@ pub const DBGMCU_IDCODE_F407: u32 = 0x1007_6413;
 const DBGKEY: u32 = 0xA05F_0000;
 pub const FPB_CODE_COMPARATORS: usize = 6;
 const FPB_LITERAL_COMPARATORS: usize = 2;
-pub const DWT_COMPARATORS: usize = 4;
-
-/// DFSR bits.
-pub mod dfsr {
-    pub const HALTED: u32 = 1 << 0;
-    pub const BKPT: u32 = 1 << 1;
-    pub const DWTTRAP: u32 = 1 << 2;
-    pub const VCATCH: u32 = 1 << 3;
-    pub const EXTERNAL: u32 = 1 << 4;
-}
-
-/// DEMCR bits the board acts on.
-pub mod demcr {
-    pub const VC_CORERESET: u32 = 1 << 0;
-    pub const TRCENA: u32 = 1 << 24;
-}
+pub const DWT_COMPARATORS: usize = crate::cortex_m::dwt::COMPARATORS;
 
 /// What the board has to do after a debug-register write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

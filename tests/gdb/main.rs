@@ -9,6 +9,7 @@ mod support;
 
 mod cli;
 mod extflash;
+mod faults;
 mod firmware;
 mod reload;
 mod variables;

@@ -178,3 +178,44 @@ fn raw_disconnect_restores_software_breakpoints() {
         "BKPT removed on disconnect"
     );
 }
+
+/// A `load` that fails part-way (GDB then sends no `vFlashDone`) leaves
+/// nothing behind: a later `load` on the same connection erases and
+/// programs only what it asks for, so the failed one's queued erase of
+/// sector 0 never happens.
+#[test]
+fn failed_load_is_forgotten_and_a_later_load_leaves_its_sectors_alone() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    let flash = |c: &mut crate::support::rsp::RspClient, packet: &[u8]| {
+        String::from_utf8_lossy(&c.request(packet).unwrap()).into_owned()
+    };
+    // Sector 0 (16 KiB) holds data from a successful load.
+    assert_eq!(flash(&mut c, b"vFlashErase:08000000,4000"), "OK");
+    let mut write = b"vFlashWrite:08000000:".to_vec();
+    write.extend_from_slice(&[0x11; 16]);
+    assert_eq!(flash(&mut c, &write), "OK");
+    assert_eq!(flash(&mut c, b"vFlashDone"), "OK");
+    assert_eq!(c.ask("m08000000,4").unwrap(), "11111111");
+    // A load that erases sector 0, then fails on a write outside it.
+    assert_eq!(flash(&mut c, b"vFlashErase:08000000,4000"), "OK");
+    let mut bad = b"vFlashWrite:08004000:".to_vec();
+    bad.extend_from_slice(&[0x22; 4]);
+    assert!(
+        flash(&mut c, &bad).starts_with('E'),
+        "write outside the erase"
+    );
+    // The next load only touches sector 1.
+    assert_eq!(flash(&mut c, b"vFlashErase:08004000,4000"), "OK");
+    let mut write = b"vFlashWrite:08004000:".to_vec();
+    write.extend_from_slice(&[0x33; 8]);
+    assert_eq!(flash(&mut c, &write), "OK");
+    assert_eq!(flash(&mut c, b"vFlashDone"), "OK");
+    assert_eq!(c.ask("m08004000,4").unwrap(), "33333333");
+    assert_eq!(
+        c.ask("m08000000,4").unwrap(),
+        "11111111",
+        "sector 0 was not erased by the failed load's leftovers"
+    );
+}
