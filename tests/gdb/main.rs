@@ -11,6 +11,7 @@ mod cli;
 mod extflash;
 mod faults;
 mod firmware;
+mod ide;
 mod reload;
 mod variables;
 mod workflows;

@@ -678,3 +678,32 @@ fn monitor_chip_erase_progress_reaches_the_console_before_the_final_ok() {
         "{console:?}"
     );
 }
+
+#[test]
+fn selftest_fails_with_the_pin_hint_on_a_board_wired_differently_or_a_missing_chip() {
+    let spi3 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/memory-maps/stm32f407ve-w25q64jv-spi3.toml"
+    );
+    for (name, extra) in [
+        ("selftest-wiring", ["--sim-board", spi3]),
+        ("selftest-nochip", ["--sim-fault", "no-chip"]),
+    ] {
+        let state = State::new(name);
+        let mut args = vec!["selftest", "--yes"];
+        args.extend(extra);
+        let out = state.run(&args);
+        assert!(!out.ok, "{name}: {}", out.stdout);
+        assert!(
+            out.stderr
+                .contains("hint: no answer on SPI1: check PB3/PB4/PB5/PB0"),
+            "{name}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stdout.contains("[ ok ] erase"),
+            "{name}: {}",
+            out.stdout
+        );
+    }
+}
