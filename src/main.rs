@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use extflash_gdb::board::Board;
-use extflash_gdb::flash::{FlashEvent, FlashKind};
 use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
 use probe_rs::probe::list::Lister;
 use probe_rs::probe::DebugProbeSelector;
@@ -110,7 +109,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             cli::progress::Progress::new().sink()
         } else {
-            Arc::new(log_progress)
+            Arc::new(cli::progress::log_event)
         };
     let worker = ProbeWorker::start_with_events(source, board.clone(), events)?;
 
@@ -308,75 +307,4 @@ fn probe_source(selector: Option<String>, attach: AttachOptions) -> SessionSourc
             .with_context(|| format!("through probe {selector}"))?;
         Ok(OpenedSession::from(session))
     })
-}
-
-/// The server's rendering of flash progress: log lines, and a summary with
-/// the rate when an operation finishes.
-fn log_progress(e: &FlashEvent) {
-    let name = |f: &FlashKind| match f {
-        FlashKind::Internal => "internal flash",
-        FlashKind::External => "external flash",
-    };
-    match e {
-        FlashEvent::Identified {
-            jedec_id,
-            name: part,
-            size,
-        } => tracing::info!(
-            "external flash: {part} ({jedec_id:02X?}), {} KiB",
-            size / 1024
-        ),
-        FlashEvent::Started {
-            flash,
-            erase_bytes,
-            program_bytes,
-        } => tracing::info!(
-            "{}: erasing {erase_bytes} bytes, programming {program_bytes} bytes",
-            name(flash)
-        ),
-        FlashEvent::Erasing {
-            flash,
-            address,
-            size,
-        } => tracing::debug!(
-            "{}: erasing {size:#x} bytes at {address:#010x}",
-            name(flash)
-        ),
-        FlashEvent::Programmed {
-            flash,
-            address,
-            bytes,
-        } => tracing::debug!(
-            "{}: programmed {bytes} bytes at {address:#010x}",
-            name(flash)
-        ),
-        FlashEvent::Waiting {
-            flash,
-            what,
-            elapsed,
-        } => tracing::info!(
-            "{}: {what} still running after {} s",
-            name(flash),
-            elapsed.as_secs()
-        ),
-        FlashEvent::Skipped { flash, bytes } => tracing::info!(
-            "{}: {bytes} bytes already hold the image (skipped)",
-            name(flash)
-        ),
-        FlashEvent::Done {
-            flash,
-            erased,
-            programmed,
-            skipped,
-            elapsed,
-        } => {
-            let secs = elapsed.as_secs_f64().max(1e-3);
-            tracing::info!(
-                "{}: erased {erased} bytes, programmed {programmed} bytes, skipped {skipped} bytes \
-                 in {secs:.2} s ({:.1} KB/s)",
-                name(flash),
-                *programmed as f64 / 1024.0 / secs
-            )
-        }
-    }
 }

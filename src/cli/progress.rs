@@ -56,6 +56,84 @@ pub fn rate(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1024.0 / elapsed.as_secs_f64().max(1e-3)
 }
 
+/// The sentence people read for an event: what `serve` logs and what the
+/// plain progress output prints. `None` for the per-block events a bar
+/// shows instead.
+pub fn event_line(e: &FlashEvent) -> Option<String> {
+    Some(match e {
+        FlashEvent::Identified {
+            jedec_id,
+            name,
+            size,
+        } => format!(
+            "external flash: {name} (JEDEC ID {:02X} {:02X} {:02X}), {} KiB",
+            jedec_id[0],
+            jedec_id[1],
+            jedec_id[2],
+            size / 1024
+        ),
+        FlashEvent::Started {
+            flash,
+            erase_bytes,
+            program_bytes,
+        } => format!(
+            "{}: erasing {erase_bytes} bytes, programming {program_bytes} bytes",
+            kind(flash)
+        ),
+        FlashEvent::Waiting {
+            flash,
+            what,
+            elapsed,
+        } => format!(
+            "{}: {what} still running after {} s",
+            kind(flash),
+            elapsed.as_secs()
+        ),
+        FlashEvent::Skipped { flash, bytes } => format!(
+            "{}: {bytes} bytes already hold the image (skipped)",
+            kind(flash)
+        ),
+        FlashEvent::Done {
+            flash,
+            erased,
+            programmed,
+            skipped,
+            elapsed,
+        } => {
+            let skip = if *skipped > 0 {
+                format!(", skipped {skipped} unchanged bytes")
+            } else {
+                String::new()
+            };
+            if *programmed == 0 {
+                format!(
+                    "{}: erased {erased} bytes{skip} in {:.2} s",
+                    kind(flash),
+                    elapsed.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "{}: erased {erased} bytes, programmed {programmed} bytes{skip} in {:.2} s \
+                     ({:.1} KB/s)",
+                    kind(flash),
+                    elapsed.as_secs_f64(),
+                    rate(*programmed, *elapsed)
+                )
+            }
+        }
+        FlashEvent::Erasing { .. } | FlashEvent::Programmed { .. } => return None,
+    })
+}
+
+/// `serve`'s rendering when stderr is not a terminal: the sentences as log
+/// lines, per-block events at debug level.
+pub fn log_event(e: &FlashEvent) {
+    match event_line(e) {
+        Some(line) => tracing::info!("{line}"),
+        None => tracing::debug!(?e, "flash progress"),
+    }
+}
+
 impl Progress {
     /// A bar when stderr is a terminal, plain lines otherwise.
     pub fn new() -> Arc<Progress> {
@@ -167,37 +245,21 @@ impl Progress {
 
     fn on_event(&self, e: &FlashEvent) {
         match e {
-            FlashEvent::Identified { .. } => {}
             FlashEvent::Started {
                 flash,
-                erase_bytes,
                 program_bytes,
-            } => {
-                self.line(&format!(
-                    "{}: erasing {erase_bytes} bytes, programming {program_bytes} bytes",
-                    kind(flash)
-                ));
-                if *program_bytes > 0 {
-                    self.begin(&format!("{} program", short(flash)), *program_bytes);
-                }
+                ..
+            } if *program_bytes > 0 => {
+                self.line(&event_line(e).unwrap_or_default());
+                self.begin(&format!("{} program", short(flash)), *program_bytes);
             }
-            FlashEvent::Erasing { .. } | FlashEvent::Skipped { .. } => {}
             FlashEvent::Programmed { bytes, .. } => self.advance(u64::from(*bytes)),
-            FlashEvent::Waiting {
-                flash,
-                what,
-                elapsed,
-            } => self.line(&format!(
-                "{}: {what} still running after {} s",
-                kind(flash),
-                elapsed.as_secs()
-            )),
             FlashEvent::Done {
-                flash,
                 erased,
                 programmed,
                 skipped,
                 elapsed,
+                ..
             } => {
                 self.finish();
                 {
@@ -207,26 +269,14 @@ impl Progress {
                     state.totals.skipped += skipped;
                     state.totals.busy += *elapsed;
                 }
-                let skip = if *skipped > 0 {
-                    format!(", skipped {skipped} unchanged bytes")
-                } else {
-                    String::new()
-                };
-                self.line(&if *programmed == 0 {
-                    format!(
-                        "{}: erased {erased} bytes{skip} in {:.2} s",
-                        kind(flash),
-                        elapsed.as_secs_f64()
-                    )
-                } else {
-                    format!(
-                        "{}: erased {erased} bytes, programmed {programmed} bytes{skip} in \
-                         {:.2} s ({:.1} KB/s)",
-                        kind(flash),
-                        elapsed.as_secs_f64(),
-                        rate(*programmed, *elapsed)
-                    )
-                });
+                self.line(&event_line(e).unwrap_or_default());
+            }
+            // Identification and skips are in the summary lines.
+            FlashEvent::Identified { .. } | FlashEvent::Skipped { .. } => {}
+            other => {
+                if let Some(line) = event_line(other) {
+                    self.line(&line);
+                }
             }
         }
     }

@@ -30,15 +30,8 @@ pub enum RspError {
     Unexpected { packet: String, reply: String },
 }
 
-/// `$payload#cs`.
-pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let sum = payload.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-    let mut out = Vec::with_capacity(payload.len() + 4);
-    out.push(b'$');
-    out.extend_from_slice(payload);
-    out.extend_from_slice(format!("#{sum:02x}").as_bytes());
-    out
-}
+/// `$payload#cs`: the server's own framing.
+pub use extflash_gdb::server::framer::frame_packet as frame;
 
 /// Escape binary data for `X`/`vFlashWrite`: `#`, `$`, `}` and `*` become
 /// `}` followed by the byte xor 0x20.

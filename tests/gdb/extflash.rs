@@ -7,16 +7,12 @@
 //! (`server::run` on a prepared `SimBoard`) for chip states the CLI cannot
 //! set up (write-protected, absent).
 
-use std::sync::Arc;
-
 use extflash_gdb::board::Board;
-use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
 
 use crate::support::elf::{self, firmware_assets_elf, FIRMWARE_ASSETS};
-use crate::support::server::{gdb_batch, GdbLimits, SimServer};
-use crate::support::sim::CHIP;
+use crate::support::server::{gdb_batch, in_process, GdbLimits, SimServer};
 
 const SPI3_BOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -67,32 +63,6 @@ fn matched(out: &str) -> usize {
 
 fn loadable_sections() -> usize {
     elf::loadable_sections(&firmware_assets_elf())
-}
-
-/// A server in this process on a prepared virtual board.
-fn in_process(sim: SimBoard, board: Board) -> String {
-    let source = SessionSource::new(move || {
-        let session = sim.probe().attach(CHIP, probe_rs::Permissions::default())?;
-        Ok(OpenedSession {
-            session,
-            keep_alive: Some(Box::new(sim)),
-        })
-    });
-    let worker = ProbeWorker::start(source, Arc::new(board)).expect("worker");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            let _ = server::run(listener, worker, std::future::pending::<()>()).await;
-        });
-    });
-    rx.recv().expect("server address")
 }
 
 #[test]
@@ -400,7 +370,11 @@ fn gdb_protected_chip_refuses_load_until_unprotected() {
         .chip
         .set_status_registers([0x1C, 0x02, 0x60]);
     let handle = sim.clone();
-    let addr = in_process(sim, Board::builtin());
+    let addr = in_process(
+        sim,
+        Board::builtin(),
+        extflash_gdb::flash::progress::no_events(),
+    );
     let out = gdb(&addr, &cmds(LOAD, &["monitor flash info"]));
     assert!(out.contains("PROTECTED"), "{out}");
     assert!(!out.contains("Start address"), "load must fail:\n{out}");
@@ -433,7 +407,11 @@ fn gdb_absent_chip_error_names_the_pins() {
         ..SimConfig::default()
     })
     .unwrap();
-    let addr = in_process(sim, Board::builtin());
+    let addr = in_process(
+        sim,
+        Board::builtin(),
+        extflash_gdb::flash::progress::no_events(),
+    );
     let out = gdb(
         &addr,
         &["monitor flash info", "x/4xb 0x90000000", "print 1+1"],

@@ -6,12 +6,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::support::server::{gdb_batch, GdbLimits};
+use crate::support::server::{gdb_batch, in_process, GdbLimits};
 use crate::support::sim::*;
 use extflash_gdb::board::Board;
 use extflash_gdb::extflash::ExtFlash;
 use extflash_gdb::flash::{FlashEvent, FlashKind};
-use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
 use extflash_gdb::sim::{SimBoard, SimConfig};
 
 const WINDOW: u32 = 0x9000_0000;
@@ -137,41 +136,20 @@ fn erased_pages_are_neither_sent_nor_programmed() {
 }
 
 /// A server in this process on `sim`, recording every progress event.
-fn in_process(sim: SimBoard) -> (String, Arc<Mutex<Vec<FlashEvent>>>) {
+fn in_process_recording(sim: SimBoard) -> (String, Arc<Mutex<Vec<FlashEvent>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let source = SessionSource::new(move || {
-        let session = sim.probe().attach(CHIP, probe_rs::Permissions::default())?;
-        Ok(OpenedSession {
-            session,
-            keep_alive: Some(Box::new(sim)),
-        })
-    });
-    let worker = ProbeWorker::start_with_events(
-        source,
-        Arc::new(Board::builtin()),
+    let addr = in_process(
+        sim,
+        Board::builtin(),
         Arc::new(move |e: &FlashEvent| sink.lock().unwrap().push(e.clone())),
-    )
-    .expect("worker");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            let _ = server::run(listener, worker, std::future::pending::<()>()).await;
-        });
-    });
-    (rx.recv().expect("server address"), events)
+    );
+    (addr, events)
 }
 
 #[test]
 fn gdb_reload_of_the_same_elf_skips_internal_and_external_flash() {
-    let (addr, events) = in_process(board(SimConfig::default()));
+    let (addr, events) = in_process_recording(board(SimConfig::default()));
     let elf = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/firmware/firmware-assets.elf"

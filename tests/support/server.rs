@@ -143,3 +143,39 @@ impl SimServer {
         gdb_batch(&self.addr, elf, cmds, GdbLimits::DEFAULT)
     }
 }
+
+/// A server in this process on a prepared virtual board (for chip states
+/// the command line cannot set up), sending flash progress to `events`;
+/// returns its address. It serves until the test process ends.
+pub fn in_process(
+    sim: extflash_gdb::sim::SimBoard,
+    board: extflash_gdb::board::Board,
+    events: extflash_gdb::flash::EventSink,
+) -> String {
+    use extflash_gdb::server::{self, OpenedSession, ProbeWorker, SessionSource};
+    let source = SessionSource::new(move || {
+        let session = sim
+            .probe()
+            .attach(super::sim::CHIP, probe_rs::Permissions::default())?;
+        Ok(OpenedSession {
+            session,
+            keep_alive: Some(Box::new(sim)),
+        })
+    });
+    let worker =
+        ProbeWorker::start_with_events(source, std::sync::Arc::new(board), events).expect("worker");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            let _ = server::run(listener, worker, std::future::pending::<()>()).await;
+        });
+    });
+    rx.recv().expect("server address")
+}
