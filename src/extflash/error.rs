@@ -100,6 +100,16 @@ pub enum ExtFlashError {
     )]
     AppInTransaction { cs: String, address: u32, len: u32 },
     #[error(
+        "the application's SPI{spi} is in the middle of a transfer ({what}) and \
+         {address:#010x}+{len:#x} is not cached: let it run past the transfer and try again"
+    )]
+    AppSpiBusy {
+        spi: u8,
+        what: String,
+        address: u32,
+        len: u32,
+    },
+    #[error(
         "{address:#010x}+{len:#x} is outside the {size:#x}-byte external flash at {window:#010x}"
     )]
     OutsideChip {

@@ -182,6 +182,21 @@ impl ExtFlash {
                     len,
                 });
             }
+            let what = match runner::spi_activity(core, &self.ext)? {
+                runner::SpiActivity::Idle => None,
+                runner::SpiActivity::FrameOnWire => Some("a frame on the wire".to_string()),
+                runner::SpiActivity::Dma { controller, stream } => {
+                    Some(format!("DMA{controller} stream {stream} enabled"))
+                }
+            };
+            if let Some(what) = what {
+                return Err(ExtFlashError::AppSpiBusy {
+                    spi: self.ext.spi,
+                    what,
+                    address,
+                    len,
+                });
+            }
             let stub = self
                 .stub
                 .as_ref()

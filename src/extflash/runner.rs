@@ -220,6 +220,54 @@ pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, Ext
     Ok((moder >> (2 * pin)) & 0b11 == 0b01 && odr & (1 << pin) == 0)
 }
 
+/// What the application is doing with the flash's SPI when the core halted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpiActivity {
+    Idle,
+    /// SPE and SR.BSY: a frame is on the wire.
+    FrameOnWire,
+    /// A DMA stream serving this SPI is enabled (the transfer goes on
+    /// without the core).
+    Dma {
+        controller: u8,
+        stream: u8,
+    },
+}
+
+/// The DMA controller and channel that serve SPIx on the F407 (RM0090
+/// tables 42/43): SPI1 on DMA2 channel 3, SPI2 and SPI3 on DMA1 channel 0.
+fn spi_dma(spi: u8) -> (u8, u32, u32) {
+    match spi {
+        1 => (2, 0x4002_6400, 3),
+        _ => (1, 0x4002_6000, 0),
+    }
+}
+
+/// Whether the application's SPI is mid-transfer: a frame on the wire, or
+/// its DMA requests on and a stream of its channel enabled. The stub must
+/// not reconfigure the SPI under either.
+pub fn spi_activity(
+    core: &mut Core<'_>,
+    ext: &ExternalFlash,
+) -> Result<SpiActivity, ExtFlashError> {
+    let (spi, _, _) = wiring::spi_regs(ext.spi);
+    let r = rd_block(core, spi, 3)?; // CR1, CR2, SR
+    let (cr1, cr2, sr) = (r[0], r[1], r[2]);
+    if cr1 & wiring::SPI_CR1_SPE != 0 && sr & (1 << 7) != 0 {
+        return Ok(SpiActivity::FrameOnWire);
+    }
+    if cr2 & 0b11 != 0 {
+        let (controller, base, channel) = spi_dma(ext.spi);
+        for stream in 0..8u8 {
+            let cr = rd(core, base + 0x10 + 0x18 * u32::from(stream))?;
+            if cr & 1 != 0 && (cr >> 25) & 7 == channel {
+                return Ok(SpiActivity::Dma { controller, stream });
+            }
+        }
+    }
+    Ok(SpiActivity::Idle)
+}
+
 /// DBGMCU_APB1_FZ and its DBG_IWDG_STOP bit: the application's watchdog
 /// must not reset the chip while the core is halted between sessions.
 pub const DBGMCU_APB1_FZ: u32 = 0xE004_2008;

@@ -328,3 +328,51 @@ fn stub_reloads_a_running_watchdog_so_a_long_read_does_not_reset_the_chip() {
         "DBGMCU_APB1_FZ restored"
     );
 }
+
+/// The application halted while its SPI DMA transfer runs (RXDMAEN and a
+/// DMA2 channel-3 stream enabled): the stub must not reconfigure SPI1 under
+/// it, so an uncached read is refused with the reason, and works once the
+/// stream is off.
+#[test]
+fn chip_is_not_touched_while_the_application_spi_dma_is_enabled() {
+    const SPI1_CR2: u64 = 0x4001_3004;
+    const DMA2_S0CR: u64 = 0x4002_6410;
+    let data = pattern(17, 0x2000);
+    let (b, mut session) = app_state(SimConfig::default(), &[(0, &data)]);
+    let mut core = session.core(0).unwrap();
+    let cr2 = core.read_word_32(SPI1_CR2).unwrap();
+    core.write_word_32(SPI1_CR2, cr2 | 1).unwrap(); // RXDMAEN
+                                                    // Stream 0, channel 3, enabled (the transfer itself is the app's).
+    let ahb1 = core.read_word_32(0x4002_3830).unwrap();
+    core.write_word_32(0x4002_3830, ahb1 | 1 << 22).unwrap(); // DMA2EN
+    let s0cr = core.read_word_32(DMA2_S0CR).unwrap();
+    core.write_word_32(DMA2_S0CR + 4, 0x100).unwrap(); // NDTR
+    core.write_word_32(DMA2_S0CR + 8, 0x4001_300C).unwrap(); // PAR: SPI1 DR
+    core.write_word_32(DMA2_S0CR + 12, 0x2000_8000).unwrap(); // M0AR
+    core.write_word_32(DMA2_S0CR, 3 << 25 | 1 << 10 | 1)
+        .unwrap(); // CH3, MINC, EN
+    assert_ne!(
+        core.read_word_32(DMA2_S0CR).unwrap() & 1,
+        0,
+        "stream enabled"
+    );
+    let opcodes_before = b.lock().mcu().chip.counters().by_opcode;
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let mut buf = [0u8; 16];
+    let err = ext.read(&mut core, 0x9000_0100, &mut buf).unwrap_err();
+    assert!(
+        matches!(err, ExtFlashError::AppSpiBusy { spi: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("DMA2 stream 0"), "{err}");
+    assert_eq!(
+        b.lock().mcu().chip.counters().by_opcode,
+        opcodes_before,
+        "no command reached the chip"
+    );
+    core.write_word_32(DMA2_S0CR, s0cr & !1).unwrap();
+    core.write_word_32(SPI1_CR2, cr2).unwrap();
+    ext.read(&mut core, 0x9000_0100, &mut buf).unwrap();
+    ext.end_session(&mut core).unwrap();
+    assert_eq!(buf[..], data[0x100..0x110]);
+}
