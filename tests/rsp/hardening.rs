@@ -890,3 +890,113 @@ fn fuzz_rsp_streams_never_panic_or_hang_and_the_server_keeps_serving() {
         t.elapsed()
     );
 }
+
+// ---- Disconnects during a load ---------------------------------------------
+
+/// `vFlashWrite:addr:` with the data escaped as RSP binary requires.
+fn flash_write_packet(addr: u32, data: &[u8]) -> Vec<u8> {
+    let mut p = format!("vFlashWrite:{addr:x}:").into_bytes();
+    for &b in data {
+        if matches!(b, b'#' | b'$' | b'}' | b'*') {
+            p.extend([b'}', b ^ 0x20]);
+        } else {
+            p.push(b);
+        }
+    }
+    p
+}
+
+/// Read `len` bytes at `addr` with `m` packets.
+fn read_back(c: &mut RspClient, addr: u32, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < len {
+        let n = (len - out.len()).min(0x400);
+        let reply = c
+            .ask(&format!("m{:x},{n:x}", addr as usize + out.len()))
+            .unwrap();
+        out.extend(crate::support::rsp::unhex(reply.as_bytes()));
+    }
+    out
+}
+
+/// Loads into the window cut at every stage — after `vFlashErase`, between
+/// `vFlashWrite`s, right after `vFlashDone` is sent (its reply never read)
+/// — each followed by a full load on a new connection: the window then
+/// holds exactly the last image, and RAM outside it, including the stub's
+/// work area, and every register read the same as before. 6 cycles here;
+/// `EXTFLASH_DISCONNECT_CYCLES=100` for the README's figure.
+#[test]
+fn disconnects_in_the_middle_of_a_load_lose_and_corrupt_nothing() {
+    const WINDOW_AT: u32 = 0x9001_0000;
+    const LEN: usize = 0x4000;
+    const SENTINEL: u32 = 0x2001_C000; // in the stub's work area
+    let cycles: usize = std::env::var("EXTFLASH_DISCONNECT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let srv = InProcess::start(Core::HaltedAtLoop, Limits::default());
+    let mut c = srv.client();
+    c.start_no_ack_mode().unwrap();
+    let sentinel: Vec<u8> = (0..256u32).map(|i| (i * 7 + 1) as u8).collect();
+    assert!(
+        c.ask(&format!("M{SENTINEL:x},100:{}", hex(&sentinel)))
+            .unwrap()
+            == "OK"
+    );
+    let regs = c.ask("g").unwrap();
+    drop(c);
+    let mut rng = Rng(7);
+    let (mut ok, mut lost) = (0, 0);
+    for cycle in 0..cycles {
+        let image: Vec<u8> = (0..LEN).map(|_| rng.next() as u8).collect();
+        let load = |c: &mut RspClient, image: &[u8], cut: Option<usize>| {
+            let erase = format!("vFlashErase:{WINDOW_AT:x},{LEN:x}");
+            assert_eq!(c.ask(&erase).unwrap(), "OK");
+            if cut == Some(0) {
+                return;
+            }
+            for (i, chunk) in image.chunks(0x800).enumerate() {
+                if cut == Some(1) && i == 4 {
+                    return;
+                }
+                let at = WINDOW_AT + (i * 0x800) as u32;
+                let reply = c.request(&flash_write_packet(at, chunk)).unwrap();
+                assert_eq!(reply, b"OK");
+            }
+            if cut == Some(2) {
+                c.send_packet(b"vFlashDone").unwrap();
+                return;
+            }
+            assert_eq!(c.ask("vFlashDone").unwrap(), "OK");
+        };
+        {
+            let mut c = srv.client();
+            c.start_no_ack_mode().unwrap();
+            load(&mut c, &image, Some(cycle % 3));
+        } // dropped without `D`
+        let mut c = srv.client();
+        c.start_no_ack_mode().unwrap();
+        load(&mut c, &image, None);
+        let back = read_back(&mut c, WINDOW_AT, LEN);
+        if back == image {
+            ok += 1;
+        } else {
+            lost += 1;
+        }
+        assert!(
+            back == image,
+            "cycle {cycle}: the window differs from the image"
+        );
+        assert_eq!(
+            c.ask("g").unwrap(),
+            regs,
+            "cycle {cycle}: registers changed"
+        );
+        assert_eq!(
+            read_back(&mut c, SENTINEL, sentinel.len()),
+            sentinel,
+            "cycle {cycle}: work-area RAM changed"
+        );
+    }
+    eprintln!("disconnect cycles: {ok} intact, {lost} lost or corrupted");
+}
