@@ -367,7 +367,9 @@ impl Resident {
         if started.is_ok() {
             // Timeouts in CYCCNT ticks at the clock the application left.
             started = rd_block(core, wiring::RCC_PLLCFGR, 2).map(|r| {
-                config.cycles_per_ms = wiring::hclk_hz(r[1], r[0]) / 1000;
+                let hclk = wiring::hclk_hz(r[1], r[0]);
+                config.cycles_per_ms = hclk / 1000;
+                config.br = wiring::session_br(ext, wiring::spi_pclk_hz(ext.spi, r[1], hclk));
             });
         }
         res.cycles_per_ms = config.cycles_per_ms;

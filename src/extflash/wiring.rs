@@ -92,6 +92,34 @@ pub fn spi_regs(spi: u8) -> (u32, u32, u32) {
     }
 }
 
+/// The APB clock of SPIx (APB2 for SPI1, APB1 for SPI2/3) that RCC_CFGR's
+/// PPRE2/PPRE1 derive from `hclk`.
+pub fn spi_pclk_hz(spi: u8, cfgr: u32, hclk: u32) -> u32 {
+    let ppre = if spi == 1 {
+        (cfgr >> 13) & 7
+    } else {
+        (cfgr >> 10) & 7
+    };
+    let shift = if ppre < 4 { 0 } else { ppre - 3 };
+    hclk >> shift
+}
+
+/// The SPI clock the board file means: its prescaler applied to the APB
+/// clock at the F407's full speed (84 MHz APB2, 42 MHz APB1).
+pub fn intended_spi_hz(ext: &ExternalFlash) -> u32 {
+    let nominal = if ext.spi == 1 { 84_000_000 } else { 42_000_000 };
+    nominal / u32::from(ext.prescaler.max(2))
+}
+
+/// CR1.BR for the fastest SPI clock at or below what the board file means,
+/// at the APB clock the application left (after reset the core runs from
+/// the 16 MHz HSI, where the board's prescaler alone would run the SPI
+/// 5 times slower than intended).
+pub fn session_br(ext: &ExternalFlash, pclk: u32) -> u32 {
+    let want = intended_spi_hz(ext);
+    (0..8u32).find(|br| pclk >> (br + 1) <= want).unwrap_or(7)
+}
+
 /// CR1.BR for a prescaler of 2..=256: PCLK / 2^(br+1).
 pub fn baud_rate_bits(prescaler: u16) -> u32 {
     prescaler.trailing_zeros().saturating_sub(1)
@@ -212,6 +240,23 @@ mod tests {
         assert_eq!(hclk_hz(0b1111 << 4, 0), 1_000_000);
         // An HSE system clock is taken at its 26 MHz maximum.
         assert_eq!(hclk_hz(1 << 2, 0), 26_000_000);
+    }
+
+    #[test]
+    fn session_prescaler_keeps_the_board_files_spi_clock_at_any_apb_clock() {
+        let ext = Board::builtin().external_flash.unwrap();
+        assert_eq!(intended_spi_hz(&ext), 21_000_000, "84 MHz / 4");
+        // Full speed: the board's own prescaler.
+        assert_eq!(session_br(&ext, 84_000_000), baud_rate_bits(ext.prescaler));
+        // HSI after reset: /2 gives 8 MHz, the fastest not above 21 MHz.
+        assert_eq!(session_br(&ext, 16_000_000), 0);
+        // APB2 at 42 MHz (AHB /2): /2 = 21 MHz.
+        assert_eq!(session_br(&ext, 42_000_000), 0);
+        assert_eq!(session_br(&ext, 168_000_000), 2, "/8 = 21 MHz");
+        // PPRE2 = /2 (0b100) from 168 MHz.
+        assert_eq!(spi_pclk_hz(1, 0b100 << 13, 168_000_000), 84_000_000);
+        assert_eq!(spi_pclk_hz(3, 0b101 << 10, 168_000_000), 42_000_000);
+        assert_eq!(spi_pclk_hz(1, 0, 16_000_000), 16_000_000);
     }
 
     #[test]
