@@ -89,3 +89,32 @@ fn gdb_stuck_busy_chip_fails_the_load_within_the_erase_maximum() {
     );
     assert!(took < Duration::from_secs(120), "{took:?}");
 }
+
+/// A core that locked up (blank internal flash: it faults fetching the
+/// reset vector) does not stop window reads, and the registers GDB reads
+/// after one are the locked-up core's.
+#[test]
+fn gdb_window_reads_work_on_a_locked_up_core() {
+    let s = SimServer::start(&[]);
+    let out = gdb_batch(
+        &s.addr,
+        FIRMWARE_ASSETS,
+        &[
+            "p/x $pc",
+            "x/4xb 0x90000000",
+            "maintenance flush register-cache",
+            "p/x $pc",
+            "monitor flash info",
+        ],
+        GdbLimits::STUB_RUNS,
+    );
+    assert!(out.contains("0x90000000:\t0xff\t0xff\t0xff\t0xff"), "{out}");
+    let pcs: Vec<&str> = out.lines().filter(|l| l.starts_with("$")).collect();
+    assert_eq!(pcs.len(), 2, "{out}");
+    assert_eq!(
+        pcs[0].split_once(" = ").unwrap().1,
+        pcs[1].split_once(" = ").unwrap().1,
+        "{out}"
+    );
+    assert!(out.contains("JEDEC ID EF 40 17"), "{out}");
+}
