@@ -56,6 +56,10 @@ const BLOCK32: usize = 32 * 1024;
 const BLOCK64: usize = 64 * 1024;
 /// `dump` reads at most this much.
 const DUMP_MAX: u32 = 1 << 20;
+/// Host time the virtual board may take per MiB of a `vFlashDone` or
+/// `qCRC` beyond the usual timeout (a release build needs about 2 minutes
+/// per MiB of `load` on an idle machine).
+const SIM_HOST_PER_MIB: std::time::Duration = std::time::Duration::from_secs(600);
 /// Seeds of the deterministic images.
 const SEED_LOAD: u64 = 0x9E37_79B9_7F4A_7C15;
 const SEED_ASSETS: u64 = 0xD1B5_4A32_D192_ED03;
@@ -130,6 +134,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let (source, handle) = args.target.source_with_sim(&board)?;
     let mut session = BoardSession::open_source(board.clone(), source, Arc::new(|_| {}))?;
+    if sim {
+        // Host time, not virtual: a loaded machine emulates slowly.
+        let mib = u64::from(size).div_ceil(1 << 20);
+        session.set_long_timeout(super::rsp::LONG_TIMEOUT + SIM_HOST_PER_MIB * mib as u32);
+    }
     session.settle(true)?;
     let map = session.memory_map()?;
     let end = u64::from(address) + u64::from(size);

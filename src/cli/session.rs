@@ -36,6 +36,8 @@ pub struct BoardSession {
     /// The server this session started, if it did (not when it connects to
     /// a running `serve`, as `serve --demo` does).
     server: Option<InProcessServer>,
+    /// Reply timeout of the packets that erase, program or CRC.
+    long_timeout: std::time::Duration,
 }
 
 struct InProcessServer {
@@ -80,6 +82,7 @@ impl BoardSession {
                 handle: server,
                 shutdown: shutdown_tx,
             }),
+            long_timeout: LONG_TIMEOUT,
         };
         session.client = Some(RspClient::connect(addr)?);
         Ok(session)
@@ -91,7 +94,15 @@ impl BoardSession {
             client: Some(RspClient::connect(addr)?),
             board,
             server: None,
+            long_timeout: LONG_TIMEOUT,
         })
+    }
+
+    /// Wait up to `timeout` for the replies to `vFlashDone`, `qCRC` and
+    /// `monitor` (default [`LONG_TIMEOUT`]): the virtual board emulates the
+    /// stub's every instruction, so megabytes take minutes of host time.
+    pub fn set_long_timeout(&mut self, timeout: std::time::Duration) {
+        self.long_timeout = timeout;
     }
 
     fn client(&mut self) -> &mut RspClient {
@@ -256,8 +267,9 @@ impl BoardSession {
                 REPLY_TIMEOUT,
             )?;
         }
+        let timeout = self.long_timeout;
         self.client()
-            .expect_ok_bytes(b"vFlashDone", LONG_TIMEOUT)
+            .expect_ok_bytes(b"vFlashDone", timeout)
             .context("programming (vFlashDone)")?;
         Ok(())
     }
@@ -272,8 +284,9 @@ impl BoardSession {
                 .expect_ok_bytes(packet.as_bytes(), REPLY_TIMEOUT)
                 .with_context(|| format!("erase request for {len:#x} bytes at {start:#010x}"))?;
         }
+        let timeout = self.long_timeout;
         self.client()
-            .expect_ok_bytes(b"vFlashDone", LONG_TIMEOUT)
+            .expect_ok_bytes(b"vFlashDone", timeout)
             .context("erasing (vFlashDone)")?;
         Ok(())
     }
@@ -293,7 +306,8 @@ impl BoardSession {
     /// On-target CRC (`qCRC`, GDB's `compare-sections`).
     pub fn crc(&mut self, address: u32, len: u32) -> anyhow::Result<u32> {
         let packet = format!("qCRC:{address:x},{len:x}");
-        let reply = self.client().request(packet.as_bytes(), LONG_TIMEOUT)?;
+        let timeout = self.long_timeout;
+        let reply = self.client().request(packet.as_bytes(), timeout)?;
         reply
             .strip_prefix(b"C")
             .and_then(|h| std::str::from_utf8(h).ok())
@@ -307,9 +321,10 @@ impl BoardSession {
     pub fn monitor(&mut self, cmd: &str, console: &mut dyn FnMut(&str)) -> anyhow::Result<String> {
         let packet = format!("qRcmd,{}", rsp::hex(cmd.as_bytes()));
         let mut text = String::new();
+        let timeout = self.long_timeout;
         let reply = self
             .client()
-            .request_with(packet.as_bytes(), LONG_TIMEOUT, &mut |t| {
+            .request_with(packet.as_bytes(), timeout, &mut |t| {
                 console(t);
                 text.push_str(t);
             })
