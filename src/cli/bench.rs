@@ -505,7 +505,60 @@ pub fn table(r: &Report) -> String {
         out.push_str(&row(j));
         out.push('\n');
     }
+    let goals = goals(r);
+    if !goals.is_empty() {
+        out.push_str("goals of issue 9 (stated for 8 MiB):\n");
+        for g in goals {
+            out.push_str(&format!("  {g}\n"));
+        }
+    }
     out.pop();
+    out
+}
+
+/// The issue's goals, each with the measured figure and met/not met
+/// (virtual board only).
+pub fn goals(r: &Report) -> Vec<String> {
+    let get = |name: &str| r.jobs.iter().find(|j| j.name == name);
+    let verdict = |ok: bool| if ok { "met" } else { "not met" };
+    let mut out = Vec::new();
+    let mut ratio_goal = |label: &str, name: &str, max: f64| {
+        if let Some(q) = get(name).and_then(JobResult::ratio) {
+            out.push(format!(
+                "{label}: {name} {q:.2} x its limit (goal <= {max:.2}): {}",
+                verdict(q <= max)
+            ));
+        }
+    };
+    ratio_goal("P1", "load", 1.10);
+    ratio_goal("P3", "dump", 1.25);
+    ratio_goal("CRC", "crc", 1.15);
+    ratio_goal("compression", "assets", 1.0);
+    if let (Some(l), Some(rl)) = (
+        get("load").and_then(|j| j.virtual_s),
+        get("reload").and_then(|j| j.virtual_s),
+    ) {
+        let pct = 100.0 * rl / l;
+        out.push(format!(
+            "P2: reload {pct:.1} % of load (goal <= 5 %): {}",
+            verdict(pct <= 5.0)
+        ));
+    }
+    if let Some(j) = get("read-cold") {
+        if let Some(v) = j.virtual_s {
+            out.push(format!(
+                "cold read: {:.1} ms (goal <= 50 ms on stlink-v2): {}",
+                v * 1e3,
+                verdict(v <= 0.050)
+            ));
+        }
+    }
+    if let Some(t) = get("read-warm").and_then(|j| j.round_trips) {
+        out.push(format!(
+            "warm read: {t} round trips (goal <= 3): {}",
+            verdict(t <= 3)
+        ));
+    }
     out
 }
 
@@ -645,6 +698,40 @@ mod tests {
         assert_eq!(ff, 64 * 1024 / 4 / PAGE, "a quarter is 0xFF pages");
         assert_eq!(&a[12 * 1024..12 * 1024 + 4], &0u32.to_le_bytes());
         assert_eq!(&a[12 * 1024 + 20..12 * 1024 + 24], &1u32.to_le_bytes());
+    }
+
+    #[test]
+    fn goals_compare_each_figure_with_the_issue() {
+        let job = |name, v: f64, l: Option<f64>, trips| JobResult {
+            name,
+            bytes: 1,
+            virtual_s: Some(v),
+            host_s: 1.0,
+            limit_s: l,
+            round_trips: Some(trips),
+        };
+        let r = Report {
+            link: "ideal".into(),
+            address: 0,
+            size: 4096,
+            swd_hz: Some(4_000_000),
+            spi_hz: 21_000_000,
+            spi_hz_at_reset: None,
+            jobs: vec![
+                job("load", 10.0, Some(9.5), 100),
+                job("reload", 1.0, Some(0.1), 10),
+                job("read-warm", 0.001, None, 4),
+            ],
+        };
+        let g = goals(&r);
+        assert_eq!(
+            g,
+            [
+                "P1: load 1.05 x its limit (goal <= 1.10): met",
+                "P2: reload 10.0 % of load (goal <= 5 %): not met",
+                "warm read: 4 round trips (goal <= 3): not met",
+            ]
+        );
     }
 
     #[test]
