@@ -46,6 +46,9 @@ enum Command {
     List,
     /// Check a board: attach, SPI flash ID, and (with --yes) erase/program.
     Selftest(cli::selftest::SelftestArgs),
+    /// Time load, reload, CRC and reads of the window against the physical
+    /// limit (virtual time with --sim; wall time on a board, which it erases).
+    Bench(cli::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -90,6 +93,7 @@ fn main() -> std::process::ExitCode {
         Command::Info(args) => cli::info::run(args),
         Command::List => cli::list::run(),
         Command::Selftest(args) => cli::selftest::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -178,10 +182,49 @@ struct SimOptions {
     faults: extflash_gdb::sim::Faults,
 }
 
+/// What `bench` reads from the virtual board: its clock, counters and clock
+/// tree. Empty until the worker has built the board (at the first session).
+#[derive(Clone, Default)]
+pub struct SimHandle(Arc<std::sync::Mutex<Option<extflash_gdb::sim::SimBoard>>>);
+
+/// One reading of the virtual board.
+#[derive(Debug, Clone, Copy)]
+pub struct SimReading {
+    pub link: extflash_gdb::sim::LinkProfile,
+    /// Virtual time, picoseconds.
+    pub now_ps: u64,
+    pub counters: extflash_gdb::sim::clock::Counters,
+    /// W25Q64JV BUSY time so far, picoseconds.
+    pub chip_busy_ps: u64,
+    pub swd_hz: u64,
+    /// APB1 (SPI2/3) and APB2 (SPI1) clocks as RCC has them now.
+    pub pclk1_hz: u64,
+    pub pclk2_hz: u64,
+}
+
+impl SimHandle {
+    pub fn read(&self) -> Option<SimReading> {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let board = slot.as_ref()?.lock();
+        let clock = extflash_gdb::sim::board::clock_of(&board);
+        let mcu = board.mcu();
+        Some(SimReading {
+            link: board.link_profile(),
+            now_ps: clock.now(),
+            counters: clock.counters,
+            chip_busy_ps: mcu.chip.counters().busy_ps,
+            swd_hz: clock.swd_hz(),
+            pclk1_hz: mcu.rcc.pclk1_hz(),
+            pclk2_hz: mcu.rcc.pclk2_hz(),
+        })
+    }
+}
+
 /// The virtual board, wired as `wired` says (the sim supports any SPI1..3
 /// and pins): the `--sim-board` file, or else the `--board` file, so
-/// `--board FILE` exercises that wiring end to end.
-fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionSource {
+/// `--board FILE` exercises that wiring end to end. The handle reaches the
+/// board once the worker has built it.
+fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> (SessionSource, SimHandle) {
     use extflash_gdb::sim::{Pin, Wiring};
     let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
     let wiring = wired
@@ -198,9 +241,10 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionS
         .unwrap_or_default();
     // The board is built on the worker thread with the session; the
     // per-connection summary reaches it through this slot.
-    let slot: Arc<std::sync::Mutex<Option<extflash_gdb::sim::SimBoard>>> = Default::default();
+    let handle = SimHandle::default();
+    let slot = handle.0.clone();
     let summary_slot = slot.clone();
-    SessionSource::new(move || {
+    let source = SessionSource::new(move || {
         let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
             state_dir: sim.state_dir.clone(),
             wiring,
@@ -225,7 +269,8 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> SessionS
         {
             board.log_summary("GDB connection ended");
         }
-    })
+    });
+    (source, handle)
 }
 // ---- end of the virtual-board part ----
 

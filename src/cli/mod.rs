@@ -1,5 +1,5 @@
 //! The subcommands beyond `serve` (`flash`, `read`, `erase`, `verify`,
-//! `info`, `list`, `selftest`), one file each.
+//! `info`, `list`, `selftest`, `bench`), one file each.
 //!
 //! Each drives the same code path as a GDB: it starts the server's probe
 //! worker and `server::run` on a loopback port inside this process and
@@ -8,6 +8,7 @@
 //! [`mmap`]) before anything is sent to the target. Owns printing for
 //! people; the library never prints.
 
+pub mod bench;
 pub mod demo;
 pub mod erase;
 pub mod flash;

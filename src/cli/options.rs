@@ -93,13 +93,21 @@ impl TargetArgs {
     /// The session opener: the probe, or the virtual board wired as
     /// `--sim-board` (else `board`) says.
     pub fn source(&self, board: &Board) -> anyhow::Result<SessionSource> {
+        Ok(self.source_with_sim(board)?.0)
+    }
+
+    /// [`Self::source`], plus a handle on the virtual board with `--sim`.
+    pub fn source_with_sim(
+        &self,
+        board: &Board,
+    ) -> anyhow::Result<(SessionSource, Option<crate::SimHandle>)> {
         let attach = crate::AttachOptions {
             speed: self.speed,
             under_reset: self.connect_under_reset,
             chip: self.chip.clone().unwrap_or_else(|| board.chip.clone()),
         };
         if !self.sim {
-            return Ok(crate::probe_source(self.probe.clone(), attach));
+            return Ok((crate::probe_source(self.probe.clone(), attach), None));
         }
         let wired = match &self.sim_board {
             Some(path) => Board::from_file(path)?,
@@ -112,7 +120,8 @@ impl TargetArgs {
             fast_forward: !self.sim_no_fast_forward,
             faults: self.sim_fault.unwrap_or_default(),
         };
-        Ok(crate::sim_source(sim, &wired, attach))
+        let (source, handle) = crate::sim_source(sim, &wired, attach);
+        Ok((source, Some(handle)))
     }
 }
 

@@ -11,7 +11,7 @@ use extflash_gdb::board::Board;
 use extflash_gdb::extflash::wiring;
 use extflash_gdb::flash::EventSink;
 use extflash_gdb::server::worker::PACKET_BUFFER;
-use extflash_gdb::server::{self, ProbeWorker};
+use extflash_gdb::server::{self, ProbeWorker, SessionSource};
 use tokio::sync::oneshot;
 
 use super::image::Segment;
@@ -36,6 +36,8 @@ pub struct BoardSession {
     /// The server this session started, if it did (not when it connects to
     /// a running `serve`, as `serve --demo` does).
     server: Option<InProcessServer>,
+    /// Reply timeout of the packets that erase, program or CRC.
+    long_timeout: std::time::Duration,
 }
 
 struct InProcessServer {
@@ -49,7 +51,17 @@ impl BoardSession {
     /// loopback port, connect to it.
     pub fn open(args: &TargetArgs, events: EventSink) -> anyhow::Result<BoardSession> {
         let board = Arc::new(args.load_board()?);
-        let worker = ProbeWorker::start_with_events(args.source(&board)?, board.clone(), events)?;
+        let source = args.source(&board)?;
+        Self::open_source(board, source, events)
+    }
+
+    /// [`Self::open`] with a session source the caller built.
+    pub fn open_source(
+        board: Arc<Board>,
+        source: SessionSource,
+        events: EventSink,
+    ) -> anyhow::Result<BoardSession> {
+        let worker = ProbeWorker::start_with_events(source, board.clone(), events)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -70,6 +82,7 @@ impl BoardSession {
                 handle: server,
                 shutdown: shutdown_tx,
             }),
+            long_timeout: LONG_TIMEOUT,
         };
         session.client = Some(RspClient::connect(addr)?);
         Ok(session)
@@ -81,7 +94,15 @@ impl BoardSession {
             client: Some(RspClient::connect(addr)?),
             board,
             server: None,
+            long_timeout: LONG_TIMEOUT,
         })
+    }
+
+    /// Wait up to `timeout` for the replies to `vFlashDone`, `qCRC` and
+    /// `monitor` (default [`LONG_TIMEOUT`]): the virtual board emulates the
+    /// stub's every instruction, so megabytes take minutes of host time.
+    pub fn set_long_timeout(&mut self, timeout: std::time::Duration) {
+        self.long_timeout = timeout;
     }
 
     fn client(&mut self) -> &mut RspClient {
@@ -153,11 +174,23 @@ impl BoardSession {
         len: u32,
         progress: Option<&Progress>,
     ) -> anyhow::Result<Vec<u8>> {
+        self.read_in(address, len, READ_CHUNK, progress)
+    }
+
+    /// [`Self::read`] with `m` requests of at most `chunk` bytes.
+    pub fn read_in(
+        &mut self,
+        address: u32,
+        len: u32,
+        chunk: u32,
+        progress: Option<&Progress>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let chunk = chunk.max(1);
         let mut out = Vec::with_capacity(len as usize);
         let end = u64::from(address) + u64::from(len);
         while (out.len() as u64) < u64::from(len) {
             let at = u64::from(address) + out.len() as u64;
-            let n = (end - at).min(u64::from(READ_CHUNK));
+            let n = (end - at).min(u64::from(chunk));
             let packet = format!("m{at:x},{n:x}");
             let reply = self.client().request(packet.as_bytes(), REPLY_TIMEOUT)?;
             let data = match rsp::unhex(&reply) {
@@ -234,8 +267,9 @@ impl BoardSession {
                 REPLY_TIMEOUT,
             )?;
         }
+        let timeout = self.long_timeout;
         self.client()
-            .expect_ok_bytes(b"vFlashDone", LONG_TIMEOUT)
+            .expect_ok_bytes(b"vFlashDone", timeout)
             .context("programming (vFlashDone)")?;
         Ok(())
     }
@@ -250,16 +284,30 @@ impl BoardSession {
                 .expect_ok_bytes(packet.as_bytes(), REPLY_TIMEOUT)
                 .with_context(|| format!("erase request for {len:#x} bytes at {start:#010x}"))?;
         }
+        let timeout = self.long_timeout;
         self.client()
-            .expect_ok_bytes(b"vFlashDone", LONG_TIMEOUT)
+            .expect_ok_bytes(b"vFlashDone", timeout)
             .context("erasing (vFlashDone)")?;
         Ok(())
+    }
+
+    /// The server's `PacketSize` from `qSupported`, as GDB reads it; GDB
+    /// asks for at most half of it per `m` (two hex digits a byte).
+    pub fn packet_size(&mut self) -> anyhow::Result<usize> {
+        let packet = b"qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=arm";
+        let reply = self.client().request(packet, REPLY_TIMEOUT)?;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        text.split(';')
+            .find_map(|f| f.strip_prefix("PacketSize="))
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+            .with_context(|| format!("qSupported reply without PacketSize: `{text}`"))
     }
 
     /// On-target CRC (`qCRC`, GDB's `compare-sections`).
     pub fn crc(&mut self, address: u32, len: u32) -> anyhow::Result<u32> {
         let packet = format!("qCRC:{address:x},{len:x}");
-        let reply = self.client().request(packet.as_bytes(), LONG_TIMEOUT)?;
+        let timeout = self.long_timeout;
+        let reply = self.client().request(packet.as_bytes(), timeout)?;
         reply
             .strip_prefix(b"C")
             .and_then(|h| std::str::from_utf8(h).ok())
@@ -273,9 +321,10 @@ impl BoardSession {
     pub fn monitor(&mut self, cmd: &str, console: &mut dyn FnMut(&str)) -> anyhow::Result<String> {
         let packet = format!("qRcmd,{}", rsp::hex(cmd.as_bytes()));
         let mut text = String::new();
+        let timeout = self.long_timeout;
         let reply = self
             .client()
-            .request_with(packet.as_bytes(), LONG_TIMEOUT, &mut |t| {
+            .request_with(packet.as_bytes(), timeout, &mut |t| {
                 console(t);
                 text.push_str(t);
             })

@@ -1,0 +1,763 @@
+//! `bench [--sim [--sim-link PROFILE]] [--size BYTES] [--json]`: load,
+//! reload, CRC and reads of the external window through the in-process GDB
+//! server, with the packets GDB sends, timed against the physical limit.
+//!
+//! On the virtual board each job reports the board clock's delta (virtual
+//! time), host time, round trips, and the limit: the larger of the chip's
+//! BUSY time for what must be erased and programmed (datasheet typical
+//! values) and the link's time for the bytes that must cross it under the
+//! profile's cost model (`sim::link`). On a real board only wall time is
+//! known. Owns the limits' arithmetic (pure functions, tested here) and the
+//! printing; the server does the work.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use extflash_gdb::sim::clock::{PS_PER_S, SWD_BITS_PER_TRANSACTION};
+use extflash_gdb::sim::link::{DapOp, Link, Reg};
+use extflash_gdb::sim::LinkProfile;
+
+use super::image::Segment;
+use super::mmap;
+use super::options::{parse_len, TargetArgs};
+use super::session::BoardSession;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Image size (decimal, 0x hex, K/M suffix), a multiple of 4 KiB.
+    #[arg(long, value_name = "BYTES", value_parser = parse_len, default_value = "8M")]
+    pub size: u32,
+    /// The part of the window to use, ADDR LEN (4 KiB aligned): required on
+    /// a real board, whose range is erased and programmed. With --sim the
+    /// default is --size bytes at the window's start.
+    #[arg(long, num_args = 2, value_names = ["ADDR", "LEN"], value_parser = parse_len,
+          conflicts_with = "size")]
+    pub range: Option<Vec<u32>>,
+    /// Confirm that the range may be erased and programmed (real board).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// W25Q64JV datasheet typical times, picoseconds.
+pub const T_SE_PS: u64 = 45 * PS_PER_S / 1000;
+pub const T_BE32_PS: u64 = 120 * PS_PER_S / 1000;
+pub const T_BE64_PS: u64 = 150 * PS_PER_S / 1000;
+pub const T_PP_PS: u64 = 4 * PS_PER_S / 10_000;
+const PAGE: usize = 256;
+const SECTOR: usize = 4096;
+const BLOCK32: usize = 32 * 1024;
+const BLOCK64: usize = 64 * 1024;
+/// `dump` reads at most this much.
+const DUMP_MAX: u32 = 1 << 20;
+/// Host time the virtual board may take per MiB of a `vFlashDone` or
+/// `qCRC` beyond the usual timeout (a release build needs about 2 minutes
+/// per MiB of `load` on an idle machine).
+const SIM_HOST_PER_MIB: std::time::Duration = std::time::Duration::from_secs(600);
+/// Seeds of the deterministic images.
+const SEED_LOAD: u64 = 0x9E37_79B9_7F4A_7C15;
+const SEED_ASSETS: u64 = 0xD1B5_4A32_D192_ED03;
+
+/// One job's figures. Times in seconds; `None` prints as null.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobResult {
+    pub name: &'static str,
+    pub bytes: u64,
+    pub virtual_s: Option<f64>,
+    pub host_s: f64,
+    pub limit_s: Option<f64>,
+    pub round_trips: Option<u64>,
+}
+
+impl JobResult {
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.virtual_s, self.limit_s) {
+            (Some(v), Some(l)) if l > 0.0 => Some(v / l),
+            _ => None,
+        }
+    }
+}
+
+/// What the run measured, for printing.
+pub struct Report {
+    /// The link profile's name, or `hardware`.
+    pub link: String,
+    pub address: u32,
+    pub size: u32,
+    pub swd_hz: Option<u64>,
+    /// SPI clock the limits assume (the board file's prescaler at the
+    /// highest APB clock) and the one the virtual board had after reset.
+    pub spi_hz: u64,
+    pub spi_hz_at_reset: Option<u64>,
+    pub jobs: Vec<JobResult>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let board = Arc::new(args.target.load_board()?);
+    let ext = board
+        .external_flash
+        .clone()
+        .context("bench needs a board file with an [external_flash] section")?;
+    let sim = args.target.sim;
+    let (address, size) = match args.range.as_deref() {
+        Some(&[a, n]) => (a, n),
+        _ if sim => (ext.window, args.size),
+        _ => anyhow::bail!(
+            "on a real board, bench needs --range ADDR LEN inside the window ({:#010x}...) and \
+             --yes: it erases and programs that range",
+            ext.window
+        ),
+    };
+    if !sim && !args.yes {
+        anyhow::bail!(
+            "bench erases and programs {size:#x} bytes at {address:#010x}: add --yes to confirm"
+        );
+    }
+    if size == 0 || size as usize % SECTOR != 0 || address as usize % SECTOR != 0 {
+        anyhow::bail!(
+            "bench needs a range on 4 KiB boundaries: {size:#x} bytes at {address:#010x}"
+        );
+    }
+    if address < ext.window {
+        anyhow::bail!(
+            "{address:#010x} is below the external flash window at {:#010x}",
+            ext.window
+        );
+    }
+    let spi_hz = apb_max_hz(ext.spi) / u64::from(ext.prescaler.max(1));
+
+    let (source, handle) = args.target.source_with_sim(&board)?;
+    let mut session = BoardSession::open_source(board.clone(), source, Arc::new(|_| {}))?;
+    if sim {
+        // Host time, not virtual: a loaded machine emulates slowly.
+        let mib = u64::from(size).div_ceil(1 << 20);
+        session.set_long_timeout(super::rsp::LONG_TIMEOUT + SIM_HOST_PER_MIB * mib as u32);
+    }
+    session.settle(true)?;
+    let map = session.memory_map()?;
+    let end = u64::from(address) + u64::from(size);
+    if !map.iter().any(|e| {
+        e.blocksize.is_some() && e.start == u64::from(ext.window) && end <= e.start + e.length
+    }) {
+        anyhow::bail!(
+            "{size:#x} bytes at {address:#010x} do not fit in the external flash window (memory \
+             map: {})",
+            map.iter()
+                .filter(|e| e.blocksize.is_some())
+                .map(|e| format!("{:#010x}+{:#x}", e.start, e.length))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let ram = session.ram_ranges();
+    let chunk = (session.packet_size()? / 2) as u32;
+    let reading = || handle.as_ref().and_then(|h| h.read());
+    let first = reading();
+    let spi_hz_at_reset = first.map(|r| {
+        let pclk = if ext.spi == 1 { r.pclk2_hz } else { r.pclk1_hz };
+        pclk / u64::from(ext.prescaler.max(1))
+    });
+    let profile = first.map(|r| (r.link, r.swd_hz));
+
+    // What the range holds before the first job: a fresh virtual board
+    // starts erased; anything else is erased first (not timed).
+    if !(sim && args.target.sim_state.is_none()) {
+        say(args.json, "bench: erasing the range first (not timed)");
+        session.erase(std::slice::from_ref(&(u64::from(address)..end)))?;
+    }
+    let mut held = vec![0xFFu8; size as usize];
+    let mut jobs = Vec::new();
+    let mut timed = |session: &mut BoardSession,
+                     name: &'static str,
+                     bytes: u64,
+                     limit_ps: Option<u64>,
+                     job: &mut dyn FnMut(&mut BoardSession) -> anyhow::Result<()>|
+     -> anyhow::Result<()> {
+        let before = reading();
+        let host = Instant::now();
+        job(session).with_context(|| format!("bench job `{name}`"))?;
+        let host_s = host.elapsed().as_secs_f64();
+        let after = reading();
+        let (virtual_s, round_trips, limit_s) = match (before, after) {
+            (Some(b), Some(a)) => (
+                Some((a.now_ps - b.now_ps) as f64 / PS_PER_S as f64),
+                Some(a.counters.round_trips - b.counters.round_trips),
+                limit_ps.map(|l| l as f64 / PS_PER_S as f64),
+            ),
+            _ => (None, None, None),
+        };
+        let r = JobResult {
+            name,
+            bytes,
+            virtual_s,
+            host_s,
+            limit_s,
+            round_trips,
+        };
+        say(args.json, &format!("bench: {}", row(&r)));
+        jobs.push(r);
+        Ok(())
+    };
+    let link_ps =
+        |bytes: u64, write: bool| profile.map(|(p, swd)| link_transfer(p, swd, bytes, write).0);
+
+    let image = random_image(size as usize, SEED_LOAD);
+    let assets = assets_image(size as usize, SEED_ASSETS);
+    let mut load = |session: &mut BoardSession,
+                    name: &'static str,
+                    held: &mut Vec<u8>,
+                    data: &[u8]|
+     -> anyhow::Result<()> {
+        let offset = (address - ext.window) as usize;
+        let limit = if held[..] == data[..] {
+            // Nothing to erase or program: the least is reading it back
+            // for the comparison.
+            Some(spi_read_ps(size.into(), spi_hz))
+        } else {
+            let chip = chip_busy_ps(offset, held, data);
+            link_ps(bytes_to_send(held, data), true).map(|l| l.max(chip))
+        };
+        let plan = mmap::plan(
+            &[Segment {
+                address,
+                data: data.to_vec(),
+            }],
+            &map,
+            &ram,
+        )?;
+        timed(session, name, size.into(), limit, &mut |s| s.load(&plan))?;
+        held.copy_from_slice(data);
+        Ok(())
+    };
+    load(&mut session, "load", &mut held, &image)?;
+    load(&mut session, "reload", &mut held, &image)?;
+    load(&mut session, "assets", &mut held, &assets)?;
+
+    let want = extflash_stub_abi::crc32_update(extflash_stub_abi::CRC32_INIT, &held);
+    timed(
+        &mut session,
+        "crc",
+        size.into(),
+        Some(spi_read_ps(size.into(), spi_hz)),
+        &mut |s| {
+            let got = s.crc(address, size)?;
+            anyhow::ensure!(got == want, "qCRC {got:08x}, image {want:08x}");
+            Ok(())
+        },
+    )?;
+    let n = size.min(DUMP_MAX);
+    timed(
+        &mut session,
+        "dump",
+        n.into(),
+        link_ps(n.into(), false),
+        &mut |s| {
+            let data = s.read_in(address, n, chunk, None)?;
+            anyhow::ensure!(
+                data[..] == held[..n as usize],
+                "the dump differs from the image"
+            );
+            Ok(())
+        },
+    )?;
+    // Reset and halt: the core has just halted and no stub session is
+    // resident.
+    session.monitor("reset halt", &mut |_| {})?;
+    for name in ["read-cold", "read-warm"] {
+        timed(&mut session, name, 4, None, &mut |s| {
+            let data = s.read_in(address, 4, chunk, None)?;
+            anyhow::ensure!(data[..] == held[..4], "the read differs from the image");
+            Ok(())
+        })?;
+    }
+    session.close()?;
+
+    let report = Report {
+        link: profile.map_or("hardware".into(), |(p, _)| p.name().to_string()),
+        address,
+        size,
+        swd_hz: profile.map(|(_, s)| s),
+        spi_hz,
+        spi_hz_at_reset,
+        jobs,
+    };
+    let text = if args.json {
+        json(&report)
+    } else {
+        table(&report)
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Progress for people on stderr (not with --json, which scripts read).
+fn say(json: bool, line: &str) {
+    if !json {
+        eprintln!("{line}");
+    }
+}
+
+/// Highest APB clock of the bus an SPI sits on (RM0090: APB2 84 MHz for
+/// SPI1, APB1 42 MHz for SPI2/3).
+pub fn apb_max_hz(spi: u8) -> u64 {
+    if spi == 1 {
+        84_000_000
+    } else {
+        42_000_000
+    }
+}
+
+/// SPI-bound time to read `bytes` (8 clocks a byte; the command bytes are
+/// left out, so this stays a lower bound).
+pub fn spi_read_ps(bytes: u64, spi_hz: u64) -> u64 {
+    (u128::from(bytes) * 8 * u128::from(PS_PER_S) / u128::from(spi_hz.max(1))) as u64
+}
+
+/// Bytes that must cross the link for `new` to replace `old`: every page
+/// that changes and is not all 0xFF (an erased page needs no data).
+pub fn bytes_to_send(old: &[u8], new: &[u8]) -> u64 {
+    old.chunks(PAGE)
+        .zip(new.chunks(PAGE))
+        .filter(|(o, n)| o != n && n.iter().any(|&b| b != 0xFF))
+        .map(|(_, n)| n.len() as u64)
+        .sum()
+}
+
+/// Least W25Q64JV BUSY time (typical values) that turns `old` into `new`,
+/// which start `offset` bytes into the chip (4 KiB aligned; bytes past the
+/// shorter of the two are ignored). Per 64 KiB block, the cheapest of one
+/// 64 KiB erase, or per 32 KiB half one 32 KiB erase, or per 4 KiB sector
+/// an erase (needed when a bit goes from 0 to 1) or programming only the
+/// changed pages. After an erase every page that is not all 0xFF is
+/// programmed. Bytes of a block outside the range count as erased and
+/// unchanged, so the result stays a lower bound.
+pub fn chip_busy_ps(offset: usize, old: &[u8], new: &[u8]) -> u64 {
+    let len = old.len().min(new.len());
+    let lead = offset % BLOCK64;
+    let span = (lead + len).div_ceil(BLOCK64) * BLOCK64;
+    let mut o = vec![0xFFu8; span];
+    let mut n = vec![0xFFu8; span];
+    o[lead..lead + len].copy_from_slice(&old[..len]);
+    n[lead..lead + len].copy_from_slice(&new[..len]);
+    let pages = |d: &[u8]| {
+        d.chunks(PAGE)
+            .filter(|p| p.iter().any(|&b| b != 0xFF))
+            .count() as u64
+    };
+    let after_erase = |r: std::ops::Range<usize>| pages(&n[r]) * T_PP_PS;
+    let sector = |at: usize| {
+        let r = at..at + SECTOR;
+        let erase = T_SE_PS + after_erase(r.clone());
+        if o[r.clone()]
+            .iter()
+            .zip(&n[r.clone()])
+            .any(|(a, b)| b & !a != 0)
+        {
+            return erase;
+        }
+        let changed = o[r.clone()]
+            .chunks(PAGE)
+            .zip(n[r].chunks(PAGE))
+            .filter(|(a, b)| a != b)
+            .count() as u64;
+        erase.min(changed * T_PP_PS)
+    };
+    let half = |at: usize| {
+        let sectors: u64 = (at..at + BLOCK32).step_by(SECTOR).map(sector).sum();
+        sectors.min(T_BE32_PS + after_erase(at..at + BLOCK32))
+    };
+    (0..span)
+        .step_by(BLOCK64)
+        .map(|at| (half(at) + half(at + BLOCK32)).min(T_BE64_PS + after_erase(at..at + BLOCK64)))
+        .sum()
+}
+
+/// Time and round trips for moving `bytes` between host and target RAM in
+/// one 32-bit memory call under `profile` at `swd_hz`, as the board charges
+/// it: probe-rs's ADI layer writes CSW once, then TAR and a DRW block per
+/// 1 KiB; each SWD transaction costs its bits, each round trip the
+/// profile's latency. The best case for the link, so a lower bound.
+pub fn link_transfer(profile: LinkProfile, swd_hz: u64, bytes: u64, write: bool) -> (u64, u64) {
+    // AHB-AP CSW (0x00), TAR (0x04), DRW (0x0C).
+    const CSW_32: u32 = 0x2300_0052;
+    let mut link = Link::new(profile);
+    let mut trips = link.charge(DapOp::Write(Reg::Ap(0x00), CSW_32));
+    let mut transactions = 1u64;
+    let words = bytes.div_ceil(4);
+    let mut at = 0x2000_0000u32;
+    let mut done = 0u64;
+    while done < words {
+        let n = (words - done).min(256);
+        trips += link.charge(DapOp::Write(Reg::Ap(0x04), at));
+        let op = if write {
+            DapOp::WriteBlock(Reg::Ap(0x0C), n as usize)
+        } else {
+            DapOp::ReadBlock(Reg::Ap(0x0C), n as usize)
+        };
+        trips += link.charge(op);
+        transactions += 1 + n;
+        done += n;
+        at = at.wrapping_add(n as u32 * 4);
+    }
+    trips += link.charge(DapOp::Flush);
+    let wire = u128::from(transactions * SWD_BITS_PER_TRANSACTION) * u128::from(PS_PER_S)
+        / u128::from(swd_hz.max(1));
+    (wire as u64 + trips * profile.round_trip_ps(), trips)
+}
+
+/// xorshift64*: the same bytes on every run and machine.
+struct Prng(u64);
+
+impl Prng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for c in out.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+pub fn random_image(size: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; size];
+    Prng(seed | 1).fill(&mut out);
+    out
+}
+
+/// Realistic assets: per 16 KiB, 8 KiB of random data (compressed
+/// textures, code), a 4 KiB run of 0xFF (gaps, padding) and 4 KiB of a
+/// repetitive table (fixed-size records with a counter).
+pub fn assets_image(size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Prng(seed | 1);
+    let mut out = vec![0u8; size];
+    for (i, unit) in out.chunks_mut(16 * 1024).enumerate() {
+        let (random, rest) = unit.split_at_mut(unit.len().min(8 * 1024));
+        rng.fill(random);
+        let (ff, table) = rest.split_at_mut(rest.len().min(4 * 1024));
+        ff.fill(0xFF);
+        for (j, rec) in table.chunks_mut(16).enumerate() {
+            let record = [
+                (i as u32).to_le_bytes(),
+                (j as u32).to_le_bytes(),
+                0x3F80_0000u32.to_le_bytes(),
+                0u32.to_le_bytes(),
+            ]
+            .concat();
+            rec.copy_from_slice(&record[..rec.len()]);
+        }
+    }
+    out
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn row(j: &JobResult) -> String {
+    format!(
+        "{:<10} {:>9} {:>10} {:>9} {:>10} {:>7} {:>11}",
+        j.name,
+        j.bytes,
+        opt(j.virtual_s, 3),
+        format!("{:.3}", j.host_s),
+        opt(j.limit_s, 3),
+        opt(j.ratio(), 2),
+        j.round_trips.map_or("-".into(), |r| r.to_string())
+    )
+}
+
+pub fn table(r: &Report) -> String {
+    let mhz = |hz: u64| hz as f64 / 1e6;
+    let mut out = format!(
+        "bench: {} bytes at {:#010x}, link {}{}\nlimits: chip at datasheet typical times, \
+         link for the bytes that must cross it, SPI at {:.1} MHz (the board file's prescaler \
+         at the highest APB clock){}\n",
+        r.size,
+        r.address,
+        r.link,
+        r.swd_hz
+            .map_or(String::new(), |s| format!(" (SWD {} kHz)", s / 1000)),
+        mhz(r.spi_hz),
+        r.spi_hz_at_reset.map_or(String::new(), |s| format!(
+            "; the virtual board's SPI clock after reset is {:.1} MHz",
+            mhz(s)
+        )),
+    );
+    out.push_str(&format!(
+        "{:<10} {:>9} {:>10} {:>9} {:>10} {:>7} {:>11}\n",
+        "job", "bytes", "virtual s", "host s", "limit s", "ratio", "round trips"
+    ));
+    for j in &r.jobs {
+        out.push_str(&row(j));
+        out.push('\n');
+    }
+    let goals = goals(r);
+    if !goals.is_empty() {
+        out.push_str("goals of issue 9 (stated for 8 MiB):\n");
+        for g in goals {
+            out.push_str(&format!("  {g}\n"));
+        }
+    }
+    out.pop();
+    out
+}
+
+/// The issue's goals, each with the measured figure and met/not met
+/// (virtual board only).
+pub fn goals(r: &Report) -> Vec<String> {
+    let get = |name: &str| r.jobs.iter().find(|j| j.name == name);
+    let verdict = |ok: bool| if ok { "met" } else { "not met" };
+    let mut out = Vec::new();
+    let mut ratio_goal = |label: &str, name: &str, max: f64| {
+        if let Some(q) = get(name).and_then(JobResult::ratio) {
+            out.push(format!(
+                "{label}: {name} {q:.2} x its limit (goal <= {max:.2}): {}",
+                verdict(q <= max)
+            ));
+        }
+    };
+    ratio_goal("P1", "load", 1.10);
+    ratio_goal("P3", "dump", 1.25);
+    ratio_goal("CRC", "crc", 1.15);
+    ratio_goal("compression", "assets", 1.0);
+    if let (Some(l), Some(rl)) = (
+        get("load").and_then(|j| j.virtual_s),
+        get("reload").and_then(|j| j.virtual_s),
+    ) {
+        let pct = 100.0 * rl / l;
+        out.push(format!(
+            "P2: reload {pct:.1} % of load (goal <= 5 %): {}",
+            verdict(pct <= 5.0)
+        ));
+    }
+    if let Some(j) = get("read-cold") {
+        if let Some(v) = j.virtual_s {
+            out.push(format!(
+                "cold read: {:.1} ms (goal <= 50 ms on stlink-v2): {}",
+                v * 1e3,
+                verdict(v <= 0.050)
+            ));
+        }
+    }
+    if let Some(t) = get("read-warm").and_then(|j| j.round_trips) {
+        out.push(format!(
+            "warm read: {t} round trips (goal <= 3): {}",
+            verdict(t <= 3)
+        ));
+    }
+    out
+}
+
+/// One JSON object; numbers in Rust's shortest round-trip form.
+pub fn json(r: &Report) -> String {
+    let num = |v: Option<f64>| v.map_or("null".into(), |v| format!("{v}"));
+    let int = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
+    let jobs: Vec<String> = r
+        .jobs
+        .iter()
+        .map(|j| {
+            format!(
+                "{{\"name\":\"{}\",\"bytes\":{},\"virtual_s\":{},\"host_s\":{},\"limit_s\":{},\
+                 \"ratio\":{},\"round_trips\":{}}}",
+                j.name,
+                j.bytes,
+                num(j.virtual_s),
+                num(Some(j.host_s)),
+                num(j.limit_s),
+                num(j.ratio()),
+                int(j.round_trips)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"link\":\"{}\",\"address\":{},\"size\":{},\"swd_hz\":{},\"spi_hz\":{},\
+         \"spi_hz_at_reset\":{},\"jobs\":[{}]}}",
+        r.link,
+        r.address,
+        r.size,
+        int(r.swd_hz),
+        r.spi_hz,
+        int(r.spi_hz_at_reset),
+        jobs.join(",")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = PS_PER_S / 1000;
+
+    #[test]
+    fn chip_busy_for_a_blank_64k_block_is_programming_only() {
+        let old = vec![0xFF; BLOCK64];
+        let new = random_image(BLOCK64, 1);
+        assert_eq!(chip_busy_ps(0, &old, &new), 256 * T_PP_PS);
+    }
+
+    #[test]
+    fn chip_busy_over_different_data_takes_the_64k_erase() {
+        let old = random_image(BLOCK64, 1);
+        let new = random_image(BLOCK64, 2);
+        assert_eq!(chip_busy_ps(0, &old, &new), 150 * MS + 256 * T_PP_PS);
+    }
+
+    #[test]
+    fn chip_busy_cases_from_the_datasheet() {
+        let old = random_image(BLOCK64, 1);
+        // Unchanged: nothing.
+        assert_eq!(chip_busy_ps(0, &old, &old), 0);
+        // One bit 1 -> 0 in one page: one page program, no erase.
+        let mut new = old.clone();
+        let i = new.iter().position(|&b| b != 0).unwrap();
+        new[i] &= new[i] - 1;
+        assert_eq!(chip_busy_ps(0, &old, &new), T_PP_PS);
+        // One bit 0 -> 1: erase that sector and program its 16 pages.
+        let mut new = old.clone();
+        let i = new.iter().position(|&b| b != 0xFF).unwrap();
+        new[i] = 0xFF;
+        assert_eq!(chip_busy_ps(0, &old, &new), 45 * MS + 16 * T_PP_PS);
+        // Everything to 0xFF: one 64 KiB erase, nothing to program.
+        assert_eq!(chip_busy_ps(0, &old, &vec![0xFF; BLOCK64]), 150 * MS);
+        // Half to 0xFF, half unchanged: one 32 KiB erase.
+        let mut new = old.clone();
+        new[..BLOCK32].fill(0xFF);
+        assert_eq!(chip_busy_ps(0, &old, &new), 120 * MS);
+    }
+
+    #[test]
+    fn chip_busy_of_an_unaligned_range_counts_only_its_sectors() {
+        let old = random_image(SECTOR, 1);
+        let new = random_image(SECTOR, 2);
+        // One sector in the middle of a 64 KiB block.
+        assert_eq!(chip_busy_ps(5 * SECTOR, &old, &new), 45 * MS + 16 * T_PP_PS);
+    }
+
+    #[test]
+    fn bytes_to_send_skip_unchanged_and_erased_pages() {
+        let old = random_image(4 * PAGE, 1);
+        let mut new = old.clone();
+        new[PAGE..2 * PAGE].fill(0xFF);
+        new[3 * PAGE] ^= 1;
+        assert_eq!(bytes_to_send(&old, &new), PAGE as u64);
+        assert_eq!(bytes_to_send(&vec![0xFF; 4 * PAGE], &old), 4 * PAGE as u64);
+    }
+
+    #[test]
+    fn link_transfer_follows_the_documented_formulas() {
+        // 64 KiB = 16384 words: 16384 + 64 TAR writes + 1 CSW transactions.
+        let wire = |hz: u64| (16384 + 64 + 1) * SWD_BITS_PER_TRANSACTION * PS_PER_S / hz;
+        let (ps, trips) = link_transfer(LinkProfile::Ideal, 4_000_000, 65536, true);
+        assert_eq!(ps, wire(4_000_000));
+        assert_eq!(
+            trips, 128,
+            "ideal: the queued TAR write and the block, per 1 KiB"
+        );
+        // ST-Link: writes 65532 bytes a command, 2 round trips each.
+        let (ps, trips) = link_transfer(LinkProfile::StlinkV2, 1_800_000, 65536, true);
+        assert_eq!(trips, 4);
+        assert_eq!(
+            ps,
+            wire(1_800_000) + 4 * LinkProfile::StlinkV2.round_trip_ps()
+        );
+        // Reads 6144 bytes a command: ceil(65536 / 6144) = 11 commands.
+        let (_, trips) = link_transfer(LinkProfile::StlinkV2, 1_800_000, 65536, false);
+        assert_eq!(trips, 22);
+    }
+
+    #[test]
+    fn spi_read_of_one_mib_at_21_mhz() {
+        let ps = spi_read_ps(1 << 20, 21_000_000);
+        assert_eq!(ps, (8u128 << 20) as u64 * PS_PER_S / 21_000_000);
+        assert_eq!(apb_max_hz(1) / 4, 21_000_000);
+    }
+
+    #[test]
+    fn images_are_deterministic_and_assets_have_their_mix() {
+        assert_eq!(random_image(1000, 7), random_image(1000, 7));
+        assert_ne!(random_image(64, 7), random_image(64, 8));
+        let a = assets_image(64 * 1024, 3);
+        let ff = a
+            .chunks(PAGE)
+            .filter(|p| p.iter().all(|&b| b == 0xFF))
+            .count();
+        assert_eq!(ff, 64 * 1024 / 4 / PAGE, "a quarter is 0xFF pages");
+        assert_eq!(&a[12 * 1024..12 * 1024 + 4], &0u32.to_le_bytes());
+        assert_eq!(&a[12 * 1024 + 20..12 * 1024 + 24], &1u32.to_le_bytes());
+    }
+
+    #[test]
+    fn goals_compare_each_figure_with_the_issue() {
+        let job = |name, v: f64, l: Option<f64>, trips| JobResult {
+            name,
+            bytes: 1,
+            virtual_s: Some(v),
+            host_s: 1.0,
+            limit_s: l,
+            round_trips: Some(trips),
+        };
+        let r = Report {
+            link: "ideal".into(),
+            address: 0,
+            size: 4096,
+            swd_hz: Some(4_000_000),
+            spi_hz: 21_000_000,
+            spi_hz_at_reset: None,
+            jobs: vec![
+                job("load", 10.0, Some(9.5), 100),
+                job("reload", 1.0, Some(0.1), 10),
+                job("read-warm", 0.001, None, 4),
+            ],
+        };
+        let g = goals(&r);
+        assert_eq!(
+            g,
+            [
+                "P1: load 1.05 x its limit (goal <= 1.10): met",
+                "P2: reload 10.0 % of load (goal <= 5 %): not met",
+                "warm read: 4 round trips (goal <= 3): not met",
+            ]
+        );
+    }
+
+    #[test]
+    fn json_is_one_object_with_nulls_for_unknowns() {
+        let r = Report {
+            link: "hardware".into(),
+            address: 0x9000_0000,
+            size: 4096,
+            swd_hz: None,
+            spi_hz: 21_000_000,
+            spi_hz_at_reset: None,
+            jobs: vec![JobResult {
+                name: "load",
+                bytes: 4096,
+                virtual_s: None,
+                host_s: 0.5,
+                limit_s: None,
+                round_trips: None,
+            }],
+        };
+        assert_eq!(
+            json(&r),
+            "{\"link\":\"hardware\",\"address\":2415919104,\"size\":4096,\"swd_hz\":null,\
+             \"spi_hz\":21000000,\"spi_hz_at_reset\":null,\"jobs\":[{\"name\":\"load\",\
+             \"bytes\":4096,\"virtual_s\":null,\"host_s\":0.5,\"limit_s\":null,\"ratio\":null,\
+             \"round_trips\":null}]}"
+        );
+    }
+}
