@@ -84,6 +84,15 @@ pub enum ExtFlashError {
     #[error("no SPI flash answers on {wiring}: check wiring and power")]
     NoChip { wiring: WiringText },
     #[error(
+        "the board file pins the external flash size to {pinned:#x} bytes, but the chip on \
+         {wiring} has {chip:#x}: fix `size` in [external_flash] (or remove it to use the chip's)"
+    )]
+    PinnedSizeTooLarge {
+        wiring: WiringText,
+        pinned: u32,
+        chip: u32,
+    },
+    #[error(
         "the SPI flash on {wiring} stays busy (status BUSY never clears): an erase the \
          application started may still run, or the chip is stuck; power-cycle the board"
     )]

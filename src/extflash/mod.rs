@@ -323,6 +323,17 @@ impl ExtFlash {
                 "board file (no SFDP, unknown part)",
             ),
         };
+        // A window larger than the chip would wrap: addresses past its end
+        // reach its start again.
+        if let Some(pinned) = self.ext.size {
+            if pinned > geometry.size {
+                return Err(ExtFlashError::PinnedSizeTooLarge {
+                    wiring: self.wiring(),
+                    pinned,
+                    chip: geometry.size,
+                });
+            }
+        }
         let info = ChipInfo {
             jedec_id: id,
             name: part.map(|p| p.name.to_string()).unwrap_or_else(|| {

@@ -330,3 +330,31 @@ fn gdb_loaded_flash_survives_server_restart_with_sim_state() {
     assert_eq!(out.matches(": matched.").count(), 4, "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// After a stub session (a window read) the core is halted by request, not
+/// on a breakpoint, so probe-rs does not "step over" the instruction at pc:
+/// a `stepi` on a `b .` loop stays on it.
+#[test]
+fn gdb_stepi_on_a_branch_to_itself_after_a_window_read_stays_on_it() {
+    let s = SimServer::start(&[]);
+    let out = s.gdb(
+        crate::support::elf::FIRMWARE_ASSETS,
+        &[
+            "set language c",
+            "set {unsigned short}0x20001000 = 0xe7fe",
+            "set $pc = 0x20001000",
+            "set $xpsr = 0x01000000",
+            "x/4xb 0x90000000",
+            "stepi",
+            "p/x $pc",
+            "stepi",
+            "p/x $pc",
+        ],
+    );
+    let pcs: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('$'))
+        .map(|l| l.split_once(" = ").unwrap().1)
+        .collect();
+    assert_eq!(pcs, ["0x20001000", "0x20001000"], "{out}");
+}

@@ -376,3 +376,32 @@ fn chip_is_not_touched_while_the_application_spi_dma_is_enabled() {
     ext.end_session(&mut core).unwrap();
     assert_eq!(buf[..], data[0x100..0x110]);
 }
+
+/// A board file that pins a window larger than the chip would make loads
+/// wrap around to the chip's start: identification refuses it, naming both
+/// sizes.
+#[test]
+fn pinned_size_larger_than_the_chip_is_refused_at_identification() {
+    let text = format!(
+        "{}size = 0x1000000\n",
+        extflash_gdb::board::DEFAULT_BOARD_TOML
+    );
+    let board = Board::from_toml_str(&text, "pinned.toml").expect("16 MiB is a valid pin");
+    let (_b, mut session) = app_state(SimConfig::default(), &[]);
+    let mut core = session.core(0).unwrap();
+    let mut ext = ExtFlash::new(board.external_flash.unwrap());
+    let err = ext.identify(&mut core).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExtFlashError::PinnedSizeTooLarge {
+                pinned: 0x100_0000,
+                chip: 0x80_0000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("fix `size`"), "{err}");
+    ext.end_session(&mut core).unwrap();
+}
