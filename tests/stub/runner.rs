@@ -405,3 +405,33 @@ fn pinned_size_larger_than_the_chip_is_refused_at_identification() {
     assert!(err.to_string().contains("fix `size`"), "{err}");
     ext.end_session(&mut core).unwrap();
 }
+
+/// A user watchpoint on memory the stub writes (here the top of the work
+/// area, where its mailbox and stack are) is disarmed while the stub runs —
+/// else the first write would halt the stub — and armed again afterwards.
+#[test]
+fn user_watchpoints_are_disarmed_during_a_stub_session_and_restored() {
+    const DEMCR: u64 = 0xE000_EDFC;
+    const COMP0: u64 = 0xE000_1020;
+    const MASK0: u64 = 0xE000_1024;
+    const FUNCTION0: u64 = 0xE000_1028;
+    let data = pattern(23, 0x1000);
+    let (_b, mut session) = app_state(SimConfig::default(), &[(0, &data)]);
+    let mut core = session.core(0).unwrap();
+    let demcr = core.read_word_32(DEMCR).unwrap();
+    core.write_word_32(DEMCR, demcr | 1 << 24).unwrap();
+    core.write_word_32(COMP0, 0x2001_FF00).unwrap();
+    core.write_word_32(MASK0, 8).unwrap(); // 256 bytes
+    core.write_word_32(FUNCTION0, 6).unwrap(); // write watchpoint
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let mut got = [0u8; 64];
+    ext.read(&mut core, 0x9000_0000, &mut got).unwrap();
+    ext.end_session(&mut core).unwrap();
+    assert_eq!(got[..], data[..64]);
+    assert_eq!(
+        core.read_word_32(FUNCTION0).unwrap() & 0xF,
+        6,
+        "the watchpoint is armed again"
+    );
+    assert_eq!(core.read_word_32(COMP0).unwrap(), 0x2001_FF00);
+}
