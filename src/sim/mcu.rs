@@ -34,6 +34,18 @@ pub const BUS_SIZE: u32 = 0xE000_0000;
 
 const SYSMEM: Range<u32> = 0x1FFF_0000..0x1FFF_7A10;
 const OPTION_BYTES: Range<u32> = 0x1FFF_C000..0x1FFF_C010;
+/// Device electronic signature (RM0090 39.1-39.2): the 96-bit unique ID,
+/// then the flash size in KiB as a halfword at 0x1FFF_7A22.
+const SIGNATURE: Range<u32> = 0x1FFF_7A10..0x1FFF_7A24;
+
+/// The signature's bytes: a fixed unique ID and this board's 512 KiB.
+fn signature() -> [u8; 20] {
+    let mut s = [0u8; 20];
+    s[..12].copy_from_slice(b"XFLASHGDBSIM");
+    let kib = (FLASH_SIZE / 1024) as u16;
+    s[18..20].copy_from_slice(&kib.to_le_bytes());
+    s
+}
 const IWDG_BASE: u32 = 0x4000_3000;
 const CRC_BASE: u32 = 0x4002_3000;
 const DMA2_BASE: u32 = 0x4002_6400;
@@ -295,6 +307,7 @@ impl Mcu {
             CCM_BASE..=0x1000_FFFF => Ok(mem_read(&self.ccm, addr - CCM_BASE, size)),
             SRAM_BASE..=0x2001_FFFF => Ok(mem_read(&self.sram, addr - SRAM_BASE, size)),
             a if SYSMEM.contains(&a) => Ok(0),
+            a if SIGNATURE.contains(&a) => Ok(mem_read(&signature(), a - SIGNATURE.start, size)),
             a if OPTION_BYTES.contains(&a) => {
                 // RDP level 0, WDG_SW, no write protection (RM0090 3.6).
                 let word = match (a - OPTION_BYTES.start) & !7 {
@@ -344,7 +357,9 @@ impl Mcu {
                 mem_write(&mut self.sram, addr - SRAM_BASE, size, value);
                 Ok(())
             }
-            a if SYSMEM.contains(&a) || OPTION_BYTES.contains(&a) => Ok(()),
+            a if SYSMEM.contains(&a) || SIGNATURE.contains(&a) || OPTION_BYTES.contains(&a) => {
+                Ok(())
+            }
             _ => {
                 let shift = (addr & 3) * 8;
                 let lanes = match size {

@@ -345,6 +345,7 @@ fn info_shows_jedec_id_geometry_and_target() {
         "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)",
         "Cortex-M4",
         "DEV_ID 413",
+        "flash size:  512 KiB",
         "protection:",
         "board file:",
     ] {
