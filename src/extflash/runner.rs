@@ -373,6 +373,10 @@ impl Resident {
             });
         }
         res.cycles_per_ms = config.cycles_per_ms;
+        // The host detects a stalled ring itself (target time) and aborts:
+        // the stub's ring wait needs no deadline, which keeps it a pure
+        // read loop (an emulated board skips it).
+        config.timeouts.ring_ms = 0;
         if started.is_ok() {
             started = load_and_run(core, stub, &layout, &config);
         }

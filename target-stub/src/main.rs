@@ -637,7 +637,10 @@ fn program(bus: &Bus, addr: u32, ring: *mut Ring, len: u32) -> Res<()> {
     let mut addr = addr;
     let mut left = len;
     while left != 0 {
-        let mut dl = bus.deadline(bus.cfg.timeouts.ring_ms);
+        // ring_ms = 0: no deadline of our own (the resident host watches for
+        // a stall and sets `abort`), so the wait only reads RAM.
+        let ring_ms = bus.cfg.timeouts.ring_ms;
+        let mut dl = (ring_ms != 0).then(|| bus.deadline(ring_ms));
         let readable = loop {
             if unsafe { read_volatile(addr_of!((*ring).abort)) } != 0 {
                 return Err(fail(Status::Aborted));
@@ -654,8 +657,13 @@ fn program(bus: &Bus, addr: u32, ring: *mut Ring, len: u32) -> Res<()> {
             if n != 0 {
                 break n;
             }
-            if dl.expired() {
-                return Err(fail(Status::RingTimeout));
+            match dl.as_mut() {
+                Some(dl) => {
+                    if dl.expired() {
+                        return Err(fail(Status::RingTimeout));
+                    }
+                }
+                None => kick_watchdog(bus.cfg),
             }
         };
         let n = readable.min(PAGE - (addr & (PAGE - 1))).min(left);

@@ -74,7 +74,9 @@ pub struct Timeouts {
     pub chip_erase_ms: u32,
     /// Write status register (tW max 15 ms).
     pub write_status_ms: u32,
-    /// How long `program` waits for the host to add data to the ring.
+    /// How long `program` waits for the host to add data to the ring; 0:
+    /// no limit of its own (the host watches for a stall and sets
+    /// [`Ring::abort`]), so the wait only reads RAM.
     pub ring_ms: u32,
     /// One SPI frame (TXE/RXNE never coming means a dead SPI block).
     pub spi_frame_ms: u32,
