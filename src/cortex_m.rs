@@ -39,6 +39,9 @@ pub mod demcr {
     pub const VC_CORERESET: u32 = 1 << 0;
     /// Halt on HardFault.
     pub const VC_HARDERR: u32 = 1 << 10;
+    /// Halt on every fault: MemManage, NOCP, CHK, STAT, BusFault, INT and
+    /// HardFault (VC_MMERR..VC_HARDERR, bits 4-10).
+    pub const VC_FAULTS: u32 = 0x7F0;
     /// DWT and ITM enable: DWT registers read as zero without it.
     pub const TRCENA: u32 = 1 << 24;
 }

@@ -202,25 +202,7 @@ impl ExtFlash {
                 .as_ref()
                 .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
             let config = wiring::config(&self.ext, self.timeouts());
-            let res = Resident::start(core, stub, &self.ext, &config).map_err(|e| match e {
-                ExtFlashError::Stub {
-                    source: StubStatusError::NoChip,
-                    ..
-                } => ExtFlashError::NoChip {
-                    wiring: self.wiring(),
-                },
-                // `stub_init` only waits on the chip's BUSY bit (a dead SPI
-                // or a missing chip end it at once).
-                ExtFlashError::Timeout { op, .. }
-                | ExtFlashError::Stub {
-                    op,
-                    source: StubStatusError::BusyTimeout { .. },
-                    ..
-                } if op == Call::Init.name() => ExtFlashError::StaysBusy {
-                    wiring: self.wiring(),
-                },
-                other => other,
-            })?;
+            let res = Resident::start(core, stub, &self.ext, &config)?;
             *slot = Some(res);
         }
         let res = slot.as_mut().expect("started above");

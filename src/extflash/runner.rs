@@ -280,10 +280,11 @@ pub const IWDG_KR: u32 = 0x4000_3000;
 
 /// Vector catches set for a session: a fault in the stub halts the core at
 /// once instead of running the application's handler.
-const SESSION_CATCH: u32 = demcr::VC_HARDERR | 0x3F0;
+const SESSION_CATCH: u32 = demcr::VC_FAULTS;
 
-/// Everything a session saved, restored by [`Resident::end`].
-#[derive(Debug)]
+/// Everything a session saved, restored by [`Resident::end`]; the default
+/// restores nothing.
+#[derive(Debug, Default)]
 struct Saved {
     regs: Vec<(u16, u32)>,
     /// Work-area pieces, in address order (the buffer is saved lazily).
@@ -345,7 +346,7 @@ impl Resident {
             layout,
             entries: stub.entries,
             wiring: WiringText(wiring::describe(ext)),
-            saved: saved_placeholder(),
+            saved: Saved::default(),
             buf_saved: 0,
             seq: 0,
             jedec_id: 0,
@@ -383,7 +384,23 @@ impl Resident {
         let id = match started {
             Ok(()) => {
                 res.running = true;
-                res.session(core).call(Call::Init, 0, timeout_for(10, 0))
+                let wiring = res.wiring.clone();
+                // `stub_init` only waits for the chip: a missing chip ends
+                // it at once, a BUSY bit that never clears runs it out.
+                res.session(core)
+                    .call(Call::Init, 0, timeout_for(10, 0))
+                    .map_err(|e| match e {
+                        ExtFlashError::Stub {
+                            source: StubStatusError::NoChip,
+                            ..
+                        } => ExtFlashError::NoChip { wiring },
+                        ExtFlashError::Timeout { .. }
+                        | ExtFlashError::Stub {
+                            source: StubStatusError::BusyTimeout { .. },
+                            ..
+                        } => ExtFlashError::StaysBusy { wiring },
+                        other => other,
+                    })
             }
             Err(e) => Err(e),
         };
@@ -412,28 +429,17 @@ impl Resident {
         self.broken
     }
 
-    /// Whether `addr` lies in work-area bytes the session saved (so their
-    /// application values are in [`Resident::overlay`], not in RAM).
-    pub fn saved_ram(&self) -> impl Iterator<Item = Range<u32>> + '_ {
-        self.saved
-            .ram
-            .iter()
-            .map(|(a, w)| *a..*a + 4 * w.len() as u32)
-    }
-
     /// Replace the bytes of `addr..addr+buf.len()` that the session saved
     /// with the application's values.
     pub fn overlay(&self, addr: u32, buf: &mut [u8]) {
         let start = u64::from(addr);
         let end = start + buf.len() as u64;
         for (at, words) in &self.saved.ram {
-            for (i, w) in words.iter().enumerate() {
-                for (j, b) in w.to_le_bytes().iter().enumerate() {
-                    let a = u64::from(*at) + (i * 4 + j) as u64;
-                    if start <= a && a < end {
-                        buf[(a - start) as usize] = *b;
-                    }
-                }
+            let piece = u64::from(*at)..u64::from(*at) + 4 * words.len() as u64;
+            let (from, to) = (start.max(piece.start), end.min(piece.end));
+            for a in from..to {
+                let off = (a - piece.start) as usize;
+                buf[(a - start) as usize] = words[off / 4].to_le_bytes()[off % 4];
             }
         }
     }
@@ -471,7 +477,7 @@ impl Resident {
         if self.running {
             keep(self.park(core));
         }
-        keep(restore(core, ext, &self.layout, &self.saved));
+        keep(restore(core, ext, &self.saved));
         first.map_or(Ok(()), Err)
     }
 
@@ -523,21 +529,6 @@ impl Resident {
             reg_wr(core, reg, *v)?;
         }
         Ok(())
-    }
-}
-
-/// A `Saved` that restores nothing.
-fn saved_placeholder() -> Saved {
-    Saved {
-        regs: Vec::new(),
-        ram: Vec::new(),
-        demcr: 0,
-        dwt_ctrl: 0,
-        cyccnt: 0,
-        dwt_functions: Vec::new(),
-        dfsr: 0,
-        apb1_fz: 0,
-        periph: Vec::new(),
     }
 }
 
@@ -657,12 +648,7 @@ fn load_and_run(
         .map_err(ExtFlashError::probe(ProbeOp::StartStub("stub_serve")))
 }
 
-fn restore(
-    core: &mut Core<'_>,
-    ext: &ExternalFlash,
-    _l: &Layout,
-    s: &Saved,
-) -> Result<(), ExtFlashError> {
+fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), ExtFlashError> {
     let mut first: Option<ExtFlashError> = None;
     let mut keep = |r: Result<(), ExtFlashError>| {
         if let Err(e) = r {
@@ -826,7 +812,10 @@ impl StubSession<'_, '_> {
         let limit_cycles = timeout.as_millis() as u64 * u64::from(res.cycles_per_ms);
         let backstop = timeout * 20 + Duration::from_secs(60);
         let started = Instant::now();
-        let mut last_cycles = rd(core, dwt::CYCCNT)?;
+        // The first CYCCNT sample comes with the 16th poll: a short command
+        // (most of them) costs no extra round trip, and a long one only
+        // gets a slightly longer timeout.
+        let mut last_cycles: Option<u32> = None;
         let mut cycles = 0u64;
         let mut polls = 0u32;
         loop {
@@ -838,8 +827,10 @@ impl StubSession<'_, '_> {
             polls += 1;
             if polls % 16 == 0 {
                 let now = rd(core, dwt::CYCCNT)?;
-                cycles += u64::from(now.wrapping_sub(last_cycles));
-                last_cycles = now;
+                if let Some(last) = last_cycles {
+                    cycles += u64::from(now.wrapping_sub(last));
+                }
+                last_cycles = Some(now);
             }
             // Now and then: is the stub still running at all?
             if polls % 64 == 0 {

@@ -383,7 +383,16 @@ impl SingleRegisterAccess<()> for GdbTarget {
         reg_id: CortexMRegId,
         buf: &mut [u8],
     ) -> TargetResult<usize, Self> {
-        let value = self.all_registers().map_err(to_target_error)?[reg_id.regnum()];
+        // One register costs one register read, not all of them: the cache
+        // answers while the stub session runs, else the core does.
+        let value = match &self.reg_cache {
+            Some(v) => v[reg_id.regnum()],
+            None => self
+                .end_stub_session()
+                .and_then(|()| self.core())
+                .and_then(|mut core| read_reg(&mut core, reg_id))
+                .map_err(to_target_error)?,
+        };
         let bytes = value.to_le_bytes();
         let n = reg_id.size().min(buf.len());
         buf[..n].copy_from_slice(&bytes[..n]);
