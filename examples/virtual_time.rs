@@ -128,7 +128,8 @@ fn measure<T>(board: &SimBoard, job: impl FnOnce() -> T) -> (T, Duration, u64, C
 }
 
 fn swd_ps(transactions: u64, swd_hz: u64) -> u64 {
-    transactions * SWD_BITS_PER_TRANSACTION * PS_PER_S / swd_hz
+    (u128::from(transactions) * u128::from(SWD_BITS_PER_TRANSACTION) * u128::from(PS_PER_S)
+        / u128::from(swd_hz)) as u64
 }
 
 /// Datasheet erase time of the sectors `[0, len)` covers (with `erase`,

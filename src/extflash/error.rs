@@ -44,6 +44,8 @@ pub enum StubStatusError {
     SpiTimeout,
     #[error("the stub found no valid config block")]
     BadConfig,
+    #[error("the PLL did not lock (RCC_CR.PLLRDY) or SYSCLK did not switch to it")]
+    ClockFailed,
     #[error("the stub returned an unknown status {code:#x}")]
     Unknown { code: u32 },
 }
@@ -62,6 +64,7 @@ impl StubStatusError {
             Some(Status::Aborted) => StubStatusError::Aborted,
             Some(Status::SpiTimeout) => StubStatusError::SpiTimeout,
             Some(Status::BadConfig) => StubStatusError::BadConfig,
+            Some(Status::ClockFailed) => StubStatusError::ClockFailed,
             None => StubStatusError::Unknown { code },
         })
     }

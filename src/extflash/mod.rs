@@ -441,6 +441,9 @@ impl ExtFlash {
             return Ok(abi::crc32_update(init, &cached));
         }
         self.session(core, addr, len, |s, _| {
+            if len >= LONG_OPERATION {
+                s.raise_clock()?;
+            }
             s.call(
                 Call::Crc32 { addr: offset, len },
                 0,
@@ -507,11 +510,15 @@ impl ExtFlash {
                     source: StubStatusError::Protected,
                 });
             }
+            s.raise_clock()?;
             // Skip unchanged: blocks whose on-chip CRC equals the image's
-            // already hold it and need neither erase nor program.
-            let unchanged = unchanged_blocks(s, &units, window, buf_words)?;
+            // already hold it and need neither erase nor program; erased
+            // blocks need programming only.
+            let (unchanged, erased) = unchanged_blocks(s, &units, window, buf_words)?;
             let changed = plan::without_unchanged(units.clone(), &unchanged);
-            let plan = plan::plan(&changed, &sizes, page, "external flash")?;
+            let mut plan = plan::plan(&changed, &sizes, page, "external flash")?;
+            plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &typical_erase_ms);
+
             let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
             if skipped > 0 {
                 events(FlashEvent::Skipped {
@@ -692,17 +699,42 @@ fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashErro
     })
 }
 
-/// The `CRC_BLOCK`-aligned blocks of `units` (window addresses) whose CRC
-/// on the chip equals the image's, merged into ranges. Blocks of a unit
+/// Operations on at least this many bytes raise the core clock first.
+const LONG_OPERATION: u32 = 64 * 1024;
+
+/// Typical W25Q64JV erase times (datasheet tSE, tBE1, tBE2), to choose
+/// between one large erase and several small ones.
+fn typical_erase_ms(size: u32) -> u64 {
+    match size {
+        0..=0x1000 => 45,
+        0x1001..=0x8000 => 120,
+        _ => 150,
+    }
+}
+
+/// Window ranges whose blocks hold the image already, and ranges the chip
+/// holds erased.
+type BlockState = (Vec<Range<u32>>, Vec<Range<u32>>);
+
+/// Of the `CRC_BLOCK`-aligned blocks of `units` (window addresses): those
+/// whose CRC on the chip equals the image's, and those the chip holds
+/// erased (every word all ones), each merged into ranges. Blocks of a unit
 /// that is not block-aligned are never skipped.
 fn unchanged_blocks(
     s: &mut StubSession<'_, '_>,
     units: &[plan::Unit],
     window: u32,
     buf_words: u32,
-) -> Result<Vec<Range<u32>>, ExtFlashError> {
+) -> Result<BlockState, ExtFlashError> {
     let block = abi::CRC_BLOCK;
-    let mut out: Vec<Range<u32>> = Vec::new();
+    let pair = abi::CRC_BLOCK_WORDS;
+    let per_call = (buf_words.saturating_sub(abi::CRC_SCRATCH / 4) / pair).max(1);
+    let mut unchanged: Vec<Range<u32>> = Vec::new();
+    let mut erased: Vec<Range<u32>> = Vec::new();
+    let push = |v: &mut Vec<Range<u32>>, start: u32| match v.last_mut() {
+        Some(r) if r.end == start => r.end += block,
+        _ => v.push(start..start + block),
+    };
     for u in units {
         if u.address % block != 0 || u.data.len() as u32 % block != 0 {
             continue;
@@ -710,7 +742,7 @@ fn unchanged_blocks(
         let blocks = u.data.len() as u32 / block;
         let mut i = 0;
         while i < blocks {
-            let count = (blocks - i).min(buf_words.max(1));
+            let count = (blocks - i).min(per_call);
             let addr = u.address + i * block;
             s.call(
                 Call::CrcBlocks {
@@ -721,22 +753,24 @@ fn unchanged_blocks(
                 timeout_for(0, u64::from(count) * u64::from(block) * 2),
             )
             .map_err(|err| at_window(err, window))?;
-            let crcs = s.read_buffer(count * 4)?;
-            for (j, on_chip) in crcs.chunks_exact(4).enumerate() {
+            let words = s.read_buffer(count * 4 * pair)?;
+            for (j, w) in words.chunks_exact(8).enumerate() {
                 let at = (i as usize + j) * block as usize;
+                let start = u.address + at as u32;
+                let on_chip = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                let and = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
                 let image = abi::crc32_update(abi::CRC32_INIT, &u.data[at..at + block as usize]);
-                if u32::from_le_bytes([on_chip[0], on_chip[1], on_chip[2], on_chip[3]]) == image {
-                    let start = u.address + at as u32;
-                    match out.last_mut() {
-                        Some(r) if r.end == start => r.end += block,
-                        _ => out.push(start..start + block),
-                    }
+                if on_chip == image {
+                    push(&mut unchanged, start);
+                }
+                if and == u32::MAX {
+                    push(&mut erased, start);
                 }
             }
             i += count;
         }
     }
-    Ok(out)
+    Ok((unchanged, erased))
 }
 
 /// `offset..offset+len` cut into reads of at most `max` bytes.

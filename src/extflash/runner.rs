@@ -41,9 +41,10 @@ pub fn saved_registers() -> Vec<u16> {
     vec![sel::EXTRA, sel::MSP, sel::XPSR, sel::PC]
 }
 
-/// Where things go in the work area: the stub at the bottom, then the ring
-/// header and the data buffer, the stack, and at the top the config block
-/// followed by the mailbox (`stub_serve` starts with sp = config).
+/// Where things go in the work area: the stub at the bottom, then the data
+/// buffer, the stack, and at the top the config block followed by the
+/// mailbox and the ring header (`stub_serve` starts with sp = config), so
+/// one read polls the mailbox's `done`/`status`/`value` with the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     pub load: u32,
@@ -65,10 +66,11 @@ pub struct Layout {
 pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
     let align = |v: u32, a: u32| v.div_ceil(a) * a;
     let load = work_area.start;
-    let ring = align(load.checked_add(image_len)?, 8);
-    let buf = align(ring + Ring::SIZE as u32, 8);
-    let top = (Config::SIZE + Mailbox::SIZE) as u32;
+    let buf = align(load.checked_add(image_len)?, 8);
+    let top = (Config::SIZE + Mailbox::SIZE + Ring::SIZE) as u32;
     let config = work_area.end.checked_sub(top)? & !7;
+    let mailbox = config + Config::SIZE as u32;
+    let ring = mailbox + Mailbox::SIZE as u32;
     let canary = config.checked_sub(STACK_SIZE)?;
     let buf_len = canary.checked_sub(buf)? & !0xFF;
     (buf_len >= 1024).then_some(Layout {
@@ -78,7 +80,7 @@ pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
         buf_len,
         canary,
         config,
-        mailbox: config + Config::SIZE as u32,
+        mailbox,
         end: config + top,
     })
 }
@@ -103,6 +105,8 @@ pub enum Call {
     Program { addr: u32, len: u32 },
     /// Read `len` bytes of SFDP space at `addr` into the buffer.
     ReadSfdp { addr: u32, len: u32 },
+    /// Raise the core clock for the session → r1 = the new clock, or 0.
+    Clock,
     /// → r1 = SR1 | SR2 << 8 | SR3 << 16.
     ReadStatus,
     /// Write status register `which` (1..3) with `value`; `volatile`: 50h
@@ -126,6 +130,7 @@ impl Call {
             Call::ReadSfdp { .. } => "SFDP read (stub_read_sfdp)",
             Call::ReadStatus => "status read (stub_read_status)",
             Call::WriteStatus { .. } => "status write (stub_write_status)",
+            Call::Clock => "clock switch (stub_clock)",
         }
     }
 
@@ -152,6 +157,7 @@ impl Call {
             Call::ReadSfdp { .. } => Command::ReadSfdp,
             Call::ReadStatus => Command::ReadStatus,
             Call::WriteStatus { .. } => Command::WriteStatus,
+            Call::Clock => Command::Clock,
         }
     }
 
@@ -159,7 +165,8 @@ impl Call {
     fn buffer_use(&self, l: &Layout) -> u32 {
         match *self {
             Call::Read { len, .. } | Call::ReadSfdp { len, .. } => len,
-            Call::CrcBlocks { count, .. } => count * 4,
+            Call::CrcBlocks { count, .. } => count * 4 * abi::CRC_BLOCK_WORDS + abi::CRC_SCRATCH,
+            Call::Crc32 { .. } => abi::CRC_SCRATCH,
             Call::Program { .. } => l.buf_len,
             _ => 0,
         }
@@ -168,9 +175,9 @@ impl Call {
     /// r1, r2, r3.
     pub fn args(&self, l: &Layout) -> [u32; 3] {
         match *self {
-            Call::Init | Call::ReadStatus => [0; 3],
+            Call::Init | Call::ReadStatus | Call::Clock => [0; 3],
             Call::Read { addr, len } | Call::ReadSfdp { addr, len } => [addr, l.buf, len],
-            Call::Crc32 { addr, len } => [addr, len, 0],
+            Call::Crc32 { addr, len } => [addr, len, l.buf],
             Call::CrcBlocks { addr, count } => [addr, l.buf, count],
             Call::Erase { addr, kind } => [addr, kind as u32, 0],
             Call::Program { addr, len } => [addr, l.ring, len],
@@ -297,6 +304,15 @@ struct Saved {
     dfsr: u32,
     apb1_fz: u32,
     periph: Vec<(u32, u32)>,
+    /// DMA streams the stub uses: registers address and CR..FCR.
+    dma_streams: Vec<(u32, [u32; 6])>,
+    /// The DMA controller and its LISR/HISR at the start: flags the
+    /// session raised are cleared again.
+    dma_isr: Option<(u32, [u32; 2])>,
+    /// CRC unit DR and IDR.
+    crc: Option<[u32; 2]>,
+    /// RCC CR, PLLCFGR, CFGR and FLASH_ACR before `Call::Clock`.
+    clock: Option<[u32; 4]>,
 }
 
 /// A loaded, running stub with the application's state saved.
@@ -318,6 +334,21 @@ pub struct Resident {
     running: bool,
     /// CYCCNT ticks per millisecond at the core clock of the session.
     cycles_per_ms: u32,
+    /// The config block as the stub has it.
+    config: Config,
+    /// CR1.BR for the board file's SPI clock at the session clock.
+    fast_br: u32,
+    /// `Call::Clock` was tried (once per session).
+    clock_tried: bool,
+}
+
+/// What a poll of a running command saw.
+pub struct Polled {
+    /// The ring's read pointer.
+    pub rp: u32,
+    /// Target cycles (CYCCNT) since the command was posted, sampled every
+    /// 16 polls.
+    pub target_cycles: u64,
 }
 
 /// A session borrowed for a few calls.
@@ -353,9 +384,15 @@ impl Resident {
             broken: false,
             running: false,
             cycles_per_ms: wiring::MAX_CORE_HZ / 1000,
+            config: *config,
+            fast_br: wiring::session_br(
+                ext,
+                wiring::spi_pclk_hz(ext.spi, SESSION_CFGR, abi::SESSION_CORE_HZ),
+            ),
+            clock_tried: false,
         };
-        let mut started = save(core, ext, &layout, &mut res.saved);
         let mut config = *config;
+        let mut started = save(core, ext, &layout, &mut res.saved, &mut config);
         if started.is_ok() {
             // LSI on means the application may have started the IWDG: the
             // stub must keep reloading it while it runs.
@@ -378,6 +415,7 @@ impl Resident {
         // the stub's ring wait needs no deadline, which keeps it a pure
         // read loop (an emulated board skips it).
         config.timeouts.ring_ms = 0;
+        res.config = config;
         if started.is_ok() {
             started = load_and_run(core, stub, &layout, &config);
         }
@@ -457,6 +495,9 @@ impl Resident {
             base..base + 0x400
         };
         self.saved.periph.iter().any(|(r, _)| hit(block(*r)))
+            || self.saved.dma_streams.iter().any(|(r, _)| hit(block(*r)))
+            || (self.saved.crc.is_some() && hit(block(wiring::CRC_BASE)))
+            || (self.saved.clock.is_some() && hit(block(wiring::FLASH_ACR)))
             || hit(u64::from(dwt::BASE)..u64::from(dwt::BASE) + 0x1000)
             || hit(u64::from(DFSR)..u64::from(DFSR) + 4)
             || hit(u64::from(DEMCR)..u64::from(DEMCR) + 4)
@@ -539,6 +580,7 @@ fn save(
     ext: &ExternalFlash,
     l: &Layout,
     s: &mut Saved,
+    config: &mut Config,
 ) -> Result<(), ExtFlashError> {
     for sel in saved_registers() {
         let v = reg_rd(core, sel)?;
@@ -565,11 +607,13 @@ fn save(
     s.demcr = rd(core, DEMCR)?;
     // DWT registers are only readable with TRCENA set.
     wr(core, DEMCR, s.demcr | demcr::TRCENA | SESSION_CATCH)?;
-    let dwt = rd_block(core, dwt::CTRL, 2)?;
-    s.dwt_ctrl = dwt[0];
-    s.cyccnt = dwt[1];
+    // CTRL, CYCCNT and every FUNCTIONn in one read.
+    let last = dwt::function(dwt::COMPARATORS - 1);
+    let dwt_regs = rd_block(core, dwt::CTRL, ((last - dwt::CTRL) / 4 + 1) as usize)?;
+    s.dwt_ctrl = dwt_regs[0];
+    s.cyccnt = dwt_regs[1];
     for n in 0..dwt::COMPARATORS {
-        let f = rd(core, dwt::function(n))?;
+        let f = dwt_regs[((dwt::function(n) - dwt::CTRL) / 4) as usize];
         s.dwt_functions.push(f);
         if f & 0xF != 0 {
             wr(core, dwt::function(n), 0)?;
@@ -586,25 +630,136 @@ fn save(
     let apb = rd(core, spi_enr)?;
     s.periph.push((wiring::RCC_AHB1ENR, ahb1));
     s.periph.push((spi_enr, apb));
+    let dma = ext.spi == 1;
     let gpio_mask = wiring::ports(ext)
         .iter()
-        .fold(0, |m, p| m | 1 << wiring::port_index(*p));
+        .fold(0, |m, p| m | 1 << wiring::port_index(*p))
+        | wiring::RCC_AHB1ENR_CRCEN
+        | if dma { wiring::RCC_AHB1ENR_DMA2EN } else { 0 };
     wr(core, wiring::RCC_AHB1ENR, ahb1 | gpio_mask)?;
     wr(core, spi_enr, apb | spi_bit)?;
-    let mut periph = Vec::new();
-    for addr in wiring::peripheral_registers(ext) {
-        let v = if addr == wiring::RCC_AHB1ENR {
-            ahb1
-        } else if addr == spi_enr {
-            apb
-        } else {
-            rd(core, addr)?
-        };
-        periph.push((addr, v));
+    config.rcc_gpio_mask = gpio_mask;
+    let crc = rd_block(core, wiring::CRC_BASE, 2)?;
+    s.crc = Some([crc[0], crc[1]]);
+    if dma {
+        claim_dma(core, s, config)?;
     }
-    s.periph = periph;
+    let regs = wiring::peripheral_registers(ext);
+    let (spi_base, _, _) = wiring::spi_regs(ext.spi);
+    let values = read_registers(core, &regs, &[spi_base + wiring::SPI_DR])?;
+    s.periph = regs
+        .iter()
+        .zip(values)
+        .map(|(&addr, v)| {
+            let v = if addr == wiring::RCC_AHB1ENR {
+                ahb1
+            } else if addr == spi_enr {
+                apb
+            } else {
+                v
+            };
+            (addr, v)
+        })
+        .collect();
     Ok(())
 }
+
+/// Read the registers at `addrs` (any order) with as few memory calls as
+/// possible: addresses close together in one block read, as long as the
+/// block spans none of `avoid` (registers whose read has a side effect,
+/// such as SPI_DR). Values come back in the order of `addrs`.
+fn read_registers(
+    core: &mut Core<'_>,
+    addrs: &[u32],
+    avoid: &[u32],
+) -> Result<Vec<u32>, ExtFlashError> {
+    let mut sorted: Vec<u32> = addrs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut values = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        let mut j = i + 1;
+        while j < sorted.len()
+            && sorted[j] - end <= 16
+            && sorted[j] & !0x3FF == start & !0x3FF
+            && !avoid.iter().any(|a| (end..sorted[j]).contains(a))
+        {
+            end = sorted[j];
+            j += 1;
+        }
+        let words = rd_block(core, start, ((end - start) / 4 + 1) as usize)?;
+        for &a in &sorted[i..j] {
+            values.insert(a, words[((a - start) / 4) as usize]);
+        }
+        i = j;
+    }
+    Ok(addrs.iter().map(|a| values[a]).collect())
+}
+
+/// Pick free DMA2 streams for SPI1 (EN = 0 on a stream of each pair) and
+/// save their registers; with none free the stub polls the SPI.
+fn claim_dma(core: &mut Core<'_>, s: &mut Saved, config: &mut Config) -> Result<(), ExtFlashError> {
+    let base = wiring::DMA2_BASE;
+    // LISR, HISR, LIFCR, HIFCR and streams 0..=5 in one read.
+    let r = rd_block(core, base, 4 + 6 * 6)?;
+    let stream = |x: u32| -> [u32; 6] {
+        let at = 4 + 6 * x as usize;
+        [r[at], r[at + 1], r[at + 2], r[at + 3], r[at + 4], r[at + 5]]
+    };
+    let free = |set: [u32; 2]| set.into_iter().find(|&x| stream(x)[0] & 1 == 0);
+    let (Some(rx), Some(tx)) = (
+        free(wiring::SPI1_DMA_RX_STREAMS),
+        free(wiring::SPI1_DMA_TX_STREAMS),
+    ) else {
+        tracing::debug!("DMA2 streams for SPI1 in use: the stub polls the SPI");
+        return Ok(());
+    };
+    s.dma_isr = Some((base, [r[0], r[1]]));
+    for x in [rx, tx] {
+        s.dma_streams
+            .push((wiring::dma_stream_regs(base, x), stream(x)));
+    }
+    config.dma_base = base;
+    config.dma_rx_stream = rx;
+    config.dma_tx_stream = tx;
+    config.dma_channel = wiring::SPI1_DMA_CHANNEL;
+    Ok(())
+}
+
+/// CRC-32 (the CRC unit's step, 0x04C11DB7 MSB first) of one word.
+#[cfg(test)]
+fn crc_unit_step(crc: u32, word: u32) -> u32 {
+    let mut c = crc ^ word;
+    for _ in 0..32 {
+        c = if c & 0x8000_0000 != 0 {
+            (c << 1) ^ 0x04C1_1DB7
+        } else {
+            c << 1
+        };
+    }
+    c
+}
+
+/// The word that, fed to a freshly reset CRC unit, leaves `dr` in it: the
+/// unit's step is invertible (the polynomial's bit 0 is set).
+fn crc_unit_preimage(dr: u32) -> u32 {
+    let mut c = dr;
+    for _ in 0..32 {
+        c = if c & 1 != 0 {
+            ((c ^ 0x04C1_1DB7) >> 1) | 0x8000_0000
+        } else {
+            c >> 1
+        };
+    }
+    c ^ 0xFFFF_FFFF
+}
+
+/// CFGR bus bits of the session clock (`abi::SESSION_CORE_HZ`): AHB / 1,
+/// APB1 / 4, APB2 / 2, SW = PLL.
+const SESSION_CFGR: u32 = 5 << 10 | 4 << 13 | 2 | 2 << 2;
 
 /// Write the stub, config and an empty mailbox, check the stub by word
 /// readback, enable CYCCNT and start `stub_serve`.
@@ -671,6 +826,49 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
                     end: at + 4 * words.len() as u32,
                 })),
         );
+    }
+    if let Some([cr, pllcfgr, cfgr, acr]) = s.clock {
+        // Back to the application's clock source first, then the PLL, and
+        // the wait states last (they must cover the clock at every step).
+        keep(wr(core, wiring::RCC_CFGR, cfgr));
+        for _ in 0..16 {
+            match rd(core, wiring::RCC_CFGR) {
+                Ok(now) if (now >> 2) & 3 == cfgr & 3 => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    keep(Err(e));
+                    break;
+                }
+            }
+        }
+        keep(wr(core, wiring::RCC_CR, cr));
+        keep(wr(core, wiring::RCC_PLLCFGR, pllcfgr));
+        keep(wr(core, wiring::FLASH_ACR, acr));
+    }
+    for (at, regs) in &s.dma_streams {
+        keep(
+            core.write_32((*at).into(), regs)
+                .map_err(ExtFlashError::probe(ProbeOp::WriteWord(*at))),
+        );
+    }
+    if let Some((base, before)) = s.dma_isr {
+        // Flags are cleared through LIFCR/HIFCR; ones the application had
+        // set stay set.
+        if let Ok(now) = rd_block(core, base, 2) {
+            for i in 0..2u32 {
+                let raised = now[i as usize] & !before[i as usize];
+                if raised != 0 {
+                    keep(wr(core, base + 8 + 4 * i, raised));
+                }
+            }
+        }
+    }
+    if let Some([dr, idr]) = s.crc {
+        keep(wr(core, wiring::CRC_BASE + 8, 1));
+        if dr != 0xFFFF_FFFF {
+            keep(wr(core, wiring::CRC_BASE, crc_unit_preimage(dr)));
+        }
+        keep(wr(core, wiring::CRC_BASE + 4, idr));
     }
     let (spi, _, _) = wiring::spi_regs(ext.spi);
     let cr1 = spi + wiring::SPI_CR1;
@@ -783,18 +981,21 @@ impl StubSession<'_, '_> {
         args: [u32; 3],
         timeout: Duration,
     ) -> Result<(u32, u32), ExtFlashError> {
-        self.post_with(command, args, "exit (stub_serve)", timeout, &mut |_| Ok(()))
+        self.post_with(command, args, "exit (stub_serve)", timeout, &mut |_, _| {
+            Ok(())
+        })
     }
 
-    /// Like [`post`](Self::post), running `poll` between polls of `done`
-    /// (the program ring is fed from there).
+    /// Like [`post`](Self::post), running `poll` after each poll of `done`
+    /// that finds the command still running (the program ring is fed from
+    /// there), with what that poll read.
     fn post_with(
         &mut self,
         command: Command,
         args: [u32; 3],
         op: &'static str,
         timeout: Duration,
-        poll: &mut dyn FnMut(&mut Core<'_>) -> Result<(), ExtFlashError>,
+        poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
         let res = &mut *self.res;
         let mb = res.layout.mailbox;
@@ -819,11 +1020,19 @@ impl StubSession<'_, '_> {
         let mut cycles = 0u64;
         let mut polls = 0u32;
         loop {
-            poll(core)?;
-            let r = rd_block(core, mb + mailbox_offset::DONE, 3)?;
+            // done, status, value and the ring header's wp, rp: adjacent
+            // (see `layout`), so one read.
+            let r = rd_block(core, mb + mailbox_offset::DONE, 5)?;
             if r[0] == seq {
                 return Ok((r[1], r[2]));
             }
+            poll(
+                core,
+                &Polled {
+                    rp: r[4],
+                    target_cycles: cycles,
+                },
+            )?;
             polls += 1;
             if polls % 16 == 0 {
                 let now = rd(core, dwt::CYCCNT)?;
@@ -880,7 +1089,7 @@ impl StubSession<'_, '_> {
         limit_ms: u32,
         timeout: Duration,
     ) -> Result<u32, ExtFlashError> {
-        self.call_with(call, limit_ms, timeout, &mut |_| Ok(()))
+        self.call_with(call, limit_ms, timeout, &mut |_, _| Ok(()))
     }
 
     /// Like [`call`](Self::call), calling `tick` between polls (for
@@ -892,7 +1101,7 @@ impl StubSession<'_, '_> {
         timeout: Duration,
         tick: &mut dyn FnMut(),
     ) -> Result<u32, ExtFlashError> {
-        self.call_with(call, limit_ms, timeout, &mut |_| {
+        self.call_with(call, limit_ms, timeout, &mut |_, _| {
             tick();
             Ok(())
         })
@@ -903,7 +1112,7 @@ impl StubSession<'_, '_> {
         call: Call,
         limit_ms: u32,
         timeout: Duration,
-        poll: &mut dyn FnMut(&mut Core<'_>) -> Result<(), ExtFlashError>,
+        poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<u32, ExtFlashError> {
         let l = self.res.layout;
         if call.buffer_use(&l) > l.buf_len {
@@ -926,6 +1135,46 @@ impl StubSession<'_, '_> {
         Ok(value)
     }
 
+    /// Run the rest of the session at `abi::SESSION_CORE_HZ` (once per
+    /// session; only from the clock after reset, see `stub_clock`), with the
+    /// SPI at the board file's clock: long operations then run at the SPI's
+    /// limit. RCC and FLASH_ACR are saved first and put back at the end. A
+    /// PLL that does not lock leaves the clock as it was (logged).
+    pub fn raise_clock(&mut self) -> Result<(), ExtFlashError> {
+        if self.res.clock_tried || self.res.broken {
+            return Ok(());
+        }
+        self.res.clock_tried = true;
+        let rcc = rd_block(self.core, wiring::RCC_CR, 3)?;
+        if rcc[2] & 0xC != 0 || rcc[0] & wiring::RCC_CR_PLLON != 0 {
+            return Ok(());
+        }
+        let acr = rd(self.core, wiring::FLASH_ACR)?;
+        self.res.saved.clock = Some([rcc[0], rcc[1], rcc[2], acr]);
+        let hz = match self.call(Call::Clock, 0, timeout_for(10, 0)) {
+            Ok(hz) => hz,
+            Err(e @ ExtFlashError::Stub { .. }) => {
+                tracing::warn!(error = %crate::error::DisplayChain(&e), "staying on the application's clock");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if hz == 0 {
+            return Ok(());
+        }
+        let res = &mut *self.res;
+        res.config.cycles_per_ms = hz / 1000;
+        res.config.br = res.fast_br;
+        res.cycles_per_ms = res.config.cycles_per_ms;
+        let mut block = vec![0u8; Config::SIZE];
+        res.config.write_le(&mut block);
+        self.core
+            .write_32(res.layout.config.into(), &to_words(&block))
+            .map_err(ExtFlashError::probe(ProbeOp::LoadStub(res.layout.config)))?;
+        tracing::debug!(hz, br = res.fast_br, "stub session clock raised");
+        Ok(())
+    }
+
     /// Read `len` (≤ `layout.buf_len`) bytes of the data buffer.
     pub fn read_buffer(&mut self, len: u32) -> Result<Vec<u8>, ExtFlashError> {
         let at = self.res.layout.buf;
@@ -942,6 +1191,11 @@ impl StubSession<'_, '_> {
     /// ring filled while the stub drains it into page programs, so SWD
     /// transfers overlap page-program time. `drained(n)` reports bytes the
     /// stub has taken from the ring (into the chip's page buffer).
+    ///
+    /// The ring is fed in halves: while the stub drains one, the host
+    /// writes the other (one memory call, then `wp`), so a fed half costs
+    /// three memory calls: data, `wp`, and the poll that finds the other
+    /// half drained. `wp` stays word-aligned except after the last bytes.
     ///
     /// Relies on the [`Ring`] protocol: the host only writes data, `wp` and
     /// `abort`; the stub only writes `rp`; one byte always stays free.
@@ -965,27 +1219,48 @@ impl StubSession<'_, '_> {
         {
             let mut header = [0u8; Ring::SIZE];
             ring.write_le(&mut header);
-            let words: Vec<u32> = header
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
             self.core
-                .write_32(l.ring.into(), &words)
+                .write_32(l.ring.into(), &to_words(&header))
                 .map_err(ExtFlashError::probe(ProbeOp::RingHeader(l.ring)))?;
         }
         let total = data.len() as u64;
         let pages = total.div_ceil(u64::from(page_size.max(1))) + 1;
         let timeout = timeout_for(u64::from(page_ms) * pages, total * 4);
+        // Target time without progress before the host gives up on the
+        // stub (target time, so a slow host or link cannot cause it).
+        let stall_cycles = (u64::from(page_ms) * 4 + 2_000) * u64::from(self.res.cycles_per_ms);
+        // Two chunks fit the ring with its free byte (rounded to words).
+        let half = ((l.buf_len - 8) / 2) & !3;
         let mut sent = 0usize;
         let mut wp = ring.wp;
         let mut last_rp = ring.rp;
-        // Target time (CYCCNT) without progress before the host gives up on
-        // the stub: target time, so a slow host or link cannot cause it.
-        let stall_cycles = (u64::from(page_ms) * 4 + 2_000) * u64::from(self.res.cycles_per_ms);
-        let mut last_move = rd(self.core, dwt::CYCCNT)?;
-        let mut still = 0u64;
-        let mut feed = |core: &mut Core<'_>| -> Result<(), ExtFlashError> {
-            let rp = rd(core, l.ring + ring_offset::RP)?;
+        let mut moved_at = 0u64;
+        let mut aborted = false;
+        let (mut polls, mut chunks) = (0u32, 0u32);
+        let mut feed = |core: &mut Core<'_>, rp: u32| -> Result<(), ExtFlashError> {
+            let cur = Ring { wp, rp, ..ring };
+            // Word-aligned room (one byte stays free, so at most size - 4).
+            let room = (cur.writable() & !3) as usize;
+            let left = data.len() - sent;
+            if left == 0 || room < (half as usize).min(left) {
+                return Ok(());
+            }
+            let mut n = room.min(half as usize).min(left);
+            while n > 0 {
+                // Up to the end of the ring, then wrap.
+                let contiguous = (ring.end - wp) as usize;
+                let k = n.min(contiguous);
+                write_bytes(core, wp, &data[sent..sent + k])?;
+                sent += k;
+                n -= k;
+                wp = cur.advance(wp, k as u32);
+            }
+            wr(core, l.ring + ring_offset::WP, wp)?;
+            chunks += 1;
+
+            Ok(())
+        };
+        let mut track = |rp: u32, cycles: u64| -> bool {
             if rp != last_rp {
                 let moved = if rp >= last_rp {
                     rp - last_rp
@@ -994,38 +1269,15 @@ impl StubSession<'_, '_> {
                 };
                 drained(moved);
                 last_rp = rp;
-                last_move = rd(core, dwt::CYCCNT)?;
-                still = 0;
-            } else if sent < data.len() {
-                let now = rd(core, dwt::CYCCNT)?;
-                still += u64::from(now.wrapping_sub(last_move));
-                last_move = now;
-                if still > stall_cycles {
-                    wr(core, l.ring + ring_offset::ABORT, 1)?;
-                }
+                moved_at = cycles;
+                false
+            } else {
+                cycles.saturating_sub(moved_at) > stall_cycles
             }
-            let cur = Ring { wp, rp, ..ring };
-            let mut room = cur.writable() as usize;
-            let mut wrote = false;
-            while room > 0 && sent < data.len() {
-                // Up to the end of the ring, then wrap.
-                let contiguous = (ring.end - wp) as usize;
-                let n = room.min(contiguous).min(data.len() - sent);
-                write_bytes(core, wp, &data[sent..sent + n])?;
-                sent += n;
-                room -= n;
-                wp = cur.advance(wp, n as u32);
-                wrote = true;
-            }
-            if wrote {
-                core.flush()
-                    .map_err(ExtFlashError::probe(ProbeOp::FillRing(wp)))?;
-                wr(core, l.ring + ring_offset::WP, wp)?;
-            }
-            Ok(())
         };
-        // Prime the ring before the stub starts.
-        feed(&mut *self.core)?;
+        // Prime both halves before the stub starts.
+        feed(&mut *self.core, ring.rp)?;
+        feed(&mut *self.core, ring.rp)?;
         self.call_with(
             Call::Program {
                 addr,
@@ -1033,18 +1285,25 @@ impl StubSession<'_, '_> {
             },
             page_ms,
             timeout,
-            &mut feed,
+            &mut |core, p| {
+                polls += 1;
+
+                if track(p.rp, p.target_cycles) && !aborted {
+                    aborted = true;
+                    wr(core, l.ring + ring_offset::ABORT, 1)?;
+                }
+                feed(core, p.rp)
+            },
         )?;
         // What the stub drained after the last poll.
         let last = rd(self.core, l.ring + ring_offset::RP)?;
-        if last != last_rp {
-            let moved = if last >= last_rp {
-                last - last_rp
-            } else {
-                (ring.end - last_rp) + (last - ring.start)
-            };
-            drained(moved);
-        }
+        track(last, 0);
+        tracing::debug!(
+            bytes = data.len(),
+            chunks,
+            polls,
+            "programmed through the ring"
+        );
         Ok(())
     }
 }
@@ -1054,17 +1313,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn crc_unit_preimage_restores_any_dr_value() {
+        for dr in [0u32, 1, 0x8000_0000, 0xDEAD_BEEF, 0x1234_5678, 0xFFFF_FFFE] {
+            assert_eq!(crc_unit_step(0xFFFF_FFFF, crc_unit_preimage(dr)), dr);
+        }
+    }
+
+    #[test]
     fn layout_of_the_builtin_work_area() {
         let l = layout(&(0x2001_C000..0x2002_0000), 0x6A2).unwrap();
         assert_eq!(l.load, 0x2001_C000);
-        assert_eq!(l.ring, 0x2001_C6A8, "after the stub, 8-byte aligned");
-        assert!(l.buf >= l.ring + Ring::SIZE as u32);
+        assert_eq!(l.buf, 0x2001_C6A8, "after the stub, 8-byte aligned");
         assert!(
             l.end <= 0x2002_0000 && l.end > 0x2002_0000 - 8,
-            "config and mailbox at the top"
+            "config, mailbox and ring header at the top"
         );
         assert_eq!(l.mailbox, l.config + Config::SIZE as u32);
-        assert_eq!(l.mailbox + Mailbox::SIZE as u32, l.end);
+        assert_eq!(
+            l.ring,
+            l.mailbox + Mailbox::SIZE as u32,
+            "one read polls both"
+        );
+        assert_eq!(l.ring + Ring::SIZE as u32, l.end);
         assert_eq!(l.config % 8, 0, "the stub's initial sp");
         assert_eq!(l.canary, l.config - STACK_SIZE);
         assert!(l.buf + l.buf_len <= l.canary);

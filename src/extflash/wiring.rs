@@ -13,6 +13,26 @@ pub const RCC_BASE: u32 = 0x4002_3800;
 pub const RCC_AHB1ENR: u32 = RCC_BASE + 0x30;
 pub const RCC_APB1ENR: u32 = RCC_BASE + 0x40;
 pub const RCC_APB2ENR: u32 = RCC_BASE + 0x44;
+/// RCC_CR (RM0090 7.3.1) and its PLLON bit.
+pub const RCC_CR: u32 = RCC_BASE;
+pub const RCC_CR_PLLON: u32 = 1 << 24;
+/// AHB1ENR enables of the CRC unit and DMA2 (RM0090 7.3.10).
+pub const RCC_AHB1ENR_CRCEN: u32 = 1 << 12;
+pub const RCC_AHB1ENR_DMA2EN: u32 = 1 << 22;
+/// FLASH_ACR (RM0090 3.9.1): wait states, which the session clock raises.
+pub const FLASH_ACR: u32 = 0x4002_3C00;
+/// The CRC unit (RM0090 chapter 4): DR, IDR, CR.
+pub const CRC_BASE: u32 = 0x4002_3000;
+/// DMA2 (RM0090 chapter 10), which serves SPI1 on channel 3: RX on stream
+/// 0 or 2, TX on stream 3 or 5 (table 43).
+pub const DMA2_BASE: u32 = 0x4002_6400;
+pub const SPI1_DMA_CHANNEL: u32 = 3;
+pub const SPI1_DMA_RX_STREAMS: [u32; 2] = [2, 0];
+pub const SPI1_DMA_TX_STREAMS: [u32; 2] = [3, 5];
+/// Stream `x`'s registers (CR, NDTR, PAR, M0AR, M1AR, FCR).
+pub fn dma_stream_regs(base: u32, x: u32) -> u32 {
+    base + 0x10 + 0x18 * x
+}
 pub const GPIO_BASE: u32 = 0x4002_0000;
 
 /// GPIO register offsets the stub may change, in restore order: outputs
@@ -24,6 +44,7 @@ pub const GPIO_RESTORE_ORDER: [u32; 7] = [0x14, 0x04, 0x08, 0x0C, 0x20, 0x24, 0x
 /// SPI register offsets.
 pub const SPI_CR1: u32 = 0x00;
 pub const SPI_CR2: u32 = 0x04;
+pub const SPI_DR: u32 = 0x0C;
 pub const SPI_CRCPR: u32 = 0x10;
 pub const SPI_I2SCFGR: u32 = 0x1C;
 /// CR1.SPE.
@@ -162,7 +183,8 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
         rcc_spi_enr,
         rcc_spi_bit,
         rcc_gpio_enr: RCC_AHB1ENR,
-        rcc_gpio_mask: ports(ext).iter().fold(0, |m, p| m | 1 << port_index(*p)),
+        rcc_gpio_mask: ports(ext).iter().fold(0, |m, p| m | 1 << port_index(*p))
+            | RCC_AHB1ENR_CRCEN,
         pins: [
             pin_cfg(ext.sck, af),
             pin_cfg(ext.miso, af),
@@ -173,6 +195,10 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
         cycles_per_ms: MAX_CORE_HZ / 1000,
         timeouts,
         iwdg_kr: 0,
+        dma_base: 0,
+        dma_rx_stream: 0,
+        dma_tx_stream: 0,
+        dma_channel: 0,
     }
 }
 
@@ -210,7 +236,7 @@ mod tests {
         let c = config(&ext, Timeouts::W25Q64JV);
         assert_eq!(c.spi_base, 0x4001_3000);
         assert_eq!((c.rcc_spi_enr, c.rcc_spi_bit), (0x4002_3844, 1 << 12));
-        assert_eq!(c.rcc_gpio_mask, 1 << 1, "GPIOB only");
+        assert_eq!(c.rcc_gpio_mask, 1 << 1 | RCC_AHB1ENR_CRCEN, "GPIOB and CRC");
         assert_eq!(
             c.pins[0],
             PinCfg {
@@ -290,7 +316,7 @@ mod tests {
             .unwrap();
         assert_eq!(ports(&ext), ['C', 'A']);
         let c = config(&ext, Timeouts::W25Q64JV);
-        assert_eq!(c.rcc_gpio_mask, 0b101);
+        assert_eq!(c.rcc_gpio_mask, 0b101 | RCC_AHB1ENR_CRCEN);
         assert_eq!(
             (c.spi_base, c.rcc_spi_enr, c.rcc_spi_bit),
             (0x4000_3C00, RCC_APB1ENR, 1 << 15)

@@ -328,6 +328,60 @@ pub fn plan(
     Ok(out)
 }
 
+/// Replace erases that cover ranges known to be erased already (`erased`,
+/// sorted and merged) by the cheapest set of smaller aligned erases, or
+/// none: per planned erase, either the erase itself or, recursively, the
+/// best choice for each of its parts at the next smaller size in `sizes`,
+/// by `cost` (the typical time of an erase of that size).
+pub fn skip_erased(
+    erases: Vec<EraseOp>,
+    erased: &[Range<u32>],
+    sizes: &[u32],
+    cost: &dyn Fn(u32) -> u64,
+) -> Vec<EraseOp> {
+    let covered = |at: u32, size: u32| {
+        let end = u64::from(at) + u64::from(size);
+        erased
+            .iter()
+            .any(|r| r.start <= at && end <= u64::from(r.end))
+    };
+    fn best(
+        at: u32,
+        size: u32,
+        sizes: &[u32],
+        covered: &dyn Fn(u32, u32) -> bool,
+        cost: &dyn Fn(u32) -> u64,
+    ) -> (u64, Vec<EraseOp>) {
+        if covered(at, size) {
+            return (0, Vec::new());
+        }
+        let full = (cost(size), vec![EraseOp { address: at, size }]);
+        let Some(part) = sizes
+            .iter()
+            .copied()
+            .filter(|s| *s < size && size % *s == 0)
+            .max()
+        else {
+            return full;
+        };
+        let mut parts = (0u64, Vec::new());
+        for i in 0..size / part {
+            let (c, ops) = best(at + i * part, part, sizes, covered, cost);
+            parts.0 += c;
+            parts.1.extend(ops);
+        }
+        if parts.0 < full.0 {
+            parts
+        } else {
+            full
+        }
+    }
+    erases
+        .into_iter()
+        .flat_map(|e| best(e.address, e.size, sizes, &covered, cost).1)
+        .collect()
+}
+
 /// Stretches of a unit that are not all 0xFF, joined across 0xFF gaps
 /// shorter than `gap`.
 fn programmed_runs(u: &Unit, gap: usize) -> Vec<ProgramOp> {
@@ -782,5 +836,52 @@ mod tests {
             w.unit_at(u64::from(WINDOW) + 0x1234),
             Some(u64::from(WINDOW) + 0x1000..u64::from(WINDOW) + 0x2000)
         );
+    }
+
+    #[test]
+    fn erased_blocks_are_not_erased_again_and_partial_ones_pick_the_cheapest_erases() {
+        let sizes = [0x1_0000, 0x8000, 0x1000];
+        let cost = |size: u32| match size {
+            0x1000 => 45,
+            0x8000 => 120,
+            _ => 150,
+        };
+        let erases = vec![
+            EraseOp {
+                address: 0,
+                size: 0x1_0000,
+            },
+            EraseOp {
+                address: 0x1_0000,
+                size: 0x1_0000,
+            },
+            EraseOp {
+                address: 0x2_0000,
+                size: 0x1_0000,
+            },
+        ];
+        // Block 0 erased; block 1 erased but one 4K sector; block 2 only
+        // one 4K sector erased (erasing it whole is cheaper than 15 x 4K).
+        let erased = vec![0..0x1_0000, 0x1_0000..0x1_F000, 0x2_0000..0x2_1000];
+        let out = skip_erased(erases, &erased, &sizes, &cost);
+        assert_eq!(
+            out,
+            vec![
+                EraseOp {
+                    address: 0x1_F000,
+                    size: 0x1000
+                },
+                EraseOp {
+                    address: 0x2_0000,
+                    size: 0x1_0000
+                },
+            ]
+        );
+        // Nothing known erased: the plan is unchanged.
+        let same = vec![EraseOp {
+            address: 0,
+            size: 0x1_0000,
+        }];
+        assert_eq!(skip_erased(same.clone(), &[], &sizes, &cost), same);
     }
 }

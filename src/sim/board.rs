@@ -475,10 +475,23 @@ impl Board {
             let start = self.now();
             self.sync_watchdog();
             self.service_due_dma();
-            let limit = self.horizon(target);
+            let mut limit = self.horizon(target);
             self.ff_limit = self.fast_forward.then_some(limit);
-            while self.now() < limit && self.step_one() {}
+            self.mcu.borrow_mut().skip_limit = limit;
+            let mut epoch = self.mcu.borrow().dma_epoch;
+            while self.now() < limit && self.step_one() {
+                // A write that started DMA or SPI traffic brings the next
+                // DMA event closer: serve it on time (no lost RX bytes).
+                let now_epoch = self.mcu.borrow().dma_epoch;
+                if now_epoch != epoch {
+                    epoch = now_epoch;
+                    limit = limit.min(self.horizon(target));
+                    self.ff_limit = self.fast_forward.then_some(limit);
+                    self.mcu.borrow_mut().skip_limit = limit;
+                }
+            }
             self.ff_limit = None;
+            self.mcu.borrow_mut().skip_limit = u64::MAX;
             // A halt may have frozen the watchdog: its deadline moved.
             self.sync_watchdog();
             let now = self.now();

@@ -174,6 +174,12 @@ pub struct Mcu {
     pub dma2: Dma,
     /// Set while DMA moves data (its own bus accesses must not re-enter).
     in_dma: bool,
+    /// Bumped by every CPU or debugger write to DMA2 or an SPI: the next
+    /// DMA event may have moved closer (see `SimBoard::run_for`).
+    pub dma_epoch: u64,
+    /// How far a poll may jump the clock (the board's stepping horizon:
+    /// the next debug-port transaction or event); `u64::MAX` outside it.
+    pub skip_limit: u64,
     pwr: [u32; 2],
     pub chip: W25q64jv,
     pub wiring: Wiring,
@@ -216,6 +222,8 @@ impl Mcu {
             crc: Crc::new(),
             dma2: Dma::new(),
             in_dma: false,
+            dma_epoch: 0,
+            skip_limit: u64::MAX,
             pwr: [0; 2],
             chip,
             wiring,
@@ -414,7 +422,7 @@ impl Mcu {
                 // A poll of SR while BSY: jump to the end of the operation.
                 if off == 0x0C && v & (1 << 16) != 0 {
                     if let Some(end) = self.flash.busy_until() {
-                        self.clock.skip_to(end.min(now.saturating_add(MAX_SKIP_PS)));
+                        self.skip_toward(end);
                     }
                 }
                 v
@@ -442,8 +450,7 @@ impl Mcu {
                     const BSY: u32 = 1 << 7;
                     if off == 0x08 && v & RXNE == 0 && v & BSY != 0 {
                         if let Some(end) = spi.busy_until() {
-                            let end = end.min(now.saturating_add(MAX_SKIP_PS));
-                            self.clock.skip_to(end);
+                            self.skip_toward(end);
                         }
                     }
                     v
@@ -467,6 +474,7 @@ impl Mcu {
                 if self.rcc.dma2_clock_enabled() {
                     self.dma2.write(off, value, mask);
                     self.service_dma();
+                    self.dma_epoch = self.dma_epoch.wrapping_add(1);
                 }
             }
             PWR_BASE => {
@@ -497,6 +505,7 @@ impl Mcu {
                     let (spi, mut link) = self.spi_and_link(idx);
                     spi.write(off, value, mask, now, &mut link);
                     self.service_dma();
+                    self.dma_epoch = self.dma_epoch.wrapping_add(1);
                 }
             }
         }
@@ -522,6 +531,20 @@ impl Mcu {
         }
     }
 
+    /// Jump the clock towards `end` (a poll loop's wait ending then), at
+    /// most [`MAX_SKIP_PS`] and never past `skip_limit`: the next debug-port
+    /// transaction still comes at its own time, so the chip's BUSY time
+    /// overlaps link time as on silicon instead of adding to it.
+    fn skip_toward(&mut self, end: u64) {
+        let now = self.now();
+        let to = end
+            .min(now.saturating_add(MAX_SKIP_PS))
+            .min(self.skip_limit);
+        if to > now {
+            self.clock.skip_to(to);
+        }
+    }
+
     /// Tell the chip about a chip-select edge. While the chip is busy, a new
     /// selection is a status poll: jump the clock towards the end of BUSY
     /// rather than emulating every poll.
@@ -541,7 +564,7 @@ impl Mcu {
         if !high {
             if let Some(end) = self.chip.busy_until(now) {
                 if end > now {
-                    self.clock.skip_to(end.min(now.saturating_add(MAX_SKIP_PS)));
+                    self.skip_toward(end);
                 }
             }
         }

@@ -32,8 +32,9 @@ use core::cell::Cell;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use extflash_stub_abi::{
-    Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC32_INIT,
-    CRC_BLOCK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO,
+    Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC_BLOCK,
+    CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CORE_HZ,
+    SESSION_PLLCFGR,
 };
 
 /// A failed operation's `Status` code (one byte keeps `Res<()>` in a
@@ -47,30 +48,102 @@ fn fail(s: Status) -> Fail {
 
 type Res<T> = Result<T, Fail>;
 
-/// CRC-32 (0x04C11DB7, MSB first) of every byte value: one table look-up per
-/// byte instead of eight shift steps keeps `stub_crc32` (GDB's
-/// `compare-sections`) well within GDB's reply timeout. Built at compile
-/// time; equal to `extflash_stub_abi::crc32_update` (checked by the host
-/// tests against it).
-static CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = (i as u32) << 24;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 0x8000_0000 != 0 {
-                (c << 1) ^ 0x04C1_1DB7
+/// STM32F4 CRC calculation unit (RM0090 chapter 4): CRC-32 0x04C11DB7 of
+/// 32-bit words, MSB first, from 0xFFFFFFFF, no final XOR. Fed each word
+/// byte-swapped, it computes GDB's `qCRC` over the bytes in memory order.
+mod crc {
+    pub const DR: u32 = 0x4002_3000;
+    pub const CR: u32 = 0x4002_3008;
+    pub const CR_RESET: u32 = 1;
+}
+
+/// Software CRC-32 (as the unit) of up to 3 trailing bytes of `word`
+/// (little-endian memory order), continuing `crc`.
+fn crc_tail(mut crc: u32, word: u32, bytes: u32) -> u32 {
+    for i in 0..bytes {
+        crc ^= ((word >> (8 * i)) & 0xFF) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
             } else {
-                c << 1
+                crc << 1
             };
-            k += 1;
         }
-        t[i] = c;
-        i += 1;
     }
-    t
-};
+    crc
+}
+
+/// Feed `words` words at `p` to the CRC unit; returns `and` ANDed with
+/// each word (all ones: every byte was 0xFF).
+#[inline(never)]
+fn crc_words(p: *const u32, words: u32, and: u32) -> u32 {
+    let mut a = and;
+    let mut q = p;
+    for _ in 0..words {
+        // SAFETY: the caller's chunk is RAM the DMA or the loop just filled.
+        let w = unsafe { q.read_volatile() };
+        wr(crc::DR, w.swap_bytes());
+        a &= w;
+        q = q.wrapping_add(1);
+    }
+    a
+}
+
+/// STM32F4 DMA stream registers (RM0090 chapter 10), direct mode.
+mod dma {
+    pub const CR: u32 = 0x00;
+    pub const NDTR: u32 = 0x04;
+    pub const PAR: u32 = 0x08;
+    pub const M0AR: u32 = 0x0C;
+    pub const CR_EN: u32 = 1;
+    pub const CR_DIR_M2P: u32 = 1 << 6;
+    pub const CR_MINC: u32 = 1 << 10;
+    pub const CR_CHSEL_SHIFT: u32 = 25;
+    pub const TCIF: u32 = 1 << 5;
+    /// FEIF, DMEIF, TEIF, HTIF, TCIF of one stream.
+    pub const FLAGS: u32 = 0x3D;
+}
+
+/// One DMA stream: its registers and where its flags sit in LISR/HISR.
+#[derive(Clone, Copy)]
+struct Stream {
+    regs: u32,
+    isr: u32,
+    shift: u32,
+}
+
+impl Stream {
+    fn new(dma_base: u32, x: u32) -> Self {
+        let high = if x & 4 != 0 { 4 } else { 0 };
+        Stream {
+            regs: dma_base + 0x10 + 0x18 * (x & 7),
+            isr: dma_base + high,
+            shift: (x & 1) * 6 + (x & 2) * 8,
+        }
+    }
+
+    /// Clear the flags and start `n` items between `par` and `mem`.
+    #[inline(never)]
+    fn start(&self, cr: u32, par: u32, mem: u32, n: u32) {
+        // The stream is idle (EN cleared itself at the last transfer's end,
+        // and the host checked it free); IFCR sits 8 bytes above the ISR.
+        wr(self.isr + 8, dma::FLAGS << self.shift);
+        wr(self.regs + dma::PAR, par);
+        wr(self.regs + dma::M0AR, mem);
+        wr(self.regs + dma::NDTR, n);
+        wr(self.regs + dma::CR, cr | dma::CR_EN);
+    }
+
+    /// Wait for transfer complete: a loop that only reads one flag (an
+    /// emulated board skips it). No deadline of its own: it ends when the
+    /// SPI moves the bytes, and the host's command timeout covers an SPI
+    /// that never does.
+    #[inline(never)]
+    fn wait(&self) {
+        let bit = dma::TCIF << self.shift;
+        while rd(self.isr) & bit == 0 {}
+    }
+}
 
 /// W25Q64JV instructions the stub uses.
 #[derive(Clone, Copy)]
@@ -125,6 +198,8 @@ mod spi {
     pub const CR1_SPE: u32 = 1 << 6;
     pub const CR1_SSI: u32 = 1 << 8;
     pub const CR1_SSM: u32 = 1 << 9;
+    pub const CR2_RXDMAEN: u32 = 1 << 0;
+    pub const CR2_TXDMAEN: u32 = 1 << 1;
     pub const SR_RXNE: u32 = 1 << 0;
     pub const SR_BSY: u32 = 1 << 7;
 }
@@ -219,6 +294,10 @@ struct Bus<'a> {
     dead: Cell<bool>,
     /// The operation's result for r1 (JEDEC ID, CRC, status registers).
     value: Cell<u32>,
+    /// DMA streams for bulk transfers (`Config::dma_base` non-zero).
+    dma: Option<(Stream, Stream)>,
+    /// SxCR.CHSEL bits of both streams.
+    chsel: u32,
 }
 
 impl<'a> Bus<'a> {
@@ -242,6 +321,13 @@ impl<'a> Bus<'a> {
             cs_bit: 1 << (cs.pin & 15),
             dead: Cell::new(false),
             value: Cell::new(0),
+            dma: (cfg.dma_base != 0).then(|| {
+                (
+                    Stream::new(cfg.dma_base, cfg.dma_rx_stream),
+                    Stream::new(cfg.dma_base, cfg.dma_tx_stream),
+                )
+            }),
+            chsel: (cfg.dma_channel & 7) << dma::CR_CHSEL_SHIFT,
         };
         let s = bus.spi;
         // BR may only change with SPE = 0. (A frame the application left on
@@ -330,49 +416,167 @@ impl<'a> Bus<'a> {
         self.read_reg(Op::ReadStatus1)
     }
 
-    /// `op` + address + one dummy byte, then `len` bytes: stored from
-    /// `dst` on, or (`dst` = 0) folded into the returned CRC. The next frame
-    /// is started before a byte is stored or CRC'd, so that work overlaps
-    /// the following frame; still only one frame is in flight, so the
-    /// receiver cannot overrun however slow the loop is.
+    /// Start receiving `n` (1..=0xFFFF) bytes into `dst`, clocking out
+    /// dummy bytes: by DMA (then [`rx_wait`](Self::rx_wait) waits for the
+    /// end) or, without DMA, byte by byte before returning. Only one frame
+    /// is ever in flight without DMA, so the receiver cannot overrun.
     #[inline(never)]
-    fn stream(&self, op: Op, addr: u32, dst: *mut u8, len: u32) -> Res<()> {
+    fn rx_start(&self, dst: *mut u8, n: u32) {
+        let dr = self.spi + spi::DR;
+        if let Some((rx, tx)) = self.dma {
+            // RM0090 28.3.9: RXDMAEN, then the streams, then TXDMAEN. The
+            // TX stream repeats one byte (the config's first): MOSI is a
+            // don't-care while the chip sends.
+            wr(self.spi + spi::CR2, spi::CR2_RXDMAEN);
+            rx.start(self.chsel | dma::CR_MINC, dr, dst as u32, n);
+            tx.start(self.chsel | dma::CR_DIR_M2P, dr, self.cfg as *const Config as u32, n);
+            wr(self.spi + spi::CR2, spi::CR2_RXDMAEN | spi::CR2_TXDMAEN);
+            return;
+        }
+        let mut p = dst;
+        self.start(0);
+        for left in (0..n).rev() {
+            let b = self.finish_frame();
+            if left != 0 {
+                self.start(0);
+            }
+            // SAFETY: the caller passes RAM for dst..dst+n.
+            unsafe {
+                p.write_volatile(b);
+                p = p.add(1);
+            }
+        }
+    }
+
+    /// Wait for the DMA reception [`rx_start`](Self::rx_start) began.
+    #[inline(never)]
+    fn rx_wait(&self) {
+        if let Some((rx, _)) = self.dma {
+            rx.wait();
+            wr(self.spi + spi::CR2, 0);
+        }
+        kick_watchdog(self.cfg);
+    }
+
+    /// Send `n` (0..=0xFFFF) bytes from `src`, discarding what comes back;
+    /// on return the last frame is complete and RXNE/OVR are clear.
+    #[inline(never)]
+    fn tx(&self, src: *const u8, n: u32) {
+        if n == 0 {
+            return;
+        }
+        if let Some((_, tx)) = self.dma {
+            tx.start(
+                self.chsel | dma::CR_DIR_M2P | dma::CR_MINC,
+                self.spi + spi::DR,
+                src as u32,
+                n,
+            );
+            wr(self.spi + spi::CR2, spi::CR2_TXDMAEN);
+            tx.wait();
+            wr(self.spi + spi::CR2, 0);
+            // The stream is done when DR took the last byte: wait for the
+            // frame, then read DR and SR (clears RXNE and OVR).
+            self.wait_spi_idle();
+            rd(self.spi + spi::DR);
+            rd(self.spi + spi::SR);
+            return;
+        }
+        let mut p = src;
+        for _ in 0..n {
+            // SAFETY: the caller passes readable memory for src..src+n.
+            let b = unsafe { p.read_volatile() };
+            p = p.wrapping_add(1);
+            self.xfer(b);
+        }
+    }
+
+    /// `op` + address + one dummy byte, then `len` bytes into `dst`.
+    #[inline(never)]
+    fn read_into(&self, op: Op, addr: u32, dst: *mut u8, len: u32) -> Res<()> {
         if addr >= ADDR_LIMIT {
             return Err(fail(Status::BadArgument));
         }
         self.ready()?;
         self.command_addr(op, addr);
         self.xfer(0);
-        let mut crc = CRC32_INIT;
         let mut p = dst;
         let mut left = len;
-        if left != 0 {
-            self.start(0);
-        }
         while left != 0 && !self.dead.get() {
-            let b = self.finish_frame();
-            left -= 1;
-            // A frame whose RXNE is already set waits for nothing (no
-            // deadline check): refresh a running watchdog every 256 bytes.
-            if left & 0xFF == 0 {
-                kick_watchdog(self.cfg);
-            }
-            if left != 0 {
-                self.start(0);
-            }
-            if dst.is_null() {
-                crc = (crc << 8) ^ CRC_TABLE[((crc >> 24) as u8 ^ b) as usize];
-            } else {
-                // SAFETY: the host guarantees dst..dst+len is RAM (entry
-                // contract of stub_read / stub_read_sfdp).
-                unsafe {
-                    p.write_volatile(b);
-                    p = p.add(1);
-                }
-            }
+            let n = left.min(0xF000);
+            self.rx_start(p, n);
+            self.rx_wait();
+            p = p.wrapping_add(n as usize);
+            left -= n;
         }
         self.deselect();
-        self.value.set(crc);
+        Ok(())
+    }
+
+    /// CRC-32 of `len` bytes at `addr`, read with 0Bh in one chip-select
+    /// frame: chunks of `CRC_CHUNK` arrive by DMA in the two halves of
+    /// `scratch` while the CRC unit takes the previous one. With `out`
+    /// null, the CRC of the whole range goes to `value`; otherwise each
+    /// `block` bytes store [CRC, AND of the words] at `out` (the unit
+    /// restarts per block; `block` is a multiple of `CRC_CHUNK`).
+    #[inline(never)]
+    fn crc_stream(&self, addr: u32, len: u32, block: u32, out: *mut u32, scratch: u32) -> Res<()> {
+        if addr >= ADDR_LIMIT || len > ADDR_LIMIT - addr {
+            return Err(fail(Status::BadArgument));
+        }
+        self.ready()?;
+        self.command_addr(Op::FastRead, addr);
+        self.xfer(0);
+        wr(crc::CR, crc::CR_RESET);
+        let mut out = out;
+        let mut and = !0u32;
+        let mut in_block = 0u32;
+        let mut left = len;
+        let (mut prev, mut prev_n) = (0u32, 0u32);
+        let mut half = 0u32;
+        loop {
+            let n = left.min(CRC_CHUNK);
+            let buf = scratch + half * CRC_CHUNK;
+            if n != 0 && !self.dead.get() {
+                self.rx_start(buf as *mut u8, n);
+            }
+            if prev_n != 0 {
+                and = crc_words(prev as *const u32, prev_n / 4, and);
+                in_block += prev_n;
+                let tail = prev_n & 3;
+                if in_block >= block || n == 0 {
+                    let mut c = rd(crc::DR);
+                    if tail != 0 {
+                        // SAFETY: the tail's word lies in the chunk just CRC'd.
+                        let w = unsafe { ((prev + (prev_n & !3)) as *const u32).read_volatile() };
+                        c = crc_tail(c, w, tail);
+                    }
+                    if out.is_null() {
+                        self.value.set(c);
+                    } else {
+                        // SAFETY: the host guarantees room for every block's
+                        // pair at `out` (entry contract of stub_crc_blocks).
+                        unsafe {
+                            out.write_volatile(c);
+                            out.add(1).write_volatile(and);
+                            out = out.add(CRC_BLOCK_WORDS as usize);
+                        }
+                    }
+                    wr(crc::CR, crc::CR_RESET);
+                    and = !0;
+                    in_block = 0;
+                }
+            }
+            if n == 0 || self.dead.get() {
+                break;
+            }
+            self.rx_wait();
+            left -= n;
+            prev = buf;
+            prev_n = n;
+            half ^= 1;
+        }
+        self.deselect();
         Ok(())
     }
 
@@ -486,6 +690,7 @@ enum Entry {
     Erase,
     Program,
     CrcBlocks,
+    Clock,
 }
 
 /// Common frame of every entry point, shared so the stub stays small: check
@@ -501,9 +706,13 @@ fn dispatch(cfg: &Config, a: u32, b: u32, c: u32, entry: Entry) -> u64 {
     let r = match entry {
         Entry::Init => init(&bus),
         // A null `dst` would mean CRC: the host never passes RAM at 0.
-        Entry::Read => bus.stream(Op::FastRead, a, b as *mut u8, c),
-        Entry::ReadSfdp => bus.stream(Op::ReadSfdp, a, b as *mut u8, c),
-        Entry::Crc32 => bus.stream(Op::FastRead, a, core::ptr::null_mut(), b),
+        Entry::Read => bus.read_into(Op::FastRead, a, b as *mut u8, c),
+        Entry::ReadSfdp => bus.read_into(Op::ReadSfdp, a, b as *mut u8, c),
+        Entry::Crc32 => {
+            bus.value.set(!0);
+            bus.crc_stream(a, b, b, core::ptr::null_mut(), c)
+        }
+        Entry::Clock => clock(&bus),
         Entry::ReadStatus => read_status(&bus),
         Entry::WriteStatus => write_status(&bus, a, b, c),
         Entry::Erase => erase(&bus, a, b),
@@ -547,15 +756,60 @@ fn crc_blocks(bus: &Bus, addr: u32, dst: *mut u32, count: u32) -> Res<()> {
     if addr >= ADDR_LIMIT || count > (ADDR_LIMIT - addr) / CRC_BLOCK {
         return Err(fail(Status::BadArgument));
     }
-    let mut p = dst;
-    for i in 0..count {
-        bus.stream(Op::FastRead, addr + i * CRC_BLOCK, core::ptr::null_mut(), CRC_BLOCK)?;
-        // SAFETY: the host guarantees dst..dst+count is RAM (entry contract).
-        unsafe {
-            p.write_volatile(bus.value.get());
-            p = p.add(1);
+    // The scratch chunks follow the results.
+    let scratch = dst as u32 + count * 4 * CRC_BLOCK_WORDS;
+    bus.crc_stream(addr, count * CRC_BLOCK, CRC_BLOCK, dst, scratch)
+}
+
+/// RCC and FLASH registers `clock` changes (RM0090 7.3, 3.9).
+mod rcc {
+    pub const CR: u32 = 0x4002_3800;
+    pub const PLLCFGR: u32 = 0x4002_3804;
+    pub const CFGR: u32 = 0x4002_3808;
+    pub const CR_PLLON: u32 = 1 << 24;
+    pub const CR_PLLRDY: u32 = 1 << 25;
+    /// HPRE, PPRE1, PPRE2, SW.
+    pub const CFGR_BUS_BITS: u32 = 0xF << 4 | 7 << 10 | 7 << 13 | 3;
+    /// AHB / 1, APB1 / 4, APB2 / 2, SW = PLL.
+    pub const CFGR_SESSION: u32 = 5 << 10 | 4 << 13 | 2;
+    pub const FLASH_ACR: u32 = 0x4002_3C00;
+    /// Five wait states: 150-168 MHz at 2.7-3.6 V (RM0090 table 10).
+    pub const ACR_LATENCY_168: u32 = 5;
+}
+
+/// Run the core at `SESSION_CORE_HZ` when the application left it on the
+/// HSI with the PLL off (the state after reset): wait states first, then
+/// the PLL from the HSI, then the switch. Otherwise change nothing. r1 =
+/// the new core clock, 0 when unchanged. The host saved RCC and FLASH_ACR
+/// and puts them back in the reverse order.
+fn clock(bus: &Bus) -> Res<()> {
+    bus.value.set(0);
+    let cfgr = rd(rcc::CFGR);
+    if cfgr & 0xC != 0 || rd(rcc::CR) & rcc::CR_PLLON != 0 {
+        return Ok(());
+    }
+    modify(rcc::FLASH_ACR, 7, rcc::ACR_LATENCY_168);
+    if rd(rcc::FLASH_ACR) & 7 != rcc::ACR_LATENCY_168 {
+        return Err(fail(Status::ClockFailed));
+    }
+    wr(rcc::PLLCFGR, SESSION_PLLCFGR);
+    modify(rcc::CR, rcc::CR_PLLON, rcc::CR_PLLON);
+    // PLL lock takes about 100 µs (DS8626 table 35).
+    let mut dl = bus.deadline(2);
+    while rd(rcc::CR) & rcc::CR_PLLRDY == 0 {
+        if dl.expired() {
+            modify(rcc::CR, rcc::CR_PLLON, 0);
+            return Err(fail(Status::ClockFailed));
         }
     }
+    wr(rcc::CFGR, (cfgr & !rcc::CFGR_BUS_BITS) | rcc::CFGR_SESSION);
+    let mut dl = bus.deadline(2);
+    while rd(rcc::CFGR) & 0xC != 0x8 {
+        if dl.expired() {
+            return Err(fail(Status::ClockFailed));
+        }
+    }
+    bus.value.set(SESSION_CORE_HZ);
     Ok(())
 }
 
@@ -669,13 +923,13 @@ fn program(bus: &Bus, addr: u32, ring: *mut Ring, len: u32) -> Res<()> {
         let n = readable.min(PAGE - (addr & (PAGE - 1))).min(left);
         bus.write_enable()?;
         bus.command_addr(Op::PageProgram, addr);
-        for _ in 0..n {
-            let b = unsafe { read_volatile(rp as *const u8) };
-            rp += 1;
-            if rp == end {
-                rp = start;
-            }
-            bus.xfer(b);
+        // Up to the ring's end, then from its start: one 02h command.
+        let first = n.min(end - rp);
+        bus.tx(rp as *const u8, first);
+        bus.tx(start as *const u8, n - first);
+        rp += n;
+        if rp >= end {
+            rp -= end - start;
         }
         bus.deselect();
         unsafe { write_volatile(addr_of_mut!((*ring).rp), rp) };
@@ -744,14 +998,20 @@ pub unsafe extern "C" fn stub_read_sfdp(cfg: &Config, addr: u32, dst: *mut u8, l
 }
 
 /// `stub_crc32`: GDB `qCRC` CRC-32 (abi `crc32_update` from `CRC32_INIT`)
-/// of `len` chip bytes at `addr`, read with 0Bh.
+/// of `len` chip bytes at `addr`, read with 0Bh in chunks of `CRC_CHUNK`
+/// (by DMA when configured) that the CRC unit takes word by word.
 ///
-/// - in: r0 = &Config, r1 = addr (< 2^24), r2 = len.
+/// - in: r0 = &Config, r1 = addr (< 2^24), r2 = len, r3 = scratch
+///   (4-byte aligned RAM of `CRC_SCRATCH` bytes).
 /// - out: r0 = Status, as `stub_read`; r1 = CRC (0 unless `Ok`).
 /// - clobbered: r2, r3, r12, lr, flags.
+///
+/// # Safety
+/// `scratch..scratch+CRC_SCRATCH` must be writable target RAM outside the
+/// stub and its stack.
 #[no_mangle]
-pub extern "C" fn stub_crc32(cfg: &Config, addr: u32, len: u32) -> u64 {
-    dispatch(cfg, addr, len, 0, Entry::Crc32)
+pub unsafe extern "C" fn stub_crc32(cfg: &Config, addr: u32, len: u32, scratch: u32) -> u64 {
+    dispatch(cfg, addr, len, scratch, Entry::Crc32)
 }
 
 /// `stub_read_status`: the three status registers (05h, 35h, 15h).
@@ -824,19 +1084,22 @@ pub unsafe extern "C" fn stub_program(cfg: &Config, addr: u32, ring: *mut Ring, 
     dispatch(cfg, addr, ring as u32, len, Entry::Program) as u32
 }
 
-/// `stub_crc_blocks`: one CRC-32 (as `stub_crc32`) per `CRC_BLOCK` bytes of
-/// `count` consecutive blocks from chip address `addr`, stored at `dst`.
-/// The host compares them with its image to skip blocks that already hold
-/// it (a reload of unchanged assets erases and programs nothing).
+/// `stub_crc_blocks`: per `CRC_BLOCK` bytes of `count` consecutive blocks
+/// from chip address `addr`, the CRC-32 (as `stub_crc32`) and the AND of
+/// the block's words, stored as pairs at `dst`. The host compares the CRCs
+/// with its image to skip blocks that already hold it (a reload of
+/// unchanged assets erases and programs nothing), and programs blocks whose
+/// AND is 0xFFFFFFFF (erased) without erasing them.
 ///
 /// - in: r0 = &Config, r1 = addr (< 2^24), r2 = dst (4-byte aligned, room
-///   for `count` words), r3 = count (`addr + count * CRC_BLOCK <= 2^24`).
+///   for `count` pairs, then `CRC_SCRATCH` bytes of scratch), r3 = count
+///   (`addr + count * CRC_BLOCK <= 2^24`).
 /// - out: r0 = Status, as `stub_read`.
 /// - clobbered: r1-r3, r12, lr, flags.
 ///
 /// # Safety
-/// `dst..dst+4*count` must be writable target RAM outside the stub and its
-/// stack.
+/// `dst..dst+8*count+CRC_SCRATCH` must be writable target RAM outside the
+/// stub and its stack.
 #[no_mangle]
 pub unsafe extern "C" fn stub_crc_blocks(cfg: &Config, addr: u32, dst: *mut u32, count: u32) -> u32 {
     dispatch(cfg, addr, dst as u32, count, Entry::CrcBlocks) as u32
@@ -873,6 +1136,7 @@ pub unsafe extern "C" fn serve_main(cfg: &Config) {
             Some(Command::Erase) => Some(Entry::Erase),
             Some(Command::Program) => Some(Entry::Program),
             Some(Command::CrcBlocks) => Some(Entry::CrcBlocks),
+            Some(Command::Clock) => Some(Entry::Clock),
             Some(Command::Exit) => None,
             None => {
                 write_volatile(addr_of_mut!((*mb).status), Status::BadArgument as u32);

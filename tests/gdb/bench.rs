@@ -64,8 +64,8 @@ fn check_relations(link: &str) {
         .map(|j| j["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, JOBS);
-    // The limits assume SPI1 at the board file's 84 MHz / 4.
-    assert_eq!(r["spi_hz"], 21_000_000);
+    // The limits assume SPI1 at the board file's 84 MHz / 2.
+    assert_eq!(r["spi_hz"], 42_000_000);
     for name in JOBS {
         let j = job(&r, name);
         let bytes = j["bytes"].as_u64().unwrap();
@@ -85,10 +85,10 @@ fn check_relations(link: &str) {
             "ratio = virtual / limit: {j}"
         );
     }
-    // The CRC limit is the SPI time for the image at 21 MHz.
+    // The CRC limit is the SPI time for the image at 42 MHz.
     let crc_limit = f(job(&r, "crc"), "limit_s");
     assert!(
-        (crc_limit - SIZE as f64 * 8.0 / 21e6).abs() < 1e-9,
+        (crc_limit - SIZE as f64 * 8.0 / 42e6).abs() < 1e-9,
         "{crc_limit}"
     );
     // Skip-unchanged: the reload moves no image data.

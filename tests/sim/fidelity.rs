@@ -634,18 +634,26 @@ fn serve_sim_board_wired_differently_from_board_shows_the_wrong_wiring() {
     );
 }
 
+/// A fresh virtual board is erased: the load programs without erasing,
+/// so the faults show in the page program.
 #[test]
 fn serve_sim_fault_program_faults_fail_the_load_with_their_cause() {
-    for (fault, cause) in [
+    for (fault, op, cause) in [
         (
             "protected",
+            "erase (stub_erase)",
             "it is write-protected: run `monitor flash unprotect`",
         ),
         (
             "stuck-busy",
-            "the chip stayed busy past its datasheet maximum (400 ms)",
+            "program (stub_program)",
+            "the chip stayed busy past its datasheet maximum (3 ms)",
         ),
-        ("wel-never-set", "write enable (06h) did not set WEL"),
+        (
+            "wel-never-set",
+            "program (stub_program)",
+            "write enable (06h) did not set WEL",
+        ),
     ] {
         let s = Server::start(&["--sim-fault", fault]);
         let mut c = Rsp::connect(&s.addr);
@@ -655,9 +663,8 @@ fn serve_sim_fault_program_faults_fail_the_load_with_their_cause() {
         assert!(done.starts_with('E'), "{fault}: vFlashDone gave {done}");
         let log = s.log();
         assert!(
-            log.contains(&format!(
-                "erase (stub_erase) at 0x90000000 failed on {WIRED_SPI1}"
-            )) && log.contains(cause),
+            log.contains(&format!("{op} at 0x90000000 failed on {WIRED_SPI1}"))
+                && log.contains(cause),
             "{fault}: log lacks `{cause}`:\n{log}"
         );
     }

@@ -45,10 +45,13 @@ fn program_64_kib_takes_at_least_the_datasheet_flash_time() {
     println!("{f}");
     check_accounting(&f);
     assert!(board.lock().mcu().flash.array()[..data.len()] == data[..]);
-    assert_eq!(
-        f.physical_limit().ps,
-        flash_limit_probe_rs_algorithm_ps(64 << 10)
-    );
+    // The flash's own time is a limit; the link's (the host polls while
+    // the flash works) may be the larger one.
+    assert!(f.physical_limit().ps >= flash_limit_probe_rs_algorithm_ps(64 << 10));
+    assert!(f
+        .limits
+        .iter()
+        .any(|l| l.ps == flash_limit_probe_rs_algorithm_ps(64 << 10)));
     assert!(flash_limit_x32_ps(64 << 10) < f.physical_limit().ps);
     assert!(f.counters.ap_bytes >= 64 << 10, "the image crossed SWD");
     assert!(

@@ -28,8 +28,10 @@ const DWT_CTRL: u64 = 0xE000_1000;
 /// The board file's work area: 0x2001C000 + 16 KiB.
 const WORK_AREA: u32 = 0x2001_C000;
 const CONFIG_ADDR: u32 = WORK_AREA + 0x1000;
-const RING_ADDR: u32 = WORK_AREA + 0x1080;
+const RING_ADDR: u32 = WORK_AREA + 0x10C0;
 const BUF: u32 = WORK_AREA + 0x1100;
+const _: () = assert!(CONFIG_ADDR + Config::SIZE as u32 <= RING_ADDR);
+const _: () = assert!(RING_ADDR + Ring::SIZE as u32 <= BUF);
 const BUF_SIZE: u32 = 0x1C00;
 /// 2 KiB of stack at the top of the work area, canary at its lowest word.
 const STACK_BOTTOM: u32 = WORK_AREA + 0x3800;
@@ -115,15 +117,19 @@ fn board_config() -> Config {
     Config {
         magic: CONFIG_MAGIC,
         spi_base: SPI1,
-        rcc_spi_enr: 0x4002_3844,  // RCC_APB2ENR
-        rcc_spi_bit: 1 << 12,      // SPI1EN
-        rcc_gpio_enr: 0x4002_3830, // RCC_AHB1ENR
-        rcc_gpio_mask: 1 << 1,     // GPIOBEN
+        rcc_spi_enr: 0x4002_3844,                  // RCC_APB2ENR
+        rcc_spi_bit: 1 << 12,                      // SPI1EN
+        rcc_gpio_enr: 0x4002_3830,                 // RCC_AHB1ENR
+        rcc_gpio_mask: 1 << 1 | 1 << 12 | 1 << 22, // GPIOBEN, CRCEN, DMA2EN
         pins: [pin(3, 5), pin(4, 5), pin(5, 5), pin(0, PIN_GPIO_OUTPUT)],
         br: 1, // 84 MHz / 4
         cycles_per_ms: 168_000,
         timeouts: Timeouts::W25Q64JV,
         iwdg_kr: 0,
+        dma_base: 0x4002_6400, // DMA2: SPI1 RX stream 2, TX stream 3, channel 3
+        dma_rx_stream: 2,
+        dma_tx_stream: 3,
+        dma_channel: 3,
     }
 }
 
@@ -360,16 +366,35 @@ fn read_returns_preset_chip_contents_at_unaligned_address() {
     assert_eq!(t.read(BUF, 4), [0xAA; 4]);
 }
 
+/// Without DMA the stub moves every byte itself: the same results.
+#[test]
+fn polled_spi_without_dma_reads_crcs_and_programs_the_same() {
+    let mut t = Target::new(Faults::default());
+    t.set_config(&Config {
+        dma_base: 0,
+        ..board_config()
+    });
+    let data = pattern(7, 1500);
+    t.board.lock().mcu().chip.load(0x1_0003, &data);
+    let (s, got) = t.read_chip(0x1_0003, 1500);
+    assert_eq!((s, got), (Status::Ok, data.clone()));
+    let (s, crc) = t.call(SYM_CRC32, [0x1_0003, 1500, BUF], Duration::from_secs(20));
+    assert_eq!((s, crc), (Status::Ok, crc32_update(CRC32_INIT, &data)));
+    assert_eq!(t.erase(0x2000, EraseKind::Sector4K as u32), Status::Ok);
+    assert_eq!(t.program(0x2010, &data[..700], BUF, 300, 300), Status::Ok);
+    assert_eq!(t.chip_contents(0x2010..0x2010 + 700), data[..700]);
+}
+
 #[test]
 fn crc32_equals_abi_crc32_update_of_the_same_bytes() {
     let mut t = Target::new(Faults::default());
     let data = pattern(2, 5000);
     t.board.lock().mcu().chip.load(0x7_0001, &data);
-    let (s, crc) = t.call(SYM_CRC32, [0x7_0001, 5000, 0], Duration::from_secs(20));
+    let (s, crc) = t.call(SYM_CRC32, [0x7_0001, 5000, BUF], Duration::from_secs(20));
     assert_eq!(s, Status::Ok);
     assert_eq!(crc, crc32_update(CRC32_INIT, &data));
     // Erased flash: the value the abi crate's test pins for GDB's qCRC.
-    let (s, crc) = t.call(SYM_CRC32, [0x40_0000, 4096, 0], Duration::from_secs(20));
+    let (s, crc) = t.call(SYM_CRC32, [0x40_0000, 4096, BUF], Duration::from_secs(20));
     assert_eq!((s, crc), (Status::Ok, 0xAF19_D570));
 }
 
@@ -622,7 +647,7 @@ fn stub_runs_at_two_base_addresses_position_independent() {
         assert_eq!(t.init(), (Status::Ok, 0x00EF_4017), "at {base:#x}");
         let (s, got) = t.read_chip(0x2345, 600);
         assert_eq!((s, got), (Status::Ok, data.clone()), "at {base:#x}");
-        let (s, crc) = t.call(SYM_CRC32, [0x2345, 600, 0], Duration::from_secs(10));
+        let (s, crc) = t.call(SYM_CRC32, [0x2345, 600, BUF], Duration::from_secs(10));
         assert_eq!((s, crc), (Status::Ok, crc32_update(CRC32_INIT, &data)));
         assert_eq!(t.erase(0x2000, EraseKind::Sector4K as u32), Status::Ok);
         assert!(t.chip_contents(0x2000..0x3000).iter().all(|&b| b == 0xFF));
@@ -641,7 +666,7 @@ fn stub_uses_less_than_512_bytes_of_stack() {
     assert_eq!(t.init().0, Status::Ok);
     assert_eq!(t.read_chip(0, 64).0, Status::Ok);
     assert_eq!(
-        t.call(SYM_CRC32, [0, 64, 0], Duration::from_secs(5)).0,
+        t.call(SYM_CRC32, [0, 64, BUF], Duration::from_secs(5)).0,
         Status::Ok
     );
     assert_eq!(t.erase(0x1000, 0), Status::Ok);

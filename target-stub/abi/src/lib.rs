@@ -108,9 +108,10 @@ pub struct Config {
     pub rcc_spi_enr: u32,
     /// Bit mask of the SPI in that register.
     pub rcc_spi_bit: u32,
-    /// Address of RCC AHB1ENR (GPIO clocks).
+    /// Address of RCC AHB1ENR (GPIO, CRC and DMA clocks).
     pub rcc_gpio_enr: u32,
-    /// Bit mask of the GPIO ports the pins use.
+    /// Bits the stub sets in AHB1ENR: the GPIO ports the pins use, the CRC
+    /// unit, and the DMA controller when [`Config::dma_base`] is set.
     pub rcc_gpio_mask: u32,
     /// SCK, MISO, MOSI (alternate function), CS (GPIO output).
     pub pins: [PinCfg; 4],
@@ -122,7 +123,29 @@ pub struct Config {
     /// Address of IWDG_KR when the application's watchdog may be running
     /// (the stub then reloads it, 0xAAAA, in every wait); 0 otherwise.
     pub iwdg_kr: u32,
+    /// DMA controller serving the SPI (DMA2 0x40026400 for SPI1); 0: the
+    /// stub moves every byte itself (polled SPI).
+    pub dma_base: u32,
+    /// Stream numbers (0..=7) for SPI RX and TX, and their channel
+    /// (SxCR.CHSEL). Both streams must be free (EN = 0) for the session.
+    pub dma_rx_stream: u32,
+    pub dma_tx_stream: u32,
+    pub dma_channel: u32,
 }
+
+/// Bytes per DMA chunk of a streamed CRC: the stub CRCs one chunk while the
+/// next one arrives, in a scratch area of two chunks.
+pub const CRC_CHUNK: u32 = 512;
+/// Scratch bytes `stub_crc32` and `stub_crc_blocks` need.
+pub const CRC_SCRATCH: u32 = 2 * CRC_CHUNK;
+/// Words `stub_crc_blocks` stores per block: the CRC, then the AND of the
+/// block's words (0xFFFFFFFF: the block is erased).
+pub const CRC_BLOCK_WORDS: u32 = 2;
+
+/// The core clock `Command::Clock` switches to: SYSCLK from the PLL fed by
+/// the HSI (16 MHz / M 16 * N 336 / P 2), AHB / 1, APB1 / 4, APB2 / 2.
+pub const SESSION_CORE_HZ: u32 = 168_000_000;
+pub const SESSION_PLLCFGR: u32 = 16 | 336 << 6 | 7 << 24;
 
 /// A `#[repr(C)]` ABI block made only of `u32` fields (directly or in
 /// nested blocks of the same kind): no padding, 4-byte aligned, and laid
@@ -202,6 +225,8 @@ pub enum Command {
     /// `stub_serve` started and spins at `stub_park` until the host halts
     /// it (a halt by request: no breakpoint for the debugger to step over).
     Exit = 10,
+    /// Raise the core clock for the session (`stub_clock`).
+    Clock = 11,
 }
 
 impl Command {
@@ -217,6 +242,7 @@ impl Command {
             8 => Self::Program,
             9 => Self::CrcBlocks,
             10 => Self::Exit,
+            11 => Self::Clock,
             _ => return None,
         })
     }
@@ -371,6 +397,8 @@ pub enum Status {
     /// `Config::magic` is wrong, or DWT_CTRL.CYCCNTENA is off (no timeout
     /// could ever expire).
     BadConfig = 9,
+    /// The PLL did not lock, or the system clock did not switch to it.
+    ClockFailed = 10,
 }
 
 impl Status {
@@ -386,6 +414,7 @@ impl Status {
             7 => Self::Aborted,
             8 => Self::SpiTimeout,
             9 => Self::BadConfig,
+            10 => Self::ClockFailed,
             _ => return None,
         })
     }
@@ -502,7 +531,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<Timeouts>(), 8 * 4);
         assert_eq!(
             core::mem::size_of::<Config>(),
-            6 * 4 + 4 * 12 + 2 * 4 + 32 + 4
+            6 * 4 + 4 * 12 + 2 * 4 + 32 + 4 + 4 * 4
         );
         assert_eq!(core::mem::size_of::<Ring>(), 5 * 4);
         assert_eq!(core::mem::size_of::<Mailbox>(), 8 * 4);
@@ -519,7 +548,7 @@ mod tests {
         assert_eq!(mailbox_offset::DONE, 20);
         assert_eq!(mailbox_offset::STATUS, mailbox_offset::DONE + 4);
         assert_eq!(mailbox_offset::VALUE, mailbox_offset::DONE + 8);
-        for c in 1..=10 {
+        for c in 1..=11 {
             assert_eq!(Command::from_u32(c).map(|c| c as u32), Some(c));
         }
         assert_eq!(Command::from_u32(0), None);
@@ -569,6 +598,10 @@ mod tests {
             cycles_per_ms: next(),
             timeouts: t,
             iwdg_kr: next(),
+            dma_base: next(),
+            dma_rx_stream: next(),
+            dma_tx_stream: next(),
+            dma_channel: next(),
         };
         let mut b = [0u8; Config::SIZE];
         c.write_le(&mut b);
@@ -582,6 +615,10 @@ mod tests {
             (offset_of!(Config, br), c.br),
             (offset_of!(Config, cycles_per_ms), c.cycles_per_ms),
             (offset_of!(Config, iwdg_kr), c.iwdg_kr),
+            (offset_of!(Config, dma_base), c.dma_base),
+            (offset_of!(Config, dma_rx_stream), c.dma_rx_stream),
+            (offset_of!(Config, dma_tx_stream), c.dma_tx_stream),
+            (offset_of!(Config, dma_channel), c.dma_channel),
         ];
         for (off, v) in fields {
             assert_eq!(word_at(&b, off), v, "field at {off}");
