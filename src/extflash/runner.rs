@@ -289,13 +289,15 @@ struct Saved {
     regs: Vec<(u16, u32)>,
     /// Work-area pieces, in address order (the buffer is saved lazily).
     ram: Vec<(u32, Vec<u32>)>,
-    demcr: u32,
-    dwt_ctrl: u32,
-    cyccnt: u32,
+    /// `None` until saved (a save can fail midway): only what was saved
+    /// is put back.
+    demcr: Option<u32>,
+    /// DWT CTRL and CYCCNT.
+    dwt: Option<[u32; 2]>,
     /// DWT FUNCTION0..3: user watchpoints are disarmed for the session.
     dwt_functions: Vec<u32>,
-    dfsr: u32,
-    apb1_fz: u32,
+    dfsr: Option<u32>,
+    apb1_fz: Option<u32>,
     periph: Vec<(u32, u32)>,
 }
 
@@ -562,12 +564,12 @@ fn save(
             })?;
         s.ram.push((range.start, words));
     }
-    s.demcr = rd(core, DEMCR)?;
+    let app_demcr = rd(core, DEMCR)?;
+    s.demcr = Some(app_demcr);
     // DWT registers are only readable with TRCENA set.
-    wr(core, DEMCR, s.demcr | demcr::TRCENA | SESSION_CATCH)?;
+    wr(core, DEMCR, app_demcr | demcr::TRCENA | SESSION_CATCH)?;
     let dwt = rd_block(core, dwt::CTRL, 2)?;
-    s.dwt_ctrl = dwt[0];
-    s.cyccnt = dwt[1];
+    s.dwt = Some([dwt[0], dwt[1]]);
     for n in 0..dwt::COMPARATORS {
         let f = rd(core, dwt::function(n))?;
         s.dwt_functions.push(f);
@@ -575,9 +577,10 @@ fn save(
             wr(core, dwt::function(n), 0)?;
         }
     }
-    s.dfsr = rd(core, DFSR)?;
-    s.apb1_fz = rd(core, DBGMCU_APB1_FZ)?;
-    wr(core, DBGMCU_APB1_FZ, s.apb1_fz | DBG_IWDG_STOP)?;
+    s.dfsr = Some(rd(core, DFSR)?);
+    let apb1_fz = rd(core, DBGMCU_APB1_FZ)?;
+    s.apb1_fz = Some(apb1_fz);
+    wr(core, DBGMCU_APB1_FZ, apb1_fz | DBG_IWDG_STOP)?;
     // Peripheral registers read as zero with their clock off: read the
     // enables first, then switch the clocks on to read the real values.
     // (The RCC enables are restored last.)
@@ -684,27 +687,31 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
         }
         keep(wr(core, addr, value));
     }
-    if s.regs.is_empty() {
-        // Nothing beyond the above was changed yet.
-        return first.map_or(Ok(()), Err);
+    if let Some(apb1_fz) = s.apb1_fz {
+        keep(wr(core, DBGMCU_APB1_FZ, apb1_fz));
     }
-    keep(wr(core, DBGMCU_APB1_FZ, s.apb1_fz));
     for (n, f) in s.dwt_functions.iter().enumerate() {
         if f & 0xF != 0 {
             keep(wr(core, dwt::function(n), *f));
         }
     }
-    keep(wr(core, dwt::CYCCNT, s.cyccnt));
-    keep(wr(core, dwt::CTRL, s.dwt_ctrl));
-    keep(wr(core, DEMCR, s.demcr));
+    if let Some([ctrl, cyccnt]) = s.dwt {
+        keep(wr(core, dwt::CYCCNT, cyccnt));
+        keep(wr(core, dwt::CTRL, ctrl));
+    }
+    if let Some(app_demcr) = s.demcr {
+        keep(wr(core, DEMCR, app_demcr));
+    }
     // DFSR is write-one-to-clear: drop only what the session added.
-    keep(rd(core, DFSR).and_then(|dfsr| {
-        if dfsr & !s.dfsr != 0 {
-            wr(core, DFSR, dfsr & !s.dfsr)
-        } else {
-            Ok(())
-        }
-    }));
+    if let Some(saved) = s.dfsr {
+        keep(rd(core, DFSR).and_then(|dfsr| {
+            if dfsr & !saved != 0 {
+                wr(core, DFSR, dfsr & !saved)
+            } else {
+                Ok(())
+            }
+        }));
+    }
     for &(sel, value) in &s.regs {
         keep(reg_wr(core, sel, value));
     }
