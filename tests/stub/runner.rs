@@ -564,3 +564,40 @@ fn differences(
     out.extend(pairs(&a.1, &b.1, "debug"));
     out
 }
+
+/// The same watchdog (100 ms, counting while halted: DBGMCU_APB1_FZ has
+/// only DBG_TIM2_STOP) through a 70 KB program, whose pages each take a
+/// short tPP: the stub refreshes it between pages (the chip's BUSY poll),
+/// so ~0.4 s of programming ends without a reset.
+#[test]
+fn stub_reloads_a_running_watchdog_between_page_programs() {
+    const IWDG_KR: u64 = 0x4000_3000;
+    const RCC_CSR: u64 = 0x4002_3874;
+    const DBGMCU_APB1_FZ: u64 = 0xE004_2008;
+    let (b, mut session) = app_state(SimConfig::default(), &[]);
+    let mut core = session.core(0).unwrap();
+    core.write_word_32(DBGMCU_APB1_FZ, 1).unwrap();
+    core.write_word_32(RCC_CSR, 1 << 24).unwrap(); // RMVF
+                                                   // Start, /8, reload 399: 400 x 8 / 32 kHz = 100 ms.
+    for (reg, v) in [(0, 0xCCCC), (0, 0x5555), (4, 1), (8, 399), (0, 0xAAAA)] {
+        core.write_word_32(IWDG_KR + reg, v).unwrap();
+    }
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let data = pattern(7, 0x11171);
+    ext.flash_erase(&mut core, 0x9000_F000, 0x12000).unwrap();
+    ext.flash_write(0x9000_F123, &data).unwrap();
+    let t0 = b.lock().now();
+    ext.commit(&mut core, &mut |_| {}).unwrap();
+    let took_ps = b.lock().now() - t0;
+    ext.end_session(&mut core).unwrap();
+    assert!(
+        took_ps > 300_000_000_000,
+        "longer than the watchdog: {took_ps} ps"
+    );
+    let csr = core.read_word_32(RCC_CSR).unwrap();
+    assert_eq!(csr & 1 << 29, 0, "no watchdog reset (RCC_CSR {csr:#010x})");
+    assert!(b.lock().mcu().iwdg.reloads() > 0);
+    assert_eq!(core.read_word_32(DBGMCU_APB1_FZ).unwrap(), 1);
+    let chip = b.lock().mcu().chip.contents()[0xF123..0xF123 + data.len()].to_vec();
+    assert!(chip == data, "programmed");
+}
