@@ -296,13 +296,15 @@ struct Saved {
     regs: Vec<(u16, u32)>,
     /// Work-area pieces, in address order (the buffer is saved lazily).
     ram: Vec<(u32, Vec<u32>)>,
-    demcr: u32,
-    dwt_ctrl: u32,
-    cyccnt: u32,
+    /// `None` until saved (a save can fail midway): only what was saved
+    /// is put back.
+    demcr: Option<u32>,
+    /// DWT CTRL and CYCCNT.
+    dwt: Option<[u32; 2]>,
     /// DWT FUNCTION0..3: user watchpoints are disarmed for the session.
     dwt_functions: Vec<u32>,
-    dfsr: u32,
-    apb1_fz: u32,
+    dfsr: Option<u32>,
+    apb1_fz: Option<u32>,
     periph: Vec<(u32, u32)>,
     /// DMA streams the stub uses: registers address and CR..FCR.
     dma_streams: Vec<(u32, [u32; 6])>,
@@ -604,14 +606,14 @@ fn save(
             })?;
         s.ram.push((range.start, words));
     }
-    s.demcr = rd(core, DEMCR)?;
+    let app_demcr = rd(core, DEMCR)?;
+    s.demcr = Some(app_demcr);
     // DWT registers are only readable with TRCENA set.
-    wr(core, DEMCR, s.demcr | demcr::TRCENA | SESSION_CATCH)?;
+    wr(core, DEMCR, app_demcr | demcr::TRCENA | SESSION_CATCH)?;
     // CTRL, CYCCNT and every FUNCTIONn in one read.
     let last = dwt::function(dwt::COMPARATORS - 1);
     let dwt_regs = rd_block(core, dwt::CTRL, ((last - dwt::CTRL) / 4 + 1) as usize)?;
-    s.dwt_ctrl = dwt_regs[0];
-    s.cyccnt = dwt_regs[1];
+    s.dwt = Some([dwt_regs[0], dwt_regs[1]]);
     for n in 0..dwt::COMPARATORS {
         let f = dwt_regs[((dwt::function(n) - dwt::CTRL) / 4) as usize];
         s.dwt_functions.push(f);
@@ -619,9 +621,10 @@ fn save(
             wr(core, dwt::function(n), 0)?;
         }
     }
-    s.dfsr = rd(core, DFSR)?;
-    s.apb1_fz = rd(core, DBGMCU_APB1_FZ)?;
-    wr(core, DBGMCU_APB1_FZ, s.apb1_fz | DBG_IWDG_STOP)?;
+    s.dfsr = Some(rd(core, DFSR)?);
+    let apb1_fz = rd(core, DBGMCU_APB1_FZ)?;
+    s.apb1_fz = Some(apb1_fz);
+    wr(core, DBGMCU_APB1_FZ, apb1_fz | DBG_IWDG_STOP)?;
     // Peripheral registers read as zero with their clock off: read the
     // enables first, then switch the clocks on to read the real values.
     // (The RCC enables are restored last.)
@@ -882,27 +885,31 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
         }
         keep(wr(core, addr, value));
     }
-    if s.regs.is_empty() {
-        // Nothing beyond the above was changed yet.
-        return first.map_or(Ok(()), Err);
+    if let Some(apb1_fz) = s.apb1_fz {
+        keep(wr(core, DBGMCU_APB1_FZ, apb1_fz));
     }
-    keep(wr(core, DBGMCU_APB1_FZ, s.apb1_fz));
     for (n, f) in s.dwt_functions.iter().enumerate() {
         if f & 0xF != 0 {
             keep(wr(core, dwt::function(n), *f));
         }
     }
-    keep(wr(core, dwt::CYCCNT, s.cyccnt));
-    keep(wr(core, dwt::CTRL, s.dwt_ctrl));
-    keep(wr(core, DEMCR, s.demcr));
+    if let Some([ctrl, cyccnt]) = s.dwt {
+        keep(wr(core, dwt::CYCCNT, cyccnt));
+        keep(wr(core, dwt::CTRL, ctrl));
+    }
+    if let Some(app_demcr) = s.demcr {
+        keep(wr(core, DEMCR, app_demcr));
+    }
     // DFSR is write-one-to-clear: drop only what the session added.
-    keep(rd(core, DFSR).and_then(|dfsr| {
-        if dfsr & !s.dfsr != 0 {
-            wr(core, DFSR, dfsr & !s.dfsr)
-        } else {
-            Ok(())
-        }
-    }));
+    if let Some(saved) = s.dfsr {
+        keep(rd(core, DFSR).and_then(|dfsr| {
+            if dfsr & !saved != 0 {
+                wr(core, DFSR, dfsr & !saved)
+            } else {
+                Ok(())
+            }
+        }));
+    }
     for &(sel, value) in &s.regs {
         keep(reg_wr(core, sel, value));
     }

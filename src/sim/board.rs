@@ -165,6 +165,9 @@ pub struct Board {
     watch: Option<LoopWatch>,
     /// Set while `run_for` steps the core: how far a skip may go.
     ff_limit: Option<u64>,
+    /// Injected link faults: debugger reads of this word answer FAULT this
+    /// many more times ([`Board::inject_read_fault`]).
+    read_faults: Option<(u32, u32)>,
 }
 
 // SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
@@ -216,6 +219,7 @@ impl Board {
             last_pc: 0,
             watch: None,
             ff_limit: None,
+            read_faults: None,
         };
         board.power_on_reset();
         board
@@ -792,8 +796,25 @@ impl Board {
 
     // ---- memory as the debugger sees it ------------------------------------
 
+    /// Make the next `times` debugger reads of the word at `addr` answer
+    /// FAULT, as a bus error or a glitch on the probe link would: tests
+    /// use it to fail a debugger's sequence at a chosen step. Reads of
+    /// other addresses and all writes are unaffected.
+    pub fn inject_read_fault(&mut self, addr: u32, times: u32) {
+        self.read_faults = (times > 0).then_some((addr & !3, times));
+    }
+
     /// A debugger read of `size` bytes at `addr`, value right-aligned.
     pub fn debugger_read(&mut self, addr: u32, size: u32) -> Result<u32, Ack> {
+        if let Some((at, left)) = &mut self.read_faults {
+            if *at == addr & !3 {
+                *left -= 1;
+                if *left == 0 {
+                    self.read_faults = None;
+                }
+                return Err(Ack::Fault);
+            }
+        }
         if addr < BUS_SIZE {
             return self
                 .mcu

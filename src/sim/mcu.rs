@@ -185,6 +185,9 @@ pub struct Mcu {
     pub wiring: Wiring,
     /// Last chip-select level seen by the chip (true = high = idle).
     cs_high: bool,
+    /// End of the chip's BUSY period in which a selection was already
+    /// emulated without a clock jump (see [`Mcu::update_cs`]).
+    busy_polled: Option<u64>,
     /// Data comparators armed by the DWT.
     pub watches: [Option<DataWatch>; 4],
     /// First watchpoint hit since the last check: (comparator, address).
@@ -228,6 +231,7 @@ impl Mcu {
             chip,
             wiring,
             cs_high: true,
+            busy_polled: None,
             watches: [None; 4],
             watch_hit: None,
             fetch: None,
@@ -547,7 +551,10 @@ impl Mcu {
 
     /// Tell the chip about a chip-select edge. While the chip is busy, a new
     /// selection is a status poll: jump the clock towards the end of BUSY
-    /// rather than emulating every poll.
+    /// rather than emulating every poll. The first poll of each BUSY period
+    /// is emulated as is, so it still reads BUSY, as the first poll of a
+    /// real loop would: what the loop does between polls (a deadline
+    /// check, a watchdog refresh) happens at least once.
     fn update_cs(&mut self) {
         let cs = self.wiring.cs;
         let port = &self.gpio[cs.port as usize % 5];
@@ -563,7 +570,7 @@ impl Mcu {
         let now = self.now();
         if !high {
             if let Some(end) = self.chip.busy_until(now) {
-                if end > now {
+                if end > now && self.busy_polled.replace(end) == Some(end) {
                     self.skip_toward(end);
                 }
             }

@@ -118,3 +118,169 @@ fn gdb_window_reads_work_on_a_locked_up_core() {
     );
     assert!(out.contains("JEDEC ID EF 40 17"), "{out}");
 }
+
+/// `p/x` of a 32-bit word through GDB: the value GDB printed after `$N = `
+/// for the `n`th `p` command in `out` (0-based).
+fn printed(out: &str, n: usize) -> u32 {
+    let line = out
+        .lines()
+        .filter(|l| l.starts_with('$') && l.contains(" = "))
+        .nth(n)
+        .unwrap_or_else(|| panic!("no {n}th value printed:\n{out}"));
+    let v = line.split_once(" = ").unwrap().1.trim();
+    u32::from_str_radix(v.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|_| panic!("not a hex word: {line}"))
+}
+
+/// The application's independent watchdog runs (100 ms, and not frozen
+/// while the core is halted: DBGMCU_APB1_FZ has only DBG_TIM2_STOP) when
+/// GDB loads an image whose window part takes longer than that to program.
+/// The load and `compare-sections` succeed, RCC_CSR shows no reset of any
+/// kind (no IWDGRSTF, the started watchdog still holds LSIRDY on), and
+/// DBGMCU_APB1_FZ reads back as the application set it, not with the
+/// session's DBG_IWDG_STOP.
+#[test]
+fn gdb_load_into_the_window_with_a_running_watchdog_resets_nothing() {
+    let s = SimServer::start(&["--sim-link", "ideal"]);
+    let out = gdb_batch(
+        &s.addr,
+        FIRMWARE_ASSETS,
+        &[
+            // Internal flash programmed once (the second load skips it),
+            // the window blank again so the second load programs it all.
+            "load",
+            "monitor flash erase-all",
+            "monitor reset halt",
+            "set *(unsigned *)0xE0042008 = 1",
+            "set *(unsigned *)0x40023874 = 0x01000000", // RMVF
+            // IWDG: start, /8, reload 399: 400 x 8 / 32 kHz = 100 ms.
+            "set *(unsigned *)0x40003000 = 0xCCCC",
+            "set *(unsigned *)0x40003000 = 0x5555",
+            "set *(unsigned *)0x40003004 = 1",
+            "set *(unsigned *)0x40003008 = 399",
+            "set *(unsigned *)0x40003000 = 0xAAAA",
+            "load",
+            "compare-sections",
+            "p/x *(unsigned *)0x40023874",
+            "p/x *(unsigned *)0xE0042008",
+        ],
+        GdbLimits::STUB_RUNS,
+    );
+    assert_eq!(out.matches("Start address").count(), 2, "{out}");
+    assert!(!out.contains("rror"), "{out}");
+    assert!(!out.contains("MIS-MATCHED"), "{out}");
+    assert!(out.contains("matched"), "{out}");
+    let csr = printed(&out, 0);
+    assert_eq!(csr & 1 << 29, 0, "IWDGRSTF: RCC_CSR {csr:#010x}\n{out}");
+    assert_eq!(csr & 0xFE00_0000, 0, "no reset flag: RCC_CSR {csr:#010x}");
+    assert_ne!(csr & 1 << 1, 0, "the watchdog still runs: {csr:#010x}");
+    assert_eq!(
+        printed(&out, 1),
+        1,
+        "DBGMCU_APB1_FZ as the application set it"
+    );
+}
+
+/// The lines GDB printed between `echo <name>\n` and the next `echo` mark.
+fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let start = format!("=={name}==");
+    out.lines()
+        .skip_while(|l| *l != start)
+        .skip(1)
+        .take_while(|l| !l.starts_with("=="))
+        .collect()
+}
+
+/// The core halted in an exception handler, as the application leaves it
+/// when a HardFault stops it: xPSR.IPSR = 3 (flags set), pc in the
+/// HardFault handler, lr = EXC_RETURN to thread mode on the main stack,
+/// the exception frame on the MSP at the top of RAM (inside the stub's work
+/// area), an unprivileged thread (CONTROL.nPRIV), BASEPRI set and a PSP.
+/// (The virtual board takes no exceptions: the state is set up through
+/// GDB, which is all a debugger sees of one.)
+///
+/// Window reads and `compare-sections` work, and every register GDB shows
+/// — xPSR, MSP, PSP, CONTROL and the masks included — and the frame read
+/// the same before the stub ran, while it is resident, and on the core
+/// itself after the session ended.
+#[test]
+fn gdb_window_reads_in_an_exception_handler_leave_ipsr_stacks_and_frame_as_found() {
+    let s = SimServer::start(&["--sim-link", "ideal"]);
+    let regs =
+        "info registers r0 r1 r4 r12 sp lr pc xpsr msp psp primask basepri faultmask control";
+    let frame = "x/12xw 0x2001ffd0";
+    let out = gdb_batch(
+        &s.addr,
+        FIRMWARE_ASSETS,
+        &[
+            "load",
+            "monitor reset halt",
+            // The frame the core pushed (r0-r3, r12, lr, pc, xPSR) and
+            // the interrupted thread's stack above it.
+            "set {unsigned int[12]}0x2001ffd0 = {0xa0, 0xa1, 0xa2, 0xa3, 0xac, 0x08000101, 0x08000100, 0x21000000, 0x11111111, 0x22222222, 0x33333333, 0x44444444}",
+            "set $xpsr = 0x81000003",
+            "set $control = 1",
+            "set $msp = 0x2001ffd0",
+            "set $psp = 0x20008000",
+            "set $basepri = 0x20",
+            "set $lr = 0xfffffff9",
+            "set $r0 = 0xa0a0a0a0",
+            "set $r1 = 0xa1a1a1a1",
+            "set $r4 = 0x44444444",
+            "set $r12 = 0xc0c0c0c0",
+            "set $pc = *(unsigned int *)0x0800000c & ~1",
+            "echo ==before==\\n",
+            regs,
+            frame,
+            "echo ==window==\\n",
+            "x/4xb 0x90000003",
+            "compare-sections",
+            "echo ==during==\\n",
+            "maintenance flush register-cache",
+            regs,
+            frame,
+            // Ends the stub session (the core stays halted): what
+            // follows is read from the core itself.
+            "monitor halt",
+            "maintenance flush register-cache",
+            "echo ==after==\\n",
+            regs,
+            frame,
+            "echo ==end==\\n",
+        ],
+        GdbLimits::STUB_RUNS,
+    );
+    let before = section(&out, "before");
+    assert_eq!(before.len(), 14 + 3, "{out}");
+    assert!(
+        before
+            .iter()
+            .any(|l| l.starts_with("xpsr") && l.contains("0x81000003")),
+        "IPSR 3 set up:\n{out}"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|l| l.starts_with("control") && l.contains("0x1")),
+        "{out}"
+    );
+    assert!(before.iter().any(|l| l.contains("0x11111111")), "{out}");
+    let window = section(&out, "window");
+    assert!(window.iter().any(|l| l.starts_with("0x90000003")), "{out}");
+    assert!(!window.iter().any(|l| l.contains("MIS-MATCHED")), "{out}");
+    assert!(
+        window.iter().filter(|l| l.contains("matched")).count() >= 6,
+        "{out}"
+    );
+    assert!(!out.contains("rror"), "{out}");
+    assert_eq!(
+        section(&out, "during"),
+        before,
+        "while the stub is resident"
+    );
+    assert_eq!(
+        section(&out, "after"),
+        before,
+        "on the core after the session"
+    );
+}

@@ -435,3 +435,169 @@ fn user_watchpoints_are_disarmed_during_a_stub_session_and_restored() {
     );
     assert_eq!(core.read_word_32(COMP0).unwrap(), 0x2001_FF00);
 }
+
+/// What the session's save changes before it has saved everything: the
+/// debug block (DEMCR's TRCENA and vector catch, DWT, DFSR, DBGMCU) and the
+/// peripheral clocks of the wiring.
+fn debug_state(core: &mut Core<'_>) -> Vec<(u32, u32)> {
+    use extflash_gdb::cortex_m::{dwt, DEMCR, DFSR};
+    let mut regs = vec![
+        DEMCR,
+        dwt::CTRL,
+        DFSR,
+        0xE004_2008, // DBGMCU_APB1_FZ
+        wiring::RCC_AHB1ENR,
+        0x4002_3844, // RCC_APB2ENR (SPI1EN)
+    ];
+    regs.extend((0..dwt::COMPARATORS).map(dwt::function));
+    regs.into_iter()
+        .map(|a| (a, core.read_word_32(a.into()).unwrap()))
+        .collect()
+}
+
+/// A probe read that fails partway through the session's save (one FAULT,
+/// as a glitch on the link gives, at each step in turn: a core register,
+/// the work area, DEMCR, the DWT, DFSR, DBGMCU, an RCC enable, a GPIO and
+/// an SPI register). Each time the read fails with an error naming what was
+/// being read, and DEMCR (TRCENA, vector catch), the DWT, DFSR,
+/// DBGMCU_APB1_FZ, the peripheral clocks, RAM and every register are as
+/// the application left them — also the debug registers the save had not
+/// reached yet.
+#[test]
+fn save_failing_midway_leaves_trcena_clocks_and_debug_registers_as_found() {
+    use extflash_gdb::cortex_m::{demcr, dwt, DEMCR};
+    let data = pattern(29, 0x400);
+    let (b, mut session) = app_state(SimConfig::default(), &[(0, &data)]);
+    let board = Board::builtin();
+    let mut core = session.core(0).unwrap();
+    // Trace off, the GPIOB and SPI1 clocks off, the cycle counter on at an
+    // odd count, one watchpoint armed, TIM2 frozen in debug but not the
+    // IWDG: every value the save changes differs from what it writes.
+    let d = core.read_word_32(DEMCR.into()).unwrap();
+    core.write_word_32(DEMCR.into(), d & !(demcr::TRCENA | demcr::VC_FAULTS))
+        .unwrap();
+    let ahb1 = core.read_word_32(reg::RCC_AHB1ENR).unwrap();
+    core.write_word_32(reg::RCC_AHB1ENR, ahb1 & !reg::GPIOBEN)
+        .unwrap();
+    let apb2 = core.read_word_32(reg::RCC_APB2ENR).unwrap();
+    core.write_word_32(reg::RCC_APB2ENR, apb2 & !reg::SPI1EN)
+        .unwrap();
+    core.write_word_32(dwt::CTRL.into(), dwt::CTRL_CYCCNTENA)
+        .unwrap();
+    core.write_word_32(dwt::CYCCNT.into(), 0x1234_5678).unwrap();
+    core.write_word_32(dwt::comp(0).into(), 0x2000_0100)
+        .unwrap();
+    core.write_word_32(dwt::function(0).into(), 6).unwrap();
+    core.write_word_32(0xE004_2008, 1).unwrap(); // DBG_TIM2_STOP
+    let before = (snapshot(&mut core, &board), debug_state(&mut core));
+    assert_ne!(
+        before.1[0].1 & demcr::TRCENA,
+        demcr::TRCENA,
+        "TRCENA starts off"
+    );
+
+    let steps: [(u32, &str); 10] = [
+        (0xE000_EDF8, "core register"), // DCRDR: the first register read
+        (0x2001_C000, "saving the work area 0x2001c000"),
+        (0x2001_FF00, "saving the work area"),
+        (DEMCR, "0xe000edfc"),
+        (dwt::CYCCNT, "0xe0001000"), // read with CTRL as one block
+        (dwt::function(2), "0xe0001048"),
+        (0xE000_ED30, "0xe000ed30"), // DFSR
+        (0xE004_2008, "0xe0042008"), // DBGMCU_APB1_FZ
+        (0x4002_3844, "0x40023844"), // RCC_APB2ENR
+        (0x4002_0420, "0x40020420"), // GPIOB_AFRL
+    ];
+    for (addr, says) in steps {
+        let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
+        b.lock().inject_read_fault(addr, 1);
+        let mut buf = [0u8; 16];
+        let err = ext.read(&mut core, 0x9000_0000, &mut buf).unwrap_err();
+        let text = extflash_gdb::error::DisplayChain(&err).to_string();
+        assert!(text.contains(says), "fault at {addr:#010x}: {text}");
+        assert!(!ext.is_resident(), "fault at {addr:#010x}: no session");
+        let after = (snapshot(&mut core, &board), debug_state(&mut core));
+        let changed = differences(&before, &after);
+        assert!(
+            changed.is_empty(),
+            "fault at {addr:#010x} ({text}) changed {changed:x?}"
+        );
+    }
+    // Without a fault the same read works, and leaves the same state.
+    let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
+    let mut buf = [0u8; 16];
+    ext.read(&mut core, 0x9000_0000, &mut buf).unwrap();
+    ext.end_session(&mut core).unwrap();
+    assert_eq!(buf[..], data[..16]);
+    let after = (snapshot(&mut core, &board), debug_state(&mut core));
+    assert_eq!(differences(&before, &after), vec![]);
+}
+
+/// What differs between two states: (register or address, before, after).
+fn differences(
+    a: &(Snapshot, Vec<(u32, u32)>),
+    b: &(Snapshot, Vec<(u32, u32)>),
+) -> Vec<(String, u32, u32)> {
+    let pairs = |x: &Vec<(u32, u32)>, y: &Vec<(u32, u32)>, what: &str| {
+        x.iter()
+            .zip(y)
+            .filter(|(p, q)| p != q)
+            .map(|(p, q)| (format!("{what} {:#010x}", p.0), p.1, q.1))
+            .collect::<Vec<_>>()
+    };
+    let mut out = Vec::new();
+    for (p, q) in a.0.regs.iter().zip(&b.0.regs) {
+        if p != q {
+            out.push((format!("register {}", p.0), p.1, q.1));
+        }
+    }
+    if a.0.sp != b.0.sp {
+        out.push(("sp".into(), a.0.sp, b.0.sp));
+    }
+    let wa = Board::builtin().external_flash.unwrap().work_area;
+    for (i, (p, q)) in a.0.ram.iter().zip(&b.0.ram).enumerate() {
+        if p != q {
+            out.push((format!("RAM {:#010x}", wa.start + 4 * i as u32), *p, *q));
+        }
+    }
+    out.extend(pairs(&a.0.periph, &b.0.periph, "peripheral"));
+    out.extend(pairs(&a.1, &b.1, "debug"));
+    out
+}
+
+/// The same watchdog (100 ms, counting while halted: DBGMCU_APB1_FZ has
+/// only DBG_TIM2_STOP) through a 70 KB program, whose pages each take a
+/// short tPP: the stub refreshes it between pages (the chip's BUSY poll),
+/// so ~0.4 s of programming ends without a reset.
+#[test]
+fn stub_reloads_a_running_watchdog_between_page_programs() {
+    const IWDG_KR: u64 = 0x4000_3000;
+    const RCC_CSR: u64 = 0x4002_3874;
+    const DBGMCU_APB1_FZ: u64 = 0xE004_2008;
+    let (b, mut session) = app_state(SimConfig::default(), &[]);
+    let mut core = session.core(0).unwrap();
+    core.write_word_32(DBGMCU_APB1_FZ, 1).unwrap();
+    core.write_word_32(RCC_CSR, 1 << 24).unwrap(); // RMVF
+                                                   // Start, /8, reload 399: 400 x 8 / 32 kHz = 100 ms.
+    for (reg, v) in [(0, 0xCCCC), (0, 0x5555), (4, 1), (8, 399), (0, 0xAAAA)] {
+        core.write_word_32(IWDG_KR + reg, v).unwrap();
+    }
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let data = pattern(7, 0x11171);
+    ext.flash_erase(&mut core, 0x9000_F000, 0x12000).unwrap();
+    ext.flash_write(0x9000_F123, &data).unwrap();
+    let t0 = b.lock().now();
+    ext.commit(&mut core, &mut |_| {}).unwrap();
+    let took_ps = b.lock().now() - t0;
+    ext.end_session(&mut core).unwrap();
+    assert!(
+        took_ps > 300_000_000_000,
+        "longer than the watchdog: {took_ps} ps"
+    );
+    let csr = core.read_word_32(RCC_CSR).unwrap();
+    assert_eq!(csr & 1 << 29, 0, "no watchdog reset (RCC_CSR {csr:#010x})");
+    assert!(b.lock().mcu().iwdg.reloads() > 0);
+    assert_eq!(core.read_word_32(DBGMCU_APB1_FZ).unwrap(), 1);
+    let chip = b.lock().mcu().chip.contents()[0xF123..0xF123 + data.len()].to_vec();
+    assert!(chip == data, "programmed");
+}
