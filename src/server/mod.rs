@@ -131,8 +131,12 @@ pub async fn run_with(
                 };
                 next_id += 1;
                 let id = next_id;
-                let guard = RoleGuard { roles: roles.clone(), role };
-                let (to_worker, stop, limits) = (to_worker.clone(), stop_rx.clone(), limits.clone());
+                let guard = RoleGuard {
+                    roles: roles.clone(),
+                    role,
+                };
+                let to_worker = to_worker.clone();
+                let (stop, limits) = (stop_rx.clone(), limits.clone());
                 match role {
                     Role::Controller => {
                         tracing::info!(id, "GDB connection from {peer}: controlling the board");
@@ -147,7 +151,9 @@ pub async fn run_with(
                             "GDB connection from {peer}: observer (read-only; another GDB \
                              controls the board)"
                         );
-                        tasks.spawn(observer_connection(stream, id, to_worker, stop, limits, guard));
+                        tasks.spawn(observer_connection(
+                            stream, id, to_worker, stop, limits, guard,
+                        ));
                     }
                 }
             }

@@ -95,7 +95,9 @@ impl SessionSource {
 /// Messages from the tokio side.
 #[derive(Debug)]
 pub enum ToWorker {
-    /// A controlling connection starts; `out` carries bytes back to it.
+    /// A connection starts; `out` carries bytes back to it. The worker gets
+    /// controllers; an observer's thread gets the same messages
+    /// (`observer.rs`).
     Connect { id: u64, out: OutSender<Vec<u8>> },
     Data {
         id: u64,

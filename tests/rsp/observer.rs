@@ -52,6 +52,7 @@ fn observer_reads_a_running_core_without_halting_it() {
     let halted_g = c.ask("g").unwrap();
     c.send_packet(b"vCont;c").unwrap();
     assert!(srv.wait_halted(false));
+    let halts = srv.sim.lock().halts();
     let mut o = observer(&srv);
     let stop = o.ask("?").unwrap();
     assert!(stop.starts_with("T05"), "a stop reply for GDB: {stop}");
@@ -76,7 +77,11 @@ fn observer_reads_a_running_core_without_halting_it() {
     // The window needs the stub, which cannot run on a running core.
     let window = o.ask("m90000000,4").unwrap();
     assert_eq!(window, "E0e", "window read while the core runs");
-    assert!(!srv.halted(), "observer reads halted the core");
+    assert_eq!(
+        srv.sim.lock().halts(),
+        halts,
+        "observer reads halted the core"
+    );
     interrupt_sees_sigint(&mut c);
 }
 
@@ -113,6 +118,7 @@ fn observer_reads_registers_and_the_window_while_the_controller_has_the_core_hal
 fn invalid_acting_packets_from_an_observer_get_e0d_and_change_nothing() {
     let srv = InProcess::start(Core::HaltedAtLoop, Limits::default());
     let mut c = running_controller(&srv);
+    let halts = srv.sim.lock().halts();
     let mut o = observer(&srv);
     let g = "0".repeat((17 * 4 + 16 * 8 + 7 * 4) * 2);
     let acting: Vec<Vec<u8>> = vec![
@@ -148,13 +154,18 @@ fn invalid_acting_packets_from_an_observer_get_e0d_and_change_nothing() {
         LOOP_BYTES,
         "no stop reply came first"
     );
-    assert!(!srv.halted(), "an observer's packets halted the core");
     assert_eq!(
         o.ask("m20000000,4").unwrap(),
         LOOP_BYTES,
         "memory unchanged"
     );
     drop(o);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        srv.sim.lock().halts(),
+        halts,
+        "an observer's packets or its disconnect halted the core"
+    );
     interrupt_sees_sigint(&mut c);
     // Nothing stayed behind: no breakpoint, registers as the loop left them.
     assert_eq!(c.ask("m20000000,4").unwrap(), LOOP_BYTES);
@@ -221,10 +232,15 @@ fn valid_hand_over_observers_stay_observers_and_the_next_new_connection_controls
     next.start_no_ack_mode().unwrap();
     next.send_packet(b"vCont;c").unwrap();
     assert!(srv.wait_halted(false), "the new controller runs the core");
+    let halts = srv.sim.lock().halts();
     // The observer leaves: nothing changes on the target.
     drop(o);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!srv.halted(), "a disconnecting observer halted the core");
+    assert_eq!(
+        srv.sim.lock().halts(),
+        halts,
+        "a disconnecting observer halted the core"
+    );
     interrupt_sees_sigint(&mut next);
 }
 
@@ -239,4 +255,22 @@ fn valid_observer_disconnect_leaves_a_halted_core_halted() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(srv.halted(), "an observer's detach resumed the core");
     assert_eq!(c.ask("m20000000,4").unwrap(), LOOP_BYTES);
+}
+
+#[test]
+fn invalid_http_request_on_an_observer_connection_is_closed_and_writes_nothing() {
+    let srv = InProcess::start(Core::HaltedAtLoop, Limits::default());
+    let mut c = running_controller(&srv);
+    let mut h = TcpStream::connect(&srv.addr).unwrap();
+    h.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    h.write_all(b"POST / HTTP/1.1\r\nX: $M20000000,4:efbeadde#89\r\n\r\n")
+        .unwrap();
+    let mut b = [0u8; 64];
+    assert!(
+        matches!(h.read(&mut b), Ok(0) | Err(_)),
+        "the server kept a non-RSP observer open"
+    );
+    assert!(!srv.halted());
+    interrupt_sees_sigint(&mut c);
+    assert_eq!(c.ask("m20000000,4").unwrap(), LOOP_BYTES, "nothing written");
 }
