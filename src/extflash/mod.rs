@@ -343,6 +343,14 @@ impl ExtFlash {
         Ok(())
     }
 
+    /// Window bytes at `addr` from the read cache alone (no stub run):
+    /// false unless the cache holds every byte. For readers that may not
+    /// run the stub (an observer while the core runs).
+    pub fn read_cached(&self, addr: u32, buf: &mut [u8]) -> bool {
+        self.offset(addr, buf.len() as u32)
+            .is_ok_and(|offset| self.cache.get(offset, buf))
+    }
+
     /// Read window bytes at `addr` (through the cache).
     pub fn read(
         &mut self,

@@ -55,6 +55,29 @@ impl CortexMRegs {
         }
     }
 
+    /// Registers from values indexed by GDB register number (d registers
+    /// as 64-bit values); missing entries read as 0.
+    pub fn from_values(v: &[u64]) -> CortexMRegs {
+        let at = |n: usize| v.get(n).copied().unwrap_or(0);
+        let w = |n: usize| at(n) as u32;
+        let m = CortexMRegId::MSP;
+        CortexMRegs {
+            r: std::array::from_fn(w),
+            sp: w(13),
+            lr: w(14),
+            pc: w(15),
+            xpsr: w(CortexMRegId::XPSR),
+            d: std::array::from_fn(|n| at(CortexMRegId::D0 + n)),
+            fpscr: w(CortexMRegId::FPSCR),
+            msp: w(m),
+            psp: w(m + 1),
+            primask: w(m + 2),
+            basepri: w(m + 3),
+            faultmask: w(m + 4),
+            control: w(m + 5),
+        }
+    }
+
     /// The single-precision view of d0..d15.
     pub fn s(&self) -> [u32; 32] {
         let mut s = [0; 32];

@@ -145,12 +145,29 @@ pub(crate) fn read_memory(
     data: &mut [u8],
 ) -> Result<(), GdbError> {
     check_range(address, data.len())?;
-    let len = data.len();
-    if t.stub_session_conflicts(address, len, false) {
+    if t.stub_session_conflicts(address, data.len(), false) {
         t.end_stub_session()?;
     }
-    let mut core = t.core()?;
-    let result = access_pieces(address, len)
+    read_core_memory(&mut t.core()?, address, data)?;
+    // While the stub runs, the work area holds its bytes: GDB sees the
+    // application's.
+    if let Some(ext) = t.ext.as_ref() {
+        ext.overlay_saved(address, data);
+    }
+    Ok(())
+}
+
+/// Read memory through the probe (never the window: see the module doc).
+/// probe-rs reads a running core's memory over the debug port, so this
+/// needs no halt.
+pub(crate) fn read_core_memory(
+    core: &mut Core<'_>,
+    address: u32,
+    data: &mut [u8],
+) -> Result<(), GdbError> {
+    check_range(address, data.len())?;
+    let len = data.len();
+    access_pieces(address, len)
         .into_iter()
         .try_for_each(|(off, n, width)| {
             let addr = u64::from(address) + off as u64;
@@ -165,19 +182,12 @@ pub(crate) fn read_memory(
             } else {
                 core.read_8(addr, piece)
             }
-        });
-    drop(core);
-    result.map_err(|source| GdbError::MemoryRead {
-        address,
-        len,
-        source,
-    })?;
-    // While the stub runs, the work area holds its bytes: GDB sees the
-    // application's.
-    if let Some(ext) = t.ext.as_ref() {
-        ext.overlay_saved(address, data);
-    }
-    Ok(())
+        })
+        .map_err(|source| GdbError::MemoryRead {
+            address,
+            len,
+            source,
+        })
 }
 
 /// `addr..addr+len` cut at the window's edges: (start, len, in_window).
@@ -262,7 +272,7 @@ pub(crate) fn write_memory(t: &mut GdbTarget, address: u32, data: &[u8]) -> Resu
         })
 }
 
-fn all_regs() -> impl Iterator<Item = CortexMRegId> {
+pub(crate) fn all_regs() -> impl Iterator<Item = CortexMRegId> {
     (0..CortexMRegId::COUNT).filter_map(CortexMRegId::from_regnum)
 }
 
@@ -270,7 +280,7 @@ impl GdbTarget {
     /// Every register, by GDB register number: from the cache while the
     /// core has stayed halted (the only way while the stub session runs),
     /// else read (ending the session first) and cached.
-    fn all_registers(&mut self) -> Result<Vec<u64>, GdbError> {
+    pub(crate) fn all_registers(&mut self) -> Result<Vec<u64>, GdbError> {
         if let Some(v) = &self.reg_cache {
             return Ok(v.clone());
         }
@@ -289,25 +299,7 @@ impl GdbTarget {
 impl SingleThreadBase for GdbTarget {
     fn read_registers(&mut self, regs: &mut CortexMRegs) -> TargetResult<(), Self> {
         let v = self.all_registers().map_err(to_target_error)?;
-        let w = |id: usize| v[id] as u32;
-        for (i, r) in regs.r.iter_mut().enumerate() {
-            *r = w(i);
-        }
-        regs.sp = w(13);
-        regs.lr = w(14);
-        regs.pc = w(15);
-        regs.xpsr = w(CortexMRegId::XPSR);
-        for (n, d) in regs.d.iter_mut().enumerate() {
-            *d = v[CortexMRegId::D0 + n];
-        }
-        regs.fpscr = w(CortexMRegId::FPSCR);
-        let m = CortexMRegId::MSP;
-        regs.msp = w(m);
-        regs.psp = w(m + 1);
-        regs.primask = w(m + 2);
-        regs.basepri = w(m + 3);
-        regs.faultmask = w(m + 4);
-        regs.control = w(m + 5);
+        *regs = CortexMRegs::from_values(&v);
         Ok(())
     }
 

@@ -2,7 +2,9 @@
 //! [`Session`], with one file per GDB extension (`base`, `resume`,
 //! `breakpoints`, `extended_mode`, `flash`, `memory_map`, `monitor`,
 //! `tdesc`, `crc`), plus the connection lifecycle (`lifecycle`), stop
-//! classification (`stop`) and errors (`error`).
+//! classification (`stop`) and errors (`error`). `observer` is the
+//! read-only target of further connections, and answers their reads from
+//! this one.
 //!
 //! Owns the per-connection debug state (software breakpoints, watchpoint
 //! slots, the pending flash request). It runs only on the probe worker
@@ -10,7 +12,7 @@
 //! probe-rs and returns results to gdbstub.
 
 pub mod arch;
-mod base;
+pub(crate) mod base;
 mod breakpoints;
 pub mod crc;
 mod error;
@@ -19,6 +21,7 @@ mod flash;
 mod lifecycle;
 mod memory_map;
 pub mod monitor;
+pub mod observer;
 mod resume;
 mod stop;
 pub mod tdesc;

@@ -2,11 +2,16 @@
 //! socket and the probe worker (`worker.rs`), which runs gdbstub and owns
 //! the probe.
 //!
-//! One controlling client at a time: while a GDB is connected, further
-//! connections are logged ("already has a controlling client") and closed at
-//! once. A connection that sends garbage, an oversized packet, or drops
-//! mid-packet ends alone; the server keeps serving the next one. Sockets are
-//! awaited, never polled.
+//! One controlling client at a time. While a GDB controls the board, up to
+//! [`MAX_OBSERVERS`] further connections become observers (`observer.rs`,
+//! `gdb::observer`): read-only, served beside the controller while the
+//! core runs (cortex-debug Live Watch); one more is logged and closed.
+//! Roles are fixed at accept: when the controller disconnects, observers
+//! stay observers and the next new connection becomes the controller; a
+//! disconnecting observer changes nothing on the target. A connection
+//! that sends garbage, an oversized packet, or drops mid-packet ends alone;
+//! the server keeps serving the next one. Sockets are awaited, never
+//! polled.
 //!
 //! A client cannot wedge the server: input waits in a bounded queue (the
 //! socket is not read while it is full), a reply that cannot be written
@@ -15,6 +20,8 @@
 //! connection without waiting on its socket.
 
 pub mod framer;
+mod observer;
+pub mod readonly;
 pub mod vet;
 pub mod worker;
 
@@ -28,11 +35,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::gdb::observer::{ObserverTarget, Owner, SendRequest};
 use worker::ToWorker;
 pub use worker::{OpenedSession, ProbeWorker, SessionSource};
 
 /// Read size for socket reads.
 const READ_CHUNK: usize = 8192;
+
+/// Observer connections served at once beside the controller; one more is
+/// refused (closed).
+pub const MAX_OBSERVERS: usize = 4;
 
 /// Bounds on what one client can make the server hold or wait for.
 #[derive(Debug, Clone)]
@@ -47,6 +59,9 @@ pub struct Limits {
     pub keepalive_idle: Duration,
     /// Time between keepalive probes.
     pub keepalive_interval: Duration,
+    /// How long an observer's read waits for the probe worker before an
+    /// `E` reply; under GDB's default `remotetimeout` (2 s).
+    pub observer_wait: Duration,
 }
 
 impl Default for Limits {
@@ -59,6 +74,7 @@ impl Default for Limits {
             outbound_chunks: 16,
             keepalive_idle: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(10),
+            observer_wait: Duration::from_millis(1500),
         }
     }
 }
@@ -81,7 +97,7 @@ pub async fn run_with(
     limits: Limits,
 ) -> anyhow::Result<()> {
     let to_worker = worker.sender();
-    let controller: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+    let roles: Arc<Mutex<Roles>> = Arc::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
@@ -102,27 +118,44 @@ pub async fn run_with(
                         continue;
                     }
                 };
-                let current = *controller.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(current) = current {
+                let role = lock(&roles).admit(peer);
+                let Some(role) = role else {
+                    let current = lock(&roles).controller;
                     tracing::warn!(
-                        "refusing GDB connection from {peer}: {current} is already the controlling \
-                         client (one at a time); closing it"
+                        "refusing GDB connection from {peer}: {} already controls the board \
+                         and {MAX_OBSERVERS} observers are connected; closing it",
+                        current.map_or("a client".into(), |c| c.to_string())
                     );
                     drop(stream);
                     continue;
-                }
-                *controller.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer);
+                };
                 next_id += 1;
-                tracing::info!(id = next_id, "GDB connection from {peer}");
-                let guard = ControllerGuard(controller.clone());
-                tasks.spawn(connection(
-                    stream,
-                    next_id,
-                    to_worker.clone(),
-                    stop_rx.clone(),
-                    limits.clone(),
-                    guard,
-                ));
+                let id = next_id;
+                let guard = RoleGuard {
+                    roles: roles.clone(),
+                    role,
+                };
+                let to_worker = to_worker.clone();
+                let (stop, limits) = (stop_rx.clone(), limits.clone());
+                match role {
+                    Role::Controller => {
+                        tracing::info!(id, "GDB connection from {peer}: controlling the board");
+                        tasks.spawn(async move {
+                            connection(stream, id, to_worker, stop, limits).await;
+                            drop(guard);
+                        });
+                    }
+                    Role::Observer => {
+                        tracing::info!(
+                            id,
+                            "GDB connection from {peer}: observer (read-only; another GDB \
+                             controls the board)"
+                        );
+                        tasks.spawn(observer_connection(
+                            stream, id, to_worker, stop, limits, guard,
+                        ));
+                    }
+                }
             }
             Some(_) = tasks.join_next() => {
                 if worker.is_finished() {
@@ -138,13 +171,81 @@ pub async fn run_with(
     tokio::task::spawn_blocking(move || worker.shutdown()).await?
 }
 
-/// Clears the controlling-client slot when a connection ends.
-struct ControllerGuard(Arc<Mutex<Option<SocketAddr>>>);
+/// What an accepted connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Controller,
+    Observer,
+}
 
-impl Drop for ControllerGuard {
-    fn drop(&mut self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+/// Who is connected: the controller's address and the observer count.
+#[derive(Debug, Default)]
+struct Roles {
+    controller: Option<SocketAddr>,
+    observers: usize,
+}
+
+impl Roles {
+    /// The role of a new connection, fixed for its lifetime: the
+    /// controller if there is none, else an observer while fewer than
+    /// [`MAX_OBSERVERS`] are connected, else none (refused).
+    fn admit(&mut self, peer: SocketAddr) -> Option<Role> {
+        if self.controller.is_none() {
+            self.controller = Some(peer);
+            Some(Role::Controller)
+        } else if self.observers < MAX_OBSERVERS {
+            self.observers += 1;
+            Some(Role::Observer)
+        } else {
+            None
+        }
     }
+
+    fn release(&mut self, role: Role) {
+        match role {
+            Role::Controller => self.controller = None,
+            Role::Observer => self.observers = self.observers.saturating_sub(1),
+        }
+    }
+}
+
+fn lock(roles: &Mutex<Roles>) -> std::sync::MutexGuard<'_, Roles> {
+    roles.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Frees a connection's role when it ends.
+struct RoleGuard {
+    roles: Arc<Mutex<Roles>>,
+    role: Role,
+}
+
+impl Drop for RoleGuard {
+    fn drop(&mut self) {
+        lock(&self.roles).release(self.role);
+    }
+}
+
+/// An observer: the socket task as for a controller, feeding a thread that
+/// runs gdbstub over an [`ObserverTarget`] whose reads go to the worker.
+/// The role is freed once that thread has ended.
+async fn observer_connection(
+    stream: TcpStream,
+    id: u64,
+    to_worker: std::sync::mpsc::Sender<ToWorker>,
+    stop: watch::Receiver<bool>,
+    limits: Limits,
+    guard: RoleGuard,
+) {
+    let send: SendRequest =
+        Box::new(move |request| to_worker.send(ToWorker::Observe(request)).is_ok());
+    let target = ObserverTarget::new(Owner::new(id, send, limits.observer_wait));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let session = tokio::task::spawn_blocking(move || observer::serve(rx, target));
+    connection(stream, id, tx, stop, limits).await;
+    if let Err(e) = session.await {
+        tracing::error!(id, "observer session failed: {e}");
+    }
+    drop(guard);
 }
 
 /// Keepalive on, Nagle off. Failures only cost robustness: logged.
@@ -181,7 +282,6 @@ async fn connection(
     to_worker: std::sync::mpsc::Sender<ToWorker>,
     mut stop: watch::Receiver<bool>,
     limits: Limits,
-    _guard: ControllerGuard,
 ) {
     configure_socket(&stream, &limits);
     let (mut rd, mut wr) = stream.into_split();
@@ -253,6 +353,24 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_first_controls_four_observe_a_fifth_is_refused_and_a_freed_slot_is_reused() {
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut roles = Roles::default();
+        assert_eq!(roles.admit(peer), Some(Role::Controller));
+        for _ in 0..MAX_OBSERVERS {
+            assert_eq!(roles.admit(peer), Some(Role::Observer));
+        }
+        assert_eq!(roles.admit(peer), None, "a fifth observer");
+        roles.release(Role::Observer);
+        assert_eq!(roles.admit(peer), Some(Role::Observer));
+        // The controller leaves: observers stay, the next new one controls.
+        roles.release(Role::Controller);
+        assert_eq!(roles.observers, MAX_OBSERVERS);
+        assert_eq!(roles.admit(peer), Some(Role::Controller));
+        assert_eq!(roles.admit(peer), None);
+    }
 
     #[tokio::test]
     async fn accepted_socket_gets_keepalive_with_our_idle_time() {

@@ -16,6 +16,11 @@
 //! non-GDB client never halts it. At that packet the worker notes whether
 //! the core was running and halts it; a connection that ends without `D` or
 //! `k` puts the core back as found (running or halted).
+//!
+//! Observer connections (`gdb::observer`) never get the session: their
+//! reads arrive as [`ToWorker::Observe`] and are answered here, by the
+//! controller's target between its packets (also while the core runs) or
+//! by the idle loop when no GDB controls the board.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -32,6 +37,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::framer::{frame_packet, Frame, Framer};
 use crate::board::Board;
 use crate::flash::EventSink;
+use crate::gdb::observer::{Observed, ObserverRequest, SessionOwner};
 use crate::gdb::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault};
 
 /// gdbstub's packet buffer (we advertise it as `PacketSize`); large enough
@@ -89,7 +95,9 @@ impl SessionSource {
 /// Messages from the tokio side.
 #[derive(Debug)]
 pub enum ToWorker {
-    /// A controlling connection starts; `out` carries bytes back to it.
+    /// A connection starts; `out` carries bytes back to it. The worker gets
+    /// controllers; an observer's thread gets the same messages
+    /// (`observer.rs`).
     Connect { id: u64, out: OutSender<Vec<u8>> },
     Data {
         id: u64,
@@ -100,6 +108,9 @@ pub enum ToWorker {
     },
     /// The socket closed (EOF, error, or server shutdown).
     Disconnected { id: u64 },
+    /// A read for an observer connection, answered between the worker's
+    /// own operations (see `gdb::observer`). At most one per observer.
+    Observe(ObserverRequest),
 }
 
 /// Handle to the running worker.
@@ -220,13 +231,14 @@ fn worker_main(
         mut session,
         keep_alive,
     } = opened;
+    let mut observed = Observed::new(&board, memory_map.clone());
     loop {
         match rx.recv_timeout(IDLE_TICK) {
             Ok(ToWorker::Connect { id, out }) => {
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
                 let mut found = Found::Untouched;
-                let outcome = serve(&mut target, id, out, &rx, &mut found);
+                let outcome = serve(&mut target, id, out, &rx, &mut found, &mut observed);
                 let cleanup = match &outcome {
                     Outcome::Fault(_) => Ok(()),
                     _ => target.cleanup(),
@@ -252,6 +264,16 @@ fn worker_main(
                     }
                     (Outcome::Shutdown, _) => break,
                     _ => tracing::info!(id, "connection finished; waiting for the next GDB"),
+                }
+            }
+            Ok(ToWorker::Observe(request)) => {
+                match observed.answer(SessionOwner::Idle(&mut session), &request.query) {
+                    Ok(reply) => request.answer(reply),
+                    Err(f) => {
+                        drop(session);
+                        drop(keep_alive);
+                        return Err(anyhow::Error::new(f).context("answering an observer"));
+                    }
                 }
             }
             // Stale traffic from a connection we already finished.
@@ -332,8 +354,8 @@ fn attach(target: &mut GdbTarget, id: u64) -> Result<Found, SessionFault> {
 }
 
 /// gdbstub's connection: buffers writes, sends them on flush.
-struct ChannelConnection {
-    pending: Vec<u8>,
+pub(super) struct ChannelConnection {
+    pub(super) pending: Vec<u8>,
     /// Bounded; `blocking_send` waits at most until the socket task drains
     /// it or drops the receiver (write timeout, shutdown).
     out: OutSender<Vec<u8>>,
@@ -348,6 +370,15 @@ struct ChannelConnection {
 const MAX_RESENDS: u8 = 3;
 
 impl ChannelConnection {
+    pub(super) fn new(out: OutSender<Vec<u8>>) -> Self {
+        ChannelConnection {
+            pending: Vec::new(),
+            last_packet: Vec::new(),
+            resends: 0,
+            out,
+        }
+    }
+
     /// Remember the last complete frame in `bytes` (ack mode only needs it).
     fn note_sent(&mut self, bytes: &[u8]) {
         let Some(start) = bytes.iter().rposition(|&b| b == b'$') else {
@@ -362,7 +393,7 @@ impl ChannelConnection {
 
     /// Answer a NAK by sending the last frame again; false when there is
     /// nothing to resend or the bound is reached.
-    fn resend(&mut self) -> bool {
+    pub(super) fn resend(&mut self) -> bool {
         if self.last_packet.is_empty() || self.resends >= MAX_RESENDS {
             return false;
         }
@@ -376,7 +407,7 @@ impl ChannelConnection {
 /// The client's socket is gone.
 #[derive(Debug, thiserror::Error)]
 #[error("client connection closed")]
-struct ConnectionClosed;
+pub(super) struct ConnectionClosed;
 
 impl Connection for ChannelConnection {
     type Error = ConnectionClosed;
@@ -420,18 +451,13 @@ fn serve(
     out: OutSender<Vec<u8>>,
     rx: &Receiver<ToWorker>,
     found: &mut Found,
+    observed: &mut Observed,
 ) -> Outcome {
     tracing::info!(
         id,
         "GDB connected; the core is left alone until the first packet"
     );
-    let connection = ChannelConnection {
-        pending: Vec::new(),
-        last_packet: Vec::new(),
-        resends: 0,
-        out,
-    };
-    let stub = match GdbStubBuilder::new(connection)
+    let stub = match GdbStubBuilder::new(ChannelConnection::new(out))
         .packet_buffer_size(PACKET_BUFFER)
         .build()
     {
@@ -531,10 +557,17 @@ fn serve(
                 if conn(&mut sm).flush().is_err() {
                     return Outcome::Closed;
                 }
+                observed.note_registers(target.cached_registers());
             }
             Ok(ToWorker::Disconnected { id: from }) if from == id => {
                 tracing::info!(id, "GDB closed the connection");
                 return Outcome::Closed;
+            }
+            Ok(ToWorker::Observe(request)) => {
+                match observed.answer(SessionOwner::Controller(target), &request.query) {
+                    Ok(reply) => request.answer(reply),
+                    Err(f) => return Outcome::Fault(f),
+                }
             }
             Ok(ToWorker::Connect { id: other, out }) => {
                 // The accept loop admits one controlling client; if one slips

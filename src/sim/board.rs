@@ -147,6 +147,8 @@ pub struct Board {
     breakpoints: Vec<u32>,
     /// Why the core locked up, for tracing and tests.
     fault: Option<String>,
+    /// Times the core entered the halted state (any reason), for tests.
+    halts: u64,
     last_host: Instant,
     files: Option<(BackingFile, BackingFile)>,
     last_flush: Instant,
@@ -207,6 +209,7 @@ impl Board {
             },
             breakpoints: Vec::new(),
             fault: None,
+            halts: 0,
             last_host: Instant::now(),
             files,
             last_flush: Instant::now(),
@@ -305,6 +308,12 @@ impl Board {
         self.core.halted
     }
 
+    /// How often the core has entered the halted state since power-on
+    /// (debug request, step, breakpoint, vector catch, watchpoint).
+    pub fn halts(&self) -> u64 {
+        self.halts
+    }
+
     /// Why the core stopped executing on its own (emulator fault), if it did.
     pub fn fault(&self) -> Option<&str> {
         self.fault.as_deref()
@@ -369,6 +378,7 @@ impl Board {
     }
 
     fn halt(&mut self, reason: u32) {
+        self.halts += u64::from(!self.core.halted);
         self.core.halted = true;
         self.core.lockup = false;
         self.core.sleeping = false;

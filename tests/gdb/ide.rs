@@ -14,7 +14,7 @@ use crate::support::elf::{self, firmware_assets_elf, FIRMWARE_ASSETS};
 use crate::support::server::SimServer;
 
 /// One `gdb-multiarch --interpreter=mi2` with its output lines on a channel.
-struct Mi {
+pub(crate) struct Mi {
     child: Child,
     stdin: ChildStdin,
     lines: Receiver<String>,
@@ -22,7 +22,7 @@ struct Mi {
 }
 
 impl Mi {
-    fn start() -> Mi {
+    pub(crate) fn start() -> Mi {
         let mut child = Command::new("gdb-multiarch")
             .args(["--interpreter=mi2", "-nx", "-q"])
             .stdin(Stdio::piped())
@@ -50,14 +50,14 @@ impl Mi {
 
     /// Send `cmd`, then wait (bounded) for a line starting with `want`;
     /// returns that line. Fails the test on `^error` or a timeout.
-    fn expect(&mut self, cmd: &str, want: &str, within: Duration) -> String {
+    pub(crate) fn expect(&mut self, cmd: &str, want: &str, within: Duration) -> String {
         writeln!(self.stdin, "{cmd}").unwrap();
         self.stdin.flush().unwrap();
         self.log.push(format!(">> {cmd}"));
         self.wait(want, within)
     }
 
-    fn wait(&mut self, want: &str, within: Duration) -> String {
+    pub(crate) fn wait(&mut self, want: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -66,13 +66,34 @@ impl Mi {
                 Err(_) => panic!("no `{want}` within {within:?}:\n{}", self.log.join("\n")),
             };
             self.log.push(line.clone());
-            if line.starts_with("^error") {
+            if line.starts_with("^error") && !want.starts_with("^error") {
                 panic!("MI error waiting for `{want}`:\n{}", self.log.join("\n"));
             }
             if line.starts_with(want) {
                 return line;
             }
         }
+    }
+}
+
+impl Mi {
+    /// Every line that arrives within `within` (for checking that one did
+    /// not).
+    pub(crate) fn drain(&mut self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.log.push(line.clone());
+            got.push(line);
+        }
+        got
+    }
+
+    pub(crate) fn log(&self) -> String {
+        self.log.join("\n")
     }
 }
 

@@ -13,6 +13,7 @@ mod extflash;
 mod faults;
 mod firmware;
 mod ide;
+mod live_watch;
 mod reload;
 mod variables;
 mod workflows;

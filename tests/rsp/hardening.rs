@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, Instant};
 
-use crate::support::rsp::{decode_rle, frame, hex, RspClient};
+use crate::support::rsp::{decode_rle, frame, hex, is_controller, RspClient};
 use crate::support::server::SimServer;
 use extflash_gdb::board::Board;
 use extflash_gdb::server::{self, Limits, OpenedSession, ProbeWorker, SessionSource};
@@ -31,16 +31,16 @@ const LOOP_AT: u32 = 0x2000_0000;
 const SETTLE: Duration = Duration::from_secs(5);
 
 /// A server in this process on a virtual board the test can inspect.
-struct InProcess {
-    addr: String,
-    sim: SimBoard,
+pub(crate) struct InProcess {
+    pub(crate) addr: String,
+    pub(crate) sim: SimBoard,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: mpsc::Receiver<anyhow::Result<()>>,
 }
 
 /// How the core is left before the server takes the session.
 #[derive(Clone, Copy)]
-enum Core {
+pub(crate) enum Core {
     /// Halted at the counting loop.
     HaltedAtLoop,
     /// Running the counting loop.
@@ -48,7 +48,7 @@ enum Core {
 }
 
 impl InProcess {
-    fn start(core: Core, limits: Limits) -> InProcess {
+    pub(crate) fn start(core: Core, limits: Limits) -> InProcess {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -104,12 +104,12 @@ impl InProcess {
         }
     }
 
-    fn halted(&self) -> bool {
+    pub(crate) fn halted(&self) -> bool {
         self.sim.lock().is_halted()
     }
 
     /// Wait (bounded) until the core's halted state is `want`.
-    fn wait_halted(&self, want: bool) -> bool {
+    pub(crate) fn wait_halted(&self, want: bool) -> bool {
         let deadline = Instant::now() + SETTLE;
         while Instant::now() < deadline {
             if self.halted() == want {
@@ -120,13 +120,13 @@ impl InProcess {
         self.halted() == want
     }
 
-    /// A client the server serves: retries while the previous connection
-    /// is still being torn down (one controlling client at a time).
-    fn client(&self) -> RspClient {
+    /// A controlling client: retries while the previous controller is
+    /// still being torn down (a connection made meanwhile observes).
+    pub(crate) fn client(&self) -> RspClient {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut c = RspClient::connect(&self.addr).expect("connect");
-            if c.ask("qSupported:swbreak+;hwbreak+").is_ok() {
+            if c.ask("qSupported:swbreak+;hwbreak+").is_ok() && is_controller(&mut c) {
                 return c;
             }
             assert!(Instant::now() < deadline, "server stopped serving");

@@ -9,5 +9,6 @@ mod support;
 
 mod client;
 mod hardening;
+mod observer;
 mod robustness;
 mod session;

@@ -224,3 +224,9 @@ impl RspClient {
         }
     }
 }
+
+/// Whether `c` controls the board: the controller resumes (`vCont?` lists
+/// `c`), an observer connection does not (empty reply).
+pub fn is_controller(c: &mut RspClient) -> bool {
+    c.ask("vCont?").is_ok_and(|r| r.starts_with("vCont"))
+}

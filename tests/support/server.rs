@@ -42,12 +42,12 @@ impl SimServer {
         RspClient::connect(&self.addr).expect("connect")
     }
 
-    /// Connect, retrying while the previous connection is being torn down
-    /// (the server refuses a second controller until then).
+    /// Connect as the controller, retrying while the previous controller
+    /// is being torn down (a connection made until then observes).
     pub fn client_after_close(&self) -> RspClient {
         for _ in 0..50 {
             let mut c = self.client();
-            if c.ask("?").is_ok() {
+            if c.ask("?").is_ok() && super::rsp::is_controller(&mut c) {
                 return c;
             }
             std::thread::sleep(Duration::from_millis(20));

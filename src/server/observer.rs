@@ -1,0 +1,246 @@
+//! An observer connection's session: gdbstub over the read-only
+//! [`ObserverTarget`] on a thread of its own, fed by the same socket task,
+//! bounded queues and write timeout as a controlling connection
+//! (`super::connection`).
+//!
+//! Every frame passes the controller's checks first (framer, non-RSP
+//! input, [`vet`](super::vet), acks and no-ack mode), then
+//! [`readonly::refusal`](super::readonly::refusal): a packet that would
+//! act gets `E0d` (after a console line for `monitor`) and a warning
+//! naming the connection, and never reaches gdbstub. `0x03` is dropped
+//! with a warning: an observer cannot halt the core. `qCRC` is answered
+//! here (gdbstub has no handler). When the connection ends nothing is
+//! sent to the target.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use gdbstub::conn::Connection;
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
+
+use super::framer::{frame_packet, Frame, Framer};
+use super::readonly;
+use super::vet::{vet, Verdict};
+use super::worker::{ChannelConnection, ToWorker, MAX_FRAME, PACKET_BUFFER};
+use crate::gdb::observer::{ObserverTarget, REFUSED_ERRNO};
+
+/// How often an idle observer thread wakes up.
+const TICK: Duration = Duration::from_secs(1);
+
+type Machine<'a> = GdbStubStateMachine<'a, ObserverTarget, ChannelConnection>;
+type StubError = gdbstub::stub::GdbStubError<
+    crate::gdb::observer::ObserverFault,
+    <ChannelConnection as Connection>::Error,
+>;
+
+/// Why an observer session ended.
+#[derive(Debug)]
+enum Ended {
+    Closed,
+    Detached,
+    Stub(String),
+    BadInput(String),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Closed => f.write_str("connection closed"),
+            Ended::Detached => f.write_str("GDB detached"),
+            Ended::Stub(e) => write!(f, "protocol error: {e}"),
+            Ended::BadInput(e) => write!(f, "bad input: {e}"),
+        }
+    }
+}
+
+/// Serve one observer connection: `rx` gets the socket task's messages
+/// (`Connect`, `Data`, `Disconnected`) as the worker does for a
+/// controller. Returns when the connection ends.
+pub(super) fn serve(rx: Receiver<ToWorker>, mut target: ObserverTarget) {
+    let id = target.id();
+    let out = loop {
+        match rx.recv_timeout(TICK) {
+            Ok(ToWorker::Connect { out, .. }) => break out,
+            Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    };
+    let stub = match GdbStubBuilder::new(ChannelConnection::new(out))
+        .packet_buffer_size(PACKET_BUFFER)
+        .build()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(id, "cannot build the GDB stub: {e:?}");
+            return;
+        }
+    };
+    let ended = match stub.run_state_machine(&mut target) {
+        Ok(sm) => run(sm, &mut target, &rx),
+        Err(e) => Ended::Stub(e.to_string()),
+    };
+    tracing::info!(
+        id,
+        "observer session ended ({ended}); the target was not touched"
+    );
+}
+
+fn run<'a>(mut sm: Machine<'a>, target: &mut ObserverTarget, rx: &Receiver<ToWorker>) -> Ended {
+    let id = target.id();
+    let mut framer = Framer::new(MAX_FRAME);
+    let mut frames = Vec::new();
+    let mut no_ack = false;
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(ToWorker::Data { bytes, .. }) => {
+                frames.clear();
+                if let Err(e) = framer.push(&bytes, &mut frames) {
+                    return Ended::BadInput(e.to_string());
+                }
+                for frame in frames.drain(..) {
+                    sm = match feed(sm, target, &frame, &mut no_ack) {
+                        Ok(sm) => sm,
+                        Err(e) => return Ended::Stub(e.to_string()),
+                    };
+                    if let GdbStubStateMachine::Disconnected(d) = &sm {
+                        return match d.get_reason() {
+                            DisconnectReason::Disconnect => {
+                                let _ = conn(&mut sm).flush();
+                                Ended::Detached
+                            }
+                            other => Ended::Stub(format!("{other:?}")),
+                        };
+                    }
+                }
+                if conn(&mut sm).flush().is_err() {
+                    return Ended::Closed;
+                }
+            }
+            Ok(ToWorker::Disconnected { .. }) | Err(RecvTimeoutError::Disconnected) => {
+                tracing::debug!(id, "observer closed the connection");
+                return Ended::Closed;
+            }
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+fn conn<'m>(sm: &'m mut Machine<'_>) -> &'m mut ChannelConnection {
+    match sm {
+        GdbStubStateMachine::Idle(i) => i.borrow_conn(),
+        GdbStubStateMachine::Running(i) => i.borrow_conn(),
+        GdbStubStateMachine::CtrlCInterrupt(i) => i.borrow_conn(),
+        GdbStubStateMachine::Disconnected(i) => i.borrow_conn(),
+    }
+}
+
+/// Answer a packet without gdbstub: ack it (ack mode), then `replies`.
+fn reply_now(sm: &mut Machine<'_>, no_ack: bool, replies: &[Vec<u8>]) {
+    let c = conn(sm);
+    if !no_ack {
+        c.pending.push(b'+');
+    }
+    for r in replies {
+        c.pending.extend_from_slice(&frame_packet(r));
+    }
+}
+
+/// Feed one frame to gdbstub, unless it is refused or answered here.
+fn feed<'a>(
+    mut sm: Machine<'a>,
+    target: &mut ObserverTarget,
+    frame: &Frame,
+    no_ack: &mut bool,
+) -> Result<Machine<'a>, StubError> {
+    let id = target.id();
+    let rewritten;
+    let frame = match frame {
+        Frame::Packet(p) => match vet(p, PACKET_BUFFER) {
+            Verdict::Pass => frame,
+            Verdict::Rewrite(p) => {
+                rewritten = Frame::Packet(p);
+                &rewritten
+            }
+            Verdict::Reply(reply) => {
+                reply_now(&mut sm, *no_ack, &[reply]);
+                return Ok(sm);
+            }
+            Verdict::BadChecksum => {
+                if !*no_ack {
+                    conn(&mut sm).pending.push(b'-');
+                }
+                return Ok(sm);
+            }
+        },
+        Frame::Control(b'-') if *no_ack => return Ok(sm),
+        Frame::Control(b'-') if conn(&mut sm).resend() => return Ok(sm),
+        Frame::Control(0x03) => {
+            tracing::warn!(
+                id,
+                "observer sent Ctrl-C: ignored, an observer cannot halt the core"
+            );
+            return Ok(sm);
+        }
+        Frame::Control(_) => frame,
+    };
+    if let Some(payload) = frame.payload() {
+        if let Some(what) = readonly::refusal(payload) {
+            let shown: String = String::from_utf8_lossy(payload).chars().take(48).collect();
+            tracing::warn!(
+                id,
+                packet = %shown,
+                "observer connection: refusing to {what}; only the controlling GDB may change \
+                 the target"
+            );
+            let mut replies = Vec::new();
+            if let Some(cmd) = readonly::monitor_text(payload) {
+                let line = format!(
+                    "monitor {cmd}: refused, this connection only observes (try `monitor help`)\n"
+                );
+                replies.push(console_packet(&line));
+            }
+            replies.push(format!("E{REFUSED_ERRNO:02x}").into_bytes());
+            reply_now(&mut sm, *no_ack, &replies);
+            return Ok(sm);
+        }
+        if let Some(args) = payload.strip_prefix(b"qCRC:") {
+            let reply = match crate::gdb::crc::parse_qcrc(args) {
+                None => b"E01".to_vec(),
+                Some((address, len)) => match target.qcrc(address, len) {
+                    Ok(crc) => format!("C{crc:08x}").into_bytes(),
+                    Err(e) => format!("E{:02x}", e.errno()).into_bytes(),
+                },
+            };
+            reply_now(&mut sm, *no_ack, &[reply]);
+            return Ok(sm);
+        }
+    }
+    let bytes: &[u8] = match frame {
+        Frame::Control(b) => std::slice::from_ref(b),
+        Frame::Packet(p) => p,
+    };
+    for &b in bytes {
+        sm = match sm {
+            GdbStubStateMachine::Idle(i) => i.incoming_data(target, b)?,
+            GdbStubStateMachine::Running(i) => i.incoming_data(target, b)?,
+            // Only a running target is interrupted, and an observer never
+            // runs one; answer as if nothing ran.
+            GdbStubStateMachine::CtrlCInterrupt(i) => {
+                i.interrupt_handled(target, None::<gdbstub::stub::SingleThreadStopReason<u32>>)?
+            }
+            d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
+        };
+    }
+    if frame.payload() == Some(b"QStartNoAckMode") {
+        *no_ack = true;
+    }
+    Ok(sm)
+}
+
+/// An `O` packet carrying `text` to GDB's console.
+fn console_packet(text: &str) -> Vec<u8> {
+    let mut p = b"O".to_vec();
+    p.extend(text.bytes().flat_map(|b| format!("{b:02x}").into_bytes()));
+    p
+}
