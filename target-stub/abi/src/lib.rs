@@ -15,6 +15,8 @@
 //!   DWT_CTRL.CYCCNTENA before a call and restores both afterwards.
 #![no_std]
 
+pub mod lz;
+
 /// `Config::magic`: guards against running with an unwritten config block.
 pub const CONFIG_MAGIC: u32 = 0x5846_4C31; // "XFL1"
 
