@@ -739,7 +739,7 @@ mod tests {
 
     #[test]
     fn invalid_wrong_type_names_key_and_line() {
-        let text = with("prescaler = 4", "prescaler = \"four\"");
+        let text = with("prescaler = 2", "prescaler = \"four\"");
         let err = Board::from_toml_str(&text, "test.toml").unwrap_err();
         match &err {
             BoardError::Syntax { line, message, .. } => {
@@ -805,7 +805,7 @@ mod tests {
 
     #[test]
     fn invalid_prescaler_spi_and_af() {
-        let (_, _, p) = problem(&with("prescaler = 4", "prescaler = 3"));
+        let (_, _, p) = problem(&with("prescaler = 2", "prescaler = 3"));
         assert_eq!(p, BoardProblem::BadPrescaler { prescaler: 3 });
         let (_, _, p) = problem(&with("spi = 1", "spi = 4"));
         assert_eq!(p, BoardProblem::UnknownSpi { spi: 4 });

@@ -11,22 +11,48 @@ pub const LINE: u32 = 0x1000;
 /// At most this many bytes are cached (2 MiB).
 pub const MAX_LINES: usize = 512;
 
+/// Small reads (not whole lines) kept besides the lines.
+pub const MAX_FRAGMENTS: usize = 64;
+
 #[derive(Debug, Default, Clone)]
 pub struct ReadCache {
     lines: BTreeMap<u32, Vec<u8>>,
+    /// Short runs read on their own (chip offset, bytes), newest last.
+    fragments: Vec<(u32, Vec<u8>)>,
 }
 
 impl ReadCache {
     pub fn clear(&mut self) {
         self.lines.clear();
+        self.fragments.clear();
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
+        self.lines.is_empty() && self.fragments.is_empty()
     }
 
-    /// Copy `offset..offset+buf.len()` out if every line is cached.
+    /// Store a short run read at `offset` (not line-aligned).
+    pub fn insert_fragment(&mut self, offset: u32, data: &[u8]) {
+        if self.fragments.len() >= MAX_FRAGMENTS {
+            self.fragments.remove(0);
+        }
+        self.fragments.push((offset, data.to_vec()));
+    }
+
+    /// Copy `offset..offset+buf.len()` out if every line is cached, or one
+    /// fragment holds it.
     pub fn get(&self, offset: u32, buf: &mut [u8]) -> bool {
+        let end = u64::from(offset) + buf.len() as u64;
+        if let Some((at, data)) = self
+            .fragments
+            .iter()
+            .rev()
+            .find(|(at, data)| *at <= offset && end <= u64::from(*at) + data.len() as u64)
+        {
+            let from = (offset - at) as usize;
+            buf.copy_from_slice(&data[from..from + buf.len()]);
+            return true;
+        }
         if !self.covers(offset, buf.len() as u32) {
             return false;
         }
@@ -92,6 +118,24 @@ impl ReadCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fragments_serve_reads_inside_them_and_clear_with_the_lines() {
+        let mut c = ReadCache::default();
+        c.insert_fragment(0x1002, &[1, 2, 3, 4]);
+        let mut buf = [0u8; 2];
+        assert!(c.get(0x1003, &mut buf));
+        assert_eq!(buf, [2, 3]);
+        assert!(!c.get(0x1005, &mut buf), "runs past the fragment");
+        assert!(!c.get(0x1001, &mut buf), "starts before it");
+        c.clear();
+        assert!(!c.get(0x1003, &mut buf));
+        for i in 0..=MAX_FRAGMENTS as u32 {
+            c.insert_fragment(i * 16, &[0; 4]);
+        }
+        assert!(!c.get(0, &mut buf), "the oldest fragment went first");
+        assert!(c.get(16, &mut buf));
+    }
 
     #[test]
     fn unaligned_read_spanning_lines_hits_after_insert() {

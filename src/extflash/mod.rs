@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod chip;
+pub mod direct;
 pub mod error;
 pub mod runner;
 pub mod stub;
@@ -175,28 +176,7 @@ impl ExtFlash {
     ) -> Result<R, ExtFlashError> {
         let mut slot = self.resident.borrow_mut();
         if slot.is_none() {
-            if runner::cs_asserted(core, &self.ext)? {
-                return Err(ExtFlashError::AppInTransaction {
-                    cs: self.ext.cs.to_string(),
-                    address,
-                    len,
-                });
-            }
-            let what = match runner::spi_activity(core, &self.ext)? {
-                runner::SpiActivity::Idle => None,
-                runner::SpiActivity::FrameOnWire => Some("a frame on the wire".to_string()),
-                runner::SpiActivity::Dma { controller, stream } => {
-                    Some(format!("DMA{controller} stream {stream} enabled"))
-                }
-            };
-            if let Some(what) = what {
-                return Err(ExtFlashError::AppSpiBusy {
-                    spi: self.ext.spi,
-                    what,
-                    address,
-                    len,
-                });
-            }
+            self.check_spi_free(core, address, len)?;
             let stub = self
                 .stub
                 .as_ref()
@@ -215,6 +195,36 @@ impl ExtFlash {
             }
         }
         result
+    }
+
+    /// Refuse to touch the chip while the application is using it: chip
+    /// select asserted, a frame on the wire, or a DMA stream of its SPI on.
+    fn check_spi_free(
+        &self,
+        core: &mut Core<'_>,
+        address: u32,
+        len: u32,
+    ) -> Result<(), ExtFlashError> {
+        if runner::cs_asserted(core, &self.ext)? {
+            return Err(ExtFlashError::AppInTransaction {
+                cs: self.ext.cs.to_string(),
+                address,
+                len,
+            });
+        }
+        let what = match runner::spi_activity(core, &self.ext)? {
+            runner::SpiActivity::Idle => return Ok(()),
+            runner::SpiActivity::FrameOnWire => "a frame on the wire".to_string(),
+            runner::SpiActivity::Dma { controller, stream } => {
+                format!("DMA{controller} stream {stream} enabled")
+            }
+        };
+        Err(ExtFlashError::AppSpiBusy {
+            spi: self.ext.spi,
+            what,
+            address,
+            len,
+        })
     }
 
     /// Whether a stub session is running (the application's state saved).
@@ -361,6 +371,17 @@ impl ExtFlash {
         let offset = self.offset(addr, buf.len() as u32)?;
         if self.cache.get(offset, buf) {
             return Ok(());
+        }
+        let len = buf.len() as u32;
+        if len <= direct::MAX_LEN && !self.is_resident() {
+            // A few bytes with no session running: the host drives the
+            // SPI itself (see `direct`), unless that cannot work here.
+            self.check_spi_free(core, addr, len)?;
+            if let Some(data) = direct::read(core, &self.ext, offset, len)? {
+                self.cache.insert_fragment(offset, &data);
+                buf.copy_from_slice(&data);
+                return Ok(());
+            }
         }
         let buf_len = self.buffer_len()?;
         let size = self.size();

@@ -190,17 +190,21 @@ impl Call {
     }
 }
 
-fn rd(core: &mut Core<'_>, addr: u32) -> Result<u32, ExtFlashError> {
+pub(super) fn rd(core: &mut Core<'_>, addr: u32) -> Result<u32, ExtFlashError> {
     core.read_word_32(addr.into())
         .map_err(ExtFlashError::probe(ProbeOp::ReadWord(addr)))
 }
 
-fn wr(core: &mut Core<'_>, addr: u32, value: u32) -> Result<(), ExtFlashError> {
+pub(super) fn wr(core: &mut Core<'_>, addr: u32, value: u32) -> Result<(), ExtFlashError> {
     core.write_word_32(addr.into(), value)
         .map_err(ExtFlashError::probe(ProbeOp::WriteWord(addr)))
 }
 
-fn rd_block(core: &mut Core<'_>, addr: u32, words: usize) -> Result<Vec<u32>, ExtFlashError> {
+pub(super) fn rd_block(
+    core: &mut Core<'_>,
+    addr: u32,
+    words: usize,
+) -> Result<Vec<u32>, ExtFlashError> {
     let mut out = vec![0u32; words];
     core.read_32(addr.into(), &mut out)
         .map_err(ExtFlashError::probe(ProbeOp::ReadWord(addr)))?;
@@ -222,8 +226,9 @@ fn reg_wr(core: &mut Core<'_>, sel: u16, value: u32) -> Result<(), ExtFlashError
 pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, ExtFlashError> {
     let base = wiring::gpio_base(ext.cs.port);
     let pin = u32::from(ext.cs.number);
-    let moder = rd(core, base + wiring::GPIO_MODER)?;
-    let odr = rd(core, base + wiring::GPIO_ODR)?;
+    // MODER..ODR in one read.
+    let r = rd_block(core, base + wiring::GPIO_MODER, 6)?;
+    let (moder, odr) = (r[0], r[5]);
     Ok((moder >> (2 * pin)) & 0b11 == 0b01 && odr & (1 << pin) == 0)
 }
 
@@ -671,7 +676,7 @@ fn save(
 /// possible: addresses close together in one block read, as long as the
 /// block spans none of `avoid` (registers whose read has a side effect,
 /// such as SPI_DR). Values come back in the order of `addrs`.
-fn read_registers(
+pub(super) fn read_registers(
     core: &mut Core<'_>,
     addrs: &[u32],
     avoid: &[u32],

@@ -39,11 +39,13 @@ pub const GPIO_BASE: u32 = 0x4002_0000;
 /// and pad settings first, MODER last so a pin never drives a stale level.
 pub const GPIO_ODR: u32 = 0x14;
 pub const GPIO_MODER: u32 = 0x00;
+pub const GPIO_BSRR: u32 = 0x18;
 pub const GPIO_RESTORE_ORDER: [u32; 7] = [0x14, 0x04, 0x08, 0x0C, 0x20, 0x24, 0x00];
 
 /// SPI register offsets.
 pub const SPI_CR1: u32 = 0x00;
 pub const SPI_CR2: u32 = 0x04;
+pub const SPI_SR: u32 = 0x08;
 pub const SPI_DR: u32 = 0x0C;
 pub const SPI_CRCPR: u32 = 0x10;
 pub const SPI_I2SCFGR: u32 = 0x1C;
@@ -246,7 +248,7 @@ mod tests {
             }
         );
         assert_eq!(c.pins[3].af, abi::PIN_GPIO_OUTPUT);
-        assert_eq!(c.br, 1, "prescaler 4 → BR=001");
+        assert_eq!(c.br, 0, "prescaler 2 → BR=000");
         assert_eq!(config_bytes(&c).len(), std::mem::size_of::<Config>());
         assert_eq!(describe(&ext), "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)");
     }
@@ -271,14 +273,14 @@ mod tests {
     #[test]
     fn session_prescaler_keeps_the_board_files_spi_clock_at_any_apb_clock() {
         let ext = Board::builtin().external_flash.unwrap();
-        assert_eq!(intended_spi_hz(&ext), 21_000_000, "84 MHz / 4");
+        assert_eq!(intended_spi_hz(&ext), 42_000_000, "84 MHz / 2");
         // Full speed: the board's own prescaler.
         assert_eq!(session_br(&ext, 84_000_000), baud_rate_bits(ext.prescaler));
-        // HSI after reset: /2 gives 8 MHz, the fastest not above 21 MHz.
+        // HSI after reset: /2 gives 8 MHz, the fastest not above 42 MHz.
         assert_eq!(session_br(&ext, 16_000_000), 0);
         // APB2 at 42 MHz (AHB /2): /2 = 21 MHz.
         assert_eq!(session_br(&ext, 42_000_000), 0);
-        assert_eq!(session_br(&ext, 168_000_000), 2, "/8 = 21 MHz");
+        assert_eq!(session_br(&ext, 168_000_000), 1, "/4 = 42 MHz");
         // PPRE2 = /2 (0b100) from 168 MHz.
         assert_eq!(spi_pclk_hz(1, 0b100 << 13, 168_000_000), 84_000_000);
         assert_eq!(spi_pclk_hz(3, 0b101 << 10, 168_000_000), 42_000_000);

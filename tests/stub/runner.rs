@@ -126,6 +126,45 @@ fn stub_runs_leave_ram_registers_and_peripherals_bit_identical() {
     assert_eq!(buf, [0xFF; 64], "erased chip");
 }
 
+/// A read of a few bytes with no session running drives the SPI from the
+/// host: the right bytes, no stub session, every register and the work
+/// area as found, and about a hundred round trips on an ST-Link V2 (a stub
+/// session costs more than twice that). A longer read uses the stub.
+#[test]
+fn small_cold_read_drives_the_spi_from_the_host_and_leaves_everything_as_found() {
+    let board = Board::builtin();
+    let data = pattern(0x0BAD_F00D, 0x100);
+    let (b, mut session) = app_state(SimConfig::default(), &[(0x4_0000, &data)]);
+    let mut core = session.core(0).unwrap();
+    let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
+    ext.identify(&mut core).unwrap();
+    ext.end_session(&mut core).unwrap();
+    let before = snapshot(&mut core, &board);
+    let trips = b.lock().counters().round_trips;
+    let mut buf = [0u8; 4];
+    ext.read(&mut core, 0x9004_0011, &mut buf).unwrap();
+    assert_eq!(buf, data[0x11..0x15]);
+    assert!(!ext.is_resident(), "no stub session for a few bytes");
+    let cost = b.lock().counters().round_trips - trips;
+    assert!(cost <= 110, "{cost} round trips for a cold 4-byte read");
+    // Served again from the cache: no round trip at all.
+    let trips = b.lock().counters().round_trips;
+    let mut again = [0u8; 2];
+    ext.read(&mut core, 0x9004_0012, &mut again).unwrap();
+    assert_eq!(again, data[0x12..0x14]);
+    assert_eq!(b.lock().counters().round_trips, trips);
+    assert_eq!(
+        before,
+        snapshot(&mut core, &board),
+        "the read changed the target"
+    );
+    // Beyond `direct::MAX_LEN` the stub reads.
+    let mut long = [0u8; 64];
+    ext.read(&mut core, 0x9004_0040, &mut long).unwrap();
+    assert_eq!(long[..], data[0x40..0x80]);
+    assert!(ext.is_resident());
+}
+
 #[test]
 fn reads_and_crcs_return_what_the_chip_holds() {
     let data = pattern(0x1234_5678, 0x12345);

@@ -1,0 +1,219 @@
+//! Small window reads without the stub: the host drives the SPI itself
+//! through the debug port, two memory calls per byte. For a handful of
+//! bytes while no stub session runs, this is far cheaper than starting one
+//! (no stub to save, load and check, no core register touched): it is what
+//! a debugger's first look at the window costs (issue 9: a cold 4-byte
+//! read in about 40 ms on an ST-Link V2 instead of a quarter second).
+//!
+//! Relies on every debug-port memory access taking longer than one SPI
+//! frame: an SWD transaction is 54 bits (at most 4.6 MHz: 11.7 µs) and a
+//! frame here at most 8 µs (SPI at 1 MHz or faster, else the stub reads).
+//! So a DR write always finds TXE set, and a DR read after it finds that
+//! frame complete, without polling SR. Leaves every register it touched
+//! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them.
+
+use probe_rs::Core;
+
+use super::error::ExtFlashError;
+use super::runner::{rd, rd_block, read_registers, wr};
+use super::wiring;
+use crate::board::ExternalFlash;
+
+/// Reads of at most this many bytes (with no stub session running) go
+/// this way.
+pub const MAX_LEN: u32 = 32;
+
+/// Below this SPI clock a frame could outlast an SWD transaction.
+const MIN_SPI_HZ: u32 = 1_000_000;
+
+const SPI_CR1_MSTR: u32 = 1 << 2;
+const SPI_CR1_SSI: u32 = 1 << 8;
+const SPI_CR1_SSM: u32 = 1 << 9;
+const SR1_BUSY: u32 = 1;
+const READ_STATUS_1: u32 = 0x05;
+const FAST_READ: u32 = 0x0B;
+
+/// Read `len` (≤ [`MAX_LEN`]) bytes at chip offset `offset`, or `None`
+/// when this way cannot (SPI clock too slow, chip busy or asleep): the
+/// caller then uses the stub, which waits and wakes the chip. The caller
+/// has checked that the application is not using the SPI (chip select,
+/// frame on the wire, DMA) and that no stub session runs.
+pub fn read(
+    core: &mut Core<'_>,
+    ext: &ExternalFlash,
+    offset: u32,
+    len: u32,
+) -> Result<Option<Vec<u8>>, ExtFlashError> {
+    // RCC CR .. APB2ENR: the clock tree and the enables, in one read.
+    let rcc = rd_block(core, wiring::RCC_BASE, 18)?;
+    let (pllcfgr, cfgr, ahb1) = (rcc[1], rcc[2], rcc[12]);
+    let hclk = wiring::hclk_hz(cfgr, pllcfgr);
+    let pclk = wiring::spi_pclk_hz(ext.spi, cfgr, hclk);
+    let br = wiring::session_br(ext, pclk);
+    if pclk >> (br + 1) < MIN_SPI_HZ {
+        return Ok(None);
+    }
+    let (spi, enr, spi_bit) = wiring::spi_regs(ext.spi);
+    let apb = rcc[((enr - wiring::RCC_BASE) / 4) as usize];
+    let gpio_mask = wiring::ports(ext)
+        .iter()
+        .fold(0, |m, p| m | 1 << wiring::port_index(*p));
+    let mut saved = Saved {
+        ahb1: None,
+        apb: None,
+        gpio: Vec::new(),
+        spi_cr: None,
+    };
+    if ahb1 & gpio_mask != gpio_mask {
+        saved.ahb1 = Some(ahb1);
+        wr(core, wiring::RCC_AHB1ENR, ahb1 | gpio_mask)?;
+    }
+    if apb & spi_bit == 0 {
+        saved.apb = Some((enr, apb));
+        if let Err(e) = wr(core, enr, apb | spi_bit) {
+            // Best effort; the write error is what the user needs.
+            let _ = saved.restore(core, spi);
+            return Err(e);
+        }
+    }
+    let result = transact(core, ext, &mut saved, br, offset, len);
+    let restored = saved.restore(core, spi);
+    let data = result?;
+    restored?;
+    Ok(data)
+}
+
+/// What [`read`] changed, as found (`None`: not changed).
+struct Saved {
+    ahb1: Option<u32>,
+    apb: Option<(u32, u32)>,
+    /// Per port: base, then MODER, OTYPER, OSPEEDR, PUPDR, ODR, AFRL, AFRH.
+    gpio: Vec<(u32, [u32; 7])>,
+    spi_cr: Option<[u32; 2]>,
+}
+
+impl Saved {
+    /// Put everything back (SPI first, with SPE last; pins with MODER
+    /// last; the clocks at the end), continuing past errors.
+    fn restore(&self, core: &mut Core<'_>, spi: u32) -> Result<(), ExtFlashError> {
+        let mut first = None;
+        let mut keep = |r: Result<(), ExtFlashError>| {
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        };
+        if let Some([cr1, cr2]) = self.spi_cr {
+            keep(wr(core, spi + wiring::SPI_CR1, cr1 & !wiring::SPI_CR1_SPE));
+            keep(wr(core, spi + wiring::SPI_CR2, cr2));
+            if cr1 & wiring::SPI_CR1_SPE != 0 {
+                keep(wr(core, spi + wiring::SPI_CR1, cr1));
+            }
+        }
+        for (base, r) in &self.gpio {
+            let [moder, otyper, ospeedr, pupdr, odr, afrl, afrh] = *r;
+            keep(wr(core, base + wiring::GPIO_ODR, odr));
+            keep(write_block(core, base + 0x04, &[otyper, ospeedr, pupdr]));
+            keep(write_block(core, base + 0x20, &[afrl, afrh]));
+            keep(wr(core, base + wiring::GPIO_MODER, moder));
+        }
+        if let Some((enr, apb)) = self.apb {
+            keep(wr(core, enr, apb));
+        }
+        if let Some(ahb1) = self.ahb1 {
+            keep(wr(core, wiring::RCC_AHB1ENR, ahb1));
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn write_block(core: &mut Core<'_>, addr: u32, words: &[u32]) -> Result<(), ExtFlashError> {
+    use probe_rs::MemoryInterface;
+    core.write_32(addr.into(), words)
+        .map_err(ExtFlashError::probe(super::error::ProbeOp::WriteWord(addr)))
+}
+
+/// Pins and SPI set up, status checked, bytes read; `saved` gains what
+/// is changed as it is changed.
+fn transact(
+    core: &mut Core<'_>,
+    ext: &ExternalFlash,
+    saved: &mut Saved,
+    br: u32,
+    offset: u32,
+    len: u32,
+) -> Result<Option<Vec<u8>>, ExtFlashError> {
+    let (spi, _, _) = wiring::spi_regs(ext.spi);
+    let cr = read_registers(core, &[spi + wiring::SPI_CR1, spi + wiring::SPI_CR2], &[])?;
+    saved.spi_cr = Some([cr[0], cr[1]]);
+    let af = u32::from(ext.af);
+    let cs = ext.cs;
+    for port in wiring::ports(ext) {
+        let base = wiring::gpio_base(port);
+        // MODER .. AFRH: IDR, BSRR and LCKR reads have no side effect.
+        let r = rd_block(core, base, 10)?;
+        let was = [r[0], r[1], r[2], r[3], r[5], r[8], r[9]];
+        saved.gpio.push((base, was));
+        let [mut moder, mut otyper, mut ospeedr, mut pupdr, _, mut afrl, mut afrh] = was;
+        let pins = [(ext.sck, false), (ext.miso, true), (ext.mosi, false)];
+        for (p, pull_up) in pins.into_iter().filter(|(p, _)| p.port == port) {
+            let n = u32::from(p.number);
+            let afr = if n < 8 { &mut afrl } else { &mut afrh };
+            *afr = (*afr & !(0xF << (4 * (n % 8)))) | af << (4 * (n % 8));
+            moder = (moder & !(3 << (2 * n))) | 0b10 << (2 * n);
+            otyper &= !(1 << n);
+            ospeedr = (ospeedr & !(3 << (2 * n))) | 0b10 << (2 * n);
+            if pull_up {
+                pupdr = (pupdr & !(3 << (2 * n))) | 0b01 << (2 * n);
+            }
+        }
+        if cs.port == port {
+            let n = u32::from(cs.number);
+            // Driven high before it becomes an output: no glitch low.
+            wr(core, base + wiring::GPIO_BSRR, 1 << n)?;
+            moder = (moder & !(3 << (2 * n))) | 0b01 << (2 * n);
+            otyper &= !(1 << n);
+            ospeedr = (ospeedr & !(3 << (2 * n))) | 0b10 << (2 * n);
+        }
+        write_block(core, base + 0x20, &[afrl, afrh])?;
+        write_block(core, base + 0x04, &[otyper, ospeedr, pupdr])?;
+        wr(core, base + wiring::GPIO_MODER, moder)?;
+    }
+    // Master, mode 0, 8 bit, MSB first, software NSS; BR changes only with
+    // SPE clear. Then DR and SR reads drop RXNE and OVR.
+    let cr1 = SPI_CR1_MSTR | SPI_CR1_SSM | SPI_CR1_SSI | (br & 7) << 3;
+    wr(core, spi + wiring::SPI_CR1, 0)?;
+    write_block(core, spi + wiring::SPI_CR1, &[cr1, 0])?;
+    wr(core, spi + wiring::SPI_CR1, cr1 | wiring::SPI_CR1_SPE)?;
+    let dr = spi + wiring::SPI_DR;
+    let sr = spi + wiring::SPI_SR;
+    rd(core, dr)?;
+    rd(core, sr)?;
+    let cs_base = wiring::gpio_base(cs.port) + wiring::GPIO_BSRR;
+    let cs_bit = 1u32 << cs.number;
+    // SR1: busy (an operation the application started) or 0xFF (asleep or
+    // absent) leaves the read to the stub.
+    wr(core, cs_base, cs_bit << 16)?;
+    wr(core, dr, READ_STATUS_1)?;
+    rd(core, dr)?;
+    wr(core, dr, 0)?;
+    let sr1 = rd(core, dr)? & 0xFF;
+    wr(core, cs_base, cs_bit)?;
+    if sr1 & SR1_BUSY != 0 || sr1 == 0xFF {
+        return Ok(None);
+    }
+    // 0Bh, address, dummy: the replies overrun the receiver and are
+    // dropped (DR then SR clears OVR); then one frame per byte.
+    wr(core, cs_base, cs_bit << 16)?;
+    for b in [FAST_READ, offset >> 16, offset >> 8, offset, 0] {
+        wr(core, dr, b & 0xFF)?;
+    }
+    rd(core, dr)?;
+    rd(core, sr)?;
+    let mut out = Vec::with_capacity(len as usize);
+    for _ in 0..len {
+        wr(core, dr, 0xFF)?;
+        out.push(rd(core, dr)? as u8);
+    }
+    wr(core, cs_base, cs_bit)?;
+    Ok(Some(out))
+}
