@@ -560,31 +560,45 @@ impl ExtFlash {
                 erase_bytes: plan.erase_bytes(),
                 program_bytes: plan.program_bytes(),
             });
-            for e in &plan.erases {
-                events(FlashEvent::Erasing {
-                    flash: EXT,
-                    address: e.address,
-                    size: e.size,
-                });
+            let (erase_bytes, program_bytes) = (plan.erase_bytes(), plan.program_bytes());
+            let erase_call = |e: &plan::EraseOp| {
                 let kind = kind_of(e.size).expect("planned from these kinds");
                 let limit = erase_limit_ms(&t, kind);
-                s.call(
-                    Call::Erase {
-                        addr: e.address - window,
-                        kind,
-                    },
-                    limit,
-                    timeout_for(u64::from(limit), 0),
-                )
-                .map_err(|err| at_window(err, window))?;
-            }
-            for p in &plan.programs {
+                let call = Call::Erase {
+                    addr: e.address - window,
+                    kind,
+                };
+                (call, limit, timeout_for(u64::from(limit), 0))
+            };
+            // Erases and programs in address order; the data of an erased
+            // block streams into the ring while it erases.
+            for step in plan::steps(plan) {
+                let (erase, program) = match step {
+                    plan::Step::Erase(e, first) => (Some(e), first),
+                    plan::Step::Program(p) => (None, Some(p)),
+                };
+                if let Some(e) = &erase {
+                    events(FlashEvent::Erasing {
+                        flash: EXT,
+                        address: e.address,
+                        size: e.size,
+                    });
+                }
+                let Some(p) = program else {
+                    if let Some(e) = &erase {
+                        let (call, limit, timeout) = erase_call(e);
+                        s.call(call, limit, timeout)
+                            .map_err(|err| at_window(err, window))?;
+                    }
+                    continue;
+                };
                 let mut at = p.address;
                 s.program(
                     p.address - window,
                     &p.data,
                     page,
                     t.page_program_ms,
+                    erase.as_ref().map(erase_call),
                     &mut |n| {
                         events(FlashEvent::Programmed {
                             flash: EXT,
@@ -596,7 +610,7 @@ impl ExtFlash {
                 )
                 .map_err(|err| at_window(err, window))?;
             }
-            Ok((plan.erase_bytes(), plan.program_bytes(), skipped))
+            Ok((erase_bytes, program_bytes, skipped))
         })?;
         events(FlashEvent::Done {
             flash: EXT,

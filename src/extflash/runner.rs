@@ -1211,12 +1211,17 @@ impl StubSession<'_, '_> {
     ///
     /// Relies on the [`Ring`] protocol: the host only writes data, `wp` and
     /// `abort`; the stub only writes `rp`; one byte always stays free.
+    ///
+    /// With `erase_first` (an erase call, its chip limit and timeout), the
+    /// ring is filled first and the erase runs while it holds the data: the
+    /// link works while the chip erases.
     pub fn program(
         &mut self,
         addr: u32,
         data: &[u8],
         page_size: u32,
         page_ms: u32,
+        erase_first: Option<(Call, u32, Duration)>,
         drained: &mut dyn FnMut(u32),
     ) -> Result<(), ExtFlashError> {
         let l = self.res.layout;
@@ -1290,6 +1295,9 @@ impl StubSession<'_, '_> {
         // Prime both halves before the stub starts.
         feed(&mut *self.core, ring.rp)?;
         feed(&mut *self.core, ring.rp)?;
+        if let Some((call, limit_ms, timeout)) = erase_first {
+            self.call(call, limit_ms, timeout)?;
+        }
         self.call_with(
             Call::Program {
                 addr,

@@ -328,6 +328,66 @@ pub fn plan(
     Ok(out)
 }
 
+/// One step of a plan's execution, in address order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Erase, then (when set) program what follows in the erased range:
+    /// the executor streams that data while the chip erases.
+    Erase(EraseOp, Option<ProgramOp>),
+    Program(ProgramOp),
+}
+
+/// The plan as steps in address order: each erase right before the
+/// programs inside its range (programs are split at erase boundaries), so
+/// data for a block can stream while it erases. Relies on `plan`'s
+/// erases not overlapping.
+pub fn steps(plan: Plan) -> Vec<Step> {
+    let mut erases = plan.erases;
+    erases.sort_by_key(|e| e.address);
+    // Program pieces cut at every erase boundary.
+    let cuts: Vec<u64> = erases
+        .iter()
+        .flat_map(|e| [u64::from(e.address), u64::from(e.address) + u64::from(e.size)])
+        .collect();
+    let mut pieces: Vec<ProgramOp> = Vec::new();
+    for p in plan.programs {
+        let (mut at, end) = (u64::from(p.address), u64::from(p.address) + p.data.len() as u64);
+        let mut from = 0usize;
+        while at < end {
+            let next = cuts
+                .iter()
+                .copied()
+                .filter(|&c| c > at && c < end)
+                .min()
+                .unwrap_or(end);
+            let n = (next - at) as usize;
+            pieces.push(ProgramOp {
+                address: at as u32,
+                data: p.data[from..from + n].to_vec(),
+            });
+            from += n;
+            at = next;
+        }
+    }
+    pieces.sort_by_key(|p| p.address);
+    let mut out = Vec::new();
+    let mut pieces = pieces.into_iter().peekable();
+    for e in erases {
+        let start = u64::from(e.address);
+        let end = start + u64::from(e.size);
+        while let Some(p) = pieces.next_if(|p| u64::from(p.address) < start) {
+            out.push(Step::Program(p));
+        }
+        let first = pieces.next_if(|p| u64::from(p.address) < end);
+        out.push(Step::Erase(e, first));
+        while let Some(p) = pieces.next_if(|p| u64::from(p.address) < end) {
+            out.push(Step::Program(p));
+        }
+    }
+    out.extend(pieces.map(Step::Program));
+    out
+}
+
 /// Replace erases that cover ranges known to be erased already (`erased`,
 /// sorted and merged) by the cheapest set of smaller aligned erases, or
 /// none: per planned erase, either the erase itself or, recursively, the
@@ -883,5 +943,43 @@ mod tests {
             size: 0x1_0000,
         }];
         assert_eq!(skip_erased(same.clone(), &[], &sizes, &cost), same);
+    }
+
+    #[test]
+    fn steps_put_each_erase_before_the_programs_in_its_range_split_at_its_edges() {
+        let plan = Plan {
+            erases: vec![
+                EraseOp { address: 0x2_0000, size: 0x1_0000 },
+                EraseOp { address: 0x1_0000, size: 0x1_0000 },
+            ],
+            programs: vec![
+                ProgramOp { address: 0x8000, data: vec![1; 0x1_0000] },
+                ProgramOp { address: 0x1_8000, data: vec![2; 0x1_0000] },
+                ProgramOp { address: 0x4_0000, data: vec![3; 0x10] },
+            ],
+        };
+        let got: Vec<(char, u32, usize)> = steps(plan)
+            .into_iter()
+            .flat_map(|s| match s {
+                Step::Erase(e, first) => {
+                    let mut v = vec![('E', e.address, e.size as usize)];
+                    v.extend(first.map(|p| ('f', p.address, p.data.len())));
+                    v
+                }
+                Step::Program(p) => vec![('P', p.address, p.data.len())],
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ('P', 0x8000, 0x8000),
+                ('E', 0x1_0000, 0x1_0000),
+                ('f', 0x1_0000, 0x8000),
+                ('P', 0x1_8000, 0x8000),
+                ('E', 0x2_0000, 0x1_0000),
+                ('f', 0x2_0000, 0x8000),
+                ('P', 0x4_0000, 0x10),
+            ]
+        );
     }
 }

@@ -541,16 +541,17 @@ fn save_failing_midway_leaves_trcena_clocks_and_debug_registers_as_found() {
         (0x2001_FF00, "saving the work area"),
         (DEMCR, "0xe000edfc"),
         (dwt::CYCCNT, "0xe0001000"), // read with CTRL as one block
-        (dwt::function(2), "0xe0001048"),
+        (dwt::function(2), "0xe0001000"), // CTRL..FUNCTION3 in one block
         (0xE000_ED30, "0xe000ed30"), // DFSR
         (0xE004_2008, "0xe0042008"), // DBGMCU_APB1_FZ
         (0x4002_3844, "0x40023844"), // RCC_APB2ENR
-        (0x4002_0420, "0x40020420"), // GPIOB_AFRL
+        (0x4002_0420, "0x40020400"), // GPIOB_AFRL, in the GPIOB block read
     ];
     for (addr, says) in steps {
         let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
         b.lock().inject_read_fault(addr, 1);
-        let mut buf = [0u8; 16];
+        // Longer than a direct read: the stub session's save runs.
+        let mut buf = [0u8; 64];
         let err = ext.read(&mut core, 0x9000_0000, &mut buf).unwrap_err();
         let text = extflash_gdb::error::DisplayChain(&err).to_string();
         assert!(text.contains(says), "fault at {addr:#010x}: {text}");
