@@ -125,7 +125,8 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "link {}, virtual time {:.3} ms, {} round trips ({:.3} ms), {} SWD transactions, \
-             {} instructions executed, {} skipped by fast-forward, {} SPI bytes, chip busy {:.3} ms",
+             {} instructions executed, {} skipped by fast-forward, {} SPI bytes, chip busy {:.3} ms, \
+             {} 16-bit AP transfers",
             self.link,
             ms(self.virtual_ps),
             c.round_trips,
@@ -134,7 +135,8 @@ impl std::fmt::Display for Summary {
             c.instructions,
             c.ff_instructions,
             c.spi_bytes,
-            ms(self.chip_busy_ps)
+            ms(self.chip_busy_ps),
+            c.halfword_transfers
         )
     }
 }
@@ -404,13 +406,13 @@ impl Board {
         }
         self.mark_fetch(pc);
         let outcome = self.cpu.step();
-        let debugen = self.dbg().c_debugen;
-        {
+        let debugen = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
             let cycles = m.fetch_cycles(pc);
             m.clock.retire(cycles);
-        }
+            m.dbg.c_debugen
+        };
         self.core.retire_st = true;
         match outcome {
             StepOutcome::Retired => {}
@@ -701,6 +703,7 @@ impl Board {
             self.dp.rdbuff = 0;
             return Ok(0);
         }
+        self.count_halfword_transfer(reg);
         let v = match reg {
             0x00 => self.dp.csw | 0x40,
             0x04 => self.dp.tar,
@@ -737,6 +740,7 @@ impl Board {
         if apsel != 0 {
             return Ok(());
         }
+        self.count_halfword_transfer(reg);
         match reg {
             0x00 => self.dp.csw = value & 0xFF00_0F37,
             0x04 => self.dp.tar = value,
@@ -759,6 +763,13 @@ impl Board {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A data transfer (DRW or BD0-3) with CSW.Size = halfword.
+    fn count_halfword_transfer(&mut self, reg: u8) {
+        if matches!(reg, 0x0C..=0x1C) && self.dp.csw & 7 == 1 {
+            self.mcu.borrow_mut().clock.counters.halfword_transfers += 1;
+        }
     }
 
     fn csw_size(&self) -> u32 {

@@ -110,9 +110,39 @@ pub struct ArmagnacCpu {
 /// in armagnac's wait states `next_event` never returns, so the board
 /// handles sleep itself. (A WFI in a failing IT condition still raises the
 /// flag; compilers do not emit that.)
+///
+/// Decoded instructions are cached: armagnac decodes (and allocates) anew
+/// for every executed instruction, and a decoded instruction is a pure
+/// function of its encoding, size and IT state (armagnac executes it
+/// through `&self`), so one decode per encoding serves every execution.
 struct SleepAwareDecoder {
     inner: Lut16AndGrouped32InstructionDecoder,
     slept: Rc<Cell<bool>>,
+    cache: RefCell<Vec<Option<(u64, Rc<dyn Instruction>)>>>,
+}
+
+/// Entries of the direct-mapped decode cache (a power of two).
+const DECODE_CACHE_SLOTS: usize = 1 << 13;
+
+impl SleepAwareDecoder {
+    fn new(slept: Rc<Cell<bool>>) -> Self {
+        Self {
+            inner: Lut16AndGrouped32InstructionDecoder::new(armagnac::core::ArmVersion::V7EM),
+            slept,
+            cache: RefCell::new(vec![None; DECODE_CACHE_SLOTS]),
+        }
+    }
+
+    /// The cache key: encoding, size and IT state, all that decoding reads.
+    fn key(ins: u32, size: InstructionSize, state: ItState) -> u64 {
+        let wide = matches!(size, InstructionSize::Ins32) as u64;
+        ins as u64 | wide << 32 | (state.0 as u64) << 40
+    }
+
+    fn slot(key: u64) -> usize {
+        // Fibonacci hashing: the top bits of key * 2^64/phi.
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 13)) as usize
+    }
 }
 
 impl InstructionDecode for SleepAwareDecoder {
@@ -127,13 +157,20 @@ impl InstructionDecode for SleepAwareDecoder {
             InstructionSize::Ins32 if ins == 0xF3AF_8002 || ins == 0xF3AF_8003 => Some(0xF3AF_8000),
             _ => None,
         };
-        match nop {
-            Some(nop) => {
-                self.slept.set(true);
-                self.inner.try_decode(nop, size, state)
-            }
-            None => self.inner.try_decode(ins, size, state),
+        if let Some(nop) = nop {
+            self.slept.set(true);
+            return self.inner.try_decode(nop, size, state);
         }
+        let key = Self::key(ins, size, state);
+        let slot = Self::slot(key);
+        if let Some((k, decoded)) = &self.cache.borrow()[slot] {
+            if *k == key {
+                return Ok(decoded.clone());
+            }
+        }
+        let decoded = self.inner.try_decode(ins, size, state)?;
+        self.cache.borrow_mut()[slot] = Some((key, decoded.clone()));
+        Ok(decoded)
     }
 }
 
@@ -164,10 +201,7 @@ impl ArmagnacCpu {
         slept: &Rc<Cell<bool>>,
     ) -> Processor {
         let mut proc = Processor::new(Config::v7em());
-        proc.instruction_decoder = Box::new(SleepAwareDecoder {
-            inner: Lut16AndGrouped32InstructionDecoder::new(armagnac::core::ArmVersion::V7EM),
-            slept: slept.clone(),
-        });
+        proc.instruction_decoder = Box::new(SleepAwareDecoder::new(slept.clone()));
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
         debug_assert!(bus_size <= 0xE000_0000);

@@ -317,7 +317,7 @@ impl Mcu {
                 Ok(lane_read(word, a, size))
             }
             _ => {
-                if master == Master::Cpu {
+                if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
                 }
                 let (base, word) = self.read_periph(addr & !3, now).ok_or(fault)?;
@@ -373,6 +373,16 @@ impl Mcu {
                     .ok_or(fault)
             }
         }
+    }
+
+    /// Whether a CPU read of the peripheral register at `addr` has no side
+    /// effect and returns a value that only a write or a DMA event can
+    /// change: DMA2's registers (streams move data only in
+    /// [`Mcu::service_dma`], at the board's DMA events or after a bus
+    /// write) and the CRC unit's (its result changes only on a DR write).
+    /// A loop polling them is still a provable wait up to the next event.
+    fn read_is_pure(&self, addr: u32) -> bool {
+        matches!(addr & !(PERIPH_BLOCK - 1), DMA2_BASE | CRC_BASE)
     }
 
     fn check_watch(&mut self, addr: u32, size: Size, write: bool) {
