@@ -398,7 +398,9 @@ impl Board {
         }
         let pc = self.cpu.read_reg(CoreReg::Pc);
         if let Some(limit) = self.ff_limit {
-            self.skip_wait_loop(pc, limit);
+            if self.skip_wait_loop(pc, limit) {
+                return true;
+            }
         }
         if !self.breakpoints.is_empty() && self.breakpoints.contains(&pc) {
             self.halt(dfsr::BKPT);
@@ -500,46 +502,64 @@ impl Board {
         }
     }
 
-    /// Idle fast-forward, checked before the instruction at `pc` executes.
-    /// A short backward branch makes its target a loop head; when the core is back at the head with the same registers, no
-    /// CPU write and no read of a peripheral or the PPB in between, the
-    /// iteration was a fixed point: every further one is identical until
-    /// something outside the core changes memory, which only a debug-port
-    /// transaction can do here (no DMA, no interrupts). So whole iterations
-    /// up to `limit` (the next transaction or the watchdog's expiry) are
-    /// charged as CPU time without being emulated, and emulation resumes
-    /// for the last one: same end state and time as emulating them all.
-    fn skip_wait_loop(&mut self, pc: u32, limit: u64) {
+    /// Idle fast-forward, checked before the instruction at `pc` executes;
+    /// returns whether the skip reached `limit` (then nothing executes).
+    ///
+    /// A short backward branch makes its target a loop head. When the core
+    /// is back at the head with the same registers, no CPU write and no
+    /// impure read (a peripheral other than DMA2/CRC, the PPB) in between,
+    /// and every value the iteration read (its instruction fetches
+    /// included) still reads the same, the iteration was a fixed point:
+    /// the next one starts from the same state and reads the same values,
+    /// so it is identical, and so is every one after it until something
+    /// outside the core changes what it reads. That happens only at a
+    /// debug-port transaction or a DMA event (there are no interrupts), so
+    /// whole iterations up to `limit` (the next transaction or round trip,
+    /// DMA event or watchdog expiry) are charged as CPU time without being
+    /// emulated, and emulation resumes from the head for the rest: the same
+    /// end state and time as emulating them all. After an event the
+    /// iteration that spans it is checked the same way (its reads against
+    /// the values now), so a wait that DMA or the debugger does not
+    /// disturb is skipped again after one emulated iteration.
+    fn skip_wait_loop(&mut self, pc: u32, limit: u64) -> bool {
         let from = std::mem::replace(&mut self.last_pc, pc);
         let at_head = self.watch.is_some_and(|w| w.head == pc);
         // `b .` branches to itself.
         let backward = pc <= from && from - pc <= MAX_LOOP_BYTES;
         if !at_head && !backward {
-            return;
+            return false;
         }
         let here = self.loop_state(pc);
-        let Some(w) = self.watch.filter(|w| w.head == pc) else {
-            self.watch = Some(here);
-            return;
-        };
-        self.watch = Some(here);
-        if here.writes != w.writes || here.impure != w.impure || here.regs != w.regs {
-            return;
-        }
-        let (instructions, cycles) = (here.instructions - w.instructions, here.cycles - w.cycles);
-        if cycles == 0 || self.core.step_pending {
-            return;
-        }
+        let previous = std::mem::replace(&mut self.watch, Some(here));
         let mut m = self.mcu.borrow_mut();
-        // Leave the last (partial) iteration to emulation.
-        let n = (m.clock.cycles_until(limit) / cycles).saturating_sub(1);
-        if n > 0 {
-            m.clock.fast_forward(n, instructions, cycles);
-            drop(m);
-            if let Some(w) = self.watch.as_mut() {
-                w.cycles += n * cycles;
-            }
+        let Some(w) = previous.filter(|w| w.head == pc) else {
+            m.read_log.restart(true);
+            return false;
+        };
+        let (instructions, cycles) = (here.instructions - w.instructions, here.cycles - w.cycles);
+        let fixed_point = here.writes == w.writes
+            && here.impure == w.impure
+            && here.regs == w.regs
+            && cycles != 0
+            && !self.core.step_pending
+            && m.log_still_holds();
+        m.read_log.restart(true);
+        if !fixed_point {
+            return false;
         }
+        let n = m.clock.cycles_until(limit) / cycles;
+        if n == 0 {
+            return false;
+        }
+        m.clock.fast_forward(n, instructions, cycles);
+        // Whole iterations end at or before `limit` (cycles_until rounds
+        // down); at `limit` emulation would stop here too.
+        let reached = m.now() >= limit;
+        drop(m);
+        if let Some(w) = self.watch.as_mut() {
+            w.cycles += n * cycles;
+        }
+        reached
     }
 
     fn loop_state(&self, head: u32) -> LoopWatch {
@@ -809,16 +829,17 @@ impl Board {
     }
 
     pub fn debugger_write(&mut self, addr: u32, size: u32, value: u32) -> Result<(), Ack> {
-        // Memory or a register changed under the core: a loop seen so far
-        // proves nothing about the iterations to come.
-        self.watch = None;
         if addr < BUS_SIZE {
+            // A loop that reads what changed sees it in its read log.
             return self
                 .mcu
                 .borrow_mut()
                 .write(addr, size, value, Master::Debugger)
                 .map_err(|_| Ack::Fault);
         }
+        // Debug registers (halt, breakpoints, watchpoints, core registers)
+        // changed under the core: a loop seen so far proves nothing.
+        self.watch = None;
         // Sub-word writes to the PPB are merged into the register word.
         let word = if size == 4 {
             value

@@ -296,7 +296,10 @@ mod tests {
         for hz in [HSI_HZ, CPU_HZ, 8_000_000, 84_000_000, 100_000_007, 1] {
             let mut c = Clock::new(4_000_000);
             c.set_cpu_hz(hz);
-            for (i, n) in [1u64, 7, 20_999, 1 << 40, u64::MAX / 3].into_iter().enumerate() {
+            for (i, n) in [1u64, 7, 20_999, 1 << 40, u64::MAX / 3]
+                .into_iter()
+                .enumerate()
+            {
                 let slow = (n as u128 * PS_PER_S as u128 / hz as u128) as u64;
                 assert_eq!(c.cycles_ps(n), slow, "cycles_ps({n}) at {hz} Hz");
                 c.idle(n % (1 << 50));

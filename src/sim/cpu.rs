@@ -104,6 +104,7 @@ pub struct ArmagnacCpu {
     poisoned: Option<String>,
     /// Raised by [`SleepAwareDecoder`] when the step decoded WFI/WFE.
     slept: Rc<Cell<bool>>,
+    decode: Rc<DecodeCache>,
 }
 
 /// armagnac's decoder, with WFI and WFE decoded as NOPs that raise a flag:
@@ -116,23 +117,30 @@ pub struct ArmagnacCpu {
 /// function of its encoding, size and IT state (armagnac executes it
 /// through `&self`), so one decode per encoding serves every execution.
 struct SleepAwareDecoder {
-    inner: Lut16AndGrouped32InstructionDecoder,
+    inner: Rc<DecodeCache>,
     slept: Rc<Cell<bool>>,
-    cache: RefCell<Vec<Option<(u64, Rc<dyn Instruction>)>>>,
+}
+
+/// armagnac's table decoder (slow to build) and the decoded instructions,
+/// kept across core resets.
+struct DecodeCache {
+    decoder: Lut16AndGrouped32InstructionDecoder,
+    slots: RefCell<Vec<Option<(u64, Rc<dyn Instruction>)>>>,
 }
 
 /// Entries of the direct-mapped decode cache (a power of two).
 const DECODE_CACHE_SLOTS: usize = 1 << 13;
 
-impl SleepAwareDecoder {
-    fn new(slept: Rc<Cell<bool>>) -> Self {
+impl DecodeCache {
+    fn new() -> Self {
         Self {
-            inner: Lut16AndGrouped32InstructionDecoder::new(armagnac::core::ArmVersion::V7EM),
-            slept,
-            cache: RefCell::new(vec![None; DECODE_CACHE_SLOTS]),
+            decoder: Lut16AndGrouped32InstructionDecoder::new(armagnac::core::ArmVersion::V7EM),
+            slots: RefCell::new(vec![None; DECODE_CACHE_SLOTS]),
         }
     }
+}
 
+impl SleepAwareDecoder {
     /// The cache key: encoding, size and IT state, all that decoding reads.
     fn key(ins: u32, size: InstructionSize, state: ItState) -> u64 {
         let wide = matches!(size, InstructionSize::Ins32) as u64;
@@ -159,17 +167,17 @@ impl InstructionDecode for SleepAwareDecoder {
         };
         if let Some(nop) = nop {
             self.slept.set(true);
-            return self.inner.try_decode(nop, size, state);
+            return self.inner.decoder.try_decode(nop, size, state);
         }
         let key = Self::key(ins, size, state);
         let slot = Self::slot(key);
-        if let Some((k, decoded)) = &self.cache.borrow()[slot] {
+        if let Some((k, decoded)) = &self.inner.slots.borrow()[slot] {
             if *k == key {
                 return Ok(decoded.clone());
             }
         }
-        let decoded = self.inner.try_decode(ins, size, state)?;
-        self.cache.borrow_mut()[slot] = Some((key, decoded.clone()));
+        let decoded = self.inner.decoder.try_decode(ins, size, state)?;
+        self.inner.slots.borrow_mut()[slot] = Some((key, decoded.clone()));
         Ok(decoded)
     }
 }
@@ -179,9 +187,11 @@ impl ArmagnacCpu {
     /// itself serves the SCS (0xE000E000) above it.
     pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32, windows: Vec<Window>) -> Self {
         let slept = Rc::new(Cell::new(false));
-        let proc = Self::build(bus.clone(), bus_size, &windows, &slept);
+        let decode = Rc::new(DecodeCache::new());
+        let proc = Self::build(bus.clone(), bus_size, &windows, &slept, &decode);
         Self {
             slept,
+            decode,
             proc,
             bus,
             bus_size,
@@ -199,9 +209,13 @@ impl ArmagnacCpu {
         bus_size: u32,
         windows: &[Window],
         slept: &Rc<Cell<bool>>,
+        decode: &Rc<DecodeCache>,
     ) -> Processor {
         let mut proc = Processor::new(Config::v7em());
-        proc.instruction_decoder = Box::new(SleepAwareDecoder::new(slept.clone()));
+        proc.instruction_decoder = Box::new(SleepAwareDecoder {
+            inner: decode.clone(),
+            slept: slept.clone(),
+        });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
         debug_assert!(bus_size <= 0xE000_0000);
@@ -345,7 +359,13 @@ impl Cpu for ArmagnacCpu {
     }
 
     fn reset(&mut self, sp: u32, reset_vector: u32) {
-        self.proc = Self::build(self.bus.clone(), self.bus_size, &self.windows, &self.slept);
+        self.proc = Self::build(
+            self.bus.clone(),
+            self.bus_size,
+            &self.windows,
+            &self.slept,
+            &self.decode,
+        );
         self.poisoned = None;
         self.basepri = 0;
         self.fpca = false;

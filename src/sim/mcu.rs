@@ -192,6 +192,11 @@ pub struct Mcu {
     /// neither count nor any register is a provable wait.
     pub cpu_writes: u64,
     pub impure_reads: u64,
+    /// CPU reads (fetches included) since the loop head was last passed,
+    /// while the board watches a loop: (address, size, value). A loop
+    /// iteration that wrote nothing is repeated exactly as long as these
+    /// still read the same, whatever else DMA or the debugger changed.
+    pub read_log: ReadLog,
     /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
     /// this records one requested by a peripheral path (none today).
     pub reset_requested: bool,
@@ -225,6 +230,7 @@ impl Mcu {
             fetch: None,
             cpu_writes: 0,
             impure_reads: 0,
+            read_log: ReadLog::default(),
             reset_requested: false,
         };
         mcu.update_cs();
@@ -290,7 +296,32 @@ impl Mcu {
     }
 
     /// Read `size` bytes (1, 2 or 4, naturally aligned) as a little-endian value.
+    #[inline]
     pub fn read(&mut self, addr: u32, size: Size, master: Master) -> Result<u32, BusFault> {
+        let v = self.read_unlogged(addr, size, master);
+        if master == Master::Cpu && self.read_log.on {
+            self.read_log.push(addr, size, v.unwrap_or(0));
+        }
+        v
+    }
+
+    /// Whether every logged read still gives the value it gave (each is
+    /// pure: a log with impure reads never gets here).
+    pub fn log_still_holds(&mut self) -> bool {
+        if self.read_log.overflow {
+            return false;
+        }
+        let log = std::mem::take(&mut self.read_log.reads);
+        let holds = log.iter().all(|&(addr, size, value)| {
+            self.read_unlogged(addr, size as Size, Master::Debugger)
+                .unwrap_or(0)
+                == value
+        });
+        self.read_log.reads = log;
+        holds
+    }
+
+    fn read_unlogged(&mut self, addr: u32, size: Size, master: Master) -> Result<u32, BusFault> {
         let fault = BusFault {
             address: addr,
             size,
@@ -600,9 +631,6 @@ impl Mcu {
                 let moved_ok = self
                     .read(item.src, item.size, Master::Debugger)
                     .and_then(|v| self.write(item.dst, item.size, v, Master::Debugger));
-                // Bus-master writes other than the debugger's: a loop that
-                // watched this memory may change (see the fast-forward).
-                self.cpu_writes += 1;
                 match moved_ok {
                     Ok(()) => {
                         self.dma2.item_done(x);
@@ -654,6 +682,34 @@ impl Mcu {
         for idx in 0..3 {
             let (spi, mut link) = self.spi_and_link(idx);
             spi.advance(now, &mut link);
+        }
+    }
+}
+
+/// Reads logged per loop iteration, at most [`ReadLog::CAPACITY`].
+#[derive(Debug, Default)]
+pub struct ReadLog {
+    pub on: bool,
+    pub overflow: bool,
+    pub reads: Vec<(u32, u8, u32)>,
+}
+
+impl ReadLog {
+    pub const CAPACITY: usize = 128;
+
+    /// Start a fresh iteration's log (`on`: log at all).
+    pub fn restart(&mut self, on: bool) {
+        self.on = on;
+        self.overflow = false;
+        self.reads.clear();
+    }
+
+    #[inline]
+    fn push(&mut self, addr: u32, size: Size, value: u32) {
+        if self.reads.len() < Self::CAPACITY {
+            self.reads.push((addr, size as u8, value));
+        } else {
+            self.overflow = true;
         }
     }
 }

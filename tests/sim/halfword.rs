@@ -42,11 +42,7 @@ fn deliberate_16_bit_accesses_are_counted_one_per_transfer() {
 #[test]
 fn a_gdb_session_over_window_ram_registers_and_internal_flash_makes_no_16_bit_access() {
     let sim = board(SimConfig::default());
-    let addr = in_process(
-        sim.clone(),
-        Board::builtin(),
-        Arc::new(|_: &FlashEvent| {}),
-    );
+    let addr = in_process(sim.clone(), Board::builtin(), Arc::new(|_: &FlashEvent| {}));
     let elf = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/firmware/firmware-assets.elf"
@@ -73,7 +69,10 @@ fn a_gdb_session_over_window_ram_registers_and_internal_flash_makes_no_16_bit_ac
         GdbLimits::STUB_RUNS,
     );
     assert!(!out.contains("MIS-MATCHED"), "{out}");
-    assert!(out.contains("0x1234"), "the RAM halfword write reached the board: {out}");
+    assert!(
+        out.contains("0x1234"),
+        "the RAM halfword write reached the board: {out}"
+    );
     assert!(out.contains("0x55aa"), "{out}");
     let c = sim.lock().counters();
     assert!(c.ap_bytes > 64 * 1024, "the session moved data: {c:?}");
