@@ -441,6 +441,13 @@ pub fn block_write_14_kib(spinning: bool) -> Figures {
 fn main() {
     // `-- host-paths`: only the jobs that time the host's per-byte paths.
     let host_paths = std::env::args().any(|a| a == "host-paths");
+    if std::env::args().any(|a| a == "dma-only") {
+        for _ in 0..10 {
+            let (f, _) = dma_read_while_the_core_polls(32 << 10, true);
+            println!("{f}");
+        }
+        return;
+    }
     if host_paths {
         let (f, _) = dma_read_while_the_core_polls(32 << 10, true);
         println!("{f}");

@@ -388,7 +388,7 @@ impl Board {
         let watches = self.dbg().data_watches();
         let halting = self.dbg().c_debugen;
         let mut m = self.mcu.borrow_mut();
-        m.watches = if halting { watches } else { [None; 4] };
+        m.set_watches(if halting { watches } else { [None; 4] });
     }
 
     /// Execute one instruction if the core runs. Returns whether it still runs.
@@ -461,7 +461,7 @@ impl Board {
     /// read), and only below the peripherals, whose reads have side effects.
     fn mark_fetch(&mut self, pc: u32) {
         let mut m = self.mcu.borrow_mut();
-        if pc >= 0x4000_0000 || m.watches.iter().all(Option::is_none) {
+        if pc >= 0x4000_0000 || !m.watches_armed() {
             return;
         }
         let hw = m.read(pc & !1, 2, Master::Debugger).unwrap_or(0);
@@ -563,13 +563,7 @@ impl Board {
     }
 
     fn loop_state(&self, head: u32) -> LoopWatch {
-        let mut regs = [0u32; 16];
-        for (i, r) in regs.iter_mut().enumerate().take(13) {
-            *r = self.cpu.read_reg(CoreReg::R(i as u8));
-        }
-        regs[13] = self.cpu.read_reg(CoreReg::Sp);
-        regs[14] = self.cpu.read_reg(CoreReg::Lr);
-        regs[15] = self.cpu.read_reg(CoreReg::Xpsr);
+        let regs = self.cpu.loop_regs();
         let m = self.mcu.borrow();
         LoopWatch {
             head,
@@ -636,7 +630,9 @@ impl Board {
             self.run_instructions(n);
         }
         self.run_for(d);
-        self.last_host = Instant::now();
+        if self.realtime {
+            self.last_host = Instant::now();
+        }
         self.flush_if_due(false);
     }
 

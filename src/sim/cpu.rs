@@ -80,6 +80,17 @@ pub trait Cpu {
     /// Execute one instruction.
     fn step(&mut self) -> StepOutcome;
     fn read_reg(&self, reg: CoreReg) -> u32;
+    /// r0-r12, SP, LR, xPSR: the registers that decide what a loop does.
+    fn loop_regs(&self) -> [u32; 16] {
+        let mut regs = [0u32; 16];
+        for (i, r) in regs.iter_mut().enumerate().take(13) {
+            *r = self.read_reg(CoreReg::R(i as u8));
+        }
+        regs[13] = self.read_reg(CoreReg::Sp);
+        regs[14] = self.read_reg(CoreReg::Lr);
+        regs[15] = self.read_reg(CoreReg::Xpsr);
+        regs
+    }
     fn write_reg(&mut self, reg: CoreReg, value: u32);
     /// Core reset: fresh register file, then SP and PC from the vector table.
     fn reset(&mut self, sp: u32, reset_vector: u32);
@@ -129,7 +140,8 @@ struct DecodeCache {
 }
 
 /// Entries of the direct-mapped decode cache (a power of two).
-const DECODE_CACHE_SLOTS: usize = 1 << 13;
+const DECODE_CACHE_SLOTS: usize = 1 << DECODE_CACHE_BITS;
+const DECODE_CACHE_BITS: u32 = 11;
 
 impl DecodeCache {
     fn new() -> Self {
@@ -149,7 +161,7 @@ impl SleepAwareDecoder {
 
     fn slot(key: u64) -> usize {
         // Fibonacci hashing: the top bits of key * 2^64/phi.
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 13)) as usize
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - DECODE_CACHE_BITS)) as usize
     }
 }
 
@@ -310,6 +322,28 @@ impl Cpu for ArmagnacCpu {
             CoreReg::Fpscr => self.fpscr,
             CoreReg::S(n) => self.s[(n & 31) as usize],
         }
+    }
+
+    fn loop_regs(&self) -> [u32; 16] {
+        let r = &self.proc.registers;
+        [
+            r.r0,
+            r.r1,
+            r.r2,
+            r.r3,
+            r.r4,
+            r.r5,
+            r.r6,
+            r.r7,
+            r.r8,
+            r.r9,
+            r.r10,
+            r.r11,
+            r.r12,
+            r.sp(),
+            r.lr,
+            r.psr.get(),
+        ]
     }
 
     fn write_reg(&mut self, reg: CoreReg, value: u32) {

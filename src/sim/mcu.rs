@@ -179,8 +179,10 @@ pub struct Mcu {
     pub wiring: Wiring,
     /// Last chip-select level seen by the chip (true = high = idle).
     cs_high: bool,
-    /// Data comparators armed by the DWT.
-    pub watches: [Option<DataWatch>; 4],
+    /// Data comparators armed by the DWT (set with [`Mcu::set_watches`]).
+    watches: [Option<DataWatch>; 4],
+    /// Whether any of `watches` is armed (checked on every CPU access).
+    watches_armed: bool,
     /// First watchpoint hit since the last check: (comparator, address).
     pub watch_hit: Option<(usize, u32)>,
     /// Bytes of the instruction the CPU is executing, set by the board while
@@ -226,6 +228,7 @@ impl Mcu {
             wiring,
             cs_high: true,
             watches: [None; 4],
+            watches_armed: false,
             watch_hit: None,
             fetch: None,
             cpu_writes: 0,
@@ -416,8 +419,19 @@ impl Mcu {
         matches!(addr & !(PERIPH_BLOCK - 1), DMA2_BASE | CRC_BASE)
     }
 
+    /// Arm the DWT data comparators the bus matches CPU accesses against.
+    pub fn set_watches(&mut self, watches: [Option<DataWatch>; 4]) {
+        self.watches = watches;
+        self.watches_armed = watches.iter().any(Option::is_some);
+    }
+
+    pub fn watches_armed(&self) -> bool {
+        self.watches_armed
+    }
+
+    #[inline]
     fn check_watch(&mut self, addr: u32, size: Size, write: bool) {
-        if self.watch_hit.is_some() {
+        if !self.watches_armed || self.watch_hit.is_some() {
             return;
         }
         if !write && self.fetch.as_ref().is_some_and(|f| f.contains(&addr)) {
@@ -667,8 +681,8 @@ impl Mcu {
     /// When DMA2 may next have work: the end of SPI1's frame on the wire,
     /// while a stream waits on SPI1.
     pub fn next_dma_event(&self) -> Option<u64> {
-        let waiting = (0..8)
-            .any(|x| self.dma2.next_item(x).is_some() && self.dma2.channel(x) == SPI1_DMA_CHANNEL);
+        let waiting =
+            (0..8).any(|x| self.dma2.waiting(x) && self.dma2.channel(x) == SPI1_DMA_CHANNEL);
         if waiting && self.rcc.dma2_clock_enabled() {
             self.spi[0].next_event()
         } else {
