@@ -530,7 +530,7 @@ impl Board {
             return false;
         }
         let here = self.loop_state(pc);
-        let previous = std::mem::replace(&mut self.watch, Some(here));
+        let previous = self.watch.replace(here);
         let mut m = self.mcu.borrow_mut();
         let Some(w) = previous.filter(|w| w.head == pc) else {
             m.read_log.restart(true);

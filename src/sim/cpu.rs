@@ -136,8 +136,11 @@ struct SleepAwareDecoder {
 /// kept across core resets.
 struct DecodeCache {
     decoder: Lut16AndGrouped32InstructionDecoder,
-    slots: RefCell<Vec<Option<(u64, Rc<dyn Instruction>)>>>,
+    slots: RefCell<Vec<Option<CachedInstruction>>>,
 }
+
+/// A cache slot: the key (encoding, size, IT state) and what it decoded to.
+type CachedInstruction = (u64, Rc<dyn Instruction>);
 
 /// Entries of the direct-mapped decode cache (a power of two).
 const DECODE_CACHE_SLOTS: usize = 1 << DECODE_CACHE_BITS;
