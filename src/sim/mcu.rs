@@ -762,6 +762,20 @@ impl SpiLink for ChipLink<'_> {
 
 fn mem_read(mem: &[u8], off: u32, size: Size) -> u32 {
     let off = off as usize;
+    // Whole accesses inside the memory (every CPU fetch): one load.
+    match size {
+        4 => {
+            if let Some(b) = mem.get(off..off + 4) {
+                return u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        2 => {
+            if let Some(b) = mem.get(off..off + 2) {
+                return u16::from_le_bytes([b[0], b[1]]) as u32;
+            }
+        }
+        _ => {}
+    }
     let mut v = 0u32;
     for i in (0..size as usize).rev() {
         v = (v << 8) | *mem.get(off + i).unwrap_or(&0) as u32;
@@ -771,6 +785,12 @@ fn mem_read(mem: &[u8], off: u32, size: Size) -> u32 {
 
 fn mem_write(mem: &mut [u8], off: u32, size: Size, value: u32) {
     let off = off as usize;
+    if size == 4 {
+        if let Some(b) = mem.get_mut(off..off + 4) {
+            b.copy_from_slice(&value.to_le_bytes());
+            return;
+        }
+    }
     for i in 0..size as usize {
         if let Some(b) = mem.get_mut(off + i) {
             *b = (value >> (8 * i)) as u8;
