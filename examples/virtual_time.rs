@@ -289,8 +289,174 @@ pub fn firmware_boot_reads_jedec_id() -> (Figures, [u8; 3]) {
     (figures, id)
 }
 
+/// `str r2, [r3]; 1: ldr r1, [r0]; lsls r1, r1, #26; bpl 1b; bkpt`: start
+/// SPI1's DMA requests (r3 = SPI1_CR2, r2 = RXDMAEN | TXDMAEN), then poll
+/// DMA2_LISR (r0) until stream 0's TCIF (bit 5) is set.
+const DMA_WAIT: [u16; 6] = [0x601A, 0x6801, 0x0689, 0xD5FC, 0xBE00, 0xBF00];
+
+/// What a DMA read job left behind: virtual time, PC, r0-r3, the counters
+/// and the bytes read.
+pub type DmaEnd = (u64, u32, [u32; 4], Counters, Vec<u8>);
+
+/// A `03h` read of `len` bytes at 0 through SPI1, moved by DMA2 streams 3
+/// (TX, from a buffer of the command and zeros) and 0 (RX), while the core
+/// polls for the end: the host cost of a stub that waits for DMA.
+pub fn dma_read_while_the_core_polls(len: usize, fast_forward: bool) -> (Figures, DmaEnd) {
+    use probe_rs::{MemoryInterface, RegisterId};
+    const DMA2: u64 = 0x4002_6400;
+    const S0: u64 = DMA2 + 0x10;
+    const S3: u64 = DMA2 + 0x10 + 3 * 0x18;
+    const SPI1_CR2: u32 = 0x4001_3004;
+    const CODE: u64 = 0x2000_0100;
+    const TX: u64 = 0x2000_1000;
+    let rx = TX + len as u64 + 4;
+    const CH3: u32 = 3 << 25;
+    const MINC: u32 = 1 << 10;
+    const M2P: u32 = 1 << 6;
+    let board = board(SimConfig {
+        fast_forward,
+        ..Default::default()
+    });
+    let mut session = attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_secs(1)).unwrap();
+    setup_spi1(&mut core, Pins::ALL, true);
+    let en = core.read_word_32(reg::RCC_AHB1ENR).unwrap();
+    core.write_word_32(reg::RCC_AHB1ENR, en | 1 << 22).unwrap();
+    let mut tx = vec![0u8; len + 4];
+    tx[0] = 0x03;
+    core.write_8(TX, &tx).unwrap();
+    for (s, mar, cr) in [(S0, rx, CH3 | MINC), (S3, TX, CH3 | MINC | M2P)] {
+        core.write_word_32(s + 4, len as u32 + 4).unwrap();
+        core.write_word_32(s + 8, reg::SPI1_DR as u32).unwrap();
+        core.write_word_32(s + 0xC, mar as u32).unwrap();
+        core.write_word_32(s, cr | 1).unwrap();
+    }
+    core.write_word_32(reg::GPIOB_BSRR, 1 << 16).unwrap(); // CS low
+    let code: Vec<u8> = DMA_WAIT.iter().flat_map(|h| h.to_le_bytes()).collect();
+    core.write_8(CODE, &code).unwrap();
+    core.write_core_reg(RegisterId(0), DMA2 as u32).unwrap();
+    core.write_core_reg(RegisterId(2), 3u32).unwrap();
+    core.write_core_reg(RegisterId(3), SPI1_CR2).unwrap();
+    core.write_core_reg(core.program_counter().id(), CODE as u32)
+        .unwrap();
+    core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
+        .unwrap();
+    let swd_hz = board.lock().mcu().clock.swd_hz();
+    // Virtual time passes with probe traffic: 32-bit reads, as a host
+    // polling a mailbox makes them (probe-rs's halt wait would sleep 1 ms
+    // of host time per poll, which is not the board's cost).
+    let ((), host, virtual_ps, counters) = measure(&board, || {
+        core.run().unwrap();
+        for _ in 0..1_000_000 {
+            if board.lock().is_halted() {
+                break;
+            }
+            core.read_word_32(0x2000_0000).unwrap();
+        }
+    });
+    let reason = core.status().unwrap();
+    assert!(
+        matches!(
+            reason,
+            probe_rs::CoreStatus::Halted(HaltReason::Breakpoint(_))
+        ),
+        "{reason:?}"
+    );
+    core.write_word_32(reg::GPIOB_BSRR, 1).unwrap(); // CS high
+    let pc: u32 = core.read_core_reg(core.program_counter().id()).unwrap();
+    let regs = [0u16, 1, 2, 3].map(|r| core.read_core_reg::<u32>(RegisterId(r)).unwrap());
+    let mut data = vec![0u8; len];
+    core.read_8(rx + 4, &mut data).unwrap();
+    let end = (board.lock().now(), pc, regs, counters, data);
+    let figures = Figures {
+        job: format!(
+            "DMA2 read of {} KiB through SPI1 (HSI, SPI at 4 MHz), core polling TCIF",
+            len >> 10
+        ),
+        host,
+        virtual_ps,
+        counters,
+        swd_hz,
+        limits: vec![Limit {
+            what: "SPI: bytes on the bus at 4 MHz",
+            ps: counters.spi_bytes * 8 * PS_PER_S / 4_000_000,
+        }],
+    };
+    (figures, end)
+}
+
+/// A 14 KiB 32-bit block write into RAM by one probe-rs call (the core
+/// halted, or spinning in a wait loop): the host cost of filling a stub's
+/// buffer.
+pub fn block_write_14_kib(spinning: bool) -> Figures {
+    use probe_rs::MemoryInterface;
+    const BUF: u64 = 0x2000_4000;
+    let board = board(SimConfig::default());
+    let mut session = attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_secs(1)).unwrap();
+    if spinning {
+        // `1: ldr r1, [r0]; cmp r1, #0; beq 1b; bkpt` on a zero flag.
+        let code: Vec<u8> = [0x6801u16, 0x2900, 0xD0FC, 0xBE00]
+            .iter()
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        core.write_8(0x2000_0100, &code).unwrap();
+        core.write_word_32(0x2000_0200, 0).unwrap();
+        core.write_core_reg(probe_rs::RegisterId(0), 0x2000_0200u32)
+            .unwrap();
+        core.write_core_reg(core.program_counter().id(), 0x2000_0100u32)
+            .unwrap();
+        core.write_core_reg(core.registers().psr().unwrap().id(), 0x0100_0000u32)
+            .unwrap();
+        core.run().unwrap();
+    }
+    let words: Vec<u32> = (0..14 * 256u32)
+        .map(|i| i.wrapping_mul(0x9E37_79B9))
+        .collect();
+    let swd_hz = board.lock().mcu().clock.swd_hz();
+    let ((), host, virtual_ps, counters) = measure(&board, || {
+        core.write_32(BUF, &words).unwrap();
+    });
+    let mut back = vec![0u32; words.len()];
+    core.read_32(BUF, &mut back).unwrap();
+    assert!(back == words, "the block reached RAM");
+    Figures {
+        job: format!(
+            "14 KiB 32-bit block write into RAM, ideal link, core {}",
+            if spinning { "spinning" } else { "halted" }
+        ),
+        host,
+        virtual_ps,
+        counters,
+        swd_hz,
+        limits: vec![Limit {
+            what: "SWD: wire time of the transactions",
+            ps: swd_ps(counters.swd_transactions, swd_hz),
+        }],
+    }
+}
+
 #[allow(dead_code)]
 fn main() {
+    // `-- host-paths`: only the jobs that time the host's per-byte paths.
+    let host_paths = std::env::args().any(|a| a == "host-paths");
+    if std::env::args().any(|a| a == "dma-only") {
+        for _ in 0..10 {
+            let (f, _) = dma_read_while_the_core_polls(32 << 10, true);
+            println!("{f}");
+        }
+        return;
+    }
+    if host_paths {
+        let (f, _) = dma_read_while_the_core_polls(32 << 10, true);
+        println!("{f}");
+        for spinning in [false, true] {
+            println!("{}", block_write_14_kib(spinning));
+        }
+        return;
+    }
     let (f, _, _) = program_internal_flash(64 << 10, false);
     println!("{f}");
     let (f, id) = read_jedec_id_by_register_pokes();
@@ -299,6 +465,11 @@ fn main() {
     println!("{f}  ID {id:02X?}\n");
     let (f, _, _) = program_internal_flash(512 << 10, true);
     println!("{f}");
+    let (f, _) = dma_read_while_the_core_polls(32 << 10, true);
+    println!("{f}");
+    for spinning in [false, true] {
+        println!("{}", block_write_14_kib(spinning));
+    }
     // probe-rs issue #209 measured 13.1 KB/s programming (44 KB/s erase)
     // with an ST-Link/V2 at 1800 kHz on an STM32F429.
     for link in [LinkProfile::StlinkV2, LinkProfile::CmsisDapV2] {

@@ -347,11 +347,19 @@ pub fn steps(plan: Plan) -> Vec<Step> {
     // Program pieces cut at every erase boundary.
     let cuts: Vec<u64> = erases
         .iter()
-        .flat_map(|e| [u64::from(e.address), u64::from(e.address) + u64::from(e.size)])
+        .flat_map(|e| {
+            [
+                u64::from(e.address),
+                u64::from(e.address) + u64::from(e.size),
+            ]
+        })
         .collect();
     let mut pieces: Vec<ProgramOp> = Vec::new();
     for p in plan.programs {
-        let (mut at, end) = (u64::from(p.address), u64::from(p.address) + p.data.len() as u64);
+        let (mut at, end) = (
+            u64::from(p.address),
+            u64::from(p.address) + p.data.len() as u64,
+        );
         let mut from = 0usize;
         while at < end {
             let next = cuts
@@ -949,13 +957,28 @@ mod tests {
     fn steps_put_each_erase_before_the_programs_in_its_range_split_at_its_edges() {
         let plan = Plan {
             erases: vec![
-                EraseOp { address: 0x2_0000, size: 0x1_0000 },
-                EraseOp { address: 0x1_0000, size: 0x1_0000 },
+                EraseOp {
+                    address: 0x2_0000,
+                    size: 0x1_0000,
+                },
+                EraseOp {
+                    address: 0x1_0000,
+                    size: 0x1_0000,
+                },
             ],
             programs: vec![
-                ProgramOp { address: 0x8000, data: vec![1; 0x1_0000] },
-                ProgramOp { address: 0x1_8000, data: vec![2; 0x1_0000] },
-                ProgramOp { address: 0x4_0000, data: vec![3; 0x10] },
+                ProgramOp {
+                    address: 0x8000,
+                    data: vec![1; 0x1_0000],
+                },
+                ProgramOp {
+                    address: 0x1_8000,
+                    data: vec![2; 0x1_0000],
+                },
+                ProgramOp {
+                    address: 0x4_0000,
+                    data: vec![3; 0x10],
+                },
             ],
         };
         let got: Vec<(char, u32, usize)> = steps(plan)

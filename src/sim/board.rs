@@ -125,7 +125,8 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "link {}, virtual time {:.3} ms, {} round trips ({:.3} ms), {} SWD transactions, \
-             {} instructions executed, {} skipped by fast-forward, {} SPI bytes, chip busy {:.3} ms",
+             {} instructions executed, {} skipped by fast-forward, {} SPI bytes, chip busy {:.3} ms, \
+             {} 16-bit AP transfers",
             self.link,
             ms(self.virtual_ps),
             c.round_trips,
@@ -134,7 +135,8 @@ impl std::fmt::Display for Summary {
             c.instructions,
             c.ff_instructions,
             c.spi_bytes,
-            ms(self.chip_busy_ps)
+            ms(self.chip_busy_ps),
+            c.halfword_transfers
         )
     }
 }
@@ -360,6 +362,7 @@ impl Board {
             )
         };
         self.cpu.reset(sp, pc);
+        self.mcu.borrow_mut().stall_until = None;
         self.watch = None;
         self.core = CoreState {
             reset_st: true,
@@ -383,6 +386,8 @@ impl Board {
         self.core.lockup = false;
         self.core.sleeping = false;
         self.core.step_pending = false;
+        // A halted core waits for nothing.
+        self.mcu.borrow_mut().stall_until = None;
         self.dbg().c_halt = true;
         self.dbg().dfsr |= reason;
         self.flush_if_due(true);
@@ -400,7 +405,7 @@ impl Board {
         let watches = self.dbg().data_watches();
         let halting = self.dbg().c_debugen;
         let mut m = self.mcu.borrow_mut();
-        m.watches = if halting { watches } else { [None; 4] };
+        m.set_watches(if halting { watches } else { [None; 4] });
     }
 
     /// Execute one instruction if the core runs. Returns whether it still runs.
@@ -410,7 +415,9 @@ impl Board {
         }
         let pc = self.cpu.read_reg(CoreReg::Pc);
         if let Some(limit) = self.ff_limit {
-            self.skip_wait_loop(pc, limit);
+            if self.skip_wait_loop(pc, limit) {
+                return true;
+            }
         }
         if !self.breakpoints.is_empty() && self.breakpoints.contains(&pc) {
             self.halt(dfsr::BKPT);
@@ -418,13 +425,13 @@ impl Board {
         }
         self.mark_fetch(pc);
         let outcome = self.cpu.step();
-        let debugen = self.dbg().c_debugen;
-        {
+        let debugen = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
             let cycles = m.fetch_cycles(pc);
             m.clock.retire(cycles);
-        }
+            m.dbg.c_debugen
+        };
         self.core.retire_st = true;
         match outcome {
             StepOutcome::Retired => {}
@@ -471,7 +478,7 @@ impl Board {
     /// read), and only below the peripherals, whose reads have side effects.
     fn mark_fetch(&mut self, pc: u32) {
         let mut m = self.mcu.borrow_mut();
-        if pc >= 0x4000_0000 || m.watches.iter().all(Option::is_none) {
+        if pc >= 0x4000_0000 || !m.watches_armed() {
             return;
         }
         let hw = m.read(pc & !1, 2, Master::Debugger).unwrap_or(0);
@@ -491,9 +498,16 @@ impl Board {
             self.service_due_dma();
             let mut limit = self.horizon(target);
             self.ff_limit = self.fast_forward.then_some(limit);
-            self.mcu.borrow_mut().skip_limit = limit;
             let mut epoch = self.mcu.borrow().dma_epoch;
-            while self.now() < limit && self.step_one() {
+            while self.now() < limit {
+                // A skipped poll wait: time passes, nothing executes, and
+                // never past `limit` (the next transaction keeps its time).
+                if self.running() && self.stalled(limit) {
+                    continue;
+                }
+                if !self.step_one() {
+                    break;
+                }
                 // A write that started DMA or SPI traffic brings the next
                 // DMA event closer: serve it on time (no lost RX bytes).
                 let now_epoch = self.mcu.borrow().dma_epoch;
@@ -501,11 +515,9 @@ impl Board {
                     epoch = now_epoch;
                     limit = limit.min(self.horizon(target));
                     self.ff_limit = self.fast_forward.then_some(limit);
-                    self.mcu.borrow_mut().skip_limit = limit;
                 }
             }
             self.ff_limit = None;
-            self.mcu.borrow_mut().skip_limit = u64::MAX;
             // A halt may have frozen the watchdog: its deadline moved.
             self.sync_watchdog();
             let now = self.now();
@@ -525,56 +537,85 @@ impl Board {
         }
     }
 
-    /// Idle fast-forward, checked before the instruction at `pc` executes.
-    /// A short backward branch makes its target a loop head; when the core is back at the head with the same registers, no
-    /// CPU write and no read of a peripheral or the PPB in between, the
-    /// iteration was a fixed point: every further one is identical until
-    /// something outside the core changes memory, which only a debug-port
-    /// transaction can do here (no DMA, no interrupts). So whole iterations
-    /// up to `limit` (the next transaction or the watchdog's expiry) are
-    /// charged as CPU time without being emulated, and emulation resumes
-    /// for the last one: same end state and time as emulating them all.
-    fn skip_wait_loop(&mut self, pc: u32, limit: u64) {
+    /// While the core waits out a skipped poll (`Mcu::stall_until`): let
+    /// time pass up to that end or `limit`, whichever is first; true while
+    /// the wait is not over.
+    fn stalled(&mut self, limit: u64) -> bool {
+        let mut m = self.mcu.borrow_mut();
+        let Some(until) = m.stall_until else {
+            return false;
+        };
+        let now = m.now();
+        if now >= until {
+            m.stall_until = None;
+            return false;
+        }
+        m.clock.skip_to(until.min(limit));
+        true
+    }
+
+    /// Idle fast-forward, checked before the instruction at `pc` executes;
+    /// returns whether the skip reached `limit` (then nothing executes).
+    ///
+    /// A short backward branch makes its target a loop head. When the core
+    /// is back at the head with the same registers, no CPU write and no
+    /// impure read (a peripheral other than DMA2/CRC, the PPB) in between,
+    /// and every value the iteration read (its instruction fetches
+    /// included) still reads the same, the iteration was a fixed point:
+    /// the next one starts from the same state and reads the same values,
+    /// so it is identical, and so is every one after it until something
+    /// outside the core changes what it reads. That happens only at a
+    /// debug-port transaction or a DMA event (there are no interrupts), so
+    /// whole iterations up to `limit` (the next transaction or round trip,
+    /// DMA event or watchdog expiry) are charged as CPU time without being
+    /// emulated, and emulation resumes from the head for the rest: the same
+    /// end state and time as emulating them all. After an event the
+    /// iteration that spans it is checked the same way (its reads against
+    /// the values now), so a wait that DMA or the debugger does not
+    /// disturb is skipped again after one emulated iteration.
+    fn skip_wait_loop(&mut self, pc: u32, limit: u64) -> bool {
         let from = std::mem::replace(&mut self.last_pc, pc);
         let at_head = self.watch.is_some_and(|w| w.head == pc);
         // `b .` branches to itself.
         let backward = pc <= from && from - pc <= MAX_LOOP_BYTES;
         if !at_head && !backward {
-            return;
+            return false;
         }
         let here = self.loop_state(pc);
-        let Some(w) = self.watch.filter(|w| w.head == pc) else {
-            self.watch = Some(here);
-            return;
-        };
-        self.watch = Some(here);
-        if here.writes != w.writes || here.impure != w.impure || here.regs != w.regs {
-            return;
-        }
-        let (instructions, cycles) = (here.instructions - w.instructions, here.cycles - w.cycles);
-        if cycles == 0 || self.core.step_pending {
-            return;
-        }
+        let previous = self.watch.replace(here);
         let mut m = self.mcu.borrow_mut();
-        // Leave the last (partial) iteration to emulation.
-        let n = (m.clock.cycles_until(limit) / cycles).saturating_sub(1);
-        if n > 0 {
-            m.clock.fast_forward(n, instructions, cycles);
-            drop(m);
-            if let Some(w) = self.watch.as_mut() {
-                w.cycles += n * cycles;
-            }
+        let Some(w) = previous.filter(|w| w.head == pc) else {
+            m.read_log.restart(true);
+            return false;
+        };
+        let (instructions, cycles) = (here.instructions - w.instructions, here.cycles - w.cycles);
+        let fixed_point = here.writes == w.writes
+            && here.impure == w.impure
+            && here.regs == w.regs
+            && cycles != 0
+            && !self.core.step_pending
+            && m.log_still_holds();
+        m.read_log.restart(true);
+        if !fixed_point {
+            return false;
         }
+        let n = m.clock.cycles_until(limit) / cycles;
+        if n == 0 {
+            return false;
+        }
+        m.clock.fast_forward(n, instructions, cycles);
+        // Whole iterations end at or before `limit` (cycles_until rounds
+        // down); at `limit` emulation would stop here too.
+        let reached = m.now() >= limit;
+        drop(m);
+        if let Some(w) = self.watch.as_mut() {
+            w.cycles += n * cycles;
+        }
+        reached
     }
 
     fn loop_state(&self, head: u32) -> LoopWatch {
-        let mut regs = [0u32; 16];
-        for (i, r) in regs.iter_mut().enumerate().take(13) {
-            *r = self.cpu.read_reg(CoreReg::R(i as u8));
-        }
-        regs[13] = self.cpu.read_reg(CoreReg::Sp);
-        regs[14] = self.cpu.read_reg(CoreReg::Lr);
-        regs[15] = self.cpu.read_reg(CoreReg::Xpsr);
+        let regs = self.cpu.loop_regs();
         let m = self.mcu.borrow();
         LoopWatch {
             head,
@@ -641,7 +682,9 @@ impl Board {
             self.run_instructions(n);
         }
         self.run_for(d);
-        self.last_host = Instant::now();
+        if self.realtime {
+            self.last_host = Instant::now();
+        }
         self.flush_if_due(false);
     }
 
@@ -728,6 +771,7 @@ impl Board {
             self.dp.rdbuff = 0;
             return Ok(0);
         }
+        self.count_halfword_transfer(reg);
         let v = match reg {
             0x00 => self.dp.csw | 0x40,
             0x04 => self.dp.tar,
@@ -764,6 +808,7 @@ impl Board {
         if apsel != 0 {
             return Ok(());
         }
+        self.count_halfword_transfer(reg);
         match reg {
             0x00 => self.dp.csw = value & 0xFF00_0F37,
             0x04 => self.dp.tar = value,
@@ -786,6 +831,13 @@ impl Board {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A data transfer (DRW or BD0-3) with CSW.Size = halfword.
+    fn count_halfword_transfer(&mut self, reg: u8) {
+        if matches!(reg, 0x0C..=0x1C) && self.dp.csw & 7 == 1 {
+            self.mcu.borrow_mut().clock.counters.halfword_transfers += 1;
+        }
     }
 
     fn csw_size(&self) -> u32 {
@@ -842,16 +894,17 @@ impl Board {
     }
 
     pub fn debugger_write(&mut self, addr: u32, size: u32, value: u32) -> Result<(), Ack> {
-        // Memory or a register changed under the core: a loop seen so far
-        // proves nothing about the iterations to come.
-        self.watch = None;
         if addr < BUS_SIZE {
+            // A loop that reads what changed sees it in its read log.
             return self
                 .mcu
                 .borrow_mut()
                 .write(addr, size, value, Master::Debugger)
                 .map_err(|_| Ack::Fault);
         }
+        // Debug registers (halt, breakpoints, watchpoints, core registers)
+        // changed under the core: a loop seen so far proves nothing.
+        self.watch = None;
         // Sub-word writes to the PPB are merged into the register word.
         let word = if size == 4 {
             value

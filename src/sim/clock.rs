@@ -21,8 +21,14 @@ pub const PS_PER_S: u64 = 1_000_000_000_000;
 #[derive(Debug, Clone)]
 pub struct Clock {
     hz: u64,
+    /// `PS_PER_S / hz` as a reduced fraction: exact conversions between
+    /// cycles and picoseconds without 128-bit arithmetic in the common case.
+    ps_num: u64,
+    ps_den: u64,
     seg_start_ps: u64,
     seg_cycles: u64,
+    /// `seg_cycles` in picoseconds, kept with it (read at every access).
+    seg_cpu_ps: u64,
     seg_idle_ps: u64,
     /// Core clock cycles elapsed before the current segment (CYCCNT).
     cycles_before: u64,
@@ -64,6 +70,10 @@ pub struct Counters {
     /// Instructions not emulated because the core provably waited (idle
     /// fast-forward): the loop iterations jumped over.
     pub ff_instructions: u64,
+    /// AP data transfers (DRW, BD0-3) made while CSW.Size selected 16 bits.
+    /// The product never makes them: probe-rs 0.32's ST-Link `read_16` /
+    /// `write_16` step their address wrongly on silicon.
+    pub halfword_transfers: u64,
 }
 
 impl Counters {
@@ -80,6 +90,7 @@ impl Counters {
             round_trips: self.round_trips - earlier.round_trips,
             link_wait_ps: self.link_wait_ps - earlier.link_wait_ps,
             ff_instructions: self.ff_instructions - earlier.ff_instructions,
+            halfword_transfers: self.halfword_transfers - earlier.halfword_transfers,
         }
     }
 }
@@ -91,10 +102,14 @@ pub const SWD_BITS_PER_TRANSACTION: u64 = 8 + 1 + 3 + 1 + 32 + 1 + 8;
 
 impl Clock {
     pub fn new(swd_hz: u64) -> Self {
+        let (ps_num, ps_den) = ps_per_cycle(HSI_HZ);
         Self {
             hz: HSI_HZ,
+            ps_num,
+            ps_den,
             seg_start_ps: 0,
             seg_cycles: 0,
+            seg_cpu_ps: 0,
             seg_idle_ps: 0,
             cycles_before: 0,
             retired: 0,
@@ -104,11 +119,17 @@ impl Clock {
     }
 
     /// Current virtual time in picoseconds.
+    #[inline]
     pub fn now(&self) -> u64 {
-        let cpu_ps = (self.seg_cycles as u128 * PS_PER_S as u128 / self.hz as u128) as u64;
         self.seg_start_ps
             .saturating_add(self.seg_idle_ps)
-            .saturating_add(cpu_ps)
+            .saturating_add(self.seg_cpu_ps)
+    }
+
+    /// `seg_cycles` changed: refresh its time (floor(cycles * 10^12 / hz)).
+    #[inline]
+    fn seg_cycles_changed(&mut self) {
+        self.seg_cpu_ps = mul_div(self.seg_cycles, self.ps_num, self.ps_den);
     }
 
     /// Core clock (HCLK) in Hz.
@@ -126,36 +147,41 @@ impl Clock {
         self.cycles_before = self.core_cycles();
         self.seg_start_ps = now;
         self.seg_cycles = 0;
+        self.seg_cpu_ps = 0;
         self.seg_idle_ps = 0;
         self.hz = hz;
+        (self.ps_num, self.ps_den) = ps_per_cycle(hz);
     }
 
     /// Core clock cycles elapsed in virtual time, idle time included: what
     /// DWT CYCCNT counts.
     pub fn core_cycles(&self) -> u64 {
         let ps = self.now() - self.seg_start_ps;
-        self.cycles_before + (ps as u128 * self.hz as u128 / PS_PER_S as u128) as u64
+        self.cycles_before + mul_div(ps, self.ps_den, self.ps_num)
     }
 
     /// One instruction retired, taking `cycles` core clock cycles (1, plus
     /// flash wait states when fetched without the ART accelerator).
+    #[inline]
     pub fn retire(&mut self, cycles: u64) {
-        let t0 = self.now();
+        let t0 = self.seg_cpu_ps;
         self.seg_cycles += cycles;
+        self.seg_cycles_changed();
         self.retired += cycles;
         self.counters.instructions += 1;
-        self.counters.cpu_ps += self.now() - t0;
+        self.counters.cpu_ps += self.seg_cpu_ps - t0;
     }
 
     /// `iterations` repetitions of a provable wait loop of `instructions`
     /// instructions and `cycles` core cycles each, not emulated: the time
     /// is CPU time, exactly as if they had executed.
     pub fn fast_forward(&mut self, iterations: u64, instructions: u64, cycles: u64) {
-        let t0 = self.now();
+        let t0 = self.seg_cpu_ps;
         self.seg_cycles += iterations * cycles;
+        self.seg_cycles_changed();
         self.retired += iterations * cycles;
         self.counters.ff_instructions += iterations * instructions;
-        self.counters.cpu_ps += self.now() - t0;
+        self.counters.cpu_ps += self.seg_cpu_ps - t0;
     }
 
     /// Core cycles retired by executed (or fast-forwarded) instructions.
@@ -169,7 +195,7 @@ impl Clock {
         if t <= now {
             return 0;
         }
-        ((t - now) as u128 * self.hz as u128 / PS_PER_S as u128) as u64
+        mul_div(t - now, self.ps_den, self.ps_num)
     }
 
     /// Time passing while the core does not execute.
@@ -201,7 +227,31 @@ impl Clock {
 
     /// Duration of `cycles` core clock cycles at the current core clock.
     pub fn cycles_ps(&self, cycles: u64) -> u64 {
-        (cycles as u128 * PS_PER_S as u128 / self.hz as u128) as u64
+        mul_div(cycles, self.ps_num, self.ps_den)
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Picoseconds per cycle at `hz` as a reduced fraction (numerator,
+/// denominator): 16 MHz gives 62500/1, 168 MHz 125000/21.
+fn ps_per_cycle(hz: u64) -> (u64, u64) {
+    let g = gcd(PS_PER_S, hz);
+    (PS_PER_S / g, hz / g)
+}
+
+/// floor(a * num / den), exact: 64-bit when the product fits, else 128-bit.
+#[inline]
+fn mul_div(a: u64, num: u64, den: u64) -> u64 {
+    match a.checked_mul(num) {
+        Some(p) if den == 1 => p,
+        Some(p) => p / den,
+        None => (a as u128 * num as u128 / den as u128) as u64,
     }
 }
 
@@ -239,6 +289,28 @@ mod tests {
             16_000 + 2 * 168,
             "idle time counts core cycles"
         );
+    }
+
+    #[test]
+    fn reduced_fraction_conversions_equal_the_128_bit_formulas() {
+        for hz in [HSI_HZ, CPU_HZ, 8_000_000, 84_000_000, 100_000_007, 1] {
+            let mut c = Clock::new(4_000_000);
+            c.set_cpu_hz(hz);
+            for (i, n) in [1u64, 7, 20_999, 1 << 40, u64::MAX / 3]
+                .into_iter()
+                .enumerate()
+            {
+                let slow = (n as u128 * PS_PER_S as u128 / hz as u128) as u64;
+                assert_eq!(c.cycles_ps(n), slow, "cycles_ps({n}) at {hz} Hz");
+                c.idle(n % (1 << 50));
+                let ps = c.now();
+                let slow = (ps as u128 * hz as u128 / PS_PER_S as u128) as u64;
+                assert_eq!(c.core_cycles(), slow, "core_cycles at {hz} Hz, step {i}");
+            }
+            c.retire(12_345);
+            let slow = (12_345u128 * PS_PER_S as u128 / hz as u128) as u64;
+            assert_eq!(c.counters.cpu_ps, slow, "retire at {hz} Hz");
+        }
     }
 
     #[test]

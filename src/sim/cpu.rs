@@ -80,6 +80,17 @@ pub trait Cpu {
     /// Execute one instruction.
     fn step(&mut self) -> StepOutcome;
     fn read_reg(&self, reg: CoreReg) -> u32;
+    /// r0-r12, SP, LR, xPSR: the registers that decide what a loop does.
+    fn loop_regs(&self) -> [u32; 16] {
+        let mut regs = [0u32; 16];
+        for (i, r) in regs.iter_mut().enumerate().take(13) {
+            *r = self.read_reg(CoreReg::R(i as u8));
+        }
+        regs[13] = self.read_reg(CoreReg::Sp);
+        regs[14] = self.read_reg(CoreReg::Lr);
+        regs[15] = self.read_reg(CoreReg::Xpsr);
+        regs
+    }
     fn write_reg(&mut self, reg: CoreReg, value: u32);
     /// Core reset: fresh register file, then SP and PC from the vector table.
     fn reset(&mut self, sp: u32, reset_vector: u32);
@@ -104,15 +115,57 @@ pub struct ArmagnacCpu {
     poisoned: Option<String>,
     /// Raised by [`SleepAwareDecoder`] when the step decoded WFI/WFE.
     slept: Rc<Cell<bool>>,
+    decode: Rc<DecodeCache>,
 }
 
 /// armagnac's decoder, with WFI and WFE decoded as NOPs that raise a flag:
 /// in armagnac's wait states `next_event` never returns, so the board
 /// handles sleep itself. (A WFI in a failing IT condition still raises the
 /// flag; compilers do not emit that.)
+///
+/// Decoded instructions are cached: armagnac decodes (and allocates) anew
+/// for every executed instruction, and a decoded instruction is a pure
+/// function of its encoding, size and IT state (armagnac executes it
+/// through `&self`), so one decode per encoding serves every execution.
 struct SleepAwareDecoder {
-    inner: Lut16AndGrouped32InstructionDecoder,
+    inner: Rc<DecodeCache>,
     slept: Rc<Cell<bool>>,
+}
+
+/// armagnac's table decoder (slow to build) and the decoded instructions,
+/// kept across core resets.
+struct DecodeCache {
+    decoder: Lut16AndGrouped32InstructionDecoder,
+    slots: RefCell<Vec<Option<CachedInstruction>>>,
+}
+
+/// A cache slot: the key (encoding, size, IT state) and what it decoded to.
+type CachedInstruction = (u64, Rc<dyn Instruction>);
+
+/// Entries of the direct-mapped decode cache (a power of two).
+const DECODE_CACHE_SLOTS: usize = 1 << DECODE_CACHE_BITS;
+const DECODE_CACHE_BITS: u32 = 11;
+
+impl DecodeCache {
+    fn new() -> Self {
+        Self {
+            decoder: Lut16AndGrouped32InstructionDecoder::new(armagnac::core::ArmVersion::V7EM),
+            slots: RefCell::new(vec![None; DECODE_CACHE_SLOTS]),
+        }
+    }
+}
+
+impl SleepAwareDecoder {
+    /// The cache key: encoding, size and IT state, all that decoding reads.
+    fn key(ins: u32, size: InstructionSize, state: ItState) -> u64 {
+        let wide = matches!(size, InstructionSize::Ins32) as u64;
+        ins as u64 | wide << 32 | (state.0 as u64) << 40
+    }
+
+    fn slot(key: u64) -> usize {
+        // Fibonacci hashing: the top bits of key * 2^64/phi.
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - DECODE_CACHE_BITS)) as usize
+    }
 }
 
 impl InstructionDecode for SleepAwareDecoder {
@@ -127,13 +180,20 @@ impl InstructionDecode for SleepAwareDecoder {
             InstructionSize::Ins32 if ins == 0xF3AF_8002 || ins == 0xF3AF_8003 => Some(0xF3AF_8000),
             _ => None,
         };
-        match nop {
-            Some(nop) => {
-                self.slept.set(true);
-                self.inner.try_decode(nop, size, state)
-            }
-            None => self.inner.try_decode(ins, size, state),
+        if let Some(nop) = nop {
+            self.slept.set(true);
+            return self.inner.decoder.try_decode(nop, size, state);
         }
+        let key = Self::key(ins, size, state);
+        let slot = Self::slot(key);
+        if let Some((k, decoded)) = &self.inner.slots.borrow()[slot] {
+            if *k == key {
+                return Ok(decoded.clone());
+            }
+        }
+        let decoded = self.inner.decoder.try_decode(ins, size, state)?;
+        self.inner.slots.borrow_mut()[slot] = Some((key, decoded.clone()));
+        Ok(decoded)
     }
 }
 
@@ -142,9 +202,11 @@ impl ArmagnacCpu {
     /// itself serves the SCS (0xE000E000) above it.
     pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32, windows: Vec<Window>) -> Self {
         let slept = Rc::new(Cell::new(false));
-        let proc = Self::build(bus.clone(), bus_size, &windows, &slept);
+        let decode = Rc::new(DecodeCache::new());
+        let proc = Self::build(bus.clone(), bus_size, &windows, &slept, &decode);
         Self {
             slept,
+            decode,
             proc,
             bus,
             bus_size,
@@ -162,10 +224,11 @@ impl ArmagnacCpu {
         bus_size: u32,
         windows: &[Window],
         slept: &Rc<Cell<bool>>,
+        decode: &Rc<DecodeCache>,
     ) -> Processor {
         let mut proc = Processor::new(Config::v7em());
         proc.instruction_decoder = Box::new(SleepAwareDecoder {
-            inner: Lut16AndGrouped32InstructionDecoder::new(armagnac::core::ArmVersion::V7EM),
+            inner: decode.clone(),
             slept: slept.clone(),
         });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
@@ -264,6 +327,28 @@ impl Cpu for ArmagnacCpu {
         }
     }
 
+    fn loop_regs(&self) -> [u32; 16] {
+        let r = &self.proc.registers;
+        [
+            r.r0,
+            r.r1,
+            r.r2,
+            r.r3,
+            r.r4,
+            r.r5,
+            r.r6,
+            r.r7,
+            r.r8,
+            r.r9,
+            r.r10,
+            r.r11,
+            r.r12,
+            r.sp(),
+            r.lr,
+            r.psr.get(),
+        ]
+    }
+
     fn write_reg(&mut self, reg: CoreReg, value: u32) {
         let r = &mut self.proc.registers;
         match reg {
@@ -311,7 +396,13 @@ impl Cpu for ArmagnacCpu {
     }
 
     fn reset(&mut self, sp: u32, reset_vector: u32) {
-        self.proc = Self::build(self.bus.clone(), self.bus_size, &self.windows, &self.slept);
+        self.proc = Self::build(
+            self.bus.clone(),
+            self.bus_size,
+            &self.windows,
+            &self.slept,
+            &self.decode,
+        );
         self.poisoned = None;
         self.basepri = 0;
         self.fpca = false;

@@ -177,9 +177,9 @@ pub struct Mcu {
     /// Bumped by every CPU or debugger write to DMA2 or an SPI: the next
     /// DMA event may have moved closer (see `SimBoard::run_for`).
     pub dma_epoch: u64,
-    /// How far a poll may jump the clock (the board's stepping horizon:
-    /// the next debug-port transaction or event); `u64::MAX` outside it.
-    pub skip_limit: u64,
+    /// The core waits (executes nothing) until then: a poll loop whose
+    /// wait the board skips ([`Mcu::skip_toward`]).
+    pub stall_until: Option<u64>,
     pwr: [u32; 2],
     pub chip: W25q64jv,
     pub wiring: Wiring,
@@ -188,8 +188,10 @@ pub struct Mcu {
     /// End of the chip's BUSY period in which a selection was already
     /// emulated without a clock jump (see [`Mcu::update_cs`]).
     busy_polled: Option<u64>,
-    /// Data comparators armed by the DWT.
-    pub watches: [Option<DataWatch>; 4],
+    /// Data comparators armed by the DWT (set with [`Mcu::set_watches`]).
+    watches: [Option<DataWatch>; 4],
+    /// Whether any of `watches` is armed (checked on every CPU access).
+    watches_armed: bool,
     /// First watchpoint hit since the last check: (comparator, address).
     pub watch_hit: Option<(usize, u32)>,
     /// Bytes of the instruction the CPU is executing, set by the board while
@@ -201,6 +203,11 @@ pub struct Mcu {
     /// neither count nor any register is a provable wait.
     pub cpu_writes: u64,
     pub impure_reads: u64,
+    /// CPU reads (fetches included) since the loop head was last passed,
+    /// while the board watches a loop: (address, size, value). A loop
+    /// iteration that wrote nothing is repeated exactly as long as these
+    /// still read the same, whatever else DMA or the debugger changed.
+    pub read_log: ReadLog,
     /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
     /// this records one requested by a peripheral path (none today).
     pub reset_requested: bool,
@@ -226,17 +233,19 @@ impl Mcu {
             dma2: Dma::new(),
             in_dma: false,
             dma_epoch: 0,
-            skip_limit: u64::MAX,
+            stall_until: None,
             pwr: [0; 2],
             chip,
             wiring,
             cs_high: true,
             busy_polled: None,
             watches: [None; 4],
+            watches_armed: false,
             watch_hit: None,
             fetch: None,
             cpu_writes: 0,
             impure_reads: 0,
+            read_log: ReadLog::default(),
             reset_requested: false,
         };
         mcu.update_cs();
@@ -302,7 +311,32 @@ impl Mcu {
     }
 
     /// Read `size` bytes (1, 2 or 4, naturally aligned) as a little-endian value.
+    #[inline]
     pub fn read(&mut self, addr: u32, size: Size, master: Master) -> Result<u32, BusFault> {
+        let v = self.read_unlogged(addr, size, master);
+        if master == Master::Cpu && self.read_log.on {
+            self.read_log.push(addr, size, v.unwrap_or(0));
+        }
+        v
+    }
+
+    /// Whether every logged read still gives the value it gave (each is
+    /// pure: a log with impure reads never gets here).
+    pub fn log_still_holds(&mut self) -> bool {
+        if self.read_log.overflow {
+            return false;
+        }
+        let log = std::mem::take(&mut self.read_log.reads);
+        let holds = log.iter().all(|&(addr, size, value)| {
+            self.read_unlogged(addr, size as Size, Master::Debugger)
+                .unwrap_or(0)
+                == value
+        });
+        self.read_log.reads = log;
+        holds
+    }
+
+    fn read_unlogged(&mut self, addr: u32, size: Size, master: Master) -> Result<u32, BusFault> {
         let fault = BusFault {
             address: addr,
             size,
@@ -329,7 +363,7 @@ impl Mcu {
                 Ok(lane_read(word, a, size))
             }
             _ => {
-                if master == Master::Cpu {
+                if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
                 }
                 let (base, word) = self.read_periph(addr & !3, now).ok_or(fault)?;
@@ -387,8 +421,29 @@ impl Mcu {
         }
     }
 
+    /// Whether a CPU read of the peripheral register at `addr` has no side
+    /// effect and returns a value that only a write or a DMA event can
+    /// change: DMA2's registers (streams move data only in
+    /// [`Mcu::service_dma`], at the board's DMA events or after a bus
+    /// write) and the CRC unit's (its result changes only on a DR write).
+    /// A loop polling them is still a provable wait up to the next event.
+    fn read_is_pure(&self, addr: u32) -> bool {
+        matches!(addr & !(PERIPH_BLOCK - 1), DMA2_BASE | CRC_BASE)
+    }
+
+    /// Arm the DWT data comparators the bus matches CPU accesses against.
+    pub fn set_watches(&mut self, watches: [Option<DataWatch>; 4]) {
+        self.watches = watches;
+        self.watches_armed = watches.iter().any(Option::is_some);
+    }
+
+    pub fn watches_armed(&self) -> bool {
+        self.watches_armed
+    }
+
+    #[inline]
     fn check_watch(&mut self, addr: u32, size: Size, write: bool) {
-        if self.watch_hit.is_some() {
+        if !self.watches_armed || self.watch_hit.is_some() {
             return;
         }
         if !write && self.fetch.as_ref().is_some_and(|f| f.contains(&addr)) {
@@ -535,17 +590,16 @@ impl Mcu {
         }
     }
 
-    /// Jump the clock towards `end` (a poll loop's wait ending then), at
-    /// most [`MAX_SKIP_PS`] and never past `skip_limit`: the next debug-port
-    /// transaction still comes at its own time, so the chip's BUSY time
-    /// overlaps link time as on silicon instead of adding to it.
+    /// Let the core wait for `end` (a poll loop's wait ending then, at
+    /// most [`MAX_SKIP_PS`] ahead) without emulating the loop: the board
+    /// stops executing until then but keeps serving the debug port at its
+    /// own times, so the chip's BUSY time overlaps link time as on silicon
+    /// instead of adding to it (see `SimBoard::run_for`).
     fn skip_toward(&mut self, end: u64) {
         let now = self.now();
-        let to = end
-            .min(now.saturating_add(MAX_SKIP_PS))
-            .min(self.skip_limit);
+        let to = end.min(now.saturating_add(MAX_SKIP_PS));
         if to > now {
-            self.clock.skip_to(to);
+            self.stall_until = Some(to);
         }
     }
 
@@ -620,9 +674,6 @@ impl Mcu {
                 let moved_ok = self
                     .read(item.src, item.size, Master::Debugger)
                     .and_then(|v| self.write(item.dst, item.size, v, Master::Debugger));
-                // Bus-master writes other than the debugger's: a loop that
-                // watched this memory may change (see the fast-forward).
-                self.cpu_writes += 1;
                 match moved_ok {
                     Ok(()) => {
                         self.dma2.item_done(x);
@@ -659,8 +710,8 @@ impl Mcu {
     /// When DMA2 may next have work: the end of SPI1's frame on the wire,
     /// while a stream waits on SPI1.
     pub fn next_dma_event(&self) -> Option<u64> {
-        let waiting = (0..8)
-            .any(|x| self.dma2.next_item(x).is_some() && self.dma2.channel(x) == SPI1_DMA_CHANNEL);
+        let waiting =
+            (0..8).any(|x| self.dma2.waiting(x) && self.dma2.channel(x) == SPI1_DMA_CHANNEL);
         if waiting && self.rcc.dma2_clock_enabled() {
             self.spi[0].next_event()
         } else {
@@ -674,6 +725,34 @@ impl Mcu {
         for idx in 0..3 {
             let (spi, mut link) = self.spi_and_link(idx);
             spi.advance(now, &mut link);
+        }
+    }
+}
+
+/// Reads logged per loop iteration, at most [`ReadLog::CAPACITY`].
+#[derive(Debug, Default)]
+pub struct ReadLog {
+    pub on: bool,
+    pub overflow: bool,
+    pub reads: Vec<(u32, u8, u32)>,
+}
+
+impl ReadLog {
+    pub const CAPACITY: usize = 128;
+
+    /// Start a fresh iteration's log (`on`: log at all).
+    pub fn restart(&mut self, on: bool) {
+        self.on = on;
+        self.overflow = false;
+        self.reads.clear();
+    }
+
+    #[inline]
+    fn push(&mut self, addr: u32, size: Size, value: u32) {
+        if self.reads.len() < Self::CAPACITY {
+            self.reads.push((addr, size as u8, value));
+        } else {
+            self.overflow = true;
         }
     }
 }
@@ -712,6 +791,20 @@ impl SpiLink for ChipLink<'_> {
 
 fn mem_read(mem: &[u8], off: u32, size: Size) -> u32 {
     let off = off as usize;
+    // Whole accesses inside the memory (every CPU fetch): one load.
+    match size {
+        4 => {
+            if let Some(b) = mem.get(off..off + 4) {
+                return u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        2 => {
+            if let Some(b) = mem.get(off..off + 2) {
+                return u16::from_le_bytes([b[0], b[1]]) as u32;
+            }
+        }
+        _ => {}
+    }
     let mut v = 0u32;
     for i in (0..size as usize).rev() {
         v = (v << 8) | *mem.get(off + i).unwrap_or(&0) as u32;
@@ -721,6 +814,12 @@ fn mem_read(mem: &[u8], off: u32, size: Size) -> u32 {
 
 fn mem_write(mem: &mut [u8], off: u32, size: Size, value: u32) {
     let off = off as usize;
+    if size == 4 {
+        if let Some(b) = mem.get_mut(off..off + 4) {
+            b.copy_from_slice(&value.to_le_bytes());
+            return;
+        }
+    }
     for i in 0..size as usize {
         if let Some(b) = mem.get_mut(off + i) {
             *b = (value >> (8 * i)) as u8;

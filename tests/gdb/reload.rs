@@ -176,7 +176,10 @@ fn gdb_reload_of_the_same_elf_skips_internal_and_external_flash() {
     let (first, second) = events.split_at(split + 1);
     // The fresh virtual chip is erased: programmed, nothing erased.
     assert!(erases(first, FlashKind::External).is_empty(), "{first:?}");
-    assert!(programmed(first, FlashKind::External) > 0x10000, "{first:?}");
+    assert!(
+        programmed(first, FlashKind::External) > 0x10000,
+        "{first:?}"
+    );
     assert!(erases(second, FlashKind::External).is_empty(), "{second:?}");
     assert!(erases(second, FlashKind::Internal).is_empty(), "{second:?}");
     assert_eq!(programmed(second, FlashKind::External), 0);

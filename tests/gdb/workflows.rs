@@ -670,10 +670,15 @@ fn monitor_chip_erase_progress_reaches_the_console_before_the_final_ok() {
         done - *first_at >= Duration::from_millis(500),
         "first line at {first_at:?}, OK at {done:?}: output was held back"
     );
-    assert!(
-        console.iter().any(|(_, l)| l.contains("still running")),
-        "{console:?}"
-    );
+    // The product reports a running erase once per second of host time;
+    // how much host time the virtual board's 20 s chip erase takes depends
+    // on the host (0.7 s on the 2-core CI machine).
+    if done - *first_at >= Duration::from_millis(1500) {
+        assert!(
+            console.iter().any(|(_, l)| l.contains("still running")),
+            "{console:?}"
+        );
+    }
     assert!(
         console.last().unwrap().1.contains("erased 8192 KiB"),
         "{console:?}"

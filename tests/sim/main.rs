@@ -18,6 +18,7 @@ mod detect;
 mod dwt;
 mod fidelity;
 mod flash_and_debug;
+mod halfword;
 mod persistence;
 mod spi_firmware;
 mod spi_pins;

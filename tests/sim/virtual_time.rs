@@ -102,3 +102,43 @@ fn flash_loader_programs_and_verifies_all_512_kib() {
     );
     eprintln!("host time for 512 KiB program + verify: {:?}", f.host);
 }
+
+#[test]
+fn dma_wait_fast_forward_on_and_off_end_in_the_same_state_at_the_same_virtual_time() {
+    let (f_on, on) = dma_read_while_the_core_polls(2048, true);
+    let (f_off, off) = dma_read_while_the_core_polls(2048, false);
+    println!("{f_on}\n{f_off}");
+    check_accounting(&f_on);
+    let strip = |e: &DmaEnd| (e.0, e.1, e.2, e.4.clone());
+    assert_eq!(strip(&on), strip(&off), "time, PC, r0-r3 and the data");
+    assert_eq!(on.1, 0x2000_0108, "halted on the BKPT after the wait");
+    assert!(on.4.iter().all(|&b| b == 0xFF), "an erased chip reads 0xFF");
+    let (c_on, c_off) = (&on.3, &off.3);
+    assert_eq!(
+        c_on.instructions + c_on.ff_instructions,
+        c_off.instructions,
+        "the same instructions, skipped or emulated"
+    );
+    assert_eq!(c_on.spi_bytes, 2048 + 4);
+    assert!(
+        c_on.ff_instructions > 3 * c_on.instructions,
+        "the TCIF poll is skipped between DMA events: {c_on:?}"
+    );
+}
+
+#[test]
+fn block_write_into_ram_costs_its_wire_time_whether_the_core_waits_or_not() {
+    let halted = block_write_14_kib(false);
+    let spinning = block_write_14_kib(true);
+    println!("{halted}\n{spinning}");
+    assert_eq!(halted.virtual_ps, spinning.virtual_ps);
+    assert_eq!(
+        halted.counters.swd_transactions,
+        spinning.counters.swd_transactions
+    );
+    let c = &spinning.counters;
+    assert!(
+        c.ff_instructions > 20 * c.instructions,
+        "a wait loop the writes do not touch stays skipped: {c:?}"
+    );
+}

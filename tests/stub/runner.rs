@@ -540,12 +540,12 @@ fn save_failing_midway_leaves_trcena_clocks_and_debug_registers_as_found() {
         (0x2001_C000, "saving the work area 0x2001c000"),
         (0x2001_FF00, "saving the work area"),
         (DEMCR, "0xe000edfc"),
-        (dwt::CYCCNT, "0xe0001000"), // read with CTRL as one block
+        (dwt::CYCCNT, "0xe0001000"),      // read with CTRL as one block
         (dwt::function(2), "0xe0001000"), // CTRL..FUNCTION3 in one block
-        (0xE000_ED30, "0xe000ed30"), // DFSR
-        (0xE004_2008, "0xe0042008"), // DBGMCU_APB1_FZ
-        (0x4002_3844, "0x40023844"), // RCC_APB2ENR
-        (0x4002_0420, "0x40020400"), // GPIOB_AFRL, in the GPIOB block read
+        (0xE000_ED30, "0xe000ed30"),      // DFSR
+        (0xE004_2008, "0xe0042008"),      // DBGMCU_APB1_FZ
+        (0x4002_3844, "0x40023844"),      // RCC_APB2ENR
+        (0x4002_0420, "0x40020400"),      // GPIOB_AFRL, in the GPIOB block read
     ];
     for (addr, says) in steps {
         let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());

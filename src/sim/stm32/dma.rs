@@ -106,6 +106,13 @@ impl Dma {
         self.streams[x].cr & CR_EN != 0
     }
 
+    /// Whether stream `x` is enabled with items left (what
+    /// [`Dma::next_item`] returns an item for).
+    pub fn waiting(&self, x: usize) -> bool {
+        let s = &self.streams[x];
+        s.cr & CR_EN != 0 && s.ndtr != 0
+    }
+
     /// Channel selected on stream `x`.
     pub fn channel(&self, x: usize) -> u32 {
         (self.streams[x].cr >> CR_CHSEL_SHIFT) & 7

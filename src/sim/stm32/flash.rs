@@ -502,6 +502,20 @@ impl FlashCtrl {
     /// Read `size` (1..=4) bytes little-endian at `offset`; bytes outside the
     /// array read 0xFF, `size` > 4 is treated as 4.
     pub fn read_array(&self, offset: u32, size: u32) -> u32 {
+        let off = offset as usize;
+        match size {
+            4 => {
+                if let Some(b) = off.checked_add(4).and_then(|end| self.array.get(off..end)) {
+                    return u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            2 => {
+                if let Some(b) = off.checked_add(2).and_then(|end| self.array.get(off..end)) {
+                    return u16::from_le_bytes([b[0], b[1]]) as u32;
+                }
+            }
+            _ => {}
+        }
         let mut v = 0u32;
         for i in 0..size.min(4) {
             let b = (offset as usize)
