@@ -103,6 +103,8 @@ pub enum Call {
     /// Program `len` bytes at `addr`, drained from the ring (r1 addr,
     /// r2 &Ring, r3 len).
     Program { addr: u32, len: u32 },
+    /// As `Program`, from the two slots of `abi::slots`.
+    ProgramSlots { addr: u32, len: u32 },
     /// Read `len` bytes of SFDP space at `addr` into the buffer.
     ReadSfdp { addr: u32, len: u32 },
     /// Raise the core clock for the session → r1 = the new clock, or 0.
@@ -126,7 +128,7 @@ impl Call {
             Call::Crc32 { .. } => "CRC (stub_crc32)",
             Call::CrcBlocks { .. } => "block CRCs (stub_crc_blocks)",
             Call::Erase { .. } => "erase (stub_erase)",
-            Call::Program { .. } => "program (stub_program)",
+            Call::Program { .. } | Call::ProgramSlots { .. } => "program (stub_program)",
             Call::ReadSfdp { .. } => "SFDP read (stub_read_sfdp)",
             Call::ReadStatus => "status read (stub_read_status)",
             Call::WriteStatus { .. } => "status write (stub_write_status)",
@@ -141,6 +143,7 @@ impl Call {
             | Call::CrcBlocks { addr, .. }
             | Call::Erase { addr, .. }
             | Call::Program { addr, .. }
+            | Call::ProgramSlots { addr, .. }
             | Call::ReadSfdp { addr, .. } => addr,
             _ => 0,
         }
@@ -154,6 +157,7 @@ impl Call {
             Call::CrcBlocks { .. } => Command::CrcBlocks,
             Call::Erase { .. } => Command::Erase,
             Call::Program { .. } => Command::Program,
+            Call::ProgramSlots { .. } => Command::ProgramSlots,
             Call::ReadSfdp { .. } => Command::ReadSfdp,
             Call::ReadStatus => Command::ReadStatus,
             Call::WriteStatus { .. } => Command::WriteStatus,
@@ -167,7 +171,7 @@ impl Call {
             Call::Read { len, .. } | Call::ReadSfdp { len, .. } => len,
             Call::CrcBlocks { count, .. } => count * 4 * abi::CRC_BLOCK_WORDS + abi::CRC_SCRATCH,
             Call::Crc32 { .. } => abi::CRC_SCRATCH,
-            Call::Program { .. } => l.buf_len,
+            Call::Program { .. } | Call::ProgramSlots { .. } => l.buf_len,
             _ => 0,
         }
     }
@@ -180,7 +184,7 @@ impl Call {
             Call::Crc32 { addr, len } => [addr, len, l.buf],
             Call::CrcBlocks { addr, count } => [addr, l.buf, count],
             Call::Erase { addr, kind } => [addr, kind as u32, 0],
-            Call::Program { addr, len } => [addr, l.ring, len],
+            Call::Program { addr, len } | Call::ProgramSlots { addr, len } => [addr, l.ring, len],
             Call::WriteStatus {
                 which,
                 value,
@@ -1199,22 +1203,16 @@ impl StubSession<'_, '_> {
         Ok(out)
     }
 
-    /// Program `data` at chip `addr` through the ring: the host keeps the
-    /// ring filled while the stub drains it into page programs, so SWD
-    /// transfers overlap page-program time. `drained(n)` reports bytes the
-    /// stub has taken from the ring (into the chip's page buffer).
+    /// Program `data` at chip `addr` through two slots in the data buffer
+    /// (`abi::slots`): while the stub programs one chunk the host writes the
+    /// next into the other slot, data and trailer in one memory call, so a
+    /// chunk costs two memory calls: that write and the poll that finds the
+    /// slot free again. `drained(n)` reports the bytes of chunks the stub
+    /// has consumed (sent into the chip).
     ///
-    /// The ring is fed in halves: while the stub drains one, the host
-    /// writes the other (one memory call, then `wp`), so a fed half costs
-    /// three memory calls: data, `wp`, and the poll that finds the other
-    /// half drained. `wp` stays word-aligned except after the last bytes.
-    ///
-    /// Relies on the [`Ring`] protocol: the host only writes data, `wp` and
-    /// `abort`; the stub only writes `rp`; one byte always stays free.
-    ///
-    /// With `erase_first` (an erase call, its chip limit and timeout), the
-    /// ring is filled first and the erase runs while it holds the data: the
-    /// link works while the chip erases.
+    /// With `erase_first` (an erase call, its chip limit and timeout), both
+    /// slots are filled first and the erase runs while they hold the data:
+    /// the link works while the chip erases.
     pub fn program(
         &mut self,
         addr: u32,
@@ -1226,11 +1224,12 @@ impl StubSession<'_, '_> {
     ) -> Result<(), ExtFlashError> {
         let l = self.res.layout;
         self.save_buffer(l.buf_len)?;
+        let slot = abi::slots::slot_size(0, l.buf_len).min(abi::slots::MAX_SLOT);
         let ring = Ring {
-            wp: l.buf,
-            rp: l.buf,
+            wp: 0,
+            rp: 0,
             start: l.buf,
-            end: l.buf + l.buf_len,
+            end: l.buf + 2 * slot,
             abort: 0,
         };
         {
@@ -1246,84 +1245,67 @@ impl StubSession<'_, '_> {
         // Target time without progress before the host gives up on the
         // stub (target time, so a slow host or link cannot cause it).
         let stall_cycles = (u64::from(page_ms) * 4 + 2_000) * u64::from(self.res.cycles_per_ms);
-        // Two chunks fit the ring with its free byte (rounded to words).
-        let half = ((l.buf_len - 8) / 2) & !3;
-        let mut sent = 0usize;
-        let mut wp = ring.wp;
-        let mut last_rp = ring.rp;
+        let chunk = (slot - 4) as usize;
+        let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
+        let mut written = 0usize;
+        let mut consumed = 0usize;
         let mut moved_at = 0u64;
         let mut aborted = false;
-        let (mut polls, mut chunks) = (0u32, 0u32);
-        let mut feed = |core: &mut Core<'_>, rp: u32| -> Result<(), ExtFlashError> {
-            let cur = Ring { wp, rp, ..ring };
-            // Word-aligned room (one byte stays free, so at most size - 4).
-            let room = (cur.writable() & !3) as usize;
-            let left = data.len() - sent;
-            if left == 0 || room < (half as usize).min(left) {
-                return Ok(());
-            }
-            let mut n = room.min(half as usize).min(left);
-            while n > 0 {
-                // Up to the end of the ring, then wrap.
-                let contiguous = (ring.end - wp) as usize;
-                let k = n.min(contiguous);
-                write_bytes(core, wp, &data[sent..sent + k])?;
-                sent += k;
-                n -= k;
-                wp = cur.advance(wp, k as u32);
-            }
-            wr(core, l.ring + ring_offset::WP, wp)?;
-            chunks += 1;
-
-            Ok(())
-        };
-        let mut track = |rp: u32, cycles: u64| -> bool {
-            if rp != last_rp {
-                let moved = if rp >= last_rp {
-                    rp - last_rp
-                } else {
-                    (ring.end - last_rp) + (rp - ring.start)
-                };
-                drained(moved);
-                last_rp = rp;
-                moved_at = cycles;
-                false
+        // Write chunk `k` into its slot, with its trailer.
+        let put = |core: &mut Core<'_>, k: usize| -> Result<(), ExtFlashError> {
+            let c = chunks[k];
+            let base = ring.start + (k as u32 & 1) * slot;
+            let trailer = abi::slots::trailer(k as u32, c.len() as u32);
+            if c.len() == chunk {
+                let mut words = to_words(c);
+                words.push(trailer);
+                core.write_32(base.into(), &words)
+                    .map_err(ExtFlashError::probe(ProbeOp::FillRing(base)))
             } else {
-                cycles.saturating_sub(moved_at) > stall_cycles
+                write_bytes(core, base, c)?;
+                wr(core, base + slot - 4, trailer)
             }
         };
-        // Prime both halves before the stub starts.
-        feed(&mut *self.core, ring.rp)?;
-        feed(&mut *self.core, ring.rp)?;
+        // Fill both slots before the stub starts.
+        while written < chunks.len().min(2) {
+            put(&mut *self.core, written)?;
+            written += 1;
+        }
         if let Some((call, limit_ms, timeout)) = erase_first {
             self.call(call, limit_ms, timeout)?;
         }
+        // Report the chunks consumed so far; returns the new count.
+        let mut report = |from: usize, now: usize| {
+            for c in &chunks[from..now] {
+                drained(c.len() as u32);
+            }
+            now
+        };
         self.call_with(
-            Call::Program {
+            Call::ProgramSlots {
                 addr,
                 len: data.len() as u32,
             },
             page_ms,
             timeout,
             &mut |core, p| {
-                polls += 1;
-
-                if track(p.rp, p.target_cycles) && !aborted {
+                let done = (p.rp as usize).min(chunks.len());
+                if done > consumed {
+                    consumed = report(consumed, done);
+                    moved_at = p.target_cycles;
+                } else if p.target_cycles.saturating_sub(moved_at) > stall_cycles && !aborted {
                     aborted = true;
                     wr(core, l.ring + ring_offset::ABORT, 1)?;
                 }
-                feed(core, p.rp)
+                // Chunk k goes where chunk k - 2 was: free once consumed.
+                if written < chunks.len() && consumed + 2 > written {
+                    put(core, written)?;
+                    written += 1;
+                }
+                Ok(())
             },
         )?;
-        // What the stub drained after the last poll.
-        let last = rd(self.core, l.ring + ring_offset::RP)?;
-        track(last, 0);
-        tracing::debug!(
-            bytes = data.len(),
-            chunks,
-            polls,
-            "programmed through the ring"
-        );
+        report(consumed, chunks.len());
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ use core::cell::Cell;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use extflash_stub_abi::{
-    Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC_BLOCK,
+    slots, Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC_BLOCK,
     CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CORE_HZ,
     SESSION_PLLCFGR,
 };
@@ -691,6 +691,7 @@ enum Entry {
     Program,
     CrcBlocks,
     Clock,
+    ProgramSlots,
 }
 
 /// Common frame of every entry point, shared so the stub stays small: check
@@ -717,6 +718,7 @@ fn dispatch(cfg: &Config, a: u32, b: u32, c: u32, entry: Entry) -> u64 {
         Entry::WriteStatus => write_status(&bus, a, b, c),
         Entry::Erase => erase(&bus, a, b),
         Entry::Program => program(&bus, a, b as *mut Ring, c),
+        Entry::ProgramSlots => program_slots(&bus, a, b as *mut Ring, c),
         Entry::CrcBlocks => crc_blocks(&bus, a, b as *mut u32, c),
     };
     bus.finish();
@@ -868,6 +870,69 @@ fn erase(bus: &Bus, addr: u32, kind: u32) -> Res<()> {
         bus.deselect();
     }
     bus.wait_done(ms)?;
+    Ok(())
+}
+
+/// `Command::ProgramSlots`: program `len` bytes at `addr` from two slots
+/// that the host fills in turn (`extflash_stub_abi::slots`): wait for the
+/// next chunk's trailer, program its bytes page by page (DMA straight from
+/// the slot), then count it consumed in `Ring::rp` (before the last page's
+/// tPP, so the host refills during it).
+fn program_slots(bus: &Bus, addr: u32, ring: *mut Ring, len: u32) -> Res<()> {
+    // SAFETY (all ring accesses): the host guarantees `ring` is a Ring in
+    // RAM (entry contract); the fields it writes are read volatile.
+    let (start, end) = unsafe {
+        (
+            read_volatile(addr_of!((*ring).start)),
+            read_volatile(addr_of!((*ring).end)),
+        )
+    };
+    let slot = slots::slot_size(start, end);
+    if addr > ADDR_LIMIT || len > ADDR_LIMIT - addr || slot <= 4 || slot > slots::MAX_SLOT {
+        return Err(fail(Status::BadArgument));
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    bus.ready()?;
+    let (mut addr, mut left, mut k) = (addr, len, 0u32);
+    while left != 0 {
+        let base = start + (k & 1) * slot;
+        let trailer = (base + slot - 4) as *const u32;
+        let want = slots::trailer_seq(k);
+        // A pure read loop (a running watchdog aside): an emulated board
+        // skips it.
+        let t = loop {
+            if unsafe { read_volatile(addr_of!((*ring).abort)) } != 0 {
+                return Err(fail(Status::Aborted));
+            }
+            let t = unsafe { read_volatile(trailer) };
+            if t & !slots::LEN_MASK == want {
+                break t;
+            }
+            kick_watchdog(bus.cfg);
+        };
+        let n = t & slots::LEN_MASK;
+        if n == 0 || n > slot - 4 || n > left {
+            return Err(fail(Status::BadArgument));
+        }
+        let mut off = 0;
+        while off < n {
+            let m = (PAGE - (addr & (PAGE - 1))).min(n - off);
+            bus.write_enable()?;
+            bus.command_addr(Op::PageProgram, addr);
+            bus.tx((base + off) as *const u8, m);
+            bus.deselect();
+            off += m;
+            addr += m;
+            if off == n {
+                k += 1;
+                unsafe { write_volatile(addr_of_mut!((*ring).rp), k) };
+            }
+            bus.wait_done(bus.cfg.timeouts.page_program_ms)?;
+        }
+        left -= n;
+    }
     Ok(())
 }
 
@@ -1137,6 +1202,7 @@ pub unsafe extern "C" fn serve_main(cfg: &Config) {
             Some(Command::Program) => Some(Entry::Program),
             Some(Command::CrcBlocks) => Some(Entry::CrcBlocks),
             Some(Command::Clock) => Some(Entry::Clock),
+            Some(Command::ProgramSlots) => Some(Entry::ProgramSlots),
             Some(Command::Exit) => None,
             None => {
                 write_volatile(addr_of_mut!((*mb).status), Status::BadArgument as u32);

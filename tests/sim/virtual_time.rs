@@ -26,7 +26,7 @@ fn check_accounting(f: &Figures) {
         );
     }
     assert_eq!(c.swd_bits, c.swd_transactions * SWD_BITS_PER_TRANSACTION);
-    let wire = c.swd_bits * PS_PER_S / f.swd_hz;
+    let wire = (u128::from(c.swd_bits) * u128::from(PS_PER_S) / u128::from(f.swd_hz)) as u64;
     let cpu = c.cpu_ps;
     let slack = 1_000_000; // 1 us of rounding
     assert!(

@@ -229,6 +229,9 @@ pub enum Command {
     Exit = 10,
     /// Raise the core clock for the session (`stub_clock`).
     Clock = 11,
+    /// Program from two slots the host fills in turn ([`slots`]); args as
+    /// `Program` (addr, &Ring, len).
+    ProgramSlots = 12,
 }
 
 impl Command {
@@ -245,6 +248,7 @@ impl Command {
             9 => Self::CrcBlocks,
             10 => Self::Exit,
             11 => Self::Clock,
+            12 => Self::ProgramSlots,
             _ => return None,
         })
     }
@@ -341,6 +345,39 @@ impl Ring {
         } else {
             p
         }
+    }
+}
+
+/// The slot protocol of `Command::ProgramSlots`: the [`Ring`]'s
+/// `[start, end)` holds two slots of [`slot_size`] bytes. The host writes
+/// chunk `k` (of at most `slot - 4` bytes) into slot `k % 2`, from its
+/// start, and its trailer, [`trailer`]`(k, n)`, into the slot's last word:
+/// for a full chunk in the same memory call, after the data (the debug port
+/// writes in address order, so the stub never sees a trailer before its
+/// data). The stub programs the chunk and sets `Ring::rp` to `k + 1`; the
+/// host writes chunk `k + 2` into the same slot only after `rp > k`.
+/// `wp` is unused; `abort` works as for `Program`. One write and one poll
+/// per chunk, no separate write-pointer update.
+pub mod slots {
+    /// Trailer bits holding the chunk's byte count.
+    pub const LEN_MASK: u32 = 0xFFFF;
+    /// Largest slot (the count must fit `LEN_MASK`).
+    pub const MAX_SLOT: u32 = 0x1_0000;
+
+    /// Each of the two slots in `[start, end)`, word-aligned.
+    pub const fn slot_size(start: u32, end: u32) -> u32 {
+        (end.wrapping_sub(start) / 2) & !3
+    }
+
+    /// The trailer's upper half for chunk `k`: a marker and `k`'s low byte
+    /// (never the stale trailer of chunk `k - 2`, never all zeros or ones).
+    pub const fn trailer_seq(k: u32) -> u32 {
+        (0xA5 << 24) | ((k & 0xFF) << 16)
+    }
+
+    /// The trailer of chunk `k` holding `n` bytes.
+    pub const fn trailer(k: u32, n: u32) -> u32 {
+        trailer_seq(k) | (n & LEN_MASK)
     }
 }
 
@@ -527,6 +564,23 @@ mod tests {
         assert_eq!(r.rp, start + 500 % size);
     }
 
+    /// A slot's stale trailer (chunk k - 2) never passes for chunk k, and a
+    /// full slot's count fits the trailer.
+    #[test]
+    fn slot_trailers_tell_each_chunk_from_the_one_before_in_its_slot() {
+        for k in 2..600u32 {
+            let stale = slots::trailer(k - 2, 0x1234);
+            assert_ne!(stale & !slots::LEN_MASK, slots::trailer_seq(k), "k {k}");
+            assert_eq!(slots::trailer(k, 0x1234) & !slots::LEN_MASK, slots::trailer_seq(k));
+        }
+        assert_ne!(slots::trailer_seq(0), 0);
+        assert_ne!(slots::trailer_seq(0xFF) | slots::LEN_MASK, u32::MAX);
+        let slot = slots::slot_size(0x2001_C6A8, 0x2001_C6A8 + 0x2D00 + 3);
+        assert_eq!(slot % 4, 0);
+        assert!(slot - 4 <= slots::LEN_MASK);
+        assert_eq!(slots::trailer(3, slot - 4) & slots::LEN_MASK, slot - 4);
+    }
+
     #[test]
     fn abi_blocks_have_no_padding() {
         assert_eq!(core::mem::size_of::<PinCfg>(), 3 * 4);
@@ -550,7 +604,7 @@ mod tests {
         assert_eq!(mailbox_offset::DONE, 20);
         assert_eq!(mailbox_offset::STATUS, mailbox_offset::DONE + 4);
         assert_eq!(mailbox_offset::VALUE, mailbox_offset::DONE + 8);
-        for c in 1..=11 {
+        for c in 1..=12 {
             assert_eq!(Command::from_u32(c).map(|c| c as u32), Some(c));
         }
         assert_eq!(Command::from_u32(0), None);
