@@ -571,7 +571,10 @@ mod tests {
         for k in 2..600u32 {
             let stale = slots::trailer(k - 2, 0x1234);
             assert_ne!(stale & !slots::LEN_MASK, slots::trailer_seq(k), "k {k}");
-            assert_eq!(slots::trailer(k, 0x1234) & !slots::LEN_MASK, slots::trailer_seq(k));
+            assert_eq!(
+                slots::trailer(k, 0x1234) & !slots::LEN_MASK,
+                slots::trailer_seq(k)
+            );
         }
         assert_ne!(slots::trailer_seq(0), 0);
         assert_ne!(slots::trailer_seq(0xFF) | slots::LEN_MASK, u32::MAX);
