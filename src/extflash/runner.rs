@@ -711,8 +711,9 @@ pub(super) fn read_registers(
     Ok(addrs.iter().map(|a| values[a]).collect())
 }
 
-/// Pick free DMA2 streams for SPI1 (EN = 0 on a stream of each pair) and
-/// save their registers; with none free the stub polls the SPI.
+/// Pick free DMA2 streams for SPI1 (EN = 0 and no flag pending, on a
+/// stream of each pair) and save their registers; with none free the stub
+/// polls the SPI.
 fn claim_dma(core: &mut Core<'_>, s: &mut Saved, config: &mut Config) -> Result<(), ExtFlashError> {
     let base = wiring::DMA2_BASE;
     // LISR, HISR, LIFCR, HIFCR and streams 0..=5 in one read.
@@ -721,7 +722,17 @@ fn claim_dma(core: &mut Core<'_>, s: &mut Saved, config: &mut Config) -> Result<
         let at = 4 + 6 * x as usize;
         [r[at], r[at + 1], r[at + 2], r[at + 3], r[at + 4], r[at + 5]]
     };
-    let free = |set: [u32; 2]| set.into_iter().find(|&x| stream(x)[0] & 1 == 0);
+    // Free: disabled, and no flag pending (the stub clears its streams'
+    // flags, and flags cannot be set back).
+    let flags = |x: u32| {
+        let isr = if x < 4 { r[0] } else { r[1] };
+        let shift = (x & 1) * 6 + (x & 2) * 8;
+        (isr >> shift) & 0x3D
+    };
+    let free = |set: [u32; 2]| {
+        set.into_iter()
+            .find(|&x| stream(x)[0] & 1 == 0 && flags(x) == 0)
+    };
     let (Some(rx), Some(tx)) = (
         free(wiring::SPI1_DMA_RX_STREAMS),
         free(wiring::SPI1_DMA_TX_STREAMS),
@@ -864,8 +875,8 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
         );
     }
     if let Some((base, before)) = s.dma_isr {
-        // Flags are cleared through LIFCR/HIFCR; ones the application had
-        // set stay set.
+        // Flags are cleared through LIFCR/HIFCR (the session only uses
+        // streams that had none pending).
         if let Ok(now) = rd_block(core, base, 2) {
             for i in 0..2u32 {
                 let raised = now[i as usize] & !before[i as usize];

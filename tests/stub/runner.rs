@@ -165,6 +165,57 @@ fn small_cold_read_drives_the_spi_from_the_host_and_leaves_everything_as_found()
     assert!(ext.is_resident());
 }
 
+/// The stub moves bytes with DMA2 only on streams the application left
+/// free: a configured stream with a transfer-complete flag pending is
+/// skipped (flags cannot be set back), the other candidate is used, and
+/// both streams' registers and the pending flag read as found afterwards.
+#[test]
+fn stub_dma_leaves_the_applications_streams_and_flags_as_found() {
+    const DMA2: u64 = 0x4002_6400;
+    const DMA2EN: u32 = 1 << 22;
+    let stream = |x: u64| DMA2 + 0x10 + 0x18 * x;
+    let data = pattern(0x5EED, 0x3000);
+    let (_b, mut session) = app_state(SimConfig::default(), &[(0x2_0000, &data)]);
+    let mut core = session.core(0).unwrap();
+    let ahb1 = core.read_word_32(reg::RCC_AHB1ENR).unwrap();
+    core.write_word_32(reg::RCC_AHB1ENR, ahb1 | DMA2EN).unwrap();
+    // Stream 2 (the first RX candidate): a finished memory-to-memory
+    // transfer leaves TCIF2 (LISR bit 21) set, then the application sets
+    // it up again without enabling it.
+    core.write_word_32(stream(2) + 8, 0x2000_0000).unwrap(); // PAR: source
+    core.write_word_32(stream(2) + 12, 0x2000_0100).unwrap(); // M0AR
+    core.write_word_32(stream(2) + 4, 4).unwrap(); // NDTR
+    core.write_word_32(stream(2), 2 << 6 | 1 << 9 | 1 << 10 | 1)
+        .unwrap();
+    assert_ne!(core.read_word_32(DMA2).unwrap() & 1 << 21, 0, "TCIF2 set");
+    core.write_word_32(stream(2) + 4, 0x40).unwrap();
+    core.write_word_32(stream(2), 2 << 25 | 1 << 10).unwrap();
+    let regs = |core: &mut Core<'_>| {
+        let mut v = vec![0u32; 2 + 6 * 6];
+        core.read_32(DMA2, &mut v[..2]).unwrap();
+        core.read_32(stream(0), &mut v[2..]).unwrap();
+        v
+    };
+    let before = regs(&mut core);
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let mut got = vec![0u8; 0x3000];
+    ext.read(&mut core, 0x9002_0000, &mut got).unwrap();
+    assert_eq!(got, data);
+    let crc = ext.crc(&mut core, 0x9002_0000, 0x3000, CRC32_INIT).unwrap();
+    assert_eq!(crc, crc32_update(CRC32_INIT, &data));
+    // While the session is resident: stream 2 untouched (stream 0 served).
+    let during = regs(&mut core);
+    assert_eq!(
+        during[2 + 12..2 + 14],
+        [2 << 25 | 1 << 10, 0x40],
+        "stream 2"
+    );
+    assert_eq!(during[2] >> 25 & 7, 3, "stream 0 on SPI1's channel");
+    ext.end_session(&mut core).unwrap();
+    assert_eq!(regs(&mut core), before, "DMA2 flags and streams 0-5");
+    assert_eq!(core.read_word_32(reg::RCC_AHB1ENR).unwrap(), ahb1 | DMA2EN);
+}
+
 #[test]
 fn reads_and_crcs_return_what_the_chip_holds() {
     let data = pattern(0x1234_5678, 0x12345);
