@@ -100,10 +100,8 @@ pub enum Call {
     CrcBlocks { addr: u32, count: u32 },
     /// r1 addr, r2 kind.
     Erase { addr: u32, kind: abi::EraseKind },
-    /// Program `len` bytes at `addr`, drained from the ring (r1 addr,
-    /// r2 &Ring, r3 len).
-    Program { addr: u32, len: u32 },
-    /// As `Program`, from the two slots of `abi::slots`.
+    /// Program `len` bytes at `addr` from the two slots of `abi::slots`
+    /// (r1 addr, r2 &Ring, r3 len).
     ProgramSlots { addr: u32, len: u32 },
     /// Read `len` bytes of SFDP space at `addr` into the buffer.
     ReadSfdp { addr: u32, len: u32 },
@@ -128,7 +126,7 @@ impl Call {
             Call::Crc32 { .. } => "CRC (stub_crc32)",
             Call::CrcBlocks { .. } => "block CRCs (stub_crc_blocks)",
             Call::Erase { .. } => "erase (stub_erase)",
-            Call::Program { .. } | Call::ProgramSlots { .. } => "program (stub_program)",
+            Call::ProgramSlots { .. } => "program (stub_program)",
             Call::ReadSfdp { .. } => "SFDP read (stub_read_sfdp)",
             Call::ReadStatus => "status read (stub_read_status)",
             Call::WriteStatus { .. } => "status write (stub_write_status)",
@@ -142,7 +140,6 @@ impl Call {
             | Call::Crc32 { addr, .. }
             | Call::CrcBlocks { addr, .. }
             | Call::Erase { addr, .. }
-            | Call::Program { addr, .. }
             | Call::ProgramSlots { addr, .. }
             | Call::ReadSfdp { addr, .. } => addr,
             _ => 0,
@@ -156,7 +153,6 @@ impl Call {
             Call::Crc32 { .. } => Command::Crc32,
             Call::CrcBlocks { .. } => Command::CrcBlocks,
             Call::Erase { .. } => Command::Erase,
-            Call::Program { .. } => Command::Program,
             Call::ProgramSlots { .. } => Command::ProgramSlots,
             Call::ReadSfdp { .. } => Command::ReadSfdp,
             Call::ReadStatus => Command::ReadStatus,
@@ -171,7 +167,7 @@ impl Call {
             Call::Read { len, .. } | Call::ReadSfdp { len, .. } => len,
             Call::CrcBlocks { count, .. } => count * 4 * abi::CRC_BLOCK_WORDS + abi::CRC_SCRATCH,
             Call::Crc32 { .. } => abi::CRC_SCRATCH,
-            Call::Program { .. } | Call::ProgramSlots { .. } => l.buf_len,
+            Call::ProgramSlots { .. } => l.buf_len,
             _ => 0,
         }
     }
@@ -184,7 +180,7 @@ impl Call {
             Call::Crc32 { addr, len } => [addr, len, l.buf],
             Call::CrcBlocks { addr, count } => [addr, l.buf, count],
             Call::Erase { addr, kind } => [addr, kind as u32, 0],
-            Call::Program { addr, len } | Call::ProgramSlots { addr, len } => [addr, l.ring, len],
+            Call::ProgramSlots { addr, len } => [addr, l.ring, len],
             Call::WriteStatus {
                 which,
                 value,
@@ -355,7 +351,7 @@ pub struct Resident {
 
 /// What a poll of a running command saw.
 pub struct Polled {
-    /// The ring's read pointer.
+    /// The ring header's `rp`: for `ProgramSlots`, the chunks consumed.
     pub rp: u32,
     /// Target cycles (CYCCNT) since the command was posted, sampled every
     /// 16 polls.
