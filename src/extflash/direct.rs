@@ -6,8 +6,10 @@
 //! read in about 40 ms on an ST-Link V2 instead of a quarter second).
 //!
 //! Relies on every debug-port memory access taking longer than one SPI
-//! frame: an SWD transaction is 54 bits (at most 4.6 MHz: 11.7 µs) and a
-//! frame here at most 8 µs (SPI at 1 MHz or faster, else the stub reads).
+//! frame: an SWD transaction is 54 bits (11.7 µs at an ST-Link's fastest
+//! 4.6 MHz, still over 1 µs at 50 MHz) and a frame here at most 1 µs (SPI
+//! at 8 MHz or faster, which the HSI after reset gives; else the stub
+//! reads).
 //! So a DR write always finds TXE set, and a DR read after it finds that
 //! frame complete, without polling SR. Leaves every register it touched
 //! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them.
@@ -24,7 +26,7 @@ use crate::board::ExternalFlash;
 pub const MAX_LEN: u32 = 32;
 
 /// Below this SPI clock a frame could outlast an SWD transaction.
-const MIN_SPI_HZ: u32 = 1_000_000;
+const MIN_SPI_HZ: u32 = 8_000_000;
 
 const SPI_CR1_MSTR: u32 = 1 << 2;
 const SPI_CR1_SSI: u32 = 1 << 8;
