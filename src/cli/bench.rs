@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use extflash_gdb::extflash::chip::typical_erase_ms;
 use extflash_gdb::sim::clock::{PS_PER_S, SWD_BITS_PER_TRANSACTION};
 use extflash_gdb::sim::link::{DapOp, Link, Reg};
 use extflash_gdb::sim::LinkProfile;
@@ -45,10 +46,11 @@ pub struct BenchArgs {
     pub target: TargetArgs,
 }
 
-/// W25Q64JV datasheet typical times, picoseconds.
-pub const T_SE_PS: u64 = 45 * PS_PER_S / 1000;
-pub const T_BE32_PS: u64 = 120 * PS_PER_S / 1000;
-pub const T_BE64_PS: u64 = 150 * PS_PER_S / 1000;
+/// W25Q64JV datasheet typical times, picoseconds (erases: the planner's
+/// figures, `extflash::chip::typical_erase_ms`).
+pub const T_SE_PS: u64 = typical_erase_ms(0x1000) * PS_PER_S / 1000;
+pub const T_BE32_PS: u64 = typical_erase_ms(0x8000) * PS_PER_S / 1000;
+pub const T_BE64_PS: u64 = typical_erase_ms(0x1_0000) * PS_PER_S / 1000;
 pub const T_PP_PS: u64 = 4 * PS_PER_S / 10_000;
 const PAGE: usize = 256;
 const SECTOR: usize = 4096;

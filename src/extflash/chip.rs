@@ -303,6 +303,17 @@ pub struct ChipInfo {
     pub timeouts: Timeouts,
 }
 
+/// Typical W25Q64JV erase times in ms (datasheet tSE 45, tBE1 120, tBE2
+/// 150) by erase size: what the planner weighs one large erase against
+/// several small ones with, and the bench's chip limit.
+pub const fn typical_erase_ms(size: u32) -> u64 {
+    match size {
+        0..=0x1000 => 45,
+        0x1001..=0x8000 => 120,
+        _ => 150,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

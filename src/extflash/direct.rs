@@ -17,7 +17,7 @@
 use probe_rs::Core;
 
 use super::error::ExtFlashError;
-use super::runner::{rd, rd_block, read_registers, wr};
+use super::runner::{rd, rd_block, wr};
 use super::wiring;
 use crate::board::ExternalFlash;
 
@@ -145,7 +145,7 @@ fn transact(
     len: u32,
 ) -> Result<Option<Vec<u8>>, ExtFlashError> {
     let (spi, _, _) = wiring::spi_regs(ext.spi);
-    let cr = read_registers(core, &[spi + wiring::SPI_CR1, spi + wiring::SPI_CR2], &[])?;
+    let cr = rd_block(core, spi + wiring::SPI_CR1, 2)?;
     saved.spi_cr = Some([cr[0], cr[1]]);
     let af = u32::from(ext.af);
     let cs = ext.cs;

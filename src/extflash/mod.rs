@@ -546,7 +546,7 @@ impl ExtFlash {
             let (unchanged, erased) = unchanged_blocks(s, &units, window, buf_words)?;
             let changed = plan::without_unchanged(units.clone(), &unchanged);
             let mut plan = plan::plan(&changed, &sizes, page, "external flash")?;
-            plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &typical_erase_ms);
+            plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &chip::typical_erase_ms);
 
             let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
             if skipped > 0 {
@@ -745,16 +745,6 @@ fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashErro
 /// Operations on at least this many bytes raise the core clock first.
 const LONG_OPERATION: u32 = 64 * 1024;
 
-/// Typical W25Q64JV erase times (datasheet tSE, tBE1, tBE2), to choose
-/// between one large erase and several small ones.
-fn typical_erase_ms(size: u32) -> u64 {
-    match size {
-        0..=0x1000 => 45,
-        0x1001..=0x8000 => 120,
-        _ => 150,
-    }
-}
-
 /// Window ranges whose blocks hold the image already, and ranges the chip
 /// holds erased.
 type BlockState = (Vec<Range<u32>>, Vec<Range<u32>>);
@@ -774,10 +764,6 @@ fn unchanged_blocks(
     let per_call = (buf_words.saturating_sub(abi::CRC_SCRATCH / 4) / pair).max(1);
     let mut unchanged: Vec<Range<u32>> = Vec::new();
     let mut erased: Vec<Range<u32>> = Vec::new();
-    let push = |v: &mut Vec<Range<u32>>, start: u32| match v.last_mut() {
-        Some(r) if r.end == start => r.end += block,
-        _ => v.push(start..start + block),
-    };
     for u in units {
         if u.address % block != 0 || u.data.len() as u32 % block != 0 {
             continue;
@@ -804,15 +790,17 @@ fn unchanged_blocks(
                 let and = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
                 let image = abi::crc32_update(abi::CRC32_INIT, &u.data[at..at + block as usize]);
                 if on_chip == image {
-                    push(&mut unchanged, start);
+                    unchanged.push(start..start + block);
                 }
                 if and == u32::MAX {
-                    push(&mut erased, start);
+                    erased.push(start..start + block);
                 }
             }
             i += count;
         }
     }
+    plan::merge_ranges(&mut unchanged);
+    plan::merge_ranges(&mut erased);
     Ok((unchanged, erased))
 }
 

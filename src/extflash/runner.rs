@@ -676,7 +676,7 @@ fn save(
 /// possible: addresses close together in one block read, as long as the
 /// block spans none of `avoid` (registers whose read has a side effect,
 /// such as SPI_DR). Values come back in the order of `addrs`.
-pub(super) fn read_registers(
+fn read_registers(
     core: &mut Core<'_>,
     addrs: &[u32],
     avoid: &[u32],
@@ -746,20 +746,6 @@ fn claim_dma(core: &mut Core<'_>, s: &mut Saved, config: &mut Config) -> Result<
     config.dma_tx_stream = tx;
     config.dma_channel = wiring::SPI1_DMA_CHANNEL;
     Ok(())
-}
-
-/// CRC-32 (the CRC unit's step, 0x04C11DB7 MSB first) of one word.
-#[cfg(test)]
-fn crc_unit_step(crc: u32, word: u32) -> u32 {
-    let mut c = crc ^ word;
-    for _ in 0..32 {
-        c = if c & 0x8000_0000 != 0 {
-            (c << 1) ^ 0x04C1_1DB7
-        } else {
-            c << 1
-        };
-    }
-    c
 }
 
 /// The word that, fed to a freshly reset CRC unit, leaves `dr` in it: the
@@ -873,13 +859,16 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
     if let Some((base, before)) = s.dma_isr {
         // Flags are cleared through LIFCR/HIFCR (the session only uses
         // streams that had none pending).
-        if let Ok(now) = rd_block(core, base, 2) {
-            for i in 0..2u32 {
-                let raised = now[i as usize] & !before[i as usize];
-                if raised != 0 {
-                    keep(wr(core, base + 8 + 4 * i, raised));
+        match rd_block(core, base, 2) {
+            Ok(now) => {
+                for i in 0..2u32 {
+                    let raised = now[i as usize] & !before[i as usize];
+                    if raised != 0 {
+                        keep(wr(core, base + 8 + 4 * i, raised));
+                    }
                 }
             }
+            Err(e) => keep(Err(e)),
         }
     }
     if let Some([dr, idr]) = s.crc {
@@ -1323,8 +1312,10 @@ mod tests {
 
     #[test]
     fn crc_unit_preimage_restores_any_dr_value() {
+        // The unit takes a word MSB first: GDB's CRC of its big-endian bytes.
         for dr in [0u32, 1, 0x8000_0000, 0xDEAD_BEEF, 0x1234_5678, 0xFFFF_FFFE] {
-            assert_eq!(crc_unit_step(0xFFFF_FFFF, crc_unit_preimage(dr)), dr);
+            let word = crc_unit_preimage(dr).to_be_bytes();
+            assert_eq!(abi::crc32_update(abi::CRC32_INIT, &word), dr);
         }
     }
 

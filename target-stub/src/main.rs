@@ -32,7 +32,7 @@ use core::cell::Cell;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use extflash_stub_abi::{
-    slots, Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC_BLOCK,
+    crc32_update, slots, Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC_BLOCK,
     CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CORE_HZ,
     SESSION_PLLCFGR,
 };
@@ -55,22 +55,6 @@ mod crc {
     pub const DR: u32 = 0x4002_3000;
     pub const CR: u32 = 0x4002_3008;
     pub const CR_RESET: u32 = 1;
-}
-
-/// Software CRC-32 (as the unit) of up to 3 trailing bytes of `word`
-/// (little-endian memory order), continuing `crc`.
-fn crc_tail(mut crc: u32, word: u32, bytes: u32) -> u32 {
-    for i in 0..bytes {
-        crc ^= ((word >> (8 * i)) & 0xFF) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04C1_1DB7
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
 }
 
 /// Feed `words` words at `p` to the CRC unit; returns `and` ANDed with
@@ -549,7 +533,7 @@ impl<'a> Bus<'a> {
                     if tail != 0 {
                         // SAFETY: the tail's word lies in the chunk just CRC'd.
                         let w = unsafe { ((prev + (prev_n & !3)) as *const u32).read_volatile() };
-                        c = crc_tail(c, w, tail);
+                        c = crc32_update(c, &w.to_le_bytes()[..(tail & 3) as usize]);
                     }
                     if out.is_null() {
                         self.value.set(c);

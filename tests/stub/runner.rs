@@ -237,6 +237,43 @@ fn reads_and_crcs_return_what_the_chip_holds() {
     assert_eq!(crc, crc32_update(CRC32_INIT, &data));
 }
 
+/// A `load` on a core left on the 16 MHz HSI (after reset) runs the stub
+/// at 168 MHz from the PLL, and the session's end puts RCC_CR,
+/// RCC_PLLCFGR, RCC_CFGR and FLASH_ACR back as found: the HSI again.
+#[test]
+fn a_long_operation_raises_the_clock_and_the_session_end_restores_rcc_and_flash_acr() {
+    const RCC_CR: u64 = 0x4002_3800;
+    const FLASH_ACR: u64 = 0x4002_3C00;
+    let b = board(SimConfig::default());
+    let mut session = attach(&b);
+    let mut core = session.core(0).unwrap();
+    core.reset_and_halt(std::time::Duration::from_millis(500))
+        .unwrap();
+    let clocks = |core: &mut Core<'_>| {
+        let mut rcc = [0u32; 3];
+        core.read_32(RCC_CR, &mut rcc).unwrap();
+        (rcc, core.read_word_32(FLASH_ACR).unwrap())
+    };
+    let before = clocks(&mut core);
+    assert_eq!(before.0[2] & 0xC, 0, "SYSCLK is the HSI after reset");
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let data = pattern(11, 0x1_0000);
+    ext.flash_erase(&mut core, 0x9000_0000, 0x1_0000).unwrap();
+    ext.flash_write(0x9000_0000, &data).unwrap();
+    ext.commit(&mut core, &mut |_| {}).unwrap();
+    assert!(ext.is_resident());
+    let during = clocks(&mut core);
+    assert_eq!(
+        during.0[2] & 0xC,
+        0x8,
+        "SYSCLK from the PLL during the session"
+    );
+    assert_eq!(during.1 & 7, 5, "5 wait states at 168 MHz");
+    ext.end_session(&mut core).unwrap();
+    assert_eq!(clocks(&mut core), before, "RCC and FLASH_ACR as found");
+    assert_eq!(b.lock().mcu().chip.contents()[..0x1_0000], data[..]);
+}
+
 #[test]
 fn commit_erases_and_programs_with_the_largest_blocks() {
     let (b, mut session) = app_state(SimConfig::default(), &[(0, &[0u8; 0x30000])]);
