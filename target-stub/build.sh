@@ -88,7 +88,7 @@ if [ -n "$OBJDUMP" ]; then
     loads="$("$OBJDUMP" -p "$ELF" | grep -c '^ *LOAD ' || true)"
     [ "$loads" = 1 ] || { echo "error: $loads PT_LOAD segments, want 1" >&2; exit 1; }
     syms="$("$OBJDUMP" -t "$ELF")"
-    for s in stub_init stub_read stub_crc32 stub_erase stub_program stub_read_sfdp \
+    for s in stub_init stub_read stub_crc32 stub_erase stub_stream stub_read_sfdp \
         stub_read_status stub_write_status stub_crc_blocks stub_serve stub_park stub_bkpt; do
         grep -Eq "[[:space:]]$s\$" <<<"$syms" || { echo "error: no symbol $s" >&2; exit 1; }
     done

@@ -695,7 +695,7 @@ mod tests {
             }
         );
         assert_eq!(ext.cs.to_string(), "PB0");
-        assert_eq!(ext.work_area, 0x2001_C000..0x2002_0000);
+        assert_eq!(ext.work_area, 0x2001_8000..0x2002_0000);
         assert_eq!(ext.jedec_id, Some([0xEF, 0x40, 0x17]));
     }
 
@@ -797,7 +797,7 @@ mod tests {
 
     #[test]
     fn invalid_work_area_outside_ram() {
-        let text = with("start = 0x2001C000", "start = 0x2001F000");
+        let text = with("start = 0x20018000", "start = 0x2001F000");
         let (_, key, p) = problem(&text);
         assert!(matches!(p, BoardProblem::WorkAreaNotInRam { .. }), "{p:?}");
         assert_eq!(key, "external_flash.work_area");
@@ -927,7 +927,7 @@ mod tests {
     #[test]
     fn invalid_work_area_in_ccm_is_rejected() {
         let text = with(
-            "work_area = { start = 0x2001C000, size = 0x4000 }",
+            "work_area = { start = 0x20018000, size = 0x8000 }",
             "work_area = { start = 0x10000000, size = 0x4000 }",
         );
         let (_, key, p) = problem(&text);
@@ -939,7 +939,7 @@ mod tests {
 
     fn work_area_board(start: u32, size: u32) -> String {
         with(
-            "work_area = { start = 0x2001C000, size = 0x4000 }",
+            "work_area = { start = 0x20018000, size = 0x8000 }",
             &format!("work_area = {{ start = {start:#x}, size = {size:#x} }}"),
         )
     }
@@ -995,8 +995,8 @@ mod tests {
     #[test]
     fn invalid_work_area_ending_at_4g_is_an_error_not_a_panic() {
         let text = with("start = 0x10000000", "start = 0xFFFF0000").replace(
-            "start = 0x2001C000, size = 0x4000",
-            "start = 0xFFFFC000, size = 0x4000",
+            "start = 0x20018000, size = 0x8000",
+            "start = 0xFFFF8000, size = 0x8000",
         );
         assert!(Board::from_toml_str(&text, "t").is_err());
     }

@@ -93,6 +93,10 @@ pub fn event_line(e: &FlashEvent) -> Option<String> {
             "{}: {bytes} bytes already hold the image (skipped)",
             kind(flash)
         ),
+        FlashEvent::Compressed { flash, bytes, sent } => format!(
+            "{}: {bytes} bytes compressed, {sent} bytes sent in all",
+            kind(flash)
+        ),
         FlashEvent::Done {
             flash,
             erased,

@@ -36,8 +36,6 @@ pub enum StubStatusError {
     NoChip,
     #[error("the stub rejected its arguments (alignment, length or erase kind)")]
     BadArgument,
-    #[error("the stub waited too long for data from the host")]
-    RingTimeout,
     #[error("aborted by the host")]
     Aborted,
     #[error("the SPI block never completed a frame (is its clock enabled? wrong SPI instance?)")]
@@ -60,7 +58,6 @@ impl StubStatusError {
             Some(Status::Protected) => StubStatusError::Protected,
             Some(Status::NoChip) => StubStatusError::NoChip,
             Some(Status::BadArgument) => StubStatusError::BadArgument,
-            Some(Status::RingTimeout) => StubStatusError::RingTimeout,
             Some(Status::Aborted) => StubStatusError::Aborted,
             Some(Status::SpiTimeout) => StubStatusError::SpiTimeout,
             Some(Status::BadConfig) => StubStatusError::BadConfig,
@@ -84,6 +81,18 @@ pub enum ExtFlashError {
         "the stub ({len} bytes) plus its buffers do not fit the work area {start:#010x}+{size:#x}"
     )]
     WorkAreaTooSmall { start: u32, size: u32, len: u32 },
+    #[error(
+        "the load stopped: {from:#010x}..{to:#010x} may not hold the image (the rest of the \
+         window is as before); load again once the cause is fixed"
+    )]
+    LoadIncomplete {
+        from: u32,
+        to: u32,
+        #[source]
+        source: Box<ExtFlashError>,
+    },
+    #[error("cannot pack the load for the stub")]
+    Stream(#[source] super::stream::PackError),
     #[error("no SPI flash answers on {wiring}: check wiring and power")]
     NoChip { wiring: WiringText },
     #[error(

@@ -20,6 +20,7 @@ pub mod chip;
 pub mod direct;
 pub mod error;
 pub mod runner;
+pub mod stream;
 pub mod stub;
 pub mod wiring;
 
@@ -561,54 +562,76 @@ impl ExtFlash {
                 program_bytes: plan.program_bytes(),
             });
             let (erase_bytes, program_bytes) = (plan.erase_bytes(), plan.program_bytes());
-            let erase_call = |e: &plan::EraseOp| {
-                let kind = kind_of(e.size).expect("planned from these kinds");
-                let limit = erase_limit_ms(&t, kind);
-                let call = Call::Erase {
-                    addr: e.address - window,
-                    kind,
-                };
-                (call, limit, timeout_for(u64::from(limit), 0))
-            };
-            // Erases and programs in address order; the data of an erased
-            // block streams into the ring while it erases.
-            for step in plan::steps(plan) {
-                let (erase, program) = match step {
-                    plan::Step::Erase(e, first) => (Some(e), first),
-                    plan::Step::Program(p) => (None, Some(p)),
-                };
-                if let Some(e) = &erase {
-                    events(FlashEvent::Erasing {
-                        flash: EXT,
-                        address: e.address,
-                        size: e.size,
+            // Every erase and program in address order, as one stream: the
+            // data of an erased block flows into the slots while it erases.
+            let mut steps = plan::steps(plan);
+            for step in &mut steps {
+                match step {
+                    plan::Step::Erase(e, first) => {
+                        e.address -= window;
+                        if let Some(p) = first {
+                            p.address -= window;
+                        }
+                    }
+                    plan::Step::Program(p) => p.address -= window,
+                }
+            }
+            let (_, slot) = s.layout().stream_slots();
+            let packed = stream::pack(
+                &steps,
+                slot - 4,
+                page,
+                &kind_of,
+                &|k| erase_limit_ms(&t, k),
+                t.page_program_ms,
+                true,
+            )
+            .map_err(ExtFlashError::Stream)?;
+            tracing::debug!(
+                chunks = packed.chunks.len(),
+                program = packed.program_bytes,
+                sent = packed.sent_bytes,
+                compressed = packed.compressed_bytes,
+                "load stream"
+            );
+            let mut next = 0usize;
+            let streamed = s.stream(&packed, &mut |k| {
+                next = k + 1;
+                for d in &packed.chunks[k].done {
+                    events(match *d {
+                        stream::Done::Erase { addr, size } => FlashEvent::Erasing {
+                            flash: EXT,
+                            address: addr + window,
+                            size,
+                        },
+                        stream::Done::Program { addr, bytes } => FlashEvent::Programmed {
+                            flash: EXT,
+                            address: addr + window,
+                            bytes,
+                        },
                     });
                 }
-                let Some(p) = program else {
-                    if let Some(e) = &erase {
-                        let (call, limit, timeout) = erase_call(e);
-                        s.call(call, limit, timeout)
-                            .map_err(|err| at_window(err, window))?;
-                    }
-                    continue;
-                };
-                let mut at = p.address;
-                s.program(
-                    p.address - window,
-                    &p.data,
-                    page,
-                    t.page_program_ms,
-                    erase.as_ref().map(erase_call),
-                    &mut |n| {
-                        events(FlashEvent::Programmed {
-                            flash: EXT,
-                            address: at,
-                            bytes: n,
-                        });
-                        at += n;
+            });
+            if let Err(err) = streamed {
+                // What the chunks not known complete would have changed:
+                // the stub releases a chunk before its last operation's
+                // busy wait, so the last one released may have failed too.
+                let err = at_window(err, window);
+                return Err(match packed.span_from(next.saturating_sub(1)) {
+                    Some(span) => ExtFlashError::LoadIncomplete {
+                        from: span.start + window,
+                        to: span.end + window,
+                        source: Box::new(err),
                     },
-                )
-                .map_err(|err| at_window(err, window))?;
+                    _ => err,
+                });
+            }
+            if packed.compressed_bytes > 0 {
+                events(FlashEvent::Compressed {
+                    flash: EXT,
+                    bytes: packed.compressed_bytes,
+                    sent: packed.sent_bytes,
+                });
             }
             Ok((erase_bytes, program_bytes, skipped))
         })?;

@@ -20,10 +20,13 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use extflash_stub_abi::{self as abi, mailbox_offset, ring_offset, Command, Mailbox, Ring, Words};
+use extflash_stub_abi::{
+    self as abi, mailbox_offset, slots_offset, Command, Mailbox, Slots, Words,
+};
 use probe_rs::{Core, CoreStatus, MemoryInterface, RegisterId};
 
 use super::error::{ExtFlashError, ProbeOp, StubStatusError, WiringText};
+use super::stream::Stream;
 use super::stub::{Entries, StubImage};
 use super::wiring;
 use crate::board::ExternalFlash;
@@ -43,13 +46,16 @@ pub fn saved_registers() -> Vec<u16> {
 
 /// Where things go in the work area: the stub at the bottom, then the data
 /// buffer, the stack, and at the top the config block followed by the
-/// mailbox and the ring header (`stub_serve` starts with sp = config), so
-/// one read polls the mailbox's `done`/`status`/`value` with the ring.
+/// mailbox and the slots header (`stub_serve` starts with sp = config), so
+/// one read polls the mailbox's `done`/`status`/`value` with the stream's
+/// `rp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     pub load: u32,
-    pub ring: u32,
-    /// Data buffer (reads, SFDP, block CRCs, the program ring's storage).
+    /// The [`Slots`] header of `Command::Stream`.
+    pub slots: u32,
+    /// Data buffer (reads, SFDP, block CRCs; for a stream the page buffer,
+    /// then the slots).
     pub buf: u32,
     pub buf_len: u32,
     /// Lowest stack word.
@@ -67,15 +73,15 @@ pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
     let align = |v: u32, a: u32| v.div_ceil(a) * a;
     let load = work_area.start;
     let buf = align(load.checked_add(image_len)?, 8);
-    let top = (Config::SIZE + Mailbox::SIZE + Ring::SIZE) as u32;
+    let top = (Config::SIZE + Mailbox::SIZE + Slots::SIZE) as u32;
     let config = work_area.end.checked_sub(top)? & !7;
     let mailbox = config + Config::SIZE as u32;
-    let ring = mailbox + Mailbox::SIZE as u32;
+    let slots = mailbox + Mailbox::SIZE as u32;
     let canary = config.checked_sub(STACK_SIZE)?;
     let buf_len = canary.checked_sub(buf)? & !0xFF;
     (buf_len >= 1024).then_some(Layout {
         load,
-        ring,
+        slots,
         buf,
         buf_len,
         canary,
@@ -84,6 +90,31 @@ pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
         end: config + top,
     })
 }
+
+impl Layout {
+    /// The stream's slots in the data buffer, after the 256-byte page
+    /// buffer: (count, size). Four slots when each still holds 4 KiB of
+    /// records, else two: while the chip erases, the stub holds none of
+    /// them (an erase ends its chunk), so the whole area fills. A slot is
+    /// a record header, whole pages and the trailer, so a chunk of raw
+    /// pages fills it exactly and goes out in one memory call.
+    pub fn stream_slots(&self) -> (u32, u32) {
+        const PAGE: u32 = abi::lz::PAGE as u32;
+        let overhead = abi::stream::HEADER + 4;
+        let area = self.buf_len - STREAM_PAGE_BUF;
+        let count = if area / 4 >= 4096 + overhead { 4 } else { 2 };
+        let pages = ((area / count).saturating_sub(overhead) / PAGE).min(255);
+        (count, overhead + pages * PAGE)
+    }
+}
+
+/// A gap before a chunk's trailer that goes out as padding in the chunk's
+/// memory call rather than as a call of its own (about what one round trip
+/// of a full-speed probe could otherwise carry).
+const SMALL_GAP: usize = 64;
+
+/// Bytes before the slots: where `PROGRAM_LZ` pages are decoded.
+pub const STREAM_PAGE_BUF: u32 = abi::lz::PAGE as u32;
 
 /// One stub entry point with its arguments (r1..r3; r0 is the config), as
 /// the ABI blocks above the entry points in `target-stub/src/main.rs` say.
@@ -100,9 +131,6 @@ pub enum Call {
     CrcBlocks { addr: u32, count: u32 },
     /// r1 addr, r2 kind.
     Erase { addr: u32, kind: abi::EraseKind },
-    /// Program `len` bytes at `addr` from the two slots of `abi::slots`
-    /// (r1 addr, r2 &Ring, r3 len).
-    ProgramSlots { addr: u32, len: u32 },
     /// Read `len` bytes of SFDP space at `addr` into the buffer.
     ReadSfdp { addr: u32, len: u32 },
     /// Raise the core clock for the session → r1 = the new clock, or 0.
@@ -126,7 +154,6 @@ impl Call {
             Call::Crc32 { .. } => "CRC (stub_crc32)",
             Call::CrcBlocks { .. } => "block CRCs (stub_crc_blocks)",
             Call::Erase { .. } => "erase (stub_erase)",
-            Call::ProgramSlots { .. } => "program (stub_program)",
             Call::ReadSfdp { .. } => "SFDP read (stub_read_sfdp)",
             Call::ReadStatus => "status read (stub_read_status)",
             Call::WriteStatus { .. } => "status write (stub_write_status)",
@@ -140,7 +167,6 @@ impl Call {
             | Call::Crc32 { addr, .. }
             | Call::CrcBlocks { addr, .. }
             | Call::Erase { addr, .. }
-            | Call::ProgramSlots { addr, .. }
             | Call::ReadSfdp { addr, .. } => addr,
             _ => 0,
         }
@@ -153,7 +179,6 @@ impl Call {
             Call::Crc32 { .. } => Command::Crc32,
             Call::CrcBlocks { .. } => Command::CrcBlocks,
             Call::Erase { .. } => Command::Erase,
-            Call::ProgramSlots { .. } => Command::ProgramSlots,
             Call::ReadSfdp { .. } => Command::ReadSfdp,
             Call::ReadStatus => Command::ReadStatus,
             Call::WriteStatus { .. } => Command::WriteStatus,
@@ -162,12 +187,11 @@ impl Call {
     }
 
     /// Bytes of the data buffer the call writes or reads.
-    fn buffer_use(&self, l: &Layout) -> u32 {
+    fn buffer_use(&self) -> u32 {
         match *self {
             Call::Read { len, .. } | Call::ReadSfdp { len, .. } => len,
             Call::CrcBlocks { count, .. } => count * 4 * abi::CRC_BLOCK_WORDS + abi::CRC_SCRATCH,
             Call::Crc32 { .. } => abi::CRC_SCRATCH,
-            Call::ProgramSlots { .. } => l.buf_len,
             _ => 0,
         }
     }
@@ -180,7 +204,6 @@ impl Call {
             Call::Crc32 { addr, len } => [addr, len, l.buf],
             Call::CrcBlocks { addr, count } => [addr, l.buf, count],
             Call::Erase { addr, kind } => [addr, kind as u32, 0],
-            Call::ProgramSlots { addr, len } => [addr, l.ring, len],
             Call::WriteStatus {
                 which,
                 value,
@@ -351,7 +374,7 @@ pub struct Resident {
 
 /// What a poll of a running command saw.
 pub struct Polled {
-    /// The ring header's `rp`: for `ProgramSlots`, the chunks consumed.
+    /// The slots header's `rp`: for `Stream`, the chunks consumed.
     pub rp: u32,
     /// Target cycles (CYCCNT) since the command was posted, sampled every
     /// 16 polls.
@@ -418,10 +441,6 @@ impl Resident {
             });
         }
         res.cycles_per_ms = config.cycles_per_ms;
-        // The host detects a stalled ring itself (target time) and aborts:
-        // the stub's ring wait needs no deadline, which keeps it a pure
-        // read loop (an emulated board skips it).
-        config.timeouts.ring_ms = 0;
         res.config = config;
         if started.is_ok() {
             started = load_and_run(core, stub, &layout, &config);
@@ -928,30 +947,6 @@ fn to_words(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// Write bytes with as few SWD transactions as possible: byte writes
-/// (`write_8`) for an unaligned head and tail, word writes in between (one
-/// transaction per word instead of per byte). Never 16-bit.
-fn write_bytes(core: &mut Core<'_>, addr: u32, data: &[u8]) -> Result<(), ExtFlashError> {
-    let fail = || ExtFlashError::probe(ProbeOp::FillRing(addr));
-    let head = ((4 - addr % 4) % 4).min(data.len() as u32) as usize;
-    let body = (data.len() - head) & !3;
-    if head > 0 {
-        core.write_8(addr.into(), &data[..head]).map_err(fail())?;
-    }
-    if body > 0 {
-        core.write_32(
-            (addr + head as u32).into(),
-            &to_words(&data[head..head + body]),
-        )
-        .map_err(fail())?;
-    }
-    if head + body < data.len() {
-        core.write_8((addr + (head + body) as u32).into(), &data[head + body..])
-            .map_err(fail())?;
-    }
-    Ok(())
-}
-
 /// Target time to allow for a stub call whose datasheet maximum is
 /// `max_ms`, moving `bytes` over SPI: half again the maximum, 8 µs per byte
 /// (SPI at 4 MHz or faster on a 16 MHz core, with the loop's overhead),
@@ -961,6 +956,11 @@ pub fn timeout_for(max_ms: u64, bytes: u64) -> Duration {
 }
 
 impl StubSession<'_, '_> {
+    /// Where the session's blocks are.
+    pub fn layout(&self) -> Layout {
+        self.res.layout
+    }
+
     /// Save the application's bytes of the data buffer up to `len` before
     /// the stub first writes them.
     fn save_buffer(&mut self, len: u32) -> Result<(), ExtFlashError> {
@@ -1127,7 +1127,7 @@ impl StubSession<'_, '_> {
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<u32, ExtFlashError> {
         let l = self.res.layout;
-        if call.buffer_use(&l) > l.buf_len {
+        if call.buffer_use() > l.buf_len {
             return Err(ExtFlashError::Stub {
                 op: call.name(),
                 address: call.address(),
@@ -1135,7 +1135,7 @@ impl StubSession<'_, '_> {
                 source: StubStatusError::BadArgument,
             });
         }
-        self.save_buffer(call.buffer_use(&l))?;
+        self.save_buffer(call.buffer_use())?;
         let (status, value) =
             self.post_with(call.command(), call.args(&l), call.name(), timeout, poll)?;
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
@@ -1199,112 +1199,127 @@ impl StubSession<'_, '_> {
         Ok(out)
     }
 
-    /// Program `data` at chip `addr` through two slots in the data buffer
-    /// (`abi::slots`): while the stub programs one chunk the host writes the
-    /// next into the other slot, data and trailer in one memory call, so a
-    /// chunk costs two memory calls: that write and the poll that finds the
-    /// slot free again. `drained(n)` reports the bytes of chunks the stub
-    /// has consumed (sent into the chip).
-    ///
-    /// With `erase_first` (an erase call, its chip limit and timeout), both
-    /// slots are filled first and the erase runs while they hold the data:
-    /// the link works while the chip erases.
-    pub fn program(
+    /// Run `stream` (chunks packed for [`Layout::stream_slots`]) through
+    /// `Command::Stream`: the host writes chunk `k` into slot `k % count`
+    /// once the stub has consumed chunk `k - count`, data and trailer in
+    /// one memory call, and several chunks per poll when the stub is
+    /// ahead, so the link keeps sending while the chip erases.
+    /// `consumed(k)` reports each chunk the stub is done with. A failing
+    /// record is reported with its operation and chip address.
+    pub fn stream(
         &mut self,
-        addr: u32,
-        data: &[u8],
-        page_size: u32,
-        page_ms: u32,
-        erase_first: Option<(Call, u32, Duration)>,
-        drained: &mut dyn FnMut(u32),
+        stream: &Stream,
+        consumed: &mut dyn FnMut(usize),
     ) -> Result<(), ExtFlashError> {
         let l = self.res.layout;
-        self.save_buffer(l.buf_len)?;
-        let slot = abi::slots::slot_size(0, l.buf_len).min(abi::slots::MAX_SLOT);
-        let ring = Ring {
-            wp: 0,
+        let (count, slot) = l.stream_slots();
+        let chunks = &stream.chunks;
+        let n = chunks.len();
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(c) = chunks.iter().find(|c| c.bytes.len() as u32 > slot - 4) {
+            return Err(ExtFlashError::Stub {
+                op: STREAM_PROGRAM,
+                address: c.bytes.len() as u32,
+                wiring: self.res.wiring.clone(),
+                source: StubStatusError::BadArgument,
+            });
+        }
+        let start = l.buf + STREAM_PAGE_BUF;
+        let used = (n as u32).min(count);
+        self.save_buffer(STREAM_PAGE_BUF + used * slot)?;
+        let header = Slots {
+            count,
             rp: 0,
-            start: l.buf,
-            end: l.buf + 2 * slot,
+            start,
+            end: start + count * slot,
             abort: 0,
         };
-        {
-            let mut header = [0u8; Ring::SIZE];
-            ring.write_le(&mut header);
-            self.core
-                .write_32(l.ring.into(), &to_words(&header))
-                .map_err(ExtFlashError::probe(ProbeOp::RingHeader(l.ring)))?;
-        }
-        let total = data.len() as u64;
-        let pages = total.div_ceil(u64::from(page_size.max(1))) + 1;
-        let timeout = timeout_for(u64::from(page_ms) * pages, total * 4);
-        // Target time without progress before the host gives up on the
-        // stub (target time, so a slow host or link cannot cause it).
-        let stall_cycles = (u64::from(page_ms) * 4 + 2_000) * u64::from(self.res.cycles_per_ms);
-        let chunk = (slot - 4) as usize;
-        let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
-        let mut written = 0usize;
-        let mut consumed = 0usize;
-        let mut moved_at = 0u64;
-        let mut aborted = false;
-        // Write chunk `k` into its slot, with its trailer.
+        let mut block = [0u8; Slots::SIZE];
+        header.write_le(&mut block);
+        self.core
+            .write_32(l.slots.into(), &to_words(&block))
+            .map_err(ExtFlashError::probe(ProbeOp::RingHeader(l.slots)))?;
+        // Chunk `k` into its slot, with its trailer: in one call when the
+        // gap before the trailer costs less wire time than a second call.
         let put = |core: &mut Core<'_>, k: usize| -> Result<(), ExtFlashError> {
-            let c = chunks[k];
-            let base = ring.start + (k as u32 & 1) * slot;
-            let trailer = abi::slots::trailer(k as u32, c.len() as u32);
-            if c.len() == chunk {
-                let mut words = to_words(c);
+            let c = &chunks[k].bytes[..];
+            let base = start + (k as u32 % count) * slot;
+            let trailer = abi::stream::trailer(k as u32, c.len() as u32);
+            let gap = slot as usize - 4 - c.len();
+            let mut words = to_words(c);
+            if gap <= SMALL_GAP {
+                words.resize((slot as usize - 4) / 4, u32::MAX);
                 words.push(trailer);
                 core.write_32(base.into(), &words)
                     .map_err(ExtFlashError::probe(ProbeOp::FillRing(base)))
             } else {
-                write_bytes(core, base, c)?;
+                if !words.is_empty() {
+                    core.write_32(base.into(), &words)
+                        .map_err(ExtFlashError::probe(ProbeOp::FillRing(base)))?;
+                }
                 wr(core, base + slot - 4, trailer)
             }
         };
-        // Fill both slots before the stub starts.
-        while written < chunks.len().min(2) {
-            put(&mut *self.core, written)?;
-            written += 1;
+        // Chunk 0, then every other slot that will be used gets a stale
+        // trailer (the application's bytes could pass for a chunk's).
+        put(&mut *self.core, 0)?;
+        for j in 1..used {
+            wr(self.core, start + j * slot + slot - 4, 0)?;
         }
-        if let Some((call, limit_ms, timeout)) = erase_first {
-            self.call(call, limit_ms, timeout)?;
-        }
-        // Report the chunks consumed so far; returns the new count.
-        let mut report = |from: usize, now: usize| {
-            for c in &chunks[from..now] {
-                drained(c.len() as u32);
-            }
-            now
-        };
-        self.call_with(
-            Call::ProgramSlots {
-                addr,
-                len: data.len() as u32,
-            },
-            page_ms,
+        let mut written = 1usize;
+        let timeout = timeout_for(stream.busy_max_ms, stream.sent_bytes * 4);
+        // Target time without progress before the host gives up: the
+        // longest single operation and a chunk's worth of pages after it.
+        let stall_cycles =
+            (u64::from(stream.op_max_ms()) * 2 + 2_000) * u64::from(self.res.cycles_per_ms);
+        let mut done = 0usize;
+        let mut moved_at = 0u64;
+        let mut aborted = false;
+        let (status, value) = self.post_with(
+            Command::Stream,
+            [l.slots, n as u32, l.buf],
+            STREAM_PROGRAM,
             timeout,
             &mut |core, p| {
-                let done = (p.rp as usize).min(chunks.len());
-                if done > consumed {
-                    consumed = report(consumed, done);
+                let now = (p.rp as usize).min(n);
+                if now > done {
+                    (done..now).for_each(&mut *consumed);
+                    done = now;
                     moved_at = p.target_cycles;
                 } else if p.target_cycles.saturating_sub(moved_at) > stall_cycles && !aborted {
                     aborted = true;
-                    wr(core, l.ring + ring_offset::ABORT, 1)?;
+                    wr(core, l.slots + slots_offset::ABORT, 1)?;
                 }
-                // Chunk k goes where chunk k - 2 was: free once consumed.
-                if written < chunks.len() && consumed + 2 > written {
+                // Chunk k goes where chunk k - count was: free once consumed.
+                while written < n && written < done + count as usize {
                     put(core, written)?;
                     written += 1;
                 }
                 Ok(())
             },
         )?;
-        report(consumed, chunks.len());
+        // The failing record's op and chip address (`fail_value`).
+        let (op, limit_ms) = if value >> 24 == abi::stream::OP_ERASE {
+            (STREAM_ERASE, stream.erase_max_ms)
+        } else {
+            (STREAM_PROGRAM, stream.page_ms)
+        };
+        StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
+            op,
+            address: value & 0xFF_FFFF,
+            wiring: self.res.wiring.clone(),
+            source,
+        })?;
+        (done..n).for_each(consumed);
         Ok(())
     }
 }
+
+/// Operation names of a failed stream record.
+pub const STREAM_PROGRAM: &str = "program (stub_stream)";
+pub const STREAM_ERASE: &str = "erase (stub_stream)";
 
 #[cfg(test)]
 mod tests {
@@ -1330,16 +1345,32 @@ mod tests {
         );
         assert_eq!(l.mailbox, l.config + Config::SIZE as u32);
         assert_eq!(
-            l.ring,
+            l.slots,
             l.mailbox + Mailbox::SIZE as u32,
             "one read polls both"
         );
-        assert_eq!(l.ring + Ring::SIZE as u32, l.end);
+        assert_eq!(l.slots + Slots::SIZE as u32, l.end);
         assert_eq!(l.config % 8, 0, "the stub's initial sp");
         assert_eq!(l.canary, l.config - STACK_SIZE);
         assert!(l.buf + l.buf_len <= l.canary);
         assert_eq!(l.buf_len % 256, 0);
         assert!(l.buf_len >= 8 * 1024);
+    }
+
+    #[test]
+    fn stream_slots_hold_a_header_whole_pages_and_the_trailer() {
+        // The board files' 32 KiB work area and a stub of 4.25 KiB.
+        let l = layout(&(0x2001_8000..0x2002_0000), 0x1100).unwrap();
+        let (count, slot) = l.stream_slots();
+        assert_eq!(count, 4);
+        assert_eq!((slot - 16) % 256, 0);
+        assert!(slot >= 6 * 1024, "{slot}");
+        assert!(STREAM_PAGE_BUF + count * slot <= l.buf_len);
+        // The smallest work area still gets two slots of a page each.
+        let l = layout(&(0x2001_F000..0x2002_0000), 0x400).unwrap();
+        let (count, slot) = l.stream_slots();
+        assert_eq!(count, 2);
+        assert!(slot >= 16 + 256 && STREAM_PAGE_BUF + count * slot <= l.buf_len);
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub enum FlashEvent {
     /// `bytes` of the request already held the image (checked on the
     /// target) and are neither erased nor programmed.
     Skipped { flash: FlashKind, bytes: u64 },
+    /// `bytes` of the programmed bytes crossed the link compressed; `sent`
+    /// is what the whole operation sent (records and payloads).
+    Compressed {
+        flash: FlashKind,
+        bytes: u64,
+        sent: u64,
+    },
     /// The operation finished.
     Done {
         flash: FlashKind,

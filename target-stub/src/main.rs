@@ -1,7 +1,7 @@
 //! extflash-gdb's SPI NOR driver stub: runs in target RAM, called by the host
 //! through the debug probe, drives a W25Q64JV-class chip on an STM32F4 SPI.
 //!
-//! The calling convention, the config block, the ring buffer and the status
+//! The calling convention, the config block, the record stream and the status
 //! codes are defined once, in `abi/src/lib.rs`; this file implements them.
 //!
 //! What it touches: only what [`Config`] names — RCC bits `rcc_gpio_mask` in
@@ -32,8 +32,8 @@ use core::cell::Cell;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use extflash_stub_abi::{
-    crc32_update, slots, Command, Config, EraseKind, Mailbox, PinCfg, Ring, Status, CONFIG_MAGIC, CRC_BLOCK,
-    CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CORE_HZ,
+    crc32_update, lz, stream, Command, Config, EraseKind, Mailbox, PinCfg, Slots, Status, CONFIG_MAGIC,
+    CRC_BLOCK, CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CORE_HZ,
     SESSION_PLLCFGR,
 };
 
@@ -158,6 +158,8 @@ const SR1_BUSY: u8 = 1 << 0;
 const SR1_WEL: u8 = 1 << 1;
 
 const PAGE: u32 = 256;
+/// Bytes per DMA transfer of a read.
+const READ_PIECE: u32 = 1024;
 /// 24-bit addressing: offsets at or above this are a host bug.
 const ADDR_LIMIT: u32 = 1 << 24;
 
@@ -487,7 +489,9 @@ impl<'a> Bus<'a> {
         let mut p = dst;
         let mut left = len;
         while left != 0 && !self.dead.get() {
-            let n = left.min(0xF000);
+            // Pieces of 1 KiB (1 ms at 8 MHz SPI): `rx_wait` reloads a
+            // running watchdog after each, however long the read.
+            let n = left.min(READ_PIECE);
             self.rx_start(p, n);
             self.rx_wait();
             p = p.wrapping_add(n as usize);
@@ -672,10 +676,9 @@ enum Entry {
     ReadStatus,
     WriteStatus,
     Erase,
-    Program,
     CrcBlocks,
     Clock,
-    ProgramSlots,
+    Stream,
 }
 
 /// Common frame of every entry point, shared so the stub stays small: check
@@ -700,9 +703,8 @@ fn dispatch(cfg: &Config, a: u32, b: u32, c: u32, entry: Entry) -> u64 {
         Entry::Clock => clock(&bus),
         Entry::ReadStatus => read_status(&bus),
         Entry::WriteStatus => write_status(&bus, a, b, c),
-        Entry::Erase => erase(&bus, a, b),
-        Entry::Program => program(&bus, a, b as *mut Ring, c),
-        Entry::ProgramSlots => program_slots(&bus, a, b as *mut Ring, c),
+        Entry::Erase => erase(&bus, a, b, None),
+        Entry::Stream => stream(&bus, a as *mut Slots, b, c as *mut [u8; lz::PAGE]),
         Entry::CrcBlocks => crc_blocks(&bus, a, b as *mut u32, c),
     };
     bus.finish();
@@ -832,7 +834,21 @@ fn write_status(bus: &Bus, which: u32, value: u32, volatile: u32) -> Res<()> {
     Ok(())
 }
 
-fn erase(bus: &Bus, addr: u32, kind: u32) -> Res<()> {
+/// Where a stream op reports its chunk consumed: `Slots::rp` and the value
+/// to store, or nothing (not the chunk's last record).
+type Release = Option<(*mut u32, u32)>;
+
+fn release(r: Release) {
+    if let Some((at, k)) = r {
+        // SAFETY: `at` is the `rp` field of the host's `Slots` (entry
+        // contract of stub_stream); the host only reads it.
+        unsafe { write_volatile(at, k) };
+    }
+}
+
+/// Erase the sector/block of `kind` at `addr`; `rel` is released once the
+/// erase has started (the chip needs no more data from RAM).
+fn erase(bus: &Bus, addr: u32, kind: u32, rel: Release) -> Res<()> {
     let t = &bus.cfg.timeouts;
     let (op, ms, size_mask) = match EraseKind::from_u32(kind) {
         Some(EraseKind::Sector4K) => (Op::SectorErase, t.sector_erase_ms, 0xFFF),
@@ -853,139 +869,145 @@ fn erase(bus: &Bus, addr: u32, kind: u32) -> Res<()> {
         bus.command_addr(op, addr);
         bus.deselect();
     }
+    release(rel);
     bus.wait_done(ms)?;
     Ok(())
 }
 
-/// `Command::ProgramSlots`: program `len` bytes at `addr` from two slots
-/// that the host fills in turn (`extflash_stub_abi::slots`): wait for the
-/// next chunk's trailer, program its bytes page by page (DMA straight from
-/// the slot), then count it consumed in `Ring::rp` (before the last page's
-/// tPP, so the host refills during it).
-fn program_slots(bus: &Bus, addr: u32, ring: *mut Ring, len: u32) -> Res<()> {
-    // SAFETY (all ring accesses): the host guarantees `ring` is a Ring in
-    // RAM (entry contract); the fields it writes are read volatile.
-    let (start, end) = unsafe {
-        (
-            read_volatile(addr_of!((*ring).start)),
-            read_volatile(addr_of!((*ring).end)),
-        )
-    };
-    let slot = slots::slot_size(start, end);
-    if addr > ADDR_LIMIT || len > ADDR_LIMIT - addr || slot <= 4 || slot > slots::MAX_SLOT {
+/// One page program of `n` bytes (within one page) from `src` at `addr`,
+/// releasing `rel` before the busy wait.
+#[inline(never)]
+fn page_program(bus: &Bus, addr: u32, src: *const u8, n: u32, rel: Release) -> Res<()> {
+    bus.write_enable()?;
+    bus.command_addr(Op::PageProgram, addr);
+    bus.tx(src, n);
+    bus.deselect();
+    release(rel);
+    bus.wait_done(bus.cfg.timeouts.page_program_ms)
+}
+
+/// `n` bytes at `addr` from `src`, page by page (DMA straight from the
+/// slot); `rel` goes with the last page.
+fn program_raw(bus: &Bus, addr: u32, src: u32, n: u32, rel: Release) -> Res<()> {
+    if addr > ADDR_LIMIT || n > ADDR_LIMIT - addr {
         return Err(fail(Status::BadArgument));
     }
-    if len == 0 {
-        return Ok(());
-    }
-    bus.ready()?;
-    let (mut addr, mut left, mut k) = (addr, len, 0u32);
-    while left != 0 {
-        let base = start + (k & 1) * slot;
-        let trailer = (base + slot - 4) as *const u32;
-        let want = slots::trailer_seq(k);
-        // A pure read loop (a running watchdog aside): an emulated board
-        // skips it.
-        let t = loop {
-            if unsafe { read_volatile(addr_of!((*ring).abort)) } != 0 {
-                return Err(fail(Status::Aborted));
-            }
-            let t = unsafe { read_volatile(trailer) };
-            if t & !slots::LEN_MASK == want {
-                break t;
-            }
-            kick_watchdog(bus.cfg);
-        };
-        let n = t & slots::LEN_MASK;
-        if n == 0 || n > slot - 4 || n > left {
-            return Err(fail(Status::BadArgument));
-        }
-        let mut off = 0;
-        while off < n {
-            let m = (PAGE - (addr & (PAGE - 1))).min(n - off);
-            bus.write_enable()?;
-            bus.command_addr(Op::PageProgram, addr);
-            bus.tx((base + off) as *const u8, m);
-            bus.deselect();
-            off += m;
-            addr += m;
-            if off == n {
-                k += 1;
-                unsafe { write_volatile(addr_of_mut!((*ring).rp), k) };
-            }
-            bus.wait_done(bus.cfg.timeouts.page_program_ms)?;
-        }
-        left -= n;
+    let mut off = 0;
+    while off < n {
+        let at = addr + off;
+        let m = (PAGE - (at & (PAGE - 1))).min(n - off);
+        off += m;
+        let r = if off == n { rel } else { None };
+        page_program(bus, at, (src + off - m) as *const u8, m, r)?;
     }
     Ok(())
 }
 
-fn program(bus: &Bus, addr: u32, ring: *mut Ring, len: u32) -> Res<()> {
-    // SAFETY (all ring accesses): the host guarantees `ring` is a Ring in
-    // RAM (entry contract); the fields it writes are read volatile.
-    let (start, end, mut rp) = unsafe {
-        (
-            read_volatile(addr_of!((*ring).start)),
-            read_volatile(addr_of!((*ring).end)),
-            read_volatile(addr_of!((*ring).rp)),
-        )
-    };
-    if addr > ADDR_LIMIT || len > ADDR_LIMIT - addr || start >= end || rp < start || rp >= end {
+/// `n` bytes at `addr` from the `lz` blocks in `src..src+len`: each page
+/// is decoded into `page` and checked to lie within the payload before
+/// anything is programmed from it; `rel` goes once the last block is
+/// decoded (the slot is then no longer needed).
+fn program_lz(bus: &Bus, addr: u32, src: u32, len: u32, n: u32, page: *mut [u8; lz::PAGE], rel: Release) -> Res<()> {
+    if addr > ADDR_LIMIT || n > ADDR_LIMIT - addr {
         return Err(fail(Status::BadArgument));
     }
-    if len == 0 {
-        return Ok(());
+    // SAFETY: the payload lies inside the chunk (checked by `stream`), and
+    // the page buffer is RAM of its own (entry contract).
+    let (input, out) = unsafe {
+        (
+            core::slice::from_raw_parts(src as *const u8, len as usize),
+            &mut *page,
+        )
+    };
+    let (mut ip, mut off) = (0u32, 0u32);
+    while off < n {
+        let at = addr + off;
+        let m = (PAGE - (at & (PAGE - 1))).min(n - off);
+        let block = input.get(ip as usize..).unwrap_or(&[]);
+        match lz::decode_block(block, out, m as usize) {
+            Ok(used) if used as u32 <= len - ip => ip += used as u32,
+            _ => return Err(fail(Status::BadArgument)),
+        }
+        off += m;
+        // The last page ends the payload exactly, or nothing of it goes.
+        if off == n && ip != len {
+            return Err(fail(Status::BadArgument));
+        }
+        let r = if off == n { rel } else { None };
+        page_program(bus, at, out.as_ptr(), m, r)?;
+    }
+    Ok(())
+}
+
+/// Wait for chunk `k`'s trailer at `trailer` (a pure read loop, a running
+/// watchdog aside: an emulated board skips it), or the host's abort.
+#[inline(never)]
+fn wait_chunk(bus: &Bus, hdr: *mut Slots, trailer: u32, k: u32) -> Res<u32> {
+    let want = stream::trailer_seq(k);
+    loop {
+        // SAFETY: `hdr` is the host's `Slots` (entry contract).
+        if unsafe { read_volatile(addr_of!((*hdr).abort)) } != 0 {
+            return Err(fail(Status::Aborted));
+        }
+        let t = rd(trailer);
+        if t & !stream::LEN_MASK == want {
+            return Ok(t);
+        }
+        kick_watchdog(bus.cfg);
+    }
+}
+
+/// `Command::Stream`: run the records of chunks `0..count` as the host
+/// writes them into the slots (`extflash_stub_abi::stream`).
+fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> Res<()> {
+    // SAFETY (header accesses): the host guarantees `hdr` is a `Slots` in
+    // RAM (entry contract); the fields it writes are read volatile.
+    let (n, start, end) = unsafe {
+        (
+            read_volatile(addr_of!((*hdr).count)),
+            read_volatile(addr_of!((*hdr).start)),
+            read_volatile(addr_of!((*hdr).end)),
+        )
+    };
+    let slot = stream::slot_size(start, end, n);
+    if n == 0 || n > stream::MAX_SLOTS || slot <= stream::HEADER + 4 || slot > stream::MAX_SLOT || page.is_null() {
+        return Err(fail(Status::BadArgument));
     }
     bus.ready()?;
-    let mut addr = addr;
-    let mut left = len;
-    while left != 0 {
-        // ring_ms = 0: no deadline of our own (the resident host watches for
-        // a stall and sets `abort`), so the wait only reads RAM.
-        let ring_ms = bus.cfg.timeouts.ring_ms;
-        let mut dl = (ring_ms != 0).then(|| bus.deadline(ring_ms));
-        let readable = loop {
-            if unsafe { read_volatile(addr_of!((*ring).abort)) } != 0 {
-                return Err(fail(Status::Aborted));
-            }
-            let wp = unsafe { read_volatile(addr_of!((*ring).wp)) };
-            if wp < start || wp >= end {
+    let rp = unsafe { addr_of_mut!((*hdr).rp) };
+    for k in 0..count {
+        let base = start + (k % n) * slot;
+        let used = wait_chunk(bus, hdr, base + slot - 4, k)? & stream::LEN_MASK;
+        if used > slot - 4 {
+            return Err(fail(Status::BadArgument));
+        }
+        let mut off = 0;
+        while off < used {
+            if used - off < stream::HEADER {
                 return Err(fail(Status::BadArgument));
             }
-            let n = if wp >= rp {
-                wp - rp
-            } else {
-                (end - rp) + (wp - start)
-            };
-            if n != 0 {
-                break n;
+            let w = base + off;
+            let (head, addr, arg) = (rd(w), rd(w + 4), rd(w + 8));
+            let (op, len) = (head >> 24, head & stream::MAX_PAYLOAD);
+            off += stream::HEADER;
+            if len > used - off {
+                return Err(fail(Status::BadArgument));
             }
-            match dl.as_mut() {
-                Some(dl) => {
-                    if dl.expired() {
-                        return Err(fail(Status::RingTimeout));
-                    }
-                }
-                None => kick_watchdog(bus.cfg),
+            let payload = base + off;
+            off += stream::padded(len);
+            let rel = (off >= used).then_some((rp, k + 1));
+            bus.value.set(stream::fail_value(op, addr));
+            match op {
+                stream::OP_ERASE if len == 0 => erase(bus, addr, arg, rel)?,
+                stream::OP_PROGRAM if len == arg => program_raw(bus, addr, payload, len, rel)?,
+                stream::OP_PROGRAM_LZ => program_lz(bus, addr, payload, len, arg, page, rel)?,
+                _ => return Err(fail(Status::BadArgument)),
             }
-        };
-        let n = readable.min(PAGE - (addr & (PAGE - 1))).min(left);
-        bus.write_enable()?;
-        bus.command_addr(Op::PageProgram, addr);
-        // Up to the ring's end, then from its start: one 02h command.
-        let first = n.min(end - rp);
-        bus.tx(rp as *const u8, first);
-        bus.tx(start as *const u8, n - first);
-        rp += n;
-        if rp >= end {
-            rp -= end - start;
         }
-        bus.deselect();
-        unsafe { write_volatile(addr_of_mut!((*ring).rp), rp) };
-        bus.wait_done(bus.cfg.timeouts.page_program_ms)?;
-        addr += n;
-        left -= n;
+        // An empty chunk, or a record that released nothing (no bytes).
+        release(Some((rp, k + 1)));
     }
+    bus.value.set(0);
     Ok(())
 }
 
@@ -1104,33 +1126,33 @@ pub extern "C" fn stub_erase(cfg: &Config, addr: u32, kind: u32) -> u32 {
     dispatch(cfg, addr, kind, 0, Entry::Erase) as u32
 }
 
-/// `stub_program`: program `len` bytes at chip address `addr` from the ring
-/// buffer at `ring` while the host fills it.
+/// `stub_stream`: erase and program from the record stream the host
+/// writes into slots as the stub consumes them (abi `stream`).
 ///
-/// - in: r0 = &Config, r1 = addr, r2 = &Ring (`start < end`, `rp` and `wp`
-///   in `[start, end)`; `rp` where the data begins), r3 = len
-///   (`addr + len <= 2^24`; any alignment).
-/// - out: r0 = Status (`Ok`, `BadConfig`, `BadArgument`, `NoChip`,
-///   `WelNotSet`, `Protected`, `BusyTimeout`, `RingTimeout` (no new data for
-///   `ring_ms`), `Aborted` (`Ring::abort` set), `SpiTimeout`). `Ring::rp`
-///   tells how far the data went into the chip's page buffer.
+/// - in: r0 = &Config, r1 = &Slots (`count` 1..=255 slots of more than 16
+///   bytes in `[start, end)`), r2 = chunks to run, r3 = page buffer (256
+///   bytes of RAM the DMA reaches, outside the slots).
+/// - out: r0 = Status (`Ok`, `BadConfig`, `BadArgument` (a malformed
+///   record, or an `lz` block that does not decode to its page), `NoChip`,
+///   `WelNotSet`, `Protected`, `BusyTimeout`, `Aborted` (`Slots::abort`
+///   set), `SpiTimeout`); r1 = 0, or on failure the record's
+///   `stream::fail_value` (op and chip address). `Slots::rp` tells the
+///   chunks consumed.
 /// - clobbered: r1-r3, r12, lr, flags.
 ///
-/// Per page program: wait until any bytes are readable (checking `abort`),
-/// take min(readable, bytes to the 256-byte page end, bytes left), 06h +
-/// WEL check, 02h + address + data, CS high, write `rp` at once (so the host
-/// refills during tPP), then wait for BUSY (`page_program_ms`) and detect a
-/// refusal as `Protected`. Bytes that wrap at the ring end go out in the
-/// same 02h command (the data is streamed across the wrap, not split).
-/// Pages are written partially when the host is slower than the chip; the
-/// W25Q64JV accepts repeated programs of one page.
+/// Per record: ERASE as `stub_erase`; PROGRAM page by page (06h + WEL
+/// check, 02h + address + data by DMA from the slot, CS high, BUSY wait
+/// with `page_program_ms`, a refusal is `Protected`); PROGRAM_LZ the same
+/// from each page's decoded block. A chunk is released (`rp`) before its
+/// last operation's busy wait, so the host refills during it.
 ///
 /// # Safety
-/// `ring` must point to a `Ring` in target RAM whose `[start, end)` is RAM;
-/// only the host writes `wp`/`abort` and only the stub writes `rp`.
+/// `slots` must point to a `Slots` in target RAM whose `[start, end)` is
+/// RAM; only the host writes its `count`, `start`, `end` and `abort`, and
+/// the slots' data.
 #[no_mangle]
-pub unsafe extern "C" fn stub_program(cfg: &Config, addr: u32, ring: *mut Ring, len: u32) -> u32 {
-    dispatch(cfg, addr, ring as u32, len, Entry::Program) as u32
+pub unsafe extern "C" fn stub_stream(cfg: &Config, slots: *mut Slots, count: u32, page: *mut u8) -> u64 {
+    dispatch(cfg, slots as u32, count, page as u32, Entry::Stream)
 }
 
 /// `stub_crc_blocks`: per `CRC_BLOCK` bytes of `count` consecutive blocks
@@ -1183,10 +1205,9 @@ pub unsafe extern "C" fn serve_main(cfg: &Config) {
             Some(Command::ReadStatus) => Some(Entry::ReadStatus),
             Some(Command::WriteStatus) => Some(Entry::WriteStatus),
             Some(Command::Erase) => Some(Entry::Erase),
-            Some(Command::Program) => Some(Entry::Program),
             Some(Command::CrcBlocks) => Some(Entry::CrcBlocks),
             Some(Command::Clock) => Some(Entry::Clock),
-            Some(Command::ProgramSlots) => Some(Entry::ProgramSlots),
+            Some(Command::Stream) => Some(Entry::Stream),
             Some(Command::Exit) => None,
             None => {
                 write_volatile(addr_of_mut!((*mb).status), Status::BadArgument as u32);

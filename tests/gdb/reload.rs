@@ -187,3 +187,79 @@ fn gdb_reload_of_the_same_elf_skips_internal_and_external_flash() {
     assert!(skipped(second, FlashKind::External) > 0x10000, "{second:?}");
     assert!(skipped(second, FlashKind::Internal) >= 0x4000, "{second:?}");
 }
+
+fn compressed(events: &[FlashEvent]) -> Option<(u64, u64)> {
+    events.iter().find_map(|e| match e {
+        FlashEvent::Compressed { bytes, sent, .. } => Some((*bytes, *sent)),
+        _ => None,
+    })
+}
+
+/// Compressible assets cross the link as `lz` blocks: `load` of an ELF
+/// whose window sections hold tables, text, random bytes and a 0xFF gap,
+/// over old contents, erases, programs what `compare-sections` then
+/// matches, and sends fewer bytes than it programs; the random bytes go
+/// raw, so the compressed count stays below the compressible part.
+#[test]
+fn gdb_load_sends_compressible_assets_compressed_and_they_verify() {
+    let sim = board(SimConfig::default());
+    sim.lock().mcu().chip.load(0, &[0x11; 0x4_0000]);
+    let table: Vec<u8> = (0..0x800u32)
+        .flat_map(|i| {
+            [
+                i.to_le_bytes(),
+                (i * 3).to_le_bytes(),
+                0x3F80_0000u32.to_le_bytes(),
+                [0; 4],
+            ]
+        })
+        .flatten()
+        .collect();
+    let text: Vec<u8> = (0..700)
+        .flat_map(|i| {
+            format!(
+                "glyph {i:04}: advance 7, bearing 1, row 0x{:02x};\n",
+                i % 11
+            )
+            .into_bytes()
+        })
+        .collect();
+    let random = pattern(21, 0x8000);
+    let mut assets = table.clone();
+    assets.extend([0xFF; 0x1000]);
+    assets.extend(&random);
+    assets.extend(&text);
+    let tail = text[..5001].to_vec();
+    let elf = crate::support::elf::data_elf(&[(WINDOW, &assets), (WINDOW + 0x3_0007, &tail)]);
+    let path = std::env::temp_dir().join(format!("extflash-lz-{}.elf", std::process::id()));
+    std::fs::write(&path, &elf).unwrap();
+    let (addr, events) = in_process_recording(sim.clone());
+    let out = gdb_batch(
+        &addr,
+        path.to_str().unwrap(),
+        &["monitor reset halt", "load", "compare-sections"],
+        GdbLimits::STUB_RUNS,
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.contains("MIS-MATCHED"), "{out}");
+    assert_eq!(out.matches("matched.").count(), 2, "{out}");
+    let events = events.lock().unwrap().clone();
+    let programmed = programmed(&events, FlashKind::External);
+    let (packed, sent) = compressed(&events).expect("some pages went compressed");
+    let compressible = (table.len() + text.len() + tail.len()) as u64;
+    assert!(
+        packed >= compressible * 9 / 10 && packed <= compressible,
+        "{packed} of {compressible}"
+    );
+    assert!(
+        sent < programmed * 3 / 4,
+        "sent {sent} for {programmed} programmed"
+    );
+    assert!(
+        !erases(&events, FlashKind::External).is_empty(),
+        "old contents were erased"
+    );
+    let chip = sim.lock().mcu().chip.contents()[..0x3_0007 + tail.len()].to_vec();
+    assert!(chip[..assets.len()] == assets[..]);
+    assert!(chip[0x3_0007..] == tail[..]);
+}

@@ -1,6 +1,7 @@
 //! The committed SPI stub (`target-stub/extflash-stub.elf`) on the virtual
-//! board: every entry point, the ring-buffer program protocol, the chip's
-//! refusals and faults, and position independence.
+//! board: every entry point, the record stream in its slots (raw and `lz`
+//! records, malformed ones), the chip's refusals and faults, and position
+//! independence.
 //!
 //! The stub is loaded and called here with a deliberately small loader (the
 //! production one lives in `src/extflash/`): copy the PT_LOAD segment to a
@@ -10,11 +11,13 @@
 use std::time::{Duration, Instant};
 
 use crate::support::sim::{pattern, CHIP};
+use extflash_gdb::extflash::stream::{pack, Stream};
+use extflash_gdb::flash::plan::{EraseOp, ProgramOp, Step};
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{
-    crc32_update, Config, EraseKind, PinCfg, Ring, Status, Timeouts, Words, CONFIG_MAGIC,
-    CRC32_INIT, PIN_GPIO_OUTPUT, STACK_CANARY, SYM_BKPT, SYM_CRC32, SYM_ERASE, SYM_INIT,
-    SYM_PROGRAM, SYM_READ, SYM_READ_SFDP, SYM_READ_STATUS, SYM_WRITE_STATUS,
+    crc32_update, stream, Config, EraseKind, PinCfg, Slots, Status, Timeouts, Words, CONFIG_MAGIC,
+    CRC32_INIT, PIN_GPIO_OUTPUT, STACK_CANARY, SYM_BKPT, SYM_CRC32, SYM_ERASE, SYM_INIT, SYM_READ,
+    SYM_READ_SFDP, SYM_READ_STATUS, SYM_STREAM, SYM_WRITE_STATUS,
 };
 use probe_rs::{CoreStatus, HaltReason, MemoryInterface, Permissions, RegisterId};
 use xmas_elf::program::Type;
@@ -27,12 +30,15 @@ const DWT_CTRL: u64 = 0xE000_1000;
 
 /// The board file's work area: 0x2001C000 + 16 KiB.
 const WORK_AREA: u32 = 0x2001_C000;
-const CONFIG_ADDR: u32 = WORK_AREA + 0x1000;
-const RING_ADDR: u32 = WORK_AREA + 0x10C0;
-const BUF: u32 = WORK_AREA + 0x1100;
-const _: () = assert!(CONFIG_ADDR + Config::SIZE as u32 <= RING_ADDR);
-const _: () = assert!(RING_ADDR + Ring::SIZE as u32 <= BUF);
+const CONFIG_ADDR: u32 = WORK_AREA + 0x1400;
+const SLOTS_ADDR: u32 = WORK_AREA + 0x14C0;
+const BUF: u32 = WORK_AREA + 0x1500;
+const _: () = assert!(CONFIG_ADDR + Config::SIZE as u32 <= SLOTS_ADDR);
+const _: () = assert!(SLOTS_ADDR + Slots::SIZE as u32 <= BUF);
 const BUF_SIZE: u32 = 0x1C00;
+/// A stream decodes `lz` pages at BUF; its slots follow.
+const PAGE_BUF: u32 = BUF;
+const SLOT_AREA: u32 = BUF + 0x100;
 /// 2 KiB of stack at the top of the work area, canary at its lowest word.
 const STACK_BOTTOM: u32 = WORK_AREA + 0x3800;
 const STACK_TOP: u32 = WORK_AREA + 0x4000;
@@ -131,6 +137,48 @@ fn board_config() -> Config {
         dma_tx_stream: 3,
         dma_channel: 3,
     }
+}
+
+/// `steps` packed as the host does, for slots of `slot` bytes.
+fn packed(steps: &[Step], slot: u32) -> Stream {
+    let kind_of = |size: u32| {
+        [
+            EraseKind::Sector4K,
+            EraseKind::Block32K,
+            EraseKind::Block64K,
+        ]
+        .into_iter()
+        .find(|k| k.size() == size)
+    };
+    pack(steps, slot - 4, 256, &kind_of, &|_| 2000, 3, true).unwrap()
+}
+
+fn chunks(s: &Stream) -> Vec<Vec<u8>> {
+    s.chunks.iter().map(|c| c.bytes.clone()).collect()
+}
+
+/// A record's three header words.
+fn record(op: u32, addr: u32, arg: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = [stream::head(op, payload.len() as u32), addr, arg]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    out.extend_from_slice(payload);
+    out.resize(out.len().div_ceil(4) * 4, 0xFF);
+    out
+}
+
+/// Table-like bytes that compress well.
+fn table(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| {
+            if i % 4 == 0 {
+                (i / 16) as u8
+            } else {
+                (i % 4) as u8
+            }
+        })
+        .collect()
 }
 
 fn config_bytes(cfg: &Config) -> Vec<u8> {
@@ -279,50 +327,63 @@ impl Target {
             .0
     }
 
-    /// Program `data` at `addr` through a ring at `[start, start+size)`:
-    /// the host adds at most `chunk` bytes at a time, while the core runs.
-    fn program(&mut self, addr: u32, data: &[u8], start: u32, size: u32, chunk: u32) -> Status {
-        let mut ring = Ring {
-            wp: start,
-            rp: start,
-            start,
-            end: start + size,
+    /// Run `chunks` through `stub_stream` in `count` slots of `slot` bytes
+    /// from `SLOT_AREA`: chunk `k` is written (data, then trailer) once
+    /// `rp > k - count`, while the core runs. Returns r0 and r1.
+    fn stream(&mut self, chunks: &[Vec<u8>], count: u32, slot: u32) -> (Status, u32) {
+        assert!(SLOT_AREA + count * slot <= BUF + BUF_SIZE);
+        let hdr = Slots {
+            count,
+            rp: 0,
+            start: SLOT_AREA,
+            end: SLOT_AREA + count * slot,
             abort: 0,
         };
-        self.write_ring(&ring);
-        self.start(SYM_PROGRAM, [addr, RING_ADDR, data.len() as u32]);
+        self.write_slots(&hdr);
+        for j in 0..count {
+            self.write(SLOT_AREA + j * slot + slot - 4, &[0; 4]);
+        }
+        self.start(SYM_STREAM, [SLOTS_ADDR, chunks.len() as u32, PAGE_BUF]);
         let t0 = Instant::now();
-        let mut sent = 0usize;
+        let mut written = 0usize;
         loop {
+            let rp = u32::from_le_bytes(self.read(SLOTS_ADDR + 4, 4).try_into().unwrap());
+            while written < chunks.len() && written < rp as usize + count as usize {
+                let c = &chunks[written];
+                assert!(c.len() as u32 <= slot - 4, "chunk {written} overflows");
+                let base = SLOT_AREA + (written as u32 % count) * slot;
+                self.write(base, c);
+                let t = stream::trailer(written as u32, c.len() as u32);
+                self.write(base + slot - 4, &t.to_le_bytes());
+                written += 1;
+            }
             if self.halted() {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "program hangs");
-            let mut core = self.session.core(0).unwrap();
-            ring.rp = core.read_word_32(RING_ADDR as u64 + 4).unwrap();
-            let n = ring.writable().min(chunk).min((data.len() - sent) as u32);
-            if n == 0 {
-                continue;
-            }
-            let first = n.min(ring.end - ring.wp);
-            core.write(ring.wp as u64, &data[sent..sent + first as usize])
-                .unwrap();
-            if n > first {
-                let rest = &data[sent + first as usize..sent + n as usize];
-                core.write(ring.start as u64, rest).unwrap();
-            }
-            sent += n as usize;
-            ring.wp = ring.advance(ring.wp, n);
-            core.write_word_32(RING_ADDR as u64, ring.wp).unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(60), "stream hangs");
         }
-        let (r0, _) = self.finish();
-        Status::from_u32(r0).unwrap()
+        let (r0, r1) = self.finish();
+        (Status::from_u32(r0).unwrap(), r1)
     }
 
-    fn write_ring(&mut self, r: &Ring) {
-        let words = [r.wp, r.rp, r.start, r.end, r.abort];
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.write(RING_ADDR, &bytes);
+    /// Program `data` at `addr` as the host packs it (raw and `lz`
+    /// records) in `count` slots of `slot` bytes.
+    fn program(&mut self, addr: u32, data: &[u8], count: u32, slot: u32) -> Status {
+        let steps = [Step::Program(ProgramOp {
+            address: addr,
+            data: data.to_vec(),
+        })];
+        self.stream(&chunks(&packed(&steps, slot)), count, slot).0
+    }
+
+    fn write_slots(&mut self, r: &Slots) {
+        let mut bytes = [0u8; Slots::SIZE];
+        r.write_le(&mut bytes);
+        self.write(SLOTS_ADDR, &bytes);
+    }
+
+    fn rp(&mut self) -> u32 {
+        u32::from_le_bytes(self.read(SLOTS_ADDR + 4, 4).try_into().unwrap())
     }
 
     fn chip_contents(&self, range: std::ops::Range<usize>) -> Vec<u8> {
@@ -381,7 +442,7 @@ fn polled_spi_without_dma_reads_crcs_and_programs_the_same() {
     let (s, crc) = t.call(SYM_CRC32, [0x1_0003, 1500, BUF], Duration::from_secs(20));
     assert_eq!((s, crc), (Status::Ok, crc32_update(CRC32_INIT, &data)));
     assert_eq!(t.erase(0x2000, EraseKind::Sector4K as u32), Status::Ok);
-    assert_eq!(t.program(0x2010, &data[..700], BUF, 300, 300), Status::Ok);
+    assert_eq!(t.program(0x2010, &data[..700], 2, 16 + 256), Status::Ok);
     assert_eq!(t.chip_contents(0x2010..0x2010 + 700), data[..700]);
 }
 
@@ -455,26 +516,48 @@ fn erase_rejects_misaligned_address_and_unknown_kind() {
     assert!(t.chip_contents(0..0x2_0000).iter().all(|&b| b == 0));
 }
 
+/// An erase, then raw and `lz` records from an unaligned start to a
+/// partial last page, through three small slots the chunks wrap around
+/// many times: the chip holds the data, nothing around it changes, and
+/// every chunk was consumed.
 #[test]
-fn program_through_wrapping_ring_unaligned_start_and_partial_last_page() {
+fn stream_erases_and_programs_raw_and_lz_records_through_wrapping_slots() {
     let mut t = Target::new(Faults::default());
-    let data = pattern(3, 3001);
+    t.board.lock().mcu().chip.load(0x3_0000, &[0u8; 0x1_0000]);
+    let mut data = table(2000);
+    data.extend(pattern(3, 1001));
+    data.extend(table(1000));
     let addr = 0x0003_00F3;
-    // A 1000-byte ring wraps three times, mid-page; chunks of 333 bytes
-    // make the stub program partial pages too.
-    let st = t.program(addr, &data, BUF + 0x100, 1000, 333);
-    assert_eq!(st, Status::Ok);
-    let a = addr as usize;
-    let c = t.chip_contents(a - 0x100..a + data.len() + 0x100);
-    assert_eq!(&c[0x100..0x100 + data.len()], &data[..]);
-    assert!(c[..0x100].iter().all(|&b| b == 0xFF), "before untouched");
+    let steps = [Step::Erase(
+        EraseOp {
+            address: 0x3_0000,
+            size: 0x1_0000,
+        },
+        Some(ProgramOp {
+            address: addr,
+            data: data.clone(),
+        }),
+    )];
+    let slot = 16 + 256;
+    let s = packed(&steps, slot);
+    assert!(s.compressed_bytes >= 2500, "both tables go compressed");
     assert!(
-        c[0x100 + data.len()..].iter().all(|&b| b == 0xFF),
-        "after untouched"
+        s.chunks.len() > 6,
+        "the three slots wrap: {} chunks",
+        s.chunks.len()
     );
-    let rp = u32::from_le_bytes(t.read(RING_ADDR + 4, 4).try_into().unwrap());
-    assert_eq!(rp, BUF + 0x100 + (3001 % 1000), "rp consumed every byte");
-    // And the stub reads back what it programmed.
+    let (st, value) = t.stream(&chunks(&s), 3, slot);
+    assert_eq!((st, value), (Status::Ok, 0));
+    let a = addr as usize;
+    let c = t.chip_contents(0x3_0000..0x4_0000);
+    let off = a - 0x3_0000;
+    assert_eq!(&c[off..off + data.len()], &data[..]);
+    assert!(c[..off].iter().all(|&b| b == 0xFF), "erased before");
+    assert!(
+        c[off + data.len()..].iter().all(|&b| b == 0xFF),
+        "erased after"
+    );
+    assert_eq!(t.rp(), s.chunks.len() as u32, "every chunk consumed");
     let (s, back) = t.read_chip(addr, data.len() as u32);
     assert_eq!((s, back), (Status::Ok, data));
 }
@@ -483,33 +566,120 @@ fn program_through_wrapping_ring_unaligned_start_and_partial_last_page() {
 fn program_with_full_pages_when_the_host_is_ahead() {
     let mut t = Target::new(Faults::default());
     let data = pattern(4, 4096);
-    let st = t.program(0x10_0000, &data, BUF, 0x1000, 0x1000);
+    let st = t.program(0x10_0000, &data, 2, 16 + 8 * 256);
     assert_eq!(st, Status::Ok);
     assert_eq!(t.chip_contents(0x10_0000..0x10_1000), data);
     let pp = t.board.lock().mcu().chip.counters().by_opcode[0x02];
-    assert!(pp <= 17, "{pp} page programs for 16 pages");
+    assert_eq!(pp, 16, "one page program per page");
 }
 
 #[test]
-fn program_returns_aborted_and_ring_timeout_without_data() {
+fn stream_returns_aborted_when_the_host_gives_up() {
     let mut t = Target::new(Faults::default());
-    let ring = Ring {
-        wp: BUF,
-        rp: BUF,
-        start: BUF,
-        end: BUF + 256,
+    t.write_slots(&Slots {
+        count: 2,
+        rp: 0,
+        start: SLOT_AREA,
+        end: SLOT_AREA + 512,
         abort: 1,
-    };
-    t.write_ring(&ring);
-    let (s, _) = t.call(SYM_PROGRAM, [0, RING_ADDR, 16], Duration::from_secs(10));
+    });
+    t.write(SLOT_AREA + 252, &[0; 4]);
+    let (s, _) = t.call(
+        SYM_STREAM,
+        [SLOTS_ADDR, 1, PAGE_BUF],
+        Duration::from_secs(10),
+    );
     assert_eq!(s, Status::Aborted);
-    let mut cfg = board_config();
-    cfg.timeouts.ring_ms = 1;
-    t.set_config(&cfg);
-    t.write_ring(&Ring { abort: 0, ..ring });
-    let (s, _) = t.call(SYM_PROGRAM, [0, RING_ADDR, 16], Duration::from_secs(10));
-    assert_eq!(s, Status::RingTimeout);
     assert!(t.chip_contents(0..16).iter().all(|&b| b == 0xFF));
+}
+
+/// Malformed records and `lz` blocks that do not decode to their page are
+/// `BadArgument`, with the record's op and address in r1, and nothing of
+/// the bad record is programmed; what came before it is.
+#[test]
+fn malformed_records_and_lz_blocks_are_refused_with_their_address() {
+    let mut t = Target::new(Faults::default());
+    let slot = 16 + 4 * 256;
+    let good = record(stream::OP_PROGRAM, 0x5000, 4, &[1, 2, 3, 4]);
+    // An lz block whose match reaches before the page start: literal "ab",
+    // then a match 9 bytes back.
+    let bad_lz = [5u8, 0x20, b'a', b'b', 9, 0];
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        (
+            "unknown op",
+            record(9, 0x6000, 0, &[]),
+            stream::fail_value(9, 0x6000),
+        ),
+        (
+            "bad match offset",
+            record(stream::OP_PROGRAM_LZ, 0x6000, 5, &bad_lz),
+            stream::fail_value(stream::OP_PROGRAM_LZ, 0x6000),
+        ),
+        (
+            "block longer than the payload",
+            record(stream::OP_PROGRAM_LZ, 0x6000, 256, &[0u8, 1, 2, 3]),
+            stream::fail_value(stream::OP_PROGRAM_LZ, 0x6000),
+        ),
+        (
+            "payload left over",
+            record(stream::OP_PROGRAM_LZ, 0x6000, 2, &[0u8, 7, 7, 7, 7]),
+            stream::fail_value(stream::OP_PROGRAM_LZ, 0x6000),
+        ),
+        (
+            "raw count differs from the payload",
+            record(stream::OP_PROGRAM, 0x6000, 8, &[1, 2, 3, 4]),
+            stream::fail_value(stream::OP_PROGRAM, 0x6000),
+        ),
+        (
+            "erase with a payload",
+            record(
+                stream::OP_ERASE,
+                0x6000,
+                EraseKind::Sector4K as u32,
+                &[0; 4],
+            ),
+            stream::fail_value(stream::OP_ERASE, 0x6000),
+        ),
+        (
+            "misaligned erase",
+            record(stream::OP_ERASE, 0x6100, EraseKind::Sector4K as u32, &[]),
+            stream::fail_value(stream::OP_ERASE, 0x6100),
+        ),
+    ];
+    for (what, bad, value) in cases {
+        t.board.lock().mcu().chip.load(0x5000, &[0xFF; 0x2000]);
+        let mut chunk = good.clone();
+        chunk.extend(bad);
+        let (s, v) = t.stream(&[chunk], 2, slot);
+        assert_eq!((s, v), (Status::BadArgument, value), "{what}");
+        assert_eq!(t.chip_contents(0x5000..0x5004), [1, 2, 3, 4], "{what}");
+        assert!(
+            t.chip_contents(0x6000..0x7000).iter().all(|&b| b == 0xFF),
+            "{what}: nothing of the bad record programmed"
+        );
+    }
+    // A record header whose payload runs past its chunk.
+    let mut long = record(stream::OP_PROGRAM, 0x6000, 64, &[0; 4]);
+    long[..4].copy_from_slice(&stream::head(stream::OP_PROGRAM, 64).to_le_bytes());
+    let (s, _) = t.stream(&[long], 2, slot);
+    assert_eq!(s, Status::BadArgument);
+    // Slot counts the ABI does not allow.
+    for count in [0u32, 256] {
+        t.write_slots(&Slots {
+            count,
+            rp: 0,
+            start: SLOT_AREA,
+            end: SLOT_AREA + 0x1000,
+            abort: 0,
+        });
+        let (s, _) = t.call(
+            SYM_STREAM,
+            [SLOTS_ADDR, 1, PAGE_BUF],
+            Duration::from_secs(10),
+        );
+        assert_eq!(s, Status::BadArgument, "count {count}");
+    }
+    assert!(t.chip_contents(0x6000..0x7000).iter().all(|&b| b == 0xFF));
 }
 
 #[test]
@@ -524,8 +694,19 @@ fn protected_chip_refuses_erase_and_program_and_nothing_changes() {
     }
     assert_eq!(t.erase(0, EraseKind::Sector4K as u32), Status::Protected);
     assert_eq!(t.erase(0, EraseKind::Chip as u32), Status::Protected);
-    let st = t.program(0x800, &[0u8; 100], BUF, 0x400, 0x400);
-    assert_eq!(st, Status::Protected);
+    let steps = [Step::Program(ProgramOp {
+        address: 0x800,
+        data: vec![0u8; 100],
+    })];
+    let (st, value) = t.stream(&chunks(&packed(&steps, 0x400)), 2, 0x400);
+    assert_eq!(
+        (st, value),
+        (
+            Status::Protected,
+            stream::fail_value(stream::OP_PROGRAM_LZ, 0x800)
+        ),
+        "the record's op and address come back"
+    );
     assert_eq!(t.chip_contents(0..0x1000), data);
     let (s, sr) = t.call(SYM_READ_STATUS, [0; 3], Duration::from_secs(5));
     assert_eq!(
@@ -581,7 +762,7 @@ fn wel_never_set_gives_wel_not_set() {
     });
     t.board.lock().mcu().chip.load(0, &[0u8; 16]);
     assert_eq!(t.erase(0, EraseKind::Sector4K as u32), Status::WelNotSet);
-    assert_eq!(t.program(0, &[0u8; 8], BUF, 64, 64), Status::WelNotSet);
+    assert_eq!(t.program(0, &[0u8; 8], 2, 16 + 256), Status::WelNotSet);
     assert_eq!(
         t.call(SYM_WRITE_STATUS, [1, 0x1C, 0], Duration::from_secs(5))
             .0,
@@ -655,7 +836,7 @@ fn stub_runs_at_two_base_addresses_position_independent() {
         assert_eq!((s, crc), (Status::Ok, crc32_update(CRC32_INIT, &data)));
         assert_eq!(t.erase(0x2000, EraseKind::Sector4K as u32), Status::Ok);
         assert!(t.chip_contents(0x2000..0x3000).iter().all(|&b| b == 0xFF));
-        let st = t.program(0x2400, &data, BUF, 300, 300);
+        let st = t.program(0x2400, &data, 2, 16 + 256);
         assert_eq!(st, Status::Ok, "at {base:#x}");
         assert_eq!(t.chip_contents(0x2400..0x2400 + 600), data);
     }
@@ -674,7 +855,10 @@ fn stub_uses_less_than_512_bytes_of_stack() {
         Status::Ok
     );
     assert_eq!(t.erase(0x1000, 0), Status::Ok);
-    assert_eq!(t.program(0x1000, &[1, 2, 3], BUF, 64, 64), Status::Ok);
+    assert_eq!(t.program(0x1000, &[1, 2, 3], 2, 16 + 256), Status::Ok);
+    // An lz record too: the decoder's frame counts.
+    assert_eq!(t.program(0x1100, &table(600), 2, 16 + 256), Status::Ok);
+    assert_eq!(t.chip_contents(0x1100..0x1100 + 600), table(600));
     assert_eq!(
         t.call(SYM_WRITE_STATUS, [3, 0x60, 1], Duration::from_secs(5))
             .0,

@@ -625,7 +625,7 @@ fn save_failing_midway_leaves_trcena_clocks_and_debug_registers_as_found() {
 
     let steps: [(u32, &str); 10] = [
         (0xE000_EDF8, "core register"), // DCRDR: the first register read
-        (0x2001_C000, "saving the work area 0x2001c000"),
+        (0x2001_8000, "saving the work area 0x20018000"),
         (0x2001_FF00, "saving the work area"),
         (DEMCR, "0xe000edfc"),
         (dwt::CYCCNT, "0xe0001000"),      // read with CTRL as one block

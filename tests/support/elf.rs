@@ -89,3 +89,86 @@ pub fn loadable_sections(elf: &[u8]) -> usize {
         })
         .count()
 }
+
+/// A minimal ELF32 ARM file holding `sections` (address, bytes) as
+/// loadable read-only sections `.s0`, `.s1`, ..., one PT_LOAD each: what
+/// GDB's `load` and `compare-sections` need of a file with window assets.
+pub fn data_elf(sections: &[(u32, &[u8])]) -> Vec<u8> {
+    const EH: usize = 52;
+    const PH: usize = 32;
+    const SH: usize = 40;
+    let n = sections.len();
+    let mut names = b"\0.shstrtab\0".to_vec();
+    let name_at: Vec<u32> = (0..n)
+        .map(|i| {
+            let at = names.len() as u32;
+            names.extend(format!(".s{i}\0").bytes());
+            at
+        })
+        .collect();
+    let mut data_off = Vec::new();
+    let mut off = EH + PH * n;
+    for (_, d) in sections {
+        data_off.push(off);
+        off += d.len();
+    }
+    let names_off = off;
+    let sh_off = (names_off + names.len() + 3) & !3;
+    let w16 = |o: &mut Vec<u8>, v: u16| o.extend(v.to_le_bytes());
+    let w32 = |o: &mut Vec<u8>, v: u32| o.extend(v.to_le_bytes());
+    let mut o = b"\x7fELF\x01\x01\x01\0".to_vec();
+    o.resize(16, 0);
+    w16(&mut o, 2); // ET_EXEC
+    w16(&mut o, 40); // EM_ARM
+    w32(&mut o, 1);
+    w32(&mut o, sections.first().map_or(0, |s| s.0)); // entry
+    w32(&mut o, EH as u32);
+    w32(&mut o, sh_off as u32);
+    w32(&mut o, 0x0500_0000); // EABI5
+    for v in [EH, PH, n, SH, n + 2, 1] {
+        w16(&mut o, v as u16);
+    }
+    for (i, (addr, d)) in sections.iter().enumerate() {
+        // PT_LOAD, offset, vaddr, paddr, filesz, memsz, flags R, align
+        for v in [
+            1,
+            data_off[i] as u32,
+            *addr,
+            *addr,
+            d.len() as u32,
+            d.len() as u32,
+            4,
+            1,
+        ] {
+            w32(&mut o, v);
+        }
+    }
+    for (_, d) in sections {
+        o.extend_from_slice(d);
+    }
+    o.extend_from_slice(&names);
+    o.resize(sh_off, 0);
+    o.extend([0u8; SH]);
+    // .shstrtab
+    for v in [1, 3, 0, 0, names_off as u32, names.len() as u32, 0, 0, 1, 0] {
+        w32(&mut o, v);
+    }
+    for (i, (addr, d)) in sections.iter().enumerate() {
+        // PROGBITS, SHF_ALLOC
+        for v in [
+            name_at[i],
+            1,
+            2,
+            *addr,
+            data_off[i] as u32,
+            d.len() as u32,
+            0,
+            0,
+            1,
+            0,
+        ] {
+            w32(&mut o, v);
+        }
+    }
+    o
+}

@@ -28,7 +28,8 @@ pub const SYM_INIT: &str = "stub_init";
 pub const SYM_READ: &str = "stub_read";
 pub const SYM_CRC32: &str = "stub_crc32";
 pub const SYM_ERASE: &str = "stub_erase";
-pub const SYM_PROGRAM: &str = "stub_program";
+/// Program and erase from a stream of records in slots ([`stream`]).
+pub const SYM_STREAM: &str = "stub_stream";
 pub const SYM_READ_SFDP: &str = "stub_read_sfdp";
 pub const SYM_READ_STATUS: &str = "stub_read_status";
 pub const SYM_WRITE_STATUS: &str = "stub_write_status";
@@ -76,10 +77,6 @@ pub struct Timeouts {
     pub chip_erase_ms: u32,
     /// Write status register (tW max 15 ms).
     pub write_status_ms: u32,
-    /// How long `program` waits for the host to add data to the ring; 0:
-    /// no limit of its own (the host watches for a stall and sets
-    /// [`Ring::abort`]), so the wait only reads RAM.
-    pub ring_ms: u32,
     /// One SPI frame (TXE/RXNE never coming means a dead SPI block).
     pub spi_frame_ms: u32,
 }
@@ -93,7 +90,6 @@ impl Timeouts {
         block64_erase_ms: 2000,
         chip_erase_ms: 100_000,
         write_status_ms: 15,
-        ring_ms: 2_000,
         spi_frame_ms: 1,
     };
 }
@@ -199,14 +195,14 @@ unsafe impl Words for Timeouts {}
 // SAFETY: as above; `pins` and `timeouts` are Words blocks themselves.
 unsafe impl Words for Config {}
 // SAFETY: as above.
-unsafe impl Words for Ring {}
+unsafe impl Words for Slots {}
 
-/// Byte offsets of the [`Ring`] fields the host writes or polls.
-pub mod ring_offset {
-    use super::Ring;
-    pub const WP: u32 = core::mem::offset_of!(Ring, wp) as u32;
-    pub const RP: u32 = core::mem::offset_of!(Ring, rp) as u32;
-    pub const ABORT: u32 = core::mem::offset_of!(Ring, abort) as u32;
+/// Byte offsets of the [`Slots`] fields the host writes or polls.
+pub mod slots_offset {
+    use super::Slots;
+    pub const COUNT: u32 = core::mem::offset_of!(Slots, count) as u32;
+    pub const RP: u32 = core::mem::offset_of!(Slots, rp) as u32;
+    pub const ABORT: u32 = core::mem::offset_of!(Slots, abort) as u32;
 }
 
 /// Commands of the resident loop ([`Mailbox::command`]); each runs the
@@ -221,7 +217,6 @@ pub enum Command {
     ReadStatus = 5,
     WriteStatus = 6,
     Erase = 7,
-    Program = 8,
     CrcBlocks = 9,
     /// Leave the loop: the stub restores r0-r12 and lr as they were when
     /// `stub_serve` started and spins at `stub_park` until the host halts
@@ -229,9 +224,9 @@ pub enum Command {
     Exit = 10,
     /// Raise the core clock for the session (`stub_clock`).
     Clock = 11,
-    /// Program from two slots the host fills in turn ([`slots`]); args as
-    /// `Program` (addr, &Ring, len).
-    ProgramSlots = 12,
+    /// Erase and program from a stream of records ([`stream`]); args
+    /// (&Slots, slot count, page buffer), as `stub_stream`.
+    Stream = 12,
 }
 
 impl Command {
@@ -244,11 +239,10 @@ impl Command {
             5 => Self::ReadStatus,
             6 => Self::WriteStatus,
             7 => Self::Erase,
-            8 => Self::Program,
             9 => Self::CrcBlocks,
             10 => Self::Exit,
             11 => Self::Clock,
-            12 => Self::ProgramSlots,
+            12 => Self::Stream,
             _ => return None,
         })
     }
@@ -297,18 +291,20 @@ pub const PIN_MISO: usize = 1;
 pub const PIN_MOSI: usize = 2;
 pub const PIN_CS: usize = 3;
 
-/// The ring buffer `program` drains while the host fills it (as OpenOCD's
-/// asynchronous flash algorithms do).
+/// The slot area of `Command::Stream`, in RAM right after the [`Mailbox`]
+/// (one read polls `done` with `rp`).
 ///
-/// `wp` and `rp` are absolute addresses in `[start, end)`; the ring is empty
-/// when `wp == rp`, and the host never fills it completely (it keeps one
-/// byte free). The host only writes `wp` and `abort`; the stub only writes
-/// `rp`. The stub advances `rp` as soon as bytes are in the chip's page
-/// buffer, so the host refills while the page programs.
+/// `[start, end)` holds `count` slots of [`stream::slot_size`] bytes. Only
+/// the host writes `count`, `start`, `end` and `abort`; only the stub
+/// writes `rp`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Ring {
-    pub wp: u32,
+pub struct Slots {
+    /// Number of slots (1..=255).
+    pub count: u32,
+    /// Slots the stub has consumed (their data is in the chip or in the
+    /// stub's page buffer): the host may reuse slot `k % count` for chunk
+    /// `k + count` once `rp > k`.
     pub rp: u32,
     pub start: u32,
     pub end: u32,
@@ -316,68 +312,88 @@ pub struct Ring {
     pub abort: u32,
 }
 
-impl Ring {
-    /// Bytes readable from `rp` without wrapping.
-    pub fn contiguous_readable(&self) -> u32 {
-        if self.wp >= self.rp {
-            self.wp - self.rp
-        } else {
-            self.end - self.rp
-        }
-    }
-
-    /// Bytes the host may add (one byte always stays free).
-    pub fn writable(&self) -> u32 {
-        let size = self.end - self.start;
-        let used = if self.wp >= self.rp {
-            self.wp - self.rp
-        } else {
-            size - (self.rp - self.wp)
-        };
-        size - 1 - used
-    }
-
-    /// Move a pointer on by `n`, wrapping at `end`.
-    pub fn advance(&self, ptr: u32, n: u32) -> u32 {
-        let p = ptr + n;
-        if p >= self.end {
-            p - (self.end - self.start)
-        } else {
-            p
-        }
-    }
-}
-
-/// The slot protocol of `Command::ProgramSlots`: the [`Ring`]'s
-/// `[start, end)` holds two slots of [`slot_size`] bytes. The host writes
-/// chunk `k` (of at most `slot - 4` bytes) into slot `k % 2`, from its
-/// start, and its trailer, [`trailer`]`(k, n)`, into the slot's last word:
-/// for a full chunk in the same memory call, after the data (the debug port
-/// writes in address order, so the stub never sees a trailer before its
-/// data). The stub programs the chunk and sets `Ring::rp` to `k + 1`; the
-/// host writes chunk `k + 2` into the same slot only after `rp > k`.
-/// `wp` is unused; `abort` works as for `Program`. One write and one poll
-/// per chunk, no separate write-pointer update.
-pub mod slots {
+/// The record stream of `Command::Stream`: every erase and program of a
+/// `load`, in order, through one command, so the link keeps sending while
+/// the chip erases and no run of pages waits for the one before it.
+///
+/// # Transport
+/// Chunk `k` goes into slot `k % count`, from its start; the slot's last
+/// word is the chunk's trailer, [`trailer`]`(k, n)`, `n` the bytes of
+/// records in the chunk. The host writes the data and then the trailer (in
+/// one memory call when the chunk fills the slot: the debug port writes in
+/// address order, so the stub never sees a trailer before its data). The
+/// stub waits for the trailer, runs the chunk's records, and sets
+/// `Slots::rp = k + 1` as soon as it no longer needs the chunk's bytes
+/// (before the last operation's busy wait). The host writes chunk `k` only
+/// once `rp > k - count`, and before posting the command it makes every
+/// slot's trailer stale (a chunk of its own or a zero word): a slot's
+/// trailer is then always the current chunk's or chunk `k - count`'s, which
+/// [`trailer_seq`] tells apart.
+///
+/// # Records
+/// Word-aligned, never across a chunk: three words, then a payload padded
+/// to a word.
+///
+/// ```text
+/// word 0  op << 24 | payload bytes
+/// word 1  chip address
+/// word 2  ERASE: EraseKind (4K, 32K or 64K); PROGRAM: byte count (= payload);
+///         PROGRAM_LZ: bytes after decoding
+/// ```
+///
+/// `PROGRAM_LZ`'s payload is one [`lz`] block per page (the first and last
+/// page cut at the record's ends), decoded into the page buffer and
+/// programmed from there. A failing record leaves [`fail_value`] in the
+/// mailbox's `value`.
+pub mod stream {
+    pub const OP_ERASE: u32 = 1;
+    pub const OP_PROGRAM: u32 = 2;
+    pub const OP_PROGRAM_LZ: u32 = 3;
+    /// Bytes of a record's three header words.
+    pub const HEADER: u32 = 12;
+    /// Payload bytes of one record (24 bits of word 0).
+    pub const MAX_PAYLOAD: u32 = 0xFF_FFFF;
     /// Trailer bits holding the chunk's byte count.
     pub const LEN_MASK: u32 = 0xFFFF;
     /// Largest slot (the count must fit `LEN_MASK`).
     pub const MAX_SLOT: u32 = 0x1_0000;
+    /// Most slots (chunk numbers are told apart by their low byte).
+    pub const MAX_SLOTS: u32 = 255;
 
-    /// Each of the two slots in `[start, end)`, word-aligned.
-    pub const fn slot_size(start: u32, end: u32) -> u32 {
-        (end.wrapping_sub(start) / 2) & !3
+    /// Each slot of `count` in `[start, end)`, word-aligned.
+    pub const fn slot_size(start: u32, end: u32, count: u32) -> u32 {
+        if count == 0 {
+            return 0;
+        }
+        (end.wrapping_sub(start) / count) & !3
     }
 
     /// The trailer's upper half for chunk `k`: a marker and `k`'s low byte
-    /// (never the stale trailer of chunk `k - 2`, never all zeros or ones).
+    /// (never chunk `k - count`'s for `count` below 256, never all zeros
+    /// or ones).
     pub const fn trailer_seq(k: u32) -> u32 {
         (0xA5 << 24) | ((k & 0xFF) << 16)
     }
 
-    /// The trailer of chunk `k` holding `n` bytes.
+    /// The trailer of chunk `k` holding `n` bytes of records.
     pub const fn trailer(k: u32, n: u32) -> u32 {
         trailer_seq(k) | (n & LEN_MASK)
+    }
+
+    /// Word 0 of a record.
+    pub const fn head(op: u32, payload: u32) -> u32 {
+        op << 24 | (payload & MAX_PAYLOAD)
+    }
+
+    /// `n` rounded up to a word.
+    pub const fn padded(n: u32) -> u32 {
+        (n + 3) & !3
+    }
+
+    /// The mailbox `value` of a failed stream: the record's op and chip
+    /// address (below 2^24).
+    pub const fn fail_value(op: u32, addr: u32) -> u32 {
+        op << 24 | (addr & 0xFF_FFFF)
     }
 }
 
@@ -427,9 +443,7 @@ pub enum Status {
     NoChip = 4,
     /// Bad argument (alignment, length, erase kind).
     BadArgument = 5,
-    /// `program` waited longer than `ring_ms` for host data.
-    RingTimeout = 6,
-    /// The host set `Ring::abort`.
+    /// The host set `Slots::abort`.
     Aborted = 7,
     /// The SPI block never completed a frame (clock not enabled?).
     SpiTimeout = 8,
@@ -449,7 +463,6 @@ impl Status {
             3 => Self::Protected,
             4 => Self::NoChip,
             5 => Self::BadArgument,
-            6 => Self::RingTimeout,
             7 => Self::Aborted,
             8 => Self::SpiTimeout,
             9 => Self::BadConfig,
@@ -495,104 +508,51 @@ mod tests {
         );
     }
 
-    #[test]
-    fn ring_keeps_one_byte_free_and_wraps() {
-        let mut r = Ring {
-            wp: 0x100,
-            rp: 0x100,
-            start: 0x100,
-            end: 0x110,
-            abort: 0,
-        };
-        assert_eq!(r.writable(), 15);
-        r.wp = r.advance(r.wp, 15);
-        assert_eq!(r.writable(), 0);
-        assert_eq!(r.contiguous_readable(), 15);
-        r.rp = r.advance(r.rp, 10);
-        r.wp = r.advance(r.wp, 5);
-        assert_eq!(r.wp, 0x104);
-        assert_eq!(r.contiguous_readable(), 6, "up to the end first");
-    }
-
-    /// The program protocol end to end: the host adds what `writable()`
-    /// allows, the stub drains any readable bytes (across the wrap, as
-    /// `stub_program` does) at most up to a page end; the data comes out in
-    /// order and the ring never overfills.
-    #[test]
-    fn ring_protocol_round_trip_preserves_order_across_wraps() {
-        let (start, size) = (0x2000_0100u32, 37u32);
-        let mut mem = [0u8; 37];
-        let mut r = Ring {
-            wp: start,
-            rp: start,
-            start,
-            end: start + size,
-            abort: 0,
-        };
-        let data: [u8; 500] = core::array::from_fn(|i| (i * 7 + 3) as u8);
-        let (mut sent, mut got) = (0usize, [0u8; 500]);
-        let mut n_got = 0usize;
-        let mut step = 0u32;
-        while n_got < data.len() {
-            step += 1;
-            // Host: a varying chunk, never more than writable().
-            let n = r
-                .writable()
-                .min(step % 23 + 1)
-                .min((data.len() - sent) as u32);
-            for _ in 0..n {
-                mem[(r.wp - start) as usize] = data[sent];
-                sent += 1;
-                r.wp = r.advance(r.wp, 1);
-            }
-            assert!(r.writable() < size, "one byte always stays free");
-            // Stub: everything readable, wrapping, up to a 16-byte "page".
-            let readable = if r.wp >= r.rp {
-                r.wp - r.rp
-            } else {
-                (r.end - r.rp) + (r.wp - r.start)
-            };
-            assert!(r.contiguous_readable() <= readable);
-            for _ in 0..readable.min(16) {
-                got[n_got] = mem[(r.rp - start) as usize];
-                n_got += 1;
-                r.rp = r.advance(r.rp, 1);
-            }
-        }
-        assert_eq!(got, data);
-        assert_eq!(r.rp, r.wp, "drained");
-        assert_eq!(r.rp, start + 500 % size);
-    }
-
-    /// A slot's stale trailer (chunk k - 2) never passes for chunk k, and a
-    /// full slot's count fits the trailer.
+    /// A slot's stale trailer (chunk k - count) never passes for chunk k,
+    /// for every slot count allowed, and a full slot's count fits.
     #[test]
     fn slot_trailers_tell_each_chunk_from_the_one_before_in_its_slot() {
-        for k in 2..600u32 {
-            let stale = slots::trailer(k - 2, 0x1234);
-            assert_ne!(stale & !slots::LEN_MASK, slots::trailer_seq(k), "k {k}");
-            assert_eq!(
-                slots::trailer(k, 0x1234) & !slots::LEN_MASK,
-                slots::trailer_seq(k)
-            );
+        for count in 1..=stream::MAX_SLOTS {
+            for k in count..count + 600 {
+                let stale = stream::trailer(k - count, 0x1234);
+                assert_ne!(
+                    stale & !stream::LEN_MASK,
+                    stream::trailer_seq(k),
+                    "count {count} k {k}"
+                );
+            }
         }
-        assert_ne!(slots::trailer_seq(0), 0);
-        assert_ne!(slots::trailer_seq(0xFF) | slots::LEN_MASK, u32::MAX);
-        let slot = slots::slot_size(0x2001_C6A8, 0x2001_C6A8 + 0x2D00 + 3);
+        assert_ne!(stream::trailer_seq(0), 0);
+        assert_ne!(stream::trailer_seq(0xFF) | stream::LEN_MASK, u32::MAX);
+        let slot = stream::slot_size(0x2001_C6A8, 0x2001_C6A8 + 0x6D00 + 3, 4);
         assert_eq!(slot % 4, 0);
-        assert!(slot - 4 <= slots::LEN_MASK);
-        assert_eq!(slots::trailer(3, slot - 4) & slots::LEN_MASK, slot - 4);
+        assert_eq!(slot, 0x1B40);
+        assert!(slot - 4 <= stream::LEN_MASK);
+        assert_eq!(stream::trailer(3, slot - 4) & stream::LEN_MASK, slot - 4);
+        assert_eq!(stream::slot_size(0, 100, 0), 0, "no slots, no size");
+    }
+
+    #[test]
+    fn record_words_hold_op_payload_and_failing_address() {
+        assert_eq!(stream::head(stream::OP_PROGRAM, 256), 0x0200_0100);
+        assert_eq!(stream::head(stream::OP_ERASE, 0) >> 24, stream::OP_ERASE);
+        assert_eq!(stream::padded(5), 8);
+        assert_eq!(stream::padded(8), 8);
+        assert_eq!(
+            stream::fail_value(stream::OP_PROGRAM_LZ, 0x7F_FF00),
+            0x037F_FF00
+        );
     }
 
     #[test]
     fn abi_blocks_have_no_padding() {
         assert_eq!(core::mem::size_of::<PinCfg>(), 3 * 4);
-        assert_eq!(core::mem::size_of::<Timeouts>(), 8 * 4);
+        assert_eq!(core::mem::size_of::<Timeouts>(), 7 * 4);
         assert_eq!(
             core::mem::size_of::<Config>(),
-            6 * 4 + 4 * 12 + 2 * 4 + 32 + 4 + 4 * 4
+            6 * 4 + 4 * 12 + 2 * 4 + 28 + 4 + 4 * 4
         );
-        assert_eq!(core::mem::size_of::<Ring>(), 5 * 4);
+        assert_eq!(core::mem::size_of::<Slots>(), 5 * 4);
         assert_eq!(core::mem::size_of::<Mailbox>(), 8 * 4);
     }
 
@@ -607,9 +567,10 @@ mod tests {
         assert_eq!(mailbox_offset::DONE, 20);
         assert_eq!(mailbox_offset::STATUS, mailbox_offset::DONE + 4);
         assert_eq!(mailbox_offset::VALUE, mailbox_offset::DONE + 8);
-        for c in 1..=12 {
+        for c in (1..=12).filter(|&c| c != 8) {
             assert_eq!(Command::from_u32(c).map(|c| c as u32), Some(c));
         }
+        assert_eq!(Command::from_u32(8), None, "the ring Program is gone");
         assert_eq!(Command::from_u32(0), None);
     }
 
@@ -642,7 +603,6 @@ mod tests {
             block64_erase_ms: next(),
             chip_erase_ms: next(),
             write_status_ms: next(),
-            ring_ms: next(),
             spi_frame_ms: next(),
         };
         let c = Config {
@@ -699,7 +659,6 @@ mod tests {
             (offset_of!(Timeouts, block64_erase_ms), t.block64_erase_ms),
             (offset_of!(Timeouts, chip_erase_ms), t.chip_erase_ms),
             (offset_of!(Timeouts, write_status_ms), t.write_status_ms),
-            (offset_of!(Timeouts, ring_ms), t.ring_ms),
             (offset_of!(Timeouts, spi_frame_ms), t.spi_frame_ms),
         ] {
             assert_eq!(word_at(&b, tb + off), v, "timeouts field at {off}");
@@ -708,21 +667,21 @@ mod tests {
     }
 
     #[test]
-    fn serialised_ring_matches_the_offsets_the_host_polls() {
-        let r = Ring {
-            wp: 1,
+    fn serialised_slots_match_the_offsets_the_host_polls() {
+        let r = Slots {
+            count: 1,
             rp: 2,
             start: 3,
             end: 4,
             abort: 5,
         };
-        let mut b = [0u8; Ring::SIZE];
+        let mut b = [0u8; Slots::SIZE];
         r.write_le(&mut b);
-        assert_eq!(word_at(&b, ring_offset::WP as usize), 1);
-        assert_eq!(word_at(&b, ring_offset::RP as usize), 2);
-        assert_eq!(word_at(&b, core::mem::offset_of!(Ring, start)), 3);
-        assert_eq!(word_at(&b, core::mem::offset_of!(Ring, end)), 4);
-        assert_eq!(word_at(&b, ring_offset::ABORT as usize), 5);
-        assert_eq!(Ring::read_le(&b), r);
+        assert_eq!(word_at(&b, slots_offset::COUNT as usize), 1);
+        assert_eq!(word_at(&b, slots_offset::RP as usize), 2);
+        assert_eq!(word_at(&b, core::mem::offset_of!(Slots, start)), 3);
+        assert_eq!(word_at(&b, core::mem::offset_of!(Slots, end)), 4);
+        assert_eq!(word_at(&b, slots_offset::ABORT as usize), 5);
+        assert_eq!(Slots::read_le(&b), r);
     }
 }
