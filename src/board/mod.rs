@@ -293,7 +293,7 @@ pub enum BoardProblem {
     },
     #[error(
         "work area size {size:#x} is too small: the stub ({stub_len:#x} bytes), its config, \
-         ring header, a 1 KiB buffer and its stack need at least {needed:#x} bytes"
+         slots header, a 1 KiB buffer and its stack need at least {needed:#x} bytes"
     )]
     WorkAreaTooSmall {
         size: u32,
@@ -949,7 +949,7 @@ mod tests {
         let stub_len = builtin_stub_len();
         let mut accepted = 0;
         let mut rejected = 0;
-        // Stub, config, ring header, 1 KiB buffer, 1 KiB stack: the threshold.
+        // Stub, config, slots header, 1 KiB buffer, 1 KiB stack: the threshold.
         let around = stub_len + 0x880;
         for start in [0x2001_0000u32, 0x2001_0004, 0x2000_0003] {
             for size in around - 0x100..around + 0x100 {

@@ -216,10 +216,10 @@ pub enum ProbeOp {
     StartStub(&'static str),
     #[error("polling the core while the stub runs")]
     PollStub,
-    #[error("filling the program ring at {0:#010x}")]
-    FillRing(u32),
-    #[error("writing the program ring header at {0:#010x}")]
-    RingHeader(u32),
+    #[error("filling the load stream's slot at {0:#010x}")]
+    FillSlot(u32),
+    #[error("writing the load stream's slots header at {0:#010x}")]
+    SlotsHeader(u32),
     #[error("reading the stub's buffer at {0:#010x}")]
     ReadBuffer(u32),
 }

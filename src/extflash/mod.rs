@@ -528,7 +528,6 @@ impl ExtFlash {
         let units = request.units();
         let first = units.first().map(|u| u.address).unwrap_or(window);
         let requested: u64 = units.iter().map(|u| u.data.len() as u64).sum();
-        let kind_of = |size: u32| kinds.iter().copied().find(|k| k.size() == size);
         const EXT: FlashKind = FlashKind::External;
         let done = self.session(core, first, requested as u32, |s, _| {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
@@ -577,16 +576,14 @@ impl ExtFlash {
                 }
             }
             let (_, slot) = s.layout().stream_slots();
-            let packed = stream::pack(
-                &steps,
-                slot - 4,
+            let packing = stream::Packing {
+                capacity: slot - 4,
                 page,
-                &kind_of,
-                &|k| erase_limit_ms(&t, k),
-                t.page_program_ms,
-                true,
-            )
-            .map_err(ExtFlashError::Stream)?;
+                kinds: &kinds,
+                timeouts: &t,
+                compress: true,
+            };
+            let packed = stream::pack(&steps, &packing).map_err(ExtFlashError::Stream)?;
             tracing::debug!(
                 chunks = packed.chunks.len(),
                 program = packed.program_bytes,
@@ -833,15 +830,6 @@ fn read_pieces(offset: u32, len: u32, max: u32) -> Vec<Range<u32>> {
     (0..len.div_ceil(max))
         .map(|i| offset + i * max..offset + ((i + 1) * max).min(len))
         .collect()
-}
-
-fn erase_limit_ms(t: &Timeouts, kind: EraseKind) -> u32 {
-    match kind {
-        EraseKind::Sector4K => t.sector_erase_ms,
-        EraseKind::Block32K => t.block32_erase_ms,
-        EraseKind::Block64K => t.block64_erase_ms,
-        EraseKind::Chip => t.chip_erase_ms,
-    }
 }
 
 /// Stub errors carry chip offsets; users think in window addresses.

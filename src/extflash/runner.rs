@@ -612,7 +612,7 @@ fn save(
         let v = reg_rd(core, sel)?;
         s.regs.push((sel, v));
     }
-    // The stub image, ring header and stack + config + mailbox; the buffer
+    // The stub image, slots header and stack + config + mailbox; the buffer
     // only when a call first uses it.
     for range in [l.load..l.buf, l.canary..l.end] {
         let words =
@@ -999,9 +999,27 @@ impl StubSession<'_, '_> {
     }
 
     /// Like [`post`](Self::post), running `poll` after each poll of `done`
-    /// that finds the command still running (the program ring is fed from
-    /// there), with what that poll read.
+    /// that finds the command still running (the stream's slots are fed
+    /// from there), with what that poll read. Any error leaves the stub in
+    /// an unknown state (the command may still run, or the post may never
+    /// have landed): the session is marked broken, so it ends before the
+    /// next use.
     fn post_with(
+        &mut self,
+        command: Command,
+        args: [u32; 3],
+        op: &'static str,
+        timeout: Duration,
+        poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
+    ) -> Result<(u32, u32), ExtFlashError> {
+        let r = self.post_inner(command, args, op, timeout, poll);
+        if r.is_err() {
+            self.res.broken = true;
+        }
+        r
+    }
+
+    fn post_inner(
         &mut self,
         command: Command,
         args: [u32; 3],
@@ -1032,7 +1050,7 @@ impl StubSession<'_, '_> {
         let mut cycles = 0u64;
         let mut polls = 0u32;
         loop {
-            // done, status, value and the ring header's wp, rp: adjacent
+            // done, status, value and the slots header's count, rp: adjacent
             // (see `layout`), so one read.
             let r = rd_block(core, mb + mailbox_offset::DONE, 5)?;
             if r[0] == seq {
@@ -1240,7 +1258,7 @@ impl StubSession<'_, '_> {
         header.write_le(&mut block);
         self.core
             .write_32(l.slots.into(), &to_words(&block))
-            .map_err(ExtFlashError::probe(ProbeOp::RingHeader(l.slots)))?;
+            .map_err(ExtFlashError::probe(ProbeOp::SlotsHeader(l.slots)))?;
         // Chunk `k` into its slot, with its trailer: in one call when the
         // gap before the trailer costs less wire time than a second call.
         let put = |core: &mut Core<'_>, k: usize| -> Result<(), ExtFlashError> {
@@ -1253,11 +1271,11 @@ impl StubSession<'_, '_> {
                 words.resize((slot as usize - 4) / 4, u32::MAX);
                 words.push(trailer);
                 core.write_32(base.into(), &words)
-                    .map_err(ExtFlashError::probe(ProbeOp::FillRing(base)))
+                    .map_err(ExtFlashError::probe(ProbeOp::FillSlot(base)))
             } else {
                 if !words.is_empty() {
                     core.write_32(base.into(), &words)
-                        .map_err(ExtFlashError::probe(ProbeOp::FillRing(base)))?;
+                        .map_err(ExtFlashError::probe(ProbeOp::FillSlot(base)))?;
                 }
                 wr(core, base + slot - 4, trailer)
             }
@@ -1341,7 +1359,7 @@ mod tests {
         assert_eq!(l.buf, 0x2001_C6A8, "after the stub, 8-byte aligned");
         assert!(
             l.end <= 0x2002_0000 && l.end > 0x2002_0000 - 8,
-            "config, mailbox and ring header at the top"
+            "config, mailbox and slots header at the top"
         );
         assert_eq!(l.mailbox, l.config + Config::SIZE as u32);
         assert_eq!(

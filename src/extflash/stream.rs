@@ -9,7 +9,7 @@
 
 use extflash_stub_abi::lz;
 use extflash_stub_abi::stream::{self as abi, HEADER};
-use extflash_stub_abi::EraseKind;
+use extflash_stub_abi::{EraseKind, Timeouts};
 
 use crate::flash::plan::Step;
 
@@ -73,18 +73,25 @@ impl Stream {
     }
 }
 
-/// Packs `steps` (chip addresses) into chunks of at most `capacity` bytes
-/// of records. `kind_of` names the erase instruction of a size; `compress`
-/// allows `PROGRAM_LZ` records.
-pub fn pack(
-    steps: &[Step],
-    capacity: u32,
-    page: u32,
-    kind_of: &dyn Fn(u32) -> Option<EraseKind>,
-    erase_ms: &dyn Fn(EraseKind) -> u32,
-    page_ms: u32,
-    compress: bool,
-) -> Result<Stream, PackError> {
+/// How [`pack`] cuts a stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Packing<'a> {
+    /// Bytes of records per chunk: a slot less its trailer.
+    pub capacity: u32,
+    /// The chip's page size (at most `lz::PAGE`).
+    pub page: u32,
+    /// The chip's erase instructions.
+    pub kinds: &'a [EraseKind],
+    /// Datasheet maxima, for the timeouts.
+    pub timeouts: &'a Timeouts,
+    /// Whether `PROGRAM_LZ` records may be used.
+    pub compress: bool,
+}
+
+/// Packs `steps` (chip addresses) into chunks of records.
+pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
+    let (capacity, page) = (how.capacity, how.page);
+    let page_ms = how.timeouts.page_program_ms;
     let capacity = capacity as usize & !3;
     // The smallest useful chunk: a header and a whole page.
     if capacity < (HEADER + page) as usize || page == 0 || page as usize > lz::PAGE {
@@ -104,7 +111,12 @@ pub fn pack(
             Step::Program(prog) => (None, Some(prog)),
         };
         if let Some(e) = erase {
-            let kind = kind_of(e.size).ok_or(PackError::NoEraseKind { size: e.size })?;
+            let kind = how
+                .kinds
+                .iter()
+                .copied()
+                .find(|k| k.size() == e.size)
+                .ok_or(PackError::NoEraseKind { size: e.size })?;
             p.close_record();
             p.room(HEADER as usize);
             p.cur.bytes.extend(words(&[
@@ -117,8 +129,9 @@ pub fn pack(
                 size: e.size,
             });
             p.out.sent_bytes += u64::from(HEADER);
-            p.out.busy_max_ms += u64::from(erase_ms(kind));
-            p.out.erase_max_ms = p.out.erase_max_ms.max(erase_ms(kind));
+            let ms = how.timeouts.erase_ms(kind);
+            p.out.busy_max_ms += u64::from(ms);
+            p.out.erase_max_ms = p.out.erase_max_ms.max(ms);
             // Close the chunk: the stub releases it as the erase starts,
             // and every slot is free for the data while the chip erases.
             p.flush();
@@ -131,7 +144,7 @@ pub fn pack(
             let n = ((page - at % page) as usize).min(rest.len());
             let (piece, tail) = rest.split_at(n);
             let mut block = [0u8; lz::MAX_BLOCK];
-            let lz_len = if compress {
+            let lz_len = if how.compress {
                 lz::encode_block(piece, &mut block).unwrap_or(usize::MAX)
             } else {
                 usize::MAX
@@ -253,21 +266,22 @@ mod tests {
     use super::*;
     use crate::flash::plan::{EraseOp, ProgramOp};
 
-    fn kind_of(size: u32) -> Option<EraseKind> {
-        [
-            EraseKind::Sector4K,
-            EraseKind::Block32K,
-            EraseKind::Block64K,
-        ]
-        .into_iter()
-        .find(|k| k.size() == size)
-    }
+    const KINDS: [EraseKind; 3] = [
+        EraseKind::Sector4K,
+        EraseKind::Block32K,
+        EraseKind::Block64K,
+    ];
 
-    fn erase_ms(k: EraseKind) -> u32 {
-        match k {
-            EraseKind::Sector4K => 400,
-            _ => 2000,
-        }
+    /// `steps` in chunks of `capacity`, as the W25Q64JV's stream.
+    fn pk(steps: &[Step], capacity: u32, compress: bool) -> Result<Stream, PackError> {
+        let how = Packing {
+            capacity,
+            page: 256,
+            kinds: &KINDS,
+            timeouts: &Timeouts::W25Q64JV,
+            compress,
+        };
+        pack(steps, &how)
     }
 
     fn word(b: &[u8], at: usize) -> u32 {
@@ -332,15 +346,10 @@ mod tests {
             .collect()
     }
 
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
+    /// Bytes without repeats an `lz` block could use: a CRC per index.
+    fn noise(n: usize, seed: u32) -> Vec<u8> {
+        (0..n as u32)
+            .map(|i| extflash_stub_abi::crc32_update(seed, &i.to_le_bytes()) as u8)
             .collect()
     }
 
@@ -367,7 +376,7 @@ mod tests {
             }),
         ];
         let cap = 700;
-        let s = pack(&steps, cap, 256, &kind_of, &erase_ms, 3, true).unwrap();
+        let s = pk(&steps, cap, true).unwrap();
         let (programmed, erases) = replay(&s, cap as usize);
         assert_eq!(erases, vec![(0x1_0000, 0x1_0000)]);
         let want: Vec<(u32, u8)> = data
@@ -426,7 +435,7 @@ mod tests {
                 data: noise(0x100, 2),
             }),
         ];
-        let s = pack(&steps, 0x400, 256, &kind_of, &erase_ms, 3, true).unwrap();
+        let s = pk(&steps, 0x400, true).unwrap();
         assert_eq!(s.span_from(0), Some(0x1_0000..0x4_0100));
         assert_eq!(
             s.span_from(1),
@@ -446,44 +455,17 @@ mod tests {
     #[test]
     fn random_data_goes_raw_and_compressible_data_shrinks() {
         let steps = |data: Vec<u8>| vec![Step::Program(ProgramOp { address: 0, data })];
-        let raw = pack(
-            &steps(noise(64 * 1024, 3)),
-            8192,
-            256,
-            &kind_of,
-            &erase_ms,
-            3,
-            true,
-        )
-        .unwrap();
+        let raw = pk(&steps(noise(64 * 1024, 3)), 8192, true).unwrap();
         assert_eq!(raw.compressed_bytes, 0);
         assert!(
             raw.sent_bytes < 64 * 1024 + 12 * 9 + 8192,
             "{}",
             raw.sent_bytes
         );
-        let packed = pack(
-            &steps(table(64 * 1024)),
-            8192,
-            256,
-            &kind_of,
-            &erase_ms,
-            3,
-            true,
-        )
-        .unwrap();
+        let packed = pk(&steps(table(64 * 1024)), 8192, true).unwrap();
         assert_eq!(packed.compressed_bytes, 64 * 1024);
         assert!(packed.sent_bytes < 64 * 1024 / 4, "{}", packed.sent_bytes);
-        let off = pack(
-            &steps(table(64 * 1024)),
-            8192,
-            256,
-            &kind_of,
-            &erase_ms,
-            3,
-            false,
-        )
-        .unwrap();
+        let off = pk(&steps(table(64 * 1024)), 8192, false).unwrap();
         assert_eq!(off.compressed_bytes, 0, "compression off");
         let (a, _) = replay(&packed, 8192);
         let (b, _) = replay(&off, 8192);
@@ -493,7 +475,7 @@ mod tests {
     #[test]
     fn a_slot_too_small_for_a_record_or_an_unknown_erase_size_is_an_error() {
         assert_eq!(
-            pack(&[], 15, 256, &kind_of, &erase_ms, 3, true),
+            pk(&[], 15, true),
             Err(PackError::SlotTooSmall { capacity: 12 })
         );
         let steps = [Step::Erase(
@@ -504,7 +486,7 @@ mod tests {
             None,
         )];
         assert_eq!(
-            pack(&steps, 4096, 256, &kind_of, &erase_ms, 3, true),
+            pk(&steps, 4096, true),
             Err(PackError::NoEraseKind { size: 0x2000 })
         );
     }

@@ -713,3 +713,42 @@ fn selftest_fails_with_the_pin_hint_on_a_board_wired_differently_or_a_missing_ch
         );
     }
 }
+
+/// A compressible image goes over the link compressed: `flash` says how
+/// many bytes went compressed and how many crossed the link, and the
+/// window then holds the image (`--verify` and a read back).
+#[test]
+fn flash_of_compressible_data_reports_the_compression_and_verifies() {
+    let state = State::new("lz");
+    let data: Vec<u8> = (0..0x3000u32)
+        .flat_map(|i| format!("entry {i:05}, scale 1.0\n").into_bytes())
+        .take(0x6000)
+        .collect();
+    let bin = state.path("table.bin");
+    std::fs::write(&bin, &data).unwrap();
+    let out = state.run(&[
+        "flash",
+        bin.to_str().unwrap(),
+        "--base",
+        "0x90020000",
+        "--verify",
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("bytes compressed"))
+        .unwrap_or_else(|| panic!("no compression line: {}", out.stderr));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_eq!(
+        numbers[0],
+        data.len() as u64,
+        "every page compressed: {line}"
+    );
+    assert!(numbers[1] < data.len() as u64 / 2, "{line}");
+    assert_eq!(read_to_file(&state, 0x9002_0000, data.len()), data);
+}

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::sim::{pattern, CHIP};
-use extflash_gdb::extflash::stream::{pack, Stream};
+use extflash_gdb::extflash::stream::{pack, Packing, Stream};
 use extflash_gdb::flash::plan::{EraseOp, ProgramOp, Step};
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{
@@ -141,16 +141,18 @@ fn board_config() -> Config {
 
 /// `steps` packed as the host does, for slots of `slot` bytes.
 fn packed(steps: &[Step], slot: u32) -> Stream {
-    let kind_of = |size: u32| {
-        [
+    let how = Packing {
+        capacity: slot - 4,
+        page: 256,
+        kinds: &[
             EraseKind::Sector4K,
             EraseKind::Block32K,
             EraseKind::Block64K,
-        ]
-        .into_iter()
-        .find(|k| k.size() == size)
+        ],
+        timeouts: &Timeouts::W25Q64JV,
+        compress: true,
     };
-    pack(steps, slot - 4, 256, &kind_of, &|_| 2000, 3, true).unwrap()
+    pack(steps, &how).unwrap()
 }
 
 fn chunks(s: &Stream) -> Vec<Vec<u8>> {

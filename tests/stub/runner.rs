@@ -729,3 +729,64 @@ fn stub_reloads_a_running_watchdog_between_page_programs() {
     let chip = b.lock().mcu().chip.contents()[0xF123..0xF123 + data.len()].to_vec();
     assert!(chip == data, "programmed");
 }
+
+/// A probe fault in the middle of a streamed load: the error names the
+/// window range that may not hold the image, everything below it does, and
+/// the next load puts the rest right.
+#[test]
+fn a_fault_in_the_middle_of_a_stream_names_the_range_and_the_next_load_fixes_it() {
+    use extflash_gdb::extflash::{runner::layout, stub::StubImage};
+    use extflash_gdb::flash::FlashEvent;
+    const WINDOW: u32 = 0x9000_0000;
+    let old = vec![0x11u8; 0x4_0000];
+    let (b, mut session) = app_state(SimConfig::default(), &[(0, &old)]);
+    let mut core = session.core(0).unwrap();
+    let cfg = Board::builtin().external_flash.unwrap();
+    let stub_len = StubImage::builtin().unwrap().bytes.len() as u32;
+    let l = layout(&cfg.work_area, stub_len).unwrap();
+    // The poll of the mailbox's `done` (with `rp`) starts failing once
+    // 64 KiB are in.
+    let poll = l.mailbox + extflash_stub_abi::mailbox_offset::DONE;
+    let image = pattern(31, 0x3_0000);
+    let mut ext = ExtFlash::new(cfg);
+    ext.flash_erase(&mut core, WINDOW, 0x3_0000).unwrap();
+    ext.flash_write(WINDOW, &image).unwrap();
+    let mut seen = 0u32;
+    let err = ext
+        .commit(&mut core, &mut |e| {
+            if let FlashEvent::Programmed { bytes, .. } = e {
+                seen += bytes;
+                if seen >= 0x1_0000 && seen - bytes < 0x1_0000 {
+                    b.lock().inject_read_fault(poll, 3);
+                }
+            }
+        })
+        .unwrap_err();
+    let text = extflash_gdb::error::DisplayChain(&err).to_string();
+    let ExtFlashError::LoadIncomplete { from, to, .. } = err else {
+        panic!("{text}")
+    };
+    assert!(
+        from > WINDOW && from < WINDOW + 0x2_0000 && to == WINDOW + 0x3_0000,
+        "{from:#x}..{to:#x}: {text}"
+    );
+    assert!(text.contains("may not hold the image"), "{text}");
+    let chip = b.lock().mcu().chip.contents()[..0x3_0000].to_vec();
+    let below = (from - WINDOW) as usize;
+    assert!(
+        chip[..below] == image[..below],
+        "below the range: the image"
+    );
+    assert!(chip != image, "the stream stopped before the end");
+    b.lock().inject_read_fault(0, 0);
+    ext.flash_erase(&mut core, WINDOW, 0x3_0000).unwrap();
+    ext.flash_write(WINDOW, &image).unwrap();
+    ext.commit(&mut core, &mut |_| {}).unwrap();
+    ext.end_session(&mut core).unwrap();
+    let chip = b.lock().mcu().chip.contents()[..0x4_0000].to_vec();
+    assert!(chip[..0x3_0000] == image[..], "the next load fixed it");
+    assert!(
+        chip[0x3_0000..] == old[0x3_0000..],
+        "beyond the load: as before"
+    );
+}

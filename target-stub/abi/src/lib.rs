@@ -82,6 +82,16 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
+    /// The maximum of an erase of `kind`.
+    pub fn erase_ms(&self, kind: EraseKind) -> u32 {
+        match kind {
+            EraseKind::Sector4K => self.sector_erase_ms,
+            EraseKind::Block32K => self.block32_erase_ms,
+            EraseKind::Block64K => self.block64_erase_ms,
+            EraseKind::Chip => self.chip_erase_ms,
+        }
+    }
+
     /// W25Q64JV datasheet maxima.
     pub const W25Q64JV: Timeouts = Timeouts {
         page_program_ms: 3,
