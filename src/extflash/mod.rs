@@ -56,6 +56,9 @@ pub struct ExtFlash {
     request: FlashRequest,
     /// The stub session while one runs.
     resident: RefCell<Option<Resident>>,
+    /// Whether a `load` may send pages compressed (`monitor flash
+    /// compress`); on by default.
+    compress: bool,
 }
 
 impl ExtFlash {
@@ -67,7 +70,17 @@ impl ExtFlash {
             cache: ReadCache::default(),
             request: FlashRequest::default(),
             resident: RefCell::new(None),
+            compress: true,
         }
+    }
+
+    /// Whether a `load` sends compressible pages compressed.
+    pub fn compress(&self) -> bool {
+        self.compress
+    }
+
+    pub fn set_compress(&mut self, on: bool) {
+        self.compress = on;
     }
 
     pub fn config(&self) -> &ExternalFlash {
@@ -528,6 +541,7 @@ impl ExtFlash {
         let units = request.units();
         let first = units.first().map(|u| u.address).unwrap_or(window);
         let requested: u64 = units.iter().map(|u| u.data.len() as u64).sum();
+        let compress = self.compress;
         const EXT: FlashKind = FlashKind::External;
         let done = self.session(core, first, requested as u32, |s, _| {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
@@ -581,7 +595,7 @@ impl ExtFlash {
                 page,
                 kinds: &kinds,
                 timeouts: &t,
-                compress: true,
+                compress,
             };
             let packed = stream::pack(&steps, &packing).map_err(ExtFlashError::Stream)?;
             tracing::debug!(

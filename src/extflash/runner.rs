@@ -1290,25 +1290,38 @@ impl StubSession<'_, '_> {
         let timeout = timeout_for(stream.busy_max_ms, stream.sent_bytes * 4);
         // Target time without progress before the host gives up: the
         // longest single operation and a chunk's worth of pages after it.
-        let stall_cycles =
-            (u64::from(stream.op_max_ms()) * 2 + 2_000) * u64::from(self.res.cycles_per_ms);
+        let cycles_per_ms = self.res.cycles_per_ms;
+        let stall_cycles = (u64::from(stream.op_max_ms()) * 2 + 2_000) * u64::from(cycles_per_ms);
         let mut done = 0usize;
         let mut moved_at = 0u64;
         let mut aborted = false;
-        let (status, value) = self.post_with(
+        let posted = self.post_with(
             Command::Stream,
             [l.slots, n as u32, l.buf],
             STREAM_PROGRAM,
             timeout,
             &mut |core, p| {
                 let now = (p.rp as usize).min(n);
-                if now > done {
+                // The stall clock runs only while the stub has a chunk to
+                // work on: a host that fell behind is no stall.
+                if now > done || written == done {
                     (done..now).for_each(&mut *consumed);
                     done = now;
                     moved_at = p.target_cycles;
-                } else if p.target_cycles.saturating_sub(moved_at) > stall_cycles && !aborted {
-                    aborted = true;
-                    wr(core, l.slots + slots_offset::ABORT, 1)?;
+                } else if p.target_cycles.saturating_sub(moved_at) > stall_cycles {
+                    if !aborted {
+                        aborted = true;
+                        wr(core, l.slots + slots_offset::ABORT, 1)?;
+                    } else if p.target_cycles.saturating_sub(moved_at) > 2 * stall_cycles {
+                        // The stub sees `abort` only between chunks: one
+                        // stuck inside an operation (a DMA transfer that
+                        // never ends) is halted when the session ends.
+                        return Err(ExtFlashError::Timeout {
+                            op: STREAM_PROGRAM,
+                            address: stream.chunk_address(done),
+                            timeout_ms: stall_cycles / u64::from(cycles_per_ms.max(1)),
+                        });
+                    }
                 }
                 // Chunk k goes where chunk k - count was: free once consumed.
                 while written < n && written < done + count as usize {
@@ -1317,7 +1330,22 @@ impl StubSession<'_, '_> {
                 }
                 Ok(())
             },
-        )?;
+        );
+        // Errors name the chunk the stub was on, not the slots header.
+        let at = stream.chunk_address(done);
+        let (status, value) = posted.map_err(|e| match e {
+            ExtFlashError::Timeout { op, timeout_ms, .. } => ExtFlashError::Timeout {
+                op,
+                address: at,
+                timeout_ms,
+            },
+            ExtFlashError::WrongHalt { op, pc, .. } => ExtFlashError::WrongHalt {
+                op,
+                address: at,
+                pc,
+            },
+            other => other,
+        })?;
         // The failing record's op and chip address (`fail_value`).
         let (op, limit_ms) = if value >> 24 == abi::stream::OP_ERASE {
             (STREAM_ERASE, stream.erase_max_ms)

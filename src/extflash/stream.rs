@@ -67,6 +67,16 @@ impl Stream {
         ends.reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
     }
 
+    /// The chip address chunk `k` starts at (its first operation's), 0
+    /// past the end.
+    pub fn chunk_address(&self, k: usize) -> u32 {
+        let first = self.chunks.get(k).and_then(|c| c.done.first());
+        match first {
+            Some(Done::Erase { addr, .. } | Done::Program { addr, .. }) => *addr,
+            None => 0,
+        }
+    }
+
     /// The longest single operation's maximum.
     pub fn op_max_ms(&self) -> u32 {
         self.erase_max_ms.max(self.page_ms)
@@ -437,6 +447,9 @@ mod tests {
         ];
         let s = pk(&steps, 0x400, true).unwrap();
         assert_eq!(s.span_from(0), Some(0x1_0000..0x4_0100));
+        assert_eq!(s.chunk_address(0), 0x1_0000, "the erase");
+        assert_eq!(s.chunk_address(1), 0x1_0000, "its first data");
+        assert_eq!(s.chunk_address(s.chunks.len()), 0, "past the end");
         assert_eq!(
             s.span_from(1),
             Some(0x1_0000..0x4_0100),

@@ -1,5 +1,6 @@
 //! `monitor` commands (`qRcmd`): reset, halt, resume, help, and the
-//! external flash (`flash info`, `flash erase-all`, `flash unprotect`).
+//! external flash (`flash info`, `flash erase-all`, `flash unprotect`,
+//! `flash compress`).
 //! Output goes to
 //! GDB's console as `O` packets; gdbstub sends the final `OK`.
 //!
@@ -29,6 +30,9 @@ pub enum MonitorCommand {
     FlashEraseAll,
     /// Clear the block protection in the volatile status registers.
     FlashUnprotect,
+    /// Show (`None`) or set whether a `load` sends compressible pages
+    /// compressed.
+    FlashCompress(Option<bool>),
 }
 
 pub const HELP: &str = "\
@@ -40,6 +44,7 @@ extflash-gdb monitor commands:
   flash info           external flash: JEDEC ID, geometry, status registers, protection
   flash erase-all      erase the whole external flash (chip erase)
   flash unprotect      clear BP/TB/SEC/CMP in the volatile status registers (until power-off)
+  flash compress [on|off]  whether `load` sends compressible pages compressed (default on)
   help                 this text
 ";
 
@@ -64,6 +69,9 @@ impl MonitorCommand {
             ["flash", "info"] => MonitorCommand::FlashInfo,
             ["flash", "erase-all"] | ["flash", "mass-erase"] => MonitorCommand::FlashEraseAll,
             ["flash", "unprotect"] => MonitorCommand::FlashUnprotect,
+            ["flash", "compress"] => MonitorCommand::FlashCompress(None),
+            ["flash", "compress", "on"] => MonitorCommand::FlashCompress(Some(true)),
+            ["flash", "compress", "off"] => MonitorCommand::FlashCompress(Some(false)),
             _ => return Err(MonitorParseError::Unknown(text.trim().to_string())),
         })
     }
@@ -139,6 +147,18 @@ impl GdbTarget {
                     "external flash unprotected".into()
                 });
             }
+            MonitorCommand::FlashCompress(set) => {
+                let ext = self.ext.as_mut().ok_or(GdbError::ExtFlash(
+                    crate::extflash::ExtFlashError::NotConfigured,
+                ))?;
+                if let Some(on) = set {
+                    ext.set_compress(on);
+                }
+                lines.push(format!(
+                    "external flash: load compression {}",
+                    if ext.compress() { "on" } else { "off" }
+                ));
+            }
             _ => unreachable!("not a flash command"),
         }
         Ok(lines)
@@ -156,7 +176,9 @@ impl GdbTarget {
         }
         if matches!(
             cmd,
-            MonitorCommand::FlashInfo | MonitorCommand::FlashUnprotect
+            MonitorCommand::FlashInfo
+                | MonitorCommand::FlashUnprotect
+                | MonitorCommand::FlashCompress(_)
         ) {
             return self.run_flash_monitor(cmd).map(|l| l.join("\n"));
         }
@@ -195,7 +217,8 @@ impl GdbTarget {
             MonitorCommand::Help => HELP.trim_end().to_string(),
             MonitorCommand::FlashInfo
             | MonitorCommand::FlashEraseAll
-            | MonitorCommand::FlashUnprotect => unreachable!("handled before"),
+            | MonitorCommand::FlashUnprotect
+            | MonitorCommand::FlashCompress(_) => unreachable!("handled before"),
         };
         drop(core);
         if halts {
@@ -275,6 +298,9 @@ mod tests {
             ("flash info", FlashInfo),
             ("flash  erase-all", FlashEraseAll),
             ("flash unprotect", FlashUnprotect),
+            ("flash compress", FlashCompress(None)),
+            ("flash compress off", FlashCompress(Some(false))),
+            ("flash compress  on", FlashCompress(Some(true))),
         ] {
             assert_eq!(MonitorCommand::parse(text), Ok(want), "{text:?}");
         }
@@ -287,6 +313,10 @@ mod tests {
             Err(MonitorParseError::Unknown("reset now".into()))
         );
         assert_eq!(MonitorCommand::parse("   "), Err(MonitorParseError::Empty));
+        assert_eq!(
+            MonitorCommand::parse("flash compress maybe"),
+            Err(MonitorParseError::Unknown("flash compress maybe".into()))
+        );
         let msg = MonitorCommand::parse("flash erase 0")
             .unwrap_err()
             .to_string();

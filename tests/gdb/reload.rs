@@ -263,3 +263,69 @@ fn gdb_load_sends_compressible_assets_compressed_and_they_verify() {
     assert!(chip[..assets.len()] == assets[..]);
     assert!(chip[0x3_0007..] == tail[..]);
 }
+
+/// `monitor flash compress off` makes `load` send every page raw, `on`
+/// compressed again; `monitor flash compress` says which is in force.
+#[test]
+fn gdb_monitor_flash_compress_switches_compression_off_and_on() {
+    let sim = board(SimConfig::default());
+    let text = |seed: u32| -> Vec<u8> {
+        (0..900)
+            .flat_map(|i| format!("label {seed}-{i:04}: x 12, y 40, w 64;\n").into_bytes())
+            .take(0x8000)
+            .collect()
+    };
+    let (a, b) = (text(1), text(2));
+    let dir = std::env::temp_dir();
+    let path_a = dir.join(format!("extflash-lz-a-{}.elf", std::process::id()));
+    let path_b = dir.join(format!("extflash-lz-b-{}.elf", std::process::id()));
+    std::fs::write(&path_a, crate::support::elf::data_elf(&[(WINDOW, &a)])).unwrap();
+    std::fs::write(
+        &path_b,
+        crate::support::elf::data_elf(&[(WINDOW + 0x1_0000, &b)]),
+    )
+    .unwrap();
+    let (addr, events) = in_process_recording(sim.clone());
+    let load_b = format!("load {}", path_b.display());
+    let out = gdb_batch(
+        &addr,
+        path_a.to_str().unwrap(),
+        &[
+            "monitor reset halt",
+            "monitor flash compress off",
+            "load",
+            "monitor flash compress",
+            "monitor flash compress on",
+            &load_b,
+        ],
+        GdbLimits::STUB_RUNS,
+    );
+    let _ = std::fs::remove_file(&path_a);
+    let _ = std::fs::remove_file(&path_b);
+    assert!(
+        out.contains("external flash: load compression off"),
+        "{out}"
+    );
+    assert!(out.contains("external flash: load compression on"), "{out}");
+    let events = events.lock().unwrap().clone();
+    let split = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                FlashEvent::Done {
+                    flash: FlashKind::External,
+                    ..
+                }
+            )
+        })
+        .expect("the first load finished");
+    let (first, second) = events.split_at(split + 1);
+    assert_eq!(compressed(first), None, "off: every page raw");
+    let (packed, sent) = compressed(second).expect("on: compressed again");
+    assert_eq!(packed, b.len() as u64);
+    assert!(sent < packed / 2, "{sent} of {packed}");
+    let chip = sim.lock().mcu().chip.contents()[..0x1_0000 + b.len()].to_vec();
+    assert!(chip[..a.len()] == a[..]);
+    assert!(chip[0x1_0000..] == b[..]);
+}
