@@ -7,5 +7,6 @@ pub mod error;
 pub mod extflash;
 pub mod flash;
 pub mod gdb;
+pub mod prng;
 pub mod server;
 pub mod sim;

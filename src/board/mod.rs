@@ -651,6 +651,7 @@ fn check_work_area_fits_stub(start: u32, size: u32) -> Result<(), BoardProblem> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prng::Prng;
 
     fn with(find: &str, replace: &str) -> String {
         assert!(DEFAULT_BOARD_TOML.contains(find), "fixture lacks {find:?}");
@@ -1001,26 +1002,9 @@ mod tests {
         assert!(Board::from_toml_str(&text, "t").is_err());
     }
 
-    /// splitmix64: a tiny deterministic PRNG for the fuzz loop.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
     /// One mutation of a board file's text: numbers at the edges of their
     /// types, dropped/duplicated/swapped lines, byte flips, random bytes.
-    fn mutate(rng: &mut Rng, text: &str) -> String {
+    fn mutate(rng: &mut Prng, text: &str) -> String {
         // Edges of u32/u64/i64, and pairs that end exactly at 2^32.
         const NUMBERS: [&str; 20] = [
             "0",
@@ -1068,7 +1052,7 @@ mod tests {
                     let value = if rng.below(2) == 0 {
                         NUMBERS[rng.below(NUMBERS.len())].to_string()
                     } else {
-                        format!("{:#x}", rng.next() >> rng.below(64))
+                        format!("{:#x}", rng.next_u64() >> rng.below(64))
                     };
                     lines[l] = format!("{}{}{}", &line[..at], value, &line[end..]);
                 }
@@ -1133,7 +1117,7 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0x5EED_B0A2D);
-        let mut rng = Rng(seed);
+        let mut rng = Prng::new(seed);
         let seeds = [
             DEFAULT_BOARD_TOML,
             include_str!("../../memory-maps/stm32f407ve-w25q64jv-spi3.toml"),

@@ -26,7 +26,7 @@ use extflash_stub_abi::{
 use probe_rs::{Core, CoreStatus, MemoryInterface, RegisterId};
 
 use super::error::{ExtFlashError, ProbeOp, StubStatusError, WiringText};
-use super::stream::Stream;
+use super::stream::{PackError, Stream};
 use super::stub::{Entries, StubImage};
 use super::wiring;
 use crate::board::ExternalFlash;
@@ -1237,12 +1237,10 @@ impl StubSession<'_, '_> {
             return Ok(());
         }
         if let Some(c) = chunks.iter().find(|c| c.bytes.len() as u32 > slot - 4) {
-            return Err(ExtFlashError::Stub {
-                op: STREAM_PROGRAM,
-                address: c.bytes.len() as u32,
-                wiring: self.res.wiring.clone(),
-                source: StubStatusError::BadArgument,
-            });
+            return Err(ExtFlashError::Stream(PackError::ChunkTooLarge {
+                len: c.bytes.len() as u32,
+                capacity: slot - 4,
+            }));
         }
         let start = l.buf + STREAM_PAGE_BUF;
         let used = (n as u32).min(count);

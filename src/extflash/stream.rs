@@ -183,6 +183,11 @@ pub enum PackError {
     SlotTooSmall { capacity: u32 },
     #[error("the chip has no erase instruction for {size:#x} bytes")]
     NoEraseKind { size: u32 },
+    #[error(
+        "a chunk of {len} bytes was packed for slots that hold {capacity} (a host bug: \
+         the stream was packed for another work area)"
+    )]
+    ChunkTooLarge { len: u32, capacity: u32 },
 }
 
 /// The program record being filled.
@@ -356,11 +361,9 @@ mod tests {
             .collect()
     }
 
-    /// Bytes without repeats an `lz` block could use: a CRC per index.
-    fn noise(n: usize, seed: u32) -> Vec<u8> {
-        (0..n as u32)
-            .map(|i| extflash_stub_abi::crc32_update(seed, &i.to_le_bytes()) as u8)
-            .collect()
+    /// Bytes without repeats an `lz` block could use.
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        crate::prng::Prng::new(seed).bytes(n)
     }
 
     #[test]

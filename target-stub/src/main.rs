@@ -1000,7 +1000,10 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
             match op {
                 stream::OP_ERASE if len == 0 => erase(bus, addr, arg, rel)?,
                 stream::OP_PROGRAM if len == arg => program_raw(bus, addr, payload, len, rel)?,
-                stream::OP_PROGRAM_LZ => program_lz(bus, addr, payload, len, arg, page, rel)?,
+                // Blocks for no pages, or pages from no blocks: malformed.
+                stream::OP_PROGRAM_LZ if (arg == 0) == (len == 0) => {
+                    program_lz(bus, addr, payload, len, arg, page, rel)?
+                }
                 _ => return Err(fail(Status::BadArgument)),
             }
         }

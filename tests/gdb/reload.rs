@@ -157,10 +157,7 @@ fn in_process_recording(sim: SimBoard) -> (String, Arc<Mutex<Vec<FlashEvent>>>) 
 #[test]
 fn gdb_reload_of_the_same_elf_skips_internal_and_external_flash() {
     let (addr, events) = in_process_recording(board(SimConfig::default()));
-    let elf = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/firmware/firmware-assets.elf"
-    );
+    let elf = crate::support::elf::FIRMWARE_ASSETS;
     let out = gdb_batch(
         &addr,
         elf,

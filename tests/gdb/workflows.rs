@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ELF: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/firmware/firmware-assets.elf"
-);
+const ELF: &str = crate::support::elf::FIRMWARE_ASSETS;
 /// One command may take this long (a debug build programming ~90 KB).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 

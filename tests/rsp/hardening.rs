@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::support::rsp::{decode_rle, frame, hex, is_controller, RspClient};
 use crate::support::server::SimServer;
 use extflash_gdb::board::Board;
+use extflash_gdb::prng::Prng;
 use extflash_gdb::server::{self, Limits, OpenedSession, ProbeWorker, SessionSource};
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::{MemoryInterface, Permissions};
@@ -295,7 +296,7 @@ fn flood_without_reading(addr: &str, max: usize) -> TcpStream {
     s.write_all(b"+").unwrap();
     s.write_all(&frame(b"QStartNoAckMode")).unwrap();
     // Fill the range with bytes RLE cannot shorten, so each reply is 16 KiB.
-    let mut rng = Rng(7);
+    let mut rng = Prng::new(7);
     for half in 0..2u32 {
         let data = rng.bytes(0x1000);
         let m = format!("M{:x},1000:{}", 0x2000_0000 + half * 0x1000, hex(&data));
@@ -510,27 +511,6 @@ fn soak_connect_disconnect_cycles_leave_no_stuck_state() {
 
 // ---- 7. Fuzzing ------------------------------------------------------------
 
-/// splitmix64: a tiny deterministic PRNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// Packets from real GDB sessions against this server: connect, load
 /// (RAM, internal flash, the window), breakpoints, monitor, run/stop.
 fn corpus() -> Vec<Vec<u8>> {
@@ -630,7 +610,7 @@ fn corpus() -> Vec<Vec<u8>> {
 
 /// One mutation of a payload: flipped, inserted, deleted, duplicated
 /// bytes; hex fields replaced by edge values; truncation.
-fn mutate(rng: &mut Rng, p: &mut Vec<u8>) {
+fn mutate(rng: &mut Prng, p: &mut Vec<u8>) {
     const EDGES: [&[u8]; 10] = [
         b"0",
         b"ffffffff",
@@ -646,7 +626,7 @@ fn mutate(rng: &mut Rng, p: &mut Vec<u8>) {
     match rng.below(7) {
         0 if !p.is_empty() => {
             let i = rng.below(p.len());
-            p[i] = rng.next() as u8;
+            p[i] = rng.next_u64() as u8;
         }
         1 => {
             let i = rng.below(p.len() + 1);
@@ -687,8 +667,8 @@ fn mutate(rng: &mut Rng, p: &mut Vec<u8>) {
 /// probability `mutation` in 1/20ths), a control byte, a bad checksum, or
 /// raw random bytes. gdbstub ends a connection at the first packet it
 /// cannot parse, so cases that mutate less reach deeper into a session.
-fn fuzz_unit(rng: &mut Rng, corpus: &[Vec<u8>], mutation: usize) -> Vec<u8> {
-    let pick = |rng: &mut Rng| corpus[rng.below(corpus.len())].clone();
+fn fuzz_unit(rng: &mut Prng, corpus: &[Vec<u8>], mutation: usize) -> Vec<u8> {
+    let pick = |rng: &mut Prng| corpus[rng.below(corpus.len())].clone();
     if rng.below(20) < mutation {
         let mut p = pick(rng);
         for _ in 0..1 + rng.below(3) {
@@ -815,7 +795,7 @@ fn fuzz_rsp_streams_never_panic_or_hang_and_the_server_keeps_serving() {
     // often for a long one (the check costs a stub run).
     let check_every = if packets > 10_000 { 16 } else { 1 };
     let corpus = corpus();
-    let mut rng = Rng(seed);
+    let mut rng = Prng::new(seed);
     let srv = InProcess::start(
         Core::HaltedAtLoop,
         Limits {
@@ -945,10 +925,10 @@ fn disconnects_in_the_middle_of_a_load_lose_and_corrupt_nothing() {
     );
     let regs = c.ask("g").unwrap();
     drop(c);
-    let mut rng = Rng(7);
+    let mut rng = Prng::new(7);
     let (mut ok, mut lost) = (0, 0);
     for cycle in 0..cycles {
-        let image: Vec<u8> = (0..LEN).map(|_| rng.next() as u8).collect();
+        let image: Vec<u8> = (0..LEN).map(|_| rng.next_u64() as u8).collect();
         let load = |c: &mut RspClient, image: &[u8], cut: Option<usize>| {
             let erase = format!("vFlashErase:{WINDOW_AT:x},{LEN:x}");
             assert_eq!(c.ask(&erase).unwrap(), "OK");

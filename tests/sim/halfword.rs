@@ -43,10 +43,7 @@ fn deliberate_16_bit_accesses_are_counted_one_per_transfer() {
 fn a_gdb_session_over_window_ram_registers_and_internal_flash_makes_no_16_bit_access() {
     let sim = board(SimConfig::default());
     let addr = in_process(sim.clone(), Board::builtin(), Arc::new(|_: &FlashEvent| {}));
-    let elf = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/firmware/firmware-assets.elf"
-    );
+    let elf = crate::support::elf::FIRMWARE_ASSETS;
     let out = gdb_batch(
         &addr,
         elf,

@@ -628,6 +628,11 @@ fn malformed_records_and_lz_blocks_are_refused_with_their_address() {
             stream::fail_value(stream::OP_PROGRAM_LZ, 0x6000),
         ),
         (
+            "lz blocks for no pages",
+            record(stream::OP_PROGRAM_LZ, 0x6000, 0, &[0u8, 7, 7]),
+            stream::fail_value(stream::OP_PROGRAM_LZ, 0x6000),
+        ),
+        (
             "raw count differs from the payload",
             record(stream::OP_PROGRAM, 0x6000, 8, &[1, 2, 3, 4]),
             stream::fail_value(stream::OP_PROGRAM, 0x6000),
