@@ -114,3 +114,6 @@ cp "$ELF" "$OUT_DIR/extflash-stub.elf"
 } > "$OUT_DIR/BUILD-INFO.txt"
 
 cat "$OUT_DIR/BUILD-INFO.txt"
+
+# The flash loader templates are built from the same driver code.
+bash "$DIR/build-loaders.sh" "$OUT_DIR"

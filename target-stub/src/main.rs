@@ -48,6 +48,9 @@ fn fail(s: Status) -> Fail {
 
 type Res<T> = Result<T, Fail>;
 
+#[cfg(any(feature = "stldr", feature = "flm"))]
+mod loader;
+
 /// STM32F4 CRC calculation unit (RM0090 chapter 4): CRC-32 0x04C11DB7 of
 /// 32-bit words, MSB first, from 0xFFFFFFFF, no final XOR. Fed each word
 /// byte-swapped, it computes GDB's `qCRC` over the bytes in memory order.

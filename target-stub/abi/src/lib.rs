@@ -15,6 +15,7 @@
 //!   DWT_CTRL.CYCCNTENA before a call and restores both afterwards.
 #![no_std]
 
+pub mod loader;
 pub mod lz;
 
 /// `Config::magic`: guards against running with an unwritten config block.
