@@ -7,6 +7,7 @@ pub mod error;
 pub mod extflash;
 pub mod flash;
 pub mod gdb;
+pub mod loader;
 pub mod prng;
 pub mod server;
 pub mod sim;

@@ -49,6 +49,10 @@ enum Command {
     /// Time load, reload, CRC and reads of the window against the physical
     /// limit (virtual time with --sim; wall time on a board, which it erases).
     Bench(cli::bench::BenchArgs),
+    /// Write a flash loader for another tool from the board file:
+    /// STM32CubeProgrammer (.stldr), CMSIS-Pack (.FLM: Keil, pyOCD) or a
+    /// probe-rs target description.
+    Loader(cli::loader::LoaderArgs),
 }
 
 #[derive(clap::Args)]
@@ -94,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::List => cli::list::run(),
         Command::Selftest(args) => cli::selftest::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Loader(args) => cli::loader::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

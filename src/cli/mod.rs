@@ -16,6 +16,7 @@ pub mod ihex;
 pub mod image;
 pub mod info;
 pub mod list;
+pub mod loader;
 pub mod mmap;
 pub mod options;
 pub mod progress;
