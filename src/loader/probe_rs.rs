@@ -35,6 +35,7 @@ pub fn variant_name(spec: &Spec) -> String {
 pub fn yaml(board: &Board, spec: &Spec, flm: &[u8]) -> Result<Vec<u8>, LoaderError> {
     let family = family(board, spec, flm)?;
     let text = yaml_serde::to_string(&family).map_err(|e| LoaderError::Yaml(e.to_string()))?;
+    let text = unquote_hex(&text);
     let header = format!(
         "# probe-rs target description written by `extflash-gdb loader --format probe-rs`:\n\
          # {} (built-in probe-rs data) with the external flash window {:#010x}..{:#010x}\n\
@@ -46,6 +47,31 @@ pub fn yaml(board: &Board, spec: &Spec, flm: &[u8]) -> Result<Vec<u8>, LoaderErr
         variant_name(spec),
     );
     Ok((header + &text).into_bytes())
+}
+
+/// probe-rs-target serialises numbers as hex strings, which the YAML
+/// writer quotes (`'0x20'`); probe-rs reads them back only as plain
+/// scalars (`0x20`, a YAML 1.2 integer), as its own target files have them.
+fn unquote_hex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("'0x") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let len = 2 + after[2..]
+            .bytes()
+            .take_while(u8::is_ascii_hexdigit)
+            .count();
+        if len > 2 && after[len..].starts_with('\'') {
+            out.push_str(&after[..len]);
+            rest = &after[len + 1..];
+        } else {
+            out.push('\'');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The chip family (see the module doc).
@@ -108,6 +134,19 @@ pub fn family(board: &Board, spec: &Spec, flm: &[u8]) -> Result<ChipFamily, Load
 /// The window's algorithm from the patched `flm` ELF: `PrgCode` then
 /// `PrgData` as instructions, entry points at their symbol values (Thumb
 /// bit set, relative to the code's start, which is 0).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_hex_scalars_lose_their_quotes_and_nothing_else_changes() {
+        assert_eq!(
+            unquote_hex("id: '0x20'\nname: 'x'\nb: '0xzz'\nc: '0x1f'"),
+            "id: 0x20\nname: 'x'\nb: '0xzz'\nc: 0x1f"
+        );
+    }
+}
+
 fn algorithm(spec: &Spec, flm: &[u8], cores: Vec<String>) -> Result<RawFlashAlgorithm, LoaderError> {
     let e = elf::parse(FLM_NAME, flm)?;
     let (code_at, code) = elf::section(FLM_NAME, &e, "PrgCode")?;

@@ -34,7 +34,7 @@ use core::ptr::addr_of;
 use extflash_stub_abi::loader::{Board, BOARD_MAGIC, SECTOR};
 use extflash_stub_abi::{Config, EraseKind, Status};
 
-use crate::{clock, erase, modify, program_raw, Bus, Fail, Op, Res};
+use crate::{clock, erase, modify, program_raw, rd, Bus, Fail, Op, Res};
 
 /// The board block the generator patches (abi `loader::Board`, symbol
 /// `loader::SYM_BOARD`). Magic 0 here: an unpatched template fails `Init`.
@@ -89,8 +89,14 @@ const CHUNK: usize = 128;
 /// unpatched template.
 #[inline(never)]
 fn board() -> Option<&'static Board> {
-    modify(DEMCR, DEMCR_TRCENA, DEMCR_TRCENA);
+    // DWT registers ignore writes while DEMCR.TRCENA is 0 (ARMv7-M ARM
+    // C1.6.5): set it only when CYCCNTENA does not stick, so a debugger's
+    // DEMCR is left alone when the counter already runs.
     modify(DWT_CTRL, 1, 1);
+    if rd(DWT_CTRL) & 1 == 0 {
+        modify(DEMCR, DEMCR_TRCENA, DEMCR_TRCENA);
+        modify(DWT_CTRL, 1, 1);
+    }
     // SAFETY: a static's address; `black_box` hides its initializer so the
     // generator's values are read from memory.
     let b: &'static Board = unsafe { &*core::hint::black_box(addr_of!(EXTFLASH_BOARD)) };
