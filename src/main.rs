@@ -31,7 +31,7 @@ enum Command {
     /// One GDB controls the board at a time: while one is connected, further
     /// connections are logged and closed at once.
     Serve(ServeArgs),
-    /// Program an ELF, Intel HEX or raw binary (internal flash, RAM and the
+    /// Program an ELF, Intel HEX, S-record or raw binary (internal flash, RAM and the
     /// external window in one go), as GDB's `load` would.
     Flash(cli::flash::FlashArgs),
     /// Read memory at any address (the window included): hex dump or file.

@@ -1,5 +1,5 @@
 //! `flash FILE [--verify] [--reset] [--base ADDR]`: GDB's `load` of an ELF,
-//! Intel HEX or raw binary through the in-process server, then optionally
+//! Intel HEX, Motorola S-record or raw binary through the in-process server, then optionally
 //! `compare-sections` (qCRC per section) and a reset that lets the core run.
 
 use std::path::PathBuf;
@@ -12,7 +12,8 @@ use super::session::BoardSession;
 
 #[derive(clap::Args, Debug)]
 pub struct FlashArgs {
-    /// ELF, Intel HEX (`.hex`) or raw binary (needs --base).
+    /// ELF, Intel HEX (`.hex`), Motorola S-records (`.s19`, `.srec`, `.mot`)
+    /// or raw binary (needs --base).
     pub file: PathBuf,
     /// Check every section by on-target CRC after programming.
     #[arg(long)]

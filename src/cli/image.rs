@@ -1,5 +1,5 @@
 //! Files to program: ELF32 (PT_LOAD segments at their physical addresses),
-//! Intel HEX, and raw binary at a given base. Each becomes address-sorted,
+//! Intel HEX, Motorola S-records, and raw binary at a given base. Each becomes address-sorted,
 //! non-overlapping [`Segment`]s; every check happens here, before a probe
 //! is touched, so a bad file changes nothing on the target.
 
@@ -48,6 +48,12 @@ pub enum ImageError {
         line: usize,
         reason: super::ihex::HexError,
     },
+    #[error("{path}:{line}: {reason}")]
+    Srec {
+        path: PathBuf,
+        line: usize,
+        reason: super::srec::SrecError,
+    },
     #[error("{path}: {what} at {address:#010x} is past the 32-bit address space")]
     TooHigh {
         path: PathBuf,
@@ -67,11 +73,13 @@ pub enum ImageError {
 pub enum Format {
     Elf,
     Hex,
+    Srec,
     Binary,
 }
 
 /// ELF by magic, Intel HEX by a leading `:` (or `.hex`/`.ihex` name),
-/// anything else binary.
+/// Motorola S-records by a leading `S0`-`S9` (or `.s19`/`.srec`/`.mot`/
+/// `.s28`/`.s37` name), anything else binary.
 pub fn detect(path: &Path, bytes: &[u8]) -> Format {
     let ext = path
         .extension()
@@ -81,6 +89,13 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Format {
         Format::Elf
     } else if bytes.first() == Some(&b':') || matches!(ext.as_deref(), Some("hex" | "ihex")) {
         Format::Hex
+    } else if matches!(bytes, [b'S', b'0'..=b'9', ..])
+        || matches!(
+            ext.as_deref(),
+            Some("s19" | "srec" | "mot" | "s28" | "s37" | "sx")
+        )
+    {
+        Format::Srec
     } else {
         Format::Binary
     }
@@ -109,6 +124,13 @@ pub fn parse(path: &Path, bytes: Vec<u8>, base: Option<u32>) -> Result<Vec<Segme
         (Format::Elf, _) => elf_segments(path, &bytes)?,
         (Format::Hex, _) => {
             super::ihex::parse(&bytes).map_err(|(line, reason)| ImageError::Hex {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            })?
+        }
+        (Format::Srec, _) => {
+            super::srec::parse(&bytes).map_err(|(line, reason)| ImageError::Srec {
                 path: path.to_path_buf(),
                 line,
                 reason,

@@ -4,7 +4,7 @@
 //! Each drives the same code path as a GDB: it starts the server's probe
 //! worker and `server::run` on a loopback port inside this process and
 //! speaks RSP to it ([`session`]), so planning, stub runs and CRCs are the
-//! server's own. Files are parsed and checked ([`image`], [`ihex`],
+//! server's own. Files are parsed and checked ([`image`], [`ihex`], [`srec`],
 //! [`mmap`]) before anything is sent to the target. Owns printing for
 //! people; the library never prints.
 
@@ -24,4 +24,5 @@ pub mod read;
 pub mod rsp;
 pub mod selftest;
 pub mod session;
+pub mod srec;
 pub mod verify;

@@ -11,7 +11,7 @@ use super::session::BoardSession;
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// ELF, Intel HEX or raw binary (needs --base).
+    /// ELF, Intel HEX, S-records or raw binary (needs --base).
     pub file: PathBuf,
     /// Load address of a raw binary.
     #[arg(long, value_name = "ADDR", value_parser = parse_u32)]

@@ -11,6 +11,7 @@ mod support;
 mod committed;
 mod flm;
 mod probe_rs_yaml;
+mod srec;
 mod stldr;
 
 use std::path::{Path, PathBuf};
