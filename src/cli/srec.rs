@@ -107,19 +107,17 @@ pub fn parse(text: &[u8]) -> Result<Vec<Segment>, (usize, SrecError)> {
                     }),
                 }
             }
-            '5' | '6' => {
-                if address != u64::from(records) {
-                    return Err((
-                        line,
-                        SrecError::Count {
-                            stated: address as u32,
-                            actual: records,
-                        },
-                    ));
-                }
+            '5' | '6' if address != u64::from(records) => {
+                return Err((
+                    line,
+                    SrecError::Count {
+                        stated: address as u32,
+                        actual: records,
+                    },
+                ));
             }
             '7' | '8' | '9' => ended = true,
-            _ => {} // S0: header text
+            _ => {} // S0: header text; S5/S6 with the right count
         }
     }
     if !ended {
@@ -234,7 +232,13 @@ S9030000FC\r\n";
         );
         assert_eq!(
             parse(b"S111003848656C6C6F20776F726C642E0A0042\nS5030002FA\nS9030000FC\n"),
-            Err((2, SrecError::Count { stated: 2, actual: 1 }))
+            Err((
+                2,
+                SrecError::Count {
+                    stated: 2,
+                    actual: 1
+                }
+            ))
         );
         assert_eq!(
             parse(b"S111003848656C6C6F20776F726C642E0A0042\n"),

@@ -26,7 +26,11 @@ pub fn parse<'a>(template: &'static str, bytes: &'a [u8]) -> Result<ElfFile<'a>,
 }
 
 /// The symbol `name` (value, size, file offset of its data).
-pub fn symbol(template: &'static str, elf: &ElfFile<'_>, name: &str) -> Result<Symbol, LoaderError> {
+pub fn symbol(
+    template: &'static str,
+    elf: &ElfFile<'_>,
+    name: &str,
+) -> Result<Symbol, LoaderError> {
     let missing = || LoaderError::Template {
         template,
         reason: format!("no symbol `{name}`"),

@@ -104,9 +104,9 @@ impl Spec {
                 size,
             });
         }
-        let jedec_id = ext
-            .jedec_id
-            .map_or(0, |[m, t, c]| u32::from(m) << 16 | u32::from(t) << 8 | u32::from(c));
+        let jedec_id = ext.jedec_id.map_or(0, |[m, t, c]| {
+            u32::from(m) << 16 | u32::from(t) << 8 | u32::from(c)
+        });
         let part = match jedec_id {
             0x00EF_4017 => "W25Q64JV",
             _ => "SPI NOR",
@@ -218,14 +218,24 @@ pub fn flash_device(spec: &Spec) -> Vec<u8> {
 fn stldr(spec: &Spec) -> Result<Vec<u8>, LoaderError> {
     let mut bytes = STLDR_TEMPLATE.to_vec();
     elf::patch(STLDR_NAME, &mut bytes, abi::SYM_BOARD, &spec.block_bytes())?;
-    elf::patch(STLDR_NAME, &mut bytes, abi::SYM_STORAGE_INFO, &storage_info(spec))?;
+    elf::patch(
+        STLDR_NAME,
+        &mut bytes,
+        abi::SYM_STORAGE_INFO,
+        &storage_info(spec),
+    )?;
     Ok(bytes)
 }
 
 fn flm(spec: &Spec) -> Result<Vec<u8>, LoaderError> {
     let mut bytes = FLM_TEMPLATE.to_vec();
     elf::patch(FLM_NAME, &mut bytes, abi::SYM_BOARD, &spec.block_bytes())?;
-    elf::patch(FLM_NAME, &mut bytes, abi::SYM_FLASH_DEVICE, &flash_device(spec))?;
+    elf::patch(
+        FLM_NAME,
+        &mut bytes,
+        abi::SYM_FLASH_DEVICE,
+        &flash_device(spec),
+    )?;
     Ok(bytes)
 }
 
@@ -277,7 +287,10 @@ mod tests {
         assert_eq!(c.spi_base, 0x4000_3C00);
         assert_eq!(c.pins[0].gpio_base, wiring::gpio_base('C'));
         assert_eq!((c.pins[0].pin, c.pins[0].af), (10, 6));
-        assert_eq!((c.pins[3].gpio_base, c.pins[3].pin), (wiring::gpio_base('A'), 15));
+        assert_eq!(
+            (c.pins[3].gpio_base, c.pins[3].pin),
+            (wiring::gpio_base('A'), 15)
+        );
         assert_eq!(spec.jedec_id, 0, "the SPI3 board accepts any chip");
         assert_eq!(c.dma_base, 0, "loaders poll the SPI");
     }

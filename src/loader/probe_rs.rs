@@ -58,10 +58,7 @@ fn unquote_hex(text: &str) -> String {
     while let Some(i) = rest.find("'0x") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        let len = 2 + after[2..]
-            .bytes()
-            .take_while(u8::is_ascii_hexdigit)
-            .count();
+        let len = 2 + after[2..].bytes().take_while(u8::is_ascii_hexdigit).count();
         if len > 2 && after[len..].starts_with('\'') {
             out.push_str(&after[..len]);
             rest = &after[len + 1..];
@@ -134,27 +131,20 @@ pub fn family(board: &Board, spec: &Spec, flm: &[u8]) -> Result<ChipFamily, Load
 /// The window's algorithm from the patched `flm` ELF: `PrgCode` then
 /// `PrgData` as instructions, entry points at their symbol values (Thumb
 /// bit set, relative to the code's start, which is 0).
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoted_hex_scalars_lose_their_quotes_and_nothing_else_changes() {
-        assert_eq!(
-            unquote_hex("id: '0x20'\nname: 'x'\nb: '0xzz'\nc: '0x1f'"),
-            "id: 0x20\nname: 'x'\nb: '0xzz'\nc: 0x1f"
-        );
-    }
-}
-
-fn algorithm(spec: &Spec, flm: &[u8], cores: Vec<String>) -> Result<RawFlashAlgorithm, LoaderError> {
+fn algorithm(
+    spec: &Spec,
+    flm: &[u8],
+    cores: Vec<String>,
+) -> Result<RawFlashAlgorithm, LoaderError> {
     let e = elf::parse(FLM_NAME, flm)?;
     let (code_at, code) = elf::section(FLM_NAME, &e, "PrgCode")?;
     let (data_at, data) = elf::section(FLM_NAME, &e, "PrgData")?;
     if code_at != 0 || data_at as usize != code.len() {
         return Err(LoaderError::Template {
             template: FLM_NAME,
-            reason: format!("PrgCode at {code_at:#x}, PrgData at {data_at:#x}: not contiguous from 0"),
+            reason: format!(
+                "PrgCode at {code_at:#x}, PrgData at {data_at:#x}: not contiguous from 0"
+            ),
         });
     }
     let pc = |name: &str| elf::symbol(FLM_NAME, &e, name).map(|s| u64::from(s.value));
@@ -195,4 +185,17 @@ fn algorithm(spec: &Spec, flm: &[u8], cores: Vec<String>) -> Result<RawFlashAlgo
     };
     raw.big_endian = false;
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_hex_scalars_lose_their_quotes_and_nothing_else_changes() {
+        assert_eq!(
+            unquote_hex("id: '0x20'\nname: 'x'\nb: '0xzz'\nc: '0x1f'"),
+            "id: 0x20\nname: 'x'\nb: '0xzz'\nc: 0x1f"
+        );
+    }
 }

@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use extflash_stub_abi::loader::{FLM_SYMBOLS, STLDR_SYMBOLS, SYM_BOARD, SYM_FLASH_DEVICE, SYM_STORAGE_INFO};
+use extflash_stub_abi::loader::{
+    FLM_SYMBOLS, STLDR_SYMBOLS, SYM_BOARD, SYM_FLASH_DEVICE, SYM_STORAGE_INFO,
+};
 use xmas_elf::sections::SectionData;
 use xmas_elf::symbol_table::Entry;
 use xmas_elf::ElfFile;
@@ -66,8 +68,18 @@ fn contract(bytes: &[u8], entries: &[&str], desc: &str, desc_size: u64) -> Vec<S
 #[test]
 fn committed_loader_templates_keep_the_generator_contract() {
     for (file, entries, desc, size) in [
-        ("loader-stldr.elf", &STLDR_SYMBOLS[..], SYM_STORAGE_INFO, 200),
-        ("loader-flm.elf", &FLM_SYMBOLS[..], SYM_FLASH_DEVICE, 160 + 512 * 8),
+        (
+            "loader-stldr.elf",
+            &STLDR_SYMBOLS[..],
+            SYM_STORAGE_INFO,
+            200,
+        ),
+        (
+            "loader-flm.elf",
+            &FLM_SYMBOLS[..],
+            SYM_FLASH_DEVICE,
+            160 + 512 * 8,
+        ),
     ] {
         let bytes = std::fs::read(root().join("target-stub").join(file)).unwrap();
         let bad = contract(&bytes, entries, desc, size);
@@ -96,8 +108,18 @@ fn committed_loader_templates_are_what_build_loaders_sh_builds() {
     let rebuilt_info = std::fs::read_to_string(out.0.join("BUILD-INFO-loaders.txt")).unwrap();
     let same_rustc = rustc_block(&committed_info) == rustc_block(&rebuilt_info);
     for (file, entries, desc, size) in [
-        ("loader-stldr.elf", &STLDR_SYMBOLS[..], SYM_STORAGE_INFO, 200),
-        ("loader-flm.elf", &FLM_SYMBOLS[..], SYM_FLASH_DEVICE, 160 + 512 * 8),
+        (
+            "loader-stldr.elf",
+            &STLDR_SYMBOLS[..],
+            SYM_STORAGE_INFO,
+            200,
+        ),
+        (
+            "loader-flm.elf",
+            &FLM_SYMBOLS[..],
+            SYM_FLASH_DEVICE,
+            160 + 512 * 8,
+        ),
     ] {
         let committed = std::fs::read(root().join("target-stub").join(file)).unwrap();
         let rebuilt = std::fs::read(out.0.join(file)).unwrap();

@@ -63,10 +63,25 @@ fn parse_and_run(name: &str, board_file: Option<&str>) {
     assert_eq!(u(&j["size"]), 8 << 20);
     assert_eq!(u(&j["page_size"]), 4096);
     assert_eq!(u(&j["value_empty"]), 0xFF);
-    assert_eq!((u(&j["prog_timeout_ms"]), u(&j["erase_timeout_ms"])), (48, 400));
+    assert_eq!(
+        (u(&j["prog_timeout_ms"]), u(&j["erase_timeout_ms"])),
+        (48, 400)
+    );
     assert_eq!(j["sectors"], serde_json::json!([[0, 4096]]));
-    for s in ["Init", "UnInit", "EraseSector", "ProgramPage", "EraseChip", "Verify", "BlankCheck"] {
-        assert!(j["symbols"][s].is_u64(), "pyOCD finds {s}: {}", j["symbols"]);
+    for s in [
+        "Init",
+        "UnInit",
+        "EraseSector",
+        "ProgramPage",
+        "EraseChip",
+        "Verify",
+        "BlankCheck",
+    ] {
+        assert!(
+            j["symbols"][s].is_u64(),
+            "pyOCD finds {s}: {}",
+            j["symbols"]
+        );
     }
     assert_eq!(u(&j["rw_size"]), 4, "PrgData: one word");
 
@@ -87,20 +102,48 @@ fn parse_and_run(name: &str, board_file: Option<&str>) {
     let mut t = Target::new(&b);
     t.write(load, &code);
     let call = |t: &mut Target, pc: u32, args: &[u32]| t.call(pc, args, load, sp, r9).0;
-    assert_eq!(call(&mut t, u(&algo["pc_init"]), &[ext.window, 0, 1]), 0, "Init");
+    assert_eq!(
+        call(&mut t, u(&algo["pc_init"]), &[ext.window, 0, 1]),
+        0,
+        "Init"
+    );
     let addr = ext.window + 0x3000;
     let data = pattern(7, 4096);
-    assert_eq!(call(&mut t, u(&algo["pc_erase_sector"]), &[addr]), 0, "EraseSector");
-    assert_eq!(call(&mut t, sym("BlankCheck"), &[addr, 4096, 0xFF]), 0, "blank after erase");
+    assert_eq!(
+        call(&mut t, u(&algo["pc_erase_sector"]), &[addr]),
+        0,
+        "EraseSector"
+    );
+    assert_eq!(
+        call(&mut t, sym("BlankCheck"), &[addr, 4096, 0xFF]),
+        0,
+        "blank after erase"
+    );
     t.write(buf, &data);
-    assert_eq!(call(&mut t, u(&algo["pc_program_page"]), &[addr, 4096, buf]), 0, "ProgramPage");
+    assert_eq!(
+        call(&mut t, u(&algo["pc_program_page"]), &[addr, 4096, buf]),
+        0,
+        "ProgramPage"
+    );
     assert_eq!(t.chip(0x3000, 4096), data, "the chip holds the page");
-    assert_eq!(call(&mut t, sym("BlankCheck"), &[addr, 4096, 0xFF]), 1, "not blank");
-    assert_eq!(call(&mut t, sym("Verify"), &[addr, 4096, buf]), addr + 4096, "Verify");
+    assert_eq!(
+        call(&mut t, sym("BlankCheck"), &[addr, 4096, 0xFF]),
+        1,
+        "not blank"
+    );
+    assert_eq!(
+        call(&mut t, sym("Verify"), &[addr, 4096, buf]),
+        addr + 4096,
+        "Verify"
+    );
     let mut other = data.clone();
     other[100] ^= 1;
     t.write(buf, &other);
-    assert_eq!(call(&mut t, sym("Verify"), &[addr, 4096, buf]), addr + 100, "first difference");
+    assert_eq!(
+        call(&mut t, sym("Verify"), &[addr, 4096, buf]),
+        addr + 100,
+        "first difference"
+    );
     assert_eq!(call(&mut t, u(&algo["pc_eraseAll"]), &[]), 0, "EraseChip");
     assert_eq!(t.chip(0x3000, 4096), vec![0xFF; 4096], "chip erased");
     assert_eq!(call(&mut t, u(&algo["pc_unInit"]), &[3]), 0, "UnInit");

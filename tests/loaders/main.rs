@@ -30,7 +30,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("extflash-loaders-{name}-{}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("extflash-loaders-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)

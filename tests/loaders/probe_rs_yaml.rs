@@ -57,7 +57,11 @@ fn download_and_compare(name: &str, board_file: Option<&str>) {
         let off = (addr - 0x9000_0000) as usize;
         let board = sim.lock();
         let mcu = board.mcu();
-        assert_eq!(&mcu.chip.contents()[off..off + data.len()], &data[..], "{s}");
+        assert_eq!(
+            &mcu.chip.contents()[off..off + data.len()],
+            &data[..],
+            "{s}"
+        );
     }
     drop(sim);
     // And our server sees the same board, window included.

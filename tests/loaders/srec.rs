@@ -77,7 +77,10 @@ fn flash_s19_with_internal_code_and_window_assets_verifies() {
     }
     assert_eq!(out.matches(": matched").count(), runs.len(), "{out}");
     for (a, len) in runs {
-        assert!(out.contains(&format!("{a:#010x}..{:#010x}", a + len as u32)), "{out}");
+        assert!(
+            out.contains(&format!("{a:#010x}..{:#010x}", a + len as u32)),
+            "{out}"
+        );
     }
 }
 

@@ -33,7 +33,11 @@ fn symbol(elf: &ElfFile, name: &str) -> (u32, u32) {
 /// The file bytes of `len` bytes at `addr` (in a PT_LOAD segment).
 fn at(elf: &ElfFile, bytes: &[u8], addr: u32, len: usize) -> Vec<u8> {
     for ph in elf.program_iter() {
-        let (va, off, sz) = (ph.virtual_addr() as u32, ph.offset() as usize, ph.file_size() as u32);
+        let (va, off, sz) = (
+            ph.virtual_addr() as u32,
+            ph.offset() as usize,
+            ph.file_size() as u32,
+        );
         if ph.get_type() == Ok(Type::Load) && addr >= va && addr + len as u32 <= va + sz {
             let o = off + (addr - va) as usize;
             return bytes[o..o + len].to_vec();
@@ -59,23 +63,39 @@ fn run_like_cubeprogrammer(name: &str, board_file: Option<&str>) {
     assert_eq!(si_size, 200);
     let si = at(&elf, &bytes, si_addr, 200);
     let dev_name = String::from_utf8_lossy(&si[..100]);
-    assert!(dev_name.contains(&extflash_gdb::extflash::wiring::describe(&ext)), "{dev_name}");
+    assert!(
+        dev_name.contains(&extflash_gdb::extflash::wiring::describe(&ext)),
+        "{dev_name}"
+    );
     assert_eq!(u16::from_le_bytes([si[100], si[101]]), 7, "SPI_FLASH");
-    assert_eq!((word(&si, 104), word(&si, 108), word(&si, 112)), (window, 8 << 20, 256));
+    assert_eq!(
+        (word(&si, 104), word(&si, 108), word(&si, 112)),
+        (window, 8 << 20, 256)
+    );
     assert_eq!(si[116], 0xFF);
-    assert_eq!((word(&si, 120), word(&si, 124), word(&si, 128)), (2048, 4096, 0));
+    assert_eq!(
+        (word(&si, 120), word(&si, 124), word(&si, 128)),
+        (2048, 4096, 0)
+    );
 
     // Load the segments; the image starts right after the BKPT word.
     let mut t = Target::new(&b);
     let mut end = 0;
     for ph in elf.program_iter() {
         if ph.get_type() == Ok(Type::Load) && ph.file_size() > 0 {
-            let (va, off, sz) = (ph.virtual_addr() as u32, ph.offset() as usize, ph.file_size() as usize);
+            let (va, off, sz) = (
+                ph.virtual_addr() as u32,
+                ph.offset() as usize,
+                ph.file_size() as usize,
+            );
             t.write(va, &bytes[off..off + sz]);
             end = end.max(va + sz as u32);
         }
     }
-    assert!(symbol(&elf, "Init").0 & !1 >= 0x2000_0004, "code from 0x20000004");
+    assert!(
+        symbol(&elf, "Init").0 & !1 >= 0x2000_0004,
+        "code from 0x20000004"
+    );
     t.write(BKPT_AT, &0xBE00_BE00u32.to_le_bytes());
     let stack_bottom = (end + 7) & !7;
     let sp = stack_bottom + STACK;
@@ -85,10 +105,18 @@ fn run_like_cubeprogrammer(name: &str, board_file: Option<&str>) {
 
     // Each operation as CubeProgrammer does it: Init, then the call.
     let op = |t: &mut Target, f: &str, args: &[u32]| -> (u32, u32) {
-        assert_eq!(t.call(entry("Init"), &[], BKPT_AT, sp, None).0, 1, "Init before {f}");
+        assert_eq!(
+            t.call(entry("Init"), &[], BKPT_AT, sp, None).0,
+            1,
+            "Init before {f}"
+        );
         let r = t.call(entry(f), args, BKPT_AT, sp, None);
         let canary = t.read(stack_bottom, 4);
-        assert_eq!(word(&canary, 0), CANARY, "{f} stayed within {STACK} bytes of stack");
+        assert_eq!(
+            word(&canary, 0),
+            CANARY,
+            "{f} stayed within {STACK} bytes of stack"
+        );
         r
     };
 
@@ -99,32 +127,66 @@ fn run_like_cubeprogrammer(name: &str, board_file: Option<&str>) {
     assert_eq!(t.chip(0x1100, 600), data);
     let next = pattern(12, 256);
     t.write(buf, &next);
-    assert_eq!(op(&mut t, "Write", &[window + 0x2000, 256, buf]).0, 1, "Write sector 2");
+    assert_eq!(
+        op(&mut t, "Write", &[window + 0x2000, 256, buf]).0,
+        1,
+        "Write sector 2"
+    );
 
     t.write(buf, &[0; 600]);
     assert_eq!(op(&mut t, "Read", &[addr, 600, buf]).0, 1, "Read");
     assert_eq!(t.read(buf, 600), data, "Read gives the chip's bytes");
 
     let sum: u32 = data.iter().map(|&x| u32::from(x)).sum();
-    assert_eq!(op(&mut t, "CheckSum", &[addr, 600, 5]).0, 5 + sum, "CheckSum");
+    assert_eq!(
+        op(&mut t, "CheckSum", &[addr, 600, 5]).0,
+        5 + sum,
+        "CheckSum"
+    );
     t.write(buf, &data);
     let (lo, hi) = op(&mut t, "Verify", &[addr, buf, 150, 0]);
-    assert_eq!((lo, hi), (0, sum), "Verify: no difference, checksum in the upper word");
+    assert_eq!(
+        (lo, hi),
+        (0, sum),
+        "Verify: no difference, checksum in the upper word"
+    );
     let mut other = data.clone();
     other[321] ^= 0x40;
     t.write(buf, &other);
-    assert_eq!(op(&mut t, "Verify", &[addr, buf, 150, 0]).0, addr + 321, "first difference");
+    assert_eq!(
+        op(&mut t, "Verify", &[addr, buf, 150, 0]).0,
+        addr + 321,
+        "first difference"
+    );
 
     // SectorErase(start, end): every sector from start's to end's.
-    assert_eq!(op(&mut t, "SectorErase", &[window + 0x1000, window + 0x1FFF]).0, 1);
-    assert_eq!(t.chip(0x1000, 0x1000), vec![0xFF; 0x1000], "sector 1 erased");
+    assert_eq!(
+        op(&mut t, "SectorErase", &[window + 0x1000, window + 0x1FFF]).0,
+        1
+    );
+    assert_eq!(
+        t.chip(0x1000, 0x1000),
+        vec![0xFF; 0x1000],
+        "sector 1 erased"
+    );
     assert_eq!(t.chip(0x2000, 256), next, "sector 2 untouched");
-    assert_eq!(op(&mut t, "SectorErase", &[window + 0x2000, window + 0x2000]).0, 1);
+    assert_eq!(
+        op(&mut t, "SectorErase", &[window + 0x2000, window + 0x2000]).0,
+        1
+    );
     assert_eq!(t.chip(0x2000, 256), vec![0xFF; 256], "sector 2 erased");
 
     t.write(buf, &data);
-    assert_eq!(op(&mut t, "Write", &[window + 0x7F_F000, 600, buf]).0, 1, "Write at the end");
-    assert_eq!(op(&mut t, "Write", &[window + 0x7F_FF00, 600, buf]).0, 0, "past the chip: refused");
+    assert_eq!(
+        op(&mut t, "Write", &[window + 0x7F_F000, 600, buf]).0,
+        1,
+        "Write at the end"
+    );
+    assert_eq!(
+        op(&mut t, "Write", &[window + 0x7F_FF00, 600, buf]).0,
+        0,
+        "past the chip: refused"
+    );
     assert_eq!(op(&mut t, "MassErase", &[0]).0, 1, "MassErase");
     assert_eq!(t.chip(0x7F_F000, 600), vec![0xFF; 600], "chip erased");
 }
