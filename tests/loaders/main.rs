@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cli;
 mod committed;
 mod flm;
 mod probe_rs_yaml;
