@@ -96,6 +96,11 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 
 impl Target {
     pub fn new(board: &Board) -> Target {
+        Target::with_chip(board, extflash_gdb::sim::SimConfig::default().jedec_id)
+    }
+
+    /// [`Target::new`] with a chip answering `jedec_id`.
+    pub fn with_chip(board: &Board, jedec_id: [u8; 3]) -> Target {
         use extflash_gdb::sim::{SimBoard, SimConfig};
         // An ST-Link/V2's link: each halt poll lets the board run 0.8 ms of
         // virtual time (a chip erase needs fewer polls than over an ideal
@@ -103,6 +108,7 @@ impl Target {
         let sim = SimBoard::new(SimConfig {
             wiring: wiring(board),
             link: extflash_gdb::sim::LinkProfile::StlinkV2,
+            jedec_id,
             ..Default::default()
         })
         .unwrap();

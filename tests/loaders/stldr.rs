@@ -80,25 +80,12 @@ fn run_like_cubeprogrammer(name: &str, board_file: Option<&str>) {
 
     // Load the segments; the image starts right after the BKPT word.
     let mut t = Target::new(&b);
-    let mut end = 0;
-    for ph in elf.program_iter() {
-        if ph.get_type() == Ok(Type::Load) && ph.file_size() > 0 {
-            let (va, off, sz) = (
-                ph.virtual_addr() as u32,
-                ph.offset() as usize,
-                ph.file_size() as usize,
-            );
-            t.write(va, &bytes[off..off + sz]);
-            end = end.max(va + sz as u32);
-        }
-    }
     assert!(
         symbol(&elf, "Init").0 & !1 >= 0x2000_0004,
         "code from 0x20000004"
     );
-    t.write(BKPT_AT, &0xBE00_BE00u32.to_le_bytes());
-    let stack_bottom = (end + 7) & !7;
-    let sp = stack_bottom + STACK;
+    let sp = load(&mut t, &bytes);
+    let stack_bottom = sp - STACK;
     let buf = sp;
     t.write(stack_bottom, &CANARY.to_le_bytes());
     let entry = |n: &str| symbol(&elf, n).0;
@@ -189,6 +176,52 @@ fn run_like_cubeprogrammer(name: &str, board_file: Option<&str>) {
     );
     assert_eq!(op(&mut t, "MassErase", &[0]).0, 1, "MassErase");
     assert_eq!(t.chip(0x7F_F000, 600), vec![0xFF; 600], "chip erased");
+}
+
+/// Load `bytes` (an stldr ELF) on `t`; the BKPT word and the stack top.
+fn load(t: &mut Target, bytes: &[u8]) -> u32 {
+    let elf = ElfFile::new(bytes).unwrap();
+    let mut end = 0;
+    for ph in elf.program_iter() {
+        if ph.get_type() == Ok(Type::Load) && ph.file_size() > 0 {
+            let (va, off, sz) = (
+                ph.virtual_addr() as u32,
+                ph.offset() as usize,
+                ph.file_size() as usize,
+            );
+            t.write(va, &bytes[off..off + sz]);
+            end = end.max(va + sz as u32);
+        }
+    }
+    t.write(BKPT_AT, &0xBE00_BE00u32.to_le_bytes());
+    ((end + 7) & !7) + STACK
+}
+
+#[test]
+fn stldr_init_fails_on_another_chip_than_the_board_names_and_unpatched() {
+    let dir = TempDir::new("stldr-init");
+    let b = board(None);
+    let bytes = generate("stldr", None, &dir.0.join("a.stldr"));
+    let init = symbol(&ElfFile::new(&bytes).unwrap(), "Init").0;
+    // The board file names EF4017; this chip answers EF4018.
+    let mut t = Target::with_chip(&b, [0xEF, 0x40, 0x18]);
+    let sp = load(&mut t, &bytes);
+    assert_eq!(t.call(init, &[], BKPT_AT, sp, None).0, 0, "wrong chip");
+    // The right chip, but the template itself (board block not patched).
+    let template = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target-stub/loader-stldr.elf"
+    ))
+    .unwrap();
+    let mut t = Target::new(&b);
+    let sp = load(&mut t, &template);
+    assert_eq!(t.call(init, &[], BKPT_AT, sp, None).0, 0, "unpatched");
+    let sp = load(&mut t, &bytes);
+    assert_eq!(
+        t.call(init, &[], BKPT_AT, sp, None).0,
+        1,
+        "patched, right chip"
+    );
 }
 
 #[test]
