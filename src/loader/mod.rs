@@ -117,6 +117,11 @@ impl Spec {
             wiring::describe(ext),
             board.chip,
         );
+        let mut config = wiring::config(ext, Timeouts::W25Q64JV);
+        // A watchdog the option bytes (WDG_SW = 0) or the application
+        // started keeps running while the loader erases: every wait reloads
+        // it (a reload of a stopped IWDG does nothing, RM0090 19.3).
+        config.iwdg_kr = crate::extflash::runner::IWDG_KR;
         let block = BoardBlock {
             magic: BOARD_MAGIC,
             window: ext.window,
@@ -124,7 +129,7 @@ impl Spec {
             jedec_id,
             // Polled SPI (no DMA stream to share with an application), timeouts
             // counted at the fastest core clock (never too short).
-            config: wiring::config(ext, Timeouts::W25Q64JV),
+            config,
         };
         Ok(Spec {
             chip: board.chip.clone(),
@@ -293,6 +298,7 @@ mod tests {
         );
         assert_eq!(spec.jedec_id, 0, "the SPI3 board accepts any chip");
         assert_eq!(c.dma_base, 0, "loaders poll the SPI");
+        assert_eq!(c.iwdg_kr, 0x4000_3000, "and reload a running watchdog");
     }
 
     #[test]

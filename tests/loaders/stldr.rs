@@ -224,6 +224,32 @@ fn stldr_init_fails_on_another_chip_than_the_board_names_and_unpatched() {
     );
 }
 
+/// A board whose independent watchdog runs (hardware-watchdog option
+/// bytes, or started by the application before the tool attached without
+/// a reset): the loader reloads it in every wait, so a mass erase (20 s on
+/// the virtual chip) outlives its 512 ms timeout.
+#[test]
+fn stldr_mass_erase_with_a_running_watchdog_is_not_reset() {
+    const IWDG_KR: u32 = 0x4000_3000;
+    let dir = TempDir::new("stldr-iwdg");
+    let b = board(None);
+    let bytes = generate("stldr", None, &dir.0.join("a.stldr"));
+    let elf = ElfFile::new(&bytes).unwrap();
+    let mut t = Target::new(&b);
+    let sp = load(&mut t, &bytes);
+    assert_eq!(t.call(symbol(&elf, "Init").0, &[], BKPT_AT, sp, None).0, 1);
+    // Start the IWDG: /4, RLR 0xFFF, 512 ms.
+    t.write(IWDG_KR, &0xCCCCu32.to_le_bytes());
+    let reloads = t.sim.lock().mcu().iwdg.reloads();
+    let (r0, _) = t.call(symbol(&elf, "MassErase").0, &[0], BKPT_AT, sp, None);
+    assert_eq!(r0, 1, "MassErase returns");
+    assert!(
+        t.sim.lock().mcu().iwdg.reloads() > reloads,
+        "the loader reloaded the watchdog"
+    );
+    assert_eq!(t.chip(0, 16), vec![0xFF; 16]);
+}
+
 #[test]
 fn stldr_runs_as_cubeprogrammer_runs_it_init_write_read_verify_checksum_erase() {
     run_like_cubeprogrammer("stldr-spi1", None);
