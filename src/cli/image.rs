@@ -89,7 +89,7 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Format {
         Format::Elf
     } else if bytes.first() == Some(&b':') || matches!(ext.as_deref(), Some("hex" | "ihex")) {
         Format::Hex
-    } else if matches!(bytes, [b'S', b'0'..=b'9', ..])
+    } else if looks_like_srec(bytes)
         || matches!(
             ext.as_deref(),
             Some("s19" | "srec" | "mot" | "s28" | "s37" | "sx")
@@ -98,6 +98,17 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Format {
         Format::Srec
     } else {
         Format::Binary
+    }
+}
+
+/// A first line of `S`, a type digit and only hex digits (at least a
+/// count, a 16-bit address and a checksum): a raw binary that merely starts
+/// with `S1` is not taken for S-records.
+fn looks_like_srec(bytes: &[u8]) -> bool {
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    match first.trim_ascii_end() {
+        [b'S', b'0'..=b'9', rest @ ..] => rest.len() >= 8 && rest.iter().all(u8::is_ascii_hexdigit),
+        _ => false,
     }
 }
 
@@ -357,5 +368,19 @@ mod tests {
         assert_eq!(detect(Path::new("a.bin"), b"\x00\x01"), Format::Binary);
         assert_eq!(detect(Path::new("a.hex"), b":00000001FF"), Format::Hex);
         assert_eq!(detect(Path::new("a"), b"\x7fELF\x01"), Format::Elf);
+    }
+
+    #[test]
+    fn srecords_by_content_or_name_but_not_a_binary_starting_with_s1() {
+        let s19 = b"S00F000068656C6C6F202020202000003C\r\nS9030000FC\r\n";
+        assert_eq!(detect(Path::new("app"), s19), Format::Srec);
+        for name in ["a.s19", "a.SREC", "a.mot", "a.s28", "a.s37"] {
+            assert_eq!(detect(Path::new(name), b"junk"), Format::Srec, "{name}");
+        }
+        assert_eq!(
+            detect(Path::new("a.bin"), b"S1\x00\xff\x10"),
+            Format::Binary
+        );
+        assert_eq!(detect(Path::new("a.bin"), b"S1234"), Format::Binary);
     }
 }
