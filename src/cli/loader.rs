@@ -27,16 +27,18 @@ pub fn run(args: LoaderArgs) -> anyhow::Result<()> {
         Some(p) => (Board::from_file(p)?, p.display().to_string()),
         None => (Board::builtin(), format!("{DEFAULT_BOARD_NAME} (built in)")),
     };
+    let format = clap::ValueEnum::to_possible_value(&args.format)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
     let bytes = loader::generate(&board, args.format)
-        .with_context(|| format!("cannot make a {:?} loader for {name}", args.format))?;
+        .with_context(|| format!("cannot make a {format} loader for {name}"))?;
     std::fs::write(&args.output, &bytes)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let spec = loader::Spec::from_board(&board)?;
     println!(
-        "wrote {} ({} bytes): {:?} loader for {} at {:#010x}, {} KiB, from {name}",
+        "wrote {} ({} bytes): {format} loader for {} at {:#010x}, {} KiB, from {name}",
         args.output.display(),
         bytes.len(),
-        args.format,
         spec.name,
         spec.window,
         spec.size >> 10,
