@@ -94,3 +94,41 @@ fn probe_rs_download_with_exported_yaml_programs_and_verifies_internal_flash_and
 fn probe_rs_yaml_for_spi3_board_programs_a_board_wired_to_spi3() {
     download_and_compare("probe-rs-spi3", Some(SPI3_BOARD));
 }
+
+/// probe-rs's `keep_unwritten_bytes` (`--restore-unwritten`) reads the rest
+/// of each sector through the algorithm's `pc_read` before erasing it, so
+/// a small download into the window keeps its neighbours.
+#[test]
+fn probe_rs_restore_unwritten_reads_the_window_through_pc_read() {
+    let dir = TempDir::new("probe-rs-restore");
+    let yaml = generate("probe-rs", None, &dir.0.join("target.yaml"));
+    let mut registry = Registry::from_builtin_families();
+    registry
+        .add_target_family_from_yaml(std::str::from_utf8(&yaml).unwrap())
+        .unwrap();
+    let b = board(None);
+    let sim = SimBoard::new(SimConfig::default()).unwrap();
+    let mut session = sim
+        .probe()
+        .attach_with_registry(
+            format!("{}-EXTFLASH", b.chip),
+            Permissions::default(),
+            &registry,
+        )
+        .unwrap();
+    let old = crate::pattern(3, 0x2000);
+    let new = crate::pattern(4, 16);
+    for (data, at, keep) in [(&old, 0x9000_1000u64, false), (&new, 0x9000_1800, true)] {
+        let mut loader = session.target().flash_loader();
+        loader.add_data(at, data).unwrap();
+        let mut opts = DownloadOptions::default();
+        opts.verify = true;
+        opts.keep_unwritten_bytes = keep;
+        loader.commit(&mut session, opts).expect("download");
+    }
+    let board = sim.lock();
+    let chip = &board.mcu().chip;
+    let mut want = old.clone();
+    want[0x800..0x810].copy_from_slice(&new);
+    assert_eq!(&chip.contents()[0x1000..0x3000], &want[..]);
+}
