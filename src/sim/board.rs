@@ -694,6 +694,19 @@ impl Board {
         self.dp.ctrl & ctrl::CDBGPWRUPREQ != 0
     }
 
+    /// CTRL/STAT's sticky flags (STICKYORUN, STICKYCMP, STICKYERR,
+    /// WDATAERR) without a transaction: a wire-level DP decides its ACK from
+    /// them before the access (ADIv5 B4.2.4).
+    pub fn dp_sticky(&self) -> u32 {
+        self.dp.sticky
+    }
+
+    /// A write's data phase failed its parity check: WDATAERR (ADIv5
+    /// B4.2.3); the write is not carried out.
+    pub fn set_wdataerr(&mut self) {
+        self.dp.sticky |= ctrl::WDATAERR;
+    }
+
     /// A DP register read (`addr` is A[3:2] << 2).
     pub fn dp_read(&mut self, addr: u8) -> Result<u32, Ack> {
         self.transaction();
