@@ -789,13 +789,17 @@ impl Board {
             0x00 => self.dp.csw | 0x40,
             0x04 => self.dp.tar,
             0x0C => {
-                let (tar, size) = (self.dp.tar, self.csw_size());
-                let v = self.debugger_read(tar, size).inspect_err(|_| {
-                    self.dp.sticky |= ctrl::STICKYERR;
-                })?;
-                self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
-                self.increment_tar(size);
-                v << ((tar & 3) * 8)
+                let mut word = 0;
+                for _ in 0..self.drw_units() {
+                    let (tar, size) = (self.dp.tar, self.csw_size());
+                    let v = self.debugger_read(tar, size).inspect_err(|_| {
+                        self.dp.sticky |= ctrl::STICKYERR;
+                    })?;
+                    self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
+                    self.increment_tar(size);
+                    word |= v << ((tar & 3) * 8);
+                }
+                word
             }
             0x10..=0x1C => {
                 let a = (self.dp.tar & !0xF) | (reg as u32 & 0xC);
@@ -826,13 +830,15 @@ impl Board {
             0x00 => self.dp.csw = value & 0xFF00_0F37,
             0x04 => self.dp.tar = value,
             0x0C => {
-                let (tar, size) = (self.dp.tar, self.csw_size());
-                let v = value >> ((tar & 3) * 8);
-                self.debugger_write(tar, size, v).inspect_err(|_| {
-                    self.dp.sticky |= ctrl::STICKYERR;
-                })?;
-                self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
-                self.increment_tar(size);
+                for _ in 0..self.drw_units() {
+                    let (tar, size) = (self.dp.tar, self.csw_size());
+                    let v = value >> ((tar & 3) * 8);
+                    self.debugger_write(tar, size, v).inspect_err(|_| {
+                        self.dp.sticky |= ctrl::STICKYERR;
+                    })?;
+                    self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
+                    self.increment_tar(size);
+                }
             }
             0x10..=0x1C => {
                 let a = (self.dp.tar & !0xF) | (reg as u32 & 0xC);
@@ -850,6 +856,20 @@ impl Board {
     fn count_halfword_transfer(&mut self, reg: u8) {
         if matches!(reg, 0x0C..=0x1C) && self.dp.csw & 7 == 1 {
             self.mcu.borrow_mut().clock.counters.halfword_transfers += 1;
+        }
+    }
+
+    /// Transfers one DRW access makes: with CSW.AddrInc = packed (0b10) and
+    /// a byte or halfword size, 32 / size of them, each at TAR in TAR's byte
+    /// lane, TAR incrementing after each (ADIv5.0 C2.2.7; the Cortex-M4
+    /// AHB-AP supports packed transfers, and OpenOCD uses them for 8- and
+    /// 16-bit blocks, unaligned ones included).
+    fn drw_units(&self) -> u32 {
+        let size = self.csw_size();
+        if self.dp.csw & 0x30 == 0x20 {
+            4 / size
+        } else {
+            1
         }
     }
 
