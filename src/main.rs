@@ -49,6 +49,10 @@ enum Command {
     /// Time load, reload, CRC and reads of the window against the physical
     /// limit (virtual time with --sim; wall time on a board, which it erases).
     Bench(cli::bench::BenchArgs),
+    /// Offer the virtual board to other debuggers on an OpenOCD
+    /// remote_bitbang socket (OpenOCD over JTAG, pyOCD's pyocd-bitbang
+    /// over SWD).
+    Bitbang(cli::bitbang::BitbangArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +77,7 @@ fn main() -> std::process::ExitCode {
     // subcommands print their own progress, so only warnings are logged.
     let default_filter = match cli.command {
         Command::Serve(_) => "warn,extflash_gdb=info",
+        Command::Bitbang(_) => "warn,sim=info",
         // The virtual board's own warnings (a blank chip locking up) are
         // noise for a one-shot command.
         _ => "warn,sim=error",
@@ -94,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::List => cli::list::run(),
         Command::Selftest(args) => cli::selftest::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Bitbang(args) => cli::bitbang::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
