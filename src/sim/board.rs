@@ -881,11 +881,13 @@ impl Board {
         }
     }
 
-    /// Auto-increment wraps within the 1 KiB TAR boundary (ADIv5 C2.2.2).
+    /// Auto-increment changes TAR[11:0] only: the Cortex-M3/M4 AHB-AP wraps
+    /// within 4 KiB (ADIv5 only guarantees 1 KiB; OpenOCD relies on the
+    /// Cortex-M4's 4 KiB and rewrites TAR only at 4 KiB boundaries).
     fn increment_tar(&mut self, size: u32) {
         if self.dp.csw & 0x30 != 0 {
             let t = self.dp.tar;
-            self.dp.tar = (t & !0x3FF) | (t.wrapping_add(size) & 0x3FF);
+            self.dp.tar = (t & !0xFFF) | (t.wrapping_add(size) & 0xFFF);
         }
     }
 
