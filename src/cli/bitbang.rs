@@ -16,6 +16,11 @@ pub struct BitbangArgs {
     /// TCP port; 0 picks a free one.
     #[arg(long, default_value_t = bitbang::DEFAULT_PORT)]
     pub port: u16,
+    /// Bit clock in kHz that virtual time charges each transaction at. A
+    /// host bit-banging over TCP is slow; its own pace is not measured, so
+    /// virtual time stays the same on every run.
+    #[arg(long, value_name = "KHZ", default_value_t = bitbang::DEFAULT_KHZ)]
+    pub speed: u32,
     /// Back the virtual board's flash with files in DIR (shared with
     /// `serve --sim --sim-state DIR`, one at a time).
     #[arg(long, value_name = "DIR")]
@@ -35,6 +40,7 @@ pub struct BitbangArgs {
 pub fn run(args: BitbangArgs) -> anyhow::Result<()> {
     let board = SimBoard::new(SimConfig {
         state_dir: args.sim_state.clone(),
+        speed_khz: Some(args.speed),
         realtime: args.sim_realtime,
         fast_forward: !args.sim_no_fast_forward,
         faults: args.sim_fault.unwrap_or_default(),

@@ -20,6 +20,13 @@ use super::SimBoard;
 /// pyocd-bitbang's default port.
 pub const DEFAULT_PORT: u16 = 5555;
 
+/// The bit clock a remote_bitbang board charges transactions at by
+/// default: a host that sends a character per clock edge over TCP manages
+/// well under 1 MHz, and at this rate the flash controller's BUSY times
+/// (a 16 KiB sector erase is 250 ms) pass within the wall-clock timeouts of
+/// hosts that poll a few hundred transactions a second (pyOCD's is 10 s).
+pub const DEFAULT_KHZ: u32 = 100;
+
 /// Why a remote_bitbang connection ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum BitbangError {
