@@ -1,0 +1,164 @@
+//! Debuggers nobody here wrote drive the virtual board through its
+//! remote_bitbang socket (`extflash_gdb::sim::bitbang`): OpenOCD's
+//! `remote_bitbang` adapter over JTAG (Debian's OpenOCD 0.12 speaks only
+//! JTAG on it) and pyOCD's `pyocd-bitbang` probe over SWD. Each reads the
+//! debug port's ID, halts, reads memory and programs internal flash with
+//! its own flash driver; the board's flash must then hold the ELF.
+//! Both tools are installed by `scripts/test-all.sh`.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use extflash_gdb::sim::{bitbang, SimBoard, SimConfig};
+
+use crate::support::elf;
+
+/// A board behind a remote_bitbang socket served by a thread of this test
+/// process (for the whole process), as `extflash-gdb bitbang` serves it.
+fn serve_board() -> (SimBoard, String) {
+    let board = SimBoard::new(SimConfig {
+        speed_khz: Some(bitbang::DEFAULT_KHZ),
+        ..Default::default()
+    })
+    .expect("virtual board");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = board.clone();
+    std::thread::spawn(move || bitbang::serve(listener, served));
+    (board, addr)
+}
+
+/// Run a tool to completion within `limit`; its stdout and stderr.
+fn run(program: &str, args: &[String], limit: Duration) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {program} ({e}): scripts/test-all.sh installs it"));
+    let deadline = Instant::now() + limit;
+    let mut killed = false;
+    // Waiting on a child process (not a socket): bounded polling.
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("---- {program} {args:?}\n{text}");
+    assert!(!killed, "{program} timed out after {limit:?}:\n{text}");
+    text
+}
+
+/// Every byte the ELF's loadable segments put in internal flash is there.
+fn assert_flash_holds(board: &SimBoard, image: &[u8]) {
+    let mut b = board.lock();
+    for (addr, data) in elf::load_segments(image) {
+        for (i, &want) in data.iter().enumerate() {
+            let at = addr + i as u32;
+            let got = b.debugger_read(at, 1).expect("flash readable") as u8;
+            assert_eq!(got, want, "internal flash at {at:#010x}");
+        }
+    }
+}
+
+#[test]
+fn openocd_over_jtag_finds_both_taps_halts_reads_and_programs_internal_flash() {
+    let (board, addr) = serve_board();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let c = |s: &str| ["-c".to_string(), s.to_string()];
+    let mut args: Vec<String> = Vec::new();
+    args.extend(c(&format!(
+        "adapter driver remote_bitbang; remote_bitbang host {host}; remote_bitbang port {port}; \
+         transport select jtag"
+    )));
+    args.extend(["-f".into(), "target/stm32f4x.cfg".into()]);
+    // The config's reset events set an adapter speed, which remote_bitbang
+    // has none of.
+    args.extend(c("stm32f4x.cpu configure -event reset-start {}; \
+         stm32f4x.cpu configure -event reset-init {}"));
+    args.extend(c(&format!(
+        "init; halt; echo \"DBGMCU_IDCODE [read_memory 0xE0042000 32 1]\"; \
+         echo \"FLASH_SIZE [read_memory 0x1FFF7A22 16 1]\"; \
+         program {} verify; reset halt; echo \"RESET_PC [reg pc]\"; \
+         echo \"VECTORS [read_memory 0x08000000 32 2]\"; shutdown",
+        elf::FIRMWARE
+    )));
+    let out = run("openocd", &args, Duration::from_secs(240));
+
+    assert!(out.contains("tap/device found: 0x4ba00477"), "JTAG-DP IDCODE");
+    assert!(out.contains("tap/device found: 0x06413041"), "boundary-scan IDCODE");
+    assert!(out.contains("Cortex-M4 r0p1 processor detected"));
+    assert!(out.contains("DBGMCU_IDCODE 0x10076413"));
+    assert!(out.contains("FLASH_SIZE 0x200"));
+    assert!(out.contains("** Verified OK **"), "program + verify");
+    let image = elf::firmware_elf();
+    let (sp, pc) = {
+        let (_, v) = &elf::load_segments(&image)[0];
+        let w = |i: usize| u32::from_le_bytes(v[i..i + 4].try_into().unwrap());
+        (w(0), w(4))
+    };
+    assert!(out.contains(&format!("VECTORS {sp:#x} {pc:#x}")));
+    assert!(
+        out.contains(&format!("RESET_PC pc (/32): {:#010x}", pc & !1)),
+        "reset halt stops at the reset vector"
+    );
+    assert!(board.lock().is_halted());
+    assert_flash_holds(&board, &image);
+}
+
+#[test]
+fn pyocd_over_swd_reads_dpidr_halts_reads_and_programs_internal_flash() {
+    let (board, addr) = serve_board();
+    // pyOCD has no built-in STM32F407 target (its pack is a download); the
+    // STM32F412xE has the same flash controller, sector layout (4 x 16 KiB,
+    // 64 KiB, 3 x 128 KiB for 512 KiB) and SRAM base.
+    let probe = format!("remote_bitbang:{addr}");
+    let common = |cmd: &str| -> Vec<String> {
+        vec![
+            cmd.into(),
+            "-t".into(),
+            "stm32f412xe".into(),
+            "-u".into(),
+            probe.clone(),
+            "-v".into(),
+        ]
+    };
+    let mut args = common("commander");
+    for cmd in ["halt", "read32 0xE0042000", "reg pc"] {
+        args.extend(["-c".into(), cmd.into()]);
+    }
+    let out = run("pyocd", &args, Duration::from_secs(120));
+    assert!(out.contains("DP IDR = 0x2ba01477"), "SW-DP DPIDR");
+    assert!(out.contains("Successfully halted device"));
+    assert!(out.contains("e0042000:  10076413"), "DBGMCU IDCODE");
+
+    let mut args = common("load");
+    args.push(elf::FIRMWARE.into());
+    let out = run("pyocd", &args, Duration::from_secs(240));
+    assert!(out.contains("Erased 16384 bytes (1 sector)"), "its own erase");
+    let image = elf::firmware_elf();
+    assert_flash_holds(&board, &image);
+
+    // pyOCD reads back what it programmed.
+    let mut args = common("commander");
+    for cmd in ["halt", "read32 0x08000000 8"] {
+        args.extend(["-c".into(), cmd.into()]);
+    }
+    let out = run("pyocd", &args, Duration::from_secs(120));
+    let (_, v) = &elf::load_segments(&image)[0];
+    let w = |i: usize| u32::from_le_bytes(v[i..i + 4].try_into().unwrap());
+    assert!(
+        out.contains(&format!("08000000:  {:08x} {:08x}", w(0), w(4))),
+        "vector table read back"
+    );
+}
