@@ -361,10 +361,7 @@ impl SwjDp {
     pub fn swdio(&self) -> bool {
         match self.port {
             Port::Jtag => self.pins.tms,
-            Port::Swd(pin) => self
-                .swd_output()
-                .or(self.pins.swdio(pin))
-                .unwrap_or(false),
+            Port::Swd(pin) => self.swd_output().or(self.pins.swdio(pin)).unwrap_or(false),
         }
     }
 
@@ -640,5 +637,306 @@ fn jtag_dp_write(board: &mut Board, addr: u8, value: u32) -> Result<(), Ack> {
         }
         0x8 => board.dp_write(0x8, value),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimBoard, SimConfig};
+
+    fn board() -> SimBoard {
+        SimBoard::new(SimConfig::default()).unwrap()
+    }
+
+    /// A JTAG host as OpenOCD's bitbang driver clocks: pins set with TCK
+    /// low, TDO sampled, then TCK high.
+    struct JtagHost<'a> {
+        w: SwjDp,
+        b: &'a mut Board,
+    }
+
+    impl JtagHost<'_> {
+        fn clock(&mut self, tms: bool, tdi: bool) -> bool {
+            self.w.write(self.b, false, tms, tdi);
+            let tdo = self.w.read();
+            self.w.write(self.b, true, tms, tdi);
+            tdo
+        }
+
+        fn reset_to_idle(&mut self) {
+            for _ in 0..5 {
+                self.clock(true, false);
+            }
+            self.clock(false, false);
+        }
+
+        /// From Run-Test/Idle, shift `n` bits of `value` through IR or DR
+        /// and back to Run-Test/Idle; the bits shifted out.
+        fn scan(&mut self, ir: bool, value: u64, n: u32) -> u64 {
+            self.clock(true, false); // Select-DR
+            if ir {
+                self.clock(true, false); // Select-IR
+            }
+            self.clock(false, false); // Capture
+            self.clock(false, false); // Shift
+            let mut out = 0;
+            for i in 0..n {
+                let last = i == n - 1;
+                out |= (self.clock(last, value >> i & 1 != 0) as u64) << i;
+            }
+            self.clock(true, false); // Update
+            self.clock(false, false); // Idle
+            out
+        }
+    }
+
+    #[test]
+    fn jtag_idcode_scan_after_reset_gives_the_dp_then_the_boundary_scan_tap() {
+        let sb = board();
+        let mut b = sb.lock();
+        let mut h = JtagHost {
+            w: SwjDp::new(),
+            b: &mut b,
+        };
+        h.reset_to_idle();
+        let ids = h.scan(false, u64::MAX, 64);
+        assert_eq!(ids as u32, JTAG_DP_IDCODE, "TAP nearest TDO first");
+        assert_eq!((ids >> 32) as u32, BOUNDARY_SCAN_IDCODE);
+        // IR capture: 0001 (DP, 4 bits) then 00001 (boundary scan, 5 bits).
+        assert_eq!(h.scan(true, 0x1FF, 9), 0b00001_0001);
+    }
+
+    #[test]
+    fn jtag_dpacc_results_arrive_with_the_next_scan_and_sticky_bits_clear_by_writing_one() {
+        let sb = board();
+        let mut b = sb.lock();
+        let mut h = JtagHost {
+            w: SwjDp::new(),
+            b: &mut b,
+        };
+        h.reset_to_idle();
+        // IR: boundary scan BYPASS (5 ones, shifted last), DP DPACC.
+        h.scan(true, 0b11111 << 4 | ir::DPACC as u64, 9);
+        // DR: 35 bits of the DP, then the boundary scan's 1-bit bypass.
+        let dpacc = |data: u32, addr: u64, read: bool| (data as u64) << 3 | addr << 1 | read as u64;
+        h.scan(false, dpacc(0x5000_0000, 1, false), 36); // CTRL/STAT: power-up requests
+        let first = h.scan(false, dpacc(0, 1, true), 36); // read CTRL/STAT
+        assert_eq!(first & 7, JTAG_ACK_OK_FAULT);
+        let next = h.scan(false, dpacc(0, 3, true), 36); // RDBUFF, captures the read
+        assert_eq!(
+            (next >> 3) as u32 & 0xF000_0000,
+            0xF000_0000,
+            "requests and ACKs"
+        );
+
+        // An AP read of unmapped memory sets STICKYERR; writing 1 clears it.
+        h.scan(true, 0b11111 << 4 | ir::APACC as u64, 9);
+        h.scan(false, dpacc(0x6000_0000, 1, false), 36); // TAR
+        h.scan(false, dpacc(0, 3, true), 36); // DRW read: bus fault
+        assert_ne!(h.b.dp_sticky() & (1 << 5), 0, "STICKYERR");
+        h.scan(true, 0b11111 << 4 | ir::DPACC as u64, 9);
+        h.scan(false, dpacc(0x5000_0020, 1, false), 36);
+        assert_eq!(h.b.dp_sticky() & (1 << 5), 0, "cleared by writing 1");
+    }
+
+    /// An SWD host in OpenOCD's SWD encoding (`O o c d-g`): data set with
+    /// SWCLK low, sampled before SWCLK rises.
+    struct SwdHost<'a> {
+        w: SwjDp,
+        b: &'a mut Board,
+    }
+
+    impl SwdHost<'_> {
+        fn bits(&mut self, value: u64, n: u32) {
+            self.w.swdio_drive(true);
+            for i in 0..n {
+                let bit = value >> i & 1 != 0;
+                self.w.swd_write(self.b, false, bit);
+                self.w.swd_write(self.b, true, bit);
+            }
+        }
+
+        fn read_bits(&mut self, n: u32) -> u64 {
+            self.w.swdio_drive(false);
+            let mut v = 0;
+            for i in 0..n {
+                self.w.swd_write(self.b, false, false);
+                v |= (self.w.swdio() as u64) << i;
+                self.w.swd_write(self.b, true, false);
+            }
+            v
+        }
+
+        fn select_swd(&mut self) {
+            self.bits(u64::MAX, 56);
+            self.bits(JTAG_TO_SWD as u64, 16);
+            self.bits(u64::MAX, 56);
+            self.bits(0, 8);
+        }
+
+        fn header(ap: bool, read: bool, addr: u8) -> u64 {
+            let a = (addr >> 2) as u64 & 3;
+            let body = (ap as u64) | (read as u64) << 1 | a << 2;
+            let parity = (body.count_ones() & 1) as u64;
+            1 | body << 1 | parity << 5 | 1 << 7
+        }
+
+        /// A read: (ACK, data, parity ok).
+        fn read(&mut self, ap: bool, addr: u8) -> (u8, u32, bool) {
+            self.bits(Self::header(ap, true, addr), 8);
+            let v = self.read_bits(1 + 3 + 32 + 1 + 1);
+            let ack = (v >> 1 & 7) as u8;
+            let data = (v >> 4) as u32;
+            let parity = v >> 36 & 1 == (data.count_ones() & 1) as u64;
+            self.bits(0, 8);
+            (ack, data, parity)
+        }
+
+        fn write_with_parity(&mut self, ap: bool, addr: u8, value: u32, parity: bool) -> u8 {
+            self.bits(Self::header(ap, false, addr), 8);
+            let ack = (self.read_bits(1 + 3 + 1) >> 1 & 7) as u8;
+            self.bits(value as u64 | (parity as u64) << 32, 33);
+            self.bits(0, 8);
+            ack
+        }
+
+        fn write(&mut self, ap: bool, addr: u8, value: u32) -> u8 {
+            self.write_with_parity(ap, addr, value, value.count_ones() & 1 != 0)
+        }
+    }
+
+    #[test]
+    fn swd_after_the_switch_reads_dpidr_and_posts_ap_reads() {
+        let sb = board();
+        let mut b = sb.lock();
+        let mut h = SwdHost {
+            w: SwjDp::new(),
+            b: &mut b,
+        };
+        // Still JTAG: nothing answers an SWD header.
+        assert_eq!(h.read(false, 0).0, 0b000);
+        h.select_swd();
+        assert_eq!(h.w.port(), Port::Swd(SwdioPin::Tms));
+        assert_eq!(h.read(false, 0), (ACK_OK, crate::sim::board::DPIDR, true));
+        assert_eq!(h.write(false, 0x4, 0x5000_0000), ACK_OK);
+        assert_eq!(h.write(true, 0x0, 0x2300_0002), ACK_OK); // CSW: 32-bit
+        assert_eq!(h.write(true, 0x4, 0xE004_2000), ACK_OK); // TAR: DBGMCU IDCODE
+        let (ack, _stale, _) = h.read(true, 0xC);
+        assert_eq!(ack, ACK_OK);
+        assert_eq!(
+            h.read(false, 0xC),
+            (ACK_OK, crate::sim::debug::DBGMCU_IDCODE_F407, true),
+            "RDBUFF holds the posted read"
+        );
+    }
+
+    #[test]
+    fn swd_faults_after_a_bus_error_until_abort_and_refuses_a_bad_write_parity() {
+        let sb = board();
+        let mut b = sb.lock();
+        let mut h = SwdHost {
+            w: SwjDp::new(),
+            b: &mut b,
+        };
+        h.select_swd();
+        h.read(false, 0);
+        h.write(false, 0x4, 0x5000_0000);
+        h.write(true, 0x4, 0x6000_0000); // unmapped
+        assert_eq!(h.read(true, 0xC).0, ACK_OK, "posted: this read is OK");
+        assert_eq!(h.read(false, 0xC).0, ACK_FAULT, "the next access faults");
+        assert_eq!(h.read(false, 0x4).0, ACK_OK, "CTRL/STAT is always readable");
+        assert_eq!(h.write(false, 0x0, 1 << 2), ACK_OK, "ABORT STKERRCLR");
+        assert_eq!(h.read(false, 0xC).0, ACK_OK);
+
+        h.write(true, 0x4, 0x2000_0000);
+        h.write(true, 0xC, 0x1234_5678);
+        assert_eq!(
+            h.write_with_parity(true, 0xC, 0xAAAA_AAAA, true),
+            ACK_OK,
+            "ACK comes before the data"
+        );
+        assert_ne!(h.b.dp_sticky() & (1 << 7), 0, "WDATAERR");
+        assert_eq!(h.b.debugger_read(0x2000_0004, 4), Ok(0), "not written");
+    }
+
+    #[test]
+    fn swd_header_with_bad_parity_is_not_answered_until_a_line_reset_and_dpidr_read() {
+        let sb = board();
+        let mut b = sb.lock();
+        let mut h = SwdHost {
+            w: SwjDp::new(),
+            b: &mut b,
+        };
+        h.select_swd();
+        h.read(false, 0);
+        let bad = SwdHost::header(false, true, 0) ^ 1 << 5;
+        h.bits(bad, 8);
+        assert_eq!(h.read_bits(4) >> 1, 0, "no ACK");
+        h.bits(0, 8);
+        assert_eq!(h.read(false, 0).0, 0, "still locked out");
+        h.bits(u64::MAX, 52);
+        h.bits(0, 4);
+        assert_eq!(h.read(false, 0x4).0, 0, "after a line reset, DPIDR first");
+        h.bits(u64::MAX, 52);
+        h.bits(0, 4);
+        assert_eq!(h.read(false, 0).0, ACK_OK);
+        assert_eq!(h.read(false, 0x4).0, ACK_OK);
+        assert_eq!(
+            h.w.counters.protocol_errors, 2,
+            "the bad header and the early CTRL/STAT read"
+        );
+    }
+
+    #[test]
+    fn pyocd_bitbang_encoding_selects_swd_on_tdi_and_reads_dpidr() {
+        use crate::sim::bitbang::Session;
+        let sb = board();
+        let mut b = sb.lock();
+        let mut s = Session::new();
+        let mut out = Vec::new();
+        // pyocd-bitbang: a bit is `62`/`73` (SWCLK high with SWDIO on TDI
+        // and TMS as output enable, then low), a read `40R`.
+        let bits = |v: u64, n: u32| -> Vec<u8> {
+            (0..n)
+                .flat_map(|i| if v >> i & 1 != 0 { *b"73" } else { *b"62" })
+                .collect()
+        };
+        let mut input = bits(u64::MAX, 51);
+        input.extend(bits(JTAG_TO_SWD as u64, 16));
+        input.extend(bits(u64::MAX, 51));
+        input.extend(bits(0, 8));
+        input.extend(bits(SwdHost::header(false, true, 0), 8));
+        input.extend(b"40R".repeat(4 + 34));
+        input.extend(bits(0, 5));
+        s.feed(&mut b, &input, &mut out).unwrap();
+        assert_eq!(s.wire.port(), Port::Swd(SwdioPin::TdiWhenTms));
+        let v = out
+            .iter()
+            .enumerate()
+            .fold(0u64, |v, (i, &c)| v | ((c == b'1') as u64) << i);
+        assert_eq!(v >> 1 & 7, ACK_OK as u64, "trn then OK");
+        assert_eq!((v >> 4) as u32, crate::sim::board::DPIDR);
+    }
+
+    #[test]
+    fn unknown_request_character_is_named_with_its_offset() {
+        use crate::sim::bitbang::{BitbangError, Flow, Session};
+        let sb = board();
+        let mut b = sb.lock();
+        let mut s = Session::new();
+        let mut out = Vec::new();
+        assert_eq!(s.feed(&mut b, b"B0R", &mut out).unwrap(), Flow::Continue);
+        assert_eq!(out, b"0");
+        let e = s.feed(&mut b, b"01X", &mut out).unwrap_err();
+        assert!(matches!(
+            e,
+            BitbangError::UnknownRequest {
+                byte: b'X',
+                offset: 5
+            }
+        ));
+        assert!(e.to_string().contains("'X'"), "{e}");
+        assert_eq!(s.feed(&mut b, b"bQ7", &mut out).unwrap(), Flow::Quit);
     }
 }

@@ -95,8 +95,14 @@ fn openocd_over_jtag_finds_both_taps_halts_reads_and_programs_internal_flash() {
     )));
     let out = run("openocd", &args, Duration::from_secs(240));
 
-    assert!(out.contains("tap/device found: 0x4ba00477"), "JTAG-DP IDCODE");
-    assert!(out.contains("tap/device found: 0x06413041"), "boundary-scan IDCODE");
+    assert!(
+        out.contains("tap/device found: 0x4ba00477"),
+        "JTAG-DP IDCODE"
+    );
+    assert!(
+        out.contains("tap/device found: 0x06413041"),
+        "boundary-scan IDCODE"
+    );
     assert!(out.contains("Cortex-M4 r0p1 processor detected"));
     assert!(out.contains("DBGMCU_IDCODE 0x10076413"));
     assert!(out.contains("FLASH_SIZE 0x200"));
@@ -145,7 +151,10 @@ fn pyocd_over_swd_reads_dpidr_halts_reads_and_programs_internal_flash() {
     let mut args = common("load");
     args.push(elf::FIRMWARE.into());
     let out = run("pyocd", &args, Duration::from_secs(240));
-    assert!(out.contains("Erased 16384 bytes (1 sector)"), "its own erase");
+    assert!(
+        out.contains("Erased 16384 bytes (1 sector)"),
+        "its own erase"
+    );
     let image = elf::firmware_elf();
     assert_flash_holds(&board, &image);
 
