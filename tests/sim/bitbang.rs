@@ -171,3 +171,65 @@ fn pyocd_over_swd_reads_dpidr_halts_reads_and_programs_internal_flash() {
         "vector table read back"
     );
 }
+
+// ---- What these debuggers found in the model, each checked on its own ----
+
+/// A powered-up AHB-AP with CSW = `csw` (through the board's DP/AP model).
+fn ap_with_csw(csw: u32) -> SimBoard {
+    let board = SimBoard::new(SimConfig::default()).expect("virtual board");
+    {
+        let mut b = board.lock();
+        b.dp_write(0x4, 0x5000_0000).unwrap();
+        b.ap_write(0x0, csw).unwrap();
+    }
+    board
+}
+
+#[test]
+fn ahb_ap_packed_byte_writes_and_reads_move_four_lanes_per_drw_access() {
+    // CSW: byte size, AddrInc = packed (ADIv5 C2.2.7).
+    let board = ap_with_csw(0x2300_0020);
+    let mut b = board.lock();
+    assert_eq!(b.ap_read(0x0).unwrap() & 0x37, 0x20, "packed reads back");
+    b.ap_write(0x4, 0x2000_0101).unwrap(); // unaligned start
+    // Lanes 1, 2, 3 then lane 0 of the next word, as OpenOCD packs them.
+    b.ap_write(0xC, 0x4433_2211).unwrap();
+    assert_eq!(b.ap_read(0x4).unwrap(), 0x2000_0105, "TAR moved by 4");
+    assert_eq!(b.debugger_read(0x2000_0101, 1), Ok(0x22));
+    assert_eq!(b.debugger_read(0x2000_0102, 1), Ok(0x33));
+    assert_eq!(b.debugger_read(0x2000_0103, 1), Ok(0x44));
+    assert_eq!(b.debugger_read(0x2000_0104, 1), Ok(0x11));
+    b.ap_write(0x4, 0x2000_0101).unwrap();
+    assert_eq!(b.ap_read(0xC).unwrap(), 0x4433_2211);
+    // Halfwords: two per access.
+    b.ap_write(0x0, 0x2300_0021).unwrap();
+    b.ap_write(0x4, 0x2000_0200).unwrap();
+    b.ap_write(0xC, 0xBBBB_AAAA).unwrap();
+    assert_eq!(b.debugger_read(0x2000_0200, 4), Ok(0xBBBB_AAAA));
+}
+
+#[test]
+fn ahb_ap_auto_increment_crosses_1k_and_wraps_at_4k_as_a_cortex_m4() {
+    // CSW: word size, AddrInc = single.
+    let board = ap_with_csw(0x2300_0012);
+    let mut b = board.lock();
+    b.ap_write(0x4, 0x2000_03FC).unwrap();
+    b.ap_write(0xC, 0x1111_1111).unwrap();
+    b.ap_write(0xC, 0x2222_2222).unwrap();
+    assert_eq!(b.debugger_read(0x2000_0400, 4), Ok(0x2222_2222), "past 1 KiB");
+    b.ap_write(0x4, 0x2000_0FFC).unwrap();
+    b.ap_write(0xC, 0x3333_3333).unwrap();
+    assert_eq!(b.ap_read(0x4).unwrap(), 0x2000_0000, "TAR[11:0] wraps");
+}
+
+#[test]
+fn reserved_dwt_fpb_and_itm_registers_read_as_zero() {
+    let board = SimBoard::new(SimConfig::default()).expect("virtual board");
+    let mut b = board.lock();
+    // DWT DEVARCH (ARMv8-M only; OpenOCD reads it on every examine).
+    assert_eq!(b.debugger_read(0xE000_1FBC, 4), Ok(0));
+    assert_eq!(b.debugger_read(0xE000_2F00, 4), Ok(0));
+    assert_eq!(b.debugger_read(0xE000_0F00, 4), Ok(0));
+    // The component IDs are still there.
+    assert_eq!(b.debugger_read(0xE000_1FF0, 4), Ok(0x0D));
+}
