@@ -52,24 +52,29 @@ pub fn run(args: BitbangArgs) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}")?;
-        writeln!(
-            out,
-            "{}",
-            super::demo::board_line(args.sim_state.as_deref())
-        )?;
-        writeln!(
-            out,
-            "OpenOCD (JTAG): openocd -c 'adapter driver remote_bitbang; remote_bitbang host {}; \
-             remote_bitbang port {}; transport select jtag' -f target/stm32f4x.cfg",
-            addr.ip(),
-            addr.port()
-        )?;
-        writeln!(
-            out,
-            "pyOCD (SWD, pip install pyocd-bitbang): pyocd commander -t stm32f412xe -u \
-             remote_bitbang:{addr}"
-        )?;
         out.flush()?;
+        // Help for people; a reader that only wanted the first line (and
+        // went away) must not stop the server.
+        let help = [
+            super::demo::board_line(args.sim_state.as_deref()),
+            format!(
+                "OpenOCD (JTAG): openocd -c 'adapter driver remote_bitbang; remote_bitbang host {}; \
+                 remote_bitbang port {}; transport select jtag' -f target/stm32f4x.cfg -c \
+                 'stm32f4x.cpu configure -event reset-start {{}}; stm32f4x.cpu configure \
+                 -event reset-init {{}}'",
+                addr.ip(),
+                addr.port()
+            ),
+            format!(
+                "pyOCD (SWD, pip install pyocd-bitbang): pyocd commander -t stm32f412xe -u \
+                 remote_bitbang:{addr}"
+            ),
+        ];
+        for line in help {
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
     }
     // Ctrl-C saves the flash state files before leaving.
     let on_stop = board.clone();

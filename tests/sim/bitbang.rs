@@ -233,3 +233,82 @@ fn reserved_dwt_fpb_and_itm_registers_read_as_zero() {
     // The component IDs are still there.
     assert_eq!(b.debugger_read(0xE000_1FF0, 4), Ok(0x0D));
 }
+
+/// `extflash-gdb bitbang` as a user starts it; killed on drop.
+struct BitbangCommand {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl BitbangCommand {
+    fn start(extra: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+            .args(["bitbang", "--port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn extflash-gdb bitbang");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("expected `listening on HOST:PORT`, got {line:?}"))
+            .to_string();
+        Self { child, addr }
+    }
+}
+
+impl Drop for BitbangCommand {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bitbang_subcommand_serves_pyocd_and_keeps_its_flash_in_the_state_dir() {
+    let dir = std::env::temp_dir().join(format!("extflash-bitbang-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = BitbangCommand::start(&["--sim-state", dir.to_str().unwrap()]);
+    let args: Vec<String> = [
+        "load",
+        "-t",
+        "stm32f412xe",
+        "-u",
+        &format!("remote_bitbang:{}", server.addr),
+        elf::FIRMWARE,
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = run("pyocd", &args, Duration::from_secs(240));
+    assert!(out.contains("programmed"), "pyocd load");
+    // The state files are written when a connection ends; a second host
+    // connecting is served after the first one's flush.
+    let out = run(
+        "pyocd",
+        &[
+            "commander",
+            "-t",
+            "stm32f412xe",
+            "-u",
+            &format!("remote_bitbang:{}", server.addr),
+            "-c",
+            "read32 0x08000000 4",
+        ]
+        .map(String::from),
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("08000000:"), "second connection served");
+    let flash = std::fs::read(dir.join(extflash_gdb::sim::INTERNAL_FLASH_FILE)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (addr, data) in elf::load_segments(&elf::firmware_elf()) {
+        let at = (addr - 0x0800_0000) as usize;
+        assert_eq!(&flash[at..at + data.len()], &data[..], "state file at {addr:#x}");
+    }
+}
