@@ -312,3 +312,34 @@ fn bitbang_subcommand_serves_pyocd_and_keeps_its_flash_in_the_state_dir() {
         assert_eq!(&flash[at..at + data.len()], &data[..], "state file at {addr:#x}");
     }
 }
+
+#[test]
+fn bkpt_inside_an_it_block_halts_with_the_it_state_kept() {
+    use probe_rs::{CoreInterface, MemoryInterface, RegisterId};
+    // OpenOCD steps over RAM code with a software breakpoint at the next
+    // instruction: here the one inside `it cs`, whose condition is false.
+    let board = SimBoard::new(SimConfig::default()).expect("virtual board");
+    let mut session = crate::support::sim::attach(&board);
+    let mut core = session.core(0).unwrap();
+    core.halt(Duration::from_secs(1)).unwrap();
+    // cmp r7, r1; it cs; BKPT over the first half of addcs.w r7, r0, #8; bkpt
+    let code = [0x8f, 0x42, 0x28, 0xbf, 0x00, 0xbe, 0x08, 0x07, 0x00, 0xbe];
+    core.write_8(0x2000_0000, &code).unwrap();
+    core.write_core_reg(RegisterId(0), 0x1000u32).unwrap();
+    core.write_core_reg(RegisterId(1), 0x2000u32).unwrap();
+    core.write_core_reg(RegisterId(7), 0x1500u32).unwrap();
+    let pc_id = core.program_counter().id;
+    core.write_core_reg(pc_id, 0x2000_0000u32).unwrap();
+    core.run().unwrap();
+    core.wait_for_core_halted(Duration::from_secs(5)).unwrap();
+    let pc: u32 = core.read_core_reg(pc_id).unwrap();
+    let xpsr: u32 = core.read_core_reg(RegisterId(16)).unwrap();
+    assert_eq!(pc, 0x2000_0004, "halted on the BKPT");
+    assert_ne!(xpsr & 0x0600_FC00, 0, "IT state kept: {xpsr:#010x}");
+    // The debugger puts the instruction back and steps it.
+    core.write_8(0x2000_0004, &[0x00, 0xf1]).unwrap();
+    core.step().unwrap();
+    let r7: u32 = core.read_core_reg(RegisterId(7)).unwrap();
+    assert_eq!(r7, 0x1500, "addcs skipped: carry clear");
+    assert_eq!(core.read_core_reg::<u32>(pc_id).unwrap(), 0x2000_0008);
+}
