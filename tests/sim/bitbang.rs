@@ -192,7 +192,7 @@ fn ahb_ap_packed_byte_writes_and_reads_move_four_lanes_per_drw_access() {
     let mut b = board.lock();
     assert_eq!(b.ap_read(0x0).unwrap() & 0x37, 0x20, "packed reads back");
     b.ap_write(0x4, 0x2000_0101).unwrap(); // unaligned start
-    // Lanes 1, 2, 3 then lane 0 of the next word, as OpenOCD packs them.
+                                           // Lanes 1, 2, 3 then lane 0 of the next word, as OpenOCD packs them.
     b.ap_write(0xC, 0x4433_2211).unwrap();
     assert_eq!(b.ap_read(0x4).unwrap(), 0x2000_0105, "TAR moved by 4");
     assert_eq!(b.debugger_read(0x2000_0101, 1), Ok(0x22));
@@ -216,7 +216,11 @@ fn ahb_ap_auto_increment_crosses_1k_and_wraps_at_4k_as_a_cortex_m4() {
     b.ap_write(0x4, 0x2000_03FC).unwrap();
     b.ap_write(0xC, 0x1111_1111).unwrap();
     b.ap_write(0xC, 0x2222_2222).unwrap();
-    assert_eq!(b.debugger_read(0x2000_0400, 4), Ok(0x2222_2222), "past 1 KiB");
+    assert_eq!(
+        b.debugger_read(0x2000_0400, 4),
+        Ok(0x2222_2222),
+        "past 1 KiB"
+    );
     b.ap_write(0x4, 0x2000_0FFC).unwrap();
     b.ap_write(0xC, 0x3333_3333).unwrap();
     assert_eq!(b.ap_read(0x4).unwrap(), 0x2000_0000, "TAR[11:0] wraps");
@@ -309,7 +313,11 @@ fn bitbang_subcommand_serves_pyocd_and_keeps_its_flash_in_the_state_dir() {
     let _ = std::fs::remove_dir_all(&dir);
     for (addr, data) in elf::load_segments(&elf::firmware_elf()) {
         let at = (addr - 0x0800_0000) as usize;
-        assert_eq!(&flash[at..at + data.len()], &data[..], "state file at {addr:#x}");
+        assert_eq!(
+            &flash[at..at + data.len()],
+            &data[..],
+            "state file at {addr:#x}"
+        );
     }
 }
 
