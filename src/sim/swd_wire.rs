@@ -704,7 +704,7 @@ mod tests {
         assert_eq!(ids as u32, JTAG_DP_IDCODE, "TAP nearest TDO first");
         assert_eq!((ids >> 32) as u32, BOUNDARY_SCAN_IDCODE);
         // IR capture: 0001 (DP, 4 bits) then 00001 (boundary scan, 5 bits).
-        assert_eq!(h.scan(true, 0x1FF, 9), 0b00001_0001);
+        assert_eq!(h.scan(true, 0x1FF, 9), (0b00001 << 4) | 0b0001);
     }
 
     #[test]

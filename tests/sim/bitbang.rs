@@ -323,7 +323,7 @@ fn bitbang_subcommand_serves_pyocd_and_keeps_its_flash_in_the_state_dir() {
 
 #[test]
 fn bkpt_inside_an_it_block_halts_with_the_it_state_kept() {
-    use probe_rs::{CoreInterface, MemoryInterface, RegisterId};
+    use probe_rs::{MemoryInterface, RegisterId};
     // OpenOCD steps over RAM code with a software breakpoint at the next
     // instruction: here the one inside `it cs`, whose condition is false.
     let board = SimBoard::new(SimConfig::default()).expect("virtual board");
