@@ -160,7 +160,7 @@ fn pyocd_over_swd_reads_dpidr_halts_reads_and_programs_internal_flash() {
 
     // pyOCD reads back what it programmed.
     let mut args = common("commander");
-    for cmd in ["halt", "read32 0x08000000 8"] {
+    for cmd in ["halt", "read32 0x08000000 8", "reset halt", "reg pc"] {
         args.extend(["-c".into(), cmd.into()]);
     }
     let out = run("pyocd", &args, Duration::from_secs(120));
@@ -169,6 +169,10 @@ fn pyocd_over_swd_reads_dpidr_halts_reads_and_programs_internal_flash() {
     assert!(
         out.contains(&format!("08000000:  {:08x} {:08x}", w(0), w(4))),
         "vector table read back"
+    );
+    assert!(
+        out.contains(&format!("pc = {:#010x}", w(4) & !1)),
+        "reset halt stops at the reset vector (a core register read)"
     );
 }
 
