@@ -18,7 +18,7 @@ pub struct BitbangArgs {
     pub port: u16,
     /// Bit clock in kHz that virtual time charges each transaction at. A
     /// host bit-banging over TCP is slow; its own pace is not measured, so
-    /// virtual time stays the same on every run.
+    /// virtual time depends only on the requests it sends.
     #[arg(long, value_name = "KHZ", default_value_t = bitbang::DEFAULT_KHZ)]
     pub speed: u32,
     /// Back the virtual board's flash with files in DIR (shared with
