@@ -355,3 +355,41 @@ fn bkpt_inside_an_it_block_halts_with_the_it_state_kept() {
     assert_eq!(r7, 0x1500, "addcs skipped: carry clear");
     assert_eq!(core.read_core_reg::<u32>(pc_id).unwrap(), 0x2000_0008);
 }
+
+#[test]
+fn socket_answers_each_read_closes_on_q_and_on_an_unknown_character_then_serves_the_next_host() {
+    use std::io::{Read as _, Write as _};
+    let (_board, addr) = serve_board();
+    let exchange = |input: &[u8]| -> Vec<u8> {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(input).unwrap();
+        let mut out = Vec::new();
+        // The server closes the connection: read to EOF (bounded).
+        s.read_to_end(&mut out)
+            .expect("server closes the connection");
+        out
+    };
+    // JTAG: Test-Logic-Reset, Shift-DR, then 32 bits of the JTAG-DP IDCODE
+    // (TDO read with TCK low, before each rising edge).
+    let mut input = b"B".to_vec();
+    for tms in [1, 1, 1, 1, 1, 0, 1, 0, 0] {
+        input.extend(if tms == 1 { b"26" } else { b"04" });
+    }
+    for _ in 0..32 {
+        input.extend(b"0R4");
+    }
+    input.extend(b"bQ0000R");
+    let out = exchange(&input);
+    assert_eq!(out.len(), 32, "one answer per read, none after Q");
+    let id = out
+        .iter()
+        .enumerate()
+        .fold(0u32, |v, (i, &c)| v | ((c == b'1') as u32) << i);
+    assert_eq!(id, extflash_gdb::sim::swd_wire::JTAG_DP_IDCODE);
+
+    // An unknown character ends the connection after the answers before it.
+    assert_eq!(exchange(b"RRxR"), b"00");
+    // And the socket still serves the next host.
+    assert_eq!(exchange(b"RQ"), b"0");
+}
