@@ -6,8 +6,10 @@
 #     distribution's packages;
 #   - the thumbv7m-none-eabi Rust target (the committed SPI stub is rebuilt
 #     and compared, so a stale build fails the run);
-#   - pyOCD from PyPI (tests/loaders parse and run the generated .FLM with
-#     pyOCD's own CMSIS-Pack parser).
+#   - OpenOCD (distribution package) and pyOCD with its pyocd-bitbang probe
+#     plugin (PyPI): the remote_bitbang tests run them against the virtual
+#     board, and tests/loaders parse and run the generated .FLM with
+#     pyOCD's own CMSIS-Pack parser.
 # Then: formatting, clippy with warnings as errors, and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +24,21 @@ if ! command -v gdb-multiarch >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb-multiarch >/dev/null
 fi
 
-if ! python3 -c "import pyocd" >/dev/null 2>&1; then
-  echo "== installing pyocd (PyPI)"
-  if ! command -v pip3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+if ! command -v openocd >/dev/null 2>&1; then
+  echo "== installing openocd"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openocd >/dev/null
+fi
+
+if ! command -v pyocd >/dev/null 2>&1 || ! python3 -c 'import pyocd_bitbang' >/dev/null 2>&1; then
+  echo "== installing pyocd and pyocd-bitbang"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
   fi
-  python3 -m pip install -q pyocd || python3 -m pip install -q --break-system-packages pyocd
+  # Debian's Python refuses system-wide pip installs (PEP 668) unless told.
+  python3 -m pip install -q pyocd pyocd-bitbang 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages pyocd pyocd-bitbang
 fi
 
 if ! rustup target list --installed | grep -qx thumbv7m-none-eabi; then

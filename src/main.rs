@@ -53,6 +53,10 @@ enum Command {
     /// STM32CubeProgrammer (.stldr), CMSIS-Pack (.FLM: Keil, pyOCD) or a
     /// probe-rs target description.
     Loader(cli::loader::LoaderArgs),
+    /// Offer the virtual board to other debuggers on an OpenOCD
+    /// remote_bitbang socket (OpenOCD over JTAG, pyOCD's pyocd-bitbang
+    /// over SWD).
+    Bitbang(cli::bitbang::BitbangArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +81,7 @@ fn main() -> std::process::ExitCode {
     // subcommands print their own progress, so only warnings are logged.
     let default_filter = match cli.command {
         Command::Serve(_) => "warn,extflash_gdb=info",
+        Command::Bitbang(_) => "warn,sim=info",
         // The virtual board's own warnings (a blank chip locking up) are
         // noise for a one-shot command.
         _ => "warn,sim=error",
@@ -99,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Selftest(args) => cli::selftest::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Loader(args) => cli::loader::run(args),
+        Command::Bitbang(args) => cli::bitbang::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The subcommands beyond `serve` (`flash`, `read`, `erase`, `verify`,
-//! `info`, `list`, `selftest`, `bench`), one file each.
+//! `info`, `list`, `selftest`, `bench`, `bitbang`), one file each.
 //!
 //! Each drives the same code path as a GDB: it starts the server's probe
 //! worker and `server::run` on a loopback port inside this process and
@@ -9,6 +9,7 @@
 //! people; the library never prints.
 
 pub mod bench;
+pub mod bitbang;
 pub mod demo;
 pub mod erase;
 pub mod flash;

@@ -694,6 +694,19 @@ impl Board {
         self.dp.ctrl & ctrl::CDBGPWRUPREQ != 0
     }
 
+    /// CTRL/STAT's sticky flags (STICKYORUN, STICKYCMP, STICKYERR,
+    /// WDATAERR) without a transaction: a wire-level DP decides its ACK from
+    /// them before the access (ADIv5 B4.2.4).
+    pub fn dp_sticky(&self) -> u32 {
+        self.dp.sticky
+    }
+
+    /// A write's data phase failed its parity check: WDATAERR (ADIv5
+    /// B4.2.3); the write is not carried out.
+    pub fn set_wdataerr(&mut self) {
+        self.dp.sticky |= ctrl::WDATAERR;
+    }
+
     /// A DP register read (`addr` is A[3:2] << 2).
     pub fn dp_read(&mut self, addr: u8) -> Result<u32, Ack> {
         self.transaction();
@@ -776,13 +789,17 @@ impl Board {
             0x00 => self.dp.csw | 0x40,
             0x04 => self.dp.tar,
             0x0C => {
-                let (tar, size) = (self.dp.tar, self.csw_size());
-                let v = self.debugger_read(tar, size).inspect_err(|_| {
-                    self.dp.sticky |= ctrl::STICKYERR;
-                })?;
-                self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
-                self.increment_tar(size);
-                v << ((tar & 3) * 8)
+                let mut word = 0;
+                for _ in 0..self.drw_units() {
+                    let (tar, size) = (self.dp.tar, self.csw_size());
+                    let v = self.debugger_read(tar, size).inspect_err(|_| {
+                        self.dp.sticky |= ctrl::STICKYERR;
+                    })?;
+                    self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
+                    self.increment_tar(size);
+                    word |= v << ((tar & 3) * 8);
+                }
+                word
             }
             0x10..=0x1C => {
                 let a = (self.dp.tar & !0xF) | (reg as u32 & 0xC);
@@ -813,13 +830,15 @@ impl Board {
             0x00 => self.dp.csw = value & 0xFF00_0F37,
             0x04 => self.dp.tar = value,
             0x0C => {
-                let (tar, size) = (self.dp.tar, self.csw_size());
-                let v = value >> ((tar & 3) * 8);
-                self.debugger_write(tar, size, v).inspect_err(|_| {
-                    self.dp.sticky |= ctrl::STICKYERR;
-                })?;
-                self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
-                self.increment_tar(size);
+                for _ in 0..self.drw_units() {
+                    let (tar, size) = (self.dp.tar, self.csw_size());
+                    let v = value >> ((tar & 3) * 8);
+                    self.debugger_write(tar, size, v).inspect_err(|_| {
+                        self.dp.sticky |= ctrl::STICKYERR;
+                    })?;
+                    self.mcu.borrow_mut().clock.counters.ap_bytes += size as u64;
+                    self.increment_tar(size);
+                }
             }
             0x10..=0x1C => {
                 let a = (self.dp.tar & !0xF) | (reg as u32 & 0xC);
@@ -840,6 +859,20 @@ impl Board {
         }
     }
 
+    /// Transfers one DRW access makes: with CSW.AddrInc = packed (0b10) and
+    /// a byte or halfword size, 32 / size of them, each at TAR in TAR's byte
+    /// lane, TAR incrementing after each (ADIv5.0 C2.2.7; the Cortex-M4
+    /// AHB-AP supports packed transfers, and OpenOCD uses them for 8- and
+    /// 16-bit blocks, unaligned ones included).
+    fn drw_units(&self) -> u32 {
+        let size = self.csw_size();
+        if self.dp.csw & 0x30 == 0x20 {
+            4 / size
+        } else {
+            1
+        }
+    }
+
     fn csw_size(&self) -> u32 {
         match self.dp.csw & 7 {
             0 => 1,
@@ -848,11 +881,13 @@ impl Board {
         }
     }
 
-    /// Auto-increment wraps within the 1 KiB TAR boundary (ADIv5 C2.2.2).
+    /// Auto-increment changes TAR[11:0] only: the Cortex-M3/M4 AHB-AP wraps
+    /// within 4 KiB (ADIv5 only guarantees 1 KiB; OpenOCD relies on the
+    /// Cortex-M4's 4 KiB and rewrites TAR only at 4 KiB boundaries).
     fn increment_tar(&mut self, size: u32) {
         if self.dp.csw & 0x30 != 0 {
             let t = self.dp.tar;
-            self.dp.tar = (t & !0x3FF) | (t.wrapping_add(size) & 0x3FF);
+            self.dp.tar = (t & !0xFFF) | (t.wrapping_add(size) & 0xFFF);
         }
     }
 

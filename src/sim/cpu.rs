@@ -253,6 +253,7 @@ impl Cpu for ArmagnacCpu {
         }
         self.slept.set(false);
         let pc = self.proc.registers.pc;
+        let it = self.proc.registers.psr.it_state();
         let proc = &mut self.proc;
         // armagnac pushes the retired instruction first and the BKPT/reset
         // event after it, and pops the last one first: drain to the
@@ -271,8 +272,11 @@ impl Cpu for ArmagnacCpu {
         }));
         match result {
             Ok(Ok(StepOutcome::Breakpoint)) => {
-                // armagnac leaves the PC past the BKPT; silicon halts on it.
+                // armagnac leaves the PC past the BKPT and the IT state
+                // advanced; silicon halts on it with both unchanged (a
+                // debugger's software breakpoint inside an IT block).
                 self.proc.registers.pc = pc;
+                self.proc.registers.psr.set_it_state(it);
                 StepOutcome::Breakpoint
             }
             Ok(Ok(StepOutcome::Retired)) if self.slept.get() => StepOutcome::Sleep,

@@ -4,6 +4,7 @@
 //! Product code never asks whether it runs on this board: it gets a
 //! `probe_rs::probe::Probe` like any other.
 
+pub mod bitbang;
 pub mod board;
 pub mod clock;
 pub mod cpu;
@@ -13,6 +14,7 @@ pub mod mcu;
 pub mod persist;
 pub mod probe;
 pub mod stm32;
+pub mod swd_wire;
 pub mod w25q64jv;
 
 use std::path::PathBuf;

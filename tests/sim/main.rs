@@ -14,6 +14,7 @@
 mod support;
 
 mod attach;
+mod bitbang;
 mod detect;
 mod dwt;
 mod fidelity;
