@@ -91,6 +91,25 @@ pub enum GdbError {
          is it in flash or read-only memory?"
     )]
     SwBreakpointNotWritable { address: u32, found: u16 },
+    #[error(
+        "no free FPB comparator for a breakpoint at {address:#010x}: all {units} are in use \
+         (at {set:#010x?}); delete a breakpoint first"
+    )]
+    NoFreeComparator {
+        address: u32,
+        units: u32,
+        set: Vec<u32>,
+    },
+    #[error(
+        "breakpoint at {address:#010x} is in the external-flash window: that data is read \
+         over SPI, the core cannot execute there"
+    )]
+    BreakpointInWindow { address: u32 },
+    #[error(
+        "hardware breakpoint at {address:#010x}: the Cortex-M4 FPB only matches addresses \
+         below 0x20000000 (use a software breakpoint in RAM)"
+    )]
+    HwBreakpointAboveCode { address: u32 },
     #[error("programming the DWT comparator {slot} for a watchpoint at {address:#010x} failed")]
     Watchpoint {
         slot: usize,
@@ -136,6 +155,9 @@ impl GdbError {
             | GdbError::MemoryWraps { .. } => 0x0e,
             GdbError::HwBreakpoint { .. }
             | GdbError::SwBreakpointNotWritable { .. }
+            | GdbError::NoFreeComparator { .. }
+            | GdbError::BreakpointInWindow { .. }
+            | GdbError::HwBreakpointAboveCode { .. }
             | GdbError::Watchpoint { .. } => 0x10,
             GdbError::ExtFlashRead { .. } => 0x0e,
             GdbError::Plan(_) | GdbError::FlashCommit { .. } | GdbError::ExtFlash(_) => 0x05,
@@ -162,6 +184,9 @@ impl GdbError {
             }
             GdbError::MemoryWraps { .. }
             | GdbError::SwBreakpointNotWritable { .. }
+            | GdbError::NoFreeComparator { .. }
+            | GdbError::BreakpointInWindow { .. }
+            | GdbError::HwBreakpointAboveCode { .. }
             | GdbError::Plan(_)
             | GdbError::FlashCommit { .. } => None,
         }
