@@ -449,6 +449,33 @@ mod tests {
     }
 
     #[test]
+    fn breakpoints_in_flash_use_comparators_ram_gets_bkpt_and_the_window_is_refused() {
+        let flash = [0x0800_0000u64..0x0808_0000];
+        let window = 0x9000_0000u64..0x9080_0000;
+        use Asked::{Hw, Sw};
+        use Placement::*;
+        for (addr, asked, want) in [
+            (0x0800_0132, Sw, Comparator), // LLDB's `breakpoint set -n main`
+            (0x0807_FFFE, Sw, Comparator),
+            (0x0800_0132, Hw, Comparator),
+            (0x0808_0000, Sw, Bkpt), // past the flash: the map says RAM
+            (0x2000_1004, Sw, Bkpt),
+            (0x2000_1004, Hw, AboveCode),
+            (0x1FFF_0000, Hw, Comparator), // system memory, FPB can match
+            (0x9000_0000, Sw, Window),
+            (0x907F_FFFE, Hw, Window),
+            (0x9080_0000, Sw, Bkpt),
+        ] {
+            assert_eq!(
+                placement(addr, asked, &flash, Some(&window)),
+                want,
+                "{addr:#x} {asked:?}"
+            );
+        }
+        assert_eq!(placement(0x9000_0000, Sw, &flash, None), Bkpt, "no window");
+    }
+
+    #[test]
     fn dwt_register_addresses_and_functions() {
         assert_eq!(dwt::comp(0), 0xE000_1020);
         assert_eq!(dwt::mask(1), 0xE000_1034);
