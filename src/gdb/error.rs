@@ -202,13 +202,36 @@ impl GdbError {
     }
 }
 
-/// Turn an error into gdbstub's two tiers, logging it.
+thread_local! {
+    /// The text of the last error replied to on this thread (see
+    /// [`note_error_text`]).
+    static ERROR_TEXT: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Keep `text` as the reason for the error reply being built. gdbstub's
+/// `TargetError` carries only an errno, so the text travels beside it to
+/// the packet layer (`server::error_text`), which puts it in the reply for
+/// clients that asked for error strings. Per thread: the probe worker
+/// serves one packet at a time.
+pub(crate) fn note_error_text(text: String) {
+    ERROR_TEXT.with(|t| *t.borrow_mut() = Some(text));
+}
+
+/// The text noted since the last call, if any.
+pub(crate) fn take_error_text() -> Option<String> {
+    ERROR_TEXT.with(|t| t.borrow_mut().take())
+}
+
+/// Turn an error into gdbstub's two tiers, logging it (and noting its text
+/// for error-string replies).
 pub(crate) fn to_target_error(e: GdbError) -> TargetError<SessionFault> {
     if e.is_probe_lost() {
         tracing::error!(error = %DisplayChain(&e), "debug probe lost");
         TargetError::Fatal(SessionFault::ProbeLost { source: e })
     } else {
         tracing::warn!(error = %DisplayChain(&e), errno = e.errno(), "replying with an error");
+        note_error_text(DisplayChain(&e).to_string());
         TargetError::Errno(e.errno())
     }
 }
