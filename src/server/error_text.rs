@@ -51,7 +51,9 @@ impl ErrorText {
             return Some(b"OK");
         }
         if let Some(features) = payload.strip_prefix(b"qSupported:") {
-            self.gdb = features.split(|&b| b == b';').any(|f| f == b"error-message+");
+            self.gdb = features
+                .split(|&b| b == b';')
+                .any(|f| f == b"error-message+");
         }
         None
     }
@@ -210,7 +212,11 @@ mod tests {
                 "qRcmd,7265736574",
                 [framed("O6572726f720a"), framed("OK")].concat(),
                 Some("reset failed: *probe* gone"),
-                [framed("O6572726f720a"), framed("E.reset failed: _probe_ gone")].concat(),
+                [
+                    framed("O6572726f720a"),
+                    framed("E.reset failed: _probe_ gone"),
+                ]
+                .concat(),
             ),
             (
                 &gdb,
@@ -223,9 +229,21 @@ mod tests {
             (&[], "m90000000,4", framed("E0e"), why, framed("E0e")),
             (&lldb, "m90000000,4", framed("E0e"), None, framed("E0e")),
             // Only error replies (and a failed monitor's OK) change.
-            (&lldb, "m8000000,4", framed("01020304"), why, framed("01020304")),
+            (
+                &lldb,
+                "m8000000,4",
+                framed("01020304"),
+                why,
+                framed("01020304"),
+            ),
             (&lldb, "qRcmd,7265736574", framed("OK"), why, framed("OK")),
-            (&gdb, "vCont;c", framed("T05hwbreak:;"), why, framed("T05hwbreak:;")),
+            (
+                &gdb,
+                "vCont;c",
+                framed("T05hwbreak:;"),
+                why,
+                framed("T05hwbreak:;"),
+            ),
         ];
         for (setup, packet, sent, text, want) in cases {
             let got = after(setup, packet, &sent, text);
