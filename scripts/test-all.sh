@@ -2,8 +2,8 @@
 # Runs every test of extflash-gdb on a fresh Debian/Ubuntu machine.
 #
 # Installs what the tests need first:
-#   - gdb-multiarch (end-to-end tests drive the real GDB), from the
-#     distribution's packages;
+#   - gdb-multiarch and lldb (end-to-end tests drive the real GDB and
+#     LLDB), from the distribution's packages;
 #   - the thumbv7m-none-eabi Rust target (the committed SPI stub is rebuilt
 #     and compared, so a stale build fails the run).
 # Then: formatting, clippy with warnings as errors, and the whole test suite.
@@ -18,6 +18,12 @@ if ! command -v gdb-multiarch >/dev/null 2>&1; then
   echo "== installing gdb-multiarch"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb-multiarch >/dev/null
+fi
+
+if ! command -v lldb >/dev/null 2>&1; then
+  echo "== installing lldb"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lldb >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx thumbv7m-none-eabi; then
