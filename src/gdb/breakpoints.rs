@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn breakpoints_in_flash_use_comparators_ram_gets_bkpt_and_the_window_is_refused() {
-        let flash = [0x0800_0000u64..0x0808_0000];
+        let flash = vec![0x0800_0000u64..0x0808_0000, 0x1FFF_7800..0x1FFF_7A10];
         let window = 0x9000_0000u64..0x9080_0000;
         use Asked::{Hw, Sw};
         use Placement::*;
@@ -462,6 +462,7 @@ mod tests {
             (0x2000_1004, Sw, Bkpt),
             (0x2000_1004, Hw, AboveCode),
             (0x1FFF_0000, Hw, Comparator), // system memory, FPB can match
+            (0x1FFF_7800, Sw, Comparator), // a second flash region
             (0x9000_0000, Sw, Window),
             (0x907F_FFFE, Hw, Window),
             (0x9080_0000, Sw, Bkpt),

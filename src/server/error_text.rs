@@ -177,7 +177,8 @@ mod tests {
     fn error_replies_carry_the_text_the_client_asked_for() {
         let lldb = ["QEnableErrorStrings"];
         let gdb = ["qSupported:swbreak+;error-message+"];
-        let why = Some("reading 4 bytes at 0x90000000 failed: core running");
+        let reason = "reading 4 bytes at 0x90000000 failed: core running";
+        let why = Some(reason);
         type Case<'a> = (&'a [&'a str], &'a str, Vec<u8>, Option<&'a str>, Vec<u8>);
         let cases: Vec<Case> = vec![
             // LLDB: any error reply, text hex-encoded after `;`.
@@ -195,7 +196,7 @@ mod tests {
                 why,
                 b"+".iter()
                     .copied()
-                    .chain(framed(&format!("E0e;{}", hex(why.unwrap()))))
+                    .chain(framed(&format!("E0e;{}", hex(reason))))
                     .collect(),
             ),
             // GDB: `m` and failed `qRcmd` only, `E.text` with RSP's
@@ -205,7 +206,7 @@ mod tests {
                 "m90000000,4",
                 framed("E0e"),
                 why,
-                framed(&format!("E.{}", why.unwrap())),
+                framed(&format!("E.{}", reason)),
             ),
             (
                 &gdb,
