@@ -93,7 +93,8 @@ pub enum GdbError {
     SwBreakpointNotWritable { address: u32, found: u16 },
     #[error(
         "no free FPB comparator for a breakpoint at {address:#010x}: all {units} are in use \
-         (at {set:#010x?}); delete a breakpoint first"
+         (at {}); delete a breakpoint first",
+        addresses(set)
     )]
     NoFreeComparator {
         address: u32,
@@ -135,6 +136,14 @@ pub enum GdbError {
     },
     #[error("external flash")]
     ExtFlash(#[from] ExtFlashError),
+}
+
+/// `0x08000100, 0x08000102` for messages.
+fn addresses(set: &[u32]) -> String {
+    set.iter()
+        .map(|a| format!("{a:#010x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl GdbError {

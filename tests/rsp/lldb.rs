@@ -87,7 +87,10 @@ fn invalid_z0_in_flash_past_the_comparators_or_in_the_window_says_why() {
     let text = lldb_error_text(&full);
     assert!(full.starts_with("E10;"), "{full}");
     assert!(
-        text.contains("no free FPB comparator") && text.contains("0x0800010c"),
+        text.contains("no free FPB comparator for a breakpoint at 0x0800010c")
+            && text.contains(
+                "(at 0x08000100, 0x08000102, 0x08000104, 0x08000106, 0x08000108, 0x0800010a)"
+            ),
         "{text}"
     );
     // Freeing one makes room again.
