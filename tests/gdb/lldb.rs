@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::elf::{firmware_assets_elf, loadable_sections, FIRMWARE_ASSETS};
+use crate::support::rsp::unhex;
 use crate::support::server::{gdb_batch, GdbLimits, SimServer};
 
 /// The whole LLDB run; past it LLDB is killed and the test fails.
@@ -131,7 +132,7 @@ fn lldb_loads_both_flashes_breaks_in_flash_prints_steps_and_gdb_compare_sections
 
 /// A breakpoint on a function in flash is a `Z0` from LLDB: it stops there
 /// every time round the loop, and after `breakpoint delete` it no longer
-/// stops there (the comparator is freed).
+/// stops there (the comparator is freed). Error replies carry their text.
 #[test]
 fn lldb_flash_breakpoint_hits_repeatedly_and_deletes_cleanly() {
     let s = SimServer::start(&[]);
@@ -156,6 +157,7 @@ fn lldb_flash_breakpoint_hits_repeatedly_and_deletes_cleanly() {
             "breakpoint delete 1",
             "breakpoint set -n compute",
             "continue",
+            "process plugin packet send mfffffe00,4",
             "process kill",
         ],
     );
@@ -172,5 +174,15 @@ fn lldb_flash_breakpoint_hits_repeatedly_and_deletes_cleanly() {
     );
     assert!(out.contains("$0 = 0x00000000"), "{out}");
     assert!(out.contains("$1 = 0x00000001"), "one tick later:\n{out}");
+    // LLDB enabled error strings itself (`QEnableErrorStrings`).
+    let text = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("response: E0e;"))
+        .map(|h| String::from_utf8(unhex(h.as_bytes())).expect("ASCII"))
+        .unwrap_or_else(|| panic!("no error text in the reply:\n{out}"));
+    assert!(
+        text.starts_with("reading 4 bytes at 0xfffffe00 failed"),
+        "{text}"
+    );
     assert!(out.contains("exited with status = 9"), "{out}");
 }
