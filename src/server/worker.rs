@@ -737,10 +737,13 @@ fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Result<Option<Vec<u8>>, 
                 tracing::info!("killed by the client (`k`): core halted");
                 b"X09".to_vec()
             }
-            Err(e) => match crate::gdb::to_target_error(e) {
-                gdbstub::target::TargetError::Fatal(f) => return Err(f),
-                _ => b"E01".to_vec(),
-            },
+            Err(e) => {
+                let errno = e.errno();
+                match crate::gdb::to_target_error(e) {
+                    gdbstub::target::TargetError::Fatal(f) => return Err(f),
+                    _ => format!("E{errno:02x}").into_bytes(),
+                }
+            }
         }));
     }
     let Some(args) = payload.strip_prefix(b"qCRC:") else {
