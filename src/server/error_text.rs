@@ -4,8 +4,9 @@
 //!   our `OK`, any error reply may be `Exx;<hex-encoded ASCII text>`, and
 //!   LLDB shows the text instead of a bare number.
 //! - GDB 15 announces `error-message+` in `qSupported` (GDB manual,
-//!   "Standard Replies" and `qSupported`): then the `m` and `qRcmd` replies
-//!   may be `E.text`. Other packets keep `Exx` (older parsers of their
+//!   "Standard Replies" and `qSupported`); our `qSupported` reply then
+//!   announces it too (the feature is agreed by both sides), and the `m`
+//!   and `qRcmd` replies may be `E.text`. Other packets keep `Exx` (older parsers of their
 //!   replies may not expect text). A failed `monitor` command, which the
 //!   console already explains, then also ends in `E.text` instead of `OK`.
 //!
@@ -35,6 +36,8 @@ enum Packet {
     ReadMemory,
     /// `qRcmd,hex` (`monitor`).
     Monitor,
+    /// `qSupported:features`.
+    Supported,
 }
 
 impl ErrorText {
@@ -44,6 +47,7 @@ impl ErrorText {
         self.packet = match payload.first() {
             Some(b'm') => Packet::ReadMemory,
             _ if payload.starts_with(b"qRcmd,") => Packet::Monitor,
+            _ if payload.starts_with(b"qSupported") => Packet::Supported,
             _ => Packet::Other,
         };
         if payload == b"QEnableErrorStrings" {
@@ -67,6 +71,15 @@ impl ErrorText {
         let Some((start, payload)) = last_frame(bytes) else {
             return;
         };
+        if self.packet == Packet::Supported {
+            if self.gdb && !payload.ends_with(b";error-message+") {
+                let mut reply = payload.to_vec();
+                reply.extend_from_slice(b";error-message+");
+                bytes.truncate(start);
+                bytes.extend_from_slice(&frame(&reply));
+            }
+            return;
+        }
         if !self.takes_text(payload) {
             return;
         }
@@ -244,6 +257,21 @@ mod tests {
                 framed("T05hwbreak:;"),
                 why,
                 framed("T05hwbreak:;"),
+            ),
+            // The feature is announced back to GDB, and only to GDB.
+            (
+                &[],
+                "qSupported:swbreak+;error-message+",
+                framed("PacketSize=4000;swbreak+"),
+                None,
+                framed("PacketSize=4000;swbreak+;error-message+"),
+            ),
+            (
+                &lldb,
+                "qSupported:xmlRegisters=arm",
+                framed("PacketSize=4000;swbreak+"),
+                None,
+                framed("PacketSize=4000;swbreak+"),
             ),
         ];
         for (setup, packet, sent, text, want) in cases {

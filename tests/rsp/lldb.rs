@@ -130,6 +130,8 @@ fn raw_k_gets_an_exit_reply_and_leaves_the_core_halted() {
 #[test]
 fn raw_error_strings_only_when_asked_lldb_hex_and_gdb_e_dot_text() {
     let (s, mut c) = loaded();
+    let features = c.ask("qSupported:multiprocess+;swbreak+").unwrap();
+    assert!(!features.contains("error-message"), "{features}");
     // Nothing asked: bare numbers.
     assert_eq!(c.ask("mfffffe00,200").unwrap(), "E0e");
     assert_eq!(c.ask("QEnableErrorStrings").unwrap(), "OK");
@@ -145,8 +147,10 @@ fn raw_error_strings_only_when_asked_lldb_hex_and_gdb_e_dot_text() {
 
     // GDB 15: `error-message+` in qSupported; `m` and `qRcmd` get E.text.
     let mut c = s.client_after_close();
-    c.ask("qSupported:multiprocess+;swbreak+;error-message+")
+    let features = c
+        .ask("qSupported:multiprocess+;swbreak+;error-message+")
         .unwrap();
+    assert!(features.ends_with(";error-message+"), "{features}");
     c.start_no_ack_mode().unwrap();
     let reply = c.ask("mfffffe00,200").unwrap();
     assert!(
