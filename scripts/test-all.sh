@@ -2,8 +2,8 @@
 # Runs every test of extflash-gdb on a fresh Debian/Ubuntu machine.
 #
 # Installs what the tests need first:
-#   - gdb-multiarch (end-to-end tests drive the real GDB), from the
-#     distribution's packages;
+#   - gdb-multiarch and lldb (end-to-end tests drive the real GDB and
+#     LLDB), from the distribution's packages;
 #   - the thumbv7m-none-eabi Rust target (the committed SPI stub is rebuilt
 #     and compared, so a stale build fails the run);
 #   - OpenOCD (distribution package) and pyOCD with its pyocd-bitbang probe
@@ -18,24 +18,20 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v gdb-multiarch >/dev/null 2>&1; then
-  echo "== installing gdb-multiarch"
+# Debian packages: the real clients and debuggers the tests drive.
+apt_missing=()
+for tool in gdb-multiarch lldb openocd; do
+  command -v "$tool" >/dev/null 2>&1 || apt_missing+=("$tool")
+done
+if ! python3 -m pip --version >/dev/null 2>&1; then apt_missing+=(python3-pip); fi
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  echo "== installing ${apt_missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb-multiarch >/dev/null
-fi
-
-if ! command -v openocd >/dev/null 2>&1; then
-  echo "== installing openocd"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openocd >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
 
 if ! command -v pyocd >/dev/null 2>&1 || ! python3 -c 'import pyocd_bitbang' >/dev/null 2>&1; then
-  echo "== installing pyocd and pyocd-bitbang"
-  if ! python3 -m pip --version >/dev/null 2>&1; then
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
-  fi
+  echo "== installing pyocd and pyocd-bitbang (PyPI)"
   # Debian's Python refuses system-wide pip installs (PEP 668) unless told.
   python3 -m pip install -q pyocd pyocd-bitbang 2>/dev/null ||
     python3 -m pip install -q --break-system-packages pyocd pyocd-bitbang

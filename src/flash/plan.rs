@@ -5,12 +5,19 @@
 //! Generic over the erase geometry ([`EraseGeometry`]): the board file's
 //! sectors for internal flash, the chip's uniform erase size for the window.
 //!
-//! Relies on GDB's `load` sequence (GDB manual, "Packets"; gdbstub
-//! `target::ext::flash`): every `vFlashErase` (rounded by GDB to the memory
-//! map's blocksize) comes before any `vFlashWrite`, writes come in
-//! increasing address order without overlap, and one `vFlashDone` ends the
-//! batch. So a request is complete at `vFlashDone`, and each erase unit is
-//! erased at most once.
+//! Relies only on what every client's `load` guarantees (GDB manual,
+//! "Packets": "the stub may delay erase operations until vFlashDone"):
+//! `vFlashErase` ranges are erase-aligned (rounded to the memory map's
+//! blocksize), every `vFlashWrite` falls in a range erased earlier in the
+//! same request, and one `vFlashDone` ends it. Not on the order: GDB sends
+//! every erase first and then the writes in address order, LLDB's
+//! `target modules load --load` erases a block, writes it, erases the next,
+//! section by section. Both describe one image, so the request records the
+//! erased ranges and the written bytes in any order, and refuses only what
+//! has no single meaning: a write over bytes already written, or an erase
+//! over bytes already written (executed in turn it would wipe them). A
+//! request is complete at `vFlashDone`, and each erase unit is erased at
+//! most once.
 
 use std::ops::Range;
 
@@ -34,15 +41,27 @@ pub enum PlanError {
         flash: &'static str,
     },
     #[error(
-        "erase at {address:#010x} arrived after writes had started (GDB sends all erases first)"
+        "erase of {len:#x} bytes at {address:#010x} would wipe {written_len} bytes written at \
+         {written:#010x} earlier in this load"
     )]
-    EraseAfterWrite { address: u32 },
+    EraseOverWrite {
+        address: u32,
+        len: u32,
+        written: u32,
+        written_len: usize,
+    },
     #[error("write of {len} bytes at {address:#010x} is outside the erased sectors")]
     WriteNotErased { address: u32, len: usize },
     #[error(
-        "write at {address:#010x} is below the end of the previous write ({previous_end:#010x})"
+        "write of {len} bytes at {address:#010x} overlaps {written_len} bytes written at \
+         {written:#010x} earlier in this load"
     )]
-    WriteOutOfOrder { address: u32, previous_end: u64 },
+    WriteOverWrite {
+        address: u32,
+        len: usize,
+        written: u32,
+        written_len: usize,
+    },
     #[error("{flash} offers no erase size")]
     NoEraseSize { flash: &'static str },
 }
@@ -106,7 +125,8 @@ impl EraseGeometry {
 pub struct FlashRequest {
     /// Sorted, merged, on erase boundaries.
     erased: Vec<Range<u64>>,
-    /// In address order, non-overlapping; contiguous writes are joined.
+    /// In address order, non-overlapping, whatever order they came in;
+    /// contiguous writes are joined.
     writes: Vec<(u32, Vec<u8>)>,
 }
 
@@ -123,17 +143,15 @@ impl FlashRequest {
         self.erased.is_empty() && self.writes.is_empty()
     }
 
-    /// Record a `vFlashErase`: it must lie in one of `flashes` and start
-    /// and end on its erase boundaries.
+    /// Record a `vFlashErase`: it must lie in one of `flashes`, start and
+    /// end on its erase boundaries, and not cover bytes already written.
+    /// Erasing a range again is harmless (merged).
     pub fn erase(
         &mut self,
         flashes: &[EraseGeometry],
         address: u32,
         len: u32,
     ) -> Result<(), PlanError> {
-        if !self.writes.is_empty() {
-            return Err(PlanError::EraseAfterWrite { address });
-        }
         let range = u64::from(address)..u64::from(address) + u64::from(len);
         let flash = flashes
             .iter()
@@ -157,23 +175,41 @@ impl FlashRequest {
                 flash: flash.flash,
             });
         }
+        if let Some((written, data)) = self.written_in(&range) {
+            return Err(PlanError::EraseOverWrite {
+                address,
+                len,
+                written,
+                written_len: data.len(),
+            });
+        }
         self.erased.push(range);
         merge_ranges(&mut self.erased);
         Ok(())
     }
 
-    /// Record a `vFlashWrite`: it must fall in erased ranges and come after
-    /// the previous write.
+    /// The first recorded write overlapping `range`.
+    fn written_in(&self, range: &Range<u64>) -> Option<(u32, &[u8])> {
+        self.writes
+            .iter()
+            .find(|(a, d)| {
+                let a = u64::from(*a);
+                a < range.end && range.start < a + d.len() as u64
+            })
+            .map(|(a, d)| (*a, d.as_slice()))
+    }
+
+    /// Record a `vFlashWrite`: it must fall in erased ranges and not
+    /// overlap an earlier write; it may come in any address order.
     pub fn write(&mut self, address: u32, data: &[u8]) -> Result<(), PlanError> {
         let range = u64::from(address)..u64::from(address) + data.len() as u64;
-        if let Some((prev, prev_data)) = self.writes.last() {
-            let previous_end = u64::from(*prev) + prev_data.len() as u64;
-            if range.start < previous_end {
-                return Err(PlanError::WriteOutOfOrder {
-                    address,
-                    previous_end,
-                });
-            }
+        if let Some((written, d)) = self.written_in(&range) {
+            return Err(PlanError::WriteOverWrite {
+                address,
+                len: data.len(),
+                written,
+                written_len: d.len(),
+            });
         }
         let inside = self
             .erased
@@ -188,11 +224,19 @@ impl FlashRequest {
         if data.is_empty() {
             return Ok(());
         }
-        match self.writes.last_mut() {
-            Some((prev, prev_data)) if u64::from(*prev) + prev_data.len() as u64 == range.start => {
-                prev_data.extend_from_slice(data)
+        let at = self.writes.partition_point(|(a, _)| *a < address);
+        self.writes.insert(at, (address, data.to_vec()));
+        // Join with the neighbours it touches (no overlap, checked above).
+        if at + 1 < self.writes.len() && u64::from(self.writes[at + 1].0) == range.end {
+            let (_, next) = self.writes.remove(at + 1);
+            self.writes[at].1.extend_from_slice(&next);
+        }
+        if at > 0 {
+            let (prev, prev_data) = &self.writes[at - 1];
+            if u64::from(*prev) + prev_data.len() as u64 == range.start {
+                let (_, mine) = self.writes.remove(at);
+                self.writes[at - 1].1.extend_from_slice(&mine);
             }
-            _ => self.writes.push((address, data.to_vec())),
         }
         Ok(())
     }
@@ -695,6 +739,7 @@ mod tests {
                     len: 4,
                 },
             ),
+            // a write over the end of an earlier one
             (
                 internal(),
                 &[
@@ -702,37 +747,204 @@ mod tests {
                     ("write", 0x0800_0100, 4),
                     ("write", 0x0800_0102, 4),
                 ],
-                WriteOutOfOrder {
+                WriteOverWrite {
                     address: 0x0800_0102,
-                    previous_end: 0x0800_0104,
+                    len: 4,
+                    written: 0x0800_0100,
+                    written_len: 4,
                 },
             ),
+            // ... and over the start of a later one (out of order)
             (
                 window(),
                 &[
                     ("erase", WINDOW, 0x1000),
                     ("write", WINDOW + 0x10, 4),
-                    ("write", WINDOW + 8, 4),
+                    ("write", WINDOW + 8, 9),
                 ],
-                WriteOutOfOrder {
+                WriteOverWrite {
                     address: WINDOW + 8,
-                    previous_end: u64::from(WINDOW) + 0x14,
+                    len: 9,
+                    written: WINDOW + 0x10,
+                    written_len: 4,
                 },
             ),
+            // the same bytes twice (joined writes count as one)
+            (
+                window(),
+                &[
+                    ("erase", WINDOW, 0x1000),
+                    ("write", WINDOW, 0x10),
+                    ("write", WINDOW + 0x10, 0x10),
+                    ("write", WINDOW + 0x18, 1),
+                ],
+                WriteOverWrite {
+                    address: WINDOW + 0x18,
+                    len: 1,
+                    written: WINDOW,
+                    written_len: 0x20,
+                },
+            ),
+            // erasing a sector again after writing into it would wipe them
             (
                 internal(),
                 &[
                     ("erase", 0x0800_0000, 0x4000),
-                    ("write", 0x0800_0000, 4),
-                    ("erase", 0x0800_4000, 0x4000),
+                    ("write", 0x0800_0000, 0x40),
+                    ("erase", 0x0800_0000, 0x8000),
                 ],
-                EraseAfterWrite {
-                    address: 0x0800_4000,
+                EraseOverWrite {
+                    address: 0x0800_0000,
+                    len: 0x8000,
+                    written: 0x0800_0000,
+                    written_len: 0x40,
+                },
+            ),
+            (
+                window(),
+                &[
+                    ("erase", WINDOW + 0x1000, 0x1000),
+                    ("write", WINDOW + 0x1FFF, 1),
+                    ("erase", WINDOW, 0x2000),
+                ],
+                EraseOverWrite {
+                    address: WINDOW,
+                    len: 0x2000,
+                    written: WINDOW + 0x1FFF,
+                    written_len: 1,
+                },
+            ),
+            // a write before its erase
+            (
+                window(),
+                &[
+                    ("write", WINDOW + 0x1000, 4),
+                    ("erase", WINDOW + 0x1000, 0x1000),
+                ],
+                WriteNotErased {
+                    address: WINDOW + 0x1000,
+                    len: 4,
                 },
             ),
         ];
         for (flash, ops, want) in cases {
             assert_eq!(run(flash, ops).unwrap_err(), *want, "{ops:?}");
+        }
+    }
+
+    /// The same image whatever order the erases and writes come in, as
+    /// long as each write follows its erase and nothing overlaps: GDB's
+    /// order (erases, then writes ascending), LLDB's (erase a block, write
+    /// it, erase the next), descending writes, a block erased twice.
+    #[test]
+    fn any_order_of_non_overlapping_erases_and_writes_gives_the_same_units() {
+        type Case<'a> = (&'a str, Vec<EraseGeometry>, &'a [Op<'a>]);
+        let gdb_internal: &[Op] = &[
+            ("erase", 0x0800_0000, 0x4000),
+            ("erase", 0x0800_4000, 0x4000),
+            ("erase", 0x0802_0000, 0x20000),
+            ("write", 0x0800_0000, 0x40),
+            ("write", 0x0800_0040, 0x3FC0),
+            ("write", 0x0800_4000, 0x10),
+            ("write", 0x0802_0000, 0x100),
+        ];
+        let gdb_window: &[Op] = &[
+            ("erase", WINDOW, 0x2000),
+            ("erase", WINDOW + 0xF000, 0x12000),
+            ("write", WINDOW + 3, 0x1003),
+            ("write", WINDOW + 0xF123, 0x11171),
+        ];
+        let cases: &[Case] = &[
+            (
+                "LLDB: erase, write, erase, write",
+                internal(),
+                &[
+                    ("erase", 0x0800_0000, 0x4000),
+                    ("write", 0x0800_0000, 0x40),
+                    ("write", 0x0800_0040, 0x3FC0),
+                    ("erase", 0x0800_4000, 0x4000),
+                    ("write", 0x0800_4000, 0x10),
+                    ("erase", 0x0802_0000, 0x20000),
+                    ("write", 0x0802_0000, 0x100),
+                ],
+            ),
+            (
+                "descending writes",
+                internal(),
+                &[
+                    ("erase", 0x0802_0000, 0x20000),
+                    ("erase", 0x0800_0000, 0x8000),
+                    ("write", 0x0802_0000, 0x100),
+                    ("write", 0x0800_4000, 0x10),
+                    ("write", 0x0800_0040, 0x3FC0),
+                    ("write", 0x0800_0000, 0x40),
+                ],
+            ),
+            (
+                "an unwritten block erased twice",
+                internal(),
+                &[
+                    ("erase", 0x0800_0000, 0x4000),
+                    ("erase", 0x0802_0000, 0x20000),
+                    ("write", 0x0800_0000, 0x40),
+                    ("erase", 0x0802_0000, 0x20000),
+                    ("erase", 0x0800_4000, 0x4000),
+                    ("write", 0x0800_4000, 0x10),
+                    ("write", 0x0800_0040, 0x3FC0),
+                    ("write", 0x0802_0000, 0x100),
+                ],
+            ),
+            (
+                "LLDB in the window: section by section",
+                window(),
+                &[
+                    ("erase", WINDOW, 0x2000),
+                    ("write", WINDOW + 3, 0x1003),
+                    ("erase", WINDOW + 0xF000, 0x12000),
+                    ("write", WINDOW + 0xF123, 0x11171),
+                ],
+            ),
+            (
+                "window: second section first, in pieces",
+                window(),
+                &[
+                    ("erase", WINDOW + 0xF000, 0x12000),
+                    ("write", WINDOW + 0x10000, 0x10294),
+                    ("write", WINDOW + 0xF123, 0xEDD),
+                    ("erase", WINDOW, 0x2000),
+                    ("write", WINDOW + 0x803, 0x803),
+                    ("write", WINDOW + 3, 0x800),
+                ],
+            ),
+        ];
+        // Each byte carries its own address, so split writes match whole ones.
+        let run = |flash: &[EraseGeometry], ops: &[Op]| -> Result<FlashRequest, PlanError> {
+            let mut r = FlashRequest::default();
+            for (op, addr, len) in ops {
+                match *op {
+                    "erase" => r.erase(flash, *addr, *len)?,
+                    _ => {
+                        let data: Vec<u8> = (*addr..*addr + *len)
+                            .map(|a| (a ^ (a >> 8) ^ (a >> 16)) as u8)
+                            .collect();
+                        r.write(*addr, &data)?
+                    }
+                }
+            }
+            Ok(r)
+        };
+        let want_internal = run(&internal(), gdb_internal).unwrap();
+        let want_window = run(&window(), gdb_window).unwrap();
+        for (name, flash, ops) in cases {
+            let got = run(flash, ops).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let want = if flash == &window() {
+                &want_window
+            } else {
+                &want_internal
+            };
+            assert_eq!(extents(&got), extents(want), "{name}");
+            assert!(got.units() == want.units(), "{name}: different bytes");
+            assert_eq!(got.written_bytes(), want.written_bytes(), "{name}");
         }
     }
 

@@ -1,12 +1,18 @@
 //! Breakpoints (`Z0`/`Z1`) and watchpoints (`Z2`/`Z3`/`Z4`).
 //!
 //! - Hardware breakpoints use the FPB comparators through probe-rs. FPBv1
-//!   (Cortex-M4) only matches the code region below 0x20000000; GDB asks for
-//!   them itself in regions the memory map marks as flash.
+//!   (Cortex-M4) only matches the code region below 0x20000000.
 //! - Software breakpoints: probe-rs has none, so we write `BKPT #0` (0xBE00)
 //!   over the first halfword of the instruction, remember the original and
 //!   write it back on removal. A Thumb-2 instruction only needs its first
 //!   halfword replaced: the core traps on the `BKPT` before the second.
+//! - A `Z0` in internal flash gets an FPB comparator instead: GDB asks for
+//!   `Z1` itself where the memory map says flash, LLDB sends `Z0` anywhere,
+//!   and a `BKPT` cannot be written to flash (on silicon the write would
+//!   only set the flash controller's error flags). Decided from the board's
+//!   flash regions before anything is written ([`placement`]).
+//! - The external-flash window holds data the stub reads over SPI: the core
+//!   cannot execute there, so a breakpoint in it is refused by name.
 //! - Watchpoints: probe-rs 0.32's `Core` has no watchpoint API, so we program
 //!   the DWT comparators directly (ARMv7-M ARM C1.8).
 
@@ -64,6 +70,65 @@ pub struct WatchSlot {
     pub addr: u32,
     pub len: u32,
     pub kind: WatchKind,
+}
+
+/// Which packet asked for a breakpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// `Z0`: a software breakpoint.
+    Sw,
+    /// `Z1`: a hardware breakpoint.
+    Hw,
+}
+
+/// How a breakpoint at an address is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// `BKPT #0` written over the instruction (RAM).
+    Bkpt,
+    /// An FPB comparator.
+    Comparator,
+    /// Refused: the external-flash window is not executable.
+    Window,
+    /// Refused: a hardware breakpoint the FPB cannot match.
+    AboveCode,
+}
+
+/// Where a breakpoint at `addr` goes, from the memory map alone: a `Z0` in
+/// internal flash (`flash`) becomes a comparator, a `Z1` is one wherever
+/// the FPB can match, and nothing can be hit in the window.
+pub fn placement(
+    addr: u32,
+    asked: Asked,
+    flash: &[std::ops::Range<u64>],
+    window: Option<&std::ops::Range<u64>>,
+) -> Placement {
+    let a = u64::from(addr);
+    if window.is_some_and(|w| w.contains(&a)) {
+        return Placement::Window;
+    }
+    match asked {
+        Asked::Sw if !flash.iter().any(|f| f.contains(&a)) => Placement::Bkpt,
+        _ if addr >= fpb::CODE_LIMIT => Placement::AboveCode,
+        _ => Placement::Comparator,
+    }
+}
+
+/// Who asked for one FPB comparator: a `Z0` in flash and a `Z1` at the
+/// same address share it, and it is freed when neither stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Claims {
+    pub sw: bool,
+    pub hw: bool,
+}
+
+impl Claims {
+    fn get(&mut self, asked: Asked) -> &mut bool {
+        match asked {
+            Asked::Sw => &mut self.sw,
+            Asked::Hw => &mut self.hw,
+        }
+    }
 }
 
 impl GdbTarget {
@@ -147,6 +212,33 @@ impl GdbTarget {
         }
     }
 
+    /// Where a breakpoint at `addr` goes on this board.
+    fn place(&self, addr: u32, asked: Asked) -> Placement {
+        let flash: Vec<_> = self
+            .board
+            .flash_geometry()
+            .into_iter()
+            .map(|g| g.range)
+            .collect();
+        placement(addr, asked, &flash, self.window().as_ref())
+    }
+
+    fn add_breakpoint(&mut self, addr: u32, asked: Asked) -> Result<bool, GdbError> {
+        match self.place(addr, asked) {
+            Placement::Bkpt => self.add_sw(addr),
+            Placement::Comparator => self.add_hw(addr, asked),
+            Placement::Window => Err(GdbError::BreakpointInWindow { address: addr }),
+            Placement::AboveCode => Err(GdbError::HwBreakpointAboveCode { address: addr }),
+        }
+    }
+
+    fn remove_breakpoint(&mut self, addr: u32, asked: Asked) -> Result<bool, GdbError> {
+        match asked {
+            Asked::Sw if self.sw_breakpoints.contains_key(&addr) => self.remove_sw(addr),
+            _ => self.remove_hw(addr, asked),
+        }
+    }
+
     fn add_sw(&mut self, addr: u32) -> Result<bool, GdbError> {
         if addr % 2 != 0 {
             return Ok(false);
@@ -161,7 +253,7 @@ impl GdbTarget {
         read_memory(self, addr, &mut back)?;
         let found = u16::from_le_bytes(back);
         if found != cortex_m::BKPT {
-            // Flash or ROM ignores the write; nothing to restore.
+            // ROM ignores the write; nothing to restore.
             return Err(GdbError::SwBreakpointNotWritable {
                 address: addr,
                 found,
@@ -179,11 +271,11 @@ impl GdbTarget {
         Ok(true)
     }
 
-    fn add_hw(&mut self, addr: u32) -> Result<bool, GdbError> {
-        if addr >= fpb::CODE_LIMIT {
-            return Ok(false);
-        }
-        if self.hw_breakpoints.contains(&addr) {
+    /// Claim the FPB comparator at `addr` for `asked`, setting it unless
+    /// another request already did.
+    fn add_hw(&mut self, addr: u32, asked: Asked) -> Result<bool, GdbError> {
+        if let Some(claims) = self.hw_breakpoints.get_mut(&addr) {
+            *claims.get(asked) = true;
             return Ok(true);
         }
         let units = self
@@ -194,7 +286,11 @@ impl GdbTarget {
                 source,
             })?;
         if self.hw_breakpoints.len() >= units as usize {
-            return Ok(false);
+            return Err(GdbError::NoFreeComparator {
+                address: addr,
+                units,
+                set: self.hw_breakpoints.keys().copied().collect(),
+            });
         }
         self.core()?
             .set_hw_breakpoint(addr.into())
@@ -202,15 +298,25 @@ impl GdbTarget {
                 address: addr,
                 source,
             })?;
-        self.hw_breakpoints.push(addr);
+        let mut claims = Claims::default();
+        *claims.get(asked) = true;
+        self.hw_breakpoints.insert(addr, claims);
         Ok(true)
     }
 
-    fn remove_hw(&mut self, addr: u32) -> Result<bool, GdbError> {
-        let Some(i) = self.hw_breakpoints.iter().position(|a| *a == addr) else {
+    /// Drop `asked`'s claim on the comparator at `addr`; clear the
+    /// comparator when no claim is left.
+    fn remove_hw(&mut self, addr: u32, asked: Asked) -> Result<bool, GdbError> {
+        let Some(claims) = self.hw_breakpoints.get_mut(&addr) else {
             return Ok(false);
         };
-        self.hw_breakpoints.swap_remove(i);
+        if !std::mem::take(claims.get(asked)) {
+            return Ok(false);
+        }
+        if claims.sw || claims.hw {
+            return Ok(true);
+        }
+        self.hw_breakpoints.remove(&addr);
         let mut core = self.core()?;
         core.clear_hw_breakpoint(addr.into())
             .map_err(|source| GdbError::HwBreakpoint {
@@ -222,6 +328,12 @@ impl GdbTarget {
             source,
         })?;
         Ok(true)
+    }
+
+    /// Whether a breakpoint the client asked for as `Z0` stands at `pc`
+    /// (a `BKPT`, or a comparator serving a `Z0` in flash).
+    pub(super) fn sw_breakpoint_at(&self, pc: u32) -> bool {
+        self.sw_breakpoints.contains_key(&pc) || self.hw_breakpoints.get(&pc).is_some_and(|c| c.sw)
     }
 }
 
@@ -248,7 +360,8 @@ impl SwBreakpoint for GdbTarget {
         addr: u32,
         _kind: ArmBreakpointKind,
     ) -> TargetResult<bool, Self> {
-        self.add_sw(addr).map_err(to_target_error)
+        self.add_breakpoint(addr, Asked::Sw)
+            .map_err(to_target_error)
     }
 
     fn remove_sw_breakpoint(
@@ -256,7 +369,8 @@ impl SwBreakpoint for GdbTarget {
         addr: u32,
         _kind: ArmBreakpointKind,
     ) -> TargetResult<bool, Self> {
-        self.remove_sw(addr).map_err(to_target_error)
+        self.remove_breakpoint(addr, Asked::Sw)
+            .map_err(to_target_error)
     }
 }
 
@@ -266,7 +380,8 @@ impl HwBreakpoint for GdbTarget {
         addr: u32,
         _kind: ArmBreakpointKind,
     ) -> TargetResult<bool, Self> {
-        self.add_hw(addr).map_err(to_target_error)
+        self.add_breakpoint(addr, Asked::Hw)
+            .map_err(to_target_error)
     }
 
     fn remove_hw_breakpoint(
@@ -274,7 +389,8 @@ impl HwBreakpoint for GdbTarget {
         addr: u32,
         _kind: ArmBreakpointKind,
     ) -> TargetResult<bool, Self> {
-        self.remove_hw(addr).map_err(to_target_error)
+        self.remove_breakpoint(addr, Asked::Hw)
+            .map_err(to_target_error)
     }
 }
 
@@ -330,6 +446,34 @@ mod tests {
             dwt_match(0x2000_0000, 0x8000).is_some(),
             "mask 15 is the limit"
         );
+    }
+
+    #[test]
+    fn breakpoints_in_flash_use_comparators_ram_gets_bkpt_and_the_window_is_refused() {
+        let flash = vec![0x0800_0000u64..0x0808_0000, 0x1FFF_7800..0x1FFF_7A10];
+        let window = 0x9000_0000u64..0x9080_0000;
+        use Asked::{Hw, Sw};
+        use Placement::*;
+        for (addr, asked, want) in [
+            (0x0800_0132, Sw, Comparator), // LLDB's `breakpoint set -n main`
+            (0x0807_FFFE, Sw, Comparator),
+            (0x0800_0132, Hw, Comparator),
+            (0x0808_0000, Sw, Bkpt), // past the flash: the map says RAM
+            (0x2000_1004, Sw, Bkpt),
+            (0x2000_1004, Hw, AboveCode),
+            (0x1FFF_0000, Hw, Comparator), // system memory, FPB can match
+            (0x1FFF_7800, Sw, Comparator), // a second flash region
+            (0x9000_0000, Sw, Window),
+            (0x907F_FFFE, Hw, Window),
+            (0x9080_0000, Sw, Bkpt),
+        ] {
+            assert_eq!(
+                placement(addr, asked, &flash, Some(&window)),
+                want,
+                "{addr:#x} {asked:?}"
+            );
+        }
+        assert_eq!(placement(0x9000_0000, Sw, &flash, None), Bkpt, "no window");
     }
 
     #[test]

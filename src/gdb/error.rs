@@ -91,6 +91,26 @@ pub enum GdbError {
          is it in flash or read-only memory?"
     )]
     SwBreakpointNotWritable { address: u32, found: u16 },
+    #[error(
+        "no free FPB comparator for a breakpoint at {address:#010x}: all {units} are in use \
+         (at {}); delete a breakpoint first",
+        addresses(set)
+    )]
+    NoFreeComparator {
+        address: u32,
+        units: u32,
+        set: Vec<u32>,
+    },
+    #[error(
+        "breakpoint at {address:#010x} is in the external-flash window: that data is read \
+         over SPI, the core cannot execute there"
+    )]
+    BreakpointInWindow { address: u32 },
+    #[error(
+        "hardware breakpoint at {address:#010x}: the Cortex-M4 FPB only matches addresses \
+         below 0x20000000 (use a software breakpoint in RAM)"
+    )]
+    HwBreakpointAboveCode { address: u32 },
     #[error("programming the DWT comparator {slot} for a watchpoint at {address:#010x} failed")]
     Watchpoint {
         slot: usize,
@@ -118,6 +138,14 @@ pub enum GdbError {
     ExtFlash(#[from] ExtFlashError),
 }
 
+/// `0x08000100, 0x08000102` for messages.
+fn addresses(set: &[u32]) -> String {
+    set.iter()
+        .map(|a| format!("{a:#010x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl GdbError {
     /// The `E xx` code GDB sees. Stable; documented for users:
     /// 0x01 core/halt/resume/reset, 0x02 register, 0x0e memory,
@@ -136,6 +164,9 @@ impl GdbError {
             | GdbError::MemoryWraps { .. } => 0x0e,
             GdbError::HwBreakpoint { .. }
             | GdbError::SwBreakpointNotWritable { .. }
+            | GdbError::NoFreeComparator { .. }
+            | GdbError::BreakpointInWindow { .. }
+            | GdbError::HwBreakpointAboveCode { .. }
             | GdbError::Watchpoint { .. } => 0x10,
             GdbError::ExtFlashRead { .. } => 0x0e,
             GdbError::Plan(_) | GdbError::FlashCommit { .. } | GdbError::ExtFlash(_) => 0x05,
@@ -162,6 +193,9 @@ impl GdbError {
             }
             GdbError::MemoryWraps { .. }
             | GdbError::SwBreakpointNotWritable { .. }
+            | GdbError::NoFreeComparator { .. }
+            | GdbError::BreakpointInWindow { .. }
+            | GdbError::HwBreakpointAboveCode { .. }
             | GdbError::Plan(_)
             | GdbError::FlashCommit { .. } => None,
         }
@@ -177,13 +211,36 @@ impl GdbError {
     }
 }
 
-/// Turn an error into gdbstub's two tiers, logging it.
+thread_local! {
+    /// The text of the last error replied to on this thread (see
+    /// [`note_error_text`]).
+    static ERROR_TEXT: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Keep `text` as the reason for the error reply being built. gdbstub's
+/// `TargetError` carries only an errno, so the text travels beside it to
+/// the packet layer (`server::error_text`), which puts it in the reply for
+/// clients that asked for error strings. Per thread: the probe worker
+/// serves one packet at a time.
+pub(crate) fn note_error_text(text: String) {
+    ERROR_TEXT.with(|t| *t.borrow_mut() = Some(text));
+}
+
+/// The text noted since the last call, if any.
+pub(crate) fn take_error_text() -> Option<String> {
+    ERROR_TEXT.with(|t| t.borrow_mut().take())
+}
+
+/// Turn an error into gdbstub's two tiers, logging it (and noting its text
+/// for error-string replies).
 pub(crate) fn to_target_error(e: GdbError) -> TargetError<SessionFault> {
     if e.is_probe_lost() {
         tracing::error!(error = %DisplayChain(&e), "debug probe lost");
         TargetError::Fatal(SessionFault::ProbeLost { source: e })
     } else {
         tracing::warn!(error = %DisplayChain(&e), errno = e.errno(), "replying with an error");
+        note_error_text(DisplayChain(&e).to_string());
         TargetError::Errno(e.errno())
     }
 }

@@ -1,6 +1,7 @@
 //! Extended remote (`target extended-remote`): `run` resets the chip and
 //! halts at the reset vector, `attach` halts, `kill` halts (the board cannot
-//! be "killed"; the connection stays), restart is reset-and-halt.
+//! be "killed"; the connection stays; `vKill` gets `OK`, `k` the exit
+//! reply `X09` from `server::worker`), restart is reset-and-halt.
 
 use gdbstub::common::Pid;
 use gdbstub::target::ext::extended_mode::{Args, AttachKind, ExtendedMode, ShouldTerminate};
@@ -40,6 +41,14 @@ impl GdbTarget {
         }
         self.exec = ExecState::Halted;
         Ok(())
+    }
+}
+
+impl GdbTarget {
+    /// `k` from the client: halt the core (a board cannot be killed); the
+    /// connection stays (the packet layer sends the exit reply).
+    pub(crate) fn kill_halt(&mut self) -> Result<(), GdbError> {
+        self.halt_if_running()
     }
 }
 

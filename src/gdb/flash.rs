@@ -2,11 +2,14 @@
 //! `vFlashDone`): internal flash through probe-rs, the external-flash
 //! window through the SPI stub (`crate::extflash`).
 //!
-//! Relies on GDB's `load` sequence (gdbstub's `Flash` docs, GDB "Packets"):
-//! every erase first, then the writes in increasing address order, then one
-//! `vFlashDone`, also when a single `load` hits internal flash and the
-//! window. So both requests are only recorded (pure plans) until
-//! `vFlashDone`, which commits both: the window first (it refuses a
+//! Relies on what every client's `load` guarantees (GDB "Packets": the
+//! stub may delay erases until `vFlashDone`): each write falls in a range
+//! erased earlier in the request, and one `vFlashDone` ends it, also when a
+//! single `load` hits internal flash and the window. Not on the order of
+//! erases and writes: GDB sends every erase first, LLDB erases and writes
+//! block by block (`flash::plan` accepts any order without overlap). So
+//! both requests are only recorded (pure plans) until `vFlashDone`, which
+//! commits both: the window first (it refuses a
 //! write-protected chip before erasing anything), then internal flash
 //! through probe-rs's `FlashLoader`, which erases and programs each touched
 //! sector once with its built-in STM32F4 algorithm.

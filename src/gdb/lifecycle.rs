@@ -60,7 +60,7 @@ impl GdbTarget {
         let hw = std::mem::take(&mut self.hw_breakpoints);
         if !hw.is_empty() {
             let result = self.core().and_then(|mut core| {
-                for addr in hw {
+                for addr in hw.into_keys() {
                     core.clear_hw_breakpoint(addr.into()).map_err(|source| {
                         GdbError::HwBreakpoint {
                             address: addr,

@@ -38,7 +38,7 @@ use crate::extflash::{ExtFlash, ExtFlashError};
 use crate::flash::{EventSink, FlashEvent, FlashRequest};
 use arch::CortexM4F;
 pub use breakpoints::{dwt_match, DwtMatch, WatchSlot};
-pub(crate) use error::{fatal_only, to_target_error};
+pub(crate) use error::{fatal_only, note_error_text, take_error_text, to_target_error};
 pub use error::{GdbError, SessionFault};
 pub use stop::{ExecState, StopReason};
 
@@ -53,8 +53,9 @@ pub struct GdbTarget {
     ext: Option<ExtFlash>,
     /// Address → original halfword under our `BKPT #0`.
     sw_breakpoints: BTreeMap<u32, u16>,
-    /// Addresses with an FPB comparator we set.
-    hw_breakpoints: Vec<u32>,
+    /// Addresses with an FPB comparator we set, and which requests
+    /// (`Z0` in flash, `Z1`) stand on each.
+    hw_breakpoints: BTreeMap<u32, breakpoints::Claims>,
     watch_slots: Vec<Option<WatchSlot>>,
     /// Internal-flash part of the `load` in progress.
     flash: FlashRequest,
@@ -81,7 +82,7 @@ impl GdbTarget {
             memory_map_xml,
             ext: board.external_flash.clone().map(ExtFlash::new),
             sw_breakpoints: BTreeMap::new(),
-            hw_breakpoints: Vec::new(),
+            hw_breakpoints: BTreeMap::new(),
             watch_slots: Vec::new(),
             flash: FlashRequest::default(),
             reg_cache: None,

@@ -260,6 +260,7 @@ impl MonitorCmd for GdbTarget {
             Err(e) => {
                 outputln!(out, "{e}");
                 outputln!(out, "{}", HELP.trim_end());
+                super::note_error_text(e.to_string());
                 return Ok(());
             }
         };

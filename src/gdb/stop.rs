@@ -86,15 +86,15 @@ impl GdbTarget {
         Ok(())
     }
 
-    /// Map probe-rs's halt reason to what GDB expects: our `BKPT` →
-    /// swbreak, an FPB hit → hwbreak, a DWT hit → watch with its address.
+    /// Map probe-rs's halt reason to what GDB expects: our `BKPT` (or a
+    /// comparator serving a `Z0`) → swbreak, an FPB hit → hwbreak, a DWT hit → watch with its address.
     fn classify_halt(&mut self, reason: HaltReason) -> Result<StopReason, GdbError> {
         let stop = match reason {
             HaltReason::Breakpoint(_) | HaltReason::Multiple | HaltReason::Unknown => {
                 let pc = self.read_pc()?;
-                if self.sw_breakpoints.contains_key(&pc) {
+                if self.sw_breakpoint_at(pc) {
                     StopReason::SwBreak(())
-                } else if self.hw_breakpoints.contains(&pc) {
+                } else if self.hw_breakpoints.contains_key(&pc) {
                     StopReason::HwBreak(())
                 } else if let Some(w) = self.matched_watchpoint()? {
                     w

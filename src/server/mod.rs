@@ -19,6 +19,7 @@
 //! TCP keepalive finds peers that vanished, and shutdown ends every
 //! connection without waiting on its socket.
 
+mod error_text;
 pub mod framer;
 mod observer;
 pub mod readonly;

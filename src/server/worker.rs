@@ -34,6 +34,7 @@ use probe_rs::Session;
 use tokio::sync::mpsc::Sender as OutSender;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::error_text::ErrorText;
 use super::framer::{frame_packet, Frame, Framer};
 use crate::board::Board;
 use crate::flash::EventSink;
@@ -364,6 +365,8 @@ pub(super) struct ChannelConnection {
     last_packet: Vec<u8>,
     /// NAKs answered for `last_packet`; bounded so a broken link ends.
     resends: u8,
+    /// Error strings the client asked for (`error_text.rs`).
+    pub(super) errors: ErrorText,
 }
 
 /// How often one reply is sent again before a NAK ends the connection.
@@ -376,6 +379,7 @@ impl ChannelConnection {
             last_packet: Vec::new(),
             resends: 0,
             out,
+            errors: ErrorText::default(),
         }
     }
 
@@ -426,7 +430,8 @@ impl Connection for ChannelConnection {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let bytes = std::mem::take(&mut self.pending);
+        let mut bytes = std::mem::take(&mut self.pending);
+        self.errors.rewrite(&mut bytes, crate::gdb::take_error_text);
         self.note_sent(&bytes);
         self.out.blocking_send(bytes).map_err(|_| ConnectionClosed)
     }
@@ -664,8 +669,20 @@ fn feed<'a>(
     if *link.found == Found::Untouched && frame.payload().is_some() {
         *link.found = attach(target, link.id).map_err(FeedError::Fault)?;
     }
+    if let Some(payload) = frame.payload() {
+        // A new packet: no error text yet.
+        crate::gdb::take_error_text();
+        if let Some(reply) = conn(&mut sm).errors.incoming(payload) {
+            let c = conn(&mut sm);
+            if !link.no_ack {
+                c.pending.push(b'+');
+            }
+            c.pending.extend_from_slice(&frame_packet(reply));
+            return Ok(sm);
+        }
+    }
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
-        if let Some(reply) = intercept(target, payload) {
+        if let Some(reply) = intercept(target, payload).map_err(FeedError::Fault)? {
             let c = conn(&mut sm);
             if !link.no_ack {
                 c.pending.push(b'+');
@@ -707,22 +724,51 @@ fn feed<'a>(
 /// the CRC ([`GdbTarget::qcrc`]: the window on the target through the stub,
 /// the rest from memory read through the probe) and reply `C<crc32>`, or
 /// `E xx` with the reason in the log.
-fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
-    let args = payload.strip_prefix(b"qCRC:")?;
+///
+/// `k`: gdbstub answers `OK` in extended mode, but the reply to `k` is a
+/// stop reply saying the process ended (GDB manual, `k`; LLDB's `process
+/// kill` and its quit wait for `X`/`W`). The core is halted (the board
+/// cannot be killed) and the reply is `X09` (killed by SIGKILL). GDB uses
+/// `vKill` in extended mode, which keeps its `OK`.
+fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Result<Option<Vec<u8>>, SessionFault> {
+    if payload == b"k" {
+        return Ok(Some(match target.kill_halt() {
+            Ok(()) => {
+                tracing::info!("killed by the client (`k`): core halted");
+                b"X09".to_vec()
+            }
+            Err(e) => {
+                let errno = e.errno();
+                match crate::gdb::to_target_error(e) {
+                    gdbstub::target::TargetError::Fatal(f) => return Err(f),
+                    _ => format!("E{errno:02x}").into_bytes(),
+                }
+            }
+        }));
+    }
+    let Some(args) = payload.strip_prefix(b"qCRC:") else {
+        return Ok(None);
+    };
     let Some((addr, len)) = crate::gdb::crc::parse_qcrc(args) else {
         tracing::warn!(packet = %String::from_utf8_lossy(payload), "malformed qCRC");
-        return Some(b"E01".to_vec());
+        crate::gdb::note_error_text(format!(
+            "malformed qCRC: {}",
+            String::from_utf8_lossy(payload)
+        ));
+        return Ok(Some(b"E01".to_vec()));
     };
-    Some(match target.qcrc(addr, len) {
+    Ok(Some(match target.qcrc(addr, len) {
         Ok(crc) => format!("C{crc:08x}").into_bytes(),
         Err(e) => {
-            tracing::warn!(
-                error = %crate::error::DisplayChain(&e),
-                "qCRC of {len:#x} bytes at {addr:#010x} failed"
+            let text = format!(
+                "qCRC of {len:#x} bytes at {addr:#010x} failed: {}",
+                crate::error::DisplayChain(&e)
             );
+            tracing::warn!("{text}");
+            crate::gdb::note_error_text(text);
             format!("E{:02x}", e.errno()).into_bytes()
         }
-    })
+    }))
 }
 
 /// How a gdbstub error ends the connection: a target fault ends the session,

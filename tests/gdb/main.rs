@@ -14,6 +14,7 @@ mod faults;
 mod firmware;
 mod ide;
 mod live_watch;
+mod lldb;
 mod reload;
 mod variables;
 mod workflows;

@@ -9,6 +9,7 @@ mod support;
 
 mod client;
 mod hardening;
+mod lldb;
 mod observer;
 mod robustness;
 mod session;
