@@ -3,10 +3,13 @@
 //! `remote_bitbang` adapter over JTAG (Debian's OpenOCD 0.12 speaks only
 //! JTAG on it) and pyOCD's `pyocd-bitbang` probe over SWD. Each reads the
 //! debug port's ID, halts, reads memory and programs internal flash with
-//! its own flash driver; the board's flash must then hold the ELF.
+//! its own flash driver; the board's flash must then hold the ELF. pyOCD
+//! also programs the external window with the `.FLM` `extflash-gdb loader`
+//! writes, through the user script of `docs/loaders.md`.
 //! Both tools are installed by `scripts/test-all.sh`.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,7 +34,16 @@ fn serve_board() -> (SimBoard, String) {
 
 /// Run a tool to completion within `limit`; its stdout and stderr.
 fn run(program: &str, args: &[String], limit: Duration) -> String {
-    let mut child = Command::new(program)
+    run_in(None, program, args, limit)
+}
+
+/// [`run`] in the working directory `dir` (the project folder of pyOCD).
+fn run_in(dir: Option<&Path>, program: &str, args: &[String], limit: Duration) -> String {
+    let mut cmd = Command::new(program);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -392,4 +404,188 @@ fn socket_answers_each_read_closes_on_q_and_on_an_unknown_character_then_serves_
     assert_eq!(exchange(b"RRxR"), b"00");
     // And the socket still serves the next host.
     assert_eq!(exchange(b"RQ"), b"0");
+}
+
+// ---- pyOCD programs the window with the FLM `extflash-gdb loader` writes ----
+
+/// The pyOCD user script of `docs/loaders.md` (its first `python` block
+/// after "**pyOCD**"), so the test runs what the document tells users.
+fn documented_pyocd_script() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/loaders.md"))
+        .expect("docs/loaders.md");
+    let recipe = &doc[doc
+        .find("**pyOCD**")
+        .expect("a pyOCD recipe in docs/loaders.md")..];
+    let start = recipe.find("```python\n").expect("its python block") + "```python\n".len();
+    let len = recipe[start..].find("```").expect("the block's end");
+    recipe[start..start + len].to_string()
+}
+
+/// Intel HEX (I8HEX data records, I32HEX extended linear address records)
+/// of `chunks`.
+fn intel_hex(chunks: &[(u32, &[u8])]) -> String {
+    fn record(kind: u8, offset: u16, data: &[u8]) -> String {
+        let mut bytes = vec![data.len() as u8, (offset >> 8) as u8, offset as u8, kind];
+        bytes.extend_from_slice(data);
+        let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        bytes.push(sum.wrapping_neg());
+        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        format!(":{hex}\n")
+    }
+    let mut out = String::new();
+    for &(base, data) in chunks {
+        let mut upper = None;
+        for (i, line) in data.chunks(16).enumerate() {
+            let at = base + 16 * i as u32;
+            if upper != Some(at >> 16) {
+                upper = Some(at >> 16);
+                out += &record(4, 0, &((at >> 16) as u16).to_be_bytes());
+            }
+            out += &record(0, at as u16, line);
+        }
+    }
+    out + &record(1, 0, &[])
+}
+
+#[test]
+fn bitbang_pyocd_programs_the_window_with_the_flm_and_the_documented_user_script() {
+    // A project folder as a user has it: the FLM `extflash-gdb loader`
+    // writes for the built-in board, the user script of docs/loaders.md and
+    // an image with internal code and window data.
+    let dir = std::env::temp_dir().join(format!("extflash-pyocd-flm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+        .args(["loader", "--format", "flm", "-o"])
+        .arg(dir.join("W25Q64JV-extflash.FLM"))
+        .output()
+        .expect("run extflash-gdb loader");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = documented_pyocd_script();
+    assert!(script.contains("flm=\"W25Q64JV-extflash.FLM\""), "{script}");
+    std::fs::write(dir.join("pyocd_user.py"), &script).unwrap();
+
+    // The chip's first 16 KiB hold old data: what the window image does not
+    // touch must keep it.
+    let old = extflash_gdb::prng::Prng::new(11).bytes(0x4000);
+    std::fs::write(state.join(extflash_gdb::sim::EXTERNAL_FLASH_FILE), &old).unwrap();
+    // 6000 bytes from 0x90001100: inside two 4 KiB sectors, neither whole.
+    const AT: u32 = 0x1100;
+    let window = extflash_gdb::prng::Prng::new(12).bytes(6000);
+    let firmware = elf::firmware_elf();
+    let segments = elf::load_segments(&firmware);
+    let mut chunks: Vec<(u32, &[u8])> = segments.iter().map(|(a, d)| (*a, &d[..])).collect();
+    chunks.push((0x9000_0000 + AT, &window));
+    std::fs::write(dir.join("app.hex"), intel_hex(&chunks)).unwrap();
+    std::fs::write(dir.join("window.bin"), &window).unwrap();
+    // Internal flash from the first segment to the last (erased between).
+    let flash_at = segments[0].0;
+    let mut flash_data = Vec::new();
+    for (addr, data) in segments.iter().filter(|(a, _)| a >> 24 == 0x08) {
+        let off = (addr - flash_at) as usize;
+        flash_data.resize(flash_data.len().max(off), 0xFF);
+        flash_data.splice(
+            off..(off + data.len()).min(flash_data.len()),
+            data.iter().copied(),
+        );
+    }
+    std::fs::write(dir.join("internal.bin"), &flash_data).unwrap();
+
+    let server = BitbangCommand::start(&["--sim-state", state.to_str().unwrap()]);
+    let probe = format!("remote_bitbang:{}", server.addr);
+    // pyOCD has no built-in STM32F407 target (see the recipe).
+    let pyocd = |args: &[&str]| -> String {
+        let mut all: Vec<String> = vec![args[0].into(), "-t".into(), "stm32f412xe".into()];
+        all.extend(["-u".into(), probe.clone()]);
+        all.extend(args[1..].iter().map(|s| s.to_string()));
+        run_in(Some(&dir), "pyocd", &all, Duration::from_secs(120))
+    };
+    let out = pyocd(&["flash", "-v", "app.hex"]);
+    assert!(
+        out.contains("Creating flash algo for region extflash from:"),
+        "pyOCD took the window's algorithm from the FLM"
+    );
+    // One 16 KiB internal sector and the window's two 4 KiB sectors.
+    assert!(
+        out.contains("Erased 24576 bytes (3 sectors)"),
+        "erased the FLM's 4 KiB sectors"
+    );
+
+    // pyOCD's own check: internal flash compares; the window is not
+    // memory-mapped (SPI), and pyOCD reads it over the AHB only.
+    let out = pyocd(&[
+        "commander",
+        "-c",
+        &format!("compare {flash_at:#x} internal.bin"),
+        "-c",
+        &format!("compare {:#x} window.bin", 0x9000_0000 + AT),
+    ]);
+    assert!(
+        out.contains(&format!("All {} bytes match.", flash_data.len())),
+        "pyOCD compares internal flash"
+    );
+    assert!(
+        out.contains("memory transfer failed"),
+        "pyOCD cannot read the window over the AHB"
+    );
+    assert_eq!(
+        out.matches("bytes match").count(),
+        1,
+        "the window never compares as read"
+    );
+
+    // The state files are written when a connection ends; the next host is
+    // served after that. Then the board is free for `read --sim`.
+    {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"Q").unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    drop(server);
+    let read = dir.join("read.bin");
+    let out = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+        .args(["read", "--sim", "--sim-state"])
+        .arg(&state)
+        .args(["0x90000000", "0x4000", "-o"])
+        .arg(&read)
+        .output()
+        .expect("run extflash-gdb read");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chip = std::fs::read(&read).unwrap();
+    let internal = std::fs::read(state.join(extflash_gdb::sim::INTERNAL_FLASH_FILE)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let at = AT as usize;
+    assert_eq!(&chip[at..at + window.len()], &window[..], "the image");
+    assert_eq!(&chip[..0x1000], &old[..0x1000], "sector 0 untouched");
+    assert_eq!(&chip[0x3000..], &old[0x3000..], "sector 3 untouched");
+    // pyOCD programs whole sectors and cannot read the window to keep the
+    // rest of them (docs/loaders.md).
+    assert!(
+        chip[0x1000..at].iter().all(|&b| b == 0xFF),
+        "erased before the image"
+    );
+    assert!(
+        chip[at + window.len()..0x3000].iter().all(|&b| b == 0xFF),
+        "erased after the image"
+    );
+    for (addr, data) in &segments {
+        let off = (addr - 0x0800_0000) as usize;
+        assert_eq!(
+            &internal[off..off + data.len()],
+            &data[..],
+            "internal flash at {addr:#x}"
+        );
+    }
 }
