@@ -121,6 +121,12 @@ pub enum ExtFlashError {
     )]
     AppInTransaction { cs: String, address: u32, len: u32 },
     #[error(
+        "the core is running (after `monitor resume` or `monitor reset run`): \
+         {address:#010x}+{len:#x} of the external flash was not read while it was halted, and \
+         reading it now would take the SPI from the application; `monitor halt` first"
+    )]
+    CoreRunning { address: u32, len: u32 },
+    #[error(
         "the application's SPI{spi} is in the middle of a transfer ({what}) and \
          {address:#010x}+{len:#x} is not cached: let it run past the transfer and try again"
     )]

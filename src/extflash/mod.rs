@@ -190,6 +190,7 @@ impl ExtFlash {
     ) -> Result<R, ExtFlashError> {
         let mut slot = self.resident.borrow_mut();
         if slot.is_none() {
+            check_halted(core, address, len)?;
             self.check_spi_free(core, address, len)?;
             let stub = self
                 .stub
@@ -375,7 +376,12 @@ impl ExtFlash {
             .is_ok_and(|offset| self.cache.get(offset, buf))
     }
 
-    /// Read window bytes at `addr` (through the cache).
+    /// Read window bytes at `addr`: from the cache (what was read while the
+    /// core was halted, until the next resume), else from the chip, which
+    /// only a halted core allows: while it runs the read is refused
+    /// ([`ExtFlashError::CoreRunning`]) without touching the SPI or the
+    /// core, so nothing read while the application owns the SPI is ever
+    /// returned or cached.
     pub fn read(
         &mut self,
         core: &mut Core<'_>,
@@ -387,6 +393,9 @@ impl ExtFlash {
             return Ok(());
         }
         let len = buf.len() as u32;
+        if !self.is_resident() {
+            check_halted(core, addr, len)?;
+        }
         if len <= direct::MAX_LEN && !self.is_resident() {
             // A few bytes with no session running: the host drives the
             // SPI itself (see `direct`), unless that cannot work here.
@@ -750,6 +759,22 @@ impl ExtFlash {
             elapsed: started.elapsed(),
         });
         Ok(())
+    }
+}
+
+/// Refuse to touch the chip while the core runs (`monitor resume`, `reset
+/// run`): the application may be using its SPI at any instant, and only a
+/// halted core can run the stub. Without a resident session the core is
+/// halted only if DHCSR says so; with one, the stub runs on a core the
+/// session halted, so callers check this only when no session runs.
+fn check_halted(core: &mut Core<'_>, address: u32, len: u32) -> Result<(), ExtFlashError> {
+    let halted = core
+        .core_halted()
+        .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?;
+    if halted {
+        Ok(())
+    } else {
+        Err(ExtFlashError::CoreRunning { address, len })
     }
 }
 

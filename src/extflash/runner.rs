@@ -544,7 +544,7 @@ impl Resident {
         if self.running {
             keep(self.park(core));
         }
-        keep(restore(core, ext, &self.saved));
+        keep(restore(core, ext, &self.saved, self.running));
         first.map_or(Ok(()), Err)
     }
 
@@ -827,16 +827,25 @@ fn load_and_run(
         .map_err(ExtFlashError::probe(ProbeOp::StartStub("stub_serve")))
 }
 
-fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), ExtFlashError> {
+/// Put back what `save` saved. Halts the core only when `stub_ran`: a
+/// session that never started the stub found the core halted (or failed
+/// before touching it) and must not stop an application it did not stop.
+fn restore(
+    core: &mut Core<'_>,
+    ext: &ExternalFlash,
+    s: &Saved,
+    stub_ran: bool,
+) -> Result<(), ExtFlashError> {
     let mut first: Option<ExtFlashError> = None;
     let mut keep = |r: Result<(), ExtFlashError>| {
         if let Err(e) = r {
             first.get_or_insert(e);
         }
     };
-    if !core
-        .core_halted()
-        .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
+    if stub_ran
+        && !core
+            .core_halted()
+            .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
     {
         core.halt(HALT_TIMEOUT)
             .map_err(ExtFlashError::probe(ProbeOp::HaltStub("restore")))?;

@@ -14,7 +14,12 @@
 //! Side effects of the probe-rs algorithm worth knowing: it resets and halts
 //! the core and uses RAM from 0x20000000 (code, page buffers, stack up to
 //! 0x20000B58), so RAM that GDB loaded before the flash pieces is clobbered
-//! there. The core is left halted; GDB sets the PC itself after `load`.
+//! there. Its core registers are not left behind: every register GDB can
+//! see (FPU, MSP/PSP and CONTROL included) is read before the algorithm
+//! runs and written back after it, as OpenOCD does around its algorithms,
+//! so GDB's register cache stays true and a `continue` without a reset
+//! does not start on the loader's stack. The core is left halted; GDB sets
+//! the PC itself after `load`.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -23,6 +28,8 @@ use gdbstub::target::ext::flash::Flash;
 use gdbstub::target::TargetResult;
 use probe_rs::flashing::{DownloadOptions, FlashProgress, ProgressEvent, ProgressOperation};
 
+use super::arch::CortexMRegId;
+use super::base::{all_regs, location, write_reg, RegLocation};
 use super::{to_target_error, ExecState, GdbError, GdbTarget};
 use crate::flash::plan::{without_unchanged, Unit};
 use crate::flash::{FlashEvent, FlashKind, FlashRequest};
@@ -63,11 +70,17 @@ impl GdbTarget {
             return Ok(());
         }
         self.end_stub_session()?;
-        // probe-rs's algorithm resets the core and runs code.
-        self.forget_target_state();
-        self.run_state_chosen = true;
         let unchanged = self.unchanged_sectors(&requested)?;
         let units = without_unchanged(requested.clone(), &unchanged);
+        // probe-rs's algorithm resets the core and runs code: keep the
+        // registers to put back (only a halted core has any to keep).
+        let saved = if units.is_empty() {
+            None
+        } else {
+            self.registers_if_halted()?
+        };
+        self.forget_target_state();
+        self.run_state_chosen = true;
         let skipped: u64 = unchanged.iter().map(|r| u64::from(r.end - r.start)).sum();
         if skipped > 0 {
             (self.events)(&FlashEvent::Skipped {
@@ -137,8 +150,21 @@ impl GdbTarget {
                 }
             }
         });
-        loader.commit(&mut self.session, options).map_err(fail)?;
+        let committed = loader.commit(&mut self.session, options).map_err(fail);
         self.exec = ExecState::Halted;
+        if let Some(values) = saved {
+            // Also after a failed commit: the core must not keep the
+            // loader's registers either way.
+            let restored = self.core().and_then(|mut core| put_back(&mut core, &values));
+            match (&committed, restored) {
+                (_, Ok(())) => self.reg_cache = Some(values),
+                (Err(_), Err(e)) => {
+                    tracing::warn!(error = %crate::error::DisplayChain(&e), "restoring the core registers after a failed flash commit");
+                }
+                (Ok(()), Err(e)) => return Err(e),
+            }
+        }
+        committed?;
         (self.events)(&FlashEvent::Done {
             flash: INT,
             erased: bytes as u64,
@@ -147,6 +173,18 @@ impl GdbTarget {
             elapsed: started.elapsed(),
         });
         Ok(())
+    }
+
+    /// Every register by GDB number, or `None` while the core runs.
+    fn registers_if_halted(&mut self) -> Result<Option<Vec<u64>>, GdbError> {
+        let halted = self
+            .core()?
+            .core_halted()
+            .map_err(|source| GdbError::Status { source })?;
+        if !halted {
+            return Ok(None);
+        }
+        self.all_registers().map(Some)
     }
 
     fn commit_ext_flash(&mut self) -> Result<(), GdbError> {
@@ -173,6 +211,42 @@ impl GdbTarget {
             to_target_error(e)
         })
     }
+}
+
+/// Write back every register of `values` (by GDB number) in an order that
+/// keeps each one: CONTROL and the other special registers first (CONTROL
+/// picks which stack pointer `sp` is), then MSP and PSP, the core and FPU
+/// registers, xPSR, and the PC last. `sp` itself is not written: it is MSP
+/// or PSP, already put back.
+fn put_back(core: &mut probe_rs::Core<'_>, values: &[u64]) -> Result<(), GdbError> {
+    let mut extra = 0u32;
+    for reg in all_regs() {
+        if let RegLocation::ExtraByte(i) = location(reg) {
+            extra = super::base::set_extra_byte(extra, i, values[reg.regnum()] as u32);
+        }
+    }
+    core.write_core_reg(
+        probe_rs::RegisterId(crate::cortex_m::regsel::EXTRA),
+        extra,
+    )
+    .map_err(|source| GdbError::RegisterWrite {
+        register: "control/faultmask/basepri/primask".into(),
+        source,
+    })?;
+    let order = [CortexMRegId::Msp, CortexMRegId::Psp]
+        .into_iter()
+        .chain(all_regs().filter(|r| {
+            !matches!(location(*r), RegLocation::ExtraByte(_))
+                && !matches!(
+                    r,
+                    CortexMRegId::Msp | CortexMRegId::Psp | CortexMRegId::Core(13 | 15)
+                )
+        }))
+        .chain([CortexMRegId::Core(15)]);
+    for reg in order {
+        write_reg(core, reg, values[reg.regnum()])?;
+    }
+    Ok(())
 }
 
 impl Flash for GdbTarget {
