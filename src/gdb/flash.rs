@@ -155,7 +155,9 @@ impl GdbTarget {
         if let Some(values) = saved {
             // Also after a failed commit: the core must not keep the
             // loader's registers either way.
-            let restored = self.core().and_then(|mut core| put_back(&mut core, &values));
+            let restored = self
+                .core()
+                .and_then(|mut core| put_back(&mut core, &values));
             match (&committed, restored) {
                 (_, Ok(())) => self.reg_cache = Some(values),
                 (Err(_), Err(e)) => {
@@ -225,14 +227,11 @@ fn put_back(core: &mut probe_rs::Core<'_>, values: &[u64]) -> Result<(), GdbErro
             extra = super::base::set_extra_byte(extra, i, values[reg.regnum()] as u32);
         }
     }
-    core.write_core_reg(
-        probe_rs::RegisterId(crate::cortex_m::regsel::EXTRA),
-        extra,
-    )
-    .map_err(|source| GdbError::RegisterWrite {
-        register: "control/faultmask/basepri/primask".into(),
-        source,
-    })?;
+    core.write_core_reg(probe_rs::RegisterId(crate::cortex_m::regsel::EXTRA), extra)
+        .map_err(|source| GdbError::RegisterWrite {
+            register: "control/faultmask/basepri/primask".into(),
+            source,
+        })?;
     let order = [CortexMRegId::Msp, CortexMRegId::Psp]
         .into_iter()
         .chain(all_regs().filter(|r| {

@@ -15,5 +15,6 @@ mod firmware;
 mod ide;
 mod live_watch;
 mod reload;
+mod truths;
 mod variables;
 mod workflows;
