@@ -175,6 +175,16 @@ pub enum ExtFlashError {
         canary: u32,
         found: u32,
     },
+    #[error(
+        "verifying {address:#010x}+{len:#x} after programming: the chip's CRC is {found:#010x}, \
+         the image's {expected:#010x}; the range does not hold the image"
+    )]
+    VerifyFailed {
+        address: u32,
+        len: u32,
+        expected: u32,
+        found: u32,
+    },
     #[error("the stub image did not read back at {address:#010x}: is the work area RAM?")]
     Readback { address: u32 },
     #[error("{op} failed")]

@@ -142,6 +142,15 @@ impl ExtFlash {
         self.cache.clear();
     }
 
+    /// Window ranges the pending `load` would erase and program.
+    pub fn pending_ranges(&self) -> Vec<Range<u32>> {
+        self.request
+            .units()
+            .iter()
+            .map(|u| u.address..u.address + u.data.len() as u32)
+            .collect()
+    }
+
     /// Drop a half-received `load`.
     pub fn forget_request(&mut self) {
         self.request = FlashRequest::default();
@@ -569,6 +578,14 @@ impl ExtFlash {
             let (unchanged, erased) = unchanged_blocks(s, &units, window, buf_words)?;
             let changed = plan::without_unchanged(units.clone(), &unchanged);
             let mut plan = plan::plan(&changed, &sizes, page, "external flash")?;
+            // Kept for the verification after programming.
+            let verify: Vec<(u32, u32, u32)> = changed
+                .iter()
+                .map(|u| {
+                    let crc = abi::crc32_update(abi::CRC32_INIT, &u.data);
+                    (u.address, u.data.len() as u32, crc)
+                })
+                .collect();
             plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &chip::typical_erase_ms);
 
             let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
@@ -645,6 +662,28 @@ impl ExtFlash {
                     },
                     _ => err,
                 });
+            }
+            // Verify: the chip's CRC of every range programmed equals the
+            // image's, so `vFlashDone` never says OK over a wrong byte.
+            for &(address, len, want) in &verify {
+                let found = s
+                    .call(
+                        Call::Crc32 {
+                            addr: address - window,
+                            len,
+                        },
+                        0,
+                        timeout_for(0, u64::from(len) * 2),
+                    )
+                    .map_err(|err| at_window(err, window))?;
+                if found != want {
+                    return Err(ExtFlashError::VerifyFailed {
+                        address,
+                        len,
+                        expected: want,
+                        found,
+                    });
+                }
             }
             if packed.compressed_bytes > 0 {
                 events(FlashEvent::Compressed {

@@ -107,6 +107,11 @@ pub enum GdbError {
         #[source]
         source: probe_rs::flashing::FlashError,
     },
+    #[error(
+        "vFlashDone: not programmed: {ranges}: a request of this load was refused (see the \
+         error before) and the load dropped; load again once the cause is fixed"
+    )]
+    LoadDropped { ranges: String },
     #[error("reading {len} bytes of external flash at {address:#010x} failed")]
     ExtFlashRead {
         address: u32,
@@ -138,7 +143,10 @@ impl GdbError {
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::Watchpoint { .. } => 0x10,
             GdbError::ExtFlashRead { .. } => 0x0e,
-            GdbError::Plan(_) | GdbError::FlashCommit { .. } | GdbError::ExtFlash(_) => 0x05,
+            GdbError::Plan(_)
+            | GdbError::FlashCommit { .. }
+            | GdbError::LoadDropped { .. }
+            | GdbError::ExtFlash(_) => 0x05,
         }
     }
 
@@ -163,6 +171,7 @@ impl GdbError {
             GdbError::MemoryWraps { .. }
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::Plan(_)
+            | GdbError::LoadDropped { .. }
             | GdbError::FlashCommit { .. } => None,
         }
     }

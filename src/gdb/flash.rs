@@ -120,6 +120,7 @@ impl GdbTarget {
         });
         let started = Instant::now();
         let mut options = DownloadOptions::new();
+        options.verify = true;
         // probe-rs reports sizes, not addresses: count them from the first
         // unit so the events still say where programming has got to.
         let (mut erased_at, mut programmed_at) = (address, address);
@@ -200,19 +201,70 @@ impl GdbTarget {
     /// Drop both halves of a `load` that failed: GDB sends no `vFlashDone`
     /// after an error, so a later `load` must not inherit its requests.
     pub(super) fn forget_load(&mut self) {
+        // Dropped ranges stay until the `vFlashDone` that reports them.
         self.flash = FlashRequest::default();
         if let Some(e) = self.ext.as_mut() {
             e.forget_request();
         }
     }
 
-    /// A failed request ends the `load` it belongs to.
-    fn load_step(&mut self, result: Result<(), GdbError>) -> TargetResult<(), Self> {
+    /// A failed request ends the `load` it belongs to: everything it had
+    /// accepted is dropped, and remembered with the refused range so that
+    /// a `vFlashDone` for it does not answer OK.
+    fn load_step(
+        &mut self,
+        refused: Range<u64>,
+        result: Result<(), GdbError>,
+    ) -> TargetResult<(), Self> {
         result.map_err(|e| {
+            let mut dropped: Vec<Range<u64>> = self
+                .flash
+                .units()
+                .iter()
+                .map(|u| u64::from(u.address)..u64::from(u.address) + u.data.len() as u64)
+                .collect();
+            if let Some(ext) = self.ext.as_ref() {
+                dropped.extend(
+                    ext.pending_ranges()
+                        .into_iter()
+                        .map(|r| u64::from(r.start)..u64::from(r.end)),
+                );
+            }
+            dropped.push(refused);
+            self.load_dropped.extend(dropped);
+            crate::flash::plan::merge_ranges(&mut self.load_dropped);
+            tracing::warn!(
+                dropped = %ranges_text(&self.load_dropped),
+                "a flash request was refused: the load is dropped"
+            );
             self.forget_load();
             to_target_error(e)
         })
     }
+
+    /// Before a `vFlashErase`: one that comes after a refused request with
+    /// nothing accepted since starts a new `load` (GDB sends no
+    /// `vFlashDone` after an error), so the dropped one is only logged.
+    fn new_load_after_drop(&mut self) {
+        let pending =
+            !self.flash.is_empty() || self.ext.as_ref().is_some_and(|e| e.has_pending_request());
+        if !self.load_dropped.is_empty() && !pending {
+            tracing::warn!(
+                dropped = %ranges_text(&self.load_dropped),
+                "a new load starts; the refused one left these ranges unprogrammed"
+            );
+            self.load_dropped.clear();
+        }
+    }
+}
+
+/// `0x90010000..0x90011000, 0x90020000..0x90020004`.
+fn ranges_text(ranges: &[Range<u64>]) -> String {
+    ranges
+        .iter()
+        .map(|r| format!("{:#010x}..{:#010x}", r.start, r.end))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Write back every register of `values` (by GDB number) in an order that
@@ -250,6 +302,8 @@ fn put_back(core: &mut probe_rs::Core<'_>, values: &[u64]) -> Result<(), GdbErro
 
 impl Flash for GdbTarget {
     fn flash_erase(&mut self, start_addr: u32, length: u32) -> TargetResult<(), Self> {
+        self.new_load_after_drop();
+        let refused = u64::from(start_addr)..u64::from(start_addr) + u64::from(length);
         let result = if self.in_window(start_addr, length.into()) {
             self.with_ext(|ext, core| ext.flash_erase(core, start_addr, length))
         } else {
@@ -258,19 +312,39 @@ impl Flash for GdbTarget {
                 .erase(&flashes, start_addr, length)
                 .map_err(GdbError::from)
         };
-        self.load_step(result)
+        self.load_step(refused, result)
     }
 
     fn flash_write(&mut self, start_addr: u32, data: &[u8]) -> TargetResult<(), Self> {
+        let refused = u64::from(start_addr)..u64::from(start_addr) + data.len() as u64;
         let result = if self.in_window(start_addr, data.len() as u64) {
             self.with_ext(|ext, _| ext.flash_write(start_addr, data))
         } else {
             self.flash.write(start_addr, data).map_err(GdbError::from)
         };
-        self.load_step(result)
+        self.load_step(refused, result)
     }
 
+    /// OK only when everything accepted since the last `vFlashDone` was
+    /// programmed and verified (the window by on-chip CRC, internal flash
+    /// by probe-rs's verify).
     fn flash_done(&mut self) -> TargetResult<(), Self> {
+        if !self.load_dropped.is_empty() {
+            let mut dropped = std::mem::take(&mut self.load_dropped);
+            dropped.extend(
+                self.flash
+                    .units()
+                    .iter()
+                    .map(|u| u64::from(u.address)..u64::from(u.address) + u.data.len() as u64),
+            );
+            crate::flash::plan::merge_ranges(&mut dropped);
+            self.forget_load();
+            let e = GdbError::LoadDropped {
+                ranges: ranges_text(&dropped),
+            };
+            tracing::error!(error = %e, "load left undone");
+            return Err(to_target_error(e));
+        }
         let request = std::mem::take(&mut self.flash);
         let ext = self.commit_ext_flash();
         if ext.is_err() {

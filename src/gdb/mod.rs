@@ -58,6 +58,9 @@ pub struct GdbTarget {
     watch_slots: Vec<Option<WatchSlot>>,
     /// Internal-flash part of the `load` in progress.
     flash: FlashRequest,
+    /// Ranges of the `load` in progress that were dropped when one of its
+    /// requests was refused: its `vFlashDone` must not answer OK.
+    load_dropped: Vec<std::ops::Range<u64>>,
     /// The client reset, halted, resumed or programmed the core on purpose:
     /// when it leaves without detaching, its choice stands.
     run_state_chosen: bool,
@@ -84,6 +87,7 @@ impl GdbTarget {
             hw_breakpoints: Vec::new(),
             watch_slots: Vec::new(),
             flash: FlashRequest::default(),
+            load_dropped: Vec::new(),
             reg_cache: None,
             run_state_chosen: false,
             exec: ExecState::Halted,
