@@ -59,6 +59,8 @@ pub struct ExtFlash {
     /// Whether a `load` may send pages compressed (`monitor flash
     /// compress`); on by default.
     compress: bool,
+    /// (size, blocksize) an earlier connection's probe found.
+    earlier: Option<(u32, u32)>,
 }
 
 impl ExtFlash {
@@ -71,6 +73,7 @@ impl ExtFlash {
             request: FlashRequest::default(),
             resident: RefCell::new(None),
             compress: true,
+            earlier: None,
         }
     }
 
@@ -91,21 +94,52 @@ impl ExtFlash {
         self.chip.as_ref()
     }
 
-    /// Bytes of the window: the board's pinned size, else the identified
-    /// chip's, else [`DEFAULT_WINDOW`].
-    pub fn size(&self) -> u32 {
+    /// Bytes of the window as far as they are known: the board's pinned
+    /// size, else the identified chip's, else an earlier connection's
+    /// probe ([`ExtFlash::remember`]), else the size of the part the board
+    /// file's `jedec_id` names. `None`: nothing says (the memory map then
+    /// leaves the window out rather than guess).
+    pub fn known_size(&self) -> Option<u32> {
         self.ext
             .size
             .or(self.chip.as_ref().map(|c| c.geometry.size))
-            .unwrap_or(DEFAULT_WINDOW)
+            .or(self.earlier.map(|(size, _)| size))
+            .or_else(|| board_part_size(&self.ext))
     }
 
-    /// The GDB blocksize: the smallest erase the stub can issue.
+    /// Bytes of the window for routing addresses to it: [`known_size`],
+    /// else [`DEFAULT_WINDOW`] (so an access there reaches the chip, which
+    /// is probed again then). Never advertised to GDB.
+    ///
+    /// [`known_size`]: ExtFlash::known_size
+    pub fn size(&self) -> u32 {
+        self.known_size().unwrap_or(DEFAULT_WINDOW)
+    }
+
+    /// The GDB blocksize: the smallest erase the stub can issue (the
+    /// identified chip's, else an earlier probe's).
     pub fn blocksize(&self) -> u32 {
         self.chip
             .as_ref()
             .and_then(|c| c.geometry.min_erase())
+            .or(self.earlier.map(|(_, block)| block))
             .unwrap_or(DEFAULT_BLOCK)
+    }
+
+    /// Size and blocksize of the identified chip, for the next connection
+    /// ([`ExtFlash::remember`]).
+    pub fn probed(&self) -> Option<(u32, u32)> {
+        self.chip
+            .as_ref()
+            .map(|c| (c.geometry.size, self.blocksize()))
+    }
+
+    /// What an earlier connection's probe found (size, blocksize): the
+    /// memory map's window when this connection cannot probe the chip
+    /// (the application holds it). The chip itself is probed again at the
+    /// next access.
+    pub fn remember(&mut self, earlier: Option<(u32, u32)>) {
+        self.earlier = earlier;
     }
 
     /// The window as the planner sees it: erases on the smallest erase size.
@@ -799,6 +833,14 @@ impl ExtFlash {
         });
         Ok(())
     }
+}
+
+/// The size of the part the board file's `jedec_id` names, if the part
+/// table knows it.
+pub fn board_part_size(ext: &ExternalFlash) -> Option<u32> {
+    ext.jedec_id
+        .and_then(chip::known_part)
+        .map(|p| chip::fallback_geometry(p).size)
 }
 
 /// Refuse to touch the chip while the core runs (`monitor resume`, `reset

@@ -133,14 +133,53 @@ impl GdbTarget {
         Ok(())
     }
 
-    /// The memory map with the window as currently known.
+    /// The memory map with the window as currently known; without a known
+    /// size (no board size, no probe yet) the window is left out.
     pub(crate) fn refresh_memory_map(&mut self) {
-        let window = self.ext.as_ref().map(|e| {
-            crate::board::memory_map::window_region(e.config().window, e.size(), e.blocksize())
+        let window = self.ext.as_ref().and_then(|e| {
+            let Some(size) = e.known_size() else {
+                tracing::warn!(
+                    window = format_args!("{:#010x}", e.config().window),
+                    "external flash size unknown (not probed yet, no `size` or `jedec_id` in \
+                     the board file): the memory map leaves the window out"
+                );
+                return None;
+            };
+            Some(crate::board::memory_map::window_region(
+                e.config().window,
+                size,
+                e.blocksize(),
+            ))
         });
         match crate::board::memory_map::memory_map_xml(&self.board, window) {
             Ok(xml) => self.memory_map_xml = xml.into(),
             Err(e) => tracing::error!("memory map with the external flash window: {e}"),
+        }
+    }
+
+    /// (size, blocksize) of the external flash as this connection probed
+    /// it, for the next one.
+    pub fn ext_probed(&self) -> Option<(u32, u32)> {
+        self.ext.as_ref().and_then(|e| e.probed())
+    }
+
+    /// What an earlier connection probed: the memory map's window when
+    /// this one cannot probe at connect (see `ExtFlash::remember`).
+    pub fn remember_ext(&mut self, earlier: Option<(u32, u32)>) {
+        if let Some(e) = self.ext.as_mut() {
+            e.remember(earlier);
+        }
+        self.refresh_memory_map();
+    }
+
+    /// Probe the chip again if the connection could not identify it yet
+    /// (the application held it at connect): the memory map then follows.
+    /// A failure is logged; the access that asked reports its own error.
+    pub(crate) fn reprobe_ext_flash(&mut self) {
+        if self.ext.as_ref().is_some_and(|e| e.chip().is_none()) {
+            if let Err(e) = self.identify_ext_flash() {
+                tracing::debug!(error = %crate::error::DisplayChain(&e), "external flash: probing again failed");
+            }
         }
     }
 

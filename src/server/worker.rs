@@ -232,11 +232,14 @@ fn worker_main(
         keep_alive,
     } = opened;
     let mut observed = Observed::new(&board, memory_map.clone());
+    // The external flash as the last connection probed it.
+    let mut probed = None;
     loop {
         match rx.recv_timeout(IDLE_TICK) {
             Ok(ToWorker::Connect { id, out }) => {
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
+                target.remember_ext(probed);
                 let mut found = Found::Untouched;
                 let outcome = serve(&mut target, id, out, &rx, &mut found, &mut observed);
                 let cleanup = match &outcome {
@@ -252,6 +255,7 @@ fn worker_main(
                     }
                     (Outcome::Killed, Ok(())) => Ok(()),
                 };
+                probed = target.ext_probed().or(probed);
                 session = target.into_session();
                 if let Some(f) = connection_ended.as_mut() {
                     f();

@@ -276,3 +276,84 @@ fn load_leaves_every_core_register_as_it_was() {
         assert_eq!(before, after, "registers after the {tag} load:\n{out}");
     }
 }
+
+/// A board file that names neither the chip's size nor its JEDEC ID: only
+/// a probe can tell the window's size.
+fn anonymous_board() -> std::path::PathBuf {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/memory-maps/stm32f407ve-w25q64jv.toml"
+    ))
+    .unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("jedec_id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = std::env::temp_dir().join(format!("i17-anonymous-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A connection made while the application is inside its own SPI
+/// transaction cannot probe the chip: its memory map still shows the
+/// 8 MiB an earlier connection probed (the board file says nothing), not
+/// an invented 16 MiB, and once the transaction is over a window read
+/// probes again and works up to the chip's last byte.
+#[test]
+fn memory_map_keeps_the_probed_size_when_the_app_holds_the_chip_at_connect() {
+    let board = anonymous_board();
+    let s = SimServer::start(&["--board", board.to_str().unwrap()]);
+    let first = gdb(
+        &s.addr,
+        &[
+            "set language c",
+            "monitor reset halt",
+            "load",
+            "monitor reset halt",
+            "info mem",
+            "break spi_xfer if *(unsigned int *)0x20000054 == 1",
+            "continue",
+            "echo \\nIN\\n",
+            "print *(unsigned int *)0x20000054",
+            "disconnect",
+        ],
+    );
+    assert_eq!(values_after(&first, "IN"), [1], "{first}");
+    let second = gdb(
+        &s.addr,
+        &[
+            "set language c",
+            "echo \\nIN\\n",
+            "print *(unsigned int *)0x20000054",
+            "info mem",
+            "delete",
+            "break tick",
+            "continue",
+            "echo \\nIN\\n",
+            "print *(unsigned int *)0x20000054",
+            "x/4xb 0x907ffffc",
+        ],
+    );
+    std::fs::remove_file(&board).ok();
+    assert_eq!(values_after(&second, "IN"), [1, 0], "{second}");
+    let window_line = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("0x90000000") && l.contains("flash"))
+            .map(str::to_string)
+    };
+    for (which, out) in [("first", &first), ("second", &second)] {
+        let line =
+            window_line(out).unwrap_or_else(|| panic!("{which}: no window in the map:\n{out}"));
+        assert!(
+            line.contains("0x90800000") && !line.contains("0x91000000"),
+            "{which}: window {line:?}\n{out}"
+        );
+    }
+    assert!(
+        second.lines().any(
+            |l| l.starts_with("0x907ffffc") && l.trim_end().ends_with("0xff\t0xff\t0xff\t0xff")
+        ),
+        "the window's last bytes after the transaction:\n{second}"
+    );
+}
