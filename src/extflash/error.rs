@@ -169,7 +169,11 @@ pub enum ExtFlashError {
         address: u32,
         pc: u32,
     },
-    #[error("{op}: the stub overflowed its stack (canary at {canary:#010x} reads {found:#010x})")]
+    #[error(
+        "{op}: the stub overflowed its stack (canary at {canary:#010x} reads {found:#010x}); \
+         its result is discarded, and work-area RAM just below the stack may have been \
+         overwritten"
+    )]
     StackOverflow {
         op: &'static str,
         canary: u32,

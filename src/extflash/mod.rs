@@ -61,6 +61,8 @@ pub struct ExtFlash {
     compress: bool,
     /// (size, blocksize) an earlier connection's probe found.
     earlier: Option<(u32, u32)>,
+    /// Bytes of stack the stub gets ([`runner::STACK_SIZE`]).
+    stack: u32,
 }
 
 impl ExtFlash {
@@ -74,7 +76,16 @@ impl ExtFlash {
             resident: RefCell::new(None),
             compress: true,
             earlier: None,
+            stack: runner::STACK_SIZE,
         }
+    }
+
+    /// Give the stub `bytes` of stack instead of [`runner::STACK_SIZE`]
+    /// (from the next session on). The host checks the stack's lowest word
+    /// after every call: a stack too small for the stub ends the session
+    /// with [`ExtFlashError::StackOverflow`].
+    pub fn set_stub_stack(&mut self, bytes: u32) {
+        self.stack = bytes;
     }
 
     /// Whether a `load` sends compressible pages compressed.
@@ -240,7 +251,7 @@ impl ExtFlash {
                 .as_ref()
                 .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
             let config = wiring::config(&self.ext, self.timeouts());
-            let res = Resident::start(core, stub, &self.ext, &config)?;
+            let res = Resident::start(core, stub, &self.ext, &config, self.stack)?;
             *slot = Some(res);
         }
         let res = slot.as_mut().expect("started above");
@@ -505,7 +516,7 @@ impl ExtFlash {
             .as_ref()
             .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
         let wa = &self.ext.work_area;
-        runner::layout(wa, stub.bytes.len() as u32)
+        runner::layout_with_stack(wa, stub.bytes.len() as u32, self.stack)
             .map(|l| l.buf_len & !(cache::LINE - 1))
             .filter(|l| *l >= cache::LINE)
             .ok_or(ExtFlashError::WorkAreaTooSmall {
