@@ -357,3 +357,86 @@ fn memory_map_keeps_the_probed_size_when_the_app_holds_the_chip_at_connect() {
         "the window's last bytes after the transaction:\n{second}"
     );
 }
+
+/// `serve --help` says what further connections get (observers), and the
+/// top-level help names `erase --chip-erase`, the flag that exists.
+#[test]
+fn help_texts_name_observers_and_the_chip_erase_flag() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+            .args(args)
+            .output()
+            .expect("run extflash-gdb");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let serve = help(&["serve", "--help"]);
+    assert!(serve.contains("observers"), "{serve}");
+    assert!(!serve.contains("closed at once"), "{serve}");
+    let top = help(&["--help"]);
+    let erase = top
+        .lines()
+        .find(|l| l.trim_start().starts_with("erase"))
+        .unwrap_or_else(|| panic!("{top}"));
+    assert!(erase.contains("--chip-erase"), "{erase}");
+    let erase_help = help(&["erase", "--help"]);
+    assert!(erase_help.contains("--chip-erase"), "{erase_help}");
+}
+
+/// With no `RUST_LOG`, `serve --sim` logs one summary line of the virtual
+/// board per connection when it ends (virtual time, round trips, SPI
+/// bytes, chip busy time).
+#[test]
+fn serve_sim_shows_one_board_summary_line_per_connection_by_default() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+        .args(["serve", "--sim", "--port", "0"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn extflash-gdb");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut summaries = Vec::new();
+    for n in 0..2 {
+        let mut c = crate::support::rsp::RspClient::connect(&addr).unwrap();
+        assert!(c.ask("?").unwrap().starts_with('T'));
+        assert_eq!(c.ask("m20000000,4").unwrap().len(), 8);
+        drop(c);
+        // Each connection's end: its line (bounded wait, no sleeps).
+        loop {
+            let l = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no summary for connection {n}: {summaries:?}"));
+            if l.contains("GDB connection ended") {
+                summaries.push(l);
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for s in &summaries {
+        for part in ["virtual time", "round trips", "SPI bytes", "chip busy"] {
+            assert!(s.contains(part), "{part}: {s}");
+        }
+    }
+}
