@@ -250,6 +250,7 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> (Session
     let handle = SimHandle::default();
     let slot = handle.0.clone();
     let summary_slot = slot.clone();
+    let clock_slot = slot.clone();
     let source = SessionSource::new(move || {
         let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
             state_dir: sim.state_dir.clone(),
@@ -265,6 +266,17 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> (Session
         Ok(OpenedSession {
             session,
             keep_alive: Some(Box::new(board)),
+        })
+    })
+    .with_board_clock({
+        // Virtual time: what the same job takes on a desk.
+        Arc::new(move || {
+            clock_slot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|b| std::time::Duration::from_nanos(b.lock().now() / 1000))
+                .unwrap_or_default()
         })
     })
     .on_connection_end(move || {

@@ -745,6 +745,7 @@ impl ExtFlash {
             programmed: done.1,
             skipped: done.2,
             elapsed: started.elapsed(),
+            board: None,
         });
         Ok(())
     }
@@ -841,6 +842,7 @@ impl ExtFlash {
             erased: u64::from(size),
             programmed: 0,
             elapsed: started.elapsed(),
+            board: None,
         });
         Ok(())
     }

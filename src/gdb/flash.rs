@@ -96,6 +96,7 @@ impl GdbTarget {
                     programmed: 0,
                     skipped,
                     elapsed: std::time::Duration::ZERO,
+                    board: None,
                 });
             }
             return Ok(());
@@ -119,6 +120,7 @@ impl GdbTarget {
             program_bytes: bytes as u64,
         });
         let started = Instant::now();
+        let timed = self.timed_events();
         let mut options = DownloadOptions::new();
         options.verify = true;
         // probe-rs reports sizes, not addresses: count them from the first
@@ -168,12 +170,13 @@ impl GdbTarget {
             }
         }
         committed?;
-        (self.events)(&FlashEvent::Done {
+        timed(&FlashEvent::Done {
             flash: INT,
             erased: bytes as u64,
             programmed: bytes as u64,
             skipped,
             elapsed: started.elapsed(),
+            board: None,
         });
         Ok(())
     }
@@ -194,7 +197,7 @@ impl GdbTarget {
         if !self.ext.as_ref().is_some_and(|e| e.has_pending_request()) {
             return Ok(());
         }
-        let events = self.events.clone();
+        let events = self.timed_events();
         self.with_ext(|ext, core| ext.commit(core, &mut |e| events(&e)))
     }
 

@@ -35,6 +35,7 @@ use probe_rs::{Core, Session};
 
 use crate::board::Board;
 use crate::extflash::{ExtFlash, ExtFlashError};
+use crate::flash::progress::BoardClock;
 use crate::flash::{EventSink, FlashEvent, FlashRequest};
 use arch::CortexM4F;
 pub use breakpoints::{dwt_match, DwtMatch, WatchSlot};
@@ -69,6 +70,9 @@ pub struct GdbTarget {
     reg_cache: Option<Vec<u64>>,
     exec: ExecState,
     events: EventSink,
+    /// The session source's own clock (`SessionSource::with_board_clock`):
+    /// flash summaries give the board's time next to host time.
+    board_clock: Option<BoardClock>,
 }
 
 impl GdbTarget {
@@ -92,6 +96,30 @@ impl GdbTarget {
             run_state_chosen: false,
             exec: ExecState::Halted,
             events,
+            board_clock: None,
+        }
+    }
+
+    /// Give flash summaries the board's own time (see [`BoardClock`]).
+    pub fn set_board_clock(&mut self, clock: Option<BoardClock>) {
+        self.board_clock = clock;
+    }
+
+    /// An event sink that fills `Done`'s board time from the board clock,
+    /// counted from now.
+    pub(crate) fn timed_events(&self) -> impl Fn(&FlashEvent) + Send + Sync + 'static {
+        let events = self.events.clone();
+        let clock = self.board_clock.clone();
+        let t0 = clock.as_ref().map(|c| c());
+        move |e: &FlashEvent| match (e, &clock, t0) {
+            (FlashEvent::Done { board: None, .. }, Some(c), Some(t0)) => {
+                let mut e = e.clone();
+                if let FlashEvent::Done { board, .. } = &mut e {
+                    *board = Some(c().saturating_sub(t0));
+                }
+                events(&e)
+            }
+            _ => events(e),
         }
     }
 

@@ -74,6 +74,8 @@ pub struct SessionSource {
     open: Box<dyn FnOnce() -> anyhow::Result<OpenedSession> + Send>,
     /// Called on the worker thread after every GDB connection.
     connection_ended: Option<Box<dyn FnMut() + Send>>,
+    /// The board's own clock, if it has one apart from host time.
+    board_clock: Option<crate::flash::progress::BoardClock>,
 }
 
 impl SessionSource {
@@ -81,7 +83,15 @@ impl SessionSource {
         SessionSource {
             open: Box::new(f),
             connection_ended: None,
+            board_clock: None,
         }
+    }
+
+    /// The board's own clock (the virtual board's time): flash summaries
+    /// give it next to host time. Without one, host time is the board's.
+    pub fn with_board_clock(mut self, clock: crate::flash::progress::BoardClock) -> Self {
+        self.board_clock = Some(clock);
+        self
     }
 
     /// Run `f` after every GDB connection (the virtual board logs its
@@ -141,6 +151,7 @@ impl ProbeWorker {
                 let SessionSource {
                     open,
                     connection_ended,
+                    board_clock,
                 } = source;
                 let opened = match open() {
                     Ok(o) => {
@@ -152,7 +163,15 @@ impl ProbeWorker {
                         return Ok(());
                     }
                 };
-                let result = worker_main(opened, board, memory_map, events, rx, connection_ended);
+                let result = worker_main(
+                    opened,
+                    board,
+                    memory_map,
+                    events,
+                    rx,
+                    connection_ended,
+                    board_clock,
+                );
                 if let Err(e) = &result {
                     tracing::error!("probe worker stopped: {e:#}");
                 }
@@ -226,6 +245,7 @@ fn worker_main(
     events: EventSink,
     rx: Receiver<ToWorker>,
     mut connection_ended: Option<Box<dyn FnMut() + Send>>,
+    board_clock: Option<crate::flash::progress::BoardClock>,
 ) -> anyhow::Result<()> {
     let OpenedSession {
         mut session,
@@ -240,6 +260,7 @@ fn worker_main(
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
                 target.remember_ext(probed);
+                target.set_board_clock(board_clock.clone());
                 let mut found = Found::Untouched;
                 let outcome = serve(&mut target, id, out, &rx, &mut found, &mut observed);
                 let cleanup = match &outcome {

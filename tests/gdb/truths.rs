@@ -440,3 +440,49 @@ fn serve_sim_shows_one_board_summary_line_per_connection_by_default() {
         }
     }
 }
+
+/// `flash --sim` gives the board's own time next to host time: the virtual
+/// board's clock, so the same job on two fresh boards gives the same
+/// figure (host time would not), and each flash's summary line has it.
+#[test]
+fn flash_summary_gives_the_boards_own_time() {
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+            .args(["flash", FIRMWARE_ASSETS, "--sim"])
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("run extflash-gdb flash");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let board_time = |text: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("board time of the flash work: "))
+            .unwrap_or_else(|| panic!("no board time:\n{text}"));
+        line.to_string()
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(board_time(&a), board_time(&b), "{a}\n{b}");
+    let secs: f64 = board_time(&a)
+        .trim_start_matches("board time of the flash work: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs > 0.0, "{a}");
+    for flash in ["internal flash", "external flash"] {
+        assert!(
+            a.lines().any(|l| l.contains(flash)
+                && l.contains("programmed")
+                && l.contains("; board time ")),
+            "{flash}:\n{a}"
+        );
+    }
+}
