@@ -363,7 +363,8 @@ mod tests {
                 erased: 0x6000,
                 programmed: 0x1900,
                 skipped: 0x2000,
-                busy: Duration::from_secs(1)
+                busy: Duration::from_secs(1),
+                board_busy: None,
             }
         );
         assert!((rate(2048, Duration::from_secs(2)) - 1.0).abs() < 1e-9);

@@ -665,7 +665,7 @@ fn monitor_chip_erase_progress_reaches_the_console_before_the_final_ok() {
         match reply.strip_prefix(b"O") {
             Some(hex) if reply != b"OK" => {
                 if at_first.is_none() {
-                    let mut b = handle.lock();
+                    let b = handle.lock();
                     let now = b.now();
                     let chip = &b.mcu().chip;
                     at_first = Some((
@@ -694,7 +694,7 @@ fn monitor_chip_erase_progress_reaches_the_console_before_the_final_ok() {
         "the first line came after the erase ended: output was held back"
     );
     {
-        let mut b = handle.lock();
+        let b = handle.lock();
         let now = b.now();
         let chip = &b.mcu().chip;
         assert!(chip.busy_until(now).is_none(), "OK before the erase ended");
