@@ -862,10 +862,10 @@ pub fn board_part_size(ext: &ExternalFlash) -> Option<u32> {
 /// halted only if DHCSR says so; with one, the stub runs on a core the
 /// session halted, so callers check this only when no session runs.
 fn check_halted(core: &mut Core<'_>, address: u32, len: u32) -> Result<(), ExtFlashError> {
-    let halted = core
-        .core_halted()
-        .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?;
-    if halted {
+    // One read of DHCSR (S_HALT), nothing else: probe-rs's status calls
+    // read more registers (DFSR) than this needs.
+    let dhcsr = runner::rd(core, crate::cortex_m::DHCSR)?;
+    if dhcsr & crate::cortex_m::DHCSR_S_HALT != 0 {
         Ok(())
     } else {
         Err(ExtFlashError::CoreRunning { address, len })
