@@ -116,6 +116,11 @@ pub enum ExtFlashError {
         found: [u8; 3],
     },
     #[error(
+        "the SPI flash on {wiring} (JEDEC ID {found:02X?}) has no usable SFDP table and is not \
+         in the part table: set its `size` in [external_flash] of the board file"
+    )]
+    UnknownSize { wiring: WiringText, found: [u8; 3] },
+    #[error(
         "the application is in the middle of its own SPI transaction (CS {cs} is low) and \
          {address:#010x}+{len:#x} is not cached: let it run past the transaction and try again"
     )]

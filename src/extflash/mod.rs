@@ -374,7 +374,12 @@ impl ExtFlash {
             (None, Some(p)) => (chip::fallback_geometry(p), "part table"),
             (None, None) => (
                 chip::Geometry {
-                    size: self.ext.size.unwrap_or(DEFAULT_WINDOW),
+                    // Nothing on the chip says its size: only the board
+                    // file may, never a guess.
+                    size: self.ext.size.ok_or(ExtFlashError::UnknownSize {
+                        wiring: self.wiring(),
+                        found: id,
+                    })?,
                     page_size: chip::DEFAULT_PAGE,
                     erase_types: vec![chip::EraseType {
                         size: 0x1000,
