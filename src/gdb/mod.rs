@@ -166,7 +166,7 @@ impl GdbTarget {
     pub(crate) fn refresh_memory_map(&mut self) {
         let window = self.ext.as_ref().and_then(|e| {
             let Some(size) = e.known_size() else {
-                tracing::warn!(
+                tracing::debug!(
                     window = format_args!("{:#010x}", e.config().window),
                     "external flash size unknown (not probed yet, no `size` or `jedec_id` in \
                      the board file): the memory map leaves the window out"
