@@ -26,6 +26,8 @@ pub const AIRCR: u32 = 0xE000_ED0C;
 pub const DFSR: u32 = 0xE000_ED30;
 /// Debug Halting Control and Status Register.
 pub const DHCSR: u32 = 0xE000_EDF0;
+/// DHCSR.S_HALT: the core is in debug state (halted).
+pub const DHCSR_S_HALT: u32 = 1 << 17;
 /// Debug Core Register Selector Register.
 pub const DCRSR: u32 = 0xE000_EDF4;
 /// Debug Core Register Data Register.

@@ -28,15 +28,19 @@ struct Cli {
 enum Command {
     /// Serve the GDB remote protocol (use `target extended-remote HOST:PORT`).
     ///
-    /// One GDB controls the board at a time: while one is connected, further
-    /// connections are logged and closed at once.
+    /// One GDB controls the board at a time: while one is connected, up to
+    /// four further connections are read-only observers (memory, registers,
+    /// qCRC, the memory map: cortex-debug Live Watch, dump scripts); one
+    /// more is logged and closed. With --sim, each connection's end logs one
+    /// line on the virtual board (virtual time, round trips, instructions,
+    /// SPI bytes, chip busy time).
     Serve(ServeArgs),
     /// Program an ELF, Intel HEX, S-record or raw binary (internal flash, RAM and the
     /// external window in one go), as GDB's `load` would.
     Flash(cli::flash::FlashArgs),
     /// Read memory at any address (the window included): hex dump or file.
     Read(cli::read::ReadArgs),
-    /// Erase a flash range, or the whole external chip (--chip).
+    /// Erase a flash range, or the whole external chip (--chip-erase).
     Erase(cli::erase::EraseArgs),
     /// Compare a file with the target by on-target CRC, per section.
     Verify(cli::verify::VerifyArgs),
@@ -80,7 +84,9 @@ fn main() -> std::process::ExitCode {
     // Other crates (probe-rs) stay at warn unless RUST_LOG opens them; the
     // subcommands print their own progress, so only warnings are logged.
     let default_filter = match cli.command {
-        Command::Serve(_) => "warn,extflash_gdb=info",
+        // `sim` is the virtual board's target (nothing logs there on
+        // silicon): its one summary line per connection is shown.
+        Command::Serve(_) => "warn,extflash_gdb=info,sim=info",
         Command::Bitbang(_) => "warn,sim=info",
         // The virtual board's own warnings (a blank chip locking up) are
         // noise for a one-shot command.
@@ -255,6 +261,7 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> (Session
     let handle = SimHandle::default();
     let slot = handle.0.clone();
     let summary_slot = slot.clone();
+    let clock_slot = slot.clone();
     let source = SessionSource::new(move || {
         let board = extflash_gdb::sim::SimBoard::new(extflash_gdb::sim::SimConfig {
             state_dir: sim.state_dir.clone(),
@@ -270,6 +277,17 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> (Session
         Ok(OpenedSession {
             session,
             keep_alive: Some(Box::new(board)),
+        })
+    })
+    .with_board_clock({
+        // Virtual time: what the same job takes on a desk.
+        Arc::new(move || {
+            clock_slot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|b| std::time::Duration::from_nanos(b.lock().now() / 1000))
+                .unwrap_or_default()
         })
     })
     .on_connection_end(move || {

@@ -176,15 +176,13 @@ pub fn memory_map_xml(board: &Board, window: Option<MapRegion>) -> Result<String
 }
 
 /// The memory-map XML for a board, with the window as the board file
-/// describes it before the chip is identified (its pinned size, else
-/// 16 MiB, in 4 KiB blocks).
+/// describes it before the chip is identified: its pinned size, else the
+/// size of the part its `jedec_id` names, in 4 KiB blocks. With neither,
+/// the window is left out: the map never advertises a size nothing said.
 pub fn board_memory_map_xml(board: &Board) -> Result<String, MemoryMapError> {
-    let window = board.external_flash.as_ref().map(|e| {
-        window_region(
-            e.window,
-            e.size.unwrap_or(super::MAX_WINDOW_SIZE),
-            super::DEFAULT_ERASE_SIZE,
-        )
+    let window = board.external_flash.as_ref().and_then(|e| {
+        let size = e.size.or_else(|| crate::extflash::board_part_size(e))?;
+        Some(window_region(e.window, size, super::DEFAULT_ERASE_SIZE))
     });
     memory_map_xml(board, window)
 }
@@ -291,10 +289,22 @@ mod tests {
             xml.contains("<memory type=\"ram\" start=\"0x90800000\""),
             "{xml}"
         );
+        // Before a probe: the size of the part the board file's jedec_id
+        // names (the built-in board's W25Q64JV: 8 MiB), never a guess.
         let default = board_memory_map_xml(&Board::builtin()).unwrap();
         assert!(
-            default.contains("start=\"0x90000000\" length=\"0x1000000\""),
+            default.contains("start=\"0x90000000\" length=\"0x800000\""),
             "{default}"
+        );
+        let mut anonymous = Board::builtin();
+        if let Some(e) = anonymous.external_flash.as_mut() {
+            e.jedec_id = None;
+            e.size = None;
+        }
+        let unknown = board_memory_map_xml(&anonymous).unwrap();
+        assert!(
+            !unknown.contains("type=\"flash\" start=\"0x90000000\""),
+            "no size known: no window in the map\n{unknown}"
         );
     }
 

@@ -12,7 +12,8 @@ use super::session::BoardSession;
 #[command(group(clap::ArgGroup::new("what").required(true).args(["chip_erase", "address"])))]
 pub struct EraseArgs {
     /// Erase the whole external flash (chip erase; up to 100 s on a
-    /// W25Q64JV). `--chip` names the probe-rs target, as for `serve`.
+    /// W25Q64JV). Not to be confused with `--chip`, which names the
+    /// probe-rs target, as for `serve`.
     #[arg(long, visible_alias = "all", conflicts_with_all = ["address", "len"])]
     pub chip_erase: bool,
     /// Start address (rounded down to its erase block).

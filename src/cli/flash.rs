@@ -52,6 +52,15 @@ pub fn run(args: FlashArgs) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         rate(t.programmed + ram_bytes as u64, elapsed)
     );
+    if let Some(board) = t.board_busy {
+        // The board's own clock (virtual time on the virtual board): what
+        // the flash work takes on the desk.
+        println!(
+            "board time of the flash work: {:.2} s ({:.1} KB/s)",
+            board.as_secs_f64(),
+            rate(t.programmed, board)
+        );
+    }
 
     if args.verify {
         let mismatched = verify_segments(&mut session, &segments)?;

@@ -22,6 +22,8 @@ pub struct Totals {
     pub skipped: u64,
     /// Time spent inside flash operations (sum of their `Done` events).
     pub busy: Duration,
+    /// The same on the board's own clock, when the session has one.
+    pub board_busy: Option<Duration>,
 }
 
 struct Task {
@@ -103,25 +105,39 @@ pub fn event_line(e: &FlashEvent) -> Option<String> {
             programmed,
             skipped,
             elapsed,
+            board,
         } => {
             let skip = if *skipped > 0 {
                 format!(", skipped {skipped} unchanged bytes")
             } else {
                 String::new()
             };
+            // The board's own time, when the session has a clock of its own
+            // (the virtual board): what the same job takes on the desk.
+            let on_board = |with_rate: bool| match board {
+                Some(b) if with_rate => format!(
+                    "; board time {:.2} s ({:.1} KB/s)",
+                    b.as_secs_f64(),
+                    rate(*programmed, *b)
+                ),
+                Some(b) => format!("; board time {:.2} s", b.as_secs_f64()),
+                None => String::new(),
+            };
             if *programmed == 0 {
                 format!(
-                    "{}: erased {erased} bytes{skip} in {:.2} s",
+                    "{}: erased {erased} bytes{skip} in {:.2} s{}",
                     kind(flash),
-                    elapsed.as_secs_f64()
+                    elapsed.as_secs_f64(),
+                    on_board(false)
                 )
             } else {
                 format!(
                     "{}: erased {erased} bytes, programmed {programmed} bytes{skip} in {:.2} s \
-                     ({:.1} KB/s)",
+                     ({:.1} KB/s){}",
                     kind(flash),
                     elapsed.as_secs_f64(),
-                    rate(*programmed, *elapsed)
+                    rate(*programmed, *elapsed),
+                    on_board(true)
                 )
             }
         }
@@ -263,6 +279,7 @@ impl Progress {
                 programmed,
                 skipped,
                 elapsed,
+                board,
                 ..
             } => {
                 self.finish();
@@ -272,6 +289,9 @@ impl Progress {
                     state.totals.programmed += programmed;
                     state.totals.skipped += skipped;
                     state.totals.busy += *elapsed;
+                    if let Some(b) = board {
+                        *state.totals.board_busy.get_or_insert_default() += *b;
+                    }
                 }
                 self.line(&event_line(e).unwrap_or_default());
             }
@@ -334,6 +354,7 @@ mod tests {
                 programmed,
                 skipped: 0x1000,
                 elapsed: Duration::from_millis(500),
+                board: None,
             });
         }
         assert_eq!(
@@ -342,7 +363,8 @@ mod tests {
                 erased: 0x6000,
                 programmed: 0x1900,
                 skipped: 0x2000,
-                busy: Duration::from_secs(1)
+                busy: Duration::from_secs(1),
+                board_busy: None,
             }
         );
         assert!((rate(2048, Duration::from_secs(2)) - 1.0).abs() < 1e-9);

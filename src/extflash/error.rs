@@ -116,10 +116,21 @@ pub enum ExtFlashError {
         found: [u8; 3],
     },
     #[error(
+        "the SPI flash on {wiring} (JEDEC ID {found:02X?}) has no usable SFDP table and is not \
+         in the part table: set its `size` in [external_flash] of the board file"
+    )]
+    UnknownSize { wiring: WiringText, found: [u8; 3] },
+    #[error(
         "the application is in the middle of its own SPI transaction (CS {cs} is low) and \
          {address:#010x}+{len:#x} is not cached: let it run past the transaction and try again"
     )]
     AppInTransaction { cs: String, address: u32, len: u32 },
+    #[error(
+        "the core is running (after `monitor resume` or `monitor reset run`): \
+         {address:#010x}+{len:#x} of the external flash was not read while it was halted, and \
+         reading it now would take the SPI from the application; `monitor halt` first"
+    )]
+    CoreRunning { address: u32, len: u32 },
     #[error(
         "the application's SPI{spi} is in the middle of a transfer ({what}) and \
          {address:#010x}+{len:#x} is not cached: let it run past the transfer and try again"
@@ -163,10 +174,24 @@ pub enum ExtFlashError {
         address: u32,
         pc: u32,
     },
-    #[error("{op}: the stub overflowed its stack (canary at {canary:#010x} reads {found:#010x})")]
+    #[error(
+        "{op}: the stub overflowed its stack (canary at {canary:#010x} reads {found:#010x}); \
+         its result is discarded, and work-area RAM just below the stack may have been \
+         overwritten"
+    )]
     StackOverflow {
         op: &'static str,
         canary: u32,
+        found: u32,
+    },
+    #[error(
+        "verifying {address:#010x}+{len:#x} after programming: the chip's CRC is {found:#010x}, \
+         the image's {expected:#010x}; the range does not hold the image"
+    )]
+    VerifyFailed {
+        address: u32,
+        len: u32,
+        expected: u32,
         found: u32,
     },
     #[error("the stub image did not read back at {address:#010x}: is the work area RAM?")]

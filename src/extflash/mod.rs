@@ -59,6 +59,10 @@ pub struct ExtFlash {
     /// Whether a `load` may send pages compressed (`monitor flash
     /// compress`); on by default.
     compress: bool,
+    /// (size, blocksize) an earlier connection's probe found.
+    earlier: Option<(u32, u32)>,
+    /// Bytes of stack the stub gets ([`runner::STACK_SIZE`]).
+    stack: u32,
 }
 
 impl ExtFlash {
@@ -71,7 +75,17 @@ impl ExtFlash {
             request: FlashRequest::default(),
             resident: RefCell::new(None),
             compress: true,
+            earlier: None,
+            stack: runner::STACK_SIZE,
         }
+    }
+
+    /// Give the stub `bytes` of stack instead of [`runner::STACK_SIZE`]
+    /// (from the next session on). The host checks the stack's lowest word
+    /// after every call: a stack too small for the stub ends the session
+    /// with [`ExtFlashError::StackOverflow`].
+    pub fn set_stub_stack(&mut self, bytes: u32) {
+        self.stack = bytes;
     }
 
     /// Whether a `load` sends compressible pages compressed.
@@ -91,21 +105,52 @@ impl ExtFlash {
         self.chip.as_ref()
     }
 
-    /// Bytes of the window: the board's pinned size, else the identified
-    /// chip's, else [`DEFAULT_WINDOW`].
-    pub fn size(&self) -> u32 {
+    /// Bytes of the window as far as they are known: the board's pinned
+    /// size, else the identified chip's, else an earlier connection's
+    /// probe ([`ExtFlash::remember`]), else the size of the part the board
+    /// file's `jedec_id` names. `None`: nothing says (the memory map then
+    /// leaves the window out rather than guess).
+    pub fn known_size(&self) -> Option<u32> {
         self.ext
             .size
             .or(self.chip.as_ref().map(|c| c.geometry.size))
-            .unwrap_or(DEFAULT_WINDOW)
+            .or(self.earlier.map(|(size, _)| size))
+            .or_else(|| board_part_size(&self.ext))
     }
 
-    /// The GDB blocksize: the smallest erase the stub can issue.
+    /// Bytes of the window for routing addresses to it: [`known_size`],
+    /// else [`DEFAULT_WINDOW`] (so an access there reaches the chip, which
+    /// is probed again then). Never advertised to GDB.
+    ///
+    /// [`known_size`]: ExtFlash::known_size
+    pub fn size(&self) -> u32 {
+        self.known_size().unwrap_or(DEFAULT_WINDOW)
+    }
+
+    /// The GDB blocksize: the smallest erase the stub can issue (the
+    /// identified chip's, else an earlier probe's).
     pub fn blocksize(&self) -> u32 {
         self.chip
             .as_ref()
             .and_then(|c| c.geometry.min_erase())
+            .or(self.earlier.map(|(_, block)| block))
             .unwrap_or(DEFAULT_BLOCK)
+    }
+
+    /// Size and blocksize of the identified chip, for the next connection
+    /// ([`ExtFlash::remember`]).
+    pub fn probed(&self) -> Option<(u32, u32)> {
+        self.chip
+            .as_ref()
+            .map(|c| (c.geometry.size, self.blocksize()))
+    }
+
+    /// What an earlier connection's probe found (size, blocksize): the
+    /// memory map's window when this connection cannot probe the chip
+    /// (the application holds it). The chip itself is probed again at the
+    /// next access.
+    pub fn remember(&mut self, earlier: Option<(u32, u32)>) {
+        self.earlier = earlier;
     }
 
     /// The window as the planner sees it: erases on the smallest erase size.
@@ -140,6 +185,15 @@ impl ExtFlash {
     /// Forget cached reads: call on every write, erase, reset and resume.
     pub fn invalidate(&mut self) {
         self.cache.clear();
+    }
+
+    /// Window ranges the pending `load` would erase and program.
+    pub fn pending_ranges(&self) -> Vec<Range<u32>> {
+        self.request
+            .units()
+            .iter()
+            .map(|u| u.address..u.address + u.data.len() as u32)
+            .collect()
     }
 
     /// Drop a half-received `load`.
@@ -190,13 +244,14 @@ impl ExtFlash {
     ) -> Result<R, ExtFlashError> {
         let mut slot = self.resident.borrow_mut();
         if slot.is_none() {
+            check_halted(core, address, len)?;
             self.check_spi_free(core, address, len)?;
             let stub = self
                 .stub
                 .as_ref()
                 .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
             let config = wiring::config(&self.ext, self.timeouts());
-            let res = Resident::start(core, stub, &self.ext, &config)?;
+            let res = Resident::start(core, stub, &self.ext, &config, self.stack)?;
             *slot = Some(res);
         }
         let res = slot.as_mut().expect("started above");
@@ -319,7 +374,12 @@ impl ExtFlash {
             (None, Some(p)) => (chip::fallback_geometry(p), "part table"),
             (None, None) => (
                 chip::Geometry {
-                    size: self.ext.size.unwrap_or(DEFAULT_WINDOW),
+                    // Nothing on the chip says its size: only the board
+                    // file may, never a guess.
+                    size: self.ext.size.ok_or(ExtFlashError::UnknownSize {
+                        wiring: self.wiring(),
+                        found: id,
+                    })?,
                     page_size: chip::DEFAULT_PAGE,
                     erase_types: vec![chip::EraseType {
                         size: 0x1000,
@@ -375,7 +435,12 @@ impl ExtFlash {
             .is_ok_and(|offset| self.cache.get(offset, buf))
     }
 
-    /// Read window bytes at `addr` (through the cache).
+    /// Read window bytes at `addr`: from the cache (what was read while the
+    /// core was halted, until the next resume), else from the chip, which
+    /// only a halted core allows: while it runs the read is refused
+    /// ([`ExtFlashError::CoreRunning`]) without touching the SPI or the
+    /// core, so nothing read while the application owns the SPI is ever
+    /// returned or cached.
     pub fn read(
         &mut self,
         core: &mut Core<'_>,
@@ -387,6 +452,9 @@ impl ExtFlash {
             return Ok(());
         }
         let len = buf.len() as u32;
+        if !self.is_resident() {
+            check_halted(core, addr, len)?;
+        }
         if len <= direct::MAX_LEN && !self.is_resident() {
             // A few bytes with no session running: the host drives the
             // SPI itself (see `direct`), unless that cannot work here.
@@ -453,7 +521,7 @@ impl ExtFlash {
             .as_ref()
             .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
         let wa = &self.ext.work_area;
-        runner::layout(wa, stub.bytes.len() as u32)
+        runner::layout_with_stack(wa, stub.bytes.len() as u32, self.stack)
             .map(|l| l.buf_len & !(cache::LINE - 1))
             .filter(|l| *l >= cache::LINE)
             .ok_or(ExtFlashError::WorkAreaTooSmall {
@@ -560,6 +628,14 @@ impl ExtFlash {
             let (unchanged, erased) = unchanged_blocks(s, &units, window, buf_words)?;
             let changed = plan::without_unchanged(units.clone(), &unchanged);
             let mut plan = plan::plan(&changed, &sizes, page, "external flash")?;
+            // Kept for the verification after programming.
+            let verify: Vec<(u32, u32, u32)> = changed
+                .iter()
+                .map(|u| {
+                    let crc = abi::crc32_update(abi::CRC32_INIT, &u.data);
+                    (u.address, u.data.len() as u32, crc)
+                })
+                .collect();
             plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &chip::typical_erase_ms);
 
             let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
@@ -637,6 +713,28 @@ impl ExtFlash {
                     _ => err,
                 });
             }
+            // Verify: the chip's CRC of every range programmed equals the
+            // image's, so `vFlashDone` never says OK over a wrong byte.
+            for &(address, len, want) in &verify {
+                let found = s
+                    .call(
+                        Call::Crc32 {
+                            addr: address - window,
+                            len,
+                        },
+                        0,
+                        timeout_for(0, u64::from(len) * 2),
+                    )
+                    .map_err(|err| at_window(err, window))?;
+                if found != want {
+                    return Err(ExtFlashError::VerifyFailed {
+                        address,
+                        len,
+                        expected: want,
+                        found,
+                    });
+                }
+            }
             if packed.compressed_bytes > 0 {
                 events(FlashEvent::Compressed {
                     flash: EXT,
@@ -652,6 +750,7 @@ impl ExtFlash {
             programmed: done.1,
             skipped: done.2,
             elapsed: started.elapsed(),
+            board: None,
         });
         Ok(())
     }
@@ -748,8 +847,33 @@ impl ExtFlash {
             erased: u64::from(size),
             programmed: 0,
             elapsed: started.elapsed(),
+            board: None,
         });
         Ok(())
+    }
+}
+
+/// The size of the part the board file's `jedec_id` names, if the part
+/// table knows it.
+pub fn board_part_size(ext: &ExternalFlash) -> Option<u32> {
+    ext.jedec_id
+        .and_then(chip::known_part)
+        .map(|p| chip::fallback_geometry(p).size)
+}
+
+/// Refuse to touch the chip while the core runs (`monitor resume`, `reset
+/// run`): the application may be using its SPI at any instant, and only a
+/// halted core can run the stub. Without a resident session the core is
+/// halted only if DHCSR says so; with one, the stub runs on a core the
+/// session halted, so callers check this only when no session runs.
+fn check_halted(core: &mut Core<'_>, address: u32, len: u32) -> Result<(), ExtFlashError> {
+    // One read of DHCSR (S_HALT), nothing else: probe-rs's status calls
+    // read more registers (DFSR) than this needs.
+    let dhcsr = runner::rd(core, crate::cortex_m::DHCSR)?;
+    if dhcsr & crate::cortex_m::DHCSR_S_HALT != 0 {
+        Ok(())
+    } else {
+        Err(ExtFlashError::CoreRunning { address, len })
     }
 }
 

@@ -70,6 +70,11 @@ pub struct Layout {
 /// Plan the work area; `None` when the stub, its blocks, a 1 KiB buffer
 /// and the stack do not fit.
 pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
+    layout_with_stack(work_area, image_len, STACK_SIZE)
+}
+
+/// [`layout`] with a stack of `stack` bytes instead of [`STACK_SIZE`].
+pub fn layout_with_stack(work_area: &Range<u32>, image_len: u32, stack: u32) -> Option<Layout> {
     let align = |v: u32, a: u32| v.div_ceil(a) * a;
     let load = work_area.start;
     let buf = align(load.checked_add(image_len)?, 8);
@@ -77,7 +82,7 @@ pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
     let config = work_area.end.checked_sub(top)? & !7;
     let mailbox = config + Config::SIZE as u32;
     let slots = mailbox + Mailbox::SIZE as u32;
-    let canary = config.checked_sub(STACK_SIZE)?;
+    let canary = config.checked_sub(stack)?;
     let buf_len = canary.checked_sub(buf)? & !0xFF;
     (buf_len >= 1024).then_some(Layout {
         load,
@@ -395,14 +400,16 @@ impl Resident {
         stub: &StubImage,
         ext: &ExternalFlash,
         config: &Config,
+        stack: u32,
     ) -> Result<Resident, ExtFlashError> {
         let wa = &ext.work_area;
-        let layout =
-            layout(wa, stub.bytes.len() as u32).ok_or(ExtFlashError::WorkAreaTooSmall {
+        let layout = layout_with_stack(wa, stub.bytes.len() as u32, stack).ok_or(
+            ExtFlashError::WorkAreaTooSmall {
                 start: wa.start,
                 size: wa.end - wa.start,
                 len: stub.bytes.len() as u32,
-            })?;
+            },
+        )?;
         let mut res = Resident {
             layout,
             entries: stub.entries,
@@ -544,7 +551,7 @@ impl Resident {
         if self.running {
             keep(self.park(core));
         }
-        keep(restore(core, ext, &self.saved));
+        keep(restore(core, ext, &self.saved, self.running));
         first.map_or(Ok(()), Err)
     }
 
@@ -804,6 +811,8 @@ fn load_and_run(
     core.write_32(l.config.into(), &to_words(&blocks))
         .and_then(|()| core.flush())
         .map_err(ExtFlashError::probe(ProbeOp::LoadStub(l.config)))?;
+    // The lowest stack word: checked after every call (`post_inner`).
+    wr(core, l.canary, abi::STACK_CANARY)?;
     let back = rd_block(core, l.load, words.len())
         .map_err(|_| ExtFlashError::Readback { address: l.load })?;
     if let Some(i) = back.iter().zip(&words).position(|(a, b)| a != b) {
@@ -827,16 +836,25 @@ fn load_and_run(
         .map_err(ExtFlashError::probe(ProbeOp::StartStub("stub_serve")))
 }
 
-fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), ExtFlashError> {
+/// Put back what `save` saved. Halts the core only when `stub_ran`: a
+/// session that never started the stub found the core halted (or failed
+/// before touching it) and must not stop an application it did not stop.
+fn restore(
+    core: &mut Core<'_>,
+    ext: &ExternalFlash,
+    s: &Saved,
+    stub_ran: bool,
+) -> Result<(), ExtFlashError> {
     let mut first: Option<ExtFlashError> = None;
     let mut keep = |r: Result<(), ExtFlashError>| {
         if let Err(e) = r {
             first.get_or_insert(e);
         }
     };
-    if !core
-        .core_halted()
-        .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
+    if stub_ran
+        && !core
+            .core_halted()
+            .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
     {
         core.halt(HALT_TIMEOUT)
             .map_err(ExtFlashError::probe(ProbeOp::HaltStub("restore")))?;
@@ -1054,6 +1072,15 @@ impl StubSession<'_, '_> {
             // (see `layout`), so one read.
             let r = rd_block(core, mb + mailbox_offset::DONE, 5)?;
             if r[0] == seq {
+                // The stub's deepest stack use must have stayed above its
+                // lowest word: otherwise it wrote into the data buffer,
+                // and what the call returned cannot be trusted.
+                let canary = res.layout.canary;
+                let found = rd(core, canary)?;
+                if found != abi::STACK_CANARY {
+                    res.broken = true;
+                    return Err(ExtFlashError::StackOverflow { op, canary, found });
+                }
                 return Ok((r[1], r[2]));
             }
             poll(

@@ -65,8 +65,16 @@ pub enum FlashEvent {
         /// Bytes left alone because they already held the image.
         skipped: u64,
         elapsed: Duration,
+        /// The same span on the board's own clock, when the session has one
+        /// (the virtual board's time: what the user's desk will show);
+        /// `None` where host time is the board's (silicon).
+        board: Option<Duration>,
     },
 }
+
+/// The board's own clock, from the session source: time since some fixed
+/// start. Only differences are used.
+pub type BoardClock = std::sync::Arc<dyn Fn() -> Duration + Send + Sync>;
 
 /// Where a server or command sends its events; shared with the probe
 /// worker thread.

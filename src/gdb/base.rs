@@ -224,6 +224,7 @@ pub(crate) fn read_any(t: &mut GdbTarget, address: u32, data: &mut [u8]) -> Resu
     for (addr, len, in_window) in split_at_window(address, data.len(), t.window()) {
         let piece = &mut data[done..done + len];
         if in_window {
+            t.reprobe_ext_flash();
             t.with_ext(|ext, core| ext.read(core, addr, piece))
                 .map_err(|e| match e {
                     GdbError::ExtFlash(source) => GdbError::ExtFlashRead {

@@ -38,6 +38,7 @@ impl GdbTarget {
         let mut crc = CRC32_INIT;
         for (addr, n, in_window) in split_at_window(address, len as usize, self.window()) {
             if in_window {
+                self.reprobe_ext_flash();
                 crc = self.with_ext(|ext, core| ext.crc(core, addr, n as u32, crc))?;
                 continue;
             }

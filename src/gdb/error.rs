@@ -127,6 +127,11 @@ pub enum GdbError {
         #[source]
         source: probe_rs::flashing::FlashError,
     },
+    #[error(
+        "vFlashDone: not programmed: {ranges}: a request of this load was refused (see the \
+         error before) and the load dropped; load again once the cause is fixed"
+    )]
+    LoadDropped { ranges: String },
     #[error("reading {len} bytes of external flash at {address:#010x} failed")]
     ExtFlashRead {
         address: u32,
@@ -169,7 +174,10 @@ impl GdbError {
             | GdbError::HwBreakpointAboveCode { .. }
             | GdbError::Watchpoint { .. } => 0x10,
             GdbError::ExtFlashRead { .. } => 0x0e,
-            GdbError::Plan(_) | GdbError::FlashCommit { .. } | GdbError::ExtFlash(_) => 0x05,
+            GdbError::Plan(_)
+            | GdbError::FlashCommit { .. }
+            | GdbError::LoadDropped { .. }
+            | GdbError::ExtFlash(_) => 0x05,
         }
     }
 
@@ -197,6 +205,7 @@ impl GdbError {
             | GdbError::BreakpointInWindow { .. }
             | GdbError::HwBreakpointAboveCode { .. }
             | GdbError::Plan(_)
+            | GdbError::LoadDropped { .. }
             | GdbError::FlashCommit { .. } => None,
         }
     }

@@ -13,9 +13,11 @@ use crate::cortex_m::HALT_TIMEOUT;
 impl GdbTarget {
     /// Halt the core for a new connection (GDB expects a stopped target),
     /// then identify the external flash so the memory map GDB asks for next
-    /// has the chip's size and erase size. An identification failure is
-    /// logged and the board file's window advertised instead: the session
-    /// goes on, and flash operations report the error again. The stub
+    /// has the chip's size and erase size. An identification failure (the
+    /// application inside its own SPI transaction, say) is logged and the
+    /// window advertised with the size known otherwise (board file, an
+    /// earlier probe), or left out: the session goes on, and the next
+    /// window access probes again. The stub
     /// session identification needed ends at once: a connection that never
     /// touches the window finds the core exactly as it was.
     pub fn on_connect(&mut self) -> Result<(), SessionFault> {
@@ -32,6 +34,13 @@ impl GdbTarget {
         });
         result.or_else(fatal_only)?;
         if let Err(e) = self.identify_ext_flash() {
+            if self.ext.as_ref().is_some_and(|x| x.known_size().is_none()) {
+                tracing::warn!(
+                    "external flash not identified and its size is unknown (no `size` or \
+                     `jedec_id` in the board file, no earlier probe): the memory map leaves \
+                     the window out until a window access identifies the chip"
+                );
+            }
             fatal_only(e)?;
         }
         if let Err(e) = self.end_stub_session() {

@@ -35,6 +35,7 @@ use probe_rs::{Core, Session};
 
 use crate::board::Board;
 use crate::extflash::{ExtFlash, ExtFlashError};
+use crate::flash::progress::BoardClock;
 use crate::flash::{EventSink, FlashEvent, FlashRequest};
 use arch::CortexM4F;
 pub use breakpoints::{dwt_match, DwtMatch, WatchSlot};
@@ -59,6 +60,9 @@ pub struct GdbTarget {
     watch_slots: Vec<Option<WatchSlot>>,
     /// Internal-flash part of the `load` in progress.
     flash: FlashRequest,
+    /// Ranges of the `load` in progress that were dropped when one of its
+    /// requests was refused: its `vFlashDone` must not answer OK.
+    load_dropped: Vec<std::ops::Range<u64>>,
     /// The client reset, halted, resumed or programmed the core on purpose:
     /// when it leaves without detaching, its choice stands.
     run_state_chosen: bool,
@@ -67,6 +71,9 @@ pub struct GdbTarget {
     reg_cache: Option<Vec<u64>>,
     exec: ExecState,
     events: EventSink,
+    /// The session source's own clock (`SessionSource::with_board_clock`):
+    /// flash summaries give the board's time next to host time.
+    board_clock: Option<BoardClock>,
 }
 
 impl GdbTarget {
@@ -85,10 +92,35 @@ impl GdbTarget {
             hw_breakpoints: BTreeMap::new(),
             watch_slots: Vec::new(),
             flash: FlashRequest::default(),
+            load_dropped: Vec::new(),
             reg_cache: None,
             run_state_chosen: false,
             exec: ExecState::Halted,
             events,
+            board_clock: None,
+        }
+    }
+
+    /// Give flash summaries the board's own time (see [`BoardClock`]).
+    pub fn set_board_clock(&mut self, clock: Option<BoardClock>) {
+        self.board_clock = clock;
+    }
+
+    /// An event sink that fills `Done`'s board time from the board clock,
+    /// counted from now.
+    pub(crate) fn timed_events(&self) -> impl Fn(&FlashEvent) + Send + Sync + 'static {
+        let events = self.events.clone();
+        let clock = self.board_clock.clone();
+        let t0 = clock.as_ref().map(|c| c());
+        move |e: &FlashEvent| match (e, &clock, t0) {
+            (FlashEvent::Done { board: None, .. }, Some(c), Some(t0)) => {
+                let mut e = e.clone();
+                if let FlashEvent::Done { board, .. } = &mut e {
+                    *board = Some(c().saturating_sub(t0));
+                }
+                events(&e)
+            }
+            _ => events(e),
         }
     }
 
@@ -130,14 +162,53 @@ impl GdbTarget {
         Ok(())
     }
 
-    /// The memory map with the window as currently known.
+    /// The memory map with the window as currently known; without a known
+    /// size (no board size, no probe yet) the window is left out.
     pub(crate) fn refresh_memory_map(&mut self) {
-        let window = self.ext.as_ref().map(|e| {
-            crate::board::memory_map::window_region(e.config().window, e.size(), e.blocksize())
+        let window = self.ext.as_ref().and_then(|e| {
+            let Some(size) = e.known_size() else {
+                tracing::debug!(
+                    window = format_args!("{:#010x}", e.config().window),
+                    "external flash size unknown (not probed yet, no `size` or `jedec_id` in \
+                     the board file): the memory map leaves the window out"
+                );
+                return None;
+            };
+            Some(crate::board::memory_map::window_region(
+                e.config().window,
+                size,
+                e.blocksize(),
+            ))
         });
         match crate::board::memory_map::memory_map_xml(&self.board, window) {
             Ok(xml) => self.memory_map_xml = xml.into(),
             Err(e) => tracing::error!("memory map with the external flash window: {e}"),
+        }
+    }
+
+    /// (size, blocksize) of the external flash as this connection probed
+    /// it, for the next one.
+    pub fn ext_probed(&self) -> Option<(u32, u32)> {
+        self.ext.as_ref().and_then(|e| e.probed())
+    }
+
+    /// What an earlier connection probed: the memory map's window when
+    /// this one cannot probe at connect (see `ExtFlash::remember`).
+    pub fn remember_ext(&mut self, earlier: Option<(u32, u32)>) {
+        if let Some(e) = self.ext.as_mut() {
+            e.remember(earlier);
+        }
+        self.refresh_memory_map();
+    }
+
+    /// Probe the chip again if the connection could not identify it yet
+    /// (the application held it at connect): the memory map then follows.
+    /// A failure is logged; the access that asked reports its own error.
+    pub(crate) fn reprobe_ext_flash(&mut self) {
+        if self.ext.as_ref().is_some_and(|e| e.chip().is_none()) {
+            if let Err(e) = self.identify_ext_flash() {
+                tracing::debug!(error = %crate::error::DisplayChain(&e), "external flash: probing again failed");
+            }
         }
     }
 

@@ -84,7 +84,7 @@ impl GdbTarget {
     /// of life.
     fn erase_all_to_console(&mut self, out: &mut ConsoleOutput<'_>) -> Result<(), GdbError> {
         self.forget_target_state();
-        let events = self.events.clone();
+        let events = self.timed_events();
         self.with_ext(|ext, core| {
             ext.erase_all(core, &mut |e| {
                 events(&e);

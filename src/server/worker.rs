@@ -75,6 +75,8 @@ pub struct SessionSource {
     open: Box<dyn FnOnce() -> anyhow::Result<OpenedSession> + Send>,
     /// Called on the worker thread after every GDB connection.
     connection_ended: Option<Box<dyn FnMut() + Send>>,
+    /// The board's own clock, if it has one apart from host time.
+    board_clock: Option<crate::flash::progress::BoardClock>,
 }
 
 impl SessionSource {
@@ -82,7 +84,15 @@ impl SessionSource {
         SessionSource {
             open: Box::new(f),
             connection_ended: None,
+            board_clock: None,
         }
+    }
+
+    /// The board's own clock (the virtual board's time): flash summaries
+    /// give it next to host time. Without one, host time is the board's.
+    pub fn with_board_clock(mut self, clock: crate::flash::progress::BoardClock) -> Self {
+        self.board_clock = Some(clock);
+        self
     }
 
     /// Run `f` after every GDB connection (the virtual board logs its
@@ -142,6 +152,7 @@ impl ProbeWorker {
                 let SessionSource {
                     open,
                     connection_ended,
+                    board_clock,
                 } = source;
                 let opened = match open() {
                     Ok(o) => {
@@ -153,7 +164,15 @@ impl ProbeWorker {
                         return Ok(());
                     }
                 };
-                let result = worker_main(opened, board, memory_map, events, rx, connection_ended);
+                let result = worker_main(
+                    opened,
+                    board,
+                    memory_map,
+                    events,
+                    rx,
+                    connection_ended,
+                    board_clock,
+                );
                 if let Err(e) = &result {
                     tracing::error!("probe worker stopped: {e:#}");
                 }
@@ -227,17 +246,22 @@ fn worker_main(
     events: EventSink,
     rx: Receiver<ToWorker>,
     mut connection_ended: Option<Box<dyn FnMut() + Send>>,
+    board_clock: Option<crate::flash::progress::BoardClock>,
 ) -> anyhow::Result<()> {
     let OpenedSession {
         mut session,
         keep_alive,
     } = opened;
     let mut observed = Observed::new(&board, memory_map.clone());
+    // The external flash as the last connection probed it.
+    let mut probed = None;
     loop {
         match rx.recv_timeout(IDLE_TICK) {
             Ok(ToWorker::Connect { id, out }) => {
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
+                target.remember_ext(probed);
+                target.set_board_clock(board_clock.clone());
                 let mut found = Found::Untouched;
                 let outcome = serve(&mut target, id, out, &rx, &mut found, &mut observed);
                 let cleanup = match &outcome {
@@ -253,6 +277,7 @@ fn worker_main(
                     }
                     (Outcome::Killed, Ok(())) => Ok(()),
                 };
+                probed = target.ext_probed().or(probed);
                 session = target.into_session();
                 if let Some(f) = connection_ended.as_mut() {
                     f();

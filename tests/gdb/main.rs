@@ -16,5 +16,6 @@ mod ide;
 mod live_watch;
 mod lldb;
 mod reload;
+mod truths;
 mod variables;
 mod workflows;

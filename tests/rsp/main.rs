@@ -8,6 +8,7 @@
 mod support;
 
 mod client;
+mod flash_done;
 mod hardening;
 mod lldb;
 mod observer;

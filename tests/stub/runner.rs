@@ -790,3 +790,50 @@ fn a_fault_in_the_middle_of_a_stream_names_the_range_and_the_next_load_fixes_it(
         "beyond the load: as before"
     );
 }
+
+/// The host checks the stub's stack canary after every call: a stack too
+/// small for the stub (64 bytes; it needs about 450) gives
+/// `StackOverflow` naming the canary's address, the session ends, and the
+/// application's registers and peripherals are as found. With the normal
+/// stack the same read works.
+#[test]
+fn a_stack_too_small_for_the_stub_is_caught_by_the_canary_and_nothing_is_left_changed() {
+    let board = Board::builtin();
+    let data = pattern(0x5eed_0017, 0x400);
+    let (_b, mut session) = app_state(SimConfig::default(), &[(0, &data)]);
+    let mut core = session.core(0).unwrap();
+    let before = snapshot(&mut core, &board);
+    let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
+    ext.set_stub_stack(64);
+    let mut buf = vec![0u8; 0x100];
+    let err = ext.read(&mut core, 0x9000_0000, &mut buf).unwrap_err();
+    let text = extflash_gdb::error::DisplayChain(&err).to_string();
+    assert!(matches!(err, ExtFlashError::StackOverflow { .. }), "{text}");
+    assert!(text.contains("overflowed its stack"), "{text}");
+    assert!(!ext.is_resident(), "the session ended");
+    // Registers and peripherals as found; the stack ran into the data
+    // buffer below it (the error says so), so the work area's RAM is not
+    // compared.
+    let after = snapshot(&mut core, &board);
+    assert_eq!(
+        (
+            &before.regs,
+            before.sp,
+            &before.periph,
+            before.demcr,
+            before.dwt_ctrl
+        ),
+        (
+            &after.regs,
+            after.sp,
+            &after.periph,
+            after.demcr,
+            after.dwt_ctrl
+        ),
+        "target changed"
+    );
+    ext.set_stub_stack(extflash_gdb::extflash::runner::STACK_SIZE);
+    ext.read(&mut core, 0x9000_0000, &mut buf).unwrap();
+    ext.end_session(&mut core).unwrap();
+    assert_eq!(buf, data[..0x100]);
+}
