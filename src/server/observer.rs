@@ -19,6 +19,7 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
 
+use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
 use super::readonly;
 use super::vet::{vet, Verdict};
@@ -33,26 +34,6 @@ type StubError = gdbstub::stub::GdbStubError<
     crate::gdb::observer::ObserverFault,
     <ChannelConnection as Connection>::Error,
 >;
-
-/// Why an observer session ended.
-#[derive(Debug)]
-enum Ended {
-    Closed,
-    Detached,
-    Stub(String),
-    BadInput(String),
-}
-
-impl std::fmt::Display for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ended::Closed => f.write_str("connection closed"),
-            Ended::Detached => f.write_str("GDB detached"),
-            Ended::Stub(e) => write!(f, "protocol error: {e}"),
-            Ended::BadInput(e) => write!(f, "bad input: {e}"),
-        }
-    }
-}
 
 /// Serve one observer connection: `rx` gets the socket task's messages
 /// (`Connect`, `Data`, `Disconnected`) as the worker does for a
@@ -78,7 +59,7 @@ pub(super) fn serve(rx: Receiver<ToWorker>, mut target: ObserverTarget) {
     };
     let ended = match stub.run_state_machine(&mut target) {
         Ok(sm) => run(sm, &mut target, &rx),
-        Err(e) => Ended::Stub(e.to_string()),
+        Err(e) => End::Protocol(e.to_string()),
     };
     tracing::info!(
         id,
@@ -86,7 +67,7 @@ pub(super) fn serve(rx: Receiver<ToWorker>, mut target: ObserverTarget) {
     );
 }
 
-fn run<'a>(mut sm: Machine<'a>, target: &mut ObserverTarget, rx: &Receiver<ToWorker>) -> Ended {
+fn run<'a>(mut sm: Machine<'a>, target: &mut ObserverTarget, rx: &Receiver<ToWorker>) -> End {
     let id = target.id();
     let mut framer = Framer::new(MAX_FRAME);
     let mut frames = Vec::new();
@@ -96,30 +77,30 @@ fn run<'a>(mut sm: Machine<'a>, target: &mut ObserverTarget, rx: &Receiver<ToWor
             Ok(ToWorker::Data { bytes, .. }) => {
                 frames.clear();
                 if let Err(e) = framer.push(&bytes, &mut frames) {
-                    return Ended::BadInput(e.to_string());
+                    return End::BadInput(e);
                 }
                 for frame in frames.drain(..) {
                     sm = match feed(sm, target, &frame, &mut no_ack) {
                         Ok(sm) => sm,
-                        Err(e) => return Ended::Stub(e.to_string()),
+                        Err(e) => return End::Protocol(e.to_string()),
                     };
                     if let GdbStubStateMachine::Disconnected(d) = &sm {
                         return match d.get_reason() {
                             DisconnectReason::Disconnect => {
                                 let _ = conn(&mut sm).flush();
-                                Ended::Detached
+                                End::Detached
                             }
-                            other => Ended::Stub(format!("{other:?}")),
+                            other => End::Protocol(format!("{other:?}")),
                         };
                     }
                 }
                 if conn(&mut sm).flush().is_err() {
-                    return Ended::Closed;
+                    return End::Closed;
                 }
             }
             Ok(ToWorker::Disconnected { .. }) | Err(RecvTimeoutError::Disconnected) => {
                 tracing::debug!(id, "observer closed the connection");
-                return Ended::Closed;
+                return End::Closed;
             }
             Ok(_) | Err(RecvTimeoutError::Timeout) => {}
         }

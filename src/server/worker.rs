@@ -34,6 +34,7 @@ use probe_rs::Session;
 use tokio::sync::mpsc::Sender as OutSender;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
 use crate::board::Board;
 use crate::flash::EventSink;
@@ -196,20 +197,6 @@ impl ProbeWorker {
     }
 }
 
-/// How a connection ended.
-enum Outcome {
-    /// GDB detached (`D`): let the core run on.
-    Detached,
-    /// GDB killed the target in non-extended mode: leave it halted.
-    Killed,
-    /// Socket closed, protocol error or bad input: put the core back as the
-    /// first packet found it.
-    Closed,
-    /// Server shutting down: as `Closed`.
-    Shutdown,
-    Fault(SessionFault),
-}
-
 /// What the first packet of a connection found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Found {
@@ -240,29 +227,28 @@ fn worker_main(
                 let mut found = Found::Untouched;
                 let outcome = serve(&mut target, id, out, &rx, &mut found, &mut observed);
                 let cleanup = match &outcome {
-                    Outcome::Fault(_) => Ok(()),
+                    End::Fault(_) => Ok(()),
                     _ => target.cleanup(),
                 };
                 let after = match (&outcome, cleanup) {
-                    (Outcome::Fault(_), _) => Ok(()),
+                    (End::Fault(_), _) => Ok(()),
                     (_, Err(f)) => Err(f),
-                    (Outcome::Detached, Ok(())) => target.resume_free(),
-                    (Outcome::Closed | Outcome::Shutdown, Ok(())) => {
-                        restore_found(&mut target, id, found)
-                    }
-                    (Outcome::Killed, Ok(())) => Ok(()),
+                    (End::Detached, Ok(())) => target.resume_free(),
+                    (End::Killed, Ok(())) => Ok(()),
+                    // Closed, bad input, shutdown: as found.
+                    (_, Ok(())) => restore_found(&mut target, id, found),
                 };
                 session = target.into_session();
                 if let Some(f) = connection_ended.as_mut() {
                     f();
                 }
                 match (outcome, after) {
-                    (Outcome::Fault(f), _) | (_, Err(f)) => {
+                    (End::Fault(f), _) | (_, Err(f)) => {
                         drop(session);
                         drop(keep_alive);
                         return Err(anyhow::Error::new(f).context("GDB session ended"));
                     }
-                    (Outcome::Shutdown, _) => break,
+                    (End::Shutdown, _) => break,
                     _ => tracing::info!(id, "connection finished; waiting for the next GDB"),
                 }
             }
@@ -452,7 +438,7 @@ fn serve(
     rx: &Receiver<ToWorker>,
     found: &mut Found,
     observed: &mut Observed,
-) -> Outcome {
+) -> End {
     tracing::info!(
         id,
         "GDB connected; the core is left alone until the first packet"
@@ -464,7 +450,7 @@ fn serve(
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot build the GDB stub: {e:?}");
-            return Outcome::Closed;
+            return End::Protocol(format!("{e:?}"));
         }
     };
     let mut sm = match stub.run_state_machine(target) {
@@ -484,14 +470,14 @@ fn serve(
         // Settle the state machine: report stops, handle interrupts.
         sm = match sm {
             GdbStubStateMachine::Running(inner) => match target.poll_stop() {
-                Err(f) => return Outcome::Fault(f),
+                Err(f) => return End::Fault(f),
                 Ok(Some(reason)) => {
                     poll = POLL_MIN;
                     match inner.report_stop(target, reason) {
                         Ok(sm) => {
                             let mut sm = sm;
                             if conn(&mut sm).flush().is_err() {
-                                return Outcome::Closed;
+                                return End::Closed;
                             }
                             sm
                         }
@@ -503,12 +489,12 @@ fn serve(
             GdbStubStateMachine::CtrlCInterrupt(inner) => {
                 let reason = match target.interrupt() {
                     Ok(r) => r,
-                    Err(f) => return Outcome::Fault(f),
+                    Err(f) => return End::Fault(f),
                 };
                 match inner.interrupt_handled(target, Some(reason)) {
                     Ok(mut sm) => {
                         if conn(&mut sm).flush().is_err() {
-                            return Outcome::Closed;
+                            return End::Closed;
                         }
                         sm
                     }
@@ -519,15 +505,15 @@ fn serve(
                 return match inner.get_reason() {
                     DisconnectReason::Disconnect => {
                         tracing::info!(id, "GDB detached; core runs on");
-                        Outcome::Detached
+                        End::Detached
                     }
                     DisconnectReason::Kill => {
                         tracing::info!(id, "GDB killed the target; core stays halted");
-                        Outcome::Killed
+                        End::Killed
                     }
                     other => {
                         tracing::info!(id, ?other, "GDB session ended");
-                        Outcome::Closed
+                        End::Protocol(format!("{other:?}"))
                     }
                 };
             }
@@ -543,7 +529,7 @@ fn serve(
                 frames.clear();
                 if let Err(e) = framer.push(&bytes, &mut frames) {
                     tracing::warn!(id, "closing connection: {e}");
-                    return Outcome::Closed;
+                    return End::BadInput(e);
                 }
                 for frame in frames.drain(..) {
                     sm = match feed(sm, target, &frame, &mut link) {
@@ -555,18 +541,18 @@ fn serve(
                     }
                 }
                 if conn(&mut sm).flush().is_err() {
-                    return Outcome::Closed;
+                    return End::Closed;
                 }
                 observed.note_registers(target.cached_registers());
             }
             Ok(ToWorker::Disconnected { id: from }) if from == id => {
                 tracing::info!(id, "GDB closed the connection");
-                return Outcome::Closed;
+                return End::Closed;
             }
             Ok(ToWorker::Observe(request)) => {
                 match observed.answer(SessionOwner::Controller(target), &request.query) {
                     Ok(reply) => request.answer(reply),
-                    Err(f) => return Outcome::Fault(f),
+                    Err(f) => return End::Fault(f),
                 }
             }
             Ok(ToWorker::Connect { id: other, out }) => {
@@ -581,7 +567,7 @@ fn serve(
                     poll = (poll * 2).min(POLL_MAX);
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return Outcome::Shutdown,
+            Err(RecvTimeoutError::Disconnected) => return End::Shutdown,
         }
     }
 }
@@ -728,20 +714,20 @@ fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
 /// How a gdbstub error ends the connection: a target fault ends the session,
 /// anything else (bad packet, buffer overflow, socket gone) only this
 /// connection.
-fn stub_error(e: impl Into<FeedError>) -> Outcome {
+fn stub_error(e: impl Into<FeedError>) -> End {
     match e.into() {
-        FeedError::Fault(f) => Outcome::Fault(f),
+        FeedError::Fault(f) => End::Fault(f),
         FeedError::Stub(e) if e.is_target_error() => match e.into_target_error() {
-            Some(f) => Outcome::Fault(f),
-            None => Outcome::Closed,
+            Some(f) => End::Fault(f),
+            None => End::Closed,
         },
         FeedError::Stub(e) if e.is_connection_error() => {
             tracing::info!("client connection closed");
-            Outcome::Closed
+            End::Closed
         }
         FeedError::Stub(e) => {
             tracing::warn!("closing connection after a protocol error: {e}");
-            Outcome::Closed
+            End::Protocol(e.to_string())
         }
     }
 }
