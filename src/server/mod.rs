@@ -18,7 +18,7 @@
 //! that sends garbage, an oversized packet, or drops mid-packet ends alone;
 //! the server keeps serving the next one. Sockets are awaited, never
 //! polled. Warnings a client can provoke at will are rate-limited
-//! (`ratelimit.rs`).
+//! (`crate::ratelimit`).
 //!
 //! A client cannot wedge the server: input waits in a bounded queue (the
 //! socket is not read while it is full), a reply that cannot be written
@@ -29,7 +29,6 @@
 pub mod end;
 pub mod framer;
 mod observer;
-pub mod ratelimit;
 pub mod readonly;
 pub mod vet;
 pub mod worker;
@@ -47,7 +46,7 @@ use tokio::task::JoinSet;
 use crate::gdb::observer::{ObserverTarget, Owner, SendRequest};
 pub use end::End;
 use framer::{Frame, Framer};
-use ratelimit::RateLimit;
+use crate::ratelimit::RateLimit;
 use worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
 pub use worker::{OpenedSession, ProbeWorker, SessionSource};
 
