@@ -134,10 +134,7 @@ mod tests {
         }
         assert_eq!(logged, FIRST);
         // Another kind has its own counter.
-        assert!(matches!(
-            rl.check("busy replies", t0),
-            Verdict::Log { .. }
-        ));
+        assert!(matches!(rl.check("busy replies", t0), Verdict::Log { .. }));
         // The next interval: one line says how many were not logged.
         let later = t0 + INTERVAL + Duration::from_millis(5);
         assert_eq!(

@@ -44,11 +44,11 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::gdb::observer::{ObserverTarget, Owner, SendRequest};
+use crate::ratelimit::RateLimit;
 pub use end::End;
 use framer::{Frame, Framer};
-use crate::ratelimit::RateLimit;
-use worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
 pub use worker::{OpenedSession, ProbeWorker, SessionSource};
+use worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
 
 /// Read size for socket reads.
 const READ_CHUNK: usize = 8192;
@@ -416,7 +416,10 @@ async fn connection(
                 return End::SessionEnded;
             };
             if let Some(bytes) = first.take() {
-                if to_worker.send(ToWorker::Data { id, bytes, credit }).is_err() {
+                if to_worker
+                    .send(ToWorker::Data { id, bytes, credit })
+                    .is_err()
+                {
                     return End::SessionEnded;
                 }
                 continue;
@@ -454,10 +457,9 @@ async fn connection(
         _ = stop.changed() => End::Shutdown,
     };
     match &end {
-        End::WriteTimeout(_) => tracing::warn!(
-            id,
-            "{end}: dropping the connection and freeing the slot"
-        ),
+        End::WriteTimeout(_) => {
+            tracing::warn!(id, "{end}: dropping the connection and freeing the slot")
+        }
         End::ReadFailed(_) | End::WriteFailed(_) => tracing::info!(id, "{end}"),
         _ => {}
     }

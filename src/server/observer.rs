@@ -61,6 +61,8 @@ pub(super) fn serve(rx: Receiver<ToWorker>, mut target: ObserverTarget) {
         Ok(sm) => run(sm, &mut target, &rx),
         Err(e) => End::Protocol(e.to_string()),
     };
+    // Its rate-limited warnings are reported first.
+    drop(target);
     tracing::info!(
         id,
         "observer session ended ({ended}); the target was not touched"
@@ -157,10 +159,12 @@ fn feed<'a>(
         Frame::Control(b'-') if *no_ack => return Ok(sm),
         Frame::Control(b'-') if conn(&mut sm).resend() => return Ok(sm),
         Frame::Control(0x03) => {
-            tracing::warn!(
-                id,
-                "observer sent Ctrl-C: ignored, an observer cannot halt the core"
-            );
+            target.warn("Ctrl-Cs", || {
+                tracing::warn!(
+                    id,
+                    "observer sent Ctrl-C: ignored, an observer cannot halt the core"
+                )
+            });
             return Ok(sm);
         }
         Frame::Control(_) => frame,
@@ -168,12 +172,14 @@ fn feed<'a>(
     if let Some(payload) = frame.payload() {
         if let Some(what) = readonly::refusal(payload) {
             let shown: String = String::from_utf8_lossy(payload).chars().take(48).collect();
-            tracing::warn!(
-                id,
-                packet = %shown,
-                "observer connection: refusing to {what}; only the controlling GDB may change \
-                 the target"
-            );
+            target.warn("refused packets", || {
+                tracing::warn!(
+                    id,
+                    packet = %shown,
+                    "observer connection: refusing to {what}; only the controlling GDB may \
+                     change the target"
+                )
+            });
             let mut replies = Vec::new();
             if let Some(cmd) = readonly::monitor_text(payload) {
                 let line = format!(

@@ -40,6 +40,7 @@ use crate::board::Board;
 use crate::flash::EventSink;
 use crate::gdb::observer::{Observed, ObserverRequest, SessionOwner};
 use crate::gdb::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault};
+use crate::ratelimit::RateLimit;
 
 /// gdbstub's packet buffer (we advertise it as `PacketSize`); large enough
 /// for fast `vFlashWrite`/`X` transfers.
@@ -463,6 +464,7 @@ fn serve(
         id,
         no_ack: false,
         found,
+        log: RateLimit::new(),
     };
     let mut poll = POLL_MIN;
 
@@ -588,6 +590,14 @@ struct Link<'f> {
     id: u64,
     no_ack: bool,
     found: &'f mut Found,
+    /// Warnings the client can provoke at will (bad `qCRC`s).
+    log: RateLimit,
+}
+
+impl Drop for Link<'_> {
+    fn drop(&mut self) {
+        self.log.flush(&format!("connection {}", self.id));
+    }
 }
 
 /// Feed one frame to gdbstub, unless the server answers it itself.
@@ -651,7 +661,7 @@ fn feed<'a>(
         *link.found = attach(target, link.id).map_err(FeedError::Fault)?;
     }
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
-        if let Some(reply) = intercept(target, payload) {
+        if let Some(reply) = intercept(target, payload, &mut link.log, link.id) {
             let c = conn(&mut sm);
             if !link.no_ack {
                 c.pending.push(b'+');
@@ -693,19 +703,32 @@ fn feed<'a>(
 /// the CRC ([`GdbTarget::qcrc`]: the window on the target through the stub,
 /// the rest from memory read through the probe) and reply `C<crc32>`, or
 /// `E xx` with the reason in the log.
-fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
+fn intercept(
+    target: &mut GdbTarget,
+    payload: &[u8],
+    log: &mut RateLimit,
+    id: u64,
+) -> Option<Vec<u8>> {
     let args = payload.strip_prefix(b"qCRC:")?;
+    let from = format!("connection {id}");
     let Some((addr, len)) = crate::gdb::crc::parse_qcrc(args) else {
-        tracing::warn!(packet = %String::from_utf8_lossy(payload), "malformed qCRC");
+        log.warn(
+            "failed qCRCs",
+            &from,
+            || tracing::warn!(id, packet = %String::from_utf8_lossy(payload), "malformed qCRC"),
+        );
         return Some(b"E01".to_vec());
     };
     Some(match target.qcrc(addr, len) {
         Ok(crc) => format!("C{crc:08x}").into_bytes(),
         Err(e) => {
-            tracing::warn!(
-                error = %crate::error::DisplayChain(&e),
-                "qCRC of {len:#x} bytes at {addr:#010x} failed"
-            );
+            log.warn("failed qCRCs", &from, || {
+                tracing::warn!(
+                    id,
+                    error = %crate::error::DisplayChain(&e),
+                    "qCRC of {len:#x} bytes at {addr:#010x} failed"
+                )
+            });
             format!("E{:02x}", e.errno()).into_bytes()
         }
     })

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hardening::{Core, InProcess};
-use crate::support::rsp::{is_controller, RspClient};
+use crate::support::rsp::{frame, is_controller, RspClient};
+use crate::support::server::SimServer;
 use extflash_gdb::server::{Limits, MAX_OBSERVERS};
 
 /// A short first-packet limit so the tests see silent connections closed.
@@ -98,8 +99,14 @@ fn invalid_silent_and_slow_loris_connections_hold_no_role_and_are_closed() {
     // A GDB connecting now controls the board, at once.
     let t = Instant::now();
     let mut gdb = RspClient::connect(&srv.addr).unwrap();
-    assert!(gdb.ask("qSupported:swbreak+").unwrap().contains("PacketSize"));
-    assert!(is_controller(&mut gdb), "a silent connection holds the role");
+    assert!(gdb
+        .ask("qSupported:swbreak+")
+        .unwrap()
+        .contains("PacketSize"));
+    assert!(
+        is_controller(&mut gdb),
+        "a silent connection holds the role"
+    );
     assert!(
         t.elapsed() < Duration::from_secs(1),
         "the GDB waited {:?}",
@@ -165,4 +172,64 @@ fn valid_first_packet_with_a_bad_checksum_is_nakked_and_the_resend_served() {
         .unwrap();
     s.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"+");
+}
+
+/// `serve`'s own log filter (`main.rs`): what a user's log file gets.
+const SERVE_LOG: &str = "warn,extflash_gdb=info";
+
+#[test]
+fn invalid_100k_refused_observer_packets_grow_the_log_by_less_than_100_kb() {
+    const PACKETS: usize = 100_000;
+    let dir = std::env::temp_dir().join(format!("extflash-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("serve.log");
+    let file = std::fs::File::create(&path).unwrap();
+    let srv = SimServer::start_with_log(&[], SERVE_LOG, file.into());
+    let mut gdb = srv.client();
+    gdb.start_no_ack_mode().unwrap();
+    assert!(is_controller(&mut gdb));
+    let mut o = srv.client();
+    o.start_no_ack_mode().unwrap();
+    assert!(!is_controller(&mut o), "an observer");
+    let before = std::fs::metadata(&path).unwrap().len();
+    // Pipelined, as the flood: a writer thread, replies read here.
+    let packet = frame(b"M20000000,4:00000000");
+    let mut writer = o.try_clone_stream().unwrap();
+    let sender = std::thread::spawn(move || {
+        let batch: Vec<u8> = packet.repeat(1000);
+        for _ in 0..PACKETS / 1000 {
+            writer.write_all(&batch).unwrap();
+        }
+    });
+    for i in 0..PACKETS {
+        let reply = o.recv_packet().unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        assert_eq!(reply, b"E0d", "reply {i}");
+    }
+    sender.join().unwrap();
+    // The flood is over; the observer's counts are written when it leaves
+    // (a file, not a socket: bounded polling).
+    drop(o);
+    assert_eq!(gdb.ask("m20000000,4").unwrap().len(), 8);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        log = std::fs::read_to_string(&path).unwrap();
+        if log.contains("observer session ended") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let grown = std::fs::metadata(&path).unwrap().len() - before;
+    eprintln!("log grew by {grown} bytes for {PACKETS} refused packets");
+    assert!(grown < 100 * 1024, "log grew by {grown} bytes:\n{log}");
+    assert!(
+        log.contains("refusing to write memory"),
+        "the first refusals are logged:\n{log}"
+    );
+    assert!(
+        log.contains("more refused packets from observer connection"),
+        "the rest are counted:\n{log}"
+    );
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
 }

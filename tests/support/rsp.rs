@@ -72,6 +72,11 @@ impl RspClient {
         self.ack_mode
     }
 
+    /// The socket, for a second thread writing while this one reads.
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+
     /// Write bytes exactly as given.
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)

@@ -33,6 +33,7 @@ use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::Target;
 
 use super::GdbError;
+use crate::ratelimit::RateLimit;
 pub use answer::{Observed, SessionOwner};
 pub use arch::{ObservedRegs, ObserverArch};
 pub use monitor::OBSERVER_HELP;
@@ -199,6 +200,8 @@ pub struct ObserverTarget {
     owner: RefCell<Owner>,
     /// Fetched when GDB asks for the map's start, served in pieces.
     memory_map: RefCell<Option<Arc<str>>>,
+    /// Refusals and failed reads are the observer's to provoke at will.
+    log: RefCell<RateLimit>,
 }
 
 impl ObserverTarget {
@@ -207,7 +210,15 @@ impl ObserverTarget {
             id: owner.id,
             owner: RefCell::new(owner),
             memory_map: RefCell::new(None),
+            log: RefCell::default(),
         }
+    }
+
+    /// Log a warning unless this connection has logged too many of its
+    /// `kind` lately (`crate::ratelimit`).
+    pub fn warn(&self, kind: &'static str, warn: impl FnOnce()) {
+        let from = format!("observer connection {}", self.id);
+        self.log.borrow_mut().warn(kind, &from, warn);
     }
 
     pub fn id(&self) -> u64 {
@@ -218,12 +229,18 @@ impl ObserverTarget {
     pub fn ask(&self, query: Query) -> Reply {
         let result = self.owner.borrow_mut().ask(query.clone());
         if let Err(e) = &result {
-            tracing::warn!(
-                id = self.id,
-                ?query,
-                error = %crate::error::DisplayChain(e),
-                "observer read failed"
-            );
+            let kind = match e {
+                ObserveError::OwnerBusy { .. } => "busy replies",
+                _ => "failed reads",
+            };
+            self.warn(kind, || {
+                tracing::warn!(
+                    id = self.id,
+                    ?query,
+                    error = %crate::error::DisplayChain(e),
+                    "observer read failed"
+                )
+            });
         }
         result
     }
@@ -234,6 +251,13 @@ impl ObserverTarget {
             Answer::Crc(crc) => Ok(crc),
             _ => Err(ObserveError::OwnerGone),
         }
+    }
+}
+
+impl Drop for ObserverTarget {
+    fn drop(&mut self) {
+        let from = format!("observer connection {}", self.id);
+        self.log.get_mut().flush(&from);
     }
 }
 

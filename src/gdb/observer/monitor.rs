@@ -26,11 +26,13 @@ impl MonitorCmd for ObserverTarget {
         if matches!(text.trim(), "help" | "?" | "") {
             outputln!(out, "{}", OBSERVER_HELP.trim_end());
         } else {
-            tracing::warn!(
-                id = self.id,
-                command = %text.trim(),
-                "observer: monitor command refused"
-            );
+            self.warn("refused packets", || {
+                tracing::warn!(
+                    id = self.id,
+                    command = %text.trim(),
+                    "observer: monitor command refused"
+                )
+            });
             outputln!(
                 out,
                 "monitor {}: refused, this connection only observes",
