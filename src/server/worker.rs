@@ -22,7 +22,8 @@
 //! controller's target between its packets (also while the core runs) or
 //! by the idle loop when no GDB controls the board.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -220,13 +221,24 @@ fn worker_main(
         keep_alive,
     } = opened;
     let mut observed = Observed::new(&board, memory_map.clone());
+    // Observer requests a controller's session left unanswered.
+    let mut deferred = VecDeque::new();
     loop {
-        match rx.recv_timeout(IDLE_TICK) {
+        let next = match deferred.pop_front() {
+            Some(request) => Ok(ToWorker::Observe(request)),
+            None => rx.recv_timeout(IDLE_TICK),
+        };
+        match next {
             Ok(ToWorker::Connect { id, out }) => {
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
                 let mut found = Found::Untouched;
-                let outcome = serve(&mut target, id, out, &rx, &mut found, &mut observed);
+                let mut state = ServeState {
+                    found: &mut found,
+                    observed: &mut observed,
+                    deferred: &mut deferred,
+                };
+                let outcome = serve(&mut target, id, out, &rx, &mut state);
                 let cleanup = match &outcome {
                     End::Fault(_) => Ok(()),
                     _ => target.cleanup(),
@@ -430,6 +442,15 @@ fn conn<'m, 'a>(sm: &'m mut Machine<'a>) -> &'m mut ChannelConnection {
     }
 }
 
+/// What [`serve`] keeps beyond one connection.
+struct ServeState<'a> {
+    found: &'a mut Found,
+    observed: &'a mut Observed,
+    /// Observer requests waiting for the controller's queue to be empty;
+    /// at most one per observer ([`crate::gdb::observer::Owner`]).
+    deferred: &'a mut VecDeque<ObserverRequest>,
+}
+
 /// Serve one connection until it ends. The target must be handed back to
 /// the worker in any case, so this never takes ownership of it.
 fn serve(
@@ -437,8 +458,7 @@ fn serve(
     id: u64,
     out: OutSender<Vec<u8>>,
     rx: &Receiver<ToWorker>,
-    found: &mut Found,
-    observed: &mut Observed,
+    state: &mut ServeState<'_>,
 ) -> End {
     tracing::info!(
         id,
@@ -463,7 +483,7 @@ fn serve(
     let mut link = Link {
         id,
         no_ack: false,
-        found,
+        found: &mut *state.found,
         log: RateLimit::new(),
     };
     let mut poll = POLL_MIN;
@@ -524,7 +544,28 @@ fn serve(
         let running = matches!(sm, GdbStubStateMachine::Running(_));
         let wait = if running { poll } else { IDLE_TICK };
 
-        match rx.recv_timeout(wait) {
+        // The controller first: an observer's request waits until no
+        // message is queued, and the next is taken only after it.
+        let next = if state.deferred.is_empty() {
+            rx.recv_timeout(wait)
+        } else {
+            match rx.try_recv() {
+                Ok(message) => Ok(message),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {
+                    let request = state.deferred.pop_front().expect("not empty");
+                    match state
+                        .observed
+                        .answer(SessionOwner::Controller(target), &request.query)
+                    {
+                        Ok(reply) => request.answer(reply),
+                        Err(f) => return End::Fault(f),
+                    }
+                    continue;
+                }
+            }
+        };
+        match next {
             Ok(ToWorker::Data {
                 id: from, bytes, ..
             }) if from == id => {
@@ -545,18 +586,13 @@ fn serve(
                 if conn(&mut sm).flush().is_err() {
                     return End::Closed;
                 }
-                observed.note_registers(target.cached_registers());
+                state.observed.note_registers(target.cached_registers());
             }
             Ok(ToWorker::Disconnected { id: from }) if from == id => {
                 tracing::info!(id, "GDB closed the connection");
                 return End::Closed;
             }
-            Ok(ToWorker::Observe(request)) => {
-                match observed.answer(SessionOwner::Controller(target), &request.query) {
-                    Ok(reply) => request.answer(reply),
-                    Err(f) => return End::Fault(f),
-                }
-            }
+            Ok(ToWorker::Observe(request)) => state.deferred.push_back(request),
             Ok(ToWorker::Connect { id: other, out }) => {
                 // The accept loop admits one controlling client; if one slips
                 // through a race, close it rather than interleave sessions.
