@@ -240,13 +240,13 @@ async fn open(
     };
     let guard = RoleGuard {
         roles: shared.roles.clone(),
-        role,
+        role: Arc::new(Mutex::new(role)),
     };
     match role {
         Role::Controller => {
             tracing::info!(id, "GDB connection from {peer}: controlling the board");
             let to_worker = shared.to_worker.clone();
-            connection(stream, id, first, to_worker, shared).await;
+            connection(stream, id, first, to_worker, shared, None).await;
         }
         Role::Observer => {
             tracing::info!(
@@ -254,7 +254,8 @@ async fn open(
                 "GDB connection from {peer}: observer (read-only; another GDB controls the \
                  board)"
             );
-            observer_connection(stream, id, first, shared).await;
+            let claim = guard.claim(peer);
+            observer_connection(stream, id, first, shared, claim).await;
         }
     }
     drop(guard);
@@ -330,6 +331,17 @@ impl Roles {
         }
     }
 
+    /// An observer becomes the controller if there is none; else the
+    /// controller's address is the error.
+    fn promote(&mut self, peer: SocketAddr) -> Result<(), Option<SocketAddr>> {
+        if self.controller.is_some() {
+            return Err(self.controller);
+        }
+        self.controller = Some(peer);
+        self.observers = self.observers.saturating_sub(1);
+        Ok(())
+    }
+
     fn release(&mut self, role: Role) {
         match role {
             Role::Controller => self.controller = None,
@@ -346,26 +358,51 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Frees a connection's role when it ends.
 struct RoleGuard {
     roles: Arc<Mutex<Roles>>,
-    role: Role,
+    /// Changes once, when an observer takes control (`monitor control`).
+    role: Arc<Mutex<Role>>,
+}
+
+impl RoleGuard {
+    /// For an observer: take the controller role if it is free, else say
+    /// who holds it.
+    fn claim(&self, peer: SocketAddr) -> observer::Claim {
+        let (roles, role) = (self.roles.clone(), self.role.clone());
+        Box::new(move || {
+            let mut r = lock(&roles);
+            r.promote(peer)?;
+            *lock(&role) = Role::Controller;
+            Ok(())
+        })
+    }
 }
 
 impl Drop for RoleGuard {
     fn drop(&mut self) {
-        lock(&self.roles).release(self.role);
+        let role = *lock(&self.role);
+        lock(&self.roles).release(role);
     }
 }
 
 /// An observer: the socket task as for a controller, feeding a thread that
 /// runs gdbstub over an [`ObserverTarget`] whose reads go to the worker.
 /// The role is freed once that thread has ended.
-async fn observer_connection(stream: TcpStream, id: u64, first: Vec<u8>, shared: Shared) {
+async fn observer_connection(
+    stream: TcpStream,
+    id: u64,
+    first: Vec<u8>,
+    shared: Shared,
+    claim: observer::Claim,
+) {
     let to_worker = shared.to_worker.clone();
     let send: SendRequest =
         Box::new(move |request| to_worker.send(ToWorker::Observe(request)).is_ok());
     let target = ObserverTarget::new(Owner::new(id, send, shared.limits.observer_wait));
     let (tx, rx) = std::sync::mpsc::channel();
-    let session = tokio::task::spawn_blocking(move || observer::serve(rx, target));
-    connection(stream, id, first, tx, shared).await;
+    let (handover_tx, handover) = tokio::sync::oneshot::channel();
+    let session = tokio::task::spawn_blocking(move || {
+        observer::serve(rx, target, claim, handover_tx);
+    });
+    connection(stream, id, first, tx, shared, Some(handover)).await;
     if let Err(e) = session.await {
         tracing::error!(id, "observer session failed: {e}");
     }
@@ -389,18 +426,29 @@ pub fn configure_socket(stream: &TcpStream, limits: &Limits) {
 
 /// The socket task of a connection that has spoken: `first` (its first
 /// packet and what followed) goes to `to_worker` first, then every read.
+/// An observer's task gets `handover`: when its thread hands the connection
+/// over (`monitor control`), the reads go to the probe worker from then on.
 async fn connection(
     stream: TcpStream,
     id: u64,
     first: Vec<u8>,
     to_worker: std::sync::mpsc::Sender<ToWorker>,
     shared: Shared,
+    mut handover: Option<tokio::sync::oneshot::Receiver<observer::Handover>>,
 ) {
-    let (limits, mut stop) = (shared.limits, shared.stop);
+    let (limits, mut stop, worker) = (shared.limits, shared.stop, shared.to_worker);
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(limits.outbound_chunks.max(1));
-    if to_worker
-        .send(ToWorker::Connect { id, out: out_tx })
+    // Kept for the worker while the observer thread may hand over; the
+    // writer ends once every sender is gone.
+    let mut out_keep = handover.as_ref().map(|_| out_tx.clone());
+    let route = Mutex::new(to_worker);
+    if lock(&route)
+        .send(ToWorker::Connect {
+            id,
+            out: out_tx,
+            no_ack: false,
+        })
         .is_err()
     {
         tracing::error!(id, "probe worker is gone; closing connection");
@@ -416,10 +464,8 @@ async fn connection(
                 return End::SessionEnded;
             };
             if let Some(bytes) = first.take() {
-                if to_worker
-                    .send(ToWorker::Data { id, bytes, credit })
-                    .is_err()
-                {
+                let sent = lock(&route).send(ToWorker::Data { id, bytes, credit });
+                if sent.is_err() {
                     return End::SessionEnded;
                 }
                 continue;
@@ -432,7 +478,7 @@ async fn connection(
                         bytes: buf[..n].to_vec(),
                         credit,
                     };
-                    if to_worker.send(data).is_err() {
+                    if lock(&route).send(data).is_err() {
                         return End::SessionEnded;
                     }
                 }
@@ -451,10 +497,50 @@ async fn connection(
         }
         End::SessionEnded
     };
-    let end = tokio::select! {
-        end = reader => end,
-        end = writer => end,
-        _ = stop.changed() => End::Shutdown,
+    let end = {
+        // Dropped with the block: the socket halves are free again after.
+        tokio::pin!(reader, writer);
+        loop {
+            tokio::select! {
+                end = &mut reader => break end,
+                end = &mut writer => break end,
+                _ = stop.changed() => break End::Shutdown,
+                given = async { handover.as_mut().expect("checked").await }, if handover.is_some() => {
+                    handover = None;
+                    let out = out_keep.take();
+                    let Ok(given) = given else {
+                        // The observer session ended without handing over.
+                        continue;
+                    };
+                    tracing::info!(id, "observer took control of the board (monitor control)");
+                    let out = out.expect("kept for the handover");
+                    let connect = ToWorker::Connect {
+                        id,
+                        out: out.clone(),
+                        no_ack: given.no_ack,
+                    };
+                    if worker.send(connect).is_err() {
+                        break End::SessionEnded;
+                    }
+                    // Reads go to the worker before GDB sees the reply, so its
+                    // next packet cannot reach the ended observer thread.
+                    *lock(&route) = worker.clone();
+                    if out.send(given.reply).await.is_err() {
+                        break End::SessionEnded;
+                    }
+                    drop(out);
+                    if !given.pending.is_empty() {
+                        let Ok(credit) = credits.clone().acquire_owned().await else {
+                            break End::SessionEnded;
+                        };
+                        let data = ToWorker::Data { id, bytes: given.pending, credit };
+                        if worker.send(data).is_err() {
+                            break End::SessionEnded;
+                        }
+                    }
+                }
+            }
+        }
     };
     match &end {
         End::WriteTimeout(_) => {
@@ -465,7 +551,7 @@ async fn connection(
     }
     // Dropping the receiver first unblocks a worker waiting to queue a reply.
     drop(out_rx);
-    let _ = to_worker.send(ToWorker::Disconnected { id });
+    let _ = lock(&route).send(ToWorker::Disconnected { id });
     // shutdown(2) does not wait for the peer; bounded all the same.
     let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
     tracing::info!(id, "connection closed ({end})");

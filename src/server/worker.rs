@@ -101,7 +101,13 @@ pub enum ToWorker {
     /// A connection starts; `out` carries bytes back to it. The worker gets
     /// controllers; an observer's thread gets the same messages
     /// (`observer.rs`).
-    Connect { id: u64, out: OutSender<Vec<u8>> },
+    Connect {
+        id: u64,
+        out: OutSender<Vec<u8>>,
+        /// The client is already in no-ack mode (an observer that took
+        /// control with `monitor control`).
+        no_ack: bool,
+    },
     Data {
         id: u64,
         bytes: Vec<u8>,
@@ -229,7 +235,7 @@ fn worker_main(
             None => rx.recv_timeout(IDLE_TICK),
         };
         match next {
-            Ok(ToWorker::Connect { id, out }) => {
+            Ok(ToWorker::Connect { id, out, no_ack }) => {
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
                 let mut found = Found::Untouched;
@@ -238,7 +244,7 @@ fn worker_main(
                     observed: &mut observed,
                     deferred: &mut deferred,
                 };
-                let outcome = serve(&mut target, id, out, &rx, &mut state);
+                let outcome = serve(&mut target, id, out, no_ack, &rx, &mut state);
                 let cleanup = match &outcome {
                     End::Fault(_) => Ok(()),
                     _ => target.cleanup(),
@@ -457,6 +463,7 @@ fn serve(
     target: &mut GdbTarget,
     id: u64,
     out: OutSender<Vec<u8>>,
+    no_ack: bool,
     rx: &Receiver<ToWorker>,
     state: &mut ServeState<'_>,
 ) -> End {
@@ -487,6 +494,25 @@ fn serve(
         log: RateLimit::new(),
     };
     let mut poll = POLL_MIN;
+    if no_ack {
+        // gdbstub learns it as GDB told the observer, whose reply was sent
+        // then: this one goes nowhere.
+        let (sink, _drop_it) = tokio::sync::mpsc::channel(4);
+        let out = std::mem::replace(&mut conn(&mut sm).out, sink);
+        for &b in &frame_packet(b"QStartNoAckMode") {
+            sm = match sm {
+                GdbStubStateMachine::Idle(i) => match i.incoming_data(target, b) {
+                    Ok(sm) => sm,
+                    Err(e) => return stub_error(e),
+                },
+                other => other,
+            };
+        }
+        let c = conn(&mut sm);
+        c.pending.clear();
+        c.out = out;
+        link.no_ack = true;
+    }
 
     loop {
         // Settle the state machine: report stops, handle interrupts.
@@ -593,7 +619,7 @@ fn serve(
                 return End::Closed;
             }
             Ok(ToWorker::Observe(request)) => state.deferred.push_back(request),
-            Ok(ToWorker::Connect { id: other, out }) => {
+            Ok(ToWorker::Connect { id: other, out, .. }) => {
                 // The accept loop admits one controlling client; if one slips
                 // through a race, close it rather than interleave sessions.
                 tracing::warn!(id = other, "refusing a second controlling connection");

@@ -358,3 +358,41 @@ fn valid_controller_steps_promptly_while_two_observers_loop_qcrc_over_the_window
     assert!(worst_wall < Duration::from_secs(1), "{worst_wall:?}");
     assert!(board_ms < 50.0, "{board_ms} ms of board time");
 }
+
+#[test]
+fn valid_observer_takes_control_with_monitor_control_once_the_controller_left() {
+    let srv = InProcess::start(Core::HaltedAtLoop, Limits::default());
+    let c = running_controller(&srv);
+    let mut o = observer(&srv);
+    let (console, reply) = o.monitor("control").unwrap();
+    assert_eq!(reply, "E0d", "refused while another GDB controls");
+    assert!(console.contains("controls the board"), "{console}");
+    assert!(!is_controller(&mut o));
+    // The controller leaves (the core is halted again, as found).
+    drop(c);
+    assert!(srv.wait_halted(true));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (console, reply) = o.monitor("control").unwrap();
+        if reply == "OK" {
+            assert!(console.contains("now controls"), "{console}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was not freed: {console}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still in no-ack mode: the next reply comes without a `+` first.
+    o.send_raw(&frame(b"m20000000,4")).unwrap();
+    assert_eq!(o.recv_raw_byte().unwrap(), b'$', "no ack in no-ack mode");
+    assert_eq!(String::from_utf8_lossy(&o.recv_packet_rest()), LOOP_BYTES);
+    assert!(is_controller(&mut o), "the observer now controls");
+    o.send_packet(b"vCont;c").unwrap();
+    assert!(srv.wait_halted(false), "it runs the core");
+    // A new connection observes.
+    let mut next = observer(&srv);
+    assert_eq!(next.ask("vCont;c").unwrap(), "E0d");
+    interrupt_sees_sigint(&mut o);
+}
