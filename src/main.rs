@@ -28,8 +28,8 @@ struct Cli {
 enum Command {
     /// Serve the GDB remote protocol (use `target extended-remote HOST:PORT`).
     ///
-    /// One GDB controls the board at a time: while one is connected, further
-    /// connections are logged and closed at once.
+    /// One GDB controls the board at a time; up to four further connections
+    /// observe (read-only). Roles are given at a connection's first packet.
     Serve(ServeArgs),
     /// Program an ELF, Intel HEX or raw binary (internal flash, RAM and the
     /// external window in one go), as GDB's `load` would.
