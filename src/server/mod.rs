@@ -525,8 +525,11 @@ async fn connection(
                     // Reads go to the worker before GDB sees the reply, so its
                     // next packet cannot reach the ended observer thread.
                     *lock(&route) = worker.clone();
-                    if out.send(given.reply).await.is_err() {
-                        break End::SessionEnded;
+                    // The writer is not polled meanwhile: bounded.
+                    match tokio::time::timeout(limits.write_timeout, out.send(given.reply)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break End::SessionEnded,
+                        Err(_) => break End::WriteTimeout(limits.write_timeout),
                     }
                     drop(out);
                     if !given.pending.is_empty() {

@@ -7,10 +7,12 @@
 //! input, [`vet`](super::vet), acks and no-ack mode), then
 //! [`readonly::refusal`](super::readonly::refusal): a packet that would
 //! act gets `E0d` (after a console line for `monitor`) and a warning
-//! naming the connection, and never reaches gdbstub. `0x03` is dropped
-//! with a warning: an observer cannot halt the core. `qCRC` is answered
-//! here (gdbstub has no handler). When the connection ends nothing is
-//! sent to the target.
+//! naming the connection (rate-limited), and never reaches gdbstub. `0x03`
+//! is dropped with a warning: an observer cannot halt the core. `qCRC` is
+//! answered here (gdbstub has no handler). `monitor control` takes the
+//! controller role once it is free: the session ends with a [`Handover`]
+//! and the socket task gives the connection to the probe worker. When the
+//! connection ends nothing is sent to the target.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
