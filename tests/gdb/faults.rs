@@ -181,14 +181,14 @@ fn gdb_load_into_the_window_with_a_running_watchdog_resets_nothing() {
     );
 }
 
-/// The application's window watchdog runs (WDGA, /8 at PCLK1 = HSI 16 MHz:
-/// 2.048 ms per count, 131 ms from 0x7F to a reset; DBG_WWDG_STOP, as an
+/// The application's window watchdog runs (WDGA, /1 at PCLK1 = HSI 16 MHz:
+/// 256 us per count, 16.4 ms from 0x7F to a reset; DBG_WWDG_STOP, as an
 /// application debugged with it would have, freezes it only while the core
-/// is halted) when GDB loads an image whose window part takes longer than
-/// that, and the stub runs the core. The load and `compare-sections`
-/// succeed, RCC_CSR shows no reset, the counter reads as before the load
-/// (the session kept it where the application left it) and
-/// RCC_APB1ENR/DBGMCU_APB1_FZ read back as the application set them.
+/// is halted) when GDB compares and loads the window: the stub runs the
+/// core for longer than that. `compare-sections` and the `load` succeed,
+/// RCC_CSR shows no reset, the counter reads as before (the session kept
+/// it where the application left it) and RCC_APB1ENR/DBGMCU_APB1_FZ read
+/// back as the application set them.
 #[test]
 fn gdb_load_into_the_window_with_a_running_window_watchdog_resets_nothing() {
     let s = SimServer::start(&["--sim-link", "ideal"]);
@@ -196,16 +196,18 @@ fn gdb_load_into_the_window_with_a_running_window_watchdog_resets_nothing() {
         &s.addr,
         FIRMWARE_ASSETS,
         &[
+            // Internal flash and window programmed once, before the
+            // watchdog runs (the second load skips what matches).
             "load",
-            "monitor flash erase-all",
             "monitor reset halt",
             "set *(unsigned *)0xE0042008 = 0x800",
             "set *(unsigned *)0x40023874 = 0x01000000", // RMVF
-            // WWDGEN, then CFR: WDGTB /8, W 0x7F; CR: WDGA, T 0x7F.
+            // WWDGEN, then CFR: WDGTB /1, W 0x7F; CR: WDGA, T 0x7F.
             "set *(unsigned *)0x40023840 = *(unsigned *)0x40023840 | 0x800",
-            "set *(unsigned *)0x40002C04 = 0x1FF",
+            "set *(unsigned *)0x40002C04 = 0x7F",
             "set *(unsigned *)0x40002C00 = 0xFF",
             "p/x *(unsigned *)0x40002C00",
+            "compare-sections",
             "load",
             "compare-sections",
             "p/x *(unsigned *)0x40023874",
