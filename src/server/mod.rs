@@ -582,6 +582,22 @@ mod tests {
         assert_eq!(roles.admit(peer), None);
     }
 
+    #[test]
+    fn roles_an_observer_is_promoted_only_while_no_controller_is_connected() {
+        let (c, o): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut roles = Roles::default();
+        assert_eq!(roles.admit(c), Some(Role::Controller));
+        assert_eq!(roles.admit(o), Some(Role::Observer));
+        assert_eq!(roles.promote(o), Err(Some(c)), "the holder is named");
+        roles.release(Role::Controller);
+        assert_eq!(roles.promote(o), Ok(()));
+        assert_eq!((roles.controller, roles.observers), (Some(o), 0));
+        assert_eq!(roles.admit(c), Some(Role::Observer));
+    }
+
     #[tokio::test]
     async fn accepted_socket_gets_keepalive_with_our_idle_time() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
