@@ -28,6 +28,7 @@
 
 pub mod end;
 pub mod framer;
+mod front;
 mod observer;
 pub mod readonly;
 pub mod vet;

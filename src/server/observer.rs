@@ -4,7 +4,7 @@
 //! (`super::connection`).
 //!
 //! Every frame passes the controller's checks first (framer, non-RSP
-//! input, [`vet`](super::vet), acks and no-ack mode), then
+//! input, and `front.rs`: [`vet`](super::vet), acks and no-ack mode), then
 //! [`readonly::refusal`](super::readonly::refusal): a packet that would
 //! act gets `E0d` (after a console line for `monitor`) and a warning
 //! naming the connection (rate-limited), and never reaches gdbstub. `0x03`
@@ -24,8 +24,8 @@ use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
 
 use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
+use super::front;
 use super::readonly;
-use super::vet::{vet, Verdict};
 use super::worker::{ChannelConnection, ToWorker, MAX_FRAME, PACKET_BUFFER};
 use crate::gdb::observer::{ObserverTarget, REFUSED_ERRNO};
 
@@ -172,17 +172,6 @@ fn conn<'m>(sm: &'m mut Machine<'_>) -> &'m mut ChannelConnection {
     }
 }
 
-/// Answer a packet without gdbstub: ack it (ack mode), then `replies`.
-fn reply_now(sm: &mut Machine<'_>, no_ack: bool, replies: &[Vec<u8>]) {
-    let c = conn(sm);
-    if !no_ack {
-        c.pending.push(b'+');
-    }
-    for r in replies {
-        c.pending.extend_from_slice(&frame_packet(r));
-    }
-}
-
 /// Per-connection protocol state beside gdbstub's.
 struct Link<'c> {
     no_ack: bool,
@@ -229,39 +218,19 @@ fn feed<'a>(
     link: &mut Link<'_>,
 ) -> Result<Machine<'a>, StubError> {
     let id = target.id();
-    let no_ack = &mut link.no_ack;
-    let rewritten;
-    let frame = match frame {
-        Frame::Packet(p) => match vet(p, PACKET_BUFFER) {
-            Verdict::Pass => frame,
-            Verdict::Rewrite(p) => {
-                rewritten = Frame::Packet(p);
-                &rewritten
-            }
-            Verdict::Reply(reply) => {
-                reply_now(&mut sm, *no_ack, &[reply]);
-                return Ok(sm);
-            }
-            Verdict::BadChecksum => {
-                if !*no_ack {
-                    conn(&mut sm).pending.push(b'-');
-                }
-                return Ok(sm);
-            }
-        },
-        Frame::Control(b'-') if *no_ack => return Ok(sm),
-        Frame::Control(b'-') if conn(&mut sm).resend() => return Ok(sm),
-        Frame::Control(0x03) => {
-            target.warn("Ctrl-Cs", || {
-                tracing::warn!(
-                    id,
-                    "observer sent Ctrl-C: ignored, an observer cannot halt the core"
-                )
-            });
-            return Ok(sm);
-        }
-        Frame::Control(_) => frame,
+    let Some(frame) = front::pre(frame, conn(&mut sm), link.no_ack) else {
+        return Ok(sm);
     };
+    let frame: &Frame = &frame;
+    if *frame == Frame::Control(0x03) {
+        target.warn("Ctrl-Cs", || {
+            tracing::warn!(
+                id,
+                "observer sent Ctrl-C: ignored, an observer cannot halt the core"
+            )
+        });
+        return Ok(sm);
+    }
     if let Some(payload) = frame.payload() {
         if readonly::monitor_text(payload).as_deref() == Some("control") {
             match (link.claim)() {
@@ -273,7 +242,11 @@ fn feed<'a>(
                         holder.map_or("another GDB".into(), |a| a.to_string())
                     );
                     let refused = format!("E{REFUSED_ERRNO:02x}").into_bytes();
-                    reply_now(&mut sm, link.no_ack, &[console_packet(&line), refused]);
+                    front::reply(
+                        conn(&mut sm),
+                        link.no_ack,
+                        &[console_packet(&line), refused],
+                    );
                 }
             }
             return Ok(sm);
@@ -296,7 +269,7 @@ fn feed<'a>(
                 replies.push(console_packet(&line));
             }
             replies.push(format!("E{REFUSED_ERRNO:02x}").into_bytes());
-            reply_now(&mut sm, *no_ack, &replies);
+            front::reply(conn(&mut sm), link.no_ack, &replies);
             return Ok(sm);
         }
         if let Some(args) = payload.strip_prefix(b"qCRC:") {
@@ -307,7 +280,7 @@ fn feed<'a>(
                     Err(e) => format!("E{:02x}", e.errno()).into_bytes(),
                 },
             };
-            reply_now(&mut sm, *no_ack, &[reply]);
+            front::reply(conn(&mut sm), link.no_ack, &[reply]);
             return Ok(sm);
         }
     }
@@ -327,9 +300,7 @@ fn feed<'a>(
             d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
         };
     }
-    if frame.payload() == Some(b"QStartNoAckMode") {
-        *no_ack = true;
-    }
+    link.no_ack = front::no_ack_after(frame, link.no_ack);
     Ok(sm)
 }
 

@@ -37,6 +37,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
+use super::front;
 use crate::board::Board;
 use crate::flash::EventSink;
 use crate::gdb::observer::{Observed, ObserverRequest, SessionOwner};
@@ -678,57 +679,20 @@ fn feed<'a>(
     if let Some(payload) = frame.payload() {
         tracing::trace!(packet = %String::from_utf8_lossy(payload), "<-");
     }
-    let rewritten;
-    let frame = match frame {
-        Frame::Packet(p) => match super::vet::vet(p, PACKET_BUFFER) {
-            super::vet::Verdict::Pass => frame,
-            super::vet::Verdict::Rewrite(p) => {
-                rewritten = Frame::Packet(p);
-                &rewritten
-            }
-            super::vet::Verdict::Reply(reply) => {
-                let c = conn(&mut sm);
-                if !link.no_ack {
-                    c.pending.push(b'+');
-                }
-                c.pending.extend_from_slice(&frame_packet(&reply));
-                return Ok(sm);
-            }
-            super::vet::Verdict::BadChecksum => {
-                tracing::debug!("packet with a bad checksum: asking for it again");
-                if !link.no_ack {
-                    conn(&mut sm).pending.push(b'-');
-                }
-                return Ok(sm);
-            }
-        },
-        Frame::Control(b'-') if !link.no_ack => {
-            if conn(&mut sm).resend() {
-                tracing::debug!("GDB asked for the last packet again: resending it");
-                return Ok(sm);
-            }
-            frame
-        }
-        Frame::Control(b'-') => {
-            tracing::debug!(id = link.id, "ignoring `-` in no-ack mode");
-            return Ok(sm);
-        }
-        Frame::Control(0x03) if !matches!(sm, GdbStubStateMachine::Running(_)) => {
-            tracing::debug!(id = link.id, "ignoring Ctrl-C: the core is not running");
-            return Ok(sm);
-        }
-        Frame::Control(_) => frame,
+    let Some(frame) = front::pre(frame, conn(&mut sm), link.no_ack) else {
+        return Ok(sm);
     };
+    let frame: &Frame = &frame;
+    if *frame == Frame::Control(0x03) && !matches!(sm, GdbStubStateMachine::Running(_)) {
+        tracing::debug!(id = link.id, "ignoring Ctrl-C: the core is not running");
+        return Ok(sm);
+    }
     if *link.found == Found::Untouched && frame.payload().is_some() {
         *link.found = attach(target, link.id).map_err(FeedError::Fault)?;
     }
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
         if let Some(reply) = intercept(target, payload, &mut link.log, link.id) {
-            let c = conn(&mut sm);
-            if !link.no_ack {
-                c.pending.push(b'+');
-            }
-            c.pending.extend_from_slice(&frame_packet(&reply));
+            front::reply(conn(&mut sm), link.no_ack, &[reply]);
             return Ok(sm);
         }
     }
@@ -752,9 +716,7 @@ fn feed<'a>(
             d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
         };
     }
-    if frame.payload() == Some(b"QStartNoAckMode") {
-        link.no_ack = true;
-    }
+    link.no_ack = front::no_ack_after(frame, link.no_ack);
     Ok(sm)
 }
 
