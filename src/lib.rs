@@ -9,5 +9,6 @@ pub mod flash;
 pub mod gdb;
 pub mod loader;
 pub mod prng;
+pub mod ratelimit;
 pub mod server;
 pub mod sim;

@@ -28,10 +28,10 @@ struct Cli {
 enum Command {
     /// Serve the GDB remote protocol (use `target extended-remote HOST:PORT`).
     ///
-    /// One GDB controls the board at a time: while one is connected, up to
-    /// four further connections are read-only observers (memory, registers,
-    /// qCRC, the memory map: cortex-debug Live Watch, dump scripts); one
-    /// more is logged and closed. With --sim, each connection's end logs one
+    /// One GDB controls the board at a time; up to four further connections
+    /// are read-only observers (memory, registers, qCRC, the memory map:
+    /// cortex-debug Live Watch, dump scripts). Roles are given at a
+    /// connection's first packet. With --sim, each connection's end logs one
     /// line on the virtual board (virtual time, round trips, instructions,
     /// SPI bytes, chip busy time).
     Serve(ServeArgs),

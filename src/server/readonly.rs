@@ -7,7 +7,9 @@
 //! memory and register writes (`M`, `X`, `G`, `P`), flash programming
 //! (`vFlash…`), run, attach, kill and restart (`vRun`, `vAttach`, `vKill`,
 //! `k`, `R`, `r`, `A`), reverse execution and the obsolete `B`, and every
-//! `monitor` command but `help`. `0x03` (Ctrl-C) is not a packet: the
+//! `monitor` command but `help` (and `control`, which the observer loop
+//! handles before this table: it changes the connection's role, not the
+//! target). `0x03` (Ctrl-C) is not a packet: the
 //! observer loop drops it. Queries (`q…`, `vCont?`, `vMustReplyEmpty`),
 //! reads (`g`, `p`, `m`, `x`), thread selection, `?` and `D` (an
 //! observer's detach ends only its own connection) pass.

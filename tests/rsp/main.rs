@@ -9,6 +9,7 @@ mod support;
 
 mod client;
 mod flash_done;
+mod connections;
 mod hardening;
 mod lldb;
 mod observer;
