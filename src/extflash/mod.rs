@@ -399,9 +399,13 @@ impl ExtFlash {
         }
         let buf_len = self.buffer_len()?;
         let size = self.size();
+        let fetch = self
+            .cache
+            .fetch_len(offset, len, buf_len)
+            .min(size.saturating_sub(offset));
         let missing: Vec<Range<u32>> = self
             .cache
-            .missing(offset, buf.len() as u32, buf_len)
+            .missing(offset, fetch.max(len), buf_len)
             .into_iter()
             .map(|r| r.start..r.end.min(size))
             .collect();
