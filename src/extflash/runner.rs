@@ -1027,6 +1027,13 @@ impl StubSession<'_, '_> {
         timeout: Duration,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
+        let seq = self.post_begin(command, args)?;
+        self.post_wait(seq, args[0], op, timeout, poll)
+    }
+
+    /// Write the mailbox: the stub starts `command` at once. Returns the
+    /// sequence number its `done` will carry.
+    fn post_begin(&mut self, command: Command, args: [u32; 3]) -> Result<u32, ExtFlashError> {
         let res = &mut *self.res;
         let mb = res.layout.mailbox;
         res.seq = res.seq.wrapping_add(1).max(1);
@@ -1036,6 +1043,22 @@ impl StubSession<'_, '_> {
         core.write_32(mb.into(), &post)
             .and_then(|()| core.flush())
             .map_err(ExtFlashError::probe(ProbeOp::WriteWord(mb)))?;
+        Ok(seq)
+    }
+
+    /// Wait for `done == seq` of the command [`post_begin`](Self::post_begin)
+    /// started (`address`: its first argument, for messages).
+    fn post_wait(
+        &mut self,
+        seq: u32,
+        address: u32,
+        op: &'static str,
+        timeout: Duration,
+        poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
+    ) -> Result<(u32, u32), ExtFlashError> {
+        let res = &mut *self.res;
+        let mb = res.layout.mailbox;
+        let core = &mut *self.core;
         // The timeout counts target time (DWT CYCCNT, which the session
         // keeps running): a slow link or an emulated core on a busy host
         // then cannot fail a call that the target is still doing. A
@@ -1088,7 +1111,7 @@ impl StubSession<'_, '_> {
                         }
                         return Err(ExtFlashError::WrongHalt {
                             op,
-                            address: args[0],
+                            address,
                             pc: reg_rd(core, sel::PC)?,
                         });
                     }
@@ -1099,7 +1122,7 @@ impl StubSession<'_, '_> {
                 res.broken = true;
                 return Err(ExtFlashError::Timeout {
                     op,
-                    address: args[0],
+                    address,
                     timeout_ms: timeout.as_millis() as u64,
                 });
             }
@@ -1214,6 +1237,83 @@ impl StubSession<'_, '_> {
             .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
         let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         out.truncate(len as usize);
+        Ok(out)
+    }
+
+    /// Read the chip ranges `runs` (each at most the buffer) in order.
+    /// When there are several and each fits half the buffer, the halves
+    /// alternate: the stub reads run `k + 1` over SPI into one while the
+    /// host reads run `k` out of the other, so the SPI's time hides behind
+    /// the link's. Relies on `stub_read` writing only `dst..dst + len`.
+    pub fn read_runs(&mut self, runs: &[Range<u32>]) -> Result<Vec<Vec<u8>>, ExtFlashError> {
+        let l = self.res.layout;
+        let half = (l.buf_len / 2) & !3;
+        let len = |r: &Range<u32>| r.end.saturating_sub(r.start);
+        if let Some(r) = runs.iter().find(|r| len(r) > l.buf_len) {
+            return Err(ExtFlashError::Stub {
+                op: Call::Read { addr: 0, len: 0 }.name(),
+                address: r.start,
+                wiring: self.res.wiring.clone(),
+                source: StubStatusError::BadArgument,
+            });
+        }
+        let pipelined = runs.len() > 1 && runs.iter().all(|r| len(r) <= half);
+        let used = if pipelined {
+            2 * half
+        } else {
+            runs.iter().map(len).max().unwrap_or(0)
+        };
+        self.save_buffer(used)?;
+        let dst = |k: usize| l.buf + if pipelined { (k as u32 % 2) * half } else { 0 };
+        let r = self.read_runs_inner(runs, pipelined, &dst);
+        if r.is_err() {
+            self.res.broken = true;
+        }
+        r
+    }
+
+    fn read_runs_inner(
+        &mut self,
+        runs: &[Range<u32>],
+        pipelined: bool,
+        dst: &dyn Fn(usize) -> u32,
+    ) -> Result<Vec<Vec<u8>>, ExtFlashError> {
+        let op = Call::Read { addr: 0, len: 0 }.name();
+        let len = |k: usize| runs[k].end - runs[k].start;
+        let begin = |s: &mut Self, k: usize| {
+            s.post_begin(Command::Read, [runs[k].start, dst(k), len(k)])
+        };
+        let mut out = Vec::with_capacity(runs.len());
+        let mut seq = match runs.first() {
+            Some(_) => begin(self, 0)?,
+            None => return Ok(out),
+        };
+        for k in 0..runs.len() {
+            let timeout = timeout_for(0, u64::from(len(k)));
+            let (status, _) =
+                self.post_wait(seq, runs[k].start, op, timeout, &mut |_, _| Ok(()))?;
+            StubStatusError::check(status, 0).map_err(|source| ExtFlashError::Stub {
+                op,
+                address: runs[k].start,
+                wiring: self.res.wiring.clone(),
+                source,
+            })?;
+            let next = k + 1 < runs.len();
+            if pipelined && next {
+                seq = begin(self, k + 1)?;
+            }
+            let at = dst(k);
+            let mut words = vec![0u32; len(k).div_ceil(4) as usize];
+            self.core
+                .read_32(at.into(), &mut words)
+                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
+            let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            bytes.truncate(len(k) as usize);
+            out.push(bytes);
+            if !pipelined && next {
+                seq = begin(self, k + 1)?;
+            }
+        }
         Ok(out)
     }
 
