@@ -717,7 +717,11 @@ impl std::fmt::Display for Goal {
         let verdict = if self.met { "met" } else { "not met" };
         let unit = self.unit;
         match unit {
-            "x" => write!(f, "{}: {v:.2} x {against} (goal <= {max:.2}): {verdict}", self.job)?,
+            "x" => write!(
+                f,
+                "{}: {v:.2} x {against} (goal <= {max:.2}): {verdict}",
+                self.job
+            )?,
             _ => {
                 let d = match unit {
                     "round trips" => 0,
@@ -1043,7 +1047,16 @@ mod tests {
         let jobs: Vec<_> = g.iter().map(|g| g.job).collect();
         assert_eq!(
             jobs,
-            ["load", "overwrite", "dump", "assets", "reload", "crc", "read-cold", "read-warm"]
+            [
+                "load",
+                "overwrite",
+                "dump",
+                "assets",
+                "reload",
+                "crc",
+                "read-cold",
+                "read-warm"
+            ]
         );
         let met = |job| find(&g, job).met;
         assert!(met("load"), "10.4 / 9.5 = 1.095: {g:?}");
@@ -1055,10 +1068,16 @@ mod tests {
         assert!(!met("read-warm"), "4 round trips");
         // reload: 5 % of 10.4 s = 0.52 s beats 1.10 x 0.1 s; 0.6 s misses.
         let reload = find(&g, "reload");
-        assert!((reload.max - 0.52).abs() < 1e-12 && !reload.met, "{reload:?}");
+        assert!(
+            (reload.max - 0.52).abs() < 1e-12 && !reload.met,
+            "{reload:?}"
+        );
         assert_eq!(reload.bound, None);
         let a = find(&g, "assets");
-        assert!((a.value - 1.025).abs() < 1e-12 && a.bound.is_none(), "{a:?}");
+        assert!(
+            (a.value - 1.025).abs() < 1e-12 && a.bound.is_none(),
+            "{a:?}"
+        );
         assert_eq!(
             find(&g, "dump").to_string(),
             "dump: 1.20 x its limit (goal <= 1.10): not met"
@@ -1089,10 +1108,7 @@ mod tests {
         );
         let rl = find(&g, "reload");
         assert!((rl.max - 1.76).abs() < 1e-12 && rl.met, "{rl:?}");
-        assert!(
-            rl.bound.as_deref().unwrap().contains("1.600 s"),
-            "{rl:?}"
-        );
+        assert!(rl.bound.as_deref().unwrap().contains("1.600 s"), "{rl:?}");
         // Jobs without virtual time (hardware) have no goals.
         let mut hw = r;
         for j in &mut hw.jobs {
@@ -1123,10 +1139,19 @@ mod tests {
         };
         let t = speeds_table(&[at(4600, 1.2), at(1800, 1.05)]);
         let lines: Vec<_> = t.lines().collect();
-        assert!(lines[1].contains("4600 kHz") && lines[1].contains("1800 kHz"), "{t}");
-        assert!(lines[2].starts_with("load") && lines[2].contains("1.20"), "{t}");
+        assert!(
+            lines[1].contains("4600 kHz") && lines[1].contains("1800 kHz"),
+            "{t}"
+        );
+        assert!(
+            lines[2].starts_with("load") && lines[2].contains("1.20"),
+            "{t}"
+        );
         assert!(lines[2].contains("1.05"), "{t}");
-        assert!(lines[3].starts_with("read-cold") && lines[3].contains("43.1"), "{t}");
+        assert!(
+            lines[3].starts_with("read-cold") && lines[3].contains("43.1"),
+            "{t}"
+        );
         assert_eq!(lines[4], "goals at 4600 kHz: 1 of 2 met");
         assert!(lines[5].contains("load: 1.20 x"), "{t}");
         assert_eq!(lines[6], "goals at 1800 kHz: 2 of 2 met");

@@ -182,10 +182,18 @@ mod tests {
         let mut c = ReadCache::default();
         assert_eq!(c.fetch_len(0x2000, 0x100, 0x7000), 0x100, "nothing cached");
         c.insert(0x1000, &[0; 0x1000]);
-        assert_eq!(c.fetch_len(0x2000, 0x100, 0x7000), 0x7000, "continues line 1");
+        assert_eq!(
+            c.fetch_len(0x2000, 0x100, 0x7000),
+            0x7000,
+            "continues line 1"
+        );
         assert_eq!(c.fetch_len(0x1800, 0x2000, 0x7000), 0x6800, "within line 1");
         assert_eq!(c.fetch_len(0x4000, 0x100, 0x7000), 0x100, "a gap before it");
-        assert_eq!(c.fetch_len(0x2000, 0x9000, 0x7000), 0x9000, "longer than a run");
+        assert_eq!(
+            c.fetch_len(0x2000, 0x9000, 0x7000),
+            0x9000,
+            "longer than a run"
+        );
         assert_eq!(c.fetch_len(0, 0x100, 0x7000), 0x100);
         // The run it asks for is one fetch, line-aligned.
         assert_eq!(c.missing(0x1800, 0x6800, 0x7000), [0x2000..0x8000]);

@@ -418,7 +418,11 @@ impl ExtFlash {
             .collect();
         let fetched = self.session(core, addr, buf.len() as u32, |s, _| {
             let data = s.read_runs(&missing)?;
-            Ok(missing.iter().map(|r| r.start).zip(data).collect::<Vec<_>>())
+            Ok(missing
+                .iter()
+                .map(|r| r.start)
+                .zip(data)
+                .collect::<Vec<_>>())
         })?;
         for (off, data) in fetched {
             self.cache.insert(off, &data);

@@ -1280,9 +1280,8 @@ impl StubSession<'_, '_> {
     ) -> Result<Vec<Vec<u8>>, ExtFlashError> {
         let op = Call::Read { addr: 0, len: 0 }.name();
         let len = |k: usize| runs[k].end - runs[k].start;
-        let begin = |s: &mut Self, k: usize| {
-            s.post_begin(Command::Read, [runs[k].start, dst(k), len(k)])
-        };
+        let begin =
+            |s: &mut Self, k: usize| s.post_begin(Command::Read, [runs[k].start, dst(k), len(k)]);
         let mut out = Vec::with_capacity(runs.len());
         let mut seq = match runs.first() {
             Some(_) => begin(self, 0)?,

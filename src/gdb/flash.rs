@@ -194,7 +194,9 @@ impl Flash for GdbTarget {
             // reads the AP's registers for each one, a USB round trip each).
             match self.ext.as_mut() {
                 Some(ext) => ext.flash_write(start_addr, data).map_err(GdbError::from),
-                None => Err(GdbError::ExtFlash(crate::extflash::ExtFlashError::NotConfigured)),
+                None => Err(GdbError::ExtFlash(
+                    crate::extflash::ExtFlashError::NotConfigured,
+                )),
             }
         } else {
             self.flash.write(start_addr, data).map_err(GdbError::from)

@@ -76,7 +76,13 @@ fn check_relations(link: &str) {
         let bytes = j["bytes"].as_u64().unwrap();
         assert_eq!(bytes, if name.starts_with("read") { 4 } else { SIZE });
         let virtual_s = f(j, "virtual_s");
-        assert!(virtual_s > 0.0 && f(j, "host_s") > 0.0, "{j}");
+        // A warm read may come from the server's cache: no probe traffic.
+        let least = if name == "read-warm" {
+            0.0
+        } else {
+            f64::MIN_POSITIVE
+        };
+        assert!(virtual_s >= least && f(j, "host_s") > 0.0, "{j}");
         if name.starts_with("read") {
             assert!(j["limit_s"].is_null() && j["ratio"].is_null(), "{j}");
             continue;
@@ -108,7 +114,10 @@ fn check_relations(link: &str) {
     let blocks = SIZE.div_ceil(65536) as f64;
     let overwrite_chip = f(job(&r, "overwrite"), "chip_s");
     let want = blocks * 0.150 + (SIZE / 256) as f64 * 0.0004;
-    assert!((overwrite_chip - want).abs() < 1e-9, "{overwrite_chip} vs {want}");
+    assert!(
+        (overwrite_chip - want).abs() < 1e-9,
+        "{overwrite_chip} vs {want}"
+    );
     // Every goal has its figure and verdict.
     for g in r["goals"].as_array().unwrap() {
         let (v, max) = (g["value"].as_f64().unwrap(), g["max"].as_f64().unwrap());
