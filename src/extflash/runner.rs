@@ -1356,19 +1356,32 @@ impl StubSession<'_, '_> {
         self.core
             .write_32(l.slots.into(), &to_words(&block))
             .map_err(ExtFlashError::probe(ProbeOp::SlotsHeader(l.slots)))?;
-        // Chunk `k` into its slot, with its trailer: in one call when the
-        // gap before the trailer costs less wire time than a second call.
+        // Chunks `k..end` into their slots, with their trailers: in one
+        // call when each nearly fills its slot (the gap before a trailer
+        // then costs less wire time than another call) and the slots are
+        // adjacent. The stub starts on a chunk as soon as its trailer lands,
+        // before the call ends.
+        let full = |k: usize| slot as usize - 4 - chunks[k].bytes.len() <= SMALL_GAP;
+        let put_run = |core: &mut Core<'_>, k: usize, end: usize| -> Result<(), ExtFlashError> {
+            let base = start + (k as u32 % count) * slot;
+            let mut words = Vec::with_capacity((end - k) * slot as usize / 4);
+            for j in k..end {
+                let c = &chunks[j].bytes[..];
+                let at = words.len();
+                words.extend(to_words(c));
+                words.resize(at + (slot as usize - 4) / 4, u32::MAX);
+                words.push(abi::stream::trailer(j as u32, c.len() as u32));
+            }
+            core.write_32(base.into(), &words)
+                .map_err(ExtFlashError::probe(ProbeOp::FillSlot(base)))
+        };
         let put = |core: &mut Core<'_>, k: usize| -> Result<(), ExtFlashError> {
             let c = &chunks[k].bytes[..];
             let base = start + (k as u32 % count) * slot;
             let trailer = abi::stream::trailer(k as u32, c.len() as u32);
-            let gap = slot as usize - 4 - c.len();
-            let mut words = to_words(c);
-            if gap <= SMALL_GAP {
-                words.resize((slot as usize - 4) / 4, u32::MAX);
-                words.push(trailer);
-                core.write_32(base.into(), &words)
-                    .map_err(ExtFlashError::probe(ProbeOp::FillSlot(base)))
+            let words = to_words(c);
+            if full(k) {
+                put_run(core, k, k + 1)
             } else {
                 if !words.is_empty() {
                     core.write_32(base.into(), &words)
@@ -1421,9 +1434,18 @@ impl StubSession<'_, '_> {
                     }
                 }
                 // Chunk k goes where chunk k - count was: free once consumed.
-                while written < n && written < done + count as usize {
-                    put(core, written)?;
-                    written += 1;
+                let free = (done + count as usize).min(n);
+                while written < free {
+                    let mut end = written + 1;
+                    while full(end - 1) && end < free && end % count as usize != 0 && full(end) {
+                        end += 1;
+                    }
+                    if end - written > 1 {
+                        put_run(core, written, end)?;
+                    } else {
+                        put(core, written)?;
+                    }
+                    written = end;
                 }
                 Ok(())
             },
