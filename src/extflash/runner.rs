@@ -93,16 +93,21 @@ pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
 
 impl Layout {
     /// The stream's slots in the data buffer, after the 256-byte page
-    /// buffer: (count, size). Four slots when each still holds 4 KiB of
-    /// records, else two: while the chip erases, the stub holds none of
-    /// them (an erase ends its chunk), so the whole area fills. A slot is
-    /// a record header, whole pages and the trailer, so a chunk of raw
-    /// pages fills it exactly and goes out in one memory call.
+    /// buffer: (count, size). Eight slots when each still holds 3 KiB of
+    /// records, else four of 4 KiB, else two: while the chip erases, the
+    /// stub holds none of them (an erase ends its chunk), so the whole area
+    /// fills; smaller slots are released sooner once it programs again, and
+    /// adjacent free ones still go out in one memory call. A slot is a
+    /// record header, whole pages and the trailer, so a chunk of raw pages
+    /// fills it exactly.
     pub fn stream_slots(&self) -> (u32, u32) {
         const PAGE: u32 = abi::lz::PAGE as u32;
         let overhead = abi::stream::HEADER + 4;
         let area = self.buf_len - STREAM_PAGE_BUF;
-        let count = if area / 4 >= 4096 + overhead { 4 } else { 2 };
+        let count = [(8, 3072), (4, 4096)]
+            .into_iter()
+            .find(|&(n, least)| area / n >= least + overhead)
+            .map_or(2, |(n, _)| n);
         let pages = ((area / count).saturating_sub(overhead) / PAGE).min(255);
         (count, overhead + pages * PAGE)
     }
@@ -1527,10 +1532,15 @@ mod tests {
         // The board files' 32 KiB work area and a stub of 4.25 KiB.
         let l = layout(&(0x2001_8000..0x2002_0000), 0x1100).unwrap();
         let (count, slot) = l.stream_slots();
-        assert_eq!(count, 4);
+        assert_eq!(count, 8);
         assert_eq!((slot - 16) % 256, 0);
-        assert!(slot >= 6 * 1024, "{slot}");
+        assert!(slot >= 3 * 1024, "{slot}");
         assert!(STREAM_PAGE_BUF + count * slot <= l.buf_len);
+        // 24 KiB: four slots.
+        let l = layout(&(0x2001_A000..0x2002_0000), 0x1100).unwrap();
+        let (count, slot) = l.stream_slots();
+        assert_eq!(count, 4);
+        assert!(slot >= 4 * 1024 && STREAM_PAGE_BUF + count * slot <= l.buf_len);
         // The smallest work area still gets two slots of a page each.
         let l = layout(&(0x2001_F000..0x2002_0000), 0x400).unwrap();
         let (count, slot) = l.stream_slots();
