@@ -403,7 +403,6 @@ fn run_once(args: &BenchArgs, target: &TargetArgs) -> anyhow::Result<Report> {
     drop(other);
     let assets = assets_image(size as usize, SEED_ASSETS);
     load(&mut session, "assets", &mut held, &assets)?;
-    drop(load);
     let assets_compression = compression.lock().unwrap_or_else(|p| p.into_inner()).take();
 
     let want = extflash_stub_abi::crc32_update(extflash_stub_abi::CRC32_INIT, &held);
@@ -451,7 +450,6 @@ fn run_once(args: &BenchArgs, target: &TargetArgs) -> anyhow::Result<Report> {
             Ok(())
         })?;
     }
-    drop(timed);
     session.close()?;
 
     // What compression could reach: the link time of what crossed.

@@ -196,7 +196,7 @@ mod tests {
         );
         assert_eq!(c.fetch_len(0, 0x100, 0x7000), 0x100);
         // The run it asks for is one fetch, line-aligned.
-        assert_eq!(c.missing(0x1800, 0x6800, 0x7000), [0x2000..0x8000]);
+        assert_eq!(c.missing(0x1800, 0x6800, 0x7000), vec![0x2000..0x8000]);
     }
 
     #[test]

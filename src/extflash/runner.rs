@@ -1370,12 +1370,11 @@ impl StubSession<'_, '_> {
         let put_run = |core: &mut Core<'_>, k: usize, end: usize| -> Result<(), ExtFlashError> {
             let base = start + (k as u32 % count) * slot;
             let mut words = Vec::with_capacity((end - k) * slot as usize / 4);
-            for j in k..end {
-                let c = &chunks[j].bytes[..];
+            for (j, c) in chunks.iter().enumerate().take(end).skip(k) {
                 let at = words.len();
-                words.extend(to_words(c));
+                words.extend(to_words(&c.bytes));
                 words.resize(at + (slot as usize - 4) / 4, u32::MAX);
-                words.push(abi::stream::trailer(j as u32, c.len() as u32));
+                words.push(abi::stream::trailer(j as u32, c.bytes.len() as u32));
             }
             core.write_32(base.into(), &words)
                 .map_err(ExtFlashError::probe(ProbeOp::FillSlot(base)))

@@ -176,3 +176,21 @@ fn bench_speeds_refuses_a_clock_the_probe_cannot_make() {
     assert!(!out.status.success());
     assert!(err.contains("50 kHz"), "{err}");
 }
+
+#[test]
+fn bench_speeds_on_a_real_board_needs_the_clocks_named() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
+            .arg("bench")
+            .args(args)
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("run extflash-gdb bench");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--speeds", "--range", "0x90000000", "4K", "--yes"]);
+    assert!(err.contains("--speeds 4600,1800"), "{err}");
+    let err = run(&["--sim", "--speeds", "--speed", "4600"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
