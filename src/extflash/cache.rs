@@ -101,6 +101,20 @@ impl ReadCache {
         out
     }
 
+    /// Bytes to fetch for a read of `len` at `offset` given runs of at
+    /// most `max`: a run's worth (`max` from `offset`'s line) when the read
+    /// continues cached bytes, as a sequential reader's next request does
+    /// (GDB's `dump`, `x/1000x`), so one stub call serves several; else
+    /// just `len`.
+    pub fn fetch_len(&self, offset: u32, len: u32, max: u32) -> u32 {
+        let continues = offset > 0 && self.lines.contains_key(&((offset - 1) / LINE));
+        if continues {
+            len.max(max.saturating_sub(offset % LINE))
+        } else {
+            len
+        }
+    }
+
     /// Store line-aligned data read from the chip.
     pub fn insert(&mut self, offset: u32, data: &[u8]) {
         debug_assert_eq!(offset % LINE, 0);
@@ -161,6 +175,28 @@ mod tests {
         );
         assert!(c.missing(0x2000, 0x1000, 0x2000).is_empty());
         assert!(c.missing(0x2000, 0, 0x2000).is_empty());
+    }
+
+    #[test]
+    fn a_read_that_continues_cached_lines_fetches_a_whole_run() {
+        let mut c = ReadCache::default();
+        assert_eq!(c.fetch_len(0x2000, 0x100, 0x7000), 0x100, "nothing cached");
+        c.insert(0x1000, &[0; 0x1000]);
+        assert_eq!(
+            c.fetch_len(0x2000, 0x100, 0x7000),
+            0x7000,
+            "continues line 1"
+        );
+        assert_eq!(c.fetch_len(0x1800, 0x2000, 0x7000), 0x6800, "within line 1");
+        assert_eq!(c.fetch_len(0x4000, 0x100, 0x7000), 0x100, "a gap before it");
+        assert_eq!(
+            c.fetch_len(0x2000, 0x9000, 0x7000),
+            0x9000,
+            "longer than a run"
+        );
+        assert_eq!(c.fetch_len(0, 0x100, 0x7000), 0x100);
+        // The run it asks for is one fetch, line-aligned.
+        assert_eq!(c.missing(0x1800, 0x6800, 0x7000), vec![0x2000..0x8000]);
     }
 
     #[test]

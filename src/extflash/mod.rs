@@ -467,24 +467,30 @@ impl ExtFlash {
         }
         let buf_len = self.buffer_len()?;
         let size = self.size();
+        let fetch = self
+            .cache
+            .fetch_len(offset, len, buf_len)
+            .min(size.saturating_sub(offset));
+        // Runs of half the buffer when there is more than one: the stub
+        // reads the next while the host reads one (`read_runs`).
+        let max_run = if fetch.max(len) > buf_len {
+            buf_len
+        } else {
+            (buf_len / 2 / cache::LINE * cache::LINE).max(cache::LINE)
+        };
         let missing: Vec<Range<u32>> = self
             .cache
-            .missing(offset, buf.len() as u32, buf_len)
+            .missing(offset, fetch.max(len), max_run)
             .into_iter()
             .map(|r| r.start..r.end.min(size))
             .collect();
         let fetched = self.session(core, addr, buf.len() as u32, |s, _| {
-            let mut out = Vec::new();
-            for r in missing {
-                let len = r.end - r.start;
-                s.call(
-                    Call::Read { addr: r.start, len },
-                    0,
-                    timeout_for(0, u64::from(len)),
-                )?;
-                out.push((r.start, s.read_buffer(len)?));
-            }
-            Ok(out)
+            let data = s.read_runs(&missing)?;
+            Ok(missing
+                .iter()
+                .map(|r| r.start)
+                .zip(data)
+                .collect::<Vec<_>>())
         })?;
         for (off, data) in fetched {
             self.cache.insert(off, &data);

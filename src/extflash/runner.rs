@@ -98,16 +98,21 @@ pub fn layout_with_stack(work_area: &Range<u32>, image_len: u32, stack: u32) -> 
 
 impl Layout {
     /// The stream's slots in the data buffer, after the 256-byte page
-    /// buffer: (count, size). Four slots when each still holds 4 KiB of
-    /// records, else two: while the chip erases, the stub holds none of
-    /// them (an erase ends its chunk), so the whole area fills. A slot is
-    /// a record header, whole pages and the trailer, so a chunk of raw
-    /// pages fills it exactly and goes out in one memory call.
+    /// buffer: (count, size). Eight slots when each still holds 3 KiB of
+    /// records, else four of 4 KiB, else two: while the chip erases, the
+    /// stub holds none of them (an erase ends its chunk), so the whole area
+    /// fills; smaller slots are released sooner once it programs again, and
+    /// adjacent free ones still go out in one memory call. A slot is a
+    /// record header, whole pages and the trailer, so a chunk of raw pages
+    /// fills it exactly.
     pub fn stream_slots(&self) -> (u32, u32) {
         const PAGE: u32 = abi::lz::PAGE as u32;
         let overhead = abi::stream::HEADER + 4;
         let area = self.buf_len - STREAM_PAGE_BUF;
-        let count = if area / 4 >= 4096 + overhead { 4 } else { 2 };
+        let count = [(8, 3072), (4, 4096)]
+            .into_iter()
+            .find(|&(n, least)| area / n >= least + overhead)
+            .map_or(2, |(n, _)| n);
         let pages = ((area / count).saturating_sub(overhead) / PAGE).min(255);
         (count, overhead + pages * PAGE)
     }
@@ -1073,6 +1078,13 @@ impl StubSession<'_, '_> {
         timeout: Duration,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
+        let seq = self.post_begin(command, args)?;
+        self.post_wait(seq, args[0], op, timeout, poll)
+    }
+
+    /// Write the mailbox: the stub starts `command` at once. Returns the
+    /// sequence number its `done` will carry.
+    fn post_begin(&mut self, command: Command, args: [u32; 3]) -> Result<u32, ExtFlashError> {
         let res = &mut *self.res;
         let mb = res.layout.mailbox;
         res.seq = res.seq.wrapping_add(1).max(1);
@@ -1082,6 +1094,22 @@ impl StubSession<'_, '_> {
         core.write_32(mb.into(), &post)
             .and_then(|()| core.flush())
             .map_err(ExtFlashError::probe(ProbeOp::WriteWord(mb)))?;
+        Ok(seq)
+    }
+
+    /// Wait for `done == seq` of the command [`post_begin`](Self::post_begin)
+    /// started (`address`: its first argument, for messages).
+    fn post_wait(
+        &mut self,
+        seq: u32,
+        address: u32,
+        op: &'static str,
+        timeout: Duration,
+        poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
+    ) -> Result<(u32, u32), ExtFlashError> {
+        let res = &mut *self.res;
+        let mb = res.layout.mailbox;
+        let core = &mut *self.core;
         // The timeout counts target time (DWT CYCCNT, which the session
         // keeps running): a slow link or an emulated core on a busy host
         // then cannot fail a call that the target is still doing. A
@@ -1143,7 +1171,7 @@ impl StubSession<'_, '_> {
                         }
                         return Err(ExtFlashError::WrongHalt {
                             op,
-                            address: args[0],
+                            address,
                             pc: reg_rd(core, sel::PC)?,
                         });
                     }
@@ -1154,7 +1182,7 @@ impl StubSession<'_, '_> {
                 res.broken = true;
                 return Err(ExtFlashError::Timeout {
                     op,
-                    address: args[0],
+                    address,
                     timeout_ms: timeout.as_millis() as u64,
                 });
             }
@@ -1272,6 +1300,82 @@ impl StubSession<'_, '_> {
         Ok(out)
     }
 
+    /// Read the chip ranges `runs` (each at most the buffer) in order.
+    /// When there are several and each fits half the buffer, the halves
+    /// alternate: the stub reads run `k + 1` over SPI into one while the
+    /// host reads run `k` out of the other, so the SPI's time hides behind
+    /// the link's. Relies on `stub_read` writing only `dst..dst + len`.
+    pub fn read_runs(&mut self, runs: &[Range<u32>]) -> Result<Vec<Vec<u8>>, ExtFlashError> {
+        let l = self.res.layout;
+        let half = (l.buf_len / 2) & !3;
+        let len = |r: &Range<u32>| r.end.saturating_sub(r.start);
+        if let Some(r) = runs.iter().find(|r| len(r) > l.buf_len) {
+            return Err(ExtFlashError::Stub {
+                op: Call::Read { addr: 0, len: 0 }.name(),
+                address: r.start,
+                wiring: self.res.wiring.clone(),
+                source: StubStatusError::BadArgument,
+            });
+        }
+        let pipelined = runs.len() > 1 && runs.iter().all(|r| len(r) <= half);
+        let used = if pipelined {
+            2 * half
+        } else {
+            runs.iter().map(len).max().unwrap_or(0)
+        };
+        self.save_buffer(used)?;
+        let dst = |k: usize| l.buf + if pipelined { (k as u32 % 2) * half } else { 0 };
+        let r = self.read_runs_inner(runs, pipelined, &dst);
+        if r.is_err() {
+            self.res.broken = true;
+        }
+        r
+    }
+
+    fn read_runs_inner(
+        &mut self,
+        runs: &[Range<u32>],
+        pipelined: bool,
+        dst: &dyn Fn(usize) -> u32,
+    ) -> Result<Vec<Vec<u8>>, ExtFlashError> {
+        let op = Call::Read { addr: 0, len: 0 }.name();
+        let len = |k: usize| runs[k].end - runs[k].start;
+        let begin =
+            |s: &mut Self, k: usize| s.post_begin(Command::Read, [runs[k].start, dst(k), len(k)]);
+        let mut out = Vec::with_capacity(runs.len());
+        let mut seq = match runs.first() {
+            Some(_) => begin(self, 0)?,
+            None => return Ok(out),
+        };
+        for k in 0..runs.len() {
+            let timeout = timeout_for(0, u64::from(len(k)));
+            let (status, _) =
+                self.post_wait(seq, runs[k].start, op, timeout, &mut |_, _| Ok(()))?;
+            StubStatusError::check(status, 0).map_err(|source| ExtFlashError::Stub {
+                op,
+                address: runs[k].start,
+                wiring: self.res.wiring.clone(),
+                source,
+            })?;
+            let next = k + 1 < runs.len();
+            if pipelined && next {
+                seq = begin(self, k + 1)?;
+            }
+            let at = dst(k);
+            let mut words = vec![0u32; len(k).div_ceil(4) as usize];
+            self.core
+                .read_32(at.into(), &mut words)
+                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
+            let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            bytes.truncate(len(k) as usize);
+            out.push(bytes);
+            if !pipelined && next {
+                seq = begin(self, k + 1)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Run `stream` (chunks packed for [`Layout::stream_slots`]) through
     /// `Command::Stream`: the host writes chunk `k` into slot `k % count`
     /// once the stub has consumed chunk `k - count`, data and trailer in
@@ -1312,19 +1416,31 @@ impl StubSession<'_, '_> {
         self.core
             .write_32(l.slots.into(), &to_words(&block))
             .map_err(ExtFlashError::probe(ProbeOp::SlotsHeader(l.slots)))?;
-        // Chunk `k` into its slot, with its trailer: in one call when the
-        // gap before the trailer costs less wire time than a second call.
+        // Chunks `k..end` into their slots, with their trailers: in one
+        // call when each nearly fills its slot (the gap before a trailer
+        // then costs less wire time than another call) and the slots are
+        // adjacent. The stub starts on a chunk as soon as its trailer lands,
+        // before the call ends.
+        let full = |k: usize| slot as usize - 4 - chunks[k].bytes.len() <= SMALL_GAP;
+        let put_run = |core: &mut Core<'_>, k: usize, end: usize| -> Result<(), ExtFlashError> {
+            let base = start + (k as u32 % count) * slot;
+            let mut words = Vec::with_capacity((end - k) * slot as usize / 4);
+            for (j, c) in chunks.iter().enumerate().take(end).skip(k) {
+                let at = words.len();
+                words.extend(to_words(&c.bytes));
+                words.resize(at + (slot as usize - 4) / 4, u32::MAX);
+                words.push(abi::stream::trailer(j as u32, c.bytes.len() as u32));
+            }
+            core.write_32(base.into(), &words)
+                .map_err(ExtFlashError::probe(ProbeOp::FillSlot(base)))
+        };
         let put = |core: &mut Core<'_>, k: usize| -> Result<(), ExtFlashError> {
             let c = &chunks[k].bytes[..];
             let base = start + (k as u32 % count) * slot;
             let trailer = abi::stream::trailer(k as u32, c.len() as u32);
-            let gap = slot as usize - 4 - c.len();
-            let mut words = to_words(c);
-            if gap <= SMALL_GAP {
-                words.resize((slot as usize - 4) / 4, u32::MAX);
-                words.push(trailer);
-                core.write_32(base.into(), &words)
-                    .map_err(ExtFlashError::probe(ProbeOp::FillSlot(base)))
+            let words = to_words(c);
+            if full(k) {
+                put_run(core, k, k + 1)
             } else {
                 if !words.is_empty() {
                     core.write_32(base.into(), &words)
@@ -1377,9 +1493,18 @@ impl StubSession<'_, '_> {
                     }
                 }
                 // Chunk k goes where chunk k - count was: free once consumed.
-                while written < n && written < done + count as usize {
-                    put(core, written)?;
-                    written += 1;
+                let free = (done + count as usize).min(n);
+                while written < free {
+                    let mut end = written + 1;
+                    while full(end - 1) && end < free && end % count as usize != 0 && full(end) {
+                        end += 1;
+                    }
+                    if end - written > 1 {
+                        put_run(core, written, end)?;
+                    } else {
+                        put(core, written)?;
+                    }
+                    written = end;
                 }
                 Ok(())
             },
@@ -1461,10 +1586,15 @@ mod tests {
         // The board files' 32 KiB work area and a stub of 4.25 KiB.
         let l = layout(&(0x2001_8000..0x2002_0000), 0x1100).unwrap();
         let (count, slot) = l.stream_slots();
-        assert_eq!(count, 4);
+        assert_eq!(count, 8);
         assert_eq!((slot - 16) % 256, 0);
-        assert!(slot >= 6 * 1024, "{slot}");
+        assert!(slot >= 3 * 1024, "{slot}");
         assert!(STREAM_PAGE_BUF + count * slot <= l.buf_len);
+        // 24 KiB: four slots.
+        let l = layout(&(0x2001_A000..0x2002_0000), 0x1100).unwrap();
+        let (count, slot) = l.stream_slots();
+        assert_eq!(count, 4);
+        assert!(slot >= 4 * 1024 && STREAM_PAGE_BUF + count * slot <= l.buf_len);
         // The smallest work area still gets two slots of a page each.
         let l = layout(&(0x2001_F000..0x2002_0000), 0x400).unwrap();
         let (count, slot) = l.stream_slots();

@@ -225,6 +225,12 @@ pub(crate) fn read_any(t: &mut GdbTarget, address: u32, data: &mut [u8]) -> Resu
         let piece = &mut data[done..done + len];
         if in_window {
             t.reprobe_ext_flash();
+            // Cached window bytes need no core handle (probe-rs reads the
+            // AP's registers for each one, a USB round trip each).
+            if t.ext.as_ref().is_some_and(|e| e.read_cached(addr, piece)) {
+                done += len;
+                continue;
+            }
             t.with_ext(|ext, core| ext.read(core, addr, piece))
                 .map_err(|e| match e {
                     GdbError::ExtFlash(source) => GdbError::ExtFlashRead {

@@ -324,7 +324,14 @@ impl Flash for GdbTarget {
     fn flash_write(&mut self, start_addr: u32, data: &[u8]) -> TargetResult<(), Self> {
         let refused = u64::from(start_addr)..u64::from(start_addr) + data.len() as u64;
         let result = if self.in_window(start_addr, data.len() as u64) {
-            self.with_ext(|ext, _| ext.flash_write(start_addr, data))
+            // Only buffered until vFlashDone: no core handle (probe-rs
+            // reads the AP's registers for each one, a USB round trip each).
+            match self.ext.as_mut() {
+                Some(ext) => ext.flash_write(start_addr, data).map_err(GdbError::from),
+                None => Err(GdbError::ExtFlash(
+                    crate::extflash::ExtFlashError::NotConfigured,
+                )),
+            }
         } else {
             self.flash.write(start_addr, data).map_err(GdbError::from)
         };
