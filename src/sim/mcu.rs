@@ -15,6 +15,7 @@ use armagnac::memory::{
 
 use super::clock::{Clock, HSI_HZ};
 use super::debug::DebugRegs;
+use super::scs::{Scs, ScsEffect, Side};
 use super::stm32::crc::Crc;
 use super::stm32::dma::{Dir, Dma};
 use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
@@ -49,6 +50,8 @@ fn signature() -> [u8; 20] {
 const IWDG_BASE: u32 = 0x4000_3000;
 const CRC_BASE: u32 = 0x4002_3000;
 const DMA2_BASE: u32 = 0x4002_6400;
+/// NVIC lines of DMA2 streams 0-7 (RM0090 table 61).
+const DMA2_IRQS: [usize; 8] = [56, 57, 58, 59, 60, 68, 69, 70];
 /// DMA2 channel 3 serves SPI1: RX on streams 0 and 2, TX on 3 and 5.
 const SPI1_DMA_CHANNEL: u32 = 3;
 /// Items one service pass may move (a bound, not a limit of silicon).
@@ -163,6 +166,12 @@ pub struct Mcu {
     /// The debug block's registers: shared here so the CPU can read DWT
     /// (CYCCNT) through [`PpbPort`] while the debugger owns the rest.
     pub dbg: DebugRegs,
+    /// SCB, NVIC, SysTick, MPU and FPU registers and the exception state.
+    pub scs: Scs,
+    /// When SysTick's exception next comes due (virtual time; `u64::MAX`
+    /// if it does not): the board pends it then and never runs past it
+    /// unserved ([`Mcu::service_timers`]).
+    pub timer_due: u64,
     pub flash: FlashCtrl,
     pub sram: Vec<u8>,
     pub ccm: Vec<u8>,
@@ -218,6 +227,8 @@ impl Mcu {
         let mut mcu = Self {
             clock: Clock::new(swd_hz),
             dbg: DebugRegs::default(),
+            scs: Scs::new(),
+            timer_due: u64::MAX,
             flash: FlashCtrl::new(flash),
             sram: vec![0; SRAM_SIZE as usize],
             ccm: vec![0; CCM_SIZE as usize],
@@ -261,6 +272,85 @@ impl Mcu {
         self.spi[0].set_pclk(p2);
         self.spi[1].set_pclk(p1);
         self.spi[2].set_pclk(p1);
+        self.refresh_timer_due();
+    }
+
+    /// Recompute [`Mcu::timer_due`] (after a SysTick write, a clock change
+    /// or a reset). One picosecond past the cycle's start, so the core
+    /// cycle count has reached it by then.
+    pub fn refresh_timer_due(&mut self) {
+        self.timer_due = match self.scs.systick.next_exception() {
+            Some(c) => {
+                let cc = self.clock.core_cycles();
+                self.now()
+                    .saturating_add(self.clock.cycles_ps(c.saturating_sub(cc)))
+                    .saturating_add(1)
+            }
+            None => u64::MAX,
+        };
+    }
+
+    /// Pend SysTick's exception if it came due.
+    pub fn service_timers(&mut self) {
+        let cc = self.clock.core_cycles();
+        self.scs.service_systick(cc);
+        self.refresh_timer_due();
+    }
+
+    /// Drive the NVIC lines of DMA2's streams from their flags and enables.
+    fn update_dma_irqs(&mut self) {
+        for (x, &irq) in DMA2_IRQS.iter().enumerate() {
+            let level = self.rcc.dma2_clock_enabled() && self.dma2.irq_line(x);
+            self.scs.set_line(irq, level);
+        }
+    }
+
+    /// The core's view of the SCS word at `addr`: the debug registers and
+    /// VTOR are the debug block's (one model with the debugger's view),
+    /// the rest the SCS model's; unmodelled addresses read as zero.
+    fn cpu_scs_read(&mut self, addr: u32) -> u32 {
+        use super::debug::{DCRDR, DCRSR, DEMCR, DFSR, DHCSR, VTOR};
+        self.impure_reads += 1;
+        let cycles = self.cycle_time();
+        match addr {
+            DHCSR => {
+                let d = &self.dbg;
+                d.c_debugen as u32
+                    | (d.c_halt as u32) << 1
+                    | (d.c_step as u32) << 2
+                    | (d.c_maskints as u32) << 3
+            }
+            DCRSR | DCRDR | DEMCR | DFSR | VTOR => self.dbg.read(addr, cycles).unwrap_or(0),
+            _ => self.scs.read(addr, cycles, Side::Cpu).unwrap_or(0),
+        }
+    }
+
+    /// A core write to the SCS word at `addr` under byte-lane `mask`.
+    /// Software cannot write DHCSR, DCRSR or DCRDR (ARMv7-M C1.6); an
+    /// AIRCR.SYSRESETREQ sets [`Mcu::reset_requested`].
+    fn cpu_scs_write(&mut self, addr: u32, value: u32, mask: u32) {
+        use super::debug::{DCRDR, DCRSR, DEMCR, DFSR, DHCSR, VTOR};
+        self.cpu_writes += 1;
+        let cycles = self.cycle_time();
+        match addr {
+            DHCSR | DCRSR | DCRDR => {}
+            DEMCR | DFSR | VTOR => {
+                let old = if addr == DFSR {
+                    0
+                } else {
+                    self.dbg.read(addr, cycles).unwrap_or(0)
+                };
+                self.dbg.write(addr, old & !mask | value & mask, cycles);
+            }
+            _ => {
+                if self.scs.write(addr, value, mask, cycles, Side::Cpu)
+                    == Some(ScsEffect::SystemReset)
+                {
+                    self.reset_requested = true;
+                }
+            }
+        }
+        self.refresh_timer_due();
     }
 
     /// Core clock cycles the instruction at `pc` takes: 1, plus FLASH_ACR
@@ -295,6 +385,7 @@ impl Mcu {
         self.iwdg.reset();
         self.crc.reset();
         self.dma2.reset();
+        self.update_dma_irqs();
         self.pwr = [0; 2];
         self.update_cs();
         self.apply_clocks();
@@ -535,6 +626,7 @@ impl Mcu {
                     self.service_dma();
                     self.dma_epoch = self.dma_epoch.wrapping_add(1);
                 }
+                self.update_dma_irqs();
             }
             PWR_BASE => {
                 if let Some(r) = self.pwr.get_mut((off / 4) as usize) {
@@ -575,6 +667,7 @@ impl Mcu {
         if self.rcc.dma2_in_reset() {
             self.dma2.reset();
         }
+        self.update_dma_irqs();
         if self.rcc.crc_in_reset() {
             self.crc.reset();
         }
@@ -691,6 +784,7 @@ impl Mcu {
             }
         }
         self.in_dma = false;
+        self.update_dma_irqs();
     }
 
     fn spi1_dma_request(&mut self, x: usize, dir: Dir) -> bool {
@@ -936,6 +1030,60 @@ impl MemoryInterface for PpbPort {
     }
     fn size(&self) -> u32 {
         self.size
+    }
+}
+
+/// The System Control Space as the CPU sees it (0xE000_E000..0xE000_F000):
+/// the CPU wrapper routes its loads and stores here (see `scs_access.rs`).
+pub struct ScsPort {
+    pub mcu: std::rc::Rc<std::cell::RefCell<Mcu>>,
+}
+
+impl ScsPort {
+    const BASE: u32 = super::scs_access::SCS_BASE;
+
+    fn read(&mut self, offset: u32) -> u32 {
+        let w = self
+            .mcu
+            .borrow_mut()
+            .cpu_scs_read(Self::BASE + (offset & !3));
+        w >> ((offset & 3) * 8)
+    }
+
+    fn write(&mut self, offset: u32, value: u32, lanes: u32) {
+        let shift = (offset & 3) * 8;
+        self.mcu.borrow_mut().cpu_scs_write(
+            Self::BASE + (offset & !3),
+            value << shift,
+            lanes << shift,
+        );
+    }
+}
+
+impl MemoryInterface for ScsPort {
+    fn read_u8(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u8> {
+        Ok(self.read(address) as u8)
+    }
+    fn read_u16le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u16> {
+        Ok(self.read(address) as u16)
+    }
+    fn read_u32le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u32> {
+        Ok(self.read(address))
+    }
+    fn write_u8(&mut self, address: u32, value: u8, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value as u32, 0xFF);
+        Ok(())
+    }
+    fn write_u16le(&mut self, address: u32, value: u16, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value as u32, 0xFFFF);
+        Ok(())
+    }
+    fn write_u32le(&mut self, address: u32, value: u32, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value, !0);
+        Ok(())
+    }
+    fn size(&self) -> u32 {
+        super::scs_access::SCS_SIZE
     }
 }
 

@@ -12,6 +12,8 @@ pub mod link;
 pub mod mcu;
 pub mod persist;
 pub mod probe;
+pub mod scs;
+pub mod scs_access;
 pub mod stm32;
 pub mod sysreg;
 pub mod w25q64jv;
