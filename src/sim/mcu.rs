@@ -453,6 +453,7 @@ impl Mcu {
                 };
                 Ok(lane_read(word, a, size))
             }
+            a if bitband_target(a).is_some() => self.bitband_read(a, size, master),
             _ => {
                 if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
@@ -497,6 +498,7 @@ impl Mcu {
             a if SYSMEM.contains(&a) || SIGNATURE.contains(&a) || OPTION_BYTES.contains(&a) => {
                 Ok(())
             }
+            a if bitband_target(a).is_some() => self.bitband_write(a, size, value, master),
             _ => {
                 let shift = (addr & 3) * 8;
                 let lanes = match size {
@@ -510,6 +512,28 @@ impl Mcu {
                     .ok_or(fault)
             }
         }
+    }
+
+    /// A read of a bit-band alias: the bit, as 0 or 1, read with an access
+    /// of the alias access's size (RM0090 2.3.3, Cortex-M4 TRM 3.7).
+    fn bitband_read(&mut self, alias: u32, size: Size, master: Master) -> Result<u32, BusFault> {
+        let (target, bit) = bitband_access(alias, size);
+        Ok(self.read_unlogged(target, size, master)? >> bit & 1)
+    }
+
+    /// A write to a bit-band alias: read-modify-write of one bit of the
+    /// target (bit 0 of `value` is the bit's new value).
+    fn bitband_write(
+        &mut self,
+        alias: u32,
+        size: Size,
+        value: u32,
+        master: Master,
+    ) -> Result<(), BusFault> {
+        let (target, bit) = bitband_access(alias, size);
+        let old = self.read_unlogged(target, size, master)?;
+        let new = old & !(1 << bit) | (value & 1) << bit;
+        self.write(target, size, new, master)
     }
 
     /// Whether a CPU read of the peripheral register at `addr` has no side
@@ -823,6 +847,27 @@ impl Mcu {
     }
 }
 
+/// The byte and bit a bit-band alias address stands for: 32 alias bytes
+/// (8 words) per target byte, SRAM 0x2000_0000 from 0x2200_0000 and
+/// peripherals 0x4000_0000 from 0x4200_0000, 1 MiB each (RM0090 2.3.3).
+fn bitband_target(alias: u32) -> Option<(u32, u32)> {
+    let base = match alias {
+        0x2200_0000..=0x23FF_FFFF => 0x2000_0000,
+        0x4200_0000..=0x43FF_FFFF => 0x4000_0000,
+        _ => return None,
+    };
+    let off = alias & 0x01FF_FFFF;
+    Some((base + off / 32, (off / 4) & 7))
+}
+
+/// The naturally aligned `size`-byte access that contains the alias's
+/// bit, and the bit's position in it.
+fn bitband_access(alias: u32, size: Size) -> (u32, u32) {
+    let (byte, bit) = bitband_target(alias).unwrap_or((alias, 0));
+    let target = byte & !(size - 1);
+    (target, (byte - target) * 8 + bit)
+}
+
 /// Reads logged per loop iteration, at most [`ReadLog::CAPACITY`].
 #[derive(Debug, Default)]
 pub struct ReadLog {
@@ -1094,6 +1139,28 @@ mod tests {
     fn mcu() -> Mcu {
         let chip = W25q64jv::new(vec![0xFF; super::super::w25q64jv::SIZE]);
         Mcu::new(vec![0xFF; FLASH_SIZE], chip, Wiring::default(), 4_000_000)
+    }
+
+    #[test]
+    fn bit_band_aliases_read_and_write_single_bits_of_sram_and_peripherals() {
+        let mut m = mcu();
+        // SRAM: bit 3 of byte 0x2000_0001 is at 0x2200_0000 + 1*32 + 3*4.
+        let alias = 0x2200_0000 + 32 + 3 * 4;
+        m.write(SRAM_BASE, 4, 0xFFFF_00FF, Master::Cpu).unwrap();
+        m.write(alias, 4, 1, Master::Cpu).unwrap();
+        assert_eq!(m.read(SRAM_BASE, 4, Master::Cpu).unwrap(), 0xFFFF_08FF);
+        assert_eq!(m.read(alias, 4, Master::Cpu).unwrap(), 1);
+        assert_eq!(m.read(alias + 4, 4, Master::Cpu).unwrap(), 0, "bit 4");
+        m.write(0x2200_0000, 1, 0xFE, Master::Cpu).unwrap(); // byte 0 bit 0 <- 0
+        assert_eq!(m.read(SRAM_BASE, 4, Master::Cpu).unwrap(), 0xFFFF_08FE);
+        // RCC_AHB1ENR (0x4002_3830) bit 1, GPIOBEN, as a HAL enables it.
+        let gpioben = 0x4200_0000 + (RCC_BASE + 0x30 - 0x4000_0000) * 32 + 4;
+        m.write(gpioben, 4, 1, Master::Cpu).unwrap();
+        assert_eq!(m.read(RCC_BASE + 0x30, 4, Master::Cpu).unwrap() & 2, 2);
+        assert!(m.rcc.gpio_clock_enabled(1));
+        assert_eq!(m.read(gpioben, 4, Master::Debugger).unwrap(), 1);
+        m.write(gpioben, 4, 0, Master::Cpu).unwrap();
+        assert!(!m.rcc.gpio_clock_enabled(1));
     }
 
     #[test]
