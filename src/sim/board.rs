@@ -444,7 +444,7 @@ impl Board {
         let (debugen, reset_requested) = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
-            let cycles = m.fetch_cycles(pc);
+            let cycles = self.cpu.last_cycles() + m.wait_states(pc);
             m.clock.retire(cycles);
             if m.now() >= m.timer_due {
                 m.service_timers();

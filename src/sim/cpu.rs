@@ -19,8 +19,10 @@ use armagnac::instructions::{Instruction, InstructionSize};
 use armagnac::memory::MemoryInterface;
 use armagnac::registers::Mode;
 
+use super::patch;
 use super::scs_access;
 use super::sysreg::{self, SpecialRegs};
+use super::timing::{self, Class};
 
 /// Core registers as numbered by DCRSR.REGSEL (ARMv7-M ARM C1.6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,11 @@ pub trait Cpu {
     fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String>;
     /// Whether an SVC executed since the last call (SVCall to pend).
     fn take_svc(&mut self) -> bool;
+    /// Core cycles the last step took by the instruction-timing model
+    /// (`timing.rs`), flash wait states not included.
+    fn last_cycles(&self) -> u64 {
+        1
+    }
 }
 
 /// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
@@ -127,6 +134,10 @@ pub struct ArmagnacCpu {
     regs: sysreg::Shared,
     /// Where CPU accesses to the SCS go instead of armagnac's model.
     scs: Option<scs_access::Port>,
+    last: Rc<Cell<(Class, u32)>>,
+    div: patch::DivCycles,
+    /// Cycles of the last step (timing model).
+    cycles: u64,
     s: [u32; 32],
     fpscr: u32,
     /// Set after a contained panic: the processor state is suspect until reset.
@@ -150,6 +161,10 @@ struct SleepAwareDecoder {
     slept: Rc<Cell<bool>>,
     regs: sysreg::Shared,
     scs: Option<scs_access::Port>,
+    /// Timing class and size (bytes) of the instruction decoded last: the
+    /// one the step executes.
+    last: Rc<Cell<(Class, u32)>>,
+    div: patch::DivCycles,
 }
 
 /// armagnac's table decoder (slow to build) and the decoded instructions,
@@ -159,8 +174,9 @@ struct DecodeCache {
     slots: RefCell<Vec<Option<CachedInstruction>>>,
 }
 
-/// A cache slot: the key (encoding, size, IT state) and what it decoded to.
-type CachedInstruction = (u64, Rc<dyn Instruction>);
+/// A cache slot: the key (encoding, size, IT state), what it decoded to
+/// and its timing class.
+type CachedInstruction = (u64, Rc<dyn Instruction>, Class);
 
 /// Entries of the direct-mapped decode cache (a power of two).
 const DECODE_CACHE_SLOTS: usize = 1 << DECODE_CACHE_BITS;
@@ -200,19 +216,26 @@ impl InstructionDecode for SleepAwareDecoder {
             InstructionSize::Ins32 if ins == 0xF3AF_8002 || ins == 0xF3AF_8003 => Some(0xF3AF_8000),
             _ => None,
         };
+        let wide = matches!(size, InstructionSize::Ins32);
+        let bytes = if wide { 4 } else { 2 };
         if let Some(nop) = nop {
             self.slept.set(true);
+            self.last.set((Class::Alu, bytes));
             return self.inner.decoder.try_decode(nop, size, state);
         }
         let key = Self::key(ins, size, state);
         let slot = Self::slot(key);
-        if let Some((k, decoded)) = &self.inner.slots.borrow()[slot] {
+        if let Some((k, decoded, class)) = &self.inner.slots.borrow()[slot] {
             if *k == key {
+                self.last.set((*class, bytes));
                 return Ok(decoded.clone());
             }
         }
-        let wide = matches!(size, InstructionSize::Ins32);
-        let decoded = match sysreg::decode(ins, wide, &self.regs) {
+        let class = timing::classify(ins, wide);
+        self.last.set((class, bytes));
+        let ours =
+            sysreg::decode(ins, wide, &self.regs).or_else(|| patch::decode(ins, wide, &self.div));
+        let decoded = match ours {
             Some(ours) => ours,
             None => {
                 let theirs = self.inner.decoder.try_decode(ins, size, state)?;
@@ -222,7 +245,7 @@ impl InstructionDecode for SleepAwareDecoder {
                 }
             }
         };
-        self.inner.slots.borrow_mut()[slot] = Some((key, decoded.clone()));
+        self.inner.slots.borrow_mut()[slot] = Some((key, decoded.clone(), class));
         Ok(decoded)
     }
 }
@@ -240,17 +263,19 @@ impl ArmagnacCpu {
         let slept = Rc::new(Cell::new(false));
         let decode = Rc::new(DecodeCache::new());
         let regs = sysreg::Shared::default();
+        let last = Rc::new(Cell::new((Class::Alu, 2)));
+        let div = patch::DivCycles::default();
         let proc = Self::build(
             bus.clone(),
             bus_size,
             &windows,
-            &slept,
-            &decode,
-            &regs,
-            &scs,
+            (&slept, &decode, &regs, &scs, &last, &div),
         );
         Self {
             scs,
+            last,
+            div,
+            cycles: 1,
             slept,
             decode,
             proc,
@@ -268,17 +293,17 @@ impl ArmagnacCpu {
         bus: Rc<RefCell<dyn MemoryInterface>>,
         bus_size: u32,
         windows: &[Window],
-        slept: &Rc<Cell<bool>>,
-        decode: &Rc<DecodeCache>,
-        regs: &sysreg::Shared,
-        scs: &Option<scs_access::Port>,
+        shared: DecoderShared<'_>,
     ) -> Processor {
+        let (slept, decode, regs, scs, last, div) = shared;
         let mut proc = Processor::new(Config::v7em());
         proc.instruction_decoder = Box::new(SleepAwareDecoder {
             inner: decode.clone(),
             slept: slept.clone(),
             regs: regs.clone(),
             scs: scs.clone(),
+            last: last.clone(),
+            div: div.clone(),
         });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
@@ -294,6 +319,21 @@ impl ArmagnacCpu {
         proc
     }
 }
+
+/// What the decoder shares with the wrapper: sleep flag, decode cache,
+/// special registers, SCS port, last timing class, divide cycles.
+type DecoderShared<'a> = (
+    &'a Rc<Cell<bool>>,
+    &'a Rc<DecodeCache>,
+    &'a sysreg::Shared,
+    &'a Option<scs_access::Port>,
+    &'a Rc<Cell<(Class, u32)>>,
+    &'a patch::DivCycles,
+);
+
+/// Cycles an exception return adds to its instruction (unstacking; the
+/// Cortex-M4 TRM 3.3.1 gives 10-12 for a return).
+const UNSTACK_CYCLES: u64 = 10;
 
 /// PC values from this one up, loaded in Handler mode, are EXC_RETURN.
 const EXC_RETURN_MIN: u32 = 0xF000_0000;
@@ -389,6 +429,9 @@ impl Cpu for ArmagnacCpu {
                 }
             }
         }));
+        let (class, bytes) = self.last.get();
+        let pc_written = self.proc.registers.pc != pc.wrapping_add(bytes);
+        self.cycles = class.cycles(pc_written, false, self.div.get());
         match result {
             Ok(Ok(StepOutcome::Breakpoint)) => {
                 // armagnac leaves the PC past the BKPT; silicon halts on it.
@@ -399,9 +442,14 @@ impl Cpu for ArmagnacCpu {
             Ok(Ok(StepOutcome::Retired))
                 if self.regs.get().handler && self.proc.registers.pc >= EXC_RETURN_MIN =>
             {
+                self.cycles += UNSTACK_CYCLES;
                 self.exception_return()
             }
             Ok(Ok(o)) => o,
+            Ok(Err(_)) if class == Class::Coproc => StepOutcome::Fault(format!(
+                "FP/coprocessor instruction at pc {pc:#010x}: the virtual CPU executes no \
+                 FP instructions (build for thumbv7em-none-eabi)"
+            )),
             Ok(Err(e)) => StepOutcome::Fault(format!("{e} at pc {pc:#010x}")),
             Err(panic) => {
                 let msg = panic
@@ -534,10 +582,14 @@ impl Cpu for ArmagnacCpu {
             self.bus.clone(),
             self.bus_size,
             &self.windows,
-            &self.slept,
-            &self.decode,
-            &self.regs,
-            &self.scs,
+            (
+                &self.slept,
+                &self.decode,
+                &self.regs,
+                &self.scs,
+                &self.last,
+                &self.div,
+            ),
         );
         self.poisoned = None;
         self.regs.set(SpecialRegs::default());
@@ -548,6 +600,10 @@ impl Cpu for ArmagnacCpu {
         r.pc = reset_vector & !1;
         r.lr = 0xFFFF_FFFF;
         r.psr.set(if reset_vector & 1 != 0 { 1 << 24 } else { 0 });
+    }
+
+    fn last_cycles(&self) -> u64 {
+        self.cycles
     }
 
     fn masks(&self) -> (bool, bool, u8) {

@@ -353,17 +353,17 @@ impl Mcu {
         self.refresh_timer_due();
     }
 
-    /// Core clock cycles the instruction at `pc` takes: 1, plus FLASH_ACR
-    /// LATENCY wait states when it is fetched from flash with neither the
-    /// prefetch buffer nor the instruction cache on (with either, the ART
-    /// accelerator is taken to hide them).
-    pub fn fetch_cycles(&self, pc: u32) -> u64 {
+    /// Wait states the fetch of the instruction at `pc` adds: FLASH_ACR
+    /// LATENCY when it is fetched from flash with neither the prefetch
+    /// buffer nor the instruction cache on (with either, the ART
+    /// accelerator is taken to hide them), else none.
+    pub fn wait_states(&self, pc: u32) -> u64 {
         let from_flash = pc < 0x0010_0000 || (FLASH_BASE..FLASH_BASE + 0x0010_0000).contains(&pc);
         let acr = self.flash.acr();
         if from_flash && acr & (3 << 8) == 0 {
-            1 + (acr & 7) as u64
+            (acr & 7) as u64
         } else {
-            1
+            0
         }
     }
 
@@ -1167,13 +1167,13 @@ mod tests {
     fn flash_wait_states_cost_cycles_only_without_prefetch_or_cache() {
         let mut m = mcu();
         const ACR: u32 = FLASH_IF_BASE;
-        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "0 wait states after reset");
+        assert_eq!(m.wait_states(FLASH_BASE), 0, "0 wait states after reset");
         m.write(ACR, 4, 5, Master::Cpu).unwrap();
-        assert_eq!(m.fetch_cycles(FLASH_BASE + 0x100), 6);
-        assert_eq!(m.fetch_cycles(0x100), 6, "the boot alias is flash too");
-        assert_eq!(m.fetch_cycles(SRAM_BASE), 1, "RAM has no wait states");
+        assert_eq!(m.wait_states(FLASH_BASE + 0x100), 5);
+        assert_eq!(m.wait_states(0x100), 5, "the boot alias is flash too");
+        assert_eq!(m.wait_states(SRAM_BASE), 0, "RAM has no wait states");
         m.write(ACR, 4, 5 | 1 << 9, Master::Cpu).unwrap();
-        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "ICEN: the ART hides them");
+        assert_eq!(m.wait_states(FLASH_BASE), 0, "ICEN: the ART hides them");
     }
 
     #[test]
