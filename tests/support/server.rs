@@ -14,7 +14,17 @@ pub struct SimServer {
 }
 
 impl SimServer {
+    /// A server whose virtual board enforces RM0090's rules
+    /// (`--sim-strict`): our stub, our firmware and the host keep them.
     pub fn start(extra: &[&str]) -> SimServer {
+        let mut args = vec!["--sim-strict"];
+        args.extend_from_slice(extra);
+        Self::start_lenient(&args)
+    }
+
+    /// A server that only logs broken RM0090 rules (for firmware built
+    /// from third-party crates that may break some).
+    pub fn start_lenient(extra: &[&str]) -> SimServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
             .args(["serve", "--sim", "--port", "0"])
             .args(extra)
