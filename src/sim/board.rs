@@ -1248,6 +1248,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cpu_sysresetreq_needs_the_vectkey_and_resets_the_system() {
+        use crate::sim::stm32::rcc::CSR_SFTRSTF;
+        // str r1, [r2, #0xc] (AIRCR) without the key, then with it.
+        let mut b = board(
+            &[0x60D1, 0x60D3, 0xE7FE],
+            &[],
+            &[0, 4, 0xE000_ED00, 0x05FA_0004],
+        );
+        b.mcu()
+            .write(0x4002_3874, 4, 1 << 24, Master::Debugger)
+            .unwrap(); // RMVF
+        b.run_instructions(1);
+        assert_eq!(
+            b.mcu().rcc.read(0x74, 0) & CSR_SFTRSTF,
+            0,
+            "no VECTKEY: ignored"
+        );
+        assert_eq!(b.cpu.read_reg(CoreReg::Pc), MAIN + 2);
+        b.run_instructions(1);
+        assert_ne!(b.mcu().rcc.read(0x74, 0) & CSR_SFTRSTF, 0, "software reset");
+        assert_eq!(b.mcu().dbg.vtor, 0, "VTOR back to its reset value");
+    }
+
     /// SysTick at HCLK every 100 cycles with TICKINT: `str r3,[r2,#4]`
     /// (RVR = 99), `str r3,[r2,#8]` (CVR), `str r4,[r2]` (CSR), then `b .`;
     /// the handler counts in r5 (`adds r5,#1; bx lr`).
