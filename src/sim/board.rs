@@ -440,32 +440,33 @@ impl Board {
             return false;
         }
         self.mark_fetch(pc);
-        let outcome = self.cpu.step();
-        let (debugen, reset_requested) = {
+        let (outcome, cycles) = self.cpu.step();
+        let (debugen, reset_requested, broken) = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
-            let cycles = self.cpu.last_cycles() + m.wait_states(pc);
+            let cycles = cycles + m.wait_states(pc);
             m.clock.retire(cycles);
             if m.now() >= m.timer_due {
                 m.service_timers();
             }
-            (m.dbg.c_debugen, std::mem::take(&mut m.reset_requested))
+            (
+                m.dbg.c_debugen,
+                std::mem::take(&mut m.reset_requested),
+                m.strict.lockup.take(),
+            )
         };
-        let broken = self.mcu.borrow_mut().strict.lockup.take();
         if let Some(why) = broken {
             self.lockup(why);
             return false;
         }
         self.core.retire_st = true;
-        if self.cpu.take_svc() {
-            self.mcu.borrow_mut().scs.set_pending(exc::SVCALL, true);
-        }
         if reset_requested {
             self.reset(ResetKind::Software);
             return self.running();
         }
         match outcome {
             StepOutcome::Retired => {}
+            StepOutcome::Svc => self.mcu.borrow_mut().scs.set_pending(exc::SVCALL, true),
             StepOutcome::ExceptionReturn { from } => {
                 let ipsr = (self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF) as u16;
                 let active = {
@@ -1197,7 +1198,7 @@ mod tests {
         let mut b = Board::new(mcu, None);
         {
             let mut m = b.mcu();
-            for n in [15u32, 16 + 56] {
+            for n in [11u32, 15, 16 + 56] {
                 m.write(0x2000_0000 + 4 * n, 4, HANDLER | 1, Master::Debugger)
                     .unwrap();
             }
@@ -1399,6 +1400,17 @@ mod tests {
             b.counters().skipped_ps > 0,
             "the poll was skipped meanwhile"
         );
+    }
+
+    #[test]
+    fn svc_enters_svcall_and_returns_after_the_svc() {
+        // svc #0; b .
+        let mut b = board(&[0xDF00, 0xE7FE], &COUNT_HANDLER, &[]);
+        b.run_instructions(5);
+        assert_eq!(b.fault(), None);
+        assert_eq!(r(&b, 5), 1);
+        assert_eq!(b.cpu.read_reg(CoreReg::Pc), MAIN + 2, "back after the svc");
+        assert_eq!(b.cpu.read_reg(CoreReg::Xpsr) & 0x1FF, 0);
     }
 
     #[test]

@@ -82,12 +82,16 @@ pub enum StepOutcome {
     /// core left exception `from` and unstacked its frame (it now runs at
     /// the stacked IPSR).
     ExceptionReturn { from: u16 },
+    /// An SVC retired: SVCall is to be pended (the board takes it).
+    Svc,
 }
 
 /// The core as the board sees it.
 pub trait Cpu {
-    /// Execute one instruction.
-    fn step(&mut self) -> StepOutcome;
+    /// Execute one instruction; returns what it did and the core cycles it
+    /// took by the instruction-timing model (`timing.rs`), flash wait
+    /// states not included.
+    fn step(&mut self) -> (StepOutcome, u64);
     fn read_reg(&self, reg: CoreReg) -> u32;
     /// r0-r12, SP, LR, xPSR: the registers that decide what a loop does.
     fn loop_regs(&self) -> [u32; 16] {
@@ -112,13 +116,6 @@ pub trait Cpu {
     /// stack (8-byte aligned when `stkalign`), LR = EXC_RETURN, Handler
     /// mode, IPSR = `number`, PC = `handler`.
     fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String>;
-    /// Whether an SVC executed since the last call (SVCall to pend).
-    fn take_svc(&mut self) -> bool;
-    /// Core cycles the last step took by the instruction-timing model
-    /// (`timing.rs`), flash wait states not included.
-    fn last_cycles(&self) -> u64 {
-        1
-    }
 }
 
 /// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
@@ -406,8 +403,9 @@ impl ArmagnacCpu {
     }
 }
 
-impl Cpu for ArmagnacCpu {
-    fn step(&mut self) -> StepOutcome {
+impl ArmagnacCpu {
+    /// One instruction; sets `self.cycles`.
+    fn run_one(&mut self) -> StepOutcome {
         if let Some(why) = &self.poisoned {
             return StepOutcome::Fault(why.clone());
         }
@@ -439,11 +437,18 @@ impl Cpu for ArmagnacCpu {
                 StepOutcome::Breakpoint
             }
             Ok(Ok(StepOutcome::Retired)) if self.slept.get() => StepOutcome::Sleep,
-            Ok(Ok(StepOutcome::Retired))
-                if self.regs.get().handler && self.proc.registers.pc >= EXC_RETURN_MIN =>
-            {
-                self.cycles += UNSTACK_CYCLES;
-                self.exception_return()
+            Ok(Ok(StepOutcome::Retired)) => {
+                let mut s = self.regs.get();
+                if s.handler && self.proc.registers.pc >= EXC_RETURN_MIN {
+                    self.cycles += UNSTACK_CYCLES;
+                    self.exception_return()
+                } else if s.svc {
+                    s.svc = false;
+                    self.regs.set(s);
+                    StepOutcome::Svc
+                } else {
+                    StepOutcome::Retired
+                }
             }
             Ok(Ok(o)) => o,
             Ok(Err(_)) if class == Class::Coproc => StepOutcome::Fault(format!(
@@ -462,6 +467,13 @@ impl Cpu for ArmagnacCpu {
                 StepOutcome::Fault(why)
             }
         }
+    }
+}
+
+impl Cpu for ArmagnacCpu {
+    fn step(&mut self) -> (StepOutcome, u64) {
+        let outcome = self.run_one();
+        (outcome, self.cycles)
     }
 
     fn read_reg(&self, reg: CoreReg) -> u32 {
@@ -602,20 +614,9 @@ impl Cpu for ArmagnacCpu {
         r.psr.set(if reset_vector & 1 != 0 { 1 << 24 } else { 0 });
     }
 
-    fn last_cycles(&self) -> u64 {
-        self.cycles
-    }
-
     fn masks(&self) -> (bool, bool, u8) {
         let s = self.regs.get();
         (s.primask, s.faultmask, s.basepri)
-    }
-
-    fn take_svc(&mut self) -> bool {
-        let mut s = self.regs.get();
-        let svc = std::mem::take(&mut s.svc);
-        self.regs.set(s);
-        svc
     }
 
     fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String> {
@@ -695,7 +696,7 @@ mod tests {
 
     fn run(cpu: &mut ArmagnacCpu, n: usize) {
         for _ in 0..n {
-            assert_eq!(cpu.step(), StepOutcome::Retired);
+            assert_eq!(cpu.step().0, StepOutcome::Retired);
         }
     }
 

@@ -171,6 +171,8 @@ pub struct Mcu {
     pub scs: Scs,
     /// RM0090 rules software or the debugger broke (strict mode).
     pub strict: Strict,
+    /// DMA2 stream interrupt lines as last driven (bit per stream).
+    dma_irq_levels: u8,
     /// When SysTick's exception next comes due (virtual time; `u64::MAX`
     /// if it does not): the board pends it then and never runs past it
     /// unserved ([`Mcu::service_timers`]).
@@ -232,6 +234,7 @@ impl Mcu {
             dbg: DebugRegs::default(),
             scs: Scs::new(),
             strict: Strict::default(),
+            dma_irq_levels: 0,
             timer_due: u64::MAX,
             flash: FlashCtrl::new(flash),
             sram: vec![0; SRAM_SIZE as usize],
@@ -301,11 +304,22 @@ impl Mcu {
         self.refresh_timer_due();
     }
 
-    /// Drive the NVIC lines of DMA2's streams from their flags and enables.
+    /// Drive the NVIC lines of DMA2's streams from their flags and enables
+    /// (only a change touches the NVIC: a line pends once per rise).
     fn update_dma_irqs(&mut self) {
+        let clocked = self.rcc.dma2_clock_enabled();
+        let levels = (0..8).fold(0u8, |l, x| {
+            l | ((clocked && self.dma2.irq_line(x)) as u8) << x
+        });
+        let changed = levels ^ self.dma_irq_levels;
+        if changed == 0 {
+            return;
+        }
+        self.dma_irq_levels = levels;
         for (x, &irq) in DMA2_IRQS.iter().enumerate() {
-            let level = self.rcc.dma2_clock_enabled() && self.dma2.irq_line(x);
-            self.scs.set_line(irq, level);
+            if changed >> x & 1 != 0 {
+                self.scs.set_line(irq, levels >> x & 1 != 0);
+            }
         }
     }
 
@@ -569,12 +583,13 @@ impl Mcu {
 
     /// The RM0090 rule a read of the register word at `addr` breaks.
     fn read_rule(&mut self, addr: u32, now: u64) -> Option<Rule> {
+        if addr & (PERIPH_BLOCK - 1) != super::stm32::spi::DR {
+            return None;
+        }
         let idx = SPI_BASES
             .iter()
             .position(|&b| b == addr & !(PERIPH_BLOCK - 1))?;
-        if addr & (PERIPH_BLOCK - 1) != super::stm32::spi::DR
-            || !self.rcc.spi_clock_enabled(idx as u8 + 1)
-        {
+        if !self.rcc.spi_clock_enabled(idx as u8 + 1) {
             return None;
         }
         let (spi, mut link) = self.spi_and_link(idx);

@@ -102,6 +102,10 @@ fn decode32(ins: u32) -> Option<Form> {
     if rn == 15 || (rt == 15 && !to_pc) || (signed && (!load || size == 4)) {
         return None;
     }
+    // Stack accesses never reach the SCS: left to armagnac (host speed).
+    if rn == 13 && !to_pc {
+        return None;
+    }
     let offset = if imm12 {
         Offset::Imm {
             off: (hw2 & 0xFFF) as i32,
