@@ -16,6 +16,7 @@ mod support;
 mod attach;
 mod detect;
 mod dwt;
+mod exceptions;
 mod fidelity;
 mod flash_and_debug;
 mod halfword;
