@@ -807,6 +807,46 @@ mod tests {
     }
 
     #[test]
+    fn pendsv_by_icsr_nests_by_priority_and_prigroup_groups_subpriorities() {
+        let mut s = Scs::new();
+        // SHPR3: PendSV 0xF0 (lowest), SysTick 0x10.
+        s.write(0xE000_ED20, 0x10F0_0000, !0, 0, Side::Cpu);
+        s.write(0xE000_ED04, 1 << 28, !0, 0, Side::Cpu); // PENDSVSET
+        assert_eq!(s.read(0xE000_ED04, 0, Side::Cpu).unwrap() >> 12 & 0x1FF, 14);
+        assert_eq!(s.takeable(false, false, 0), Some(exc::PENDSV));
+        s.enter(exc::PENDSV);
+        s.set_pending(exc::SYSTICK, true);
+        assert_eq!(
+            s.takeable(false, false, 0),
+            Some(exc::SYSTICK),
+            "0x10 preempts 0xF0"
+        );
+        s.enter(exc::SYSTICK);
+        assert_eq!(
+            s.read(0xE000_ED24, 0, Side::Debugger).unwrap() & 0xC00,
+            0xC00
+        );
+        assert!(s.exit(exc::SYSTICK) && s.exit(exc::PENDSV));
+        // PRIGROUP 7 (AIRCR needs VECTKEY): no group bits, nothing preempts.
+        s.write(0xE000_ED0C, 7 << 8, !0, 0, Side::Cpu);
+        assert_eq!(
+            s.read(0xE000_ED0C, 0, Side::Cpu),
+            Some(0xFA05_0000),
+            "no key"
+        );
+        s.write(0xE000_ED0C, 0x05FA_0000 | 7 << 8, !0, 0, Side::Cpu);
+        assert_eq!(s.read(0xE000_ED0C, 0, Side::Cpu), Some(0xFA05_0700));
+        s.set_pending(exc::PENDSV, true);
+        s.enter(exc::PENDSV);
+        s.set_pending(exc::SYSTICK, true);
+        assert_eq!(
+            s.takeable(false, false, 0),
+            None,
+            "same group: no preemption"
+        );
+    }
+
+    #[test]
     fn nvic_enable_pend_priority_and_basepri() {
         let mut s = Scs::new();
         // IRQ 56: ISER1 bit 24, IPR14 byte 0.
