@@ -1324,13 +1324,20 @@ mod tests {
     }
 
     #[test]
-    fn handler_returning_by_ldr_pc_from_the_stack_unstacks() {
-        // push {lr}; adds r5, #1; ldr.w pc, [sp], #4
-        let handler = [0xB500, 0x3501, 0xF85D, 0xFB04];
-        let mut b = board(&SYSTICK_MAIN, &handler, &[0, 0, 0xE000_E010, 99, 7, 0]);
-        b.run_for(1_000 * 62_500);
-        assert_eq!(b.fault(), None);
-        assert!((8..=10).contains(&r(&b, 5)), "{} exceptions", r(&b, 5));
+    fn handler_returning_by_ldr_pc_or_pop_pc_from_the_stack_unstacks() {
+        // push {lr}; adds r5, #1; ldr.w pc, [sp], #4  /  pop {pc}
+        for handler in [
+            &[0xB500, 0x3501, 0xF85D, 0xFB04][..],
+            &[0xB500, 0x3501, 0xBD00],
+        ] {
+            let mut b = board(&SYSTICK_MAIN, handler, &[0, 0, 0xE000_E010, 99, 7, 0]);
+            b.run_for(1_000 * 62_500);
+            assert_eq!(b.fault(), None);
+            assert!((8..=10).contains(&r(&b, 5)), "{} exceptions", r(&b, 5));
+            if b.cpu.read_reg(CoreReg::Xpsr) & 0x1FF == 0 {
+                assert_eq!(b.cpu.read_reg(CoreReg::Msp), STACK, "frames unstacked");
+            }
+        }
     }
 
     #[test]
