@@ -14,8 +14,9 @@ use super::clock::{Clock, Counters};
 use super::cpu::{ArmagnacCpu, CoreReg, Cpu, StepOutcome};
 use super::debug::{self, dfsr, DebugAction, DebugRegs};
 use super::link::{DapOp, Link, LinkProfile};
-use super::mcu::{BusFault, Master, Mcu, PpbPort, BUS_SIZE};
+use super::mcu::{BusFault, Master, Mcu, PpbPort, ScsPort, BUS_SIZE};
 use super::persist::{BackingFile, PersistError};
+use super::scs::{exc, ScsEffect, Side};
 use std::cell::RefMut;
 
 /// What reset the chip; decides the RCC_CSR flags (RM0090 6.3.21: the
@@ -157,8 +158,6 @@ pub struct Board {
     last_host: Instant,
     files: Option<(BackingFile, BackingFile)>,
     last_flush: Instant,
-    /// SCS registers that are plain storage here (NVIC, SysTick, SCB...).
-    scs: std::collections::HashMap<u32, u32>,
     nrst: bool,
     link: Link,
     /// Catch up with host time between transactions (interactive use only).
@@ -203,7 +202,13 @@ impl Board {
                     )
                 })
                 .collect();
-        let cpu = Box::new(ArmagnacCpu::new(mcu.clone(), BUS_SIZE, windows));
+        let scs_port: super::scs_access::Port = Rc::new(RefCell::new(ScsPort { mcu: mcu.clone() }));
+        let cpu = Box::new(ArmagnacCpu::new(
+            mcu.clone(),
+            BUS_SIZE,
+            windows,
+            Some(scs_port),
+        ));
         let mut board = Self {
             mcu,
             cpu,
@@ -218,7 +223,6 @@ impl Board {
             last_host: Instant::now(),
             files,
             last_flush: Instant::now(),
-            scs: Default::default(),
             nrst: false,
             link: Link::new(LinkProfile::Ideal),
             realtime: false,
@@ -365,7 +369,13 @@ impl Board {
             )
         };
         self.cpu.reset(sp, pc);
-        self.mcu.borrow_mut().stall_until = None;
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.stall_until = None;
+            m.reset_requested = false;
+            m.scs.reset();
+            m.refresh_timer_due();
+        }
         self.watch = None;
         self.core = CoreState {
             reset_st: true,
@@ -413,8 +423,14 @@ impl Board {
 
     /// Execute one instruction if the core runs. Returns whether it still runs.
     fn step_one(&mut self) -> bool {
+        if self.core.sleeping && self.wakes() {
+            self.core.sleeping = false;
+        }
         if !self.running() {
             return false;
+        }
+        if let Some(n) = self.exception_to_take() {
+            return self.take_exception(n);
         }
         let pc = self.cpu.read_reg(CoreReg::Pc);
         if let Some(limit) = self.ff_limit {
@@ -427,17 +443,50 @@ impl Board {
             return false;
         }
         self.mark_fetch(pc);
-        let outcome = self.cpu.step();
-        let debugen = {
+        let (outcome, cycles) = self.cpu.step();
+        let (debugen, reset_requested, broken) = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
-            let cycles = m.fetch_cycles(pc);
+            let cycles = cycles + m.wait_states(pc);
             m.clock.retire(cycles);
-            m.dbg.c_debugen
+            if m.now() >= m.timer_due {
+                m.service_timers();
+            }
+            (
+                m.dbg.c_debugen,
+                std::mem::take(&mut m.reset_requested),
+                m.strict.lockup.take(),
+            )
         };
+        if let Some(why) = broken {
+            self.lockup(why);
+            return false;
+        }
         self.core.retire_st = true;
+        if reset_requested {
+            self.reset(ResetKind::Software);
+            return self.running();
+        }
         match outcome {
             StepOutcome::Retired => {}
+            StepOutcome::Svc => self.mcu.borrow_mut().scs.set_pending(exc::SVCALL, true),
+            StepOutcome::ExceptionReturn { from } => {
+                let ipsr = (self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF) as u16;
+                let active = {
+                    let mut m = self.mcu.borrow_mut();
+                    let active = m.scs.exit(from);
+                    m.scs.resume(ipsr);
+                    active
+                };
+                self.watch = None;
+                if !active {
+                    self.lockup(format!(
+                        "return from exception {from}, which is not active \
+                         (INVPC UsageFault on silicon)"
+                    ));
+                    return false;
+                }
+            }
             StepOutcome::Breakpoint if debugen => {
                 self.halt(dfsr::BKPT);
                 return false;
@@ -476,6 +525,68 @@ impl Board {
         self.running()
     }
 
+    /// The exception the core takes before its next instruction, if any:
+    /// the highest-priority pending one above the execution priority
+    /// (PRIMASK, FAULTMASK, BASEPRI and active exceptions). Halting debug
+    /// with DHCSR.C_MASKINTS masks them all (only SysTick, PendSV, SVCall
+    /// and interrupts are ever pending here).
+    fn exception_to_take(&self) -> Option<u16> {
+        let m = self.mcu.borrow();
+        if !m.scs.any_pending() || m.dbg.c_debugen && m.dbg.c_maskints {
+            return None;
+        }
+        let (primask, faultmask, basepri) = self.cpu.masks();
+        m.scs.takeable(primask, faultmask, basepri)
+    }
+
+    /// Whether a pending exception ends WFI/WFE sleep (it would preempt
+    /// were PRIMASK clear, ARMv7-M B1.5.19).
+    fn wakes(&self) -> bool {
+        let m = self.mcu.borrow();
+        if !m.scs.any_pending() {
+            return false;
+        }
+        let (_, faultmask, basepri) = self.cpu.masks();
+        m.scs.wakes(faultmask, basepri)
+    }
+
+    /// Enter exception `n` through its vector (VTOR + 4n). Entry takes 12
+    /// core cycles (Cortex-M4 TRM 3.3.1: interrupt latency) and is a step
+    /// of its own: a single step that takes an exception halts on the
+    /// handler's first instruction.
+    fn take_exception(&mut self, n: u16) -> bool {
+        const ENTRY_CYCLES: u64 = 12;
+        let (vector, stkalign) = {
+            let mut m = self.mcu.borrow_mut();
+            let at = m.dbg.vtor.wrapping_add(4 * n as u32);
+            (
+                m.read(at, 4, Master::Debugger).unwrap_or(0),
+                m.scs.stkalign(),
+            )
+        };
+        self.watch = None;
+        if let Err(why) = self.cpu.exception_entry(n, vector, stkalign) {
+            self.lockup(why);
+            return false;
+        }
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.scs.enter(n);
+            // A skipped poll wait ends here; the loop polls again after the
+            // handler returns.
+            m.stall_until = None;
+            m.clock.spend(ENTRY_CYCLES);
+            if m.now() >= m.timer_due {
+                m.service_timers();
+            }
+        }
+        if self.core.step_pending {
+            self.halt(dfsr::HALTED);
+            return false;
+        }
+        true
+    }
+
     /// Tell the bus which bytes the next instruction's fetch reads, so data
     /// watchpoints ignore them. Only while watches are armed (it costs a
     /// read), and only below the peripherals, whose reads have side effects.
@@ -499,13 +610,20 @@ impl Board {
             let start = self.now();
             self.sync_watchdog();
             self.service_due_dma();
+            {
+                let mut m = self.mcu.borrow_mut();
+                if m.now() >= m.timer_due {
+                    m.service_timers();
+                }
+            }
             let mut limit = self.horizon(target);
             self.ff_limit = self.fast_forward.then_some(limit);
             let mut epoch = self.mcu.borrow().dma_epoch;
             while self.now() < limit {
                 // A skipped poll wait: time passes, nothing executes, and
                 // never past `limit` (the next transaction keeps its time).
-                if self.running() && self.stalled(limit) {
+                // An exception interrupts the poll loop, as on silicon.
+                if self.running() && self.exception_to_take().is_none() && self.stalled(limit) {
                     continue;
                 }
                 if !self.step_one() {
@@ -513,8 +631,12 @@ impl Board {
                 }
                 // A write that started DMA or SPI traffic brings the next
                 // DMA event closer: serve it on time (no lost RX bytes).
-                let now_epoch = self.mcu.borrow().dma_epoch;
-                if now_epoch != epoch {
+                // So does a SysTick started or reprogrammed meanwhile.
+                let (now_epoch, due) = {
+                    let m = self.mcu.borrow();
+                    (m.dma_epoch, m.timer_due)
+                };
+                if now_epoch != epoch || due < limit {
                     epoch = now_epoch;
                     limit = limit.min(self.horizon(target));
                     self.ff_limit = self.fast_forward.then_some(limit);
@@ -642,6 +764,7 @@ impl Board {
             m.iwdg.deadline(),
             m.wwdg.deadline(),
             m.next_dma_event().filter(|&t| t > now),
+            Some(m.timer_due).filter(|&t| t > now && t != u64::MAX),
         ]
         .into_iter()
         .flatten()
@@ -992,23 +1115,31 @@ impl Board {
             return Ok(v);
         }
         match addr {
-            debug::ICSR => Ok(self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF),
-            debug::AIRCR => Ok(0xFA05_0000),
-            // MVFR0/MVFR1 of a Cortex-M4F: single-precision FPU present.
-            0xE000_EF40 => Ok(0x1011_0021),
-            0xE000_EF44 => Ok(0x1100_0011),
-            0xE000_E000..=0xE000_EFFF => Ok(*self.scs.get(&addr).unwrap_or(&0)),
+            // The SCS model the CPU sees too; unmodelled words read as zero.
+            0xE000_E000..=0xE000_EFFF => Ok(self
+                .mcu
+                .borrow_mut()
+                .scs
+                .read(addr, cycles, Side::Debugger)
+                .unwrap_or(0)),
             _ => Err(Ack::Fault),
         }
     }
 
     fn ppb_write(&mut self, addr: u32, value: u32) -> Result<(), Ack> {
         let cycles = self.mcu.borrow().cycle_time();
+        if addr == debug::AIRCR {
+            // PRIGROUP; the debug block below handles the reset requests.
+            let mut m = self.mcu.borrow_mut();
+            let _: Option<ScsEffect> = m.scs.write(addr, value, !0, cycles, Side::Debugger);
+        }
         let action = self.dbg().write(addr, value, cycles);
         let Some(action) = action else {
             return match addr {
                 0xE000_E000..=0xE000_EFFF => {
-                    self.scs.insert(addr, value);
+                    let mut m = self.mcu.borrow_mut();
+                    m.scs.write(addr, value, !0, cycles, Side::Debugger);
+                    m.refresh_timer_due();
                     Ok(())
                 }
                 _ => Err(Ack::Fault),
@@ -1092,4 +1223,255 @@ impl Drop for Board {
 /// Accessor used by tests and benchmarks: the board's clock.
 pub fn clock_of(board: &Board) -> Clock {
     board.mcu.borrow().clock.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::mcu::Wiring;
+    use crate::sim::stm32::flash::FLASH_SIZE;
+    use crate::sim::w25q64jv::{W25q64jv, SIZE};
+
+    const MAIN: u32 = 0x2000_0200;
+    const HANDLER: u32 = 0x2000_0300;
+    const STACK: u32 = 0x2000_1000;
+
+    /// A running board executing `main` from SRAM with a vector table at
+    /// 0x2000_0000 whose SysTick and DMA2 stream 0 vectors point at
+    /// `handler`, and registers r0-r7 preset.
+    fn board(main: &[u16], handler: &[u16], regs: &[u32]) -> Board {
+        let chip = W25q64jv::new(vec![0xFF; SIZE]);
+        let mcu = Mcu::new(vec![0xFF; FLASH_SIZE], chip, Wiring::default(), 4_000_000);
+        let mut b = Board::new(mcu, None);
+        {
+            let mut m = b.mcu();
+            for n in [11u32, 15, 16 + 56] {
+                m.write(0x2000_0000 + 4 * n, 4, HANDLER | 1, Master::Debugger)
+                    .unwrap();
+            }
+            for (base, code) in [(MAIN, main), (HANDLER, handler)] {
+                for (i, hw) in code.iter().enumerate() {
+                    m.write(base + 2 * i as u32, 2, *hw as u32, Master::Debugger)
+                        .unwrap();
+                }
+            }
+            m.dbg.vtor = 0x2000_0000;
+        }
+        b.cpu.write_reg(CoreReg::Pc, MAIN);
+        b.cpu.write_reg(CoreReg::Xpsr, 1 << 24);
+        b.cpu.write_reg(CoreReg::Msp, STACK);
+        for (i, v) in regs.iter().enumerate() {
+            b.cpu.write_reg(CoreReg::R(i as u8), *v);
+        }
+        b.core = CoreState::default();
+        b
+    }
+
+    fn r(b: &Board, n: u8) -> u32 {
+        b.cpu.read_reg(CoreReg::R(n))
+    }
+
+    #[test]
+    fn cpu_reaches_demcr_cpuid_and_nvic_through_the_scs_model() {
+        // ldr.w r0,[r2,#0xfc]; orrs r0,r3; str.w r0,[r2,#0xfc];
+        // ldr r4,[r2,#0]; strb r3,[r1,#3]; ldr r5,[r1,#0]
+        let main = [
+            0xF8D2, 0x00FC, 0x4318, 0xF8C2, 0x00FC, 0x6814, 0x70CB, 0x680D, 0xE7FE,
+        ];
+        let mut b = board(&main, &[], &[0, 0xE000_E400, 0xE000_ED00, 0x0100_00F0]);
+        b.run_instructions(7);
+        assert_eq!(b.fault(), None);
+        assert_eq!(r(&b, 0), 0x0100_00F0);
+        assert_eq!(
+            b.mcu().dbg.demcr & (1 << 24),
+            1 << 24,
+            "TRCENA set by the CPU"
+        );
+        assert_eq!(r(&b, 4), 0x410F_C241, "CPUID");
+        assert_eq!(r(&b, 5), 0xF000_0000, "IPR byte write, 4 bits kept");
+        assert_eq!(
+            b.debugger_read(0xE000_E400, 4).unwrap(),
+            0xF000_0000,
+            "the debugger sees the same NVIC"
+        );
+    }
+
+    #[test]
+    fn cpu_sysresetreq_needs_the_vectkey_and_resets_the_system() {
+        use crate::sim::stm32::rcc::CSR_SFTRSTF;
+        // str r1, [r2, #0xc] (AIRCR) without the key, then with it.
+        let mut b = board(
+            &[0x60D1, 0x60D3, 0xE7FE],
+            &[],
+            &[0, 4, 0xE000_ED00, 0x05FA_0004],
+        );
+        b.mcu()
+            .write(0x4002_3874, 4, 1 << 24, Master::Debugger)
+            .unwrap(); // RMVF
+        b.run_instructions(1);
+        assert_eq!(
+            b.mcu().rcc.read(0x74, 0) & CSR_SFTRSTF,
+            0,
+            "no VECTKEY: ignored"
+        );
+        assert_eq!(b.cpu.read_reg(CoreReg::Pc), MAIN + 2);
+        b.run_instructions(1);
+        assert_ne!(b.mcu().rcc.read(0x74, 0) & CSR_SFTRSTF, 0, "software reset");
+        assert_eq!(b.mcu().dbg.vtor, 0, "VTOR back to its reset value");
+    }
+
+    /// SysTick at HCLK every 100 cycles with TICKINT: `str r3,[r2,#4]`
+    /// (RVR = 99), `str r3,[r2,#8]` (CVR), `str r4,[r2]` (CSR), then `b .`;
+    /// the handler counts in r5 (`adds r5,#1; bx lr`).
+    const SYSTICK_MAIN: [u16; 4] = [0x6053, 0x6093, 0x6014, 0xE7FE];
+    const COUNT_HANDLER: [u16; 2] = [0x3501, 0x4770];
+
+    fn systick_board(csr: u32) -> Board {
+        board(
+            &SYSTICK_MAIN,
+            &COUNT_HANDLER,
+            &[0, 0, 0xE000_E010, 99, csr, 0],
+        )
+    }
+
+    #[test]
+    fn systick_exception_enters_the_handler_and_returns_to_thread_mode() {
+        let mut b = systick_board(7);
+        b.run_for(16_000 * 62_500); // 16,000 cycles at 16 MHz
+        assert_eq!(b.fault(), None);
+        let ticks = r(&b, 5);
+        assert!((158..=160).contains(&ticks), "{ticks} SysTick exceptions");
+        let xpsr = b.cpu.read_reg(CoreReg::Xpsr);
+        if xpsr & 0x1FF == 0 {
+            assert_eq!(b.cpu.read_reg(CoreReg::Msp), STACK, "frames unstacked");
+        }
+        let mut off = systick_board(7);
+        off.set_fast_forward(false);
+        off.run_for(16_000 * 62_500);
+        assert_eq!(r(&off, 5), ticks, "fast-forward stops at every exception");
+    }
+
+    #[test]
+    fn primask_and_basepri_hold_off_systick_and_countflag_still_sets() {
+        let mut b = systick_board(7);
+        b.cpu.write_reg(CoreReg::Special, 1); // PRIMASK
+        b.run_for(1_000 * 62_500);
+        assert_eq!(r(&b, 5), 0, "PRIMASK masks SysTick");
+        let csr = b.debugger_read(0xE000_E010, 4).unwrap();
+        assert_eq!(csr & (1 << 16), 1 << 16, "COUNTFLAG");
+        // BASEPRI 0x10 masks priority 0x10..; SysTick at 0x20 stays masked,
+        // at 0x00 it is taken.
+        b.debugger_write(0xE000_ED20, 4, 0x2000_0000).unwrap();
+        b.cpu.write_reg(CoreReg::Special, 0x10 << 8);
+        b.run_for(1_000 * 62_500);
+        assert_eq!(r(&b, 5), 0, "BASEPRI masks SysTick at priority 0x20");
+        b.debugger_write(0xE000_ED20, 4, 0).unwrap();
+        b.run_for(1_000 * 62_500);
+        assert!(r(&b, 5) >= 9, "taken once unmasked: {}", r(&b, 5));
+    }
+
+    #[test]
+    fn handler_returning_by_ldr_pc_or_pop_pc_from_the_stack_unstacks() {
+        // push {lr}; adds r5, #1; ldr.w pc, [sp], #4  /  pop {pc}
+        for handler in [
+            &[0xB500, 0x3501, 0xF85D, 0xFB04][..],
+            &[0xB500, 0x3501, 0xBD00],
+        ] {
+            let mut b = board(&SYSTICK_MAIN, handler, &[0, 0, 0xE000_E010, 99, 7, 0]);
+            b.run_for(1_000 * 62_500);
+            assert_eq!(b.fault(), None);
+            assert!((8..=10).contains(&r(&b, 5)), "{} exceptions", r(&b, 5));
+            if b.cpu.read_reg(CoreReg::Xpsr) & 0x1FF == 0 {
+                assert_eq!(b.cpu.read_reg(CoreReg::Msp), STACK, "frames unstacked");
+            }
+        }
+    }
+
+    #[test]
+    fn dma2_transfer_complete_interrupt_runs_its_handler_once_per_flag() {
+        const S0CR: u32 = 0x4002_6410;
+        // main: str r4, [r1] (S0CR, EN); b .
+        // handler: str r3, [r2] (LIFCR = CTCIF0); adds r5, #1; bx lr
+        let mut b = board(
+            &[0x600C, 0xE7FE],
+            &[0x6013, 0x3501, 0x4770],
+            &[0, S0CR, 0x4002_6408, 1 << 5, 0x691, 0],
+        );
+        {
+            let mut m = b.mcu();
+            let w = |m: &mut Mcu, a: u32, v: u32| m.write(a, 4, v, Master::Debugger).unwrap();
+            w(&mut m, 0x4002_3830, 1 << 22); // RCC_AHB1ENR.DMA2EN
+            w(&mut m, S0CR + 4, 4); // NDTR
+            w(&mut m, S0CR + 8, 0x2000_0800); // PAR: the source
+            w(&mut m, S0CR + 12, 0x2000_0900);
+            w(&mut m, 0x2000_0800, 0xDDCC_BBAA);
+        }
+        b.run_for(200 * 62_500);
+        assert_eq!(r(&b, 5), 0, "NVIC line 56 not enabled: pending only");
+        assert_eq!(
+            b.debugger_read(0xE000_E204, 4).unwrap() >> 24 & 1,
+            1,
+            "ISPR"
+        );
+        b.debugger_write(0xE000_E104, 4, 1 << 24).unwrap(); // ISER1: IRQ 56
+        b.run_for(200 * 62_500);
+        assert_eq!(b.fault(), None);
+        assert_eq!(r(&b, 5), 1, "taken once; the handler cleared TCIF0");
+        assert_eq!(b.debugger_read(0x2000_0900, 4).unwrap(), 0xDDCC_BBAA);
+        assert_eq!(b.debugger_read(0x4002_6400, 4).unwrap() & 1 << 5, 0);
+        assert_eq!(
+            b.cpu.read_reg(CoreReg::Xpsr) & 0x1FF,
+            0,
+            "back in Thread mode"
+        );
+        assert_eq!(b.cpu.read_reg(CoreReg::Msp), STACK);
+    }
+
+    #[test]
+    fn systick_interrupts_a_skipped_flash_busy_poll_on_time() {
+        // SysTick as above, then `1: ldr r0, [r6, #12]; b 1b` polls
+        // FLASH_SR while a sector erase keeps BSY set for 250 ms: a poll
+        // the board skips (a stall of up to 1 ms) must not hold SysTick off.
+        let main = [0x6053, 0x6093, 0x6014, 0x68F0, 0xE7FD];
+        let regs = [0, 0, 0xE000_E010, 99, 7, 0, 0x4002_3C00];
+        let mut b = board(&main, &COUNT_HANDLER, &regs);
+        {
+            let mut m = b.mcu();
+            let w = |m: &mut Mcu, a: u32, v: u32| m.write(a, 4, v, Master::Debugger).unwrap();
+            w(&mut m, 0x4002_3C04, 0x4567_0123); // KEYR
+            w(&mut m, 0x4002_3C04, 0xCDEF_89AB);
+            w(&mut m, 0x4002_3C10, 2 << 8 | 1 << 3 | 1 << 1); // x32, sector 1, SER
+            w(&mut m, 0x4002_3C10, 2 << 8 | 1 << 3 | 1 << 1 | 1 << 16); // STRT
+        }
+        b.run_for(16_000 * 62_500); // 1 ms
+        assert_eq!(b.fault(), None);
+        let ticks = r(&b, 5);
+        assert!(
+            (150..=160).contains(&ticks),
+            "{ticks} SysTick exceptions in 1 ms"
+        );
+        assert!(
+            b.counters().skipped_ps > 0,
+            "the poll was skipped meanwhile"
+        );
+    }
+
+    #[test]
+    fn svc_enters_svcall_and_returns_after_the_svc() {
+        // svc #0; b .
+        let mut b = board(&[0xDF00, 0xE7FE], &COUNT_HANDLER, &[]);
+        b.run_instructions(5);
+        assert_eq!(b.fault(), None);
+        assert_eq!(r(&b, 5), 1);
+        assert_eq!(b.cpu.read_reg(CoreReg::Pc), MAIN + 2, "back after the svc");
+        assert_eq!(b.cpu.read_reg(CoreReg::Xpsr) & 0x1FF, 0);
+    }
+
+    #[test]
+    fn systick_without_tickint_only_counts() {
+        let mut b = systick_board(5);
+        b.run_for(1_000 * 62_500);
+        assert_eq!(r(&b, 5), 0);
+        assert_eq!(b.fault(), None);
+    }
 }

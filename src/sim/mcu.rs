@@ -15,6 +15,7 @@ use armagnac::memory::{
 
 use super::clock::{Clock, HSI_HZ};
 use super::debug::DebugRegs;
+use super::scs::{Scs, ScsEffect, Side};
 use super::stm32::crc::Crc;
 use super::stm32::dma::{Dir, Dma};
 use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
@@ -23,6 +24,7 @@ use super::stm32::iwdg::Iwdg;
 use super::stm32::rcc::Rcc;
 use super::stm32::spi::{Spi, SpiLink};
 use super::stm32::wwdg::Wwdg;
+use super::strict::{Rule, Strict};
 use super::w25q64jv::W25q64jv;
 
 pub const FLASH_BASE: u32 = 0x0800_0000;
@@ -51,6 +53,8 @@ const IWDG_BASE: u32 = 0x4000_3000;
 const WWDG_BASE: u32 = 0x4000_2C00;
 const CRC_BASE: u32 = 0x4002_3000;
 const DMA2_BASE: u32 = 0x4002_6400;
+/// NVIC lines of DMA2 streams 0-7 (RM0090 table 61).
+const DMA2_IRQS: [usize; 8] = [56, 57, 58, 59, 60, 68, 69, 70];
 /// DMA2 channel 3 serves SPI1: RX on streams 0 and 2, TX on 3 and 5.
 const SPI1_DMA_CHANNEL: u32 = 3;
 /// Items one service pass may move (a bound, not a limit of silicon).
@@ -165,6 +169,16 @@ pub struct Mcu {
     /// The debug block's registers: shared here so the CPU can read DWT
     /// (CYCCNT) through [`PpbPort`] while the debugger owns the rest.
     pub dbg: DebugRegs,
+    /// SCB, NVIC, SysTick, MPU and FPU registers and the exception state.
+    pub scs: Scs,
+    /// RM0090 rules software or the debugger broke (strict mode).
+    pub strict: Strict,
+    /// DMA2 stream interrupt lines as last driven (bit per stream).
+    dma_irq_levels: u8,
+    /// When SysTick's exception next comes due (virtual time; `u64::MAX`
+    /// if it does not): the board pends it then and never runs past it
+    /// unserved ([`Mcu::service_timers`]).
+    pub timer_due: u64,
     pub flash: FlashCtrl,
     pub sram: Vec<u8>,
     pub ccm: Vec<u8>,
@@ -224,6 +238,10 @@ impl Mcu {
         let mut mcu = Self {
             clock: Clock::new(swd_hz),
             dbg: DebugRegs::default(),
+            scs: Scs::new(),
+            strict: Strict::default(),
+            dma_irq_levels: 0,
+            timer_due: u64::MAX,
             flash: FlashCtrl::new(flash),
             sram: vec![0; SRAM_SIZE as usize],
             ccm: vec![0; CCM_SIZE as usize],
@@ -278,19 +296,109 @@ impl Mcu {
         self.spi[0].set_pclk(p2);
         self.spi[1].set_pclk(p1);
         self.spi[2].set_pclk(p1);
+        self.refresh_timer_due();
     }
 
-    /// Core clock cycles the instruction at `pc` takes: 1, plus FLASH_ACR
-    /// LATENCY wait states when it is fetched from flash with neither the
-    /// prefetch buffer nor the instruction cache on (with either, the ART
-    /// accelerator is taken to hide them).
-    pub fn fetch_cycles(&self, pc: u32) -> u64 {
+    /// Recompute [`Mcu::timer_due`] (after a SysTick write, a clock change
+    /// or a reset). One picosecond past the cycle's start, so the core
+    /// cycle count has reached it by then.
+    pub fn refresh_timer_due(&mut self) {
+        self.timer_due = match self.scs.systick.next_exception() {
+            Some(c) => {
+                let cc = self.clock.core_cycles();
+                self.now()
+                    .saturating_add(self.clock.cycles_ps(c.saturating_sub(cc)))
+                    .saturating_add(1)
+            }
+            None => u64::MAX,
+        };
+    }
+
+    /// Pend SysTick's exception if it came due.
+    pub fn service_timers(&mut self) {
+        let cc = self.clock.core_cycles();
+        self.scs.service_systick(cc);
+        self.refresh_timer_due();
+    }
+
+    /// Drive the NVIC lines of DMA2's streams from their flags and enables
+    /// (only a change touches the NVIC: a line pends once per rise).
+    fn update_dma_irqs(&mut self) {
+        let clocked = self.rcc.dma2_clock_enabled();
+        let levels = (0..8).fold(0u8, |l, x| {
+            l | ((clocked && self.dma2.irq_line(x)) as u8) << x
+        });
+        let changed = levels ^ self.dma_irq_levels;
+        if changed == 0 {
+            return;
+        }
+        self.dma_irq_levels = levels;
+        for (x, &irq) in DMA2_IRQS.iter().enumerate() {
+            if changed >> x & 1 != 0 {
+                self.scs.set_line(irq, levels >> x & 1 != 0);
+            }
+        }
+    }
+
+    /// The core's view of the SCS word at `addr`: the debug registers and
+    /// VTOR are the debug block's (one model with the debugger's view),
+    /// the rest the SCS model's; unmodelled addresses read as zero.
+    fn cpu_scs_read(&mut self, addr: u32) -> u32 {
+        use super::debug::{DCRDR, DCRSR, DEMCR, DFSR, DHCSR, VTOR};
+        self.impure_reads += 1;
+        let cycles = self.cycle_time();
+        match addr {
+            DHCSR => {
+                let d = &self.dbg;
+                d.c_debugen as u32
+                    | (d.c_halt as u32) << 1
+                    | (d.c_step as u32) << 2
+                    | (d.c_maskints as u32) << 3
+            }
+            DCRSR | DCRDR | DEMCR | DFSR | VTOR => self.dbg.read(addr, cycles).unwrap_or(0),
+            _ => self.scs.read(addr, cycles, Side::Cpu).unwrap_or(0),
+        }
+    }
+
+    /// A core write to the SCS word at `addr` under byte-lane `mask`.
+    /// Software cannot write DHCSR, DCRSR or DCRDR (ARMv7-M C1.6); an
+    /// AIRCR.SYSRESETREQ sets [`Mcu::reset_requested`].
+    fn cpu_scs_write(&mut self, addr: u32, value: u32, mask: u32) {
+        use super::debug::{DCRDR, DCRSR, DEMCR, DFSR, DHCSR, VTOR};
+        self.cpu_writes += 1;
+        let cycles = self.cycle_time();
+        match addr {
+            DHCSR | DCRSR | DCRDR => {}
+            DEMCR | DFSR | VTOR => {
+                let old = if addr == DFSR {
+                    0
+                } else {
+                    self.dbg.read(addr, cycles).unwrap_or(0)
+                };
+                self.dbg.write(addr, old & !mask | value & mask, cycles);
+            }
+            _ => {
+                if self.scs.write(addr, value, mask, cycles, Side::Cpu)
+                    == Some(ScsEffect::SystemReset)
+                {
+                    self.reset_requested = true;
+                }
+            }
+        }
+        self.refresh_timer_due();
+    }
+
+    /// Wait states the fetch of the instruction at `pc` adds: FLASH_ACR
+    /// LATENCY when it is fetched from flash with neither the prefetch
+    /// buffer nor the instruction cache on (with either, the ART
+    /// accelerator is taken to hide them), else none.
+    pub fn wait_states(&self, pc: u32) -> u64 {
         let from_flash = pc < 0x0010_0000 || (FLASH_BASE..FLASH_BASE + 0x0010_0000).contains(&pc);
         let acr = self.flash.acr();
         if from_flash && acr & (3 << 8) == 0 {
-            1 + (acr & 7) as u64
+            (acr & 7) as u64
         } else {
-            1
+            0
         }
     }
 
@@ -313,6 +421,7 @@ impl Mcu {
         self.wwdg.reset();
         self.crc.reset();
         self.dma2.reset();
+        self.update_dma_irqs();
         self.pwr = [0; 2];
         self.update_cs();
         self.apply_clocks();
@@ -380,9 +489,15 @@ impl Mcu {
                 };
                 Ok(lane_read(word, a, size))
             }
+            a if bitband_target(a).is_some() => self.bitband_read(a, size, master),
             _ => {
                 if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
+                }
+                if let Some(rule) = self.read_rule(addr & !3, now) {
+                    if self.strict.broke(rule, master) {
+                        return Err(fault);
+                    }
                 }
                 let (base, word) = self.read_periph(addr & !3, now).ok_or(fault)?;
                 let _ = base;
@@ -409,10 +524,27 @@ impl Mcu {
         }
         let now = self.now();
         match addr {
-            0..=0x0007_FFFF | FLASH_BASE..=0x0807_FFFF => self
-                .flash
-                .write_array(addr & (FLASH_SIZE as u32 - 1), value, size, now)
-                .map_err(|_| fault),
+            0..=0x0007_FFFF | FLASH_BASE..=0x0807_FFFF => {
+                if self.flash.programming() {
+                    let psize_bytes = 1 << self.flash.psize();
+                    let rule = match psize_bytes {
+                        8 => Some(Rule::FlashPsizeForVoltage),
+                        p if p != size => Some(Rule::FlashPsizeMismatch {
+                            psize_bytes: p,
+                            size,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(rule) = rule {
+                        if self.strict.broke(rule, master) {
+                            return Err(fault);
+                        }
+                    }
+                }
+                self.flash
+                    .write_array(addr & (FLASH_SIZE as u32 - 1), value, size, now)
+                    .map_err(|_| fault)
+            }
             CCM_BASE..=0x1000_FFFF => {
                 mem_write(&mut self.ccm, addr - CCM_BASE, size, value);
                 Ok(())
@@ -424,6 +556,7 @@ impl Mcu {
             a if SYSMEM.contains(&a) || SIGNATURE.contains(&a) || OPTION_BYTES.contains(&a) => {
                 Ok(())
             }
+            a if bitband_target(a).is_some() => self.bitband_write(a, size, value, master),
             _ => {
                 let shift = (addr & 3) * 8;
                 let lanes = match size {
@@ -432,9 +565,114 @@ impl Mcu {
                     _ => 0xFFFF_FFFF,
                 } << shift;
                 let value = value.wrapping_shl(shift);
+                if let Some(rule) = self.write_rule(addr & !3, value, lanes, now) {
+                    if self.strict.broke(rule, master) {
+                        return Err(fault);
+                    }
+                }
                 self.write_periph(addr & !3, value, lanes, now)
                     .then_some(())
                     .ok_or(fault)
+            }
+        }
+    }
+
+    /// A read of a bit-band alias: the bit, as 0 or 1, read with an access
+    /// of the alias access's size (RM0090 2.3.3, Cortex-M4 TRM 3.7).
+    fn bitband_read(&mut self, alias: u32, size: Size, master: Master) -> Result<u32, BusFault> {
+        let (target, bit) = bitband_access(alias, size);
+        Ok(self.read_unlogged(target, size, master)? >> bit & 1)
+    }
+
+    /// A write to a bit-band alias: read-modify-write of one bit of the
+    /// target (bit 0 of `value` is the bit's new value).
+    fn bitband_write(
+        &mut self,
+        alias: u32,
+        size: Size,
+        value: u32,
+        master: Master,
+    ) -> Result<(), BusFault> {
+        let (target, bit) = bitband_access(alias, size);
+        let old = self.read_unlogged(target, size, master)?;
+        let new = old & !(1 << bit) | (value & 1) << bit;
+        self.write(target, size, new, master)
+    }
+
+    /// The RM0090 rule a read of the register word at `addr` breaks.
+    fn read_rule(&mut self, addr: u32, now: u64) -> Option<Rule> {
+        if addr & (PERIPH_BLOCK - 1) != super::stm32::spi::DR {
+            return None;
+        }
+        let idx = SPI_BASES
+            .iter()
+            .position(|&b| b == addr & !(PERIPH_BLOCK - 1))?;
+        if !self.rcc.spi_clock_enabled(idx as u8 + 1) {
+            return None;
+        }
+        let (spi, mut link) = self.spi_and_link(idx);
+        spi.advance(now, &mut link);
+        // With OVR set, a DR read is the first step of its clear sequence
+        // (RM0090 28.4.8).
+        let sr = spi.status();
+        let pending = super::stm32::spi::SR_RXNE | super::stm32::spi::SR_OVR;
+        (sr & pending == 0).then_some(Rule::SpiDrWithoutRxne { spi: idx as u8 + 1 })
+    }
+
+    /// The RM0090 rule writing `value` under `mask` to the register word
+    /// at `addr` breaks.
+    fn write_rule(&mut self, addr: u32, value: u32, mask: u32, _now: u64) -> Option<Rule> {
+        use super::stm32::{dma, spi};
+        let base = addr & !(PERIPH_BLOCK - 1);
+        let off = addr & (PERIPH_BLOCK - 1);
+        let merge = |old: u32| old & !mask | value & mask;
+        match base {
+            DMA2_BASE if self.rcc.dma2_clock_enabled() => {
+                let range = dma::STREAM0..dma::STREAM0 + 8 * dma::STREAM_STRIDE;
+                if !range.contains(&off) {
+                    return None;
+                }
+                let x = (off - dma::STREAM0) / dma::STREAM_STRIDE;
+                let reg = (off - dma::STREAM0) % dma::STREAM_STRIDE;
+                let cr = self.dma2.read(dma::STREAM0 + x * dma::STREAM_STRIDE);
+                let new = merge(cr);
+                let stream = x as u8;
+                if cr & dma::CR_EN != 0 {
+                    // Clearing EN (with whatever else) is how a stream stops.
+                    let reconfigures = reg != 0 || (new & dma::CR_EN != 0 && new != cr);
+                    reconfigures.then_some(Rule::DmaConfigWhileEnabled {
+                        stream,
+                        offset: reg,
+                    })
+                } else if reg == 0 && new & dma::CR_EN != 0 {
+                    let isr = self.dma2.read(if x < 4 { dma::LISR } else { dma::HISR });
+                    let flags = (isr >> dma::flag_shift(x as usize)) & 0x3D;
+                    (flags != 0).then_some(Rule::DmaEnableWithFlags { stream, flags })
+                } else {
+                    None
+                }
+            }
+            FLASH_IF_BASE => {
+                const CR: u32 = 0x10;
+                let lock = super::stm32::flash::CR_LOCK;
+                (off == CR && self.flash.is_locked() && value & mask & !lock != 0)
+                    .then_some(Rule::FlashCrWhileLocked)
+            }
+            b => {
+                let idx = SPI_BASES.iter().position(|&s| s == b)?;
+                if off != spi::CR1 || !self.rcc.spi_clock_enabled(idx as u8 + 1) {
+                    return None;
+                }
+                const FIXED: u32 = 0x3F | spi::CR1_LSBFIRST | spi::CR1_DFF; // CPHA..BR
+                let old = self.spi[idx].cr1();
+                let new = merge(old);
+                let changed = (old ^ new) & FIXED & !spi::CR1_SPE;
+                (old & new & spi::CR1_SPE != 0 && changed != 0).then_some(
+                    Rule::SpiCr1WhileEnabled {
+                        spi: idx as u8 + 1,
+                        changed,
+                    },
+                )
             }
         }
     }
@@ -561,6 +799,7 @@ impl Mcu {
                     self.service_dma();
                     self.dma_epoch = self.dma_epoch.wrapping_add(1);
                 }
+                self.update_dma_irqs();
             }
             PWR_BASE => {
                 if let Some(r) = self.pwr.get_mut((off / 4) as usize) {
@@ -601,6 +840,7 @@ impl Mcu {
         if self.rcc.dma2_in_reset() {
             self.dma2.reset();
         }
+        self.update_dma_irqs();
         if self.rcc.crc_in_reset() {
             self.crc.reset();
         }
@@ -717,6 +957,7 @@ impl Mcu {
             }
         }
         self.in_dma = false;
+        self.update_dma_irqs();
     }
 
     fn spi1_dma_request(&mut self, x: usize, dir: Dir) -> bool {
@@ -753,6 +994,27 @@ impl Mcu {
             spi.advance(now, &mut link);
         }
     }
+}
+
+/// The byte and bit a bit-band alias address stands for: 32 alias bytes
+/// (8 words) per target byte, SRAM 0x2000_0000 from 0x2200_0000 and
+/// peripherals 0x4000_0000 from 0x4200_0000, 1 MiB each (RM0090 2.3.3).
+fn bitband_target(alias: u32) -> Option<(u32, u32)> {
+    let base = match alias {
+        0x2200_0000..=0x23FF_FFFF => 0x2000_0000,
+        0x4200_0000..=0x43FF_FFFF => 0x4000_0000,
+        _ => return None,
+    };
+    let off = alias & 0x01FF_FFFF;
+    Some((base + off / 32, (off / 4) & 7))
+}
+
+/// The naturally aligned `size`-byte access that contains the alias's
+/// bit, and the bit's position in it.
+fn bitband_access(alias: u32, size: Size) -> (u32, u32) {
+    let (byte, bit) = bitband_target(alias).unwrap_or((alias, 0));
+    let target = byte & !(size - 1);
+    (target, (byte - target) * 8 + bit)
 }
 
 /// Reads logged per loop iteration, at most [`ReadLog::CAPACITY`].
@@ -965,6 +1227,60 @@ impl MemoryInterface for PpbPort {
     }
 }
 
+/// The System Control Space as the CPU sees it (0xE000_E000..0xE000_F000):
+/// the CPU wrapper routes its loads and stores here (see `scs_access.rs`).
+pub struct ScsPort {
+    pub mcu: std::rc::Rc<std::cell::RefCell<Mcu>>,
+}
+
+impl ScsPort {
+    const BASE: u32 = super::scs_access::SCS_BASE;
+
+    fn read(&mut self, offset: u32) -> u32 {
+        let w = self
+            .mcu
+            .borrow_mut()
+            .cpu_scs_read(Self::BASE + (offset & !3));
+        w >> ((offset & 3) * 8)
+    }
+
+    fn write(&mut self, offset: u32, value: u32, lanes: u32) {
+        let shift = (offset & 3) * 8;
+        self.mcu.borrow_mut().cpu_scs_write(
+            Self::BASE + (offset & !3),
+            value << shift,
+            lanes << shift,
+        );
+    }
+}
+
+impl MemoryInterface for ScsPort {
+    fn read_u8(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u8> {
+        Ok(self.read(address) as u8)
+    }
+    fn read_u16le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u16> {
+        Ok(self.read(address) as u16)
+    }
+    fn read_u32le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u32> {
+        Ok(self.read(address))
+    }
+    fn write_u8(&mut self, address: u32, value: u8, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value as u32, 0xFF);
+        Ok(())
+    }
+    fn write_u16le(&mut self, address: u32, value: u16, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value as u32, 0xFFFF);
+        Ok(())
+    }
+    fn write_u32le(&mut self, address: u32, value: u32, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value, !0);
+        Ok(())
+    }
+    fn size(&self) -> u32 {
+        super::scs_access::SCS_SIZE
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -975,16 +1291,95 @@ mod tests {
     }
 
     #[test]
+    fn bit_band_aliases_read_and_write_single_bits_of_sram_and_peripherals() {
+        let mut m = mcu();
+        // SRAM: bit 3 of byte 0x2000_0001 is at 0x2200_0000 + 1*32 + 3*4.
+        let alias = 0x2200_0000 + 32 + 3 * 4;
+        m.write(SRAM_BASE, 4, 0xFFFF_00FF, Master::Cpu).unwrap();
+        m.write(alias, 4, 1, Master::Cpu).unwrap();
+        assert_eq!(m.read(SRAM_BASE, 4, Master::Cpu).unwrap(), 0xFFFF_08FF);
+        assert_eq!(m.read(alias, 4, Master::Cpu).unwrap(), 1);
+        assert_eq!(m.read(alias + 4, 4, Master::Cpu).unwrap(), 0, "bit 4");
+        m.write(0x2200_0000, 1, 0xFE, Master::Cpu).unwrap(); // byte 0 bit 0 <- 0
+        assert_eq!(m.read(SRAM_BASE, 4, Master::Cpu).unwrap(), 0xFFFF_08FE);
+        // RCC_AHB1ENR (0x4002_3830) bit 1, GPIOBEN, as a HAL enables it.
+        let gpioben = 0x4200_0000 + (RCC_BASE + 0x30 - 0x4000_0000) * 32 + 4;
+        m.write(gpioben, 4, 1, Master::Cpu).unwrap();
+        assert_eq!(m.read(RCC_BASE + 0x30, 4, Master::Cpu).unwrap() & 2, 2);
+        assert!(m.rcc.gpio_clock_enabled(1));
+        assert_eq!(m.read(gpioben, 4, Master::Debugger).unwrap(), 1);
+        m.write(gpioben, 4, 0, Master::Cpu).unwrap();
+        assert!(!m.rcc.gpio_clock_enabled(1));
+    }
+
+    #[test]
+    fn strict_mode_counts_each_broken_rm0090_rule_and_enforces_it() {
+        const SPI1_CR1: u32 = 0x4001_3000;
+        const S0CR: u32 = DMA2_BASE + 0x10;
+        let mut m = mcu();
+        let w = |m: &mut Mcu, a: u32, v: u32| m.write(a, 4, v, Master::Cpu).unwrap();
+        w(&mut m, RCC_BASE + 0x44, 1 << 12); // SPI1EN
+        w(&mut m, RCC_BASE + 0x30, 1 << 22); // DMA2EN
+        w(&mut m, SPI1_CR1, 0x44); // MSTR, SPE
+        assert_eq!(m.strict.count, 0);
+        w(&mut m, SPI1_CR1, 0x44 | 3 << 3); // BR while SPE=1
+        assert_eq!(m.strict.count, 1, "{:?}", m.strict.first);
+        w(&mut m, SPI1_CR1, 0x04 | 3 << 3); // BR with SPE cleared: fine
+        m.read(SPI1_CR1 + 0x0C, 4, Master::Cpu).unwrap(); // DR, RXNE=0
+        assert_eq!(m.strict.count, 2);
+        w(&mut m, S0CR + 4, 4);
+        w(&mut m, S0CR + 8, SRAM_BASE);
+        w(&mut m, S0CR + 12, SRAM_BASE + 0x100);
+        w(&mut m, S0CR, 0x81); // memory-to-memory, EN: done at once, TCIF
+        assert_eq!(m.strict.count, 2);
+        w(&mut m, S0CR + 4, 4);
+        w(&mut m, S0CR, 0x81); // TCIF0 still pending
+        assert_eq!(m.strict.count, 3);
+        w(&mut m, DMA2_BASE + 0x08, 0x3D); // LIFCR
+        w(&mut m, S0CR + 4, 4);
+        w(&mut m, S0CR, 0x81);
+        assert_eq!(m.strict.count, 3, "flags cleared first");
+        w(&mut m, FLASH_IF_BASE + 0x10, 1); // CR.PG while locked
+        assert_eq!(m.strict.count, 4);
+        w(&mut m, FLASH_IF_BASE + 0x04, 0x4567_0123); // KEYR
+        w(&mut m, FLASH_IF_BASE + 0x04, 0xCDEF_89AB);
+        w(&mut m, FLASH_IF_BASE + 0x10, 3 << 8 | 1); // PSIZE x64, PG
+        w(&mut m, FLASH_BASE, 0);
+        assert_eq!(m.strict.count, 5, "x64 needs VPP");
+        w(&mut m, FLASH_IF_BASE + 0x10, 2 << 8 | 1); // PSIZE x32, PG
+        m.write(FLASH_BASE + 4, 1, 0, Master::Cpu).unwrap();
+        assert_eq!(m.strict.count, 6, "a byte under x32");
+        assert!(
+            m.strict.lockup.is_none(),
+            "only counted without enforcement"
+        );
+        m.strict.enforce = true;
+        m.write(SPI1_CR1 + 0x0C, 4, 0, Master::Debugger).unwrap();
+        m.write(SPI1_CR1, 4, 0x44, Master::Debugger).unwrap();
+        assert!(
+            m.write(SPI1_CR1, 4, 0x44 | 1 << 3, Master::Debugger)
+                .is_err(),
+            "enforced: the debugger's access faults"
+        );
+        w(&mut m, SPI1_CR1, 0x44 | 2 << 3);
+        assert!(m
+            .strict
+            .lockup
+            .as_deref()
+            .is_some_and(|s| s.contains("28.5.1")));
+    }
+
+    #[test]
     fn flash_wait_states_cost_cycles_only_without_prefetch_or_cache() {
         let mut m = mcu();
         const ACR: u32 = FLASH_IF_BASE;
-        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "0 wait states after reset");
+        assert_eq!(m.wait_states(FLASH_BASE), 0, "0 wait states after reset");
         m.write(ACR, 4, 5, Master::Cpu).unwrap();
-        assert_eq!(m.fetch_cycles(FLASH_BASE + 0x100), 6);
-        assert_eq!(m.fetch_cycles(0x100), 6, "the boot alias is flash too");
-        assert_eq!(m.fetch_cycles(SRAM_BASE), 1, "RAM has no wait states");
+        assert_eq!(m.wait_states(FLASH_BASE + 0x100), 5);
+        assert_eq!(m.wait_states(0x100), 5, "the boot alias is flash too");
+        assert_eq!(m.wait_states(SRAM_BASE), 0, "RAM has no wait states");
         m.write(ACR, 4, 5 | 1 << 9, Master::Cpu).unwrap();
-        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "ICEN: the ART hides them");
+        assert_eq!(m.wait_states(FLASH_BASE), 0, "ICEN: the ART hides them");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod attach;
 mod bitbang;
 mod detect;
 mod dwt;
+mod exceptions;
 mod fidelity;
 mod flash_and_debug;
 mod halfword;
