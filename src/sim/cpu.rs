@@ -19,6 +19,8 @@ use armagnac::instructions::{Instruction, InstructionSize};
 use armagnac::memory::MemoryInterface;
 use armagnac::registers::Mode;
 
+use super::sysreg::{self, SpecialRegs};
+
 /// Core registers as numbered by DCRSR.REGSEL (ARMv7-M ARM C1.6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoreReg {
@@ -107,8 +109,8 @@ pub struct ArmagnacCpu {
     bus: Rc<RefCell<dyn MemoryInterface>>,
     bus_size: u32,
     windows: Vec<Window>,
-    basepri: u32,
-    fpca: bool,
+    /// PRIMASK, BASEPRI, FAULTMASK, CONTROL.FPCA/nPRIV, Handler mode.
+    regs: sysreg::Shared,
     s: [u32; 32],
     fpscr: u32,
     /// Set after a contained panic: the processor state is suspect until reset.
@@ -130,6 +132,7 @@ pub struct ArmagnacCpu {
 struct SleepAwareDecoder {
     inner: Rc<DecodeCache>,
     slept: Rc<Cell<bool>>,
+    regs: sysreg::Shared,
 }
 
 /// armagnac's table decoder (slow to build) and the decoded instructions,
@@ -191,7 +194,11 @@ impl InstructionDecode for SleepAwareDecoder {
                 return Ok(decoded.clone());
             }
         }
-        let decoded = self.inner.decoder.try_decode(ins, size, state)?;
+        let wide = matches!(size, InstructionSize::Ins32);
+        let decoded = match sysreg::decode(ins, wide, &self.regs) {
+            Some(ours) => ours,
+            None => self.inner.decoder.try_decode(ins, size, state)?,
+        };
         self.inner.slots.borrow_mut()[slot] = Some((key, decoded.clone()));
         Ok(decoded)
     }
@@ -203,7 +210,8 @@ impl ArmagnacCpu {
     pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32, windows: Vec<Window>) -> Self {
         let slept = Rc::new(Cell::new(false));
         let decode = Rc::new(DecodeCache::new());
-        let proc = Self::build(bus.clone(), bus_size, &windows, &slept, &decode);
+        let regs = sysreg::Shared::default();
+        let proc = Self::build(bus.clone(), bus_size, &windows, &slept, &decode, &regs);
         Self {
             slept,
             decode,
@@ -211,8 +219,7 @@ impl ArmagnacCpu {
             bus,
             bus_size,
             windows,
-            basepri: 0,
-            fpca: false,
+            regs,
             s: [0; 32],
             fpscr: 0,
             poisoned: None,
@@ -225,11 +232,13 @@ impl ArmagnacCpu {
         windows: &[Window],
         slept: &Rc<Cell<bool>>,
         decode: &Rc<DecodeCache>,
+        regs: &sysreg::Shared,
     ) -> Processor {
         let mut proc = Processor::new(Config::v7em());
         proc.instruction_decoder = Box::new(SleepAwareDecoder {
             inner: decode.clone(),
             slept: slept.clone(),
+            regs: regs.clone(),
         });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
@@ -316,11 +325,11 @@ impl Cpu for ArmagnacCpu {
             CoreReg::Msp => r.msp,
             CoreReg::Psp => r.psp,
             CoreReg::Special => {
-                let control = (r.control.read() & 0b11) | ((self.fpca as u32) << 2);
-                (control << 24)
-                    | ((r.faultmask.pm() as u32) << 16)
-                    | ((self.basepri & 0xFF) << 8)
-                    | r.primask.pm() as u32
+                let s = self.regs.get();
+                (sysreg::control(&self.proc, &s) << 24)
+                    | (s.faultmask as u32) << 16
+                    | (s.basepri as u32) << 8
+                    | s.primask as u32
             }
             CoreReg::Fpscr => self.fpscr,
             CoreReg::S(n) => self.s[(n & 31) as usize],
@@ -372,23 +381,32 @@ impl Cpu for ArmagnacCpu {
             CoreReg::Pc => r.pc = value & !1,
             CoreReg::Xpsr => {
                 r.psr.set(value);
-                // IPSR != 0 means handler mode, as on silicon.
-                r.mode = if value & 0x1FF != 0 {
-                    Mode::Handler
-                } else {
-                    Mode::Thread
-                };
+                // IPSR != 0 means Handler mode, as on silicon (armagnac
+                // itself stays in privileged Thread mode, see SpecialRegs).
+                let mut s = self.regs.get();
+                s.handler = value & 0x1FF != 0;
+                r.mode = Mode::Thread;
+                r.control.set_privileged_bit(s.npriv && !s.handler);
+                if s.handler {
+                    r.control.set_spsel(false);
+                }
+                self.regs.set(s);
             }
             CoreReg::Msp => r.msp = value & !3,
             CoreReg::Psp => r.psp = value & !3,
             CoreReg::Special => {
                 let control = value >> 24;
-                r.control.set_privileged_bit(control & 1 != 0);
-                r.control.set_spsel(control & 2 != 0);
-                self.fpca = control & 4 != 0;
-                r.faultmask.set_pm(value & (1 << 16) != 0);
-                self.basepri = (value >> 8) & 0xF0; // 4 priority bits on the F407
-                r.primask.set_pm(value & 1 != 0);
+                let mut s = self.regs.get();
+                s.npriv = control & 1 != 0;
+                s.fpca = control & 4 != 0;
+                s.faultmask = value & (1 << 16) != 0;
+                s.basepri = (value >> 8) as u8 & sysreg::PRIO_MASK;
+                s.primask = value & 1 != 0;
+                if !s.handler {
+                    r.control.set_privileged_bit(s.npriv);
+                    r.control.set_spsel(control & 2 != 0);
+                }
+                self.regs.set(s);
             }
             CoreReg::Fpscr => self.fpscr = value & 0xF7C0_009F,
             CoreReg::S(n) => self.s[(n & 31) as usize] = value,
@@ -402,10 +420,10 @@ impl Cpu for ArmagnacCpu {
             &self.windows,
             &self.slept,
             &self.decode,
+            &self.regs,
         );
         self.poisoned = None;
-        self.basepri = 0;
-        self.fpca = false;
+        self.regs.set(SpecialRegs::default());
         self.s = [0; 32];
         self.fpscr = 0;
         let r = &mut self.proc.registers;
@@ -421,5 +439,119 @@ impl Cpu for ArmagnacCpu {
                 .proc
                 .write_u32le_iface(0xE000_ED08, value & 0xFFFF_FF80);
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use armagnac::memory::RamMemory;
+
+    const CODE: u32 = 0x100;
+
+    /// A core on 4 KiB of RAM at 0 running `code` (halfwords) from 0x100,
+    /// with `r1` preset.
+    fn core(code: &[u16], r1: u32) -> ArmagnacCpu {
+        let ram = Rc::new(RefCell::new(RamMemory::new_zero(0x1000)));
+        let mut cpu = ArmagnacCpu::new(ram.clone(), 0x1000, Vec::new());
+        cpu.reset(0x800, CODE | 1);
+        let mut env = armagnac::memory::Env::new(0, true);
+        for (i, hw) in code.iter().enumerate() {
+            ram.borrow_mut()
+                .write_u16le(CODE + 2 * i as u32, *hw, &mut env)
+                .unwrap();
+        }
+        cpu.write_reg(CoreReg::R(1), r1);
+        cpu
+    }
+
+    fn run(cpu: &mut ArmagnacCpu, n: usize) {
+        for _ in 0..n {
+            assert_eq!(cpu.step(), StepOutcome::Retired);
+        }
+    }
+
+    fn special(cpu: &ArmagnacCpu) -> u32 {
+        cpu.read_reg(CoreReg::Special)
+    }
+
+    #[test]
+    fn msr_mrs_primask_round_trip_and_cps_sets_and_clears_it() {
+        // msr primask, r1; mrs r0, primask; cpsie i; mrs r2, primask; cpsid i
+        let mut cpu = core(
+            &[
+                0xF381, 0x8810, 0xF3EF, 0x8010, 0xB662, 0xF3EF, 0x8210, 0xB672,
+            ],
+            1,
+        );
+        run(&mut cpu, 2);
+        assert_eq!(special(&cpu) & 1, 1, "MSR PRIMASK set PM");
+        assert_eq!(cpu.read_reg(CoreReg::R(0)), 1, "MRS reads PM back");
+        run(&mut cpu, 2);
+        assert_eq!(special(&cpu) & 1, 0, "CPSIE i cleared PM");
+        assert_eq!(cpu.read_reg(CoreReg::R(2)), 0);
+        run(&mut cpu, 1);
+        assert_eq!(special(&cpu) & 1, 1, "CPSID i set PM");
+    }
+
+    #[test]
+    fn basepri_keeps_four_bits_and_basepri_max_only_raises_priority() {
+        // msr basepri, r1; mrs r0, basepri; movs r1, #0x20;
+        // msr basepri_max, r1; mrs r2, basepri; movs r1, #0x80;
+        // msr basepri_max, r1; mrs r3, basepri
+        let mut cpu = core(
+            &[
+                0xF381, 0x8811, 0xF3EF, 0x8011, 0x2120, 0xF381, 0x8812, 0xF3EF, 0x8211, 0x2180,
+                0xF381, 0x8812, 0xF3EF, 0x8311,
+            ],
+            0x4F,
+        );
+        run(&mut cpu, 8);
+        assert_eq!(
+            cpu.read_reg(CoreReg::R(0)),
+            0x40,
+            "low 4 bits not implemented"
+        );
+        assert_eq!(
+            cpu.read_reg(CoreReg::R(2)),
+            0x20,
+            "0x20 is a higher priority"
+        );
+        assert_eq!(cpu.read_reg(CoreReg::R(3)), 0x20, "0x80 is lower: ignored");
+        assert_eq!((special(&cpu) >> 8) & 0xFF, 0x20);
+    }
+
+    #[test]
+    fn faultmask_by_msr_and_cps_f() {
+        // msr faultmask, r1; mrs r2, faultmask; cpsie f; mrs r3, faultmask
+        let mut cpu = core(&[0xF381, 0x8813, 0xF3EF, 0x8213, 0xB661, 0xF3EF, 0x8313], 1);
+        run(&mut cpu, 4);
+        assert_eq!(cpu.read_reg(CoreReg::R(2)), 1);
+        assert_eq!(cpu.read_reg(CoreReg::R(3)), 0);
+        assert_eq!((special(&cpu) >> 16) & 1, 0);
+    }
+
+    #[test]
+    fn msr_apsr_writes_flags_and_mrs_xpsr_reads_them() {
+        // msr apsr_nzcvq, r1; mrs r0, apsr
+        let mut cpu = core(&[0xF381, 0x8800, 0xF3EF, 0x8000], 0xF800_0000);
+        run(&mut cpu, 2);
+        assert_eq!(cpu.read_reg(CoreReg::R(0)), 0xF800_0000);
+        assert_eq!(cpu.read_reg(CoreReg::Xpsr) >> 27, 0x1F);
+    }
+
+    #[test]
+    fn unprivileged_thread_cannot_set_primask_or_return_to_privileged() {
+        // msr control, r1 (nPRIV=1); cpsid i; msr primask, r1; movs r1, #0;
+        // msr control, r1; mrs r0, control
+        let mut cpu = core(
+            &[
+                0xF381, 0x8814, 0xB672, 0xF381, 0x8810, 0x2100, 0xF381, 0x8814, 0xF3EF, 0x8014,
+            ],
+            1,
+        );
+        run(&mut cpu, 6);
+        assert_eq!(special(&cpu) & 1, 0, "PRIMASK unchanged without privilege");
+        assert_eq!(cpu.read_reg(CoreReg::R(0)), 1, "nPRIV stays set");
     }
 }

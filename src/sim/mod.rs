@@ -13,6 +13,7 @@ pub mod mcu;
 pub mod persist;
 pub mod probe;
 pub mod stm32;
+pub mod sysreg;
 pub mod w25q64jv;
 
 use std::path::PathBuf;
