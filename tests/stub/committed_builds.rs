@@ -1,7 +1,8 @@
 //! The committed target builds are what their sources build to:
 //! `target-stub/extflash-stub.elf` (`target-stub/build.sh`) and
 //! `tests/firmware/firmware.elf` + `firmware-assets.elf`
-//! (`tests/firmware/build.sh`). Each script rebuilds into a temporary folder
+//! (`tests/firmware/build.sh`) and `tests/conformance/conformance.elf`
+//! (`tests/conformance/build.sh`, crates from crates.io). Each script rebuilds into a temporary folder
 //! and writes a `BUILD-INFO.txt` there with the `rustc -vV` it used.
 //!
 //! Nothing pins the compiler (a toolchain file would force a download on a
@@ -478,4 +479,83 @@ fn firmware_contract_holds_for_an_identical_elf_and_catches_missing_asset_sectio
         bad.iter().any(|b| b.contains(".extflash")),
         "the assets build differs from the plain one: {bad:?}"
     );
+}
+
+/// What the conformance test relies on in a rebuilt conformance ELF, as
+/// violations: `CONFORMANCE` (same size: same record layout) and
+/// `conformance_done` as in the committed build, a vector table at
+/// 0x0800_0000.
+fn conformance_contract(committed: &[u8], rebuilt: &[u8]) -> Vec<String> {
+    let mut bad = Vec::new();
+    let (old, new) = (global_symbols(committed), global_symbols(rebuilt));
+    for name in [
+        "CONFORMANCE",
+        "conformance_done",
+        "Reset",
+        "SysTick",
+        "DMA2_STREAM0",
+    ] {
+        let size = |syms: &[(String, SymbolType, u64, u64)]| {
+            syms.iter().find(|s| s.0 == name).map(|s| s.3)
+        };
+        match (size(&old), size(&new)) {
+            (_, None) => bad.push(format!("no symbol {name}")),
+            (Some(a), Some(b)) if name == "CONFORMANCE" && a != b => {
+                bad.push(format!("CONFORMANCE is {b} bytes, committed {a}"))
+            }
+            _ => {}
+        }
+    }
+    match ElfFile::new(rebuilt)
+        .map(|f| f.find_section_by_name(".vector_table").map(|s| s.address()))
+    {
+        Ok(Some(0x0800_0000)) => {}
+        other => bad.push(format!(".vector_table not at 0x08000000: {other:?}")),
+    }
+    bad
+}
+
+#[test]
+fn committed_conformance_elf_is_what_tests_conformance_builds_to() {
+    let out = rebuild("tests/conformance/build.sh", "conformance-check");
+    let committed = elf::read(root().join("tests/conformance/conformance.elf"));
+    let rebuilt = elf::read(out.0.join("conformance.elf"));
+    match comparison(
+        &read_text(&root().join("tests/conformance/BUILD-INFO.txt")),
+        &read_text(&out.0.join("BUILD-INFO.txt")),
+    ) {
+        Comparison::Bytes => assert!(
+            rebuilt == committed,
+            "tests/conformance/conformance.elf is stale ({} bytes committed, {} built with the \
+             same rustc): run tests/conformance/build.sh and commit the ELF and BUILD-INFO.txt",
+            committed.len(),
+            rebuilt.len(),
+        ),
+        Comparison::Contract {
+            committed: then,
+            rebuilt: now,
+        } => {
+            println!(
+                "conformance.elf: bytes not compared: the committed build's rustc says \
+                 `{then}`, this rebuild's `{now}`; checking the record and entry symbols"
+            );
+            let bad = conformance_contract(&committed, &rebuilt);
+            assert!(
+                bad.is_empty(),
+                "tests/conformance/conformance.elf rebuilt (rustc: `{now}`) differs from the \
+                 committed one where the tests look: {bad:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn conformance_contract_catches_an_elf_without_the_record() {
+    let committed = elf::read(root().join("tests/conformance/conformance.elf"));
+    assert_eq!(
+        conformance_contract(&committed, &committed),
+        Vec::<String>::new()
+    );
+    let bad = conformance_contract(&committed, &elf::firmware_elf());
+    assert!(bad.iter().any(|b| b.contains("CONFORMANCE")), "{bad:?}");
 }
