@@ -195,7 +195,8 @@ impl InstructionDecode for SleepAwareDecoder {
             }
         }
         let wide = matches!(size, InstructionSize::Ins32);
-        let decoded = match sysreg::decode(ins, wide, &self.regs) {
+        let ours = sysreg::decode(ins, wide, &self.regs).or_else(|| super::dsp::decode(ins, wide));
+        let decoded = match ours {
             Some(ours) => ours,
             None => self.inner.decoder.try_decode(ins, size, state)?,
         };
