@@ -489,9 +489,10 @@ fn main() -> ! {
         while rx_t.number_of_transfers() != 0 && n < SPIN_LIMIT {
             n += 1;
         }
-        // The last frame is in once RX is done; wait for the IRQ too.
-        while DMA_IRQS.load(Ordering::Relaxed) == 0 && n < SPIN_LIMIT {
-            n += 1;
+        // The last frame is in once RX is done; the IRQ follows at once.
+        let mut m = 0;
+        while DMA_IRQS.load(Ordering::Relaxed) == 0 && m < 10_000 {
+            m += 1;
         }
         cs.set_high();
         NVIC::mask(pac::Interrupt::DMA2_STREAM0);
