@@ -14,8 +14,9 @@ use super::clock::{Clock, Counters};
 use super::cpu::{ArmagnacCpu, CoreReg, Cpu, StepOutcome};
 use super::debug::{self, dfsr, DebugAction, DebugRegs};
 use super::link::{DapOp, Link, LinkProfile};
-use super::mcu::{BusFault, Master, Mcu, PpbPort, BUS_SIZE};
+use super::mcu::{BusFault, Master, Mcu, PpbPort, ScsPort, BUS_SIZE};
 use super::persist::{BackingFile, PersistError};
+use super::scs::{exc, ScsEffect, Side};
 use std::cell::RefMut;
 
 /// What reset the chip; decides the RCC_CSR flags (RM0090 6.3.21: the
@@ -154,8 +155,6 @@ pub struct Board {
     last_host: Instant,
     files: Option<(BackingFile, BackingFile)>,
     last_flush: Instant,
-    /// SCS registers that are plain storage here (NVIC, SysTick, SCB...).
-    scs: std::collections::HashMap<u32, u32>,
     nrst: bool,
     link: Link,
     /// Catch up with host time between transactions (interactive use only).
@@ -200,7 +199,13 @@ impl Board {
                     )
                 })
                 .collect();
-        let cpu = Box::new(ArmagnacCpu::new(mcu.clone(), BUS_SIZE, windows));
+        let scs_port: super::scs_access::Port = Rc::new(RefCell::new(ScsPort { mcu: mcu.clone() }));
+        let cpu = Box::new(ArmagnacCpu::new(
+            mcu.clone(),
+            BUS_SIZE,
+            windows,
+            Some(scs_port),
+        ));
         let mut board = Self {
             mcu,
             cpu,
@@ -215,7 +220,6 @@ impl Board {
             last_host: Instant::now(),
             files,
             last_flush: Instant::now(),
-            scs: Default::default(),
             nrst: false,
             link: Link::new(LinkProfile::Ideal),
             realtime: false,
@@ -362,7 +366,13 @@ impl Board {
             )
         };
         self.cpu.reset(sp, pc);
-        self.mcu.borrow_mut().stall_until = None;
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.stall_until = None;
+            m.reset_requested = false;
+            m.scs.reset();
+            m.refresh_timer_due();
+        }
         self.watch = None;
         self.core = CoreState {
             reset_st: true,
@@ -410,8 +420,14 @@ impl Board {
 
     /// Execute one instruction if the core runs. Returns whether it still runs.
     fn step_one(&mut self) -> bool {
+        if self.core.sleeping && self.wakes() {
+            self.core.sleeping = false;
+        }
         if !self.running() {
             return false;
+        }
+        if let Some(n) = self.exception_to_take() {
+            return self.take_exception(n);
         }
         let pc = self.cpu.read_reg(CoreReg::Pc);
         if let Some(limit) = self.ff_limit {
@@ -425,16 +441,43 @@ impl Board {
         }
         self.mark_fetch(pc);
         let outcome = self.cpu.step();
-        let debugen = {
+        let (debugen, reset_requested) = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
-            let cycles = m.fetch_cycles(pc);
+            let cycles = self.cpu.last_cycles() + m.wait_states(pc);
             m.clock.retire(cycles);
-            m.dbg.c_debugen
+            if m.now() >= m.timer_due {
+                m.service_timers();
+            }
+            (m.dbg.c_debugen, std::mem::take(&mut m.reset_requested))
         };
         self.core.retire_st = true;
+        if self.cpu.take_svc() {
+            self.mcu.borrow_mut().scs.set_pending(exc::SVCALL, true);
+        }
+        if reset_requested {
+            self.reset(ResetKind::Software);
+            return self.running();
+        }
         match outcome {
             StepOutcome::Retired => {}
+            StepOutcome::ExceptionReturn { from } => {
+                let ipsr = (self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF) as u16;
+                let active = {
+                    let mut m = self.mcu.borrow_mut();
+                    let active = m.scs.exit(from);
+                    m.scs.resume(ipsr);
+                    active
+                };
+                self.watch = None;
+                if !active {
+                    self.lockup(format!(
+                        "return from exception {from}, which is not active \
+                         (INVPC UsageFault on silicon)"
+                    ));
+                    return false;
+                }
+            }
             StepOutcome::Breakpoint if debugen => {
                 self.halt(dfsr::BKPT);
                 return false;
@@ -473,6 +516,65 @@ impl Board {
         self.running()
     }
 
+    /// The exception the core takes before its next instruction, if any:
+    /// the highest-priority pending one above the execution priority
+    /// (PRIMASK, FAULTMASK, BASEPRI and active exceptions). Halting debug
+    /// with DHCSR.C_MASKINTS masks them all (only SysTick, PendSV, SVCall
+    /// and interrupts are ever pending here).
+    fn exception_to_take(&self) -> Option<u16> {
+        let m = self.mcu.borrow();
+        if !m.scs.any_pending() || m.dbg.c_debugen && m.dbg.c_maskints {
+            return None;
+        }
+        let (primask, faultmask, basepri) = self.cpu.masks();
+        m.scs.takeable(primask, faultmask, basepri)
+    }
+
+    /// Whether a pending exception ends WFI/WFE sleep (it would preempt
+    /// were PRIMASK clear, ARMv7-M B1.5.19).
+    fn wakes(&self) -> bool {
+        let m = self.mcu.borrow();
+        if !m.scs.any_pending() {
+            return false;
+        }
+        let (_, faultmask, basepri) = self.cpu.masks();
+        m.scs.wakes(faultmask, basepri)
+    }
+
+    /// Enter exception `n` through its vector (VTOR + 4n). Entry takes 12
+    /// core cycles (Cortex-M4 TRM 3.3.1: interrupt latency) and is a step
+    /// of its own: a single step that takes an exception halts on the
+    /// handler's first instruction.
+    fn take_exception(&mut self, n: u16) -> bool {
+        const ENTRY_CYCLES: u64 = 12;
+        let (vector, stkalign) = {
+            let mut m = self.mcu.borrow_mut();
+            let at = m.dbg.vtor.wrapping_add(4 * n as u32);
+            (
+                m.read(at, 4, Master::Debugger).unwrap_or(0),
+                m.scs.stkalign(),
+            )
+        };
+        self.watch = None;
+        if let Err(why) = self.cpu.exception_entry(n, vector, stkalign) {
+            self.lockup(why);
+            return false;
+        }
+        {
+            let mut m = self.mcu.borrow_mut();
+            m.scs.enter(n);
+            m.clock.spend(ENTRY_CYCLES);
+            if m.now() >= m.timer_due {
+                m.service_timers();
+            }
+        }
+        if self.core.step_pending {
+            self.halt(dfsr::HALTED);
+            return false;
+        }
+        true
+    }
+
     /// Tell the bus which bytes the next instruction's fetch reads, so data
     /// watchpoints ignore them. Only while watches are armed (it costs a
     /// read), and only below the peripherals, whose reads have side effects.
@@ -496,6 +598,12 @@ impl Board {
             let start = self.now();
             self.sync_watchdog();
             self.service_due_dma();
+            {
+                let mut m = self.mcu.borrow_mut();
+                if m.now() >= m.timer_due {
+                    m.service_timers();
+                }
+            }
             let mut limit = self.horizon(target);
             self.ff_limit = self.fast_forward.then_some(limit);
             let mut epoch = self.mcu.borrow().dma_epoch;
@@ -510,8 +618,12 @@ impl Board {
                 }
                 // A write that started DMA or SPI traffic brings the next
                 // DMA event closer: serve it on time (no lost RX bytes).
-                let now_epoch = self.mcu.borrow().dma_epoch;
-                if now_epoch != epoch {
+                // So does a SysTick started or reprogrammed meanwhile.
+                let (now_epoch, due) = {
+                    let m = self.mcu.borrow();
+                    (m.dma_epoch, m.timer_due)
+                };
+                if now_epoch != epoch || due < limit {
                     epoch = now_epoch;
                     limit = limit.min(self.horizon(target));
                     self.ff_limit = self.fast_forward.then_some(limit);
@@ -632,10 +744,14 @@ impl Board {
     fn horizon(&self, target: u64) -> u64 {
         let m = self.mcu.borrow();
         let now = m.now();
-        [m.iwdg.deadline(), m.next_dma_event().filter(|&t| t > now)]
-            .into_iter()
-            .flatten()
-            .fold(target, u64::min)
+        [
+            m.iwdg.deadline(),
+            m.next_dma_event().filter(|&t| t > now),
+            Some(m.timer_due).filter(|&t| t > now && t != u64::MAX),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(target, u64::min)
     }
 
     /// Let DMA move what its requests allow once their time has come.
@@ -942,23 +1058,31 @@ impl Board {
             return Ok(v);
         }
         match addr {
-            debug::ICSR => Ok(self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF),
-            debug::AIRCR => Ok(0xFA05_0000),
-            // MVFR0/MVFR1 of a Cortex-M4F: single-precision FPU present.
-            0xE000_EF40 => Ok(0x1011_0021),
-            0xE000_EF44 => Ok(0x1100_0011),
-            0xE000_E000..=0xE000_EFFF => Ok(*self.scs.get(&addr).unwrap_or(&0)),
+            // The SCS model the CPU sees too; unmodelled words read as zero.
+            0xE000_E000..=0xE000_EFFF => Ok(self
+                .mcu
+                .borrow_mut()
+                .scs
+                .read(addr, cycles, Side::Debugger)
+                .unwrap_or(0)),
             _ => Err(Ack::Fault),
         }
     }
 
     fn ppb_write(&mut self, addr: u32, value: u32) -> Result<(), Ack> {
         let cycles = self.mcu.borrow().cycle_time();
+        if addr == debug::AIRCR {
+            // PRIGROUP; the debug block below handles the reset requests.
+            let mut m = self.mcu.borrow_mut();
+            let _: Option<ScsEffect> = m.scs.write(addr, value, !0, cycles, Side::Debugger);
+        }
         let action = self.dbg().write(addr, value, cycles);
         let Some(action) = action else {
             return match addr {
                 0xE000_E000..=0xE000_EFFF => {
-                    self.scs.insert(addr, value);
+                    let mut m = self.mcu.borrow_mut();
+                    m.scs.write(addr, value, !0, cycles, Side::Debugger);
+                    m.refresh_timer_due();
                     Ok(())
                 }
                 _ => Err(Ack::Fault),
@@ -1042,4 +1166,134 @@ impl Drop for Board {
 /// Accessor used by tests and benchmarks: the board's clock.
 pub fn clock_of(board: &Board) -> Clock {
     board.mcu.borrow().clock.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::mcu::Wiring;
+    use crate::sim::stm32::flash::FLASH_SIZE;
+    use crate::sim::w25q64jv::{W25q64jv, SIZE};
+
+    const MAIN: u32 = 0x2000_0200;
+    const HANDLER: u32 = 0x2000_0300;
+    const STACK: u32 = 0x2000_1000;
+
+    /// A running board executing `main` from SRAM with a vector table at
+    /// 0x2000_0000 whose SysTick and DMA2 stream 0 vectors point at
+    /// `handler`, and registers r0-r7 preset.
+    fn board(main: &[u16], handler: &[u16], regs: &[u32]) -> Board {
+        let chip = W25q64jv::new(vec![0xFF; SIZE]);
+        let mcu = Mcu::new(vec![0xFF; FLASH_SIZE], chip, Wiring::default(), 4_000_000);
+        let mut b = Board::new(mcu, None);
+        {
+            let mut m = b.mcu();
+            for n in [15u32, 16 + 56] {
+                m.write(0x2000_0000 + 4 * n, 4, HANDLER | 1, Master::Debugger)
+                    .unwrap();
+            }
+            for (base, code) in [(MAIN, main), (HANDLER, handler)] {
+                for (i, hw) in code.iter().enumerate() {
+                    m.write(base + 2 * i as u32, 2, *hw as u32, Master::Debugger)
+                        .unwrap();
+                }
+            }
+            m.dbg.vtor = 0x2000_0000;
+        }
+        b.cpu.write_reg(CoreReg::Pc, MAIN);
+        b.cpu.write_reg(CoreReg::Xpsr, 1 << 24);
+        b.cpu.write_reg(CoreReg::Msp, STACK);
+        for (i, v) in regs.iter().enumerate() {
+            b.cpu.write_reg(CoreReg::R(i as u8), *v);
+        }
+        b.core = CoreState::default();
+        b
+    }
+
+    fn r(b: &Board, n: u8) -> u32 {
+        b.cpu.read_reg(CoreReg::R(n))
+    }
+
+    #[test]
+    fn cpu_reaches_demcr_cpuid_and_nvic_through_the_scs_model() {
+        // ldr.w r0,[r2,#0xfc]; orrs r0,r3; str.w r0,[r2,#0xfc];
+        // ldr r4,[r2,#0]; strb r3,[r1,#3]; ldr r5,[r1,#0]
+        let main = [
+            0xF8D2, 0x00FC, 0x4318, 0xF8C2, 0x00FC, 0x6814, 0x70CB, 0x680D, 0xE7FE,
+        ];
+        let mut b = board(&main, &[], &[0, 0xE000_E400, 0xE000_ED00, 0x0100_00F0]);
+        b.run_instructions(7);
+        assert_eq!(b.fault(), None);
+        assert_eq!(r(&b, 0), 0x0100_00F0);
+        assert_eq!(
+            b.mcu().dbg.demcr & (1 << 24),
+            1 << 24,
+            "TRCENA set by the CPU"
+        );
+        assert_eq!(r(&b, 4), 0x410F_C241, "CPUID");
+        assert_eq!(r(&b, 5), 0xF000_0000, "IPR byte write, 4 bits kept");
+        assert_eq!(
+            b.debugger_read(0xE000_E400, 4).unwrap(),
+            0xF000_0000,
+            "the debugger sees the same NVIC"
+        );
+    }
+
+    /// SysTick at HCLK every 100 cycles with TICKINT: `str r3,[r2,#4]`
+    /// (RVR = 99), `str r3,[r2,#8]` (CVR), `str r4,[r2]` (CSR), then `b .`;
+    /// the handler counts in r5 (`adds r5,#1; bx lr`).
+    const SYSTICK_MAIN: [u16; 4] = [0x6053, 0x6093, 0x6014, 0xE7FE];
+    const COUNT_HANDLER: [u16; 2] = [0x3501, 0x4770];
+
+    fn systick_board(csr: u32) -> Board {
+        board(
+            &SYSTICK_MAIN,
+            &COUNT_HANDLER,
+            &[0, 0, 0xE000_E010, 99, csr, 0],
+        )
+    }
+
+    #[test]
+    fn systick_exception_enters_the_handler_and_returns_to_thread_mode() {
+        let mut b = systick_board(7);
+        b.run_for(16_000 * 62_500); // 16,000 cycles at 16 MHz
+        assert_eq!(b.fault(), None);
+        let ticks = r(&b, 5);
+        assert!((158..=160).contains(&ticks), "{ticks} SysTick exceptions");
+        let xpsr = b.cpu.read_reg(CoreReg::Xpsr);
+        if xpsr & 0x1FF == 0 {
+            assert_eq!(b.cpu.read_reg(CoreReg::Msp), STACK, "frames unstacked");
+        }
+        let mut off = systick_board(7);
+        off.set_fast_forward(false);
+        off.run_for(16_000 * 62_500);
+        assert_eq!(r(&off, 5), ticks, "fast-forward stops at every exception");
+    }
+
+    #[test]
+    fn primask_and_basepri_hold_off_systick_and_countflag_still_sets() {
+        let mut b = systick_board(7);
+        b.cpu.write_reg(CoreReg::Special, 1); // PRIMASK
+        b.run_for(1_000 * 62_500);
+        assert_eq!(r(&b, 5), 0, "PRIMASK masks SysTick");
+        let csr = b.debugger_read(0xE000_E010, 4).unwrap();
+        assert_eq!(csr & (1 << 16), 1 << 16, "COUNTFLAG");
+        // BASEPRI 0x10 masks priority 0x10..; SysTick at 0x20 stays masked,
+        // at 0x00 it is taken.
+        b.debugger_write(0xE000_ED20, 4, 0x2000_0000).unwrap();
+        b.cpu.write_reg(CoreReg::Special, 0x10 << 8);
+        b.run_for(1_000 * 62_500);
+        assert_eq!(r(&b, 5), 0, "BASEPRI masks SysTick at priority 0x20");
+        b.debugger_write(0xE000_ED20, 4, 0).unwrap();
+        b.run_for(1_000 * 62_500);
+        assert!(r(&b, 5) >= 9, "taken once unmasked: {}", r(&b, 5));
+    }
+
+    #[test]
+    fn systick_without_tickint_only_counts() {
+        let mut b = systick_board(5);
+        b.run_for(1_000 * 62_500);
+        assert_eq!(r(&b, 5), 0);
+        assert_eq!(b.fault(), None);
+    }
 }

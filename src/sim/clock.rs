@@ -172,6 +172,16 @@ impl Clock {
         self.counters.cpu_ps += self.seg_cpu_ps - t0;
     }
 
+    /// Core cycles the CPU spends without retiring an instruction
+    /// (exception entry).
+    pub fn spend(&mut self, cycles: u64) {
+        let t0 = self.seg_cpu_ps;
+        self.seg_cycles += cycles;
+        self.seg_cycles_changed();
+        self.retired += cycles;
+        self.counters.cpu_ps += self.seg_cpu_ps - t0;
+    }
+
     /// `iterations` repetitions of a provable wait loop of `instructions`
     /// instructions and `cycles` core cycles each, not emulated: the time
     /// is CPU time, exactly as if they had executed.

@@ -19,7 +19,10 @@ use armagnac::instructions::{Instruction, InstructionSize};
 use armagnac::memory::MemoryInterface;
 use armagnac::registers::Mode;
 
+use super::patch;
+use super::scs_access;
 use super::sysreg::{self, SpecialRegs};
+use super::timing::{self, Class};
 
 /// Core registers as numbered by DCRSR.REGSEL (ARMv7-M ARM C1.6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,10 @@ pub enum StepOutcome {
     /// The emulator could not execute: unknown instruction, a bus error, an
     /// unimplemented feature, or a contained emulator panic.
     Fault(String),
+    /// The instruction loaded EXC_RETURN into the PC in Handler mode: the
+    /// core left exception `from` and unstacked its frame (it now runs at
+    /// the stacked IPSR).
+    ExceptionReturn { from: u16 },
 }
 
 /// The core as the board sees it.
@@ -98,6 +105,20 @@ pub trait Cpu {
     fn reset(&mut self, sp: u32, reset_vector: u32);
     /// VTOR as last written through the debugger or at reset.
     fn set_vtor(&mut self, value: u32);
+    /// PRIMASK, FAULTMASK and BASEPRI: what masks exceptions.
+    fn masks(&self) -> (bool, bool, u8);
+    /// Exception entry (ARMv7-M B1.5.6, PushStack and ExceptionTaken):
+    /// stack r0-r3, r12, LR, the return address and xPSR on the current
+    /// stack (8-byte aligned when `stkalign`), LR = EXC_RETURN, Handler
+    /// mode, IPSR = `number`, PC = `handler`.
+    fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String>;
+    /// Whether an SVC executed since the last call (SVCall to pend).
+    fn take_svc(&mut self) -> bool;
+    /// Core cycles the last step took by the instruction-timing model
+    /// (`timing.rs`), flash wait states not included.
+    fn last_cycles(&self) -> u64 {
+        1
+    }
 }
 
 /// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
@@ -111,6 +132,12 @@ pub struct ArmagnacCpu {
     windows: Vec<Window>,
     /// PRIMASK, BASEPRI, FAULTMASK, CONTROL.FPCA/nPRIV, Handler mode.
     regs: sysreg::Shared,
+    /// Where CPU accesses to the SCS go instead of armagnac's model.
+    scs: Option<scs_access::Port>,
+    last: Rc<Cell<(Class, u32)>>,
+    div: patch::DivCycles,
+    /// Cycles of the last step (timing model).
+    cycles: u64,
     s: [u32; 32],
     fpscr: u32,
     /// Set after a contained panic: the processor state is suspect until reset.
@@ -133,6 +160,11 @@ struct SleepAwareDecoder {
     inner: Rc<DecodeCache>,
     slept: Rc<Cell<bool>>,
     regs: sysreg::Shared,
+    scs: Option<scs_access::Port>,
+    /// Timing class and size (bytes) of the instruction decoded last: the
+    /// one the step executes.
+    last: Rc<Cell<(Class, u32)>>,
+    div: patch::DivCycles,
 }
 
 /// armagnac's table decoder (slow to build) and the decoded instructions,
@@ -142,8 +174,9 @@ struct DecodeCache {
     slots: RefCell<Vec<Option<CachedInstruction>>>,
 }
 
-/// A cache slot: the key (encoding, size, IT state) and what it decoded to.
-type CachedInstruction = (u64, Rc<dyn Instruction>);
+/// A cache slot: the key (encoding, size, IT state), what it decoded to
+/// and its timing class.
+type CachedInstruction = (u64, Rc<dyn Instruction>, Class);
 
 /// Entries of the direct-mapped decode cache (a power of two).
 const DECODE_CACHE_SLOTS: usize = 1 << DECODE_CACHE_BITS;
@@ -183,37 +216,67 @@ impl InstructionDecode for SleepAwareDecoder {
             InstructionSize::Ins32 if ins == 0xF3AF_8002 || ins == 0xF3AF_8003 => Some(0xF3AF_8000),
             _ => None,
         };
+        let wide = matches!(size, InstructionSize::Ins32);
+        let bytes = if wide { 4 } else { 2 };
         if let Some(nop) = nop {
             self.slept.set(true);
+            self.last.set((Class::Alu, bytes));
             return self.inner.decoder.try_decode(nop, size, state);
         }
         let key = Self::key(ins, size, state);
         let slot = Self::slot(key);
-        if let Some((k, decoded)) = &self.inner.slots.borrow()[slot] {
+        if let Some((k, decoded, class)) = &self.inner.slots.borrow()[slot] {
             if *k == key {
+                self.last.set((*class, bytes));
                 return Ok(decoded.clone());
             }
         }
-        let wide = matches!(size, InstructionSize::Ins32);
-        let ours = sysreg::decode(ins, wide, &self.regs).or_else(|| super::dsp::decode(ins, wide));
+        let class = timing::classify(ins, wide);
+        self.last.set((class, bytes));
+        let ours = sysreg::decode(ins, wide, &self.regs)
+            .or_else(|| patch::decode(ins, wide, &self.div))
+            .or_else(|| super::dsp::decode(ins, wide));
         let decoded = match ours {
             Some(ours) => ours,
-            None => self.inner.decoder.try_decode(ins, size, state)?,
+            None => {
+                let theirs = self.inner.decoder.try_decode(ins, size, state)?;
+                match &self.scs {
+                    Some(port) => scs_access::wrap(ins, wide, theirs, port),
+                    None => theirs,
+                }
+            }
         };
-        self.inner.slots.borrow_mut()[slot] = Some((key, decoded.clone()));
+        self.inner.slots.borrow_mut()[slot] = Some((key, decoded.clone(), class));
         Ok(decoded)
     }
 }
 
 impl ArmagnacCpu {
-    /// `bus` is mapped at address 0 and covers `[0, bus_size)`; armagnac
-    /// itself serves the SCS (0xE000E000) above it.
-    pub fn new(bus: Rc<RefCell<dyn MemoryInterface>>, bus_size: u32, windows: Vec<Window>) -> Self {
+    /// `bus` is mapped at address 0 and covers `[0, bus_size)`; CPU loads
+    /// and stores to the SCS (0xE000E000..0xE000F000) go to `scs` (without
+    /// one, to armagnac's own partial model).
+    pub fn new(
+        bus: Rc<RefCell<dyn MemoryInterface>>,
+        bus_size: u32,
+        windows: Vec<Window>,
+        scs: Option<scs_access::Port>,
+    ) -> Self {
         let slept = Rc::new(Cell::new(false));
         let decode = Rc::new(DecodeCache::new());
         let regs = sysreg::Shared::default();
-        let proc = Self::build(bus.clone(), bus_size, &windows, &slept, &decode, &regs);
+        let last = Rc::new(Cell::new((Class::Alu, 2)));
+        let div = patch::DivCycles::default();
+        let proc = Self::build(
+            bus.clone(),
+            bus_size,
+            &windows,
+            (&slept, &decode, &regs, &scs, &last, &div),
+        );
         Self {
+            scs,
+            last,
+            div,
+            cycles: 1,
             slept,
             decode,
             proc,
@@ -231,15 +294,17 @@ impl ArmagnacCpu {
         bus: Rc<RefCell<dyn MemoryInterface>>,
         bus_size: u32,
         windows: &[Window],
-        slept: &Rc<Cell<bool>>,
-        decode: &Rc<DecodeCache>,
-        regs: &sysreg::Shared,
+        shared: DecoderShared<'_>,
     ) -> Processor {
+        let (slept, decode, regs, scs, last, div) = shared;
         let mut proc = Processor::new(Config::v7em());
         proc.instruction_decoder = Box::new(SleepAwareDecoder {
             inner: decode.clone(),
             slept: slept.clone(),
             regs: regs.clone(),
+            scs: scs.clone(),
+            last: last.clone(),
+            div: div.clone(),
         });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
@@ -253,6 +318,92 @@ impl ArmagnacCpu {
             }
         }
         proc
+    }
+}
+
+/// What the decoder shares with the wrapper: sleep flag, decode cache,
+/// special registers, SCS port, last timing class, divide cycles.
+type DecoderShared<'a> = (
+    &'a Rc<Cell<bool>>,
+    &'a Rc<DecodeCache>,
+    &'a sysreg::Shared,
+    &'a Option<scs_access::Port>,
+    &'a Rc<Cell<(Class, u32)>>,
+    &'a patch::DivCycles,
+);
+
+/// Cycles an exception return adds to its instruction (unstacking; the
+/// Cortex-M4 TRM 3.3.1 gives 10-12 for a return).
+const UNSTACK_CYCLES: u64 = 10;
+
+/// PC values from this one up, loaded in Handler mode, are EXC_RETURN.
+const EXC_RETURN_MIN: u32 = 0xF000_0000;
+/// The basic stack frame: r0-r3, r12, LR, return address, xPSR.
+const FRAME: u32 = 0x20;
+
+impl ArmagnacCpu {
+    fn read_word(&mut self, addr: u32) -> Result<u32, String> {
+        self.proc
+            .read_u32le_iface(addr)
+            .map_err(|e| format!("{e:?} unstacking at {addr:#010x}"))
+    }
+
+    /// ExceptionReturn (B1.5.8): armagnac loaded EXC_RETURN into the PC as
+    /// a plain branch (it runs handlers in Thread mode); unstack the frame
+    /// EXC_RETURN names and go back to the mode it names.
+    fn exception_return(&mut self) -> StepOutcome {
+        let exc_return = self.proc.registers.pc | 1;
+        let from = (self.proc.registers.psr.get() & 0x1FF) as u16;
+        let (to_handler, psp) = match exc_return {
+            0xFFFF_FFF1 => (true, false),
+            0xFFFF_FFF9 => (false, false),
+            0xFFFF_FFFD => (false, true),
+            other => {
+                return StepOutcome::Fault(format!(
+                    "exception return with EXC_RETURN {other:#010x} (an FP frame or reserved \
+                     value) from exception {from}: not modelled (INVPC UsageFault on silicon)"
+                ))
+            }
+        };
+        let sp = if psp {
+            self.proc.registers.psp
+        } else {
+            self.proc.registers.msp
+        };
+        let mut frame = [0u32; 8];
+        for (i, w) in frame.iter_mut().enumerate() {
+            match self.read_word(sp.wrapping_add(4 * i as u32)) {
+                Ok(v) => *w = v,
+                Err(e) => return StepOutcome::Fault(e),
+            }
+        }
+        let psr = frame[7];
+        let ipsr = psr & 0x1FF;
+        if to_handler == (ipsr == 0) {
+            return StepOutcome::Fault(format!(
+                "exception return from {from} to {} mode with stacked IPSR {ipsr} \
+                 (INVPC UsageFault on silicon)",
+                if to_handler { "Handler" } else { "Thread" }
+            ));
+        }
+        let realign = if psr & (1 << 9) != 0 { 4 } else { 0 };
+        let new_sp = sp.wrapping_add(FRAME) | realign;
+        let r = &mut self.proc.registers;
+        (r.r0, r.r1, r.r2, r.r3, r.r12, r.lr) =
+            (frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]);
+        r.pc = frame[6] & !1;
+        r.psr.set(psr & !(1 << 9));
+        if psp {
+            r.psp = new_sp;
+        } else {
+            r.msp = new_sp;
+        }
+        let mut s = self.regs.get();
+        s.handler = to_handler;
+        r.control.set_spsel(psp);
+        r.control.set_privileged_bit(s.npriv && !to_handler);
+        self.regs.set(s);
+        StepOutcome::ExceptionReturn { from }
     }
 }
 
@@ -279,6 +430,9 @@ impl Cpu for ArmagnacCpu {
                 }
             }
         }));
+        let (class, bytes) = self.last.get();
+        let pc_written = self.proc.registers.pc != pc.wrapping_add(bytes);
+        self.cycles = class.cycles(pc_written, false, self.div.get());
         match result {
             Ok(Ok(StepOutcome::Breakpoint)) => {
                 // armagnac leaves the PC past the BKPT; silicon halts on it.
@@ -286,7 +440,17 @@ impl Cpu for ArmagnacCpu {
                 StepOutcome::Breakpoint
             }
             Ok(Ok(StepOutcome::Retired)) if self.slept.get() => StepOutcome::Sleep,
+            Ok(Ok(StepOutcome::Retired))
+                if self.regs.get().handler && self.proc.registers.pc >= EXC_RETURN_MIN =>
+            {
+                self.cycles += UNSTACK_CYCLES;
+                self.exception_return()
+            }
             Ok(Ok(o)) => o,
+            Ok(Err(_)) if class == Class::Coproc => StepOutcome::Fault(format!(
+                "FP/coprocessor instruction at pc {pc:#010x}: the virtual CPU executes no \
+                 FP instructions (build for thumbv7em-none-eabi)"
+            )),
             Ok(Err(e)) => StepOutcome::Fault(format!("{e} at pc {pc:#010x}")),
             Err(panic) => {
                 let msg = panic
@@ -419,9 +583,14 @@ impl Cpu for ArmagnacCpu {
             self.bus.clone(),
             self.bus_size,
             &self.windows,
-            &self.slept,
-            &self.decode,
-            &self.regs,
+            (
+                &self.slept,
+                &self.decode,
+                &self.regs,
+                &self.scs,
+                &self.last,
+                &self.div,
+            ),
         );
         self.poisoned = None;
         self.regs.set(SpecialRegs::default());
@@ -432,6 +601,65 @@ impl Cpu for ArmagnacCpu {
         r.pc = reset_vector & !1;
         r.lr = 0xFFFF_FFFF;
         r.psr.set(if reset_vector & 1 != 0 { 1 << 24 } else { 0 });
+    }
+
+    fn last_cycles(&self) -> u64 {
+        self.cycles
+    }
+
+    fn masks(&self) -> (bool, bool, u8) {
+        let s = self.regs.get();
+        (s.primask, s.faultmask, s.basepri)
+    }
+
+    fn take_svc(&mut self) -> bool {
+        let mut s = self.regs.get();
+        let svc = std::mem::take(&mut s.svc);
+        self.regs.set(s);
+        svc
+    }
+
+    fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String> {
+        if let Some(why) = &self.poisoned {
+            return Err(why.clone());
+        }
+        let mut s = self.regs.get();
+        let r = &self.proc.registers;
+        let sp = r.sp();
+        let align = stkalign && sp & 4 != 0;
+        let frame_ptr = sp.wrapping_sub(FRAME) & if stkalign { !4 } else { !0 };
+        let xpsr = r.psr.get() & !(1 << 9) | (align as u32) << 9;
+        let frame = [r.r0, r.r1, r.r2, r.r3, r.r12, r.lr, r.pc, xpsr];
+        let exc_return = if s.handler {
+            0xFFFF_FFF1
+        } else if r.control.spsel() {
+            0xFFFF_FFFD
+        } else {
+            0xFFFF_FFF9
+        };
+        for (i, w) in frame.iter().enumerate() {
+            let a = frame_ptr.wrapping_add(4 * i as u32);
+            self.proc
+                .write_u32le_iface(a, *w)
+                .map_err(|e| format!("{e:?} stacking exception {number} at {a:#010x}"))?;
+        }
+        if handler & 1 == 0 {
+            return Err(format!(
+                "vector of exception {number} is {handler:#010x} without the Thumb bit \
+                 (INVSTATE UsageFault on silicon)"
+            ));
+        }
+        *self.proc.registers.sp_mut() = frame_ptr;
+        let r = &mut self.proc.registers;
+        r.lr = exc_return;
+        r.pc = handler & !1;
+        let psr = r.psr.get() & 0xF80F_0000 | 1 << 24 | number as u32 & 0x1FF;
+        r.psr.set(psr);
+        r.control.set_spsel(false);
+        r.control.set_privileged_bit(false);
+        s.handler = true;
+        self.regs.set(s);
+        Ok(())
     }
 
     fn set_vtor(&mut self, value: u32) {
@@ -454,7 +682,7 @@ mod tests {
     /// with `r1` preset.
     fn core(code: &[u16], r1: u32) -> ArmagnacCpu {
         let ram = Rc::new(RefCell::new(RamMemory::new_zero(0x1000)));
-        let mut cpu = ArmagnacCpu::new(ram.clone(), 0x1000, Vec::new());
+        let mut cpu = ArmagnacCpu::new(ram.clone(), 0x1000, Vec::new(), None);
         cpu.reset(0x800, CODE | 1);
         let mut env = armagnac::memory::Env::new(0, true);
         for (i, hw) in code.iter().enumerate() {

@@ -215,7 +215,7 @@ impl DebugRegs {
                 DebugAction::None
             }
             DEMCR => {
-                self.demcr = value & 0x010F_07F1;
+                self.keep_cyccnt(cycles, |d| d.demcr = value & 0x010F_07F1);
                 DebugAction::WatchesChanged
             }
             DFSR => {
@@ -248,16 +248,9 @@ impl DebugRegs {
             }
             a if (DWT_BASE..DWT_BASE + 0x1000).contains(&a) => {
                 match a - DWT_BASE {
-                    0x000 => {
-                        let counting = self.dwt_ctrl & 1 != 0;
-                        let cyccnt = self.cyccnt(cycles);
-                        self.dwt_ctrl = value & 0x0FFF_FFFF;
-                        if !counting && value & 1 != 0 {
-                            self.cyccnt_base = cycles.wrapping_sub(cyccnt as u64);
-                        }
-                    }
+                    0x000 => self.keep_cyccnt(cycles, |d| d.dwt_ctrl = value & 0x0FFF_FFFF),
                     // While stopped, `cyccnt_base` holds the frozen count.
-                    0x004 if self.dwt_ctrl & 1 != 0 => {
+                    0x004 if self.cyccnt_counting() => {
                         self.cyccnt_base = cycles.wrapping_sub(value as u64)
                     }
                     0x004 => self.cyccnt_base = value as u64,
@@ -298,8 +291,27 @@ impl DebugRegs {
         })
     }
 
+    /// CYCCNT counts with DWT_CTRL.CYCCNTENA and DEMCR.TRCENA both set
+    /// (ARMv7-M C1.8.7: TRCENA enables the DWT).
+    fn cyccnt_counting(&self) -> bool {
+        self.dwt_ctrl & 1 != 0 && self.demcr & demcr::TRCENA != 0
+    }
+
+    /// Apply `change` to DWT_CTRL or DEMCR keeping CYCCNT's value: it
+    /// freezes or resumes counting from where it was.
+    fn keep_cyccnt(&mut self, cycles: u64, change: impl FnOnce(&mut Self)) {
+        let was = self.cyccnt_counting();
+        let count = self.cyccnt(cycles);
+        change(self);
+        match (was, self.cyccnt_counting()) {
+            (false, true) => self.cyccnt_base = cycles.wrapping_sub(count as u64),
+            (true, false) => self.cyccnt_base = count as u64,
+            _ => {}
+        }
+    }
+
     fn cyccnt(&self, cycles: u64) -> u32 {
-        if self.dwt_ctrl & 1 != 0 {
+        if self.cyccnt_counting() {
             cycles.wrapping_sub(self.cyccnt_base) as u32
         } else {
             self.cyccnt_base as u32
@@ -395,9 +407,23 @@ mod tests {
     #[test]
     fn cyccnt_counts_only_when_enabled() {
         let mut d = DebugRegs::default();
+        d.write(DEMCR, demcr::TRCENA, 0);
         d.write(DWT_BASE + 4, 100, 1000);
         assert_eq!(d.read(DWT_BASE + 4, 5000), Some(100));
         d.write(DWT_BASE, 1, 5000);
         assert_eq!(d.read(DWT_BASE + 4, 5100), Some(200));
+    }
+
+    #[test]
+    fn cyccnt_needs_trcena_and_keeps_its_count_across_it() {
+        let mut d = DebugRegs::default();
+        d.write(DWT_BASE, 1, 0); // CYCCNTENA without TRCENA
+        assert_eq!(d.read(DWT_BASE + 4, 1000), Some(0), "silicon needs TRCENA");
+        d.write(DEMCR, demcr::TRCENA, 1000);
+        assert_eq!(d.read(DWT_BASE + 4, 1500), Some(500));
+        d.write(DEMCR, 0, 1500);
+        assert_eq!(d.read(DWT_BASE + 4, 9000), Some(500), "frozen");
+        d.write(DEMCR, demcr::TRCENA, 9000);
+        assert_eq!(d.read(DWT_BASE + 4, 9010), Some(510));
     }
 }

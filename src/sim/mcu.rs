@@ -15,6 +15,7 @@ use armagnac::memory::{
 
 use super::clock::{Clock, HSI_HZ};
 use super::debug::DebugRegs;
+use super::scs::{Scs, ScsEffect, Side};
 use super::stm32::crc::Crc;
 use super::stm32::dma::{Dir, Dma};
 use super::stm32::flash::{FlashCtrl, FLASH_SIZE};
@@ -49,6 +50,8 @@ fn signature() -> [u8; 20] {
 const IWDG_BASE: u32 = 0x4000_3000;
 const CRC_BASE: u32 = 0x4002_3000;
 const DMA2_BASE: u32 = 0x4002_6400;
+/// NVIC lines of DMA2 streams 0-7 (RM0090 table 61).
+const DMA2_IRQS: [usize; 8] = [56, 57, 58, 59, 60, 68, 69, 70];
 /// DMA2 channel 3 serves SPI1: RX on streams 0 and 2, TX on 3 and 5.
 const SPI1_DMA_CHANNEL: u32 = 3;
 /// Items one service pass may move (a bound, not a limit of silicon).
@@ -163,6 +166,12 @@ pub struct Mcu {
     /// The debug block's registers: shared here so the CPU can read DWT
     /// (CYCCNT) through [`PpbPort`] while the debugger owns the rest.
     pub dbg: DebugRegs,
+    /// SCB, NVIC, SysTick, MPU and FPU registers and the exception state.
+    pub scs: Scs,
+    /// When SysTick's exception next comes due (virtual time; `u64::MAX`
+    /// if it does not): the board pends it then and never runs past it
+    /// unserved ([`Mcu::service_timers`]).
+    pub timer_due: u64,
     pub flash: FlashCtrl,
     pub sram: Vec<u8>,
     pub ccm: Vec<u8>,
@@ -218,6 +227,8 @@ impl Mcu {
         let mut mcu = Self {
             clock: Clock::new(swd_hz),
             dbg: DebugRegs::default(),
+            scs: Scs::new(),
+            timer_due: u64::MAX,
             flash: FlashCtrl::new(flash),
             sram: vec![0; SRAM_SIZE as usize],
             ccm: vec![0; CCM_SIZE as usize],
@@ -261,19 +272,98 @@ impl Mcu {
         self.spi[0].set_pclk(p2);
         self.spi[1].set_pclk(p1);
         self.spi[2].set_pclk(p1);
+        self.refresh_timer_due();
     }
 
-    /// Core clock cycles the instruction at `pc` takes: 1, plus FLASH_ACR
-    /// LATENCY wait states when it is fetched from flash with neither the
-    /// prefetch buffer nor the instruction cache on (with either, the ART
-    /// accelerator is taken to hide them).
-    pub fn fetch_cycles(&self, pc: u32) -> u64 {
+    /// Recompute [`Mcu::timer_due`] (after a SysTick write, a clock change
+    /// or a reset). One picosecond past the cycle's start, so the core
+    /// cycle count has reached it by then.
+    pub fn refresh_timer_due(&mut self) {
+        self.timer_due = match self.scs.systick.next_exception() {
+            Some(c) => {
+                let cc = self.clock.core_cycles();
+                self.now()
+                    .saturating_add(self.clock.cycles_ps(c.saturating_sub(cc)))
+                    .saturating_add(1)
+            }
+            None => u64::MAX,
+        };
+    }
+
+    /// Pend SysTick's exception if it came due.
+    pub fn service_timers(&mut self) {
+        let cc = self.clock.core_cycles();
+        self.scs.service_systick(cc);
+        self.refresh_timer_due();
+    }
+
+    /// Drive the NVIC lines of DMA2's streams from their flags and enables.
+    fn update_dma_irqs(&mut self) {
+        for (x, &irq) in DMA2_IRQS.iter().enumerate() {
+            let level = self.rcc.dma2_clock_enabled() && self.dma2.irq_line(x);
+            self.scs.set_line(irq, level);
+        }
+    }
+
+    /// The core's view of the SCS word at `addr`: the debug registers and
+    /// VTOR are the debug block's (one model with the debugger's view),
+    /// the rest the SCS model's; unmodelled addresses read as zero.
+    fn cpu_scs_read(&mut self, addr: u32) -> u32 {
+        use super::debug::{DCRDR, DCRSR, DEMCR, DFSR, DHCSR, VTOR};
+        self.impure_reads += 1;
+        let cycles = self.cycle_time();
+        match addr {
+            DHCSR => {
+                let d = &self.dbg;
+                d.c_debugen as u32
+                    | (d.c_halt as u32) << 1
+                    | (d.c_step as u32) << 2
+                    | (d.c_maskints as u32) << 3
+            }
+            DCRSR | DCRDR | DEMCR | DFSR | VTOR => self.dbg.read(addr, cycles).unwrap_or(0),
+            _ => self.scs.read(addr, cycles, Side::Cpu).unwrap_or(0),
+        }
+    }
+
+    /// A core write to the SCS word at `addr` under byte-lane `mask`.
+    /// Software cannot write DHCSR, DCRSR or DCRDR (ARMv7-M C1.6); an
+    /// AIRCR.SYSRESETREQ sets [`Mcu::reset_requested`].
+    fn cpu_scs_write(&mut self, addr: u32, value: u32, mask: u32) {
+        use super::debug::{DCRDR, DCRSR, DEMCR, DFSR, DHCSR, VTOR};
+        self.cpu_writes += 1;
+        let cycles = self.cycle_time();
+        match addr {
+            DHCSR | DCRSR | DCRDR => {}
+            DEMCR | DFSR | VTOR => {
+                let old = if addr == DFSR {
+                    0
+                } else {
+                    self.dbg.read(addr, cycles).unwrap_or(0)
+                };
+                self.dbg.write(addr, old & !mask | value & mask, cycles);
+            }
+            _ => {
+                if self.scs.write(addr, value, mask, cycles, Side::Cpu)
+                    == Some(ScsEffect::SystemReset)
+                {
+                    self.reset_requested = true;
+                }
+            }
+        }
+        self.refresh_timer_due();
+    }
+
+    /// Wait states the fetch of the instruction at `pc` adds: FLASH_ACR
+    /// LATENCY when it is fetched from flash with neither the prefetch
+    /// buffer nor the instruction cache on (with either, the ART
+    /// accelerator is taken to hide them), else none.
+    pub fn wait_states(&self, pc: u32) -> u64 {
         let from_flash = pc < 0x0010_0000 || (FLASH_BASE..FLASH_BASE + 0x0010_0000).contains(&pc);
         let acr = self.flash.acr();
         if from_flash && acr & (3 << 8) == 0 {
-            1 + (acr & 7) as u64
+            (acr & 7) as u64
         } else {
-            1
+            0
         }
     }
 
@@ -295,6 +385,7 @@ impl Mcu {
         self.iwdg.reset();
         self.crc.reset();
         self.dma2.reset();
+        self.update_dma_irqs();
         self.pwr = [0; 2];
         self.update_cs();
         self.apply_clocks();
@@ -362,6 +453,7 @@ impl Mcu {
                 };
                 Ok(lane_read(word, a, size))
             }
+            a if bitband_target(a).is_some() => self.bitband_read(a, size, master),
             _ => {
                 if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
@@ -406,6 +498,7 @@ impl Mcu {
             a if SYSMEM.contains(&a) || SIGNATURE.contains(&a) || OPTION_BYTES.contains(&a) => {
                 Ok(())
             }
+            a if bitband_target(a).is_some() => self.bitband_write(a, size, value, master),
             _ => {
                 let shift = (addr & 3) * 8;
                 let lanes = match size {
@@ -419,6 +512,28 @@ impl Mcu {
                     .ok_or(fault)
             }
         }
+    }
+
+    /// A read of a bit-band alias: the bit, as 0 or 1, read with an access
+    /// of the alias access's size (RM0090 2.3.3, Cortex-M4 TRM 3.7).
+    fn bitband_read(&mut self, alias: u32, size: Size, master: Master) -> Result<u32, BusFault> {
+        let (target, bit) = bitband_access(alias, size);
+        Ok(self.read_unlogged(target, size, master)? >> bit & 1)
+    }
+
+    /// A write to a bit-band alias: read-modify-write of one bit of the
+    /// target (bit 0 of `value` is the bit's new value).
+    fn bitband_write(
+        &mut self,
+        alias: u32,
+        size: Size,
+        value: u32,
+        master: Master,
+    ) -> Result<(), BusFault> {
+        let (target, bit) = bitband_access(alias, size);
+        let old = self.read_unlogged(target, size, master)?;
+        let new = old & !(1 << bit) | (value & 1) << bit;
+        self.write(target, size, new, master)
     }
 
     /// Whether a CPU read of the peripheral register at `addr` has no side
@@ -535,6 +650,7 @@ impl Mcu {
                     self.service_dma();
                     self.dma_epoch = self.dma_epoch.wrapping_add(1);
                 }
+                self.update_dma_irqs();
             }
             PWR_BASE => {
                 if let Some(r) = self.pwr.get_mut((off / 4) as usize) {
@@ -575,6 +691,7 @@ impl Mcu {
         if self.rcc.dma2_in_reset() {
             self.dma2.reset();
         }
+        self.update_dma_irqs();
         if self.rcc.crc_in_reset() {
             self.crc.reset();
         }
@@ -691,6 +808,7 @@ impl Mcu {
             }
         }
         self.in_dma = false;
+        self.update_dma_irqs();
     }
 
     fn spi1_dma_request(&mut self, x: usize, dir: Dir) -> bool {
@@ -727,6 +845,27 @@ impl Mcu {
             spi.advance(now, &mut link);
         }
     }
+}
+
+/// The byte and bit a bit-band alias address stands for: 32 alias bytes
+/// (8 words) per target byte, SRAM 0x2000_0000 from 0x2200_0000 and
+/// peripherals 0x4000_0000 from 0x4200_0000, 1 MiB each (RM0090 2.3.3).
+fn bitband_target(alias: u32) -> Option<(u32, u32)> {
+    let base = match alias {
+        0x2200_0000..=0x23FF_FFFF => 0x2000_0000,
+        0x4200_0000..=0x43FF_FFFF => 0x4000_0000,
+        _ => return None,
+    };
+    let off = alias & 0x01FF_FFFF;
+    Some((base + off / 32, (off / 4) & 7))
+}
+
+/// The naturally aligned `size`-byte access that contains the alias's
+/// bit, and the bit's position in it.
+fn bitband_access(alias: u32, size: Size) -> (u32, u32) {
+    let (byte, bit) = bitband_target(alias).unwrap_or((alias, 0));
+    let target = byte & !(size - 1);
+    (target, (byte - target) * 8 + bit)
 }
 
 /// Reads logged per loop iteration, at most [`ReadLog::CAPACITY`].
@@ -939,6 +1078,60 @@ impl MemoryInterface for PpbPort {
     }
 }
 
+/// The System Control Space as the CPU sees it (0xE000_E000..0xE000_F000):
+/// the CPU wrapper routes its loads and stores here (see `scs_access.rs`).
+pub struct ScsPort {
+    pub mcu: std::rc::Rc<std::cell::RefCell<Mcu>>,
+}
+
+impl ScsPort {
+    const BASE: u32 = super::scs_access::SCS_BASE;
+
+    fn read(&mut self, offset: u32) -> u32 {
+        let w = self
+            .mcu
+            .borrow_mut()
+            .cpu_scs_read(Self::BASE + (offset & !3));
+        w >> ((offset & 3) * 8)
+    }
+
+    fn write(&mut self, offset: u32, value: u32, lanes: u32) {
+        let shift = (offset & 3) * 8;
+        self.mcu.borrow_mut().cpu_scs_write(
+            Self::BASE + (offset & !3),
+            value << shift,
+            lanes << shift,
+        );
+    }
+}
+
+impl MemoryInterface for ScsPort {
+    fn read_u8(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u8> {
+        Ok(self.read(address) as u8)
+    }
+    fn read_u16le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u16> {
+        Ok(self.read(address) as u16)
+    }
+    fn read_u32le(&mut self, address: u32, _env: &mut Env) -> MemoryReadResult<u32> {
+        Ok(self.read(address))
+    }
+    fn write_u8(&mut self, address: u32, value: u8, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value as u32, 0xFF);
+        Ok(())
+    }
+    fn write_u16le(&mut self, address: u32, value: u16, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value as u32, 0xFFFF);
+        Ok(())
+    }
+    fn write_u32le(&mut self, address: u32, value: u32, _env: &mut Env) -> MemoryWriteResult {
+        self.write(address, value, !0);
+        Ok(())
+    }
+    fn size(&self) -> u32 {
+        super::scs_access::SCS_SIZE
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -949,16 +1142,38 @@ mod tests {
     }
 
     #[test]
+    fn bit_band_aliases_read_and_write_single_bits_of_sram_and_peripherals() {
+        let mut m = mcu();
+        // SRAM: bit 3 of byte 0x2000_0001 is at 0x2200_0000 + 1*32 + 3*4.
+        let alias = 0x2200_0000 + 32 + 3 * 4;
+        m.write(SRAM_BASE, 4, 0xFFFF_00FF, Master::Cpu).unwrap();
+        m.write(alias, 4, 1, Master::Cpu).unwrap();
+        assert_eq!(m.read(SRAM_BASE, 4, Master::Cpu).unwrap(), 0xFFFF_08FF);
+        assert_eq!(m.read(alias, 4, Master::Cpu).unwrap(), 1);
+        assert_eq!(m.read(alias + 4, 4, Master::Cpu).unwrap(), 0, "bit 4");
+        m.write(0x2200_0000, 1, 0xFE, Master::Cpu).unwrap(); // byte 0 bit 0 <- 0
+        assert_eq!(m.read(SRAM_BASE, 4, Master::Cpu).unwrap(), 0xFFFF_08FE);
+        // RCC_AHB1ENR (0x4002_3830) bit 1, GPIOBEN, as a HAL enables it.
+        let gpioben = 0x4200_0000 + (RCC_BASE + 0x30 - 0x4000_0000) * 32 + 4;
+        m.write(gpioben, 4, 1, Master::Cpu).unwrap();
+        assert_eq!(m.read(RCC_BASE + 0x30, 4, Master::Cpu).unwrap() & 2, 2);
+        assert!(m.rcc.gpio_clock_enabled(1));
+        assert_eq!(m.read(gpioben, 4, Master::Debugger).unwrap(), 1);
+        m.write(gpioben, 4, 0, Master::Cpu).unwrap();
+        assert!(!m.rcc.gpio_clock_enabled(1));
+    }
+
+    #[test]
     fn flash_wait_states_cost_cycles_only_without_prefetch_or_cache() {
         let mut m = mcu();
         const ACR: u32 = FLASH_IF_BASE;
-        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "0 wait states after reset");
+        assert_eq!(m.wait_states(FLASH_BASE), 0, "0 wait states after reset");
         m.write(ACR, 4, 5, Master::Cpu).unwrap();
-        assert_eq!(m.fetch_cycles(FLASH_BASE + 0x100), 6);
-        assert_eq!(m.fetch_cycles(0x100), 6, "the boot alias is flash too");
-        assert_eq!(m.fetch_cycles(SRAM_BASE), 1, "RAM has no wait states");
+        assert_eq!(m.wait_states(FLASH_BASE + 0x100), 5);
+        assert_eq!(m.wait_states(0x100), 5, "the boot alias is flash too");
+        assert_eq!(m.wait_states(SRAM_BASE), 0, "RAM has no wait states");
         m.write(ACR, 4, 5 | 1 << 9, Master::Cpu).unwrap();
-        assert_eq!(m.fetch_cycles(FLASH_BASE), 1, "ICEN: the ART hides them");
+        assert_eq!(m.wait_states(FLASH_BASE), 0, "ICEN: the ART hides them");
     }
 
     #[test]

@@ -11,10 +11,14 @@ pub mod debug;
 pub mod dsp;
 pub mod link;
 pub mod mcu;
+pub mod patch;
 pub mod persist;
 pub mod probe;
+pub mod scs;
+pub mod scs_access;
 pub mod stm32;
 pub mod sysreg;
+pub mod timing;
 pub mod w25q64jv;
 
 use std::path::PathBuf;

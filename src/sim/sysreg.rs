@@ -31,6 +31,8 @@ pub struct SpecialRegs {
     pub fpca: bool,
     pub npriv: bool,
     pub handler: bool,
+    /// An SVC executed: SVCall is to be pended (the board takes it).
+    pub svc: bool,
 }
 
 /// Priority bits the STM32F407 implements (RM0090 10.1: 16 levels).
@@ -43,6 +45,11 @@ pub fn decode(ins: u32, wide: bool, regs: &Shared) -> Option<Rc<dyn Instruction>
     let regs = regs.clone();
     if !wide {
         // CPS: 1011 0110 011 im (0)(0) I F
+        // SVC: 1101 1111 imm8 (armagnac would enter it through its own,
+        // incomplete exception path).
+        if ins & 0xFF00 == 0xDF00 {
+            return Some(Rc::new(Svc { regs }));
+        }
         if ins & 0xFFE0 == 0xB660 {
             return Some(Rc::new(Cps {
                 enable: ins & 0x10 == 0,
@@ -247,5 +254,30 @@ impl Instruction for Cps {
             if self.i { "i" } else { "" },
             if self.f { "f" } else { "" }
         )
+    }
+}
+
+struct Svc {
+    regs: Shared,
+}
+
+impl Instruction for Svc {
+    fn patterns() -> &'static [Pattern] {
+        &[]
+    }
+    fn try_decode(_: Encoding, _: u32, _: ItState) -> Result<Self, DecodeError> {
+        Err(DecodeError::Other)
+    }
+    fn execute(&self, _proc: &mut Processor) -> Result<Effect, RunError> {
+        let mut s = self.regs.get();
+        s.svc = true;
+        self.regs.set(s);
+        Ok(Effect::None)
+    }
+    fn name(&self) -> String {
+        "svc".into()
+    }
+    fn args(&self, _pc: u32) -> String {
+        String::new()
     }
 }

@@ -237,6 +237,9 @@ const CLOCK_SETUP_168_MHZ: [u16; 38] = [
 /// `movs r3, #100; 1: subs r3, #1; bne 1b; bkpt #0`: 202 instructions.
 const COUNT_DOWN_100: [u16; 4] = [0x2364, 0x3B01, 0xD1FD, 0xBE00];
 const COUNT_DOWN_INSTRUCTIONS: u64 = 1 + 2 * 100 + 1;
+/// Its core cycles by the Cortex-M4 TRM's table (3.3.1, P = 2): movs 1,
+/// subs 1 each, bne taken 1 + P 99 times and not taken 1 once, bkpt 1.
+const COUNT_DOWN_CYCLES: u64 = 1 + 100 + 99 * 3 + 1 + 1;
 
 const CODE_AT: u64 = 0x2000_1000;
 const RCC_CFGR: u64 = 0x4002_3808;
@@ -258,14 +261,14 @@ fn cpu_hz(board: &SimBoard) -> u64 {
     board.lock().mcu().clock.cpu_hz()
 }
 
-/// Virtual time per instruction of the count-down loop, from the counters.
-fn count_down_ps_per_instruction(board: &SimBoard, core: &mut probe_rs::Core<'_>) -> u64 {
+/// Virtual time per core cycle of the count-down loop, from the counters.
+fn count_down_ps_per_cycle(board: &SimBoard, core: &mut probe_rs::Core<'_>) -> u64 {
     let (_, c0) = snapshot(board);
     run_code(core, &COUNT_DOWN_100);
     let (_, c1) = snapshot(board);
     let c = c1.since(&c0);
     assert_eq!(c.instructions, COUNT_DOWN_INSTRUCTIONS);
-    c.cpu_ps / c.instructions
+    c.cpu_ps / COUNT_DOWN_CYCLES
 }
 
 #[test]
@@ -275,7 +278,7 @@ fn core_runs_on_hsi_after_reset_and_at_168_mhz_once_code_sets_up_the_pll() {
     let mut core = session.core(0).unwrap();
     core.reset_and_halt(Duration::from_secs(1)).unwrap();
     assert_eq!(cpu_hz(&board), 16_000_000, "HSI after reset");
-    assert_eq!(count_down_ps_per_instruction(&board, &mut core), 62_500);
+    assert_eq!(count_down_ps_per_cycle(&board, &mut core), 62_500);
 
     crate::support::sim::setup_spi1(&mut core, crate::support::sim::Pins::ALL, true);
     assert_eq!(
@@ -288,7 +291,7 @@ fn core_runs_on_hsi_after_reset_and_at_168_mhz_once_code_sets_up_the_pll() {
     assert_eq!(core.read_word_32(RCC_CFGR).unwrap() & 0xF, 0xA, "SWS = PLL");
     assert_eq!(cpu_hz(&board), 168_000_000);
     assert_eq!(
-        count_down_ps_per_instruction(&board, &mut core),
+        count_down_ps_per_cycle(&board, &mut core),
         PS_PER_S / 168_000_000
     );
     assert_eq!(

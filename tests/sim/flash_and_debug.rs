@@ -175,8 +175,9 @@ fn emulator_panic_locks_the_core_up_and_reset_recovers() {
     let (board, mut session) = flashed_session(&counter_image());
     let mut core = session.core(0).unwrap();
     core.halt(Duration::from_millis(100)).unwrap();
-    // msr basepri, r0: armagnac has no BASEPRI and panics (todo!).
-    run_thumb_in_ram(&mut core, 0x2000_0300, &[0xF380, 0x8811]);
+    // ldr.w pc, [pc, #0]: armagnac has no literal load to the PC and
+    // panics (todo!).
+    run_thumb_in_ram(&mut core, 0x2000_0300, &[0xF8DF, 0xF000]);
     assert_eq!(
         wait_for_status(&mut core, CoreStatus::LockedUp),
         CoreStatus::LockedUp

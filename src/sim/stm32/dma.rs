@@ -113,6 +113,15 @@ impl Dma {
         s.cr & CR_EN != 0 && s.ndtr != 0
     }
 
+    /// Stream `x`'s interrupt request: a flag up with its enable set
+    /// (TCIE, HTIE, TEIE, DMEIE in CR; FEIE in FCR; RM0090 10.5.5).
+    pub fn irq_line(&self, x: usize) -> bool {
+        let flags = (self.isr[x / 4] >> flag_shift(x)) & 0x3D;
+        let s = &self.streams[x];
+        let enables = (s.cr & 0x1E) << 1 | (s.fcr >> 7) & 1;
+        flags & enables != 0
+    }
+
     /// Channel selected on stream `x`.
     pub fn channel(&self, x: usize) -> u32 {
         (self.streams[x].cr >> CR_CHSEL_SHIFT) & 7
