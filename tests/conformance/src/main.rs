@@ -12,7 +12,7 @@
 //! Every step records `{status, value}` in [`CONFORMANCE`] (see
 //! README.md for the codes); the last one is an IWDG reset, after which the
 //! firmware boots again, records it, sets `done` and calls
-//! [`conformance_done`] (the tests put a breakpoint there). The struct lives
+//! [`conformance_done`], which halts the core on a BKPT. The struct lives
 //! in `.uninit` so the watchdog reset keeps it; a cold boot clears it.
 //!
 //! Every wait is bounded by an iteration count, so a board that never sets
@@ -141,11 +141,13 @@ impl Step {
     }
 }
 
-/// Where the tests stop: called once `CONFORMANCE.done` is set.
+/// Where the tests stop: called once `CONFORMANCE.done` is set. A BKPT,
+/// not a debugger breakpoint: the FPB does not survive the IWDG reset on
+/// the way here (a debugger halts; without one, this is a HardFault).
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn conformance_done() {
-    cortex_m::asm::nop();
+    cortex_m::asm::bkpt();
 }
 
 /// The chip range the flash steps use (sector 256).
