@@ -178,9 +178,10 @@ fn run_conformance(s: &SimServer) -> (BTreeMap<String, u32>, String) {
     (fields(&out), out)
 }
 
-#[test]
-fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
-    let s = SimServer::start(&[]);
+/// Runs the firmware on `serve --sim EXTRA`; returns the record once it
+/// reached `conformance_done` (panics naming the step it stopped in if not).
+fn finished_record(extra: &[&str]) -> BTreeMap<String, u32> {
+    let s = SimServer::start(extra);
     let (f, out) = run_conformance(&s);
     assert_eq!(
         f.get("magic"),
@@ -196,6 +197,22 @@ fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
             .map_or("none".to_string(), |(n, w)| format!("`{n}` ({w})"));
         panic!("the firmware stopped before conformance_done in step {step}:\n{out}");
     }
+    assert_eq!(f["done"], DONE, "done marker");
+    f
+}
+
+/// `(name, status)` of every step that did not pass.
+fn failed_steps(f: &BTreeMap<String, u32>) -> Vec<(&'static str, u32)> {
+    STEPS
+        .iter()
+        .map(|&(name, _)| (name, f[&format!("{name}.status")]))
+        .filter(|&(_, status)| status != PASS)
+        .collect()
+}
+
+#[test]
+fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
+    let f = finished_record(&[]);
 
     let failed: Vec<String> = STEPS
         .iter()
@@ -211,7 +228,6 @@ fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
         })
         .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n"));
-    assert_eq!(f["done"], DONE, "done marker");
 
     // Values the firmware measured, checked against what silicon gives.
     assert_eq!(f["clocks.value"], 168_000_000, "SYSCLK");
@@ -225,6 +241,29 @@ fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
         0,
         "RCC_CSR.IWDGRSTF after the watchdog reset"
     );
+}
+
+/// The harness sees a board that misbehaves: with a chip whose WEL never
+/// sets, the driver's erase and program fail with `WriteEnableFail` (check
+/// 5), the reads find the chip still erased (check 0x10 at the first
+/// programmed byte), and every other step still passes.
+#[test]
+fn conformance_firmware_on_a_chip_that_never_sets_wel_fails_exactly_the_flash_writes() {
+    let f = finished_record(&["--sim-fault", "wel-never-set"]);
+    assert_eq!(
+        failed_steps(&f),
+        [
+            ("erase", FAIL | 5),
+            ("program", FAIL | 5),
+            ("read", FAIL | 0x10),
+            ("spi_dma_read", FAIL | 0x10),
+        ]
+    );
+    assert_eq!(
+        f["read.value"], 0x80,
+        "first mismatch: the first programmed byte"
+    );
+    assert_eq!(f["spi_dma_read.value"], 0, "DMA read: its first byte");
 }
 
 #[test]
