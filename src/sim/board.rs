@@ -1290,6 +1290,56 @@ mod tests {
     }
 
     #[test]
+    fn handler_returning_by_ldr_pc_from_the_stack_unstacks() {
+        // push {lr}; adds r5, #1; ldr.w pc, [sp], #4
+        let handler = [0xB500, 0x3501, 0xF85D, 0xFB04];
+        let mut b = board(&SYSTICK_MAIN, &handler, &[0, 0, 0xE000_E010, 99, 7, 0]);
+        b.run_for(1_000 * 62_500);
+        assert_eq!(b.fault(), None);
+        assert!((8..=10).contains(&r(&b, 5)), "{} exceptions", r(&b, 5));
+    }
+
+    #[test]
+    fn dma2_transfer_complete_interrupt_runs_its_handler_once_per_flag() {
+        const S0CR: u32 = 0x4002_6410;
+        // main: str r4, [r1] (S0CR, EN); b .
+        // handler: str r3, [r2] (LIFCR = CTCIF0); adds r5, #1; bx lr
+        let mut b = board(
+            &[0x600C, 0xE7FE],
+            &[0x6013, 0x3501, 0x4770],
+            &[0, S0CR, 0x4002_6408, 1 << 5, 0x691, 0],
+        );
+        {
+            let mut m = b.mcu();
+            let w = |m: &mut Mcu, a: u32, v: u32| m.write(a, 4, v, Master::Debugger).unwrap();
+            w(&mut m, 0x4002_3830, 1 << 22); // RCC_AHB1ENR.DMA2EN
+            w(&mut m, S0CR + 4, 4); // NDTR
+            w(&mut m, S0CR + 8, 0x2000_0800); // PAR: the source
+            w(&mut m, S0CR + 12, 0x2000_0900);
+            w(&mut m, 0x2000_0800, 0xDDCC_BBAA);
+        }
+        b.run_for(200 * 62_500);
+        assert_eq!(r(&b, 5), 0, "NVIC line 56 not enabled: pending only");
+        assert_eq!(
+            b.debugger_read(0xE000_E204, 4).unwrap() >> 24 & 1,
+            1,
+            "ISPR"
+        );
+        b.debugger_write(0xE000_E104, 4, 1 << 24).unwrap(); // ISER1: IRQ 56
+        b.run_for(200 * 62_500);
+        assert_eq!(b.fault(), None);
+        assert_eq!(r(&b, 5), 1, "taken once; the handler cleared TCIF0");
+        assert_eq!(b.debugger_read(0x2000_0900, 4).unwrap(), 0xDDCC_BBAA);
+        assert_eq!(b.debugger_read(0x4002_6400, 4).unwrap() & 1 << 5, 0);
+        assert_eq!(
+            b.cpu.read_reg(CoreReg::Xpsr) & 0x1FF,
+            0,
+            "back in Thread mode"
+        );
+        assert_eq!(b.cpu.read_reg(CoreReg::Msp), STACK);
+    }
+
+    #[test]
     fn systick_without_tickint_only_counts() {
         let mut b = systick_board(5);
         b.run_for(1_000 * 62_500);

@@ -1,5 +1,6 @@
 //! CPU loads and stores that reach the System Control Space
-//! (0xE000_E000..0xE000_F000), routed to the board's SCS model.
+//! (0xE000_E000..0xE000_F000), routed to the board's SCS model, and word
+//! loads to the PC (armagnac panics on an aligned `ldr pc, [..]`).
 //!
 //! armagnac maps its own SCS and MPU there (and panics on CPUID, ICSR,
 //! SCR reads) and cannot be unmapped, so the CPU wrapper decodes the
@@ -95,8 +96,10 @@ fn decode32(ins: u32) -> Option<Form> {
     let load = hw1 & 0x10 != 0;
     let rn = (hw1 & 0xF) as u8;
     let rt = (hw2 >> 12) as u8;
-    // Literal forms, hints (PLD/PLI) and loads to PC are left to armagnac.
-    if rn == 15 || rt == 15 || (signed && (!load || size == 4)) {
+    // Literal forms and hints (PLD/PLI) are left to armagnac; a word load
+    // to the PC is ours wherever it reads (armagnac panics on it).
+    let to_pc = rt == 15 && load && size == 4;
+    if rn == 15 || (rt == 15 && !to_pc) || (signed && (!load || size == 4)) {
         return None;
     }
     let offset = if imm12 {
@@ -165,8 +168,25 @@ impl Instruction for LoadStore {
             }
             Offset::Reg { rm, shift } => (base.wrapping_add(reg(proc, rm) << shift), None),
         };
-        if addr.wrapping_sub(SCS_BASE) >= SCS_SIZE {
+        let in_scs = addr.wrapping_sub(SCS_BASE) < SCS_SIZE;
+        if self.rt == 15 && !in_scs {
+            // LoadWritePC (A2.3.1): an aligned word, then an interworking
+            // branch (EXC_RETURN included, see `cpu.rs`).
+            if addr & 3 != 0 {
+                return Err(RunError::Unpredictable);
+            }
+            let v = proc.read_u32le_iface(addr)?;
+            if let Some(wb) = wback {
+                proc.set(RegisterIndex::new_main(self.rn as u32), wb);
+            }
+            proc.bx_write_pc(v)?;
+            return Ok(Effect::Branch);
+        }
+        if !in_scs {
             return self.inner.execute(proc);
+        }
+        if self.rt == 15 {
+            return Err(RunError::Unpredictable);
         }
         let fault = |cause| {
             if self.load {
@@ -275,5 +295,16 @@ mod tests {
         // ldr r0, [pc, #8] (literal) and pld [r0] are armagnac's.
         assert!(decode32(0xF8DF_0008).is_none());
         assert!(decode32(0xF890_F000).is_none());
+        // ldr pc, [sp], #4 is ours.
+        let (load, size, _, rt, rn, off) = decode32(0xF85D_FB04).unwrap();
+        assert!(load && size == 4 && rt == 15 && rn == 13);
+        assert!(matches!(
+            off,
+            Offset::Imm {
+                off: 4,
+                index: false,
+                wback: true
+            }
+        ));
     }
 }
