@@ -383,7 +383,7 @@ mod tests {
     /// them out) with r0-r3 preset; returns r0-r3 and the Q flag.
     fn exec(hw1: u16, hw2: u16, regs: [u32; 4]) -> ([u32; 4], bool) {
         let ram = Rc::new(RefCell::new(RamMemory::new_zero(0x1000)));
-        let mut cpu = ArmagnacCpu::new(ram.clone(), 0x1000, Vec::new());
+        let mut cpu = ArmagnacCpu::new(ram.clone(), 0x1000, Vec::new(), None);
         cpu.reset(0x800, 0x100 | 1);
         let mut env = Env::new(0, true);
         let mut m = ram.borrow_mut();
