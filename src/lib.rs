@@ -8,5 +8,6 @@ pub mod extflash;
 pub mod flash;
 pub mod gdb;
 pub mod prng;
+pub mod ratelimit;
 pub mod server;
 pub mod sim;

@@ -313,6 +313,18 @@ pub const RCC_CSR: u32 = 0x4002_3874;
 pub const RCC_CSR_LSIRDY: u32 = 1 << 1;
 pub const IWDG_KR: u32 = 0x4000_3000;
 
+/// RCC_APB1ENR.WWDGEN: the window watchdog's clock. A stub session runs the
+/// core, and DBG_WWDG_STOP freezes the WWDG only while it is halted; the
+/// stub cannot refresh it safely either (the application's next refresh,
+/// timed from its own, could then come before the window: a reset). With
+/// its APB clock gated the WWDG's counter stops where the application left
+/// it (RM0090 §20: it counts PCLK1 / 4096), so the session switches the
+/// clock off and back on at its end: the application finds the count it
+/// had, as after a halt with DBG_WWDG_STOP. Its registers stay as they
+/// were (the session does not touch them).
+pub const RCC_APB1ENR_WWDGEN: u32 = 1 << 11;
+pub const WWDG_CR: u32 = 0x4000_2C00;
+
 /// Vector catches set for a session: a fault in the stub halts the core at
 /// once instead of running the application's handler.
 const SESSION_CATCH: u32 = demcr::VC_FAULTS;
@@ -333,6 +345,8 @@ struct Saved {
     dwt_functions: Vec<u32>,
     dfsr: Option<u32>,
     apb1_fz: Option<u32>,
+    /// The WWDG's clock was on and is off for the session.
+    wwdg_gated: bool,
     periph: Vec<(u32, u32)>,
     /// DMA streams the stub uses: registers address and CR..FCR.
     dma_streams: Vec<(u32, [u32; 6])>,
@@ -511,7 +525,8 @@ impl Resident {
     /// Whether `addr..addr+len` touches a register block whose application
     /// values the session holds or whose live state it changes: the GPIO
     /// ports, SPI and RCC of the wiring (a write to BSRR changes ODR, which
-    /// the session restores), the DWT, DEMCR/DFSR and DBGMCU. A GDB access
+    /// the session restores), the WWDG it stopped, the DWT, DEMCR/DFSR and
+    /// DBGMCU. A GDB access
     /// there must end the session first.
     pub fn saved_registers_touch(&self, addr: u32, len: u32) -> bool {
         let (a, e) = (u64::from(addr), u64::from(addr) + u64::from(len.max(1)));
@@ -523,6 +538,8 @@ impl Resident {
         self.saved.periph.iter().any(|(r, _)| hit(block(*r)))
             || self.saved.dma_streams.iter().any(|(r, _)| hit(block(*r)))
             || (self.saved.crc.is_some() && hit(block(wiring::CRC_BASE)))
+            // Unclocked for the session, the WWDG would read as zero.
+            || (self.saved.wwdg_gated && hit(block(WWDG_CR)))
             || (self.saved.clock.is_some() && hit(block(wiring::FLASH_ACR)))
             || hit(u64::from(dwt::BASE)..u64::from(dwt::BASE) + 0x1000)
             || hit(u64::from(DFSR)..u64::from(DFSR) + 4)
@@ -674,6 +691,12 @@ fn save(
     let regs = wiring::peripheral_registers(ext);
     let (spi_base, _, _) = wiring::spi_regs(ext.spi);
     let values = read_registers(core, &regs, &[spi_base + wiring::SPI_DR])?;
+    // After the enables were read (the restore puts back what they say).
+    let apb1 = rd(core, wiring::RCC_APB1ENR)?;
+    if apb1 & RCC_APB1ENR_WWDGEN != 0 {
+        wr(core, wiring::RCC_APB1ENR, apb1 & !RCC_APB1ENR_WWDGEN)?;
+        s.wwdg_gated = true;
+    }
     s.periph = regs
         .iter()
         .zip(values)
@@ -911,6 +934,11 @@ fn restore(core: &mut Core<'_>, ext: &ExternalFlash, s: &Saved) -> Result<(), Ex
     }
     if let Some(apb1_fz) = s.apb1_fz {
         keep(wr(core, DBGMCU_APB1_FZ, apb1_fz));
+    }
+    // Last of the RCC: the WWDG counts on from where it stopped.
+    if s.wwdg_gated {
+        let enr = wiring::RCC_APB1ENR;
+        keep(rd(core, enr).and_then(|v| wr(core, enr, v | RCC_APB1ENR_WWDGEN)));
     }
     for (n, f) in s.dwt_functions.iter().enumerate() {
         if f & 0xF != 0 {

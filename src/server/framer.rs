@@ -137,6 +137,10 @@ impl Framer {
                 }
                 State::Checksum(n) => {
                     self.buf.push(b);
+                    if self.buf.len() > self.limit {
+                        // Checked before the frame leaves: its last byte counts.
+                        return Err(FrameError::PacketTooLong { limit: self.limit });
+                    }
                     if n == 1 {
                         self.seen_packet = true;
                         out.push(Frame::Packet(std::mem::take(&mut self.buf)));
@@ -267,6 +271,21 @@ mod tests {
             &mut out,
         );
         assert_eq!(err, Err(FrameError::PacketTooLong { limit: 16 }));
+    }
+
+    #[test]
+    fn invalid_frame_one_byte_over_limit_counting_the_checksum_is_an_error() {
+        // `$` + 11 bytes + `#` + 2 checksum digits = 15 bytes.
+        let packet = frame_packet(b"m2000000,40");
+        assert_eq!(packet.len(), 15);
+        let mut out = Vec::new();
+        assert_eq!(
+            Framer::new(14).push(&packet, &mut out),
+            Err(FrameError::PacketTooLong { limit: 14 })
+        );
+        assert!(out.is_empty(), "no frame leaves");
+        Framer::new(15).push(&packet, &mut out).unwrap();
+        assert_eq!(out, [Frame::Packet(packet)]);
     }
 
     #[test]

@@ -2,16 +2,23 @@
 //! socket and the probe worker (`worker.rs`), which runs gdbstub and owns
 //! the probe.
 //!
-//! One controlling client at a time. While a GDB controls the board, up to
-//! [`MAX_OBSERVERS`] further connections become observers (`observer.rs`,
-//! `gdb::observer`): read-only, served beside the controller while the
-//! core runs (cortex-debug Live Watch); one more is logged and closed.
-//! Roles are fixed at accept: when the controller disconnects, observers
-//! stay observers and the next new connection becomes the controller; a
+//! One controlling client at a time. A connection gets its role at its
+//! first complete packet with a valid checksum, not at accept: the
+//! controller if none controls the board, else an observer (`observer.rs`,
+//! `gdb::observer`: read-only, served beside the controller while the core
+//! runs, cortex-debug Live Watch) while fewer than [`MAX_OBSERVERS`] are
+//! connected, else it is logged and closed. A connection without such a
+//! packet within [`Limits::first_packet`] (a port scanner, a forgotten
+//! `nc`, a slow-loris client) is closed having held no role; a session
+//! that has spoken may then idle for hours (GDB sends nothing while its
+//! user reads code: TCP keepalive, not a timeout, finds dead peers). Roles
+//! are kept for a connection's lifetime: when the controller leaves,
+//! observers stay observers and the next connection to speak controls; a
 //! disconnecting observer changes nothing on the target. A connection
 //! that sends garbage, an oversized packet, or drops mid-packet ends alone;
 //! the server keeps serving the next one. Sockets are awaited, never
-//! polled.
+//! polled. Warnings a client can provoke at will are rate-limited
+//! (`crate::ratelimit`).
 //!
 //! A client cannot wedge the server: input waits in a bounded queue (the
 //! socket is not read while it is full), a reply that cannot be written
@@ -19,6 +26,7 @@
 //! TCP keepalive finds peers that vanished, and shutdown ends every
 //! connection without waiting on its socket.
 
+pub mod end;
 pub mod framer;
 mod observer;
 pub mod readonly;
@@ -32,12 +40,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::gdb::observer::{ObserverTarget, Owner, SendRequest};
-use worker::ToWorker;
+use crate::ratelimit::RateLimit;
+pub use end::End;
+use framer::{Frame, Framer};
 pub use worker::{OpenedSession, ProbeWorker, SessionSource};
+use worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
 
 /// Read size for socket reads.
 const READ_CHUNK: usize = 8192;
@@ -45,6 +56,11 @@ const READ_CHUNK: usize = 8192;
 /// Observer connections served at once beside the controller; one more is
 /// refused (closed).
 pub const MAX_OBSERVERS: usize = 4;
+
+/// Connections that have not sent a complete packet yet; one more is
+/// closed at accept. Each is closed at [`Limits::first_packet`] at the
+/// latest, so these can delay a GDB by that much, never lock it out.
+pub const MAX_SILENT: usize = 32;
 
 /// Bounds on what one client can make the server hold or wait for.
 #[derive(Debug, Clone)]
@@ -62,6 +78,9 @@ pub struct Limits {
     /// How long an observer's read waits for the probe worker before an
     /// `E` reply; under GDB's default `remotetimeout` (2 s).
     pub observer_wait: Duration,
+    /// A connection without a complete packet with a valid checksum this
+    /// long after connecting is closed; until then it holds no role.
+    pub first_packet: Duration,
 }
 
 impl Default for Limits {
@@ -75,6 +94,8 @@ impl Default for Limits {
             keepalive_idle: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(10),
             observer_wait: Duration::from_millis(1500),
+            // GDB sends `+$qSupported…` as soon as it has connected.
+            first_packet: Duration::from_secs(5),
         }
     }
 }
@@ -89,6 +110,23 @@ pub async fn run(
     run_with(listener, worker, shutdown, Limits::default()).await
 }
 
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    roles: Arc<Mutex<Roles>>,
+    to_worker: std::sync::mpsc::Sender<ToWorker>,
+    stop: watch::Receiver<bool>,
+    limits: Limits,
+    /// Warnings about connections as a whole (silent, refused).
+    log: Arc<Mutex<RateLimit>>,
+}
+
+impl Shared {
+    fn warn(&self, kind: &'static str, warn: impl FnOnce()) {
+        lock(&self.log).warn(kind, "the listener", warn);
+    }
+}
+
 /// [`run`] with explicit [`Limits`].
 pub async fn run_with(
     listener: TcpListener,
@@ -96,9 +134,15 @@ pub async fn run_with(
     shutdown: impl Future,
     limits: Limits,
 ) -> anyhow::Result<()> {
-    let to_worker = worker.sender();
-    let roles: Arc<Mutex<Roles>> = Arc::default();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Shared {
+        roles: Arc::default(),
+        to_worker: worker.sender(),
+        stop: stop_rx,
+        limits,
+        log: Arc::default(),
+    };
+    let silent = Arc::new(Semaphore::new(MAX_SILENT));
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
@@ -114,48 +158,22 @@ pub async fn run_with(
                     Ok(a) => a,
                     Err(e) => {
                         // Transient (e.g. out of file descriptors): log, go on.
-                        tracing::warn!("accept failed: {e}");
+                        shared.warn("failed accepts", || tracing::warn!("accept failed: {e}"));
                         continue;
                     }
                 };
-                let role = lock(&roles).admit(peer);
-                let Some(role) = role else {
-                    let current = lock(&roles).controller;
-                    tracing::warn!(
-                        "refusing GDB connection from {peer}: {} already controls the board \
-                         and {MAX_OBSERVERS} observers are connected; closing it",
-                        current.map_or("a client".into(), |c| c.to_string())
-                    );
+                let Ok(permit) = silent.clone().try_acquire_owned() else {
+                    shared.warn("connections closed at accept", || {
+                        tracing::warn!(
+                            "closing the connection from {peer}: {MAX_SILENT} connections \
+                             have not sent a packet yet"
+                        )
+                    });
                     drop(stream);
                     continue;
                 };
                 next_id += 1;
-                let id = next_id;
-                let guard = RoleGuard {
-                    roles: roles.clone(),
-                    role,
-                };
-                let to_worker = to_worker.clone();
-                let (stop, limits) = (stop_rx.clone(), limits.clone());
-                match role {
-                    Role::Controller => {
-                        tracing::info!(id, "GDB connection from {peer}: controlling the board");
-                        tasks.spawn(async move {
-                            connection(stream, id, to_worker, stop, limits).await;
-                            drop(guard);
-                        });
-                    }
-                    Role::Observer => {
-                        tracing::info!(
-                            id,
-                            "GDB connection from {peer}: observer (read-only; another GDB \
-                             controls the board)"
-                        );
-                        tasks.spawn(observer_connection(
-                            stream, id, to_worker, stop, limits, guard,
-                        ));
-                    }
-                }
+                tasks.spawn(open(stream, peer, next_id, permit, shared.clone()));
             }
             Some(_) = tasks.join_next() => {
                 if worker.is_finished() {
@@ -167,8 +185,120 @@ pub async fn run_with(
 
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    let Shared { to_worker, log, .. } = shared;
+    lock(&log).flush("the listener");
     drop(to_worker);
     tokio::task::spawn_blocking(move || worker.shutdown()).await?
+}
+
+/// A new connection: wait (bounded) for its first valid packet, then give
+/// it a role and serve it. It holds no role, and counts against no cap
+/// but [`MAX_SILENT`], until then.
+async fn open(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    permit: OwnedSemaphorePermit,
+    shared: Shared,
+) {
+    configure_socket(&stream, &shared.limits);
+    let mut stop = shared.stop.clone();
+    let first = tokio::select! {
+        first = first_packet(&mut stream, shared.limits.first_packet) => first,
+        _ = stop.changed() => Err(End::Shutdown),
+    };
+    drop(permit);
+    let first = match first {
+        Ok(first) => first,
+        Err(end) => {
+            match &end {
+                End::Silent(_) => shared.warn("silent connections", || {
+                    tracing::warn!(id, "closing the connection from {peer}: {end}")
+                }),
+                End::BadInput(_) => shared.warn("connections that are not GDB", || {
+                    tracing::warn!(id, "closing the connection from {peer}: {end}")
+                }),
+                _ => tracing::debug!(id, "connection from {peer} ended before a packet: {end}"),
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await;
+            return;
+        }
+    };
+    let role = lock(&shared.roles).admit(peer);
+    let Some(role) = role else {
+        let current = lock(&shared.roles).controller;
+        shared.warn("connections refused (all roles taken)", || {
+            tracing::warn!(
+                id,
+                "refusing GDB connection from {peer}: {} controls the board and \
+                 {MAX_OBSERVERS} observers are connected; closing it",
+                current.map_or("a client".into(), |c| c.to_string())
+            )
+        });
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await;
+        return;
+    };
+    let guard = RoleGuard {
+        roles: shared.roles.clone(),
+        role: Arc::new(Mutex::new(role)),
+    };
+    match role {
+        Role::Controller => {
+            tracing::info!(id, "GDB connection from {peer}: controlling the board");
+            let to_worker = shared.to_worker.clone();
+            connection(stream, id, first, to_worker, shared, None).await;
+        }
+        Role::Observer => {
+            tracing::info!(
+                id,
+                "GDB connection from {peer}: observer (read-only; another GDB controls the \
+                 board)"
+            );
+            let claim = guard.claim(peer);
+            observer_connection(stream, id, first, shared, claim).await;
+        }
+    }
+    drop(guard);
+}
+
+/// Read until the first complete packet with a valid checksum (NAKing bad
+/// ones, as GDB expects in ack mode) within `within` of connecting. Returns
+/// that packet and whatever followed it in the same read; what came before
+/// (acks, a Ctrl-C) means nothing before any reply and is dropped. Input
+/// that is not RSP, a packet over [`MAX_FRAME`] or one that never completes
+/// (a slow-loris client) ends the connection.
+async fn first_packet(stream: &mut TcpStream, within: Duration) -> Result<Vec<u8>, End> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut framer = Framer::new(MAX_FRAME);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut frames = Vec::new();
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return Err(End::Silent(within)),
+            Ok(Ok(0)) => return Err(End::Closed),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(End::ReadFailed(e)),
+        };
+        for i in 0..n {
+            framer
+                .push(&buf[i..i + 1], &mut frames)
+                .map_err(End::BadInput)?;
+            let Some(Frame::Packet(packet)) = frames.pop() else {
+                frames.clear();
+                continue;
+            };
+            if vet::vet(&packet, PACKET_BUFFER) != vet::Verdict::BadChecksum {
+                let mut first = packet;
+                first.extend_from_slice(&buf[i + 1..n]);
+                return Ok(first);
+            }
+            match tokio::time::timeout_at(deadline, stream.write_all(b"-")).await {
+                Err(_) => return Err(End::Silent(within)),
+                Ok(Err(e)) => return Err(End::WriteFailed(e)),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
 }
 
 /// What an accepted connection is.
@@ -201,6 +331,17 @@ impl Roles {
         }
     }
 
+    /// An observer becomes the controller if there is none; else the
+    /// controller's address is the error.
+    fn promote(&mut self, peer: SocketAddr) -> Result<(), Option<SocketAddr>> {
+        if self.controller.is_some() {
+            return Err(self.controller);
+        }
+        self.controller = Some(peer);
+        self.observers = self.observers.saturating_sub(1);
+        Ok(())
+    }
+
     fn release(&mut self, role: Role) {
         match role {
             Role::Controller => self.controller = None,
@@ -209,19 +350,36 @@ impl Roles {
     }
 }
 
-fn lock(roles: &Mutex<Roles>) -> std::sync::MutexGuard<'_, Roles> {
-    roles.lock().unwrap_or_else(|p| p.into_inner())
+/// A poisoned lock still holds consistent counts: use them.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Frees a connection's role when it ends.
 struct RoleGuard {
     roles: Arc<Mutex<Roles>>,
-    role: Role,
+    /// Changes once, when an observer takes control (`monitor control`).
+    role: Arc<Mutex<Role>>,
+}
+
+impl RoleGuard {
+    /// For an observer: take the controller role if it is free, else say
+    /// who holds it.
+    fn claim(&self, peer: SocketAddr) -> observer::Claim {
+        let (roles, role) = (self.roles.clone(), self.role.clone());
+        Box::new(move || {
+            let mut r = lock(&roles);
+            r.promote(peer)?;
+            *lock(&role) = Role::Controller;
+            Ok(())
+        })
+    }
 }
 
 impl Drop for RoleGuard {
     fn drop(&mut self) {
-        lock(&self.roles).release(self.role);
+        let role = *lock(&self.role);
+        lock(&self.roles).release(role);
     }
 }
 
@@ -231,21 +389,23 @@ impl Drop for RoleGuard {
 async fn observer_connection(
     stream: TcpStream,
     id: u64,
-    to_worker: std::sync::mpsc::Sender<ToWorker>,
-    stop: watch::Receiver<bool>,
-    limits: Limits,
-    guard: RoleGuard,
+    first: Vec<u8>,
+    shared: Shared,
+    claim: observer::Claim,
 ) {
+    let to_worker = shared.to_worker.clone();
     let send: SendRequest =
         Box::new(move |request| to_worker.send(ToWorker::Observe(request)).is_ok());
-    let target = ObserverTarget::new(Owner::new(id, send, limits.observer_wait));
+    let target = ObserverTarget::new(Owner::new(id, send, shared.limits.observer_wait));
     let (tx, rx) = std::sync::mpsc::channel();
-    let session = tokio::task::spawn_blocking(move || observer::serve(rx, target));
-    connection(stream, id, tx, stop, limits).await;
+    let (handover_tx, handover) = tokio::sync::oneshot::channel();
+    let session = tokio::task::spawn_blocking(move || {
+        observer::serve(rx, target, claim, handover_tx);
+    });
+    connection(stream, id, first, tx, shared, Some(handover)).await;
     if let Err(e) = session.await {
         tracing::error!(id, "observer session failed: {e}");
     }
-    drop(guard);
 }
 
 /// Keepalive on, Nagle off. Failures only cost robustness: logged.
@@ -264,30 +424,31 @@ pub fn configure_socket(stream: &TcpStream, limits: &Limits) {
     }
 }
 
-/// Why a connection task ended.
-#[derive(Debug)]
-enum End {
-    Eof,
-    ReadFailed(std::io::Error),
-    WriteFailed(std::io::Error),
-    WriteTimeout(Duration),
-    /// The worker ended the session (detach, kill, error) or is gone.
-    SessionEnded,
-    Shutdown,
-}
-
+/// The socket task of a connection that has spoken: `first` (its first
+/// packet and what followed) goes to `to_worker` first, then every read.
+/// An observer's task gets `handover`: when its thread hands the connection
+/// over (`monitor control`), the reads go to the probe worker from then on.
 async fn connection(
     stream: TcpStream,
     id: u64,
+    first: Vec<u8>,
     to_worker: std::sync::mpsc::Sender<ToWorker>,
-    mut stop: watch::Receiver<bool>,
-    limits: Limits,
+    shared: Shared,
+    mut handover: Option<tokio::sync::oneshot::Receiver<observer::Handover>>,
 ) {
-    configure_socket(&stream, &limits);
+    let (limits, mut stop, worker) = (shared.limits, shared.stop, shared.to_worker);
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(limits.outbound_chunks.max(1));
-    if to_worker
-        .send(ToWorker::Connect { id, out: out_tx })
+    // Kept for the worker while the observer thread may hand over; the
+    // writer ends once every sender is gone.
+    let mut out_keep = handover.as_ref().map(|_| out_tx.clone());
+    let route = Mutex::new(to_worker);
+    if lock(&route)
+        .send(ToWorker::Connect {
+            id,
+            out: out_tx,
+            no_ack: false,
+        })
         .is_err()
     {
         tracing::error!(id, "probe worker is gone; closing connection");
@@ -296,20 +457,28 @@ async fn connection(
     let credits = Arc::new(Semaphore::new(limits.inbound_chunks.max(1)));
     let reader = async {
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut first = Some(first);
         loop {
             // The socket is not read while the worker has this many chunks.
             let Ok(credit) = credits.clone().acquire_owned().await else {
                 return End::SessionEnded;
             };
+            if let Some(bytes) = first.take() {
+                let sent = lock(&route).send(ToWorker::Data { id, bytes, credit });
+                if sent.is_err() {
+                    return End::SessionEnded;
+                }
+                continue;
+            }
             match rd.read(&mut buf).await {
-                Ok(0) => return End::Eof,
+                Ok(0) => return End::Closed,
                 Ok(n) => {
                     let data = ToWorker::Data {
                         id,
                         bytes: buf[..n].to_vec(),
                         credit,
                     };
-                    if to_worker.send(data).is_err() {
+                    if lock(&route).send(data).is_err() {
                         return End::SessionEnded;
                     }
                 }
@@ -328,26 +497,64 @@ async fn connection(
         }
         End::SessionEnded
     };
-    let end = tokio::select! {
-        end = reader => end,
-        end = writer => end,
-        _ = stop.changed() => End::Shutdown,
+    let end = {
+        // Dropped with the block: the socket halves are free again after.
+        tokio::pin!(reader, writer);
+        loop {
+            tokio::select! {
+                end = &mut reader => break end,
+                end = &mut writer => break end,
+                _ = stop.changed() => break End::Shutdown,
+                given = async { handover.as_mut().expect("checked").await }, if handover.is_some() => {
+                    handover = None;
+                    let out = out_keep.take();
+                    let Ok(given) = given else {
+                        // The observer session ended without handing over.
+                        continue;
+                    };
+                    tracing::info!(id, "observer took control of the board (monitor control)");
+                    let out = out.expect("kept for the handover");
+                    let connect = ToWorker::Connect {
+                        id,
+                        out: out.clone(),
+                        no_ack: given.no_ack,
+                    };
+                    if worker.send(connect).is_err() {
+                        break End::SessionEnded;
+                    }
+                    // Reads go to the worker before GDB sees the reply, so its
+                    // next packet cannot reach the ended observer thread.
+                    *lock(&route) = worker.clone();
+                    if out.send(given.reply).await.is_err() {
+                        break End::SessionEnded;
+                    }
+                    drop(out);
+                    if !given.pending.is_empty() {
+                        let Ok(credit) = credits.clone().acquire_owned().await else {
+                            break End::SessionEnded;
+                        };
+                        let data = ToWorker::Data { id, bytes: given.pending, credit };
+                        if worker.send(data).is_err() {
+                            break End::SessionEnded;
+                        }
+                    }
+                }
+            }
+        }
     };
     match &end {
-        End::WriteTimeout(t) => tracing::warn!(
-            id,
-            "GDB took no data for {t:?}: dropping the connection and freeing the slot"
-        ),
-        End::ReadFailed(e) => tracing::info!(id, "read from GDB failed: {e}"),
-        End::WriteFailed(e) => tracing::info!(id, "write to GDB failed: {e}"),
-        End::Eof | End::SessionEnded | End::Shutdown => {}
+        End::WriteTimeout(_) => {
+            tracing::warn!(id, "{end}: dropping the connection and freeing the slot")
+        }
+        End::ReadFailed(_) | End::WriteFailed(_) => tracing::info!(id, "{end}"),
+        _ => {}
     }
     // Dropping the receiver first unblocks a worker waiting to queue a reply.
     drop(out_rx);
-    let _ = to_worker.send(ToWorker::Disconnected { id });
+    let _ = lock(&route).send(ToWorker::Disconnected { id });
     // shutdown(2) does not wait for the peer; bounded all the same.
     let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
-    tracing::info!(id, ?end, "connection closed");
+    tracing::info!(id, "connection closed ({end})");
 }
 
 #[cfg(test)]
@@ -365,7 +572,7 @@ mod tests {
         assert_eq!(roles.admit(peer), None, "a fifth observer");
         roles.release(Role::Observer);
         assert_eq!(roles.admit(peer), Some(Role::Observer));
-        // The controller leaves: observers stay, the next new one controls.
+        // The controller leaves: observers stay, the next to speak controls.
         roles.release(Role::Controller);
         assert_eq!(roles.observers, MAX_OBSERVERS);
         assert_eq!(roles.admit(peer), Some(Role::Controller));

@@ -12,6 +12,7 @@
 //! here (gdbstub has no handler). When the connection ends nothing is
 //! sent to the target.
 
+use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
 
+use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
 use super::readonly;
 use super::vet::{vet, Verdict};
@@ -34,30 +36,33 @@ type StubError = gdbstub::stub::GdbStubError<
     <ChannelConnection as Connection>::Error,
 >;
 
-/// Why an observer session ended.
-#[derive(Debug)]
-enum Ended {
-    Closed,
-    Detached,
-    Stub(String),
-    BadInput(String),
-}
+/// Takes the controller role for this connection if it is free; else the
+/// controller's address (if known) is the error.
+pub(super) type Claim = Box<dyn Fn() -> Result<(), Option<SocketAddr>> + Send>;
 
-impl std::fmt::Display for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ended::Closed => f.write_str("connection closed"),
-            Ended::Detached => f.write_str("GDB detached"),
-            Ended::Stub(e) => write!(f, "protocol error: {e}"),
-            Ended::BadInput(e) => write!(f, "bad input: {e}"),
-        }
-    }
+/// What the socket task needs to hand an observer connection that took
+/// control to the probe worker.
+#[derive(Debug)]
+pub(super) struct Handover {
+    /// GDB switched to no-ack mode on this connection.
+    pub no_ack: bool,
+    /// The reply to `monitor control`, for the socket task to send once its
+    /// reads go to the worker.
+    pub reply: Vec<u8>,
+    /// Bytes GDB sent after `monitor control` (unread by this session).
+    pub pending: Vec<u8>,
 }
 
 /// Serve one observer connection: `rx` gets the socket task's messages
 /// (`Connect`, `Data`, `Disconnected`) as the worker does for a
-/// controller. Returns when the connection ends.
-pub(super) fn serve(rx: Receiver<ToWorker>, mut target: ObserverTarget) {
+/// controller. Returns when the connection ends, or when it took control
+/// (`monitor control`): then the socket task gets a [`Handover`].
+pub(super) fn serve(
+    rx: Receiver<ToWorker>,
+    mut target: ObserverTarget,
+    claim: Claim,
+    handover: tokio::sync::oneshot::Sender<Handover>,
+) {
     let id = target.id();
     let out = loop {
         match rx.recv_timeout(TICK) {
@@ -76,50 +81,80 @@ pub(super) fn serve(rx: Receiver<ToWorker>, mut target: ObserverTarget) {
             return;
         }
     };
+    let mut given = None;
     let ended = match stub.run_state_machine(&mut target) {
-        Ok(sm) => run(sm, &mut target, &rx),
-        Err(e) => Ended::Stub(e.to_string()),
+        Ok(sm) => run(sm, &mut target, &rx, &claim, &mut given),
+        Err(e) => End::Protocol(e.to_string()),
     };
+    if let Some(h) = given {
+        drop(target);
+        tracing::info!(
+            id,
+            "observer session handed over: this connection controls the board"
+        );
+        let _ = handover.send(h);
+        return;
+    }
+    // Its rate-limited warnings are reported first.
+    drop(target);
     tracing::info!(
         id,
         "observer session ended ({ended}); the target was not touched"
     );
 }
 
-fn run<'a>(mut sm: Machine<'a>, target: &mut ObserverTarget, rx: &Receiver<ToWorker>) -> Ended {
+fn run<'a>(
+    mut sm: Machine<'a>,
+    target: &mut ObserverTarget,
+    rx: &Receiver<ToWorker>,
+    claim: &Claim,
+    given: &mut Option<Handover>,
+) -> End {
     let id = target.id();
     let mut framer = Framer::new(MAX_FRAME);
     let mut frames = Vec::new();
-    let mut no_ack = false;
+    let mut link = Link {
+        no_ack: false,
+        claim,
+        took_control: false,
+    };
     loop {
         match rx.recv_timeout(TICK) {
             Ok(ToWorker::Data { bytes, .. }) => {
                 frames.clear();
                 if let Err(e) = framer.push(&bytes, &mut frames) {
-                    return Ended::BadInput(e.to_string());
+                    return End::BadInput(e);
                 }
-                for frame in frames.drain(..) {
-                    sm = match feed(sm, target, &frame, &mut no_ack) {
+                let mut batch = std::mem::take(&mut frames).into_iter();
+                while let Some(frame) = batch.next() {
+                    sm = match feed(sm, target, &frame, &mut link) {
                         Ok(sm) => sm,
-                        Err(e) => return Ended::Stub(e.to_string()),
+                        Err(e) => return End::Protocol(e.to_string()),
                     };
+                    if link.took_control {
+                        if conn(&mut sm).flush().is_err() {
+                            return End::Closed;
+                        }
+                        *given = Some(hand_over(link.no_ack, batch, rx));
+                        return End::SessionEnded;
+                    }
                     if let GdbStubStateMachine::Disconnected(d) = &sm {
                         return match d.get_reason() {
                             DisconnectReason::Disconnect => {
                                 let _ = conn(&mut sm).flush();
-                                Ended::Detached
+                                End::Detached
                             }
-                            other => Ended::Stub(format!("{other:?}")),
+                            other => End::Protocol(format!("{other:?}")),
                         };
                     }
                 }
                 if conn(&mut sm).flush().is_err() {
-                    return Ended::Closed;
+                    return End::Closed;
                 }
             }
             Ok(ToWorker::Disconnected { .. }) | Err(RecvTimeoutError::Disconnected) => {
                 tracing::debug!(id, "observer closed the connection");
-                return Ended::Closed;
+                return End::Closed;
             }
             Ok(_) | Err(RecvTimeoutError::Timeout) => {}
         }
@@ -146,14 +181,53 @@ fn reply_now(sm: &mut Machine<'_>, no_ack: bool, replies: &[Vec<u8>]) {
     }
 }
 
+/// Per-connection protocol state beside gdbstub's.
+struct Link<'c> {
+    no_ack: bool,
+    claim: &'c Claim,
+    /// `monitor control` succeeded: the session ends here.
+    took_control: bool,
+}
+
+/// The handover after `monitor control`: the reply, and what GDB sent after
+/// it (the rest of this read and any read queued since).
+fn hand_over(no_ack: bool, rest: impl Iterator<Item = Frame>, rx: &Receiver<ToWorker>) -> Handover {
+    let mut reply = Vec::new();
+    if !no_ack {
+        reply.push(b'+');
+    }
+    reply.extend(frame_packet(&console_packet(
+        "this connection now controls the board\n",
+    )));
+    reply.extend(frame_packet(b"OK"));
+    let mut pending = Vec::new();
+    for frame in rest {
+        match frame {
+            Frame::Control(b) => pending.push(b),
+            Frame::Packet(p) => pending.extend(p),
+        }
+    }
+    while let Ok(message) = rx.try_recv() {
+        if let ToWorker::Data { bytes, .. } = message {
+            pending.extend(bytes);
+        }
+    }
+    Handover {
+        no_ack,
+        reply,
+        pending,
+    }
+}
+
 /// Feed one frame to gdbstub, unless it is refused or answered here.
 fn feed<'a>(
     mut sm: Machine<'a>,
     target: &mut ObserverTarget,
     frame: &Frame,
-    no_ack: &mut bool,
+    link: &mut Link<'_>,
 ) -> Result<Machine<'a>, StubError> {
     let id = target.id();
+    let no_ack = &mut link.no_ack;
     let rewritten;
     let frame = match frame {
         Frame::Packet(p) => match vet(p, PACKET_BUFFER) {
@@ -176,23 +250,42 @@ fn feed<'a>(
         Frame::Control(b'-') if *no_ack => return Ok(sm),
         Frame::Control(b'-') if conn(&mut sm).resend() => return Ok(sm),
         Frame::Control(0x03) => {
-            tracing::warn!(
-                id,
-                "observer sent Ctrl-C: ignored, an observer cannot halt the core"
-            );
+            target.warn("Ctrl-Cs", || {
+                tracing::warn!(
+                    id,
+                    "observer sent Ctrl-C: ignored, an observer cannot halt the core"
+                )
+            });
             return Ok(sm);
         }
         Frame::Control(_) => frame,
     };
     if let Some(payload) = frame.payload() {
+        if readonly::monitor_text(payload).as_deref() == Some("control") {
+            match (link.claim)() {
+                Ok(()) => link.took_control = true,
+                Err(holder) => {
+                    let line = format!(
+                        "monitor control: {} controls the board; this connection stays an \
+                         observer (ask again once it has disconnected)\n",
+                        holder.map_or("another GDB".into(), |a| a.to_string())
+                    );
+                    let refused = format!("E{REFUSED_ERRNO:02x}").into_bytes();
+                    reply_now(&mut sm, link.no_ack, &[console_packet(&line), refused]);
+                }
+            }
+            return Ok(sm);
+        }
         if let Some(what) = readonly::refusal(payload) {
             let shown: String = String::from_utf8_lossy(payload).chars().take(48).collect();
-            tracing::warn!(
-                id,
-                packet = %shown,
-                "observer connection: refusing to {what}; only the controlling GDB may change \
-                 the target"
-            );
+            target.warn("refused packets", || {
+                tracing::warn!(
+                    id,
+                    packet = %shown,
+                    "observer connection: refusing to {what}; only the controlling GDB may \
+                     change the target"
+                )
+            });
             let mut replies = Vec::new();
             if let Some(cmd) = readonly::monitor_text(payload) {
                 let line = format!(

@@ -22,7 +22,8 @@
 //! controller's target between its packets (also while the core runs) or
 //! by the idle loop when no GDB controls the board.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,11 +35,13 @@ use probe_rs::Session;
 use tokio::sync::mpsc::Sender as OutSender;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
 use crate::board::Board;
 use crate::flash::EventSink;
 use crate::gdb::observer::{Observed, ObserverRequest, SessionOwner};
 use crate::gdb::{fatal_only, ExecState, GdbError, GdbTarget, SessionFault};
+use crate::ratelimit::RateLimit;
 
 /// gdbstub's packet buffer (we advertise it as `PacketSize`); large enough
 /// for fast `vFlashWrite`/`X` transfers.
@@ -98,7 +101,13 @@ pub enum ToWorker {
     /// A connection starts; `out` carries bytes back to it. The worker gets
     /// controllers; an observer's thread gets the same messages
     /// (`observer.rs`).
-    Connect { id: u64, out: OutSender<Vec<u8>> },
+    Connect {
+        id: u64,
+        out: OutSender<Vec<u8>>,
+        /// The client is already in no-ack mode (an observer that took
+        /// control with `monitor control`).
+        no_ack: bool,
+    },
     Data {
         id: u64,
         bytes: Vec<u8>,
@@ -196,20 +205,6 @@ impl ProbeWorker {
     }
 }
 
-/// How a connection ended.
-enum Outcome {
-    /// GDB detached (`D`): let the core run on.
-    Detached,
-    /// GDB killed the target in non-extended mode: leave it halted.
-    Killed,
-    /// Socket closed, protocol error or bad input: put the core back as the
-    /// first packet found it.
-    Closed,
-    /// Server shutting down: as `Closed`.
-    Shutdown,
-    Fault(SessionFault),
-}
-
 /// What the first packet of a connection found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Found {
@@ -232,37 +227,47 @@ fn worker_main(
         keep_alive,
     } = opened;
     let mut observed = Observed::new(&board, memory_map.clone());
+    // Observer requests a controller's session left unanswered.
+    let mut deferred = VecDeque::new();
     loop {
-        match rx.recv_timeout(IDLE_TICK) {
-            Ok(ToWorker::Connect { id, out }) => {
+        let next = match deferred.pop_front() {
+            Some(request) => Ok(ToWorker::Observe(request)),
+            None => rx.recv_timeout(IDLE_TICK),
+        };
+        match next {
+            Ok(ToWorker::Connect { id, out, no_ack }) => {
                 let mut target =
                     GdbTarget::new(session, board.clone(), memory_map.clone(), events.clone());
                 let mut found = Found::Untouched;
-                let outcome = serve(&mut target, id, out, &rx, &mut found, &mut observed);
+                let mut state = ServeState {
+                    found: &mut found,
+                    observed: &mut observed,
+                    deferred: &mut deferred,
+                };
+                let outcome = serve(&mut target, id, out, no_ack, &rx, &mut state);
                 let cleanup = match &outcome {
-                    Outcome::Fault(_) => Ok(()),
+                    End::Fault(_) => Ok(()),
                     _ => target.cleanup(),
                 };
                 let after = match (&outcome, cleanup) {
-                    (Outcome::Fault(_), _) => Ok(()),
+                    (End::Fault(_), _) => Ok(()),
                     (_, Err(f)) => Err(f),
-                    (Outcome::Detached, Ok(())) => target.resume_free(),
-                    (Outcome::Closed | Outcome::Shutdown, Ok(())) => {
-                        restore_found(&mut target, id, found)
-                    }
-                    (Outcome::Killed, Ok(())) => Ok(()),
+                    (End::Detached, Ok(())) => target.resume_free(),
+                    (End::Killed, Ok(())) => Ok(()),
+                    // Closed, bad input, shutdown: as found.
+                    (_, Ok(())) => restore_found(&mut target, id, found),
                 };
                 session = target.into_session();
                 if let Some(f) = connection_ended.as_mut() {
                     f();
                 }
                 match (outcome, after) {
-                    (Outcome::Fault(f), _) | (_, Err(f)) => {
+                    (End::Fault(f), _) | (_, Err(f)) => {
                         drop(session);
                         drop(keep_alive);
                         return Err(anyhow::Error::new(f).context("GDB session ended"));
                     }
-                    (Outcome::Shutdown, _) => break,
+                    (End::Shutdown, _) => break,
                     _ => tracing::info!(id, "connection finished; waiting for the next GDB"),
                 }
             }
@@ -443,16 +448,25 @@ fn conn<'m, 'a>(sm: &'m mut Machine<'a>) -> &'m mut ChannelConnection {
     }
 }
 
+/// What [`serve`] keeps beyond one connection.
+struct ServeState<'a> {
+    found: &'a mut Found,
+    observed: &'a mut Observed,
+    /// Observer requests waiting for the controller's queue to be empty;
+    /// at most one per observer ([`crate::gdb::observer::Owner`]).
+    deferred: &'a mut VecDeque<ObserverRequest>,
+}
+
 /// Serve one connection until it ends. The target must be handed back to
 /// the worker in any case, so this never takes ownership of it.
 fn serve(
     target: &mut GdbTarget,
     id: u64,
     out: OutSender<Vec<u8>>,
+    no_ack: bool,
     rx: &Receiver<ToWorker>,
-    found: &mut Found,
-    observed: &mut Observed,
-) -> Outcome {
+    state: &mut ServeState<'_>,
+) -> End {
     tracing::info!(
         id,
         "GDB connected; the core is left alone until the first packet"
@@ -464,7 +478,7 @@ fn serve(
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot build the GDB stub: {e:?}");
-            return Outcome::Closed;
+            return End::Protocol(format!("{e:?}"));
         }
     };
     let mut sm = match stub.run_state_machine(target) {
@@ -476,22 +490,42 @@ fn serve(
     let mut link = Link {
         id,
         no_ack: false,
-        found,
+        found: &mut *state.found,
+        log: RateLimit::new(),
     };
     let mut poll = POLL_MIN;
+    if no_ack {
+        // gdbstub learns it as GDB told the observer, whose reply was sent
+        // then: this one goes nowhere.
+        let (sink, _drop_it) = tokio::sync::mpsc::channel(4);
+        let out = std::mem::replace(&mut conn(&mut sm).out, sink);
+        for &b in &frame_packet(b"QStartNoAckMode") {
+            sm = match sm {
+                GdbStubStateMachine::Idle(i) => match i.incoming_data(target, b) {
+                    Ok(sm) => sm,
+                    Err(e) => return stub_error(e),
+                },
+                other => other,
+            };
+        }
+        let c = conn(&mut sm);
+        c.pending.clear();
+        c.out = out;
+        link.no_ack = true;
+    }
 
     loop {
         // Settle the state machine: report stops, handle interrupts.
         sm = match sm {
             GdbStubStateMachine::Running(inner) => match target.poll_stop() {
-                Err(f) => return Outcome::Fault(f),
+                Err(f) => return End::Fault(f),
                 Ok(Some(reason)) => {
                     poll = POLL_MIN;
                     match inner.report_stop(target, reason) {
                         Ok(sm) => {
                             let mut sm = sm;
                             if conn(&mut sm).flush().is_err() {
-                                return Outcome::Closed;
+                                return End::Closed;
                             }
                             sm
                         }
@@ -503,12 +537,12 @@ fn serve(
             GdbStubStateMachine::CtrlCInterrupt(inner) => {
                 let reason = match target.interrupt() {
                     Ok(r) => r,
-                    Err(f) => return Outcome::Fault(f),
+                    Err(f) => return End::Fault(f),
                 };
                 match inner.interrupt_handled(target, Some(reason)) {
                     Ok(mut sm) => {
                         if conn(&mut sm).flush().is_err() {
-                            return Outcome::Closed;
+                            return End::Closed;
                         }
                         sm
                     }
@@ -519,15 +553,15 @@ fn serve(
                 return match inner.get_reason() {
                     DisconnectReason::Disconnect => {
                         tracing::info!(id, "GDB detached; core runs on");
-                        Outcome::Detached
+                        End::Detached
                     }
                     DisconnectReason::Kill => {
                         tracing::info!(id, "GDB killed the target; core stays halted");
-                        Outcome::Killed
+                        End::Killed
                     }
                     other => {
                         tracing::info!(id, ?other, "GDB session ended");
-                        Outcome::Closed
+                        End::Protocol(format!("{other:?}"))
                     }
                 };
             }
@@ -536,14 +570,35 @@ fn serve(
         let running = matches!(sm, GdbStubStateMachine::Running(_));
         let wait = if running { poll } else { IDLE_TICK };
 
-        match rx.recv_timeout(wait) {
+        // The controller first: an observer's request waits until no
+        // message is queued, and the next is taken only after it.
+        let next = if state.deferred.is_empty() {
+            rx.recv_timeout(wait)
+        } else {
+            match rx.try_recv() {
+                Ok(message) => Ok(message),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {
+                    let request = state.deferred.pop_front().expect("not empty");
+                    match state
+                        .observed
+                        .answer(SessionOwner::Controller(target), &request.query)
+                    {
+                        Ok(reply) => request.answer(reply),
+                        Err(f) => return End::Fault(f),
+                    }
+                    continue;
+                }
+            }
+        };
+        match next {
             Ok(ToWorker::Data {
                 id: from, bytes, ..
             }) if from == id => {
                 frames.clear();
                 if let Err(e) = framer.push(&bytes, &mut frames) {
                     tracing::warn!(id, "closing connection: {e}");
-                    return Outcome::Closed;
+                    return End::BadInput(e);
                 }
                 for frame in frames.drain(..) {
                     sm = match feed(sm, target, &frame, &mut link) {
@@ -555,21 +610,16 @@ fn serve(
                     }
                 }
                 if conn(&mut sm).flush().is_err() {
-                    return Outcome::Closed;
+                    return End::Closed;
                 }
-                observed.note_registers(target.cached_registers());
+                state.observed.note_registers(target.cached_registers());
             }
             Ok(ToWorker::Disconnected { id: from }) if from == id => {
                 tracing::info!(id, "GDB closed the connection");
-                return Outcome::Closed;
+                return End::Closed;
             }
-            Ok(ToWorker::Observe(request)) => {
-                match observed.answer(SessionOwner::Controller(target), &request.query) {
-                    Ok(reply) => request.answer(reply),
-                    Err(f) => return Outcome::Fault(f),
-                }
-            }
-            Ok(ToWorker::Connect { id: other, out }) => {
+            Ok(ToWorker::Observe(request)) => state.deferred.push_back(request),
+            Ok(ToWorker::Connect { id: other, out, .. }) => {
                 // The accept loop admits one controlling client; if one slips
                 // through a race, close it rather than interleave sessions.
                 tracing::warn!(id = other, "refusing a second controlling connection");
@@ -581,7 +631,7 @@ fn serve(
                     poll = (poll * 2).min(POLL_MAX);
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return Outcome::Shutdown,
+            Err(RecvTimeoutError::Disconnected) => return End::Shutdown,
         }
     }
 }
@@ -602,6 +652,14 @@ struct Link<'f> {
     id: u64,
     no_ack: bool,
     found: &'f mut Found,
+    /// Warnings the client can provoke at will (bad `qCRC`s).
+    log: RateLimit,
+}
+
+impl Drop for Link<'_> {
+    fn drop(&mut self) {
+        self.log.flush(&format!("connection {}", self.id));
+    }
 }
 
 /// Feed one frame to gdbstub, unless the server answers it itself.
@@ -665,7 +723,7 @@ fn feed<'a>(
         *link.found = attach(target, link.id).map_err(FeedError::Fault)?;
     }
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
-        if let Some(reply) = intercept(target, payload) {
+        if let Some(reply) = intercept(target, payload, &mut link.log, link.id) {
             let c = conn(&mut sm);
             if !link.no_ack {
                 c.pending.push(b'+');
@@ -707,19 +765,32 @@ fn feed<'a>(
 /// the CRC ([`GdbTarget::qcrc`]: the window on the target through the stub,
 /// the rest from memory read through the probe) and reply `C<crc32>`, or
 /// `E xx` with the reason in the log.
-fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
+fn intercept(
+    target: &mut GdbTarget,
+    payload: &[u8],
+    log: &mut RateLimit,
+    id: u64,
+) -> Option<Vec<u8>> {
     let args = payload.strip_prefix(b"qCRC:")?;
+    let from = format!("connection {id}");
     let Some((addr, len)) = crate::gdb::crc::parse_qcrc(args) else {
-        tracing::warn!(packet = %String::from_utf8_lossy(payload), "malformed qCRC");
+        log.warn(
+            "failed qCRCs",
+            &from,
+            || tracing::warn!(id, packet = %String::from_utf8_lossy(payload), "malformed qCRC"),
+        );
         return Some(b"E01".to_vec());
     };
     Some(match target.qcrc(addr, len) {
         Ok(crc) => format!("C{crc:08x}").into_bytes(),
         Err(e) => {
-            tracing::warn!(
-                error = %crate::error::DisplayChain(&e),
-                "qCRC of {len:#x} bytes at {addr:#010x} failed"
-            );
+            log.warn("failed qCRCs", &from, || {
+                tracing::warn!(
+                    id,
+                    error = %crate::error::DisplayChain(&e),
+                    "qCRC of {len:#x} bytes at {addr:#010x} failed"
+                )
+            });
             format!("E{:02x}", e.errno()).into_bytes()
         }
     })
@@ -728,20 +799,20 @@ fn intercept(target: &mut GdbTarget, payload: &[u8]) -> Option<Vec<u8>> {
 /// How a gdbstub error ends the connection: a target fault ends the session,
 /// anything else (bad packet, buffer overflow, socket gone) only this
 /// connection.
-fn stub_error(e: impl Into<FeedError>) -> Outcome {
+fn stub_error(e: impl Into<FeedError>) -> End {
     match e.into() {
-        FeedError::Fault(f) => Outcome::Fault(f),
+        FeedError::Fault(f) => End::Fault(f),
         FeedError::Stub(e) if e.is_target_error() => match e.into_target_error() {
-            Some(f) => Outcome::Fault(f),
-            None => Outcome::Closed,
+            Some(f) => End::Fault(f),
+            None => End::Closed,
         },
         FeedError::Stub(e) if e.is_connection_error() => {
             tracing::info!("client connection closed");
-            Outcome::Closed
+            End::Closed
         }
         FeedError::Stub(e) => {
             tracing::warn!("closing connection after a protocol error: {e}");
-            Outcome::Closed
+            End::Protocol(e.to_string())
         }
     }
 }

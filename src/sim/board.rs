@@ -28,18 +28,21 @@ pub enum ResetKind {
     /// SYSRESETREQ.
     Software,
     Watchdog,
+    /// The window watchdog (WWDG).
+    WindowWatchdog,
     /// VECTRESET: the core only.
     Core,
 }
 
 impl ResetKind {
     fn csr_flags(self) -> Option<u32> {
-        use super::stm32::rcc::{CSR_IWDGRSTF, CSR_PINRSTF, CSR_SFTRSTF};
+        use super::stm32::rcc::{CSR_IWDGRSTF, CSR_PINRSTF, CSR_SFTRSTF, CSR_WWDGRSTF};
         match self {
             Self::PowerOn | Self::Core => None,
             Self::Pin => Some(CSR_PINRSTF),
             Self::Software => Some(CSR_SFTRSTF | CSR_PINRSTF),
             Self::Watchdog => Some(CSR_IWDGRSTF | CSR_PINRSTF),
+            Self::WindowWatchdog => Some(CSR_WWDGRSTF | CSR_PINRSTF),
         }
     }
 }
@@ -643,6 +646,9 @@ impl Board {
             if self.mcu.borrow().iwdg.expired(now) {
                 tracing::info!(target: "sim", "IWDG expired: chip reset");
                 self.reset(ResetKind::Watchdog);
+            } else if self.mcu.borrow().wwdg.expired(now) {
+                tracing::info!(target: "sim", "WWDG expired: chip reset");
+                self.reset(ResetKind::WindowWatchdog);
             } else if now >= target || now == start {
                 break;
             }
@@ -746,6 +752,7 @@ impl Board {
         let now = m.now();
         [
             m.iwdg.deadline(),
+            m.wwdg.deadline(),
             m.next_dma_event().filter(|&t| t > now),
             Some(m.timer_due).filter(|&t| t > now && t != u64::MAX),
         ]
@@ -763,14 +770,19 @@ impl Board {
         }
     }
 
-    /// The IWDG is frozen only while the core is halted in debug with
-    /// DBGMCU_APB1_FZ.DBG_IWDG_STOP set (RM0090 38.16.4).
+    /// The IWDG and the WWDG are frozen only while the core is halted in
+    /// debug with DBGMCU_APB1_FZ.DBG_IWDG_STOP / DBG_WWDG_STOP set (RM0090
+    /// 38.16.4).
     fn sync_watchdog(&mut self) {
+        const DBG_WWDG_STOP: u32 = 1 << 11;
         const DBG_IWDG_STOP: u32 = 1 << 12;
-        let frozen = self.core.halted && self.dbg().dbgmcu_apb1_fz & DBG_IWDG_STOP != 0;
+        let fz = self.dbg().dbgmcu_apb1_fz;
+        let halted = self.core.halted;
         let mut m = self.mcu.borrow_mut();
         let now = m.now();
-        m.iwdg.set_frozen(frozen, now);
+        m.iwdg.set_frozen(halted && fz & DBG_IWDG_STOP != 0, now);
+        m.wwdg_debug_frozen = halted && fz & DBG_WWDG_STOP != 0;
+        m.sync_wwdg();
     }
 
     /// Run up to `n` instructions (free-running catch-up).

@@ -23,6 +23,7 @@ use super::stm32::gpio::{GpioPort, PinMode};
 use super::stm32::iwdg::Iwdg;
 use super::stm32::rcc::Rcc;
 use super::stm32::spi::{Spi, SpiLink};
+use super::stm32::wwdg::Wwdg;
 use super::w25q64jv::W25q64jv;
 
 pub const FLASH_BASE: u32 = 0x0800_0000;
@@ -48,6 +49,7 @@ fn signature() -> [u8; 20] {
     s
 }
 const IWDG_BASE: u32 = 0x4000_3000;
+const WWDG_BASE: u32 = 0x4000_2C00;
 const CRC_BASE: u32 = 0x4002_3000;
 const DMA2_BASE: u32 = 0x4002_6400;
 /// NVIC lines of DMA2 streams 0-7 (RM0090 table 61).
@@ -179,10 +181,14 @@ pub struct Mcu {
     pub gpio: [GpioPort; 5],
     pub spi: [Spi; 3],
     pub iwdg: Iwdg,
+    pub wwdg: Wwdg,
     pub crc: Crc,
     pub dma2: Dma,
     /// Set while DMA moves data (its own bus accesses must not re-enter).
     in_dma: bool,
+    /// The core is halted with DBGMCU_APB1_FZ.DBG_WWDG_STOP (the board
+    /// decides): the WWDG does not count.
+    pub wwdg_debug_frozen: bool,
     /// Bumped by every CPU or debugger write to DMA2 or an SPI: the next
     /// DMA event may have moved closer (see `SimBoard::run_for`).
     pub dma_epoch: u64,
@@ -240,9 +246,11 @@ impl Mcu {
                 Spi::new(3, HSI_HZ),
             ],
             iwdg: Iwdg::new(),
+            wwdg: Wwdg::new(),
             crc: Crc::new(),
             dma2: Dma::new(),
             in_dma: false,
+            wwdg_debug_frozen: false,
             dma_epoch: 0,
             stall_until: None,
             pwr: [0; 2],
@@ -266,7 +274,16 @@ impl Mcu {
 
     /// Make the core clock and the APB clocks follow RCC (after a write to
     /// RCC or a reset).
+    /// The WWDG counts while clocked (APB1ENR.WWDGEN, at PCLK1) and not
+    /// frozen by the debugger.
+    pub fn sync_wwdg(&mut self) {
+        let running = self.rcc.wwdg_clock_enabled() && !self.wwdg_debug_frozen;
+        let now = self.clock.now();
+        self.wwdg.set_clocking(running, self.rcc.pclk1_hz(), now);
+    }
+
     fn apply_clocks(&mut self) {
+        self.sync_wwdg();
         self.clock.set_cpu_hz(self.rcc.hclk_hz());
         let (p1, p2) = (self.rcc.pclk1_hz(), self.rcc.pclk2_hz());
         self.spi[0].set_pclk(p2);
@@ -383,6 +400,7 @@ impl Mcu {
         }
         self.flash.reset();
         self.iwdg.reset();
+        self.wwdg.reset();
         self.crc.reset();
         self.dma2.reset();
         self.update_dma_irqs();
@@ -580,6 +598,9 @@ impl Mcu {
         let off = addr & (PERIPH_BLOCK - 1);
         let word = match base {
             IWDG_BASE => self.iwdg.read(off, now),
+            // Registers read as zero with the clock off, as for SPI.
+            WWDG_BASE if self.rcc.wwdg_clock_enabled() => self.wwdg.read(off, now),
+            WWDG_BASE => 0,
             CRC_BASE if self.rcc.crc_clock_enabled() => self.crc.read(off),
             DMA2_BASE if self.rcc.dma2_clock_enabled() => self.dma2.read(off),
             DMA2_BASE => 0,
@@ -639,6 +660,11 @@ impl Mcu {
         let off = addr & (PERIPH_BLOCK - 1);
         match base {
             IWDG_BASE => self.iwdg.write(off, value, mask, now),
+            WWDG_BASE => {
+                if self.rcc.wwdg_clock_enabled() {
+                    self.wwdg.write(off, value, mask, now);
+                }
+            }
             CRC_BASE => {
                 if self.rcc.crc_clock_enabled() {
                     self.crc.write(off, value, mask);

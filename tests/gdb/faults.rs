@@ -181,6 +181,66 @@ fn gdb_load_into_the_window_with_a_running_watchdog_resets_nothing() {
     );
 }
 
+/// The application's window watchdog runs (WDGA, /8 at PCLK1 = HSI 16 MHz:
+/// 2.048 ms per count, 131 ms from 0x7F to a reset; DBG_WWDG_STOP, as an
+/// application debugged with it would have, freezes it only while the core
+/// is halted) when GDB loads an image whose window part takes longer than
+/// that, and the stub runs the core. The load and `compare-sections`
+/// succeed, RCC_CSR shows no reset, the counter reads as before the load
+/// (the session kept it where the application left it) and
+/// RCC_APB1ENR/DBGMCU_APB1_FZ read back as the application set them.
+#[test]
+fn gdb_load_into_the_window_with_a_running_window_watchdog_resets_nothing() {
+    let s = SimServer::start(&["--sim-link", "ideal"]);
+    let out = gdb_batch(
+        &s.addr,
+        FIRMWARE_ASSETS,
+        &[
+            "load",
+            "monitor flash erase-all",
+            "monitor reset halt",
+            "set *(unsigned *)0xE0042008 = 0x800",
+            "set *(unsigned *)0x40023874 = 0x01000000", // RMVF
+            // WWDGEN, then CFR: WDGTB /8, W 0x7F; CR: WDGA, T 0x7F.
+            "set *(unsigned *)0x40023840 = *(unsigned *)0x40023840 | 0x800",
+            "set *(unsigned *)0x40002C04 = 0x1FF",
+            "set *(unsigned *)0x40002C00 = 0xFF",
+            "p/x *(unsigned *)0x40002C00",
+            "load",
+            "compare-sections",
+            "p/x *(unsigned *)0x40023874",
+            "p/x *(unsigned *)0x40002C00",
+            "p/x *(unsigned *)0x40023840",
+            "p/x *(unsigned *)0xE0042008",
+        ],
+        GdbLimits::STUB_RUNS,
+    );
+    assert_eq!(out.matches("Start address").count(), 2, "{out}");
+    assert!(!out.contains("rror"), "{out}");
+    assert!(!out.contains("MIS-MATCHED"), "{out}");
+    assert!(out.contains("matched"), "{out}");
+    let before = printed(&out, 0);
+    assert_eq!(before & 0x80, 0x80, "WDGA: {before:#x}\n{out}");
+    let csr = printed(&out, 1);
+    assert_eq!(csr & 1 << 30, 0, "WWDGRSTF: RCC_CSR {csr:#010x}\n{out}");
+    assert_eq!(csr & 0xFE00_0000, 0, "no reset flag: RCC_CSR {csr:#010x}");
+    assert_eq!(
+        printed(&out, 2),
+        before,
+        "the counter as the application left it"
+    );
+    assert_ne!(
+        printed(&out, 3) & 0x800,
+        0,
+        "WWDGEN as the application set it"
+    );
+    assert_eq!(
+        printed(&out, 4),
+        0x800,
+        "DBGMCU_APB1_FZ as the application set it"
+    );
+}
+
 /// The lines GDB printed between `echo <name>\n` and the next `echo` mark.
 fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
     let start = format!("=={name}==");

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, Instant};
 
+use crate::connections::SlowLoris;
 use crate::support::rsp::{decode_rle, frame, hex, is_controller, RspClient};
 use crate::support::server::SimServer;
 use extflash_gdb::board::Board;
@@ -449,22 +450,36 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Cycles of every way a connection can end; afterwards the slot is free,
+/// Cycles of every way a connection can end (silent and slow-loris
+/// connections included); afterwards the slot is free,
 /// no FPB comparator leaked, memory did not grow, and the core runs as it
 /// did before the first one. `EXTFLASH_SOAK_CYCLES` sets the count.
 #[test]
 fn soak_connect_disconnect_cycles_leave_no_stuck_state() {
-    let cycles = env_count("EXTFLASH_SOAK_CYCLES", 40);
-    let srv = InProcess::start(Core::RunningLoop, Limits::default());
+    let cycles = env_count("EXTFLASH_SOAK_CYCLES", 42);
+    let srv = InProcess::start(
+        Core::RunningLoop,
+        Limits {
+            first_packet: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    );
     let mut rss_after_warmup = None;
     let t = Instant::now();
     for i in 0..cycles {
         if i == cycles.min(20) - 1 {
             rss_after_warmup = rss_kib();
         }
-        match i % 5 {
+        match i % 7 {
             // Bare connect, nothing sent.
             0 => drop(raw(&srv.addr)),
+            // Connected, never speaks: closed at the first-packet limit.
+            5 => assert!(closed_by_server(&mut raw(&srv.addr)), "cycle {i}"),
+            // Slow loris: a packet that never completes.
+            6 => {
+                let loris = SlowLoris::start(&srv.addr, Duration::from_millis(50));
+                assert!(loris.closed(), "cycle {i}");
+            }
             // Non-RSP input.
             1 => {
                 let mut s = raw(&srv.addr);

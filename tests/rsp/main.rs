@@ -8,6 +8,7 @@
 mod support;
 
 mod client;
+mod connections;
 mod hardening;
 mod observer;
 mod robustness;

@@ -274,3 +274,125 @@ fn invalid_http_request_on_an_observer_connection_is_closed_and_writes_nothing()
     interrupt_sees_sigint(&mut c);
     assert_eq!(c.ask("m20000000,4").unwrap(), LOOP_BYTES, "nothing written");
 }
+
+/// Two observers loop `qCRC` over the whole window (refused: over the
+/// budget) and over budget-sized pieces of it while the controller steps:
+/// every step is served within 50 ms of board time and 1 s of wall time.
+/// `--nocapture` prints the figures the README quotes.
+#[test]
+fn valid_controller_steps_promptly_while_two_observers_loop_qcrc_over_the_window() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const STEPS: usize = 40;
+    let srv = InProcess::start(Core::HaltedAtLoop, Limits::default());
+    let mut c = srv.client();
+    c.start_no_ack_mode().unwrap();
+    // Identify the chip once (the first window access), as GDB's first
+    // look at the window would.
+    assert!(c.ask("qCRC:90000000,4").unwrap().starts_with('C'));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pieces = Arc::new(AtomicUsize::new(0));
+    let max = extflash_gdb::gdb::observer::OBSERVER_CRC_MAX;
+    let observers: Vec<_> = (0..2)
+        .map(|n| {
+            let mut o = observer(&srv);
+            let (stop, pieces) = (stop.clone(), pieces.clone());
+            std::thread::spawn(move || {
+                let mut at = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    let whole = o.ask("qCRC:90000000,800000").unwrap();
+                    assert_eq!(whole, "E1b", "observer {n}: the whole window is refused");
+                    let piece = o
+                        .ask(&format!("qCRC:{:x},{max:x}", 0x9000_0000 + at))
+                        .unwrap();
+                    match piece.as_str() {
+                        p if p.starts_with('C') => {
+                            pieces.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // The stub is not loaded (the controller stepped).
+                        "E0e" | "E0b" => {}
+                        other => panic!("observer {n}: {other}"),
+                    }
+                    at = (at + max) % 0x80_0000;
+                }
+            })
+        })
+        .collect();
+    let (mut worst_wall, mut worst_board) = (Duration::ZERO, 0u64);
+    let mut served_during = 0;
+    for i in 0..STEPS {
+        // The controller's own window access loads the stub (observers
+        // never do); their pieces run while it is loaded.
+        assert!(c.ask("qCRC:90000000,100").unwrap().starts_with('C'));
+        std::thread::sleep(Duration::from_millis(20));
+        let before = pieces.load(Ordering::SeqCst);
+        let (t, b) = (Instant::now(), srv.sim.lock().now());
+        let stop_reply = String::from_utf8_lossy(&c.request(b"vCont;s").unwrap()).into_owned();
+        let (wall, board) = (t.elapsed(), srv.sim.lock().now() - b);
+        assert!(
+            stop_reply.starts_with("T05") || stop_reply.starts_with("S05"),
+            "step {i}: {stop_reply}"
+        );
+        worst_wall = worst_wall.max(wall);
+        worst_board = worst_board.max(board);
+        // Some steps wait for the observers' pieces in between.
+        if pieces.load(Ordering::SeqCst) > before {
+            served_during += 1;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for o in observers {
+        o.join().unwrap();
+    }
+    let board_ms = worst_board as f64 / 1e9;
+    eprintln!(
+        "controller steps beside two observers looping qCRC: worst {worst_wall:?} wall, \
+         {board_ms:.2} ms board time; {} window pieces of {max:#x} bytes served, {served_during} \
+         of {STEPS} steps overlapped them",
+        pieces.load(Ordering::SeqCst)
+    );
+    assert!(
+        pieces.load(Ordering::SeqCst) > 0,
+        "the observers never got a window CRC: nothing was measured"
+    );
+    assert!(worst_wall < Duration::from_secs(1), "{worst_wall:?}");
+    assert!(board_ms < 50.0, "{board_ms} ms of board time");
+}
+
+#[test]
+fn valid_observer_takes_control_with_monitor_control_once_the_controller_left() {
+    let srv = InProcess::start(Core::HaltedAtLoop, Limits::default());
+    let c = running_controller(&srv);
+    let mut o = observer(&srv);
+    let (console, reply) = o.monitor("control").unwrap();
+    assert_eq!(reply, "E0d", "refused while another GDB controls");
+    assert!(console.contains("controls the board"), "{console}");
+    assert!(!is_controller(&mut o));
+    // The controller leaves (the core is halted again, as found).
+    drop(c);
+    assert!(srv.wait_halted(true));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (console, reply) = o.monitor("control").unwrap();
+        if reply == "OK" {
+            assert!(console.contains("now controls"), "{console}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was not freed: {console}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still in no-ack mode: the next reply comes without a `+` first.
+    o.send_raw(&frame(b"m20000000,4")).unwrap();
+    assert_eq!(o.recv_raw_byte().unwrap(), b'$', "no ack in no-ack mode");
+    assert_eq!(String::from_utf8_lossy(&o.recv_packet_rest()), LOOP_BYTES);
+    assert!(is_controller(&mut o), "the observer now controls");
+    o.send_packet(b"vCont;c").unwrap();
+    assert!(srv.wait_halted(false), "it runs the core");
+    // A new connection observes.
+    let mut next = observer(&srv);
+    assert_eq!(next.ask("vCont;c").unwrap(), "E0d");
+    interrupt_sees_sigint(&mut o);
+}

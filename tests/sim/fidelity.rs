@@ -1048,3 +1048,86 @@ fn dma2_memory_to_memory_copies_at_once_and_sets_tcif() {
         "stream 1 TCIF"
     );
 }
+
+// ---- window watchdog -------------------------------------------------------
+
+const RCC_APB1ENR: u64 = 0x4002_3840;
+const WWDGEN: u32 = 1 << 11;
+const WWDG_CR: u64 = 0x4000_2C00;
+const WWDG_CFR: u64 = 0x4000_2C04;
+const CSR_WWDGRSTF: u32 = 1 << 30;
+const DBG_WWDG_STOP: u32 = 1 << 11;
+
+/// Clock and activate the WWDG with window `w`: /1 at PCLK1 = HSI 16 MHz,
+/// 4096 / 16 MHz = 256 us per count, 0x7F -> 0x3F in 16.4 ms.
+fn start_wwdg(core: &mut probe_rs::Core<'_>, w: u32) {
+    let apb1 = core.read_word_32(RCC_APB1ENR).unwrap();
+    core.write_word_32(RCC_APB1ENR, apb1 | WWDGEN).unwrap();
+    core.write_word_32(WWDG_CFR, w).unwrap();
+    core.write_word_32(WWDG_CR, 0x80 | 0x7F).unwrap();
+}
+
+fn wwdg_reset_seen(core: &mut probe_rs::Core<'_>) -> bool {
+    core.read_word_32(RCC_CSR).unwrap() & CSR_WWDGRSTF != 0
+}
+
+#[test]
+fn wwdg_resets_the_chip_when_t6_clears() {
+    let (board, mut session) = watchdog_board();
+    let mut core = session.core(0).unwrap();
+    start_code(&mut core, &SPIN);
+    start_wwdg(&mut core, 0x7F);
+    pass_ms(&board, &mut core, 10);
+    assert!(!wwdg_reset_seen(&mut core), "not yet at 16.4 ms");
+    let counter = core.read_word_32(WWDG_CR).unwrap() & 0x7F;
+    assert!((0x40..0x7F - 30).contains(&counter), "{counter:#x}");
+    pass_ms(&board, &mut core, 7);
+    assert!(wwdg_reset_seen(&mut core), "reset when T6 cleared");
+    assert!(
+        core.read_word_32(RCC_CSR).unwrap() & CSR_IWDGRSTF == 0,
+        "the window watchdog's flag, not the independent one's"
+    );
+    assert!(!board.lock().mcu().wwdg.active(), "reset clears WDGA");
+}
+
+#[test]
+fn wwdg_refresh_above_the_window_resets_the_chip() {
+    let (board, mut session) = watchdog_board();
+    let mut core = session.core(0).unwrap();
+    core.write_word_32(DBGMCU_APB1_FZ, DBG_WWDG_STOP).unwrap();
+    start_code(&mut core, &SPIN);
+    start_wwdg(&mut core, 0x50);
+    pass_ms(&board, &mut core, 1);
+    // Counter near 0x7B, above W = 0x50: too early.
+    core.write_word_32(WWDG_CR, 0x7F).unwrap();
+    pass_ms(&board, &mut core, 1);
+    assert!(wwdg_reset_seen(&mut core), "a refresh before the window");
+}
+
+#[test]
+fn wwdg_stops_while_halted_with_dbg_wwdg_stop_or_its_clock_off_and_keeps_its_count() {
+    let (board, mut session) = watchdog_board();
+    let mut core = session.core(0).unwrap();
+    core.write_word_32(DBGMCU_APB1_FZ, DBG_WWDG_STOP).unwrap();
+    start_wwdg(&mut core, 0x7F);
+    let before = core.read_word_32(WWDG_CR).unwrap();
+    pass_ms(&board, &mut core, 50);
+    assert_eq!(core.read_word_32(WWDG_CR).unwrap(), before, "frozen halted");
+    assert!(!wwdg_reset_seen(&mut core));
+    // Running with its clock gated (what a stub session does): no count.
+    let apb1 = core.read_word_32(RCC_APB1ENR).unwrap();
+    core.write_word_32(RCC_APB1ENR, apb1 & !WWDGEN).unwrap();
+    start_code(&mut core, &SPIN);
+    pass_ms(&board, &mut core, 50);
+    core.halt(Duration::from_secs(1)).unwrap();
+    core.write_word_32(RCC_APB1ENR, apb1).unwrap();
+    assert_eq!(core.read_word_32(WWDG_CR).unwrap(), before, "gated: kept");
+    assert!(!wwdg_reset_seen(&mut core));
+    // Halted without the freeze bit it counts, and resets.
+    core.write_word_32(DBGMCU_APB1_FZ, 0).unwrap();
+    pass_ms(&board, &mut core, 20);
+    assert!(
+        wwdg_reset_seen(&mut core),
+        "counts halted without DBG_WWDG_STOP"
+    );
+}

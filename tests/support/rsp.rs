@@ -72,6 +72,11 @@ impl RspClient {
         self.ack_mode
     }
 
+    /// The socket, for a second thread writing while this one reads.
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+
     /// Write bytes exactly as given.
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)
@@ -142,6 +147,16 @@ impl RspClient {
                 }
             }
         }
+        self.recv_body()
+    }
+
+    /// [`recv_packet`](Self::recv_packet) once its `$` has been read (with
+    /// [`recv_raw_byte`](Self::recv_raw_byte)); the payload must not fail.
+    pub fn recv_packet_rest(&mut self) -> Vec<u8> {
+        self.recv_body().expect("a packet")
+    }
+
+    fn recv_body(&mut self) -> io::Result<Vec<u8>> {
         let mut body = Vec::new();
         loop {
             match self.read_byte()? {

@@ -15,15 +15,19 @@ pub struct SimServer {
 
 impl SimServer {
     pub fn start(extra: &[&str]) -> SimServer {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::start_with_log(extra, &log, Stdio::inherit())
+    }
+
+    /// Like [`start`](Self::start) with the log filter `rust_log`, the log
+    /// going to `stderr`.
+    pub fn start_with_log(extra: &[&str], rust_log: &str, stderr: Stdio) -> SimServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
             .args(["serve", "--sim", "--port", "0"])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn extflash-gdb");
         let mut line = String::new();

@@ -11,10 +11,13 @@
 //! without a program counter, so they are never unavailable.
 //!
 //! The external-flash window needs the SPI stub, which runs only on a
-//! halted core: while a controller has the core halted, observer reads of
-//! the window go through the stub (as the controller's would: nothing GDB
-//! can observe changes); while the core runs they come from the read cache
-//! or get an `E` reply saying why. Without a controller they always do.
+//! halted core: while a controller has the core halted and its session has
+//! the stub loaded (after a window access of its own since the core last
+//! stopped), observer reads and CRCs of the window go through the stub (as
+//! the controller's would: nothing GDB can observe changes); reads of a
+//! few bytes go over SPI directly. Otherwise they come from the read cache
+//! or get an `E` reply saying why: an observer never loads the stub, which
+//! would hold the controller up (`observer_may_use_window`).
 //!
 //! Two tiers as everywhere: a lost probe ends the session (`Err`), any
 //! other failure is the observer's `E` reply.
@@ -27,6 +30,7 @@ use probe_rs::{Core, Session};
 
 use super::{Answer, ObserveError, Query, Reply};
 use crate::board::Board;
+use crate::extflash::direct;
 use crate::gdb::arch::CortexMRegId;
 use crate::gdb::base::{
     all_regs, read_any, read_core_memory, read_memory, read_reg, split_at_window,
@@ -220,12 +224,7 @@ impl GdbTarget {
             {
                 continue;
             }
-            if !self.observed_halted().map_err(read_err)? {
-                return Err(ObserveError::WindowWhileRunning {
-                    address: addr,
-                    len: n,
-                });
-            }
+            self.observer_may_use_window(addr, n, n as u32 <= direct::MAX_LEN)?;
             read_any(self, addr, piece).map_err(read_err)?;
         }
         Ok(data)
@@ -242,13 +241,32 @@ impl GdbTarget {
     }
 
     fn observe_crc(&mut self, address: u32, len: u32) -> Result<u32, ObserveError> {
-        if self.in_window(address, len.into()) && !self.observed_halted().map_err(read_err)? {
-            return Err(ObserveError::WindowWhileRunning {
-                address,
-                len: len as usize,
-            });
+        if self.in_window(address, len.into()) {
+            self.observer_may_use_window(address, len as usize, false)?;
         }
         self.qcrc(address, len).map_err(read_err)
+    }
+
+    /// Whether an observer's window access may run now: the core is
+    /// halted, and the stub is already loaded by the controller's session
+    /// (or `direct`, a few bytes the host reads over SPI itself, will do).
+    /// An observer never loads or unloads the stub: that moves the stub and
+    /// the application's RAM under the work area over the debug link, tens
+    /// of milliseconds of target time the controller's next packet would
+    /// wait for.
+    fn observer_may_use_window(
+        &mut self,
+        address: u32,
+        len: usize,
+        direct: bool,
+    ) -> Result<(), ObserveError> {
+        if !self.observed_halted().map_err(read_err)? {
+            return Err(ObserveError::WindowWhileRunning { address, len });
+        }
+        if direct || self.ext.as_ref().is_some_and(|e| e.is_resident()) {
+            return Ok(());
+        }
+        Err(ObserveError::WindowStubNotLoaded { address, len })
     }
 }
 

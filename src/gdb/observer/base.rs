@@ -11,7 +11,9 @@ use crate::gdb::arch::CortexMRegs;
 
 impl ObserverTarget {
     fn refuse<T>(&self, what: &str) -> TargetResult<T, Self> {
-        tracing::warn!(id = self.id, "observer connection: refusing to {what}");
+        self.warn("refused packets", || {
+            tracing::warn!(id = self.id, "observer connection: refusing to {what}")
+        });
         Err(TargetError::Errno(REFUSED_ERRNO))
     }
 }

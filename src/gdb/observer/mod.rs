@@ -33,9 +33,21 @@ use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::Target;
 
 use super::GdbError;
+use crate::ratelimit::RateLimit;
 pub use answer::{Observed, SessionOwner};
 pub use arch::{ObservedRegs, ObserverArch};
 pub use monitor::OBSERVER_HELP;
+
+/// The longest `qCRC` an observer may ask for, so that the probe worker,
+/// which serves the controller's next packet after the request it is on,
+/// is never busy with an observer for long: a few ms of target time per
+/// request (the loaded stub's CRC of the window at the board's SPI clock,
+/// or reads through the probe), one request per observer in the queue,
+/// and the worker takes the next only when the controller has nothing
+/// queued. Budget and measured figure: README, "Reliability". GDB's
+/// `compare-sections` asks for whole sections and gets `E1b` beyond this
+/// from an observer.
+pub const OBSERVER_CRC_MAX: u32 = 0x1000;
 
 /// The `E xx` code of a refused packet: EACCES.
 pub const REFUSED_ERRNO: u8 = 0x0d;
@@ -86,6 +98,12 @@ pub enum ObserveError {
     )]
     WindowWhileRunning { address: u32, len: usize },
     #[error(
+        "reading {len} bytes of the external flash at {address:#010x}: the SPI stub is not \
+         loaded, and an observer does not load it (that would hold the controlling GDB up); \
+         it is loaded while the controlling GDB reads the window with the core halted"
+    )]
+    WindowStubNotLoaded { address: u32, len: usize },
+    #[error(
         "reading {len} bytes of the external flash at {address:#010x}: no GDB controls the \
          board, and only a controller's halted core may run the SPI stub"
     )]
@@ -97,6 +115,12 @@ pub enum ObserveError {
     OwnerBusy { waited: Duration },
     #[error("the probe worker is gone (server shutting down or probe lost)")]
     OwnerGone,
+    #[error(
+        "qCRC of {len:#x} bytes at {address:#010x} is over an observer's budget of \
+         {max:#x} bytes per request (the controlling GDB is served first): ask for the CRC \
+         in pieces of at most {max:#x} bytes"
+    )]
+    CrcTooLong { address: u32, len: u32, max: u32 },
 }
 
 impl ObserveError {
@@ -106,8 +130,11 @@ impl ObserveError {
         match self {
             ObserveError::Read { source } => source.errno(),
             ObserveError::WindowWhileRunning { .. }
+            | ObserveError::WindowStubNotLoaded { .. }
             | ObserveError::WindowWithoutController { .. } => 0x0e,
             ObserveError::OwnerBusy { .. } | ObserveError::OwnerGone => 0x0b,
+            // EFBIG: the request, not the target, is the problem.
+            ObserveError::CrcTooLong { .. } => 0x1b,
         }
     }
 }
@@ -199,6 +226,8 @@ pub struct ObserverTarget {
     owner: RefCell<Owner>,
     /// Fetched when GDB asks for the map's start, served in pieces.
     memory_map: RefCell<Option<Arc<str>>>,
+    /// Refusals and failed reads are the observer's to provoke at will.
+    log: RefCell<RateLimit>,
 }
 
 impl ObserverTarget {
@@ -207,7 +236,15 @@ impl ObserverTarget {
             id: owner.id,
             owner: RefCell::new(owner),
             memory_map: RefCell::new(None),
+            log: RefCell::default(),
         }
+    }
+
+    /// Log a warning unless this connection has logged too many of its
+    /// `kind` lately (`crate::ratelimit`).
+    pub fn warn(&self, kind: &'static str, warn: impl FnOnce()) {
+        let from = format!("observer connection {}", self.id);
+        self.log.borrow_mut().warn(kind, &from, warn);
     }
 
     pub fn id(&self) -> u64 {
@@ -218,22 +255,47 @@ impl ObserverTarget {
     pub fn ask(&self, query: Query) -> Reply {
         let result = self.owner.borrow_mut().ask(query.clone());
         if let Err(e) = &result {
-            tracing::warn!(
-                id = self.id,
-                ?query,
-                error = %crate::error::DisplayChain(e),
-                "observer read failed"
-            );
+            let kind = match e {
+                ObserveError::OwnerBusy { .. } => "busy replies",
+                _ => "failed reads",
+            };
+            self.warn(kind, || {
+                tracing::warn!(
+                    id = self.id,
+                    ?query,
+                    error = %crate::error::DisplayChain(e),
+                    "observer read failed"
+                )
+            });
         }
         result
     }
 
-    /// GDB's qCRC through the owner: `C<crc>` or `E xx`.
+    /// GDB's qCRC through the owner: `C<crc>` or `E xx`. Over
+    /// [`OBSERVER_CRC_MAX`] bytes it is refused without asking.
     pub fn qcrc(&self, address: u32, len: u32) -> Result<u32, ObserveError> {
+        if len > OBSERVER_CRC_MAX {
+            let e = ObserveError::CrcTooLong {
+                address,
+                len,
+                max: OBSERVER_CRC_MAX,
+            };
+            self.warn("oversized qCRCs", || {
+                tracing::warn!(id = self.id, "observer: {e}")
+            });
+            return Err(e);
+        }
         match self.ask(Query::Crc { address, len })? {
             Answer::Crc(crc) => Ok(crc),
             _ => Err(ObserveError::OwnerGone),
         }
+    }
+}
+
+impl Drop for ObserverTarget {
+    fn drop(&mut self) {
+        let from = format!("observer connection {}", self.id);
+        self.log.get_mut().flush(&from);
     }
 }
 

@@ -117,6 +117,8 @@ const CSR_RESET: u32 = 0x0E00_0000;
 pub const CSR_SFTRSTF: u32 = 1 << 28;
 /// CSR: independent watchdog reset flag.
 pub const CSR_IWDGRSTF: u32 = 1 << 29;
+/// CSR: window watchdog reset flag.
+pub const CSR_WWDGRSTF: u32 = 1 << 30;
 /// CSR: pin reset flag.
 pub const CSR_PINRSTF: u32 = 1 << 26;
 const SSCGR_W: u32 = 0xCFFF_FFFF;
@@ -404,6 +406,11 @@ impl Rcc {
     /// AHB1ENR.CRCEN.
     pub fn crc_clock_enabled(&self) -> bool {
         self.ahb1enr & (1 << 12) != 0
+    }
+
+    /// APB1ENR.WWDGEN: the window watchdog is clocked.
+    pub fn wwdg_clock_enabled(&self) -> bool {
+        self.apb1enr & (1 << 11) != 0
     }
 
     /// AHB1RSTR.CRCRST.
