@@ -1,8 +1,9 @@
 //! The conformance firmware (`tests/conformance/`, built from crates.io
 //! crates: stm32f4xx-hal, cortex-m, cortex-m-rt, embedded-hal-bus,
-//! w25q32jv) run by the real GDB on `extflash-gdb serve --sim`: load, run to
-//! `conformance_done`, then every step of its `CONFORMANCE` record is
-//! checked on its own, so a failing step names itself.
+//! w25q32jv) run by the real GDB on `extflash-gdb serve --sim`: load, run
+//! to `conformance_done` (through an IWDG and then a WWDG reset), then
+//! every step of its `CONFORMANCE` record is checked on its own, so a
+//! failing step names itself.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -76,8 +77,16 @@ const STEPS: &[(&str, &str)] = &[
     ),
     ("iwdg", "HAL IWDG at 10 ms, fed in time: no reset"),
     (
+        "wwdg",
+        "WWDG (PAC) counts at PCLK1/4096/8, a refresh reloads it",
+    ),
+    (
         "iwdg_reset",
         "IWDG not fed: reset with RCC_CSR.IWDGRSTF, record survives",
+    ),
+    (
+        "wwdg_reset",
+        "then WWDG not refreshed: reset with RCC_CSR.WWDGRSTF",
     ),
 ];
 
@@ -240,6 +249,11 @@ fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
         f["iwdg_reset.value"] & (1 << 29),
         0,
         "RCC_CSR.IWDGRSTF after the watchdog reset"
+    );
+    assert_ne!(
+        f["wwdg_reset.value"] & (1 << 30),
+        0,
+        "RCC_CSR.WWDGRSTF after the window watchdog reset"
     );
 }
 

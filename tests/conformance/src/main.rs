@@ -10,9 +10,10 @@
 //! with read-back check, read, unique ID).
 //!
 //! Every step records `{status, value}` in [`CONFORMANCE`] (see
-//! README.md for the codes); the last one is an IWDG reset, after which the
-//! firmware boots again, records it, sets `done` and calls
-//! [`conformance_done`], which halts the core on a BKPT. The struct lives
+//! README.md for the codes); the last two are an IWDG reset and then a
+//! WWDG reset, after each of which the firmware boots again and records
+//! it; then it sets `done` and calls [`conformance_done`], which halts the
+//! core on a BKPT. The struct lives
 //! in `.uninit` so the watchdog reset keeps it; a cold boot clears it.
 //!
 //! Every wait is bounded by an iteration count, so a board that never sets
@@ -101,8 +102,14 @@ pub struct Conformance {
     pub dma_irq: Step,
     /// IWDG (HAL) at 10 ms, fed through 25 ms of delays: no reset.
     pub iwdg: Step,
+    /// WWDG (PAC: the HAL has no driver) counts at PCLK1/4096/8 and a
+    /// refresh reloads it; DBG_WWDG_STOP set.
+    pub wwdg: Step,
     /// IWDG not fed: the board resets with RCC_CSR.IWDGRSTF.
     pub iwdg_reset: Step,
+    /// After that reset: WWDG enabled and not refreshed, the board resets
+    /// with RCC_CSR.WWDGRSTF.
+    pub wwdg_reset: Step,
     /// [`DONE`] once every step ran, [`DONE_PANIC`] after a panic.
     pub done: u32,
 }
@@ -128,7 +135,9 @@ pub static mut CONFORMANCE: Conformance = Conformance {
     spi_dma_read: Step::new(),
     dma_irq: Step::new(),
     iwdg: Step::new(),
+    wwdg: Step::new(),
     iwdg_reset: Step::new(),
+    wwdg_reset: Step::new(),
     done: 0,
 };
 
@@ -223,12 +232,22 @@ fn main() -> ! {
     // SAFETY: RCC_CSR is read before anything else owns the RCC.
     let csr = unsafe { (*pac::RCC::ptr()).csr().read().bits() };
     let iwdg_rst = csr & (1 << 29) != 0;
+    let wwdg_rst = csr & (1 << 30) != 0;
     let r = results();
     // SAFETY: single-threaded, no interrupt enabled yet.
     unsafe {
-        if iwdg_rst && (*r).magic == MAGIC && (*r).iwdg_reset.status == ARMED {
+        let resumed = (*r).magic == MAGIC;
+        if resumed && (*r).iwdg_reset.status == ARMED {
             (*r).iwdg_reset = Step {
-                status: PASS,
+                status: if iwdg_rst { PASS } else { FAIL | 1 },
+                value: csr,
+            };
+            (*pac::RCC::ptr()).csr().modify(|_, w| w.rmvf().set_bit());
+            wwdg_reset();
+        }
+        if resumed && (*r).wwdg_reset.status == ARMED {
+            (*r).wwdg_reset = Step {
+                status: if wwdg_rst { PASS } else { FAIL | 1 },
                 value: csr,
             };
             (*pac::RCC::ptr()).csr().modify(|_, w| w.rmvf().set_bit());
@@ -528,11 +547,54 @@ fn main() -> ! {
         Ok(ms)
     });
 
-    // The last step: stop feeding; the IWDG resets the board and `main`
-    // resumes above with RCC_CSR.IWDGRSTF set.
-    unsafe { (*r).iwdg_reset.status = ARMED };
-    // SAFETY: reads only.
-    unsafe { (*r).running = 16 };
+    run(16, |c| &mut c.wwdg, || {
+        // SAFETY: the WWDG's and RCC's registers, not owned by the HAL here.
+        let (rcc, wwdg) = unsafe { (&*pac::RCC::ptr(), &*pac::WWDG::ptr()) };
+        rcc.apb1enr().modify(|_, w| w.wwdgen().set_bit());
+        dp.DBGMCU.apb1_fz().modify(|_, w| w.dbg_wwdg_stop().set_bit());
+        // WDGTB = 3: one count per 4096 * 8 PCLK1 cycles (780 us at 42 MHz);
+        // window fully open (W = 0x7F), counter 0x7F: 49 ms to a reset.
+        wwdg.cfr().write(|w| unsafe { w.bits((3 << 7) | 0x7F) });
+        wwdg.cr().write(|w| unsafe { w.bits(0x80 | 0x7F) });
+        let t0 = u32::from(wwdg.cr().read().bits()) & 0x7F;
+        delay.delay_ms(2);
+        dog.feed();
+        let t1 = u32::from(wwdg.cr().read().bits()) & 0x7F;
+        let dropped = t0.wrapping_sub(t1);
+        // 2 ms / 780 us: 2 counts, 3 if a count boundary falls early.
+        fail_if(!(2..=3).contains(&dropped), 1, (t0 << 8) | t1)?;
+        wwdg.cr().write(|w| unsafe { w.bits(0x80 | 0x7F) });
+        let t2 = u32::from(wwdg.cr().read().bits()) & 0x7F;
+        fail_if(t2 < 0x7E, 2, t2)?;
+        Ok(dropped)
+    });
+
+    // Stop feeding; the IWDG (10 ms) bites before the WWDG (49 ms), the
+    // board resets and `main` resumes above with RCC_CSR.IWDGRSTF set.
+    // SAFETY: single-threaded.
+    unsafe {
+        (*r).iwdg_reset.status = ARMED;
+        (*r).running = 17;
+    }
+    loop {
+        cortex_m::asm::nop();
+    }
+}
+
+/// The last step, after the IWDG reset (clocks at reset values: PCLK1 =
+/// HSI 16 MHz): the WWDG started and not refreshed resets the board after
+/// 64 counts of 4096 PCLK1 cycles (16 ms); `main` resumes with WWDGRSTF.
+fn wwdg_reset() -> ! {
+    let r = results();
+    // SAFETY: single-threaded; nothing else owns the RCC or WWDG yet.
+    unsafe {
+        (*r).running = 18;
+        (*r).wwdg_reset.status = ARMED;
+        let (rcc, wwdg) = (&*pac::RCC::ptr(), &*pac::WWDG::ptr());
+        rcc.apb1enr().modify(|_, w| w.wwdgen().set_bit());
+        wwdg.cfr().write(|w| w.bits(0x7F));
+        wwdg.cr().write(|w| w.bits(0x80 | 0x7F));
+    }
     loop {
         cortex_m::asm::nop();
     }
@@ -591,7 +653,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     // SAFETY: single-threaded; nothing runs after this.
     unsafe {
         let i = (*r).running;
-        if (1..=16).contains(&i) {
+        if (1..=18).contains(&i) {
             let steps = addr_of_mut!((*r).take) as *mut Step;
             (*steps.add(i as usize - 1)).status = PANICKED;
         }
