@@ -179,6 +179,7 @@ struct SimOptions {
     link: extflash_gdb::sim::LinkProfile,
     realtime: bool,
     fast_forward: bool,
+    strict: bool,
     faults: extflash_gdb::sim::Faults,
 }
 
@@ -251,6 +252,7 @@ fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> (Session
             link: sim.link,
             realtime: sim.realtime,
             fast_forward: sim.fast_forward,
+            strict: sim.strict,
             faults: sim.faults,
             ..Default::default()
         })?;

@@ -33,6 +33,11 @@ pub struct TargetArgs {
     /// over them (same results, slower on the host; for comparison).
     #[arg(long, requires = "sim")]
     pub sim_no_fast_forward: bool,
+    /// Enforce the RM0090 rules of the virtual board's peripherals: a core
+    /// that breaks one locks up, a debugger access that breaks one fails
+    /// (without it they are logged as warnings, target `sim`).
+    #[arg(long, requires = "sim")]
+    pub sim_strict: bool,
     /// Faults of the virtual board, comma-separated: stuck-busy,
     /// wel-never-set, no-chip, protected, locked.
     #[arg(long, value_name = "LIST", value_parser = extflash_gdb::sim::SimFault::parse_list, requires = "sim")]
@@ -118,6 +123,7 @@ impl TargetArgs {
             link: self.sim_link,
             realtime: self.sim_realtime,
             fast_forward: !self.sim_no_fast_forward,
+            strict: self.sim_strict,
             faults: self.sim_fault.unwrap_or_default(),
         };
         let (source, handle) = crate::sim_source(sim, &wired, attach);

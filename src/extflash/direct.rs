@@ -181,15 +181,18 @@ fn transact(
         wr(core, base + wiring::GPIO_MODER, moder)?;
     }
     // Master, mode 0, 8 bit, MSB first, software NSS; BR changes only with
-    // SPE clear. Then DR and SR reads drop RXNE and OVR.
+    // SPE clear. Then DR and SR reads drop RXNE and OVR, if either is set
+    // (a DR read with neither returns stale data: RM0090 28.3.5).
     let cr1 = SPI_CR1_MSTR | SPI_CR1_SSM | SPI_CR1_SSI | (br & 7) << 3;
     wr(core, spi + wiring::SPI_CR1, 0)?;
     write_block(core, spi + wiring::SPI_CR1, &[cr1, 0])?;
     wr(core, spi + wiring::SPI_CR1, cr1 | wiring::SPI_CR1_SPE)?;
     let dr = spi + wiring::SPI_DR;
     let sr = spi + wiring::SPI_SR;
-    rd(core, dr)?;
-    rd(core, sr)?;
+    if rd(core, sr)? & (wiring::SPI_SR_RXNE | wiring::SPI_SR_OVR) != 0 {
+        rd(core, dr)?;
+        rd(core, sr)?;
+    }
     let cs_base = wiring::gpio_base(cs.port) + wiring::GPIO_BSRR;
     let cs_bit = 1u32 << cs.number;
     // SR1: busy (an operation the application started) or 0xFF (asleep or

@@ -51,6 +51,9 @@ pub const SPI_CRCPR: u32 = 0x10;
 pub const SPI_I2SCFGR: u32 = 0x1C;
 /// CR1.SPE.
 pub const SPI_CR1_SPE: u32 = 1 << 6;
+/// SPI_SR: receive buffer not empty, overrun.
+pub const SPI_SR_RXNE: u32 = 1 << 0;
+pub const SPI_SR_OVR: u32 = 1 << 6;
 
 /// The F407's core clock ceiling: the stub's CYCCNT timeouts assume it, so
 /// at a slower clock they only get longer (never too short).

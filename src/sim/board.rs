@@ -454,6 +454,11 @@ impl Board {
             }
             (m.dbg.c_debugen, std::mem::take(&mut m.reset_requested))
         };
+        let broken = self.mcu.borrow_mut().strict.lockup.take();
+        if let Some(why) = broken {
+            self.lockup(why);
+            return false;
+        }
         self.core.retire_st = true;
         if self.cpu.take_svc() {
             self.mcu.borrow_mut().scs.set_pending(exc::SVCALL, true);

@@ -24,6 +24,7 @@ use super::stm32::iwdg::Iwdg;
 use super::stm32::rcc::Rcc;
 use super::stm32::spi::{Spi, SpiLink};
 use super::stm32::wwdg::Wwdg;
+use super::strict::{Rule, Strict};
 use super::w25q64jv::W25q64jv;
 
 pub const FLASH_BASE: u32 = 0x0800_0000;
@@ -170,6 +171,8 @@ pub struct Mcu {
     pub dbg: DebugRegs,
     /// SCB, NVIC, SysTick, MPU and FPU registers and the exception state.
     pub scs: Scs,
+    /// RM0090 rules software or the debugger broke (strict mode).
+    pub strict: Strict,
     /// When SysTick's exception next comes due (virtual time; `u64::MAX`
     /// if it does not): the board pends it then and never runs past it
     /// unserved ([`Mcu::service_timers`]).
@@ -234,6 +237,7 @@ impl Mcu {
             clock: Clock::new(swd_hz),
             dbg: DebugRegs::default(),
             scs: Scs::new(),
+            strict: Strict::default(),
             timer_due: u64::MAX,
             flash: FlashCtrl::new(flash),
             sram: vec![0; SRAM_SIZE as usize],
@@ -476,6 +480,11 @@ impl Mcu {
                 if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
                 }
+                if let Some(rule) = self.read_rule(addr & !3, now) {
+                    if self.strict.broke(rule, master) {
+                        return Err(fault);
+                    }
+                }
                 let (base, word) = self.read_periph(addr & !3, now).ok_or(fault)?;
                 let _ = base;
                 Ok(lane_read(word, addr, size))
@@ -501,10 +510,27 @@ impl Mcu {
         }
         let now = self.now();
         match addr {
-            0..=0x0007_FFFF | FLASH_BASE..=0x0807_FFFF => self
-                .flash
-                .write_array(addr & (FLASH_SIZE as u32 - 1), value, size, now)
-                .map_err(|_| fault),
+            0..=0x0007_FFFF | FLASH_BASE..=0x0807_FFFF => {
+                if self.flash.programming() {
+                    let psize_bytes = 1 << self.flash.psize();
+                    let rule = match psize_bytes {
+                        8 => Some(Rule::FlashPsizeForVoltage),
+                        p if p != size => Some(Rule::FlashPsizeMismatch {
+                            psize_bytes: p,
+                            size,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(rule) = rule {
+                        if self.strict.broke(rule, master) {
+                            return Err(fault);
+                        }
+                    }
+                }
+                self.flash
+                    .write_array(addr & (FLASH_SIZE as u32 - 1), value, size, now)
+                    .map_err(|_| fault)
+            }
             CCM_BASE..=0x1000_FFFF => {
                 mem_write(&mut self.ccm, addr - CCM_BASE, size, value);
                 Ok(())
@@ -525,6 +551,11 @@ impl Mcu {
                     _ => 0xFFFF_FFFF,
                 } << shift;
                 let value = value.wrapping_shl(shift);
+                if let Some(rule) = self.write_rule(addr & !3, value, lanes, now) {
+                    if self.strict.broke(rule, master) {
+                        return Err(fault);
+                    }
+                }
                 self.write_periph(addr & !3, value, lanes, now)
                     .then_some(())
                     .ok_or(fault)
@@ -552,6 +583,83 @@ impl Mcu {
         let old = self.read_unlogged(target, size, master)?;
         let new = old & !(1 << bit) | (value & 1) << bit;
         self.write(target, size, new, master)
+    }
+
+    /// The RM0090 rule a read of the register word at `addr` breaks.
+    fn read_rule(&mut self, addr: u32, now: u64) -> Option<Rule> {
+        let idx = SPI_BASES
+            .iter()
+            .position(|&b| b == addr & !(PERIPH_BLOCK - 1))?;
+        if addr & (PERIPH_BLOCK - 1) != super::stm32::spi::DR
+            || !self.rcc.spi_clock_enabled(idx as u8 + 1)
+        {
+            return None;
+        }
+        let (spi, mut link) = self.spi_and_link(idx);
+        spi.advance(now, &mut link);
+        // With OVR set, a DR read is the first step of its clear sequence
+        // (RM0090 28.4.8).
+        let sr = spi.status();
+        let pending = super::stm32::spi::SR_RXNE | super::stm32::spi::SR_OVR;
+        (sr & pending == 0).then_some(Rule::SpiDrWithoutRxne { spi: idx as u8 + 1 })
+    }
+
+    /// The RM0090 rule writing `value` under `mask` to the register word
+    /// at `addr` breaks.
+    fn write_rule(&mut self, addr: u32, value: u32, mask: u32, _now: u64) -> Option<Rule> {
+        use super::stm32::{dma, spi};
+        let base = addr & !(PERIPH_BLOCK - 1);
+        let off = addr & (PERIPH_BLOCK - 1);
+        let merge = |old: u32| old & !mask | value & mask;
+        match base {
+            DMA2_BASE if self.rcc.dma2_clock_enabled() => {
+                let range = dma::STREAM0..dma::STREAM0 + 8 * dma::STREAM_STRIDE;
+                if !range.contains(&off) {
+                    return None;
+                }
+                let x = (off - dma::STREAM0) / dma::STREAM_STRIDE;
+                let reg = (off - dma::STREAM0) % dma::STREAM_STRIDE;
+                let cr = self.dma2.read(dma::STREAM0 + x * dma::STREAM_STRIDE);
+                let new = merge(cr);
+                let stream = x as u8;
+                if cr & dma::CR_EN != 0 {
+                    // Clearing EN (with whatever else) is how a stream stops.
+                    let reconfigures = reg != 0 || (new & dma::CR_EN != 0 && new != cr);
+                    reconfigures.then_some(Rule::DmaConfigWhileEnabled {
+                        stream,
+                        offset: reg,
+                    })
+                } else if reg == 0 && new & dma::CR_EN != 0 {
+                    let isr = self.dma2.read(if x < 4 { dma::LISR } else { dma::HISR });
+                    let flags = (isr >> dma::flag_shift(x as usize)) & 0x3D;
+                    (flags != 0).then_some(Rule::DmaEnableWithFlags { stream, flags })
+                } else {
+                    None
+                }
+            }
+            FLASH_IF_BASE => {
+                const CR: u32 = 0x10;
+                let lock = super::stm32::flash::CR_LOCK;
+                (off == CR && self.flash.is_locked() && value & mask & !lock != 0)
+                    .then_some(Rule::FlashCrWhileLocked)
+            }
+            b => {
+                let idx = SPI_BASES.iter().position(|&s| s == b)?;
+                if off != spi::CR1 || !self.rcc.spi_clock_enabled(idx as u8 + 1) {
+                    return None;
+                }
+                const FIXED: u32 = 0x3F | spi::CR1_LSBFIRST | spi::CR1_DFF; // CPHA..BR
+                let old = self.spi[idx].cr1();
+                let new = merge(old);
+                let changed = (old ^ new) & FIXED & !spi::CR1_SPE;
+                (old & new & spi::CR1_SPE != 0 && changed != 0).then_some(
+                    Rule::SpiCr1WhileEnabled {
+                        spi: idx as u8 + 1,
+                        changed,
+                    },
+                )
+            }
+        }
     }
 
     /// Whether a CPU read of the peripheral register at `addr` has no side
@@ -1187,6 +1295,63 @@ mod tests {
         assert_eq!(m.read(gpioben, 4, Master::Debugger).unwrap(), 1);
         m.write(gpioben, 4, 0, Master::Cpu).unwrap();
         assert!(!m.rcc.gpio_clock_enabled(1));
+    }
+
+    #[test]
+    fn strict_mode_counts_each_broken_rm0090_rule_and_enforces_it() {
+        const SPI1_CR1: u32 = 0x4001_3000;
+        const S0CR: u32 = DMA2_BASE + 0x10;
+        let mut m = mcu();
+        let w = |m: &mut Mcu, a: u32, v: u32| m.write(a, 4, v, Master::Cpu).unwrap();
+        w(&mut m, RCC_BASE + 0x44, 1 << 12); // SPI1EN
+        w(&mut m, RCC_BASE + 0x30, 1 << 22); // DMA2EN
+        w(&mut m, SPI1_CR1, 0x44); // MSTR, SPE
+        assert_eq!(m.strict.count, 0);
+        w(&mut m, SPI1_CR1, 0x44 | 3 << 3); // BR while SPE=1
+        assert_eq!(m.strict.count, 1, "{:?}", m.strict.first);
+        w(&mut m, SPI1_CR1, 0x04 | 3 << 3); // BR with SPE cleared: fine
+        m.read(SPI1_CR1 + 0x0C, 4, Master::Cpu).unwrap(); // DR, RXNE=0
+        assert_eq!(m.strict.count, 2);
+        w(&mut m, S0CR + 4, 4);
+        w(&mut m, S0CR + 8, SRAM_BASE);
+        w(&mut m, S0CR + 12, SRAM_BASE + 0x100);
+        w(&mut m, S0CR, 0x81); // memory-to-memory, EN: done at once, TCIF
+        assert_eq!(m.strict.count, 2);
+        w(&mut m, S0CR + 4, 4);
+        w(&mut m, S0CR, 0x81); // TCIF0 still pending
+        assert_eq!(m.strict.count, 3);
+        w(&mut m, DMA2_BASE + 0x08, 0x3D); // LIFCR
+        w(&mut m, S0CR + 4, 4);
+        w(&mut m, S0CR, 0x81);
+        assert_eq!(m.strict.count, 3, "flags cleared first");
+        w(&mut m, FLASH_IF_BASE + 0x10, 1); // CR.PG while locked
+        assert_eq!(m.strict.count, 4);
+        w(&mut m, FLASH_IF_BASE + 0x04, 0x4567_0123); // KEYR
+        w(&mut m, FLASH_IF_BASE + 0x04, 0xCDEF_89AB);
+        w(&mut m, FLASH_IF_BASE + 0x10, 3 << 8 | 1); // PSIZE x64, PG
+        w(&mut m, FLASH_BASE, 0);
+        assert_eq!(m.strict.count, 5, "x64 needs VPP");
+        w(&mut m, FLASH_IF_BASE + 0x10, 2 << 8 | 1); // PSIZE x32, PG
+        m.write(FLASH_BASE + 4, 1, 0, Master::Cpu).unwrap();
+        assert_eq!(m.strict.count, 6, "a byte under x32");
+        assert!(
+            m.strict.lockup.is_none(),
+            "only counted without enforcement"
+        );
+        m.strict.enforce = true;
+        m.write(SPI1_CR1 + 0x0C, 4, 0, Master::Debugger).unwrap();
+        m.write(SPI1_CR1, 4, 0x44, Master::Debugger).unwrap();
+        assert!(
+            m.write(SPI1_CR1, 4, 0x44 | 1 << 3, Master::Debugger)
+                .is_err(),
+            "enforced: the debugger's access faults"
+        );
+        w(&mut m, SPI1_CR1, 0x44 | 2 << 3);
+        assert!(m
+            .strict
+            .lockup
+            .as_deref()
+            .is_some_and(|s| s.contains("28.5.1")));
     }
 
     #[test]

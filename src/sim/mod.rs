@@ -17,6 +17,7 @@ pub mod probe;
 pub mod scs;
 pub mod scs_access;
 pub mod stm32;
+pub mod strict;
 pub mod sysreg;
 pub mod timing;
 pub mod w25q64jv;
@@ -48,6 +49,11 @@ pub struct SimConfig {
     /// Jump over provable wait loops instead of emulating every iteration
     /// (same end state and virtual time).
     pub fast_forward: bool,
+    /// Strict mode enforced: a core that breaks a documented RM0090 rule
+    /// of a modelled peripheral locks up, a debugger access that breaks
+    /// one answers FAULT (without it the rule is only logged and counted,
+    /// see `strict.rs`).
+    pub strict: bool,
     /// Wiring of the external flash.
     pub wiring: Wiring,
     pub jedec_id: [u8; 3],
@@ -62,6 +68,7 @@ impl Default for SimConfig {
             speed_khz: None,
             realtime: false,
             fast_forward: true,
+            strict: false,
             wiring: Wiring::default(),
             jedec_id: w25q64jv::JEDEC_ID_IQ,
             faults: Faults::default(),
@@ -223,7 +230,8 @@ impl SimBoard {
             let sr = config.faults.power_on_status(chip.status_registers());
             chip.set_status_registers(sr);
         }
-        let mcu = mcu::Mcu::new(flash, chip, config.wiring, khz as u64 * 1000);
+        let mut mcu = mcu::Mcu::new(flash, chip, config.wiring, khz as u64 * 1000);
+        mcu.strict.enforce = config.strict;
         let mut board = Board::new(mcu, files);
         board.set_link(config.link, config.realtime);
         board.set_fast_forward(config.fast_forward);

@@ -187,7 +187,19 @@ mod spi {
     pub const CR2_RXDMAEN: u32 = 1 << 0;
     pub const CR2_TXDMAEN: u32 = 1 << 1;
     pub const SR_RXNE: u32 = 1 << 0;
+    pub const SR_OVR: u32 = 1 << 6;
     pub const SR_BSY: u32 = 1 << 7;
+}
+
+/// Clear RXNE and OVR (a DR read then an SR read, RM0090 28.4.8) without
+/// reading a DR that holds nothing new (RXNE = 0 and OVR = 0: stale data,
+/// which the virtual board's strict mode reports).
+#[inline(never)]
+fn drain_spi(s: u32) {
+    if rd(s + spi::SR) & (spi::SR_RXNE | spi::SR_OVR) != 0 {
+        rd(s + spi::DR);
+        rd(s + spi::SR);
+    }
 }
 
 const DWT_CTRL: u32 = 0xE000_1000;
@@ -320,9 +332,8 @@ impl<'a> Bus<'a> {
         // the wire ended long ago: the host needed milliseconds to get here.)
         wr(s + spi::CR1, 0);
         wr(s + spi::CR2, 0);
-        // DR then SR read clears RXNE and OVR; SR read then CR1 write, MODF.
-        rd(s + spi::DR);
-        rd(s + spi::SR);
+        // SR read then CR1 write clears MODF; DR then SR read, RXNE and OVR.
+        drain_spi(s);
         let cr1 = spi::CR1_MSTR | spi::CR1_SSM | spi::CR1_SSI | (cfg.br & 7) << spi::CR1_BR_SHIFT;
         wr(s + spi::CR1, cr1);
         wr(s + spi::CR1, cr1 | spi::CR1_SPE);
@@ -464,8 +475,7 @@ impl<'a> Bus<'a> {
             // The stream is done when DR took the last byte: wait for the
             // frame, then read DR and SR (clears RXNE and OVR).
             self.wait_spi_idle();
-            rd(self.spi + spi::DR);
-            rd(self.spi + spi::SR);
+            drain_spi(self.spi);
             return;
         }
         let mut p = src;
@@ -635,8 +645,7 @@ impl<'a> Bus<'a> {
     fn finish(&self) {
         self.deselect();
         self.wait_spi_idle();
-        rd(self.spi + spi::DR);
-        rd(self.spi + spi::SR);
+        drain_spi(self.spi);
     }
 }
 

@@ -108,6 +108,8 @@ struct Target {
 
 fn sim_config(faults: Faults) -> SimConfig {
     SimConfig {
+        // The stub must keep RM0090's rules (a broken one locks it up).
+        strict: true,
         faults,
         ..SimConfig::default()
     }
@@ -306,7 +308,8 @@ impl Target {
         while !self.halted() {
             assert!(
                 t0.elapsed() < limit,
-                "{entry} still running after {limit:?}"
+                "{entry} still running after {limit:?} (core fault: {:?})",
+                self.board.lock().fault()
             );
         }
         let (r0, r1) = self.finish();

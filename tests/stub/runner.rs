@@ -357,6 +357,7 @@ fn protected_chip_is_refused_before_anything_is_erased_then_unprotect_works() {
 #[test]
 fn absent_chip_error_names_the_spi_instance_and_pins() {
     let config = SimConfig {
+        strict: true,
         faults: Faults {
             absent: true,
             ..Faults::default()

@@ -14,13 +14,23 @@ pub struct SimServer {
 }
 
 impl SimServer {
+    /// A server whose virtual board enforces RM0090's rules
+    /// (`--sim-strict`): our stub, our firmware and the host keep them.
     pub fn start(extra: &[&str]) -> SimServer {
+        let mut args = vec!["--sim-strict"];
+        args.extend_from_slice(extra);
+        Self::start_lenient(&args)
+    }
+
+    /// A server that only logs broken RM0090 rules (for firmware built
+    /// from third-party crates that may break some).
+    pub fn start_lenient(extra: &[&str]) -> SimServer {
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
         Self::start_with_log(extra, &log, Stdio::inherit())
     }
 
-    /// Like [`start`](Self::start) with the log filter `rust_log`, the log
-    /// going to `stderr`.
+    /// Like [`start_lenient`](Self::start_lenient) with the log filter
+    /// `rust_log`, the log going to `stderr`.
     pub fn start_with_log(extra: &[&str], rust_log: &str, stderr: Stdio) -> SimServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_extflash-gdb"))
             .args(["serve", "--sim", "--port", "0"])

@@ -21,8 +21,15 @@ pub const CHIP: &str = "STM32F407VETx";
 /// How long a test waits for the core to halt before it fails.
 pub const HALT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A virtual board enforcing RM0090's rules (`SimConfig::strict`): code
+/// that breaks one locks the core up, a debugger access that breaks one
+/// fails.
 pub fn board(config: SimConfig) -> SimBoard {
-    SimBoard::new(config).expect("virtual board")
+    SimBoard::new(SimConfig {
+        strict: true,
+        ..config
+    })
+    .expect("virtual board")
 }
 
 pub fn attach(board: &SimBoard) -> probe_rs::Session {

@@ -306,8 +306,14 @@ impl FlashCtrl {
         }
     }
 
-    fn psize(&self) -> u32 {
+    /// FLASH_CR.PSIZE (0 = x8 .. 3 = x64).
+    pub fn psize(&self) -> u32 {
         (self.cr & CR_PSIZE_MASK) >> 8
+    }
+
+    /// Whether CR.PG is set (and CR unlocked): array writes program.
+    pub fn programming(&self) -> bool {
+        self.cr & CR_PG != 0 && self.cr & CR_LOCK == 0
     }
 
     fn sector_protected(&self, sector: usize) -> bool {

@@ -277,6 +277,16 @@ impl Spi {
         }
     }
 
+    /// CR1 as written (no side effect).
+    pub fn cr1(&self) -> u32 {
+        self.cr1
+    }
+
+    /// SR without the side effects of a read.
+    pub fn status(&self) -> u32 {
+        self.sr()
+    }
+
     fn sr(&self) -> u32 {
         let mut sr = 0;
         if self.rxne {
