@@ -187,8 +187,10 @@ fn run_conformance(s: &SimServer) -> (BTreeMap<String, u32>, String) {
     (fields(&out), out)
 }
 
-/// Runs the firmware on `serve --sim EXTRA`; returns the record once it
-/// reached `conformance_done` (panics naming the step it stopped in if not).
+/// Runs the firmware on `serve --sim --sim-strict EXTRA` (the crates keep
+/// the RM0090 rules strict mode checks: a broken one locks the core up);
+/// returns the record once it reached `conformance_done` (panics naming the
+/// step it stopped in if not).
 fn finished_record(extra: &[&str]) -> BTreeMap<String, u32> {
     let s = SimServer::start(extra);
     let (f, out) = run_conformance(&s);
