@@ -1,19 +1,72 @@
-//! The conformance firmware (`tests/conformance/`, built from crates.io
-//! crates: stm32f4xx-hal, cortex-m, cortex-m-rt, embedded-hal-bus,
-//! w25q32jv) run by the real GDB on `extflash-gdb serve --sim`: load, run
-//! to `conformance_done` (through an IWDG and then a WWDG reset), then
-//! every step of its `CONFORMANCE` record is checked on its own, so a
-//! failing step names itself.
+//! The conformance firmware run by the real GDB on `extflash-gdb serve
+//! --sim`: `tests/conformance/` (crates.io crates: stm32f4xx-hal, cortex-m,
+//! cortex-m-rt, embedded-hal-bus, w25q32jv; through an IWDG and then a WWDG
+//! reset) and `tests/conformance-embassy/` (embassy-stm32 with async DMA
+//! SPI, w25q32jv's async API). Load, run to `conformance_done`, then every
+//! step of the record is checked on its own, so a failing step names
+//! itself.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::server::{gdb_batch, GdbLimits, SimServer};
 
-const CONFORMANCE_ELF: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/conformance/conformance.elf"
-);
+/// One conformance firmware: its ELF, the GDB expression of its record,
+/// the record's magic and its steps in the order they run.
+struct Firmware {
+    elf: &'static str,
+    record: &'static str,
+    magic: u32,
+    steps: &'static [(&'static str, &'static str)],
+}
+
+/// `tests/conformance/`: stm32f4xx-hal, cortex-m, w25q32jv.
+const HAL: Firmware = Firmware {
+    elf: concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance/conformance.elf"
+    ),
+    record: "conformance::CONFORMANCE",
+    magic: 0xC0F0_2026,
+    steps: STEPS,
+};
+
+/// `tests/conformance-embassy/`: embassy-stm32, w25q32jv's async API.
+const EMBASSY: Firmware = Firmware {
+    elf: concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance-embassy/conformance-embassy.elf"
+    ),
+    record: "conformance_embassy::CONFORMANCE_EMBASSY",
+    magic: 0xE0BA_2026,
+    steps: &[
+        (
+            "clocks",
+            "embassy_stm32::init: HSE 8 MHz -> PLL -> 168 MHz, 5 WS",
+        ),
+        (
+            "jedec_id",
+            "JEDEC ID EF 40 17 through async SPI1 with DMA2 streams 3/0",
+        ),
+        (
+            "unique_id",
+            "w25q32jv device_id_async through a shared async SPI device",
+        ),
+        ("erase", "w25q32jv erase_sector_async + its read-back check"),
+        (
+            "program",
+            "w25q32jv write_async across pages + read-back check",
+        ),
+        (
+            "read",
+            "w25q32jv read_async of the programmed range and margins",
+        ),
+        (
+            "dma_read",
+            "the same range by one async DMA transfer of 03h",
+        ),
+    ],
+};
 
 /// Status codes of `tests/conformance/src/main.rs`.
 const PASS: u32 = 0x600D;
@@ -21,9 +74,8 @@ const NOT_RUN: u32 = 0;
 const PANICKED: u32 = 0xDEAD;
 const FAIL: u32 = 0xF000_0000;
 const DONE: u32 = 0xD0E5_D0E5;
-const MAGIC: u32 = 0xC0F0_2026;
 
-/// The steps in the order the firmware runs them, and what each proves.
+/// The HAL firmware's steps in the order it runs them, and what each proves.
 const STEPS: &[(&str, &str)] = &[
     (
         "take",
@@ -168,16 +220,17 @@ fn status_name(s: u32) -> String {
 
 /// Loads the firmware, runs it to `conformance_done` and returns the
 /// record.
-fn run_conformance(s: &SimServer) -> (BTreeMap<String, u32>, String) {
+fn run_conformance(s: &SimServer, fw: &Firmware) -> (BTreeMap<String, u32>, String) {
+    let print = format!("print/x {}", fw.record);
     let out = gdb_batch(
         &s.addr,
-        CONFORMANCE_ELF,
+        fw.elf,
         &[
             "monitor reset halt",
             "load",
             "monitor reset halt",
             "continue",
-            "print/x conformance::CONFORMANCE",
+            &print,
         ],
         GdbLimits {
             run: Duration::from_secs(180),
@@ -191,12 +244,12 @@ fn run_conformance(s: &SimServer) -> (BTreeMap<String, u32>, String) {
 /// the RM0090 rules strict mode checks: a broken one locks the core up);
 /// returns the record once it reached `conformance_done` (panics naming the
 /// step it stopped in if not).
-fn finished_record(extra: &[&str]) -> BTreeMap<String, u32> {
+fn finished_record(fw: &Firmware, extra: &[&str]) -> BTreeMap<String, u32> {
     let s = SimServer::start(extra);
-    let (f, out) = run_conformance(&s);
+    let (f, out) = run_conformance(&s, fw);
     assert_eq!(
         f.get("magic"),
-        Some(&MAGIC),
+        Some(&fw.magic),
         "record not initialised: {f:?}"
     );
     // conformance_done halts on a BKPT (GDB: SIGTRAP there).
@@ -204,7 +257,7 @@ fn finished_record(extra: &[&str]) -> BTreeMap<String, u32> {
         let running = f["running"] as usize;
         let step = running
             .checked_sub(1)
-            .and_then(|i| STEPS.get(i))
+            .and_then(|i| fw.steps.get(i))
             .map_or("none".to_string(), |(n, w)| format!("`{n}` ({w})"));
         panic!("the firmware stopped before conformance_done in step {step}:\n{out}");
     }
@@ -213,19 +266,18 @@ fn finished_record(extra: &[&str]) -> BTreeMap<String, u32> {
 }
 
 /// `(name, status)` of every step that did not pass.
-fn failed_steps(f: &BTreeMap<String, u32>) -> Vec<(&'static str, u32)> {
-    STEPS
+fn failed_steps(fw: &Firmware, f: &BTreeMap<String, u32>) -> Vec<(&'static str, u32)> {
+    fw.steps
         .iter()
         .map(|&(name, _)| (name, f[&format!("{name}.status")]))
         .filter(|&(_, status)| status != PASS)
         .collect()
 }
 
-#[test]
-fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
-    let f = finished_record(&[]);
-
-    let failed: Vec<String> = STEPS
+/// Every step that did not pass, one line each naming the step, what it
+/// proves, how it failed and its value.
+fn failures(fw: &Firmware, f: &BTreeMap<String, u32>) -> String {
+    fw.steps
         .iter()
         .filter_map(|&(name, what)| {
             let status = f[&format!("{name}.status")];
@@ -237,8 +289,15 @@ fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
                 )
             })
         })
-        .collect();
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
+    let f = finished_record(&HAL, &[]);
+    let failed = failures(&HAL, &f);
+    assert!(failed.is_empty(), "{failed}");
 
     // Values the firmware measured, checked against what silicon gives.
     assert_eq!(f["clocks.value"], 168_000_000, "SYSCLK");
@@ -259,15 +318,25 @@ fn crates_io_conformance_firmware_passes_every_step_through_gdb() {
     );
 }
 
+#[test]
+fn embassy_conformance_firmware_passes_every_step_through_gdb() {
+    let f = finished_record(&EMBASSY, &[]);
+    let failed = failures(&EMBASSY, &f);
+    assert!(failed.is_empty(), "{failed}");
+    assert_eq!(f["clocks.value"], 168_000_000, "SYSCLK from PLLCFGR");
+    assert_eq!(f["jedec_id.value"], 0xEF_4017, "JEDEC ID");
+    assert_eq!(f["dma_read.value"], 700, "bytes compared");
+}
+
 /// The harness sees a board that misbehaves: with a chip whose WEL never
 /// sets, the driver's erase and program fail with `WriteEnableFail` (check
 /// 5), the reads find the chip still erased (check 0x10 at the first
 /// programmed byte), and every other step still passes.
 #[test]
 fn conformance_firmware_on_a_chip_that_never_sets_wel_fails_exactly_the_flash_writes() {
-    let f = finished_record(&["--sim-fault", "wel-never-set"]);
+    let f = finished_record(&HAL, &["--sim-fault", "wel-never-set"]);
     assert_eq!(
-        failed_steps(&f),
+        failed_steps(&HAL, &f),
         [
             ("erase", FAIL | 5),
             ("program", FAIL | 5),
@@ -289,7 +358,7 @@ fn conformance_record_parser_reads_gdb_struct_output() {
                clocks: extflash_conformance_firmware::Step {status: 0xf0000005, value: 0xa}, \
                done: 0xd0e5d0e5}";
     let f = fields(out);
-    assert_eq!(f["magic"], MAGIC);
+    assert_eq!(f["magic"], HAL.magic);
     assert_eq!(f["take.status"], PASS);
     assert_eq!(f["clocks.status"], FAIL | 5);
     assert_eq!(f["clocks.value"], 10);
