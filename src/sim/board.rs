@@ -571,6 +571,9 @@ impl Board {
         {
             let mut m = self.mcu.borrow_mut();
             m.scs.enter(n);
+            // A skipped poll wait ends here; the loop polls again after the
+            // handler returns.
+            m.stall_until = None;
             m.clock.spend(ENTRY_CYCLES);
             if m.now() >= m.timer_due {
                 m.service_timers();
@@ -618,7 +621,8 @@ impl Board {
             while self.now() < limit {
                 // A skipped poll wait: time passes, nothing executes, and
                 // never past `limit` (the next transaction keeps its time).
-                if self.running() && self.stalled(limit) {
+                // An exception interrupts the poll loop, as on silicon.
+                if self.running() && self.exception_to_take().is_none() && self.stalled(limit) {
                     continue;
                 }
                 if !self.step_one() {
@@ -1256,6 +1260,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cpu_sysresetreq_needs_the_vectkey_and_resets_the_system() {
+        use crate::sim::stm32::rcc::CSR_SFTRSTF;
+        // str r1, [r2, #0xc] (AIRCR) without the key, then with it.
+        let mut b = board(
+            &[0x60D1, 0x60D3, 0xE7FE],
+            &[],
+            &[0, 4, 0xE000_ED00, 0x05FA_0004],
+        );
+        b.mcu()
+            .write(0x4002_3874, 4, 1 << 24, Master::Debugger)
+            .unwrap(); // RMVF
+        b.run_instructions(1);
+        assert_eq!(
+            b.mcu().rcc.read(0x74, 0) & CSR_SFTRSTF,
+            0,
+            "no VECTKEY: ignored"
+        );
+        assert_eq!(b.cpu.read_reg(CoreReg::Pc), MAIN + 2);
+        b.run_instructions(1);
+        assert_ne!(b.mcu().rcc.read(0x74, 0) & CSR_SFTRSTF, 0, "software reset");
+        assert_eq!(b.mcu().dbg.vtor, 0, "VTOR back to its reset value");
+    }
+
     /// SysTick at HCLK every 100 cycles with TICKINT: `str r3,[r2,#4]`
     /// (RVR = 99), `str r3,[r2,#8]` (CVR), `str r4,[r2]` (CSR), then `b .`;
     /// the handler counts in r5 (`adds r5,#1; bx lr`).
@@ -1354,6 +1382,35 @@ mod tests {
             "back in Thread mode"
         );
         assert_eq!(b.cpu.read_reg(CoreReg::Msp), STACK);
+    }
+
+    #[test]
+    fn systick_interrupts_a_skipped_flash_busy_poll_on_time() {
+        // SysTick as above, then `1: ldr r0, [r6, #12]; b 1b` polls
+        // FLASH_SR while a sector erase keeps BSY set for 250 ms: a poll
+        // the board skips (a stall of up to 1 ms) must not hold SysTick off.
+        let main = [0x6053, 0x6093, 0x6014, 0x68F0, 0xE7FD];
+        let regs = [0, 0, 0xE000_E010, 99, 7, 0, 0x4002_3C00];
+        let mut b = board(&main, &COUNT_HANDLER, &regs);
+        {
+            let mut m = b.mcu();
+            let w = |m: &mut Mcu, a: u32, v: u32| m.write(a, 4, v, Master::Debugger).unwrap();
+            w(&mut m, 0x4002_3C04, 0x4567_0123); // KEYR
+            w(&mut m, 0x4002_3C04, 0xCDEF_89AB);
+            w(&mut m, 0x4002_3C10, 2 << 8 | 1 << 3 | 1 << 1); // x32, sector 1, SER
+            w(&mut m, 0x4002_3C10, 2 << 8 | 1 << 3 | 1 << 1 | 1 << 16); // STRT
+        }
+        b.run_for(16_000 * 62_500); // 1 ms
+        assert_eq!(b.fault(), None);
+        let ticks = r(&b, 5);
+        assert!(
+            (150..=160).contains(&ticks),
+            "{ticks} SysTick exceptions in 1 ms"
+        );
+        assert!(
+            b.counters().skipped_ps > 0,
+            "the poll was skipped meanwhile"
+        );
     }
 
     #[test]

@@ -809,18 +809,11 @@ mod tests {
     #[test]
     fn nvic_enable_pend_priority_and_basepri() {
         let mut s = Scs::new();
-        let iser = 0xE000_E100 + 4 * (56 / 32);
-        let ipr = 0xE000_E400 + 56;
-        s.write(
-            ipr & !3,
-            0x50 << (8 * (56 % 4)),
-            0xFF << (8 * (56 % 4)),
-            0,
-            Side::Cpu,
-        );
+        // IRQ 56: ISER1 bit 24, IPR14 byte 0.
+        s.write(0xE000_E438, 0x50, 0xFF, 0, Side::Cpu);
         s.set_line(56, true);
         assert_eq!(s.takeable(false, false, 0), None, "not enabled");
-        s.write(iser, 1 << (56 % 32), !0, 0, Side::Cpu);
+        s.write(0xE000_E104, 1 << 24, !0, 0, Side::Cpu);
         assert_eq!(s.takeable(false, false, 0), Some(16 + 56));
         assert_eq!(
             s.takeable(false, false, 0x50),

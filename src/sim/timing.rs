@@ -80,7 +80,7 @@ fn classify16(i: u16) -> Class {
         // LDR (literal)
         0b010010 | 0b010011 => Class::Mem,
         // load/store single: 0101, 011x, 100x
-        0b010100..=0b010111 | 0b011000..=0b100111 => Class::Mem,
+        0b010100..=0b100111 => Class::Mem,
         0b101100..=0b101111 => match i >> 8 {
             // CBZ/CBNZ
             0xB1 | 0xB3 | 0xB9 | 0xBB => Class::Branch,
@@ -117,7 +117,7 @@ fn classify32(ins: u32) -> Class {
         }
         0b1110101 => Class::Alu,
         0b1110110 | 0b1110111 | 0b1111110 | 0b1111111 => Class::Coproc,
-        0b1111000 | 0b1111001 | 0b1111010 | 0b1111011 => {
+        0b1111000..=0b1111011 => {
             if hw2 & 0x8000 == 0 {
                 return Class::Alu; // data processing (immediate)
             }
