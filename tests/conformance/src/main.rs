@@ -16,8 +16,10 @@
 //! core on a BKPT. The struct lives
 //! in `.uninit` so the watchdog reset keeps it; a cold boot clears it.
 //!
-//! Every wait is bounded by an iteration count, so a board that never sets
-//! a flag fails the step instead of hanging.
+//! Every wait of ours is bounded by an iteration count, so a board that
+//! never sets a flag fails the step instead of hanging; the w25q32jv
+//! driver's own BUSY polls are not (a chip stuck busy hangs it there, and
+//! the test's GDB run hits its time limit).
 
 #![no_std]
 #![no_main]
