@@ -5,7 +5,8 @@
 #   - gdb-multiarch and lldb (end-to-end tests drive the real GDB and
 #     LLDB), from the distribution's packages;
 #   - the thumbv7m-none-eabi Rust target (the committed SPI stub is rebuilt
-#     and compared, so a stale build fails the run);
+#     and compared, so a stale build fails the run), and thumbv7em-none-eabi
+#     for the conformance firmware (tests/conformance/, rebuilt the same way);
 #   - OpenOCD (distribution package) and pyOCD with its pyocd-bitbang probe
 #     plugin (PyPI): the remote_bitbang tests run them against the virtual
 #     board, and tests/loaders parse and run the generated .FLM with
@@ -40,6 +41,12 @@ fi
 if ! rustup target list --installed | grep -qx thumbv7m-none-eabi; then
   echo "== installing the thumbv7m-none-eabi Rust target"
   rustup target add thumbv7m-none-eabi
+fi
+# The conformance firmware (tests/conformance/) is built for the soft-float
+# Cortex-M4 target; its crates come from crates.io.
+if ! rustup target list --installed | grep -qx thumbv7em-none-eabi; then
+  echo "== installing the thumbv7em-none-eabi Rust target"
+  rustup target add thumbv7em-none-eabi
 fi
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy

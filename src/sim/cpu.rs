@@ -230,8 +230,9 @@ impl InstructionDecode for SleepAwareDecoder {
         }
         let class = timing::classify(ins, wide);
         self.last.set((class, bytes));
-        let ours =
-            sysreg::decode(ins, wide, &self.regs).or_else(|| patch::decode(ins, wide, &self.div));
+        let ours = sysreg::decode(ins, wide, &self.regs)
+            .or_else(|| patch::decode(ins, wide, &self.div))
+            .or_else(|| super::dsp::decode(ins, wide));
         let decoded = match ours {
             Some(ours) => ours,
             None => {

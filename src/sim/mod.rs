@@ -9,6 +9,7 @@ pub mod board;
 pub mod clock;
 pub mod cpu;
 pub mod debug;
+pub mod dsp;
 pub mod link;
 pub mod mcu;
 pub mod patch;

@@ -9,6 +9,7 @@ mod support;
 
 mod bench;
 mod cli;
+mod conformance;
 mod extflash;
 mod faults;
 mod firmware;

@@ -1,7 +1,9 @@
 //! The committed target builds are what their sources build to:
 //! `target-stub/extflash-stub.elf` (`target-stub/build.sh`) and
 //! `tests/firmware/firmware.elf` + `firmware-assets.elf`
-//! (`tests/firmware/build.sh`). Each script rebuilds into a temporary folder
+//! (`tests/firmware/build.sh`), `tests/conformance/conformance.elf` and
+//! `tests/conformance-embassy/conformance-embassy.elf` (their `build.sh`,
+//! crates from crates.io). Each script rebuilds into a temporary folder
 //! and writes a `BUILD-INFO.txt` there with the `rustc -vV` it used.
 //!
 //! Nothing pins the compiler (a toolchain file would force a download on a
@@ -478,4 +480,100 @@ fn firmware_contract_holds_for_an_identical_elf_and_catches_missing_asset_sectio
         bad.iter().any(|b| b.contains(".extflash")),
         "the assets build differs from the plain one: {bad:?}"
     );
+}
+
+/// What the conformance test relies on in a rebuilt conformance ELF, as
+/// violations: the `record` (same size: same layout), `conformance_done`
+/// and the `handlers` as in the committed build, a vector table at
+/// 0x0800_0000.
+fn conformance_contract(
+    committed: &[u8],
+    rebuilt: &[u8],
+    record: &str,
+    handlers: &[&str],
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    let (old, new) = (global_symbols(committed), global_symbols(rebuilt));
+    let size = |syms: &[(String, SymbolType, u64, u64)], name: &str| {
+        syms.iter().find(|s| s.0 == name).map(|s| s.3)
+    };
+    for name in [record, "conformance_done", "Reset"].iter().chain(handlers) {
+        match (size(&old, name), size(&new, name)) {
+            (_, None) => bad.push(format!("no symbol {name}")),
+            (Some(a), Some(b)) if *name == record && a != b => {
+                bad.push(format!("{record} is {b} bytes, committed {a}"))
+            }
+            _ => {}
+        }
+    }
+    match ElfFile::new(rebuilt)
+        .map(|f| f.find_section_by_name(".vector_table").map(|s| s.address()))
+    {
+        Ok(Some(0x0800_0000)) => {}
+        other => bad.push(format!(".vector_table not at 0x08000000: {other:?}")),
+    }
+    bad
+}
+
+/// Rebuild `dir/build.sh` and compare `dir/elf` with the committed one.
+fn check_conformance_build(dir: &str, elf_name: &str, record: &str, handlers: &[&str]) {
+    let out = rebuild(&format!("{dir}/build.sh"), &format!("{elf_name}-check"));
+    let committed = elf::read(root().join(dir).join(elf_name));
+    let rebuilt = elf::read(out.0.join(elf_name));
+    match comparison(
+        &read_text(&root().join(dir).join("BUILD-INFO.txt")),
+        &read_text(&out.0.join("BUILD-INFO.txt")),
+    ) {
+        Comparison::Bytes => assert!(
+            rebuilt == committed,
+            "{dir}/{elf_name} is stale ({} bytes committed, {} built with the same rustc): run \
+             {dir}/build.sh and commit the ELF and BUILD-INFO.txt",
+            committed.len(),
+            rebuilt.len(),
+        ),
+        Comparison::Contract {
+            committed: then,
+            rebuilt: now,
+        } => {
+            println!(
+                "{elf_name}: bytes not compared: the committed build's rustc says `{then}`, \
+                 this rebuild's `{now}`; checking the record and entry symbols"
+            );
+            let bad = conformance_contract(&committed, &rebuilt, record, handlers);
+            assert!(
+                bad.is_empty(),
+                "{dir}/{elf_name} rebuilt (rustc: `{now}`) differs from the committed one where \
+                 the tests look: {bad:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn committed_conformance_elf_is_what_tests_conformance_builds_to() {
+    check_conformance_build(
+        "tests/conformance",
+        "conformance.elf",
+        "CONFORMANCE",
+        &["SysTick", "DMA2_STREAM0"],
+    );
+}
+
+#[test]
+fn committed_embassy_conformance_elf_is_what_its_sources_build_to() {
+    check_conformance_build(
+        "tests/conformance-embassy",
+        "conformance-embassy.elf",
+        "CONFORMANCE_EMBASSY",
+        &["DMA2_STREAM0", "DMA2_STREAM3"],
+    );
+}
+
+#[test]
+fn conformance_contract_catches_an_elf_without_the_record() {
+    let committed = elf::read(root().join("tests/conformance/conformance.elf"));
+    let no_bad = conformance_contract(&committed, &committed, "CONFORMANCE", &["SysTick"]);
+    assert_eq!(no_bad, Vec::<String>::new());
+    let bad = conformance_contract(&committed, &elf::firmware_elf(), "CONFORMANCE", &[]);
+    assert!(bad.iter().any(|b| b.contains("CONFORMANCE")), "{bad:?}");
 }
