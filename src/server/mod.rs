@@ -26,8 +26,8 @@
 //! TCP keepalive finds peers that vanished, and shutdown ends every
 //! connection without waiting on its socket.
 
-mod error_text;
 pub mod end;
+mod error_text;
 pub mod framer;
 mod front;
 mod observer;

@@ -35,8 +35,8 @@ use probe_rs::Session;
 use tokio::sync::mpsc::Sender as OutSender;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::error_text::ErrorText;
 use super::end::End;
+use super::error_text::ErrorText;
 use super::framer::{frame_packet, Frame, Framer};
 use super::front;
 use crate::board::Board;

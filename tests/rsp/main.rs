@@ -8,8 +8,8 @@
 mod support;
 
 mod client;
-mod flash_done;
 mod connections;
+mod flash_done;
 mod hardening;
 mod lldb;
 mod observer;
