@@ -4,11 +4,17 @@
 //! The calling convention, the config block, the record stream and the status
 //! codes are defined once, in `abi/src/lib.rs`; this file implements them.
 //!
-//! What it touches: only what [`Config`] names — RCC bits `rcc_gpio_mask` in
+//! What it touches: what [`Config`] names — RCC bits `rcc_gpio_mask` in
 //! `rcc_gpio_enr` and `rcc_spi_bit` in `rcc_spi_enr`; MODER, OTYPER,
 //! OSPEEDR, PUPDR (MISO only), AFRL/AFRH and BSRR of the four pins (only
-//! their own bit fields); SPI CR1, CR2, SR, DR of `spi_base`; and
-//! DWT CYCCNT/CTRL (read only). The host saves and restores those registers.
+//! their own bit fields); SPI CR1, CR2, SR, DR of `spi_base`; the two DMA
+//! streams (CR, NDTR, PAR, M0AR) and their LISR/HISR flags (LIFCR/HIFCR) of
+//! `dma_base` when it is set; IWDG_KR (`iwdg_kr`, reload only) when it is
+//! set — plus, at fixed addresses, the CRC unit (CR, DR), RCC CR, PLLCFGR
+//! and CFGR and FLASH_ACR (`stub_clock` only, from the reset clock tree),
+//! and DWT CYCCNT/CTRL (read only). The host saves and restores all of
+//! them except IWDG_KR, whose reload is what the application's watchdog
+//! expects anyway.
 //!
 //! Every call is self-contained: it (re)configures clocks, pins and the SPI
 //! from the config, so the host may restore the application's registers

@@ -1,7 +1,7 @@
 //! The contract between the extflash-gdb host and its SPI driver stub.
 //!
-//! Both sides compile this crate, so the config block, the ring buffer and
-//! the status codes cannot drift apart. Everything here is `#[repr(C)]`,
+//! Both sides compile this crate, so the config block, the mailbox, the
+//! record stream's slots and the status codes cannot drift apart. Everything here is `#[repr(C)]`,
 //! little endian, 32-bit fields only.
 //!
 //! # Calling convention (every entry point)
