@@ -24,5 +24,6 @@ pub mod read;
 pub mod rsp;
 pub mod selftest;
 pub mod session;
+pub mod source;
 pub mod srec;
 pub mod verify;
