@@ -453,7 +453,7 @@ impl ExtFlash {
             .as_ref()
             .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
         let wa = &self.ext.work_area;
-        runner::layout(wa, stub.bytes.len() as u32)
+        extflash_stub_abi::layout::layout(wa, stub.bytes.len() as u32)
             .map(|l| l.buf_len & !(cache::LINE - 1))
             .filter(|l| *l >= cache::LINE)
             .ok_or(ExtFlashError::WorkAreaTooSmall {

@@ -17,7 +17,6 @@
 //! the work area, DWT CYCCNT and the peripherals the config names, never
 //! executes FPU instructions, and while idle only reads memory.
 
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use extflash_stub_abi::{
@@ -31,10 +30,8 @@ use super::stub::{Entries, StubImage};
 use super::wiring;
 use crate::board::ExternalFlash;
 use crate::cortex_m::{demcr, dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
+use abi::layout::{layout, Layout, STREAM_PAGE_BUF};
 use abi::Config;
-
-/// Stack the stub gets, at the top of the work area.
-pub const STACK_SIZE: u32 = 1024;
 
 /// Registers the host saves and restores around a session, in restore
 /// order: CONTROL first (it picks the stack pointer), then MSP, xPSR, pc.
@@ -44,77 +41,10 @@ pub fn saved_registers() -> Vec<u16> {
     vec![sel::EXTRA, sel::MSP, sel::XPSR, sel::PC]
 }
 
-/// Where things go in the work area: the stub at the bottom, then the data
-/// buffer, the stack, and at the top the config block followed by the
-/// mailbox and the slots header (`stub_serve` starts with sp = config), so
-/// one read polls the mailbox's `done`/`status`/`value` with the stream's
-/// `rp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    pub load: u32,
-    /// The [`Slots`] header of `Command::Stream`.
-    pub slots: u32,
-    /// Data buffer (reads, SFDP, block CRCs; for a stream the page buffer,
-    /// then the slots).
-    pub buf: u32,
-    pub buf_len: u32,
-    /// Lowest stack word.
-    pub canary: u32,
-    /// Initial sp of `stub_serve`, also where the config block starts.
-    pub config: u32,
-    pub mailbox: u32,
-    /// End of what the stub uses.
-    pub end: u32,
-}
-
-/// Plan the work area; `None` when the stub, its blocks, a 1 KiB buffer
-/// and the stack do not fit.
-pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
-    let align = |v: u32, a: u32| v.div_ceil(a) * a;
-    let load = work_area.start;
-    let buf = align(load.checked_add(image_len)?, 8);
-    let top = (Config::SIZE + Mailbox::SIZE + Slots::SIZE) as u32;
-    let config = work_area.end.checked_sub(top)? & !7;
-    let mailbox = config + Config::SIZE as u32;
-    let slots = mailbox + Mailbox::SIZE as u32;
-    let canary = config.checked_sub(STACK_SIZE)?;
-    let buf_len = canary.checked_sub(buf)? & !0xFF;
-    (buf_len >= 1024).then_some(Layout {
-        load,
-        slots,
-        buf,
-        buf_len,
-        canary,
-        config,
-        mailbox,
-        end: config + top,
-    })
-}
-
-impl Layout {
-    /// The stream's slots in the data buffer, after the 256-byte page
-    /// buffer: (count, size). Four slots when each still holds 4 KiB of
-    /// records, else two: while the chip erases, the stub holds none of
-    /// them (an erase ends its chunk), so the whole area fills. A slot is
-    /// a record header, whole pages and the trailer, so a chunk of raw
-    /// pages fills it exactly and goes out in one memory call.
-    pub fn stream_slots(&self) -> (u32, u32) {
-        const PAGE: u32 = abi::lz::PAGE as u32;
-        let overhead = abi::stream::HEADER + 4;
-        let area = self.buf_len - STREAM_PAGE_BUF;
-        let count = if area / 4 >= 4096 + overhead { 4 } else { 2 };
-        let pages = ((area / count).saturating_sub(overhead) / PAGE).min(255);
-        (count, overhead + pages * PAGE)
-    }
-}
-
 /// A gap before a chunk's trailer that goes out as padding in the chunk's
 /// memory call rather than as a call of its own (about what one round trip
 /// of a full-speed probe could otherwise carry).
 const SMALL_GAP: usize = 64;
-
-/// Bytes before the slots: where `PROGRAM_LZ` pages are decoded.
-pub const STREAM_PAGE_BUF: u32 = abi::lz::PAGE as u32;
 
 /// One stub entry point with its arguments (r1..r3; r0 is the config), as
 /// the ABI blocks above the entry points in `target-stub/src/main.rs` say.
@@ -1376,55 +1306,6 @@ mod tests {
             let word = crc_unit_preimage(dr).to_be_bytes();
             assert_eq!(abi::crc32_update(abi::CRC32_INIT, &word), dr);
         }
-    }
-
-    #[test]
-    fn layout_of_the_builtin_work_area() {
-        let l = layout(&(0x2001_C000..0x2002_0000), 0x6A2).unwrap();
-        assert_eq!(l.load, 0x2001_C000);
-        assert_eq!(l.buf, 0x2001_C6A8, "after the stub, 8-byte aligned");
-        assert!(
-            l.end <= 0x2002_0000 && l.end > 0x2002_0000 - 8,
-            "config, mailbox and slots header at the top"
-        );
-        assert_eq!(l.mailbox, l.config + Config::SIZE as u32);
-        assert_eq!(
-            l.slots,
-            l.mailbox + Mailbox::SIZE as u32,
-            "one read polls both"
-        );
-        assert_eq!(l.slots + Slots::SIZE as u32, l.end);
-        assert_eq!(l.config % 8, 0, "the stub's initial sp");
-        assert_eq!(l.canary, l.config - STACK_SIZE);
-        assert!(l.buf + l.buf_len <= l.canary);
-        assert_eq!(l.buf_len % 256, 0);
-        assert!(l.buf_len >= 8 * 1024);
-    }
-
-    #[test]
-    fn stream_slots_hold_a_header_whole_pages_and_the_trailer() {
-        // The board files' 32 KiB work area and a stub of 4.25 KiB.
-        let l = layout(&(0x2001_8000..0x2002_0000), 0x1100).unwrap();
-        let (count, slot) = l.stream_slots();
-        assert_eq!(count, 4);
-        assert_eq!((slot - 16) % 256, 0);
-        assert!(slot >= 6 * 1024, "{slot}");
-        assert!(STREAM_PAGE_BUF + count * slot <= l.buf_len);
-        // The smallest work area still gets two slots of a page each.
-        let l = layout(&(0x2001_F000..0x2002_0000), 0x400).unwrap();
-        let (count, slot) = l.stream_slots();
-        assert_eq!(count, 2);
-        assert!(slot >= 16 + 256 && STREAM_PAGE_BUF + count * slot <= l.buf_len);
-    }
-
-    #[test]
-    fn invalid_layout_when_the_stub_fills_the_work_area() {
-        assert_eq!(layout(&(0x2001_F000..0x2002_0000), 0xC00), None);
-        assert_eq!(
-            layout(&(0x2001_F000..0x2001_F010), 0),
-            None,
-            "no room for the blocks"
-        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   DWT_CTRL.CYCCNTENA before a call and restores both afterwards.
 #![no_std]
 
+pub mod layout;
 pub mod loader;
 pub mod lz;
 
