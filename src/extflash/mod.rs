@@ -24,7 +24,6 @@ pub mod stream;
 pub mod stub;
 pub mod wiring;
 
-use std::cell::RefCell;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -55,7 +54,7 @@ pub struct ExtFlash {
     /// The window part of the `load` in progress, in window addresses.
     request: FlashRequest,
     /// The stub session while one runs.
-    resident: RefCell<Option<Resident>>,
+    resident: Option<Resident>,
     /// Whether a `load` may send pages compressed (`monitor flash
     /// compress`); on by default.
     compress: bool,
@@ -69,7 +68,7 @@ impl ExtFlash {
             chip: None,
             cache: ReadCache::default(),
             request: FlashRequest::default(),
-            resident: RefCell::new(None),
+            resident: None,
             compress: true,
         }
     }
@@ -182,28 +181,26 @@ impl ExtFlash {
     /// application holds the chip select. A call that leaves the stub in an
     /// unknown state ends the session at once.
     fn session<R>(
-        &self,
+        &mut self,
         core: &mut Core<'_>,
         address: u32,
         len: u32,
         f: impl FnOnce(&mut StubSession<'_, '_>, u32) -> Result<R, ExtFlashError>,
     ) -> Result<R, ExtFlashError> {
-        let mut slot = self.resident.borrow_mut();
-        if slot.is_none() {
+        if self.resident.is_none() {
             self.check_spi_free(core, address, len)?;
             let stub = self
                 .stub
                 .as_ref()
                 .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
             let config = wiring::config(&self.ext, self.timeouts());
-            let res = Resident::start(core, stub, &self.ext, &config)?;
-            *slot = Some(res);
+            self.resident = Some(Resident::start(core, stub, &self.ext, &config)?);
         }
-        let res = slot.as_mut().expect("started above");
+        let res = self.resident.as_mut().expect("started above");
         let id = res.jedec_id;
         let result = f(&mut res.session(core), id);
         if res.is_broken() {
-            let res = slot.take().expect("running");
+            let res = self.resident.take().expect("running");
             if let Err(e) = res.end(core, &self.ext) {
                 tracing::error!(error = %crate::error::DisplayChain(&e), "ending a failed stub session");
             }
@@ -243,14 +240,14 @@ impl ExtFlash {
 
     /// Whether a stub session is running (the application's state saved).
     pub fn is_resident(&self) -> bool {
-        self.resident.borrow().is_some()
+        self.resident.is_some()
     }
 
     /// End the stub session, if any: stop the stub and put back everything
     /// it saved. Call before anything runs, steps or resets the core, at
     /// detach, and before a write to a register or to saved memory.
     pub fn end_session(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
-        match self.resident.get_mut().take() {
+        match self.resident.take() {
             Some(res) => res.end(core, &self.ext),
             None => Ok(()),
         }
@@ -260,8 +257,7 @@ impl ExtFlash {
     /// session ended first: it touches a register the session changed.
     /// Reads of the work area do not: see [`ExtFlash::overlay_saved`].
     pub fn session_conflicts(&self, addr: u32, len: u32, write: bool) -> bool {
-        let slot = self.resident.borrow();
-        let Some(res) = slot.as_ref() else {
+        let Some(res) = &self.resident else {
             return false;
         };
         let (a, e) = (u64::from(addr), u64::from(addr) + u64::from(len));
@@ -273,7 +269,7 @@ impl ExtFlash {
     /// Put the application's values of work-area bytes the session saved
     /// into `buf` (read from `addr` while the stub is resident).
     pub fn overlay_saved(&self, addr: u32, buf: &mut [u8]) {
-        if let Some(res) = self.resident.borrow().as_ref() {
+        if let Some(res) = &self.resident {
             res.overlay(addr, buf);
         }
     }
@@ -706,6 +702,7 @@ impl ExtFlash {
         let limit = self.timeouts().chip_erase_ms;
         let size = self.size();
         let w = self.ext.window;
+        let wiring = self.wiring();
         let started = Instant::now();
         self.session(core, w, size, |s, _| {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
@@ -713,7 +710,7 @@ impl ExtFlash {
                 return Err(ExtFlashError::Stub {
                     op: "chip erase (stub_erase)",
                     address: w,
-                    wiring: WiringText(wiring::describe(&self.ext)),
+                    wiring,
                     source: StubStatusError::Protected,
                 });
             }
