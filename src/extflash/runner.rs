@@ -164,6 +164,15 @@ pub(super) fn rd_block(
     Ok(out)
 }
 
+/// The application's words of the work area in `start..end`, saved before
+/// the stub overwrites them; a failed read names the range.
+fn read_work_area(core: &mut Core<'_>, start: u32, end: u32) -> Result<Vec<u32>, ExtFlashError> {
+    let mut out = vec![0u32; ((end - start) / 4) as usize];
+    core.read_32(start.into(), &mut out)
+        .map_err(ExtFlashError::probe(ProbeOp::SaveWorkArea { start, end }))?;
+    Ok(out)
+}
+
 fn reg_rd(core: &mut Core<'_>, sel: u16) -> Result<u32, ExtFlashError> {
     core.read_core_reg::<u32>(RegisterId(sel))
         .map_err(ExtFlashError::probe(ProbeOp::ReadRegister(sel)))
@@ -545,19 +554,7 @@ fn save(
     // The stub image, slots header and stack + config + mailbox; the buffer
     // only when a call first uses it.
     for range in [l.load..l.buf, l.canary..l.end] {
-        let words =
-            rd_block(core, range.start, ((range.end - range.start) / 4) as usize).map_err(|e| {
-                match e {
-                    ExtFlashError::Probe { source, .. } => ExtFlashError::Probe {
-                        op: ProbeOp::SaveWorkArea {
-                            start: range.start,
-                            end: range.end,
-                        },
-                        source,
-                    },
-                    other => other,
-                }
-            })?;
+        let words = read_work_area(core, range.start, range.end)?;
         s.ram.push((range.start, words));
     }
     let app_demcr = rd(core, DEMCR)?;
@@ -901,16 +898,7 @@ impl StubSession<'_, '_> {
         }
         let from = l.buf + self.res.buf_saved;
         let to = l.buf + want;
-        let words = rd_block(self.core, from, ((to - from) / 4) as usize).map_err(|e| match e {
-            ExtFlashError::Probe { source, .. } => ExtFlashError::Probe {
-                op: ProbeOp::SaveWorkArea {
-                    start: from,
-                    end: to,
-                },
-                source,
-            },
-            other => other,
-        })?;
+        let words = read_work_area(self.core, from, to)?;
         self.res.saved.ram.push((from, words));
         self.res.buf_saved = want;
         Ok(())

@@ -5,7 +5,7 @@
 //! Pure: addresses and values only (RM0090 memory map and register
 //! layouts); nothing here talks to the target.
 
-use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts, Words};
+use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts};
 
 use crate::board::{ExternalFlash, Pin};
 
@@ -204,13 +204,6 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
     }
 }
 
-/// The config block as the little-endian bytes the stub reads.
-pub fn config_bytes(c: &Config) -> Vec<u8> {
-    let mut out = vec![0u8; Config::SIZE];
-    c.write_le(&mut out);
-    out
-}
-
 /// Every peripheral register the stub may change, in restore order: GPIO
 /// ports, then the SPI (CR1 last, see the runner), then the RCC enables
 /// (last, so the restores above still have their clocks).
@@ -249,7 +242,6 @@ mod tests {
         );
         assert_eq!(c.pins[3].af, abi::PIN_GPIO_OUTPUT);
         assert_eq!(c.br, 0, "prescaler 2 → BR=000");
-        assert_eq!(config_bytes(&c).len(), std::mem::size_of::<Config>());
         assert_eq!(describe(&ext), "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)");
     }
 

@@ -217,11 +217,6 @@ impl FlashRequest {
             })
             .collect()
     }
-
-    /// Bytes GDB asked to write.
-    pub fn written_bytes(&self) -> usize {
-        self.writes.iter().map(|(_, d)| d.len()).sum()
-    }
 }
 
 /// `units` without the ranges in `unchanged` (ranges found to hold the
@@ -753,7 +748,6 @@ mod tests {
         assert_eq!(u.data[0x14], ERASED);
         assert_eq!(&u.data[0x4000..0x4002], &[0x00; 2]);
         assert_eq!(u.data[0x4002], ERASED);
-        assert_eq!(r.written_bytes(), 6);
     }
 
     #[test]
