@@ -6,7 +6,7 @@ pub mod cortex_m;
 pub mod error;
 pub mod extflash;
 pub mod flash;
-pub mod gdb;
+pub(crate) mod gdb;
 pub mod loader;
 pub mod prng;
 pub mod server;

@@ -922,8 +922,14 @@ mod tests {
     #[test]
     fn valid_work_area_is_exactly_one_the_stub_runner_can_lay_out() {
         use abi::layout::{layout, STUB_BUDGET};
-        let builtin = crate::extflash::stub::StubImage::builtin().unwrap().bytes.len() as u32;
-        assert!(builtin <= STUB_BUDGET, "the built-in stub is over its budget");
+        let builtin = crate::extflash::stub::StubImage::builtin()
+            .unwrap()
+            .bytes
+            .len() as u32;
+        assert!(
+            builtin <= STUB_BUDGET,
+            "the built-in stub is over its budget"
+        );
         let mut accepted = 0;
         let mut rejected = 0;
         // Stub budget, config, slots header, 1 KiB buffer, 1 KiB stack.

@@ -107,7 +107,10 @@ impl TargetArgs {
             chip: self.chip.clone().unwrap_or_else(|| board.chip.clone()),
         };
         if !self.sim {
-            return Ok((super::source::probe_source(self.probe.clone(), attach), None));
+            return Ok((
+                super::source::probe_source(self.probe.clone(), attach),
+                None,
+            ));
         }
         let wired = match &self.sim_board {
             Some(path) => Board::from_file(path)?,

@@ -61,7 +61,11 @@ impl SimHandle {
 /// and pins): the `--sim-board` file, or else the `--board` file, so
 /// `--board FILE` exercises that wiring end to end. The handle reaches the
 /// board once the worker has built it.
-pub fn sim_source(sim: SimOptions, wired: &Board, attach: AttachOptions) -> (SessionSource, SimHandle) {
+pub fn sim_source(
+    sim: SimOptions,
+    wired: &Board,
+    attach: AttachOptions,
+) -> (SessionSource, SimHandle) {
     use extflash_gdb::sim::{Pin, Wiring};
     let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
     let wiring = wired

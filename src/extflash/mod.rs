@@ -15,11 +15,11 @@
 //! [`runner::cs_asserted`]). Emits progress as
 //! [`FlashEvent`](crate::flash::FlashEvent)s; never prints.
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod chip;
-pub mod direct;
+pub(crate) mod direct;
 pub mod error;
-pub mod runner;
+pub(crate) mod runner;
 pub mod stream;
 pub mod stub;
 pub mod wiring;

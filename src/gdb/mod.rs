@@ -37,7 +37,7 @@ use crate::board::Board;
 use crate::extflash::{ExtFlash, ExtFlashError};
 use crate::flash::{EventSink, FlashEvent, FlashRequest};
 use arch::CortexM4F;
-pub use breakpoints::{dwt_match, DwtMatch, WatchSlot};
+pub use breakpoints::WatchSlot;
 pub(crate) use error::{fatal_only, to_target_error};
 pub use error::{GdbError, SessionFault};
 pub use stop::{ExecState, StopReason};

@@ -21,8 +21,8 @@
 
 pub mod framer;
 mod observer;
-pub mod readonly;
-pub mod vet;
+pub(crate) mod readonly;
+pub(crate) mod vet;
 pub mod worker;
 
 use std::future::Future;

@@ -736,8 +736,8 @@ fn stub_reloads_a_running_watchdog_between_page_programs() {
 #[test]
 fn a_fault_in_the_middle_of_a_stream_names_the_range_and_the_next_load_fixes_it() {
     use extflash_gdb::extflash::stub::StubImage;
-    use extflash_stub_abi::layout::layout;
     use extflash_gdb::flash::FlashEvent;
+    use extflash_stub_abi::layout::layout;
     const WINDOW: u32 = 0x9000_0000;
     let old = vec![0x11u8; 0x4_0000];
     let (b, mut session) = app_state(SimConfig::default(), &[(0, &old)]);

@@ -35,7 +35,6 @@ use gdbstub::target::Target;
 use super::GdbError;
 pub use answer::{Observed, SessionOwner};
 pub use arch::{ObservedRegs, ObserverArch};
-pub use monitor::OBSERVER_HELP;
 
 /// The `E xx` code of a refused packet: EACCES.
 pub const REFUSED_ERRNO: u8 = 0x0d;

@@ -169,7 +169,13 @@ mod tests {
     /// lengths around the budget.
     #[test]
     fn min_work_area_is_the_smallest_size_layout_accepts() {
-        for start in [0x2000_0000u32, 0x2000_0001, 0x2000_0003, 0x2001_0004, 0x2001_C107] {
+        for start in [
+            0x2000_0000u32,
+            0x2000_0001,
+            0x2000_0003,
+            0x2001_0004,
+            0x2001_C107,
+        ] {
             for len in (0..64).chain(STUB_BUDGET - 40..STUB_BUDGET + 40) {
                 let min = min_work_area(start, len).unwrap();
                 assert!(
