@@ -361,13 +361,11 @@ impl BoardSession {
             return Ok(());
         }
         let base = wiring::gpio_base(ext.cs.port);
-        let pin = u32::from(ext.cs.number);
         for i in 0..SETTLE_TRIES {
-            // The stub's own test (`runner::cs_asserted`): CS is a GPIO
-            // output (MODER = 01) driven low.
+            // The server's own test before it starts the stub.
             let moder = self.read_u32(base + wiring::GPIO_MODER)?;
             let odr = self.read_u32(base + wiring::GPIO_ODR)?;
-            if (moder >> (2 * pin)) & 0b11 != 0b01 || odr & (1 << pin) != 0 {
+            if !wiring::cs_held(moder, odr, ext.cs.number) {
                 self.identify();
                 return Ok(());
             }

@@ -187,11 +187,9 @@ fn reg_wr(core: &mut Core<'_>, sel: u16, value: u32) -> Result<(), ExtFlashError
 /// a GPIO output (MODER = 01) and driven low.
 pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, ExtFlashError> {
     let base = wiring::gpio_base(ext.cs.port);
-    let pin = u32::from(ext.cs.number);
     // MODER..ODR in one read.
     let r = rd_block(core, base + wiring::GPIO_MODER, 6)?;
-    let (moder, odr) = (r[0], r[5]);
-    Ok((moder >> (2 * pin)) & 0b11 == 0b01 && odr & (1 << pin) == 0)
+    Ok(wiring::cs_held(r[0], r[5], ext.cs.number))
 }
 
 /// What the application is doing with the flash's SPI when the core halted.

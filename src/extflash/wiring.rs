@@ -101,6 +101,14 @@ pub fn gpio_base(port: char) -> u32 {
     GPIO_BASE + 0x400 * port_index(port)
 }
 
+/// Whether the application holds chip select `pin` of a port whose MODER
+/// and ODR read `moder` and `odr`: configured as a GPIO output (MODER =
+/// 01) and driven low. The stub never starts under such a transaction.
+pub fn cs_held(moder: u32, odr: u32, pin: u8) -> bool {
+    let pin = u32::from(pin);
+    (moder >> (2 * pin)) & 0b11 == 0b01 && odr & (1 << pin) == 0
+}
+
 /// RCC_AHB1ENR bit index of a port (GPIOAEN = 0 .. GPIOHEN = 7).
 pub fn port_index(port: char) -> u32 {
     u32::from(port as u8 - b'A')
@@ -223,6 +231,18 @@ pub fn peripheral_registers(ext: &ExternalFlash) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cs_is_held_only_as_a_low_gpio_output() {
+        // PB0: MODER bits 1:0, ODR bit 0.
+        assert!(cs_held(0b01, 0, 0));
+        assert!(!cs_held(0b01, 1, 0), "driven high");
+        assert!(!cs_held(0b10, 0, 0), "alternate function");
+        assert!(!cs_held(0b00, 0, 0), "input");
+        // PA15: MODER bits 31:30, ODR bit 15; other pins do not count.
+        assert!(cs_held(0b01 << 30, !(1 << 15), 15));
+        assert!(!cs_held(0x5555_5555 & !(0b11 << 30), 0, 15));
+    }
     use crate::board::Board;
 
     #[test]
