@@ -35,8 +35,8 @@ use crate::flash::plan::{self, Boundaries, EraseGeometry, FlashRequest};
 use crate::flash::{FlashEvent, FlashKind};
 use cache::ReadCache;
 use chip::{ChipInfo, StatusRegs};
-use error::WiringText;
-pub use error::{ExtFlashError, ProbeOp, StubStatusError};
+pub use error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
+pub use runner::SpiActivity;
 use runner::{timeout_for, Call, Resident, StubSession};
 use stub::StubImage;
 
@@ -150,8 +150,8 @@ impl ExtFlash {
         !self.request.is_empty()
     }
 
-    fn wiring(&self) -> WiringText {
-        WiringText(wiring::describe(&self.ext))
+    fn wiring(&self) -> SpiWiring {
+        SpiWiring::of(&self.ext)
     }
 
     fn timeouts(&self) -> Timeouts {
@@ -218,21 +218,18 @@ impl ExtFlash {
     ) -> Result<(), ExtFlashError> {
         if runner::cs_asserted(core, &self.ext)? {
             return Err(ExtFlashError::AppInTransaction {
-                cs: self.ext.cs.to_string(),
+                cs: self.ext.cs,
                 address,
                 len,
             });
         }
-        let what = match runner::spi_activity(core, &self.ext)? {
-            runner::SpiActivity::Idle => return Ok(()),
-            runner::SpiActivity::FrameOnWire => "a frame on the wire".to_string(),
-            runner::SpiActivity::Dma { controller, stream } => {
-                format!("DMA{controller} stream {stream} enabled")
-            }
-        };
+        let activity = runner::spi_activity(core, &self.ext)?;
+        if activity == runner::SpiActivity::Idle {
+            return Ok(());
+        }
         Err(ExtFlashError::AppSpiBusy {
             spi: self.ext.spi,
-            what,
+            activity,
             address,
             len,
         })
@@ -543,7 +540,7 @@ impl ExtFlash {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
             if status.protects_something() {
                 return Err(ExtFlashError::Stub {
-                    op: "erase (stub_erase)",
+                    op: StubOp::ProtectionCheck,
                     address: first,
                     wiring: wiring.clone(),
                     source: StubStatusError::Protected,
@@ -708,7 +705,7 @@ impl ExtFlash {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
             if status.protects_something() {
                 return Err(ExtFlashError::Stub {
-                    op: "chip erase (stub_erase)",
+                    op: StubOp::ProtectionCheck,
                     address: w,
                     wiring,
                     source: StubStatusError::Protected,

@@ -24,7 +24,7 @@ use extflash_stub_abi::{
 };
 use probe_rs::{Core, CoreStatus, MemoryInterface, RegisterId};
 
-use super::error::{ExtFlashError, ProbeOp, StubStatusError, WiringText};
+use super::error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
 use super::stream::{PackError, Stream};
 use super::stub::{Entries, StubImage};
 use super::wiring;
@@ -77,17 +77,17 @@ pub enum Call {
 }
 
 impl Call {
-    pub fn name(&self) -> &'static str {
+    pub fn op(&self) -> StubOp {
         match self {
-            Call::Init => "identify (stub_init)",
-            Call::Read { .. } => "read (stub_read)",
-            Call::Crc32 { .. } => "CRC (stub_crc32)",
-            Call::CrcBlocks { .. } => "block CRCs (stub_crc_blocks)",
-            Call::Erase { .. } => "erase (stub_erase)",
-            Call::ReadSfdp { .. } => "SFDP read (stub_read_sfdp)",
-            Call::ReadStatus => "status read (stub_read_status)",
-            Call::WriteStatus { .. } => "status write (stub_write_status)",
-            Call::Clock => "clock switch (stub_clock)",
+            Call::Init => StubOp::Identify,
+            Call::Read { .. } => StubOp::Read,
+            Call::Crc32 { .. } => StubOp::Crc,
+            Call::CrcBlocks { .. } => StubOp::BlockCrcs,
+            Call::Erase { .. } => StubOp::Erase,
+            Call::ReadSfdp { .. } => StubOp::ReadSfdp,
+            Call::ReadStatus => StubOp::ReadStatus,
+            Call::WriteStatus { .. } => StubOp::WriteStatus,
+            Call::Clock => StubOp::Clock,
         }
     }
 
@@ -287,7 +287,7 @@ struct Saved {
 pub struct Resident {
     pub layout: Layout,
     entries: Entries,
-    wiring: WiringText,
+    wiring: SpiWiring,
     saved: Saved,
     /// Bytes of the data buffer saved so far (from `layout.buf`).
     buf_saved: u32,
@@ -343,7 +343,7 @@ impl Resident {
         let mut res = Resident {
             layout,
             entries: stub.entries,
-            wiring: WiringText(wiring::describe(ext)),
+            wiring: SpiWiring::of(ext),
             saved: Saved::default(),
             buf_saved: 0,
             seq: 0,
@@ -518,7 +518,7 @@ impl Resident {
                 .map_err(ExtFlashError::probe(ProbeOp::StartStub("exit")))?;
         }
         Err(ExtFlashError::WrongHalt {
-            op: "exit (stub_serve)",
+            op: StubOp::Exit,
             address: 0,
             pc: reg_rd(core, sel::PC)?,
         })
@@ -909,9 +909,7 @@ impl StubSession<'_, '_> {
         args: [u32; 3],
         timeout: Duration,
     ) -> Result<(u32, u32), ExtFlashError> {
-        self.post_with(command, args, "exit (stub_serve)", timeout, &mut |_, _| {
-            Ok(())
-        })
+        self.post_with(command, args, StubOp::Exit, timeout, &mut |_, _| Ok(()))
     }
 
     /// Like [`post`](Self::post), running `poll` after each poll of `done`
@@ -924,7 +922,7 @@ impl StubSession<'_, '_> {
         &mut self,
         command: Command,
         args: [u32; 3],
-        op: &'static str,
+        op: StubOp,
         timeout: Duration,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
@@ -939,7 +937,7 @@ impl StubSession<'_, '_> {
         &mut self,
         command: Command,
         args: [u32; 3],
-        op: &'static str,
+        op: StubOp,
         timeout: Duration,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
@@ -1063,7 +1061,7 @@ impl StubSession<'_, '_> {
         let l = self.res.layout;
         if call.buffer_use() > l.buf_len {
             return Err(ExtFlashError::Stub {
-                op: call.name(),
+                op: call.op(),
                 address: call.address(),
                 wiring: self.res.wiring.clone(),
                 source: StubStatusError::BadArgument,
@@ -1071,9 +1069,9 @@ impl StubSession<'_, '_> {
         }
         self.save_buffer(call.buffer_use())?;
         let (status, value) =
-            self.post_with(call.command(), call.args(&l), call.name(), timeout, poll)?;
+            self.post_with(call.command(), call.args(&l), call.op(), timeout, poll)?;
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
-            op: call.name(),
+            op: call.op(),
             address: call.address(),
             wiring: self.res.wiring.clone(),
             source,
@@ -1212,7 +1210,7 @@ impl StubSession<'_, '_> {
         let posted = self.post_with(
             Command::Stream,
             [l.slots, n as u32, l.buf],
-            STREAM_PROGRAM,
+            StubOp::StreamProgram,
             timeout,
             &mut |core, p| {
                 let now = (p.rp as usize).min(n);
@@ -1231,7 +1229,7 @@ impl StubSession<'_, '_> {
                         // stuck inside an operation (a DMA transfer that
                         // never ends) is halted when the session ends.
                         return Err(ExtFlashError::Timeout {
-                            op: STREAM_PROGRAM,
+                            op: StubOp::StreamProgram,
                             address: stream.chunk_address(done),
                             timeout_ms: stall_cycles / u64::from(cycles_per_ms.max(1)),
                         });
@@ -1262,9 +1260,9 @@ impl StubSession<'_, '_> {
         })?;
         // The failing record's op and chip address (`fail_value`).
         let (op, limit_ms) = if value >> 24 == abi::stream::OP_ERASE {
-            (STREAM_ERASE, stream.erase_max_ms)
+            (StubOp::StreamErase, stream.erase_max_ms)
         } else {
-            (STREAM_PROGRAM, stream.page_ms)
+            (StubOp::StreamProgram, stream.page_ms)
         };
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
             op,
@@ -1276,10 +1274,6 @@ impl StubSession<'_, '_> {
         Ok(())
     }
 }
-
-/// Operation names of a failed stream record.
-pub const STREAM_PROGRAM: &str = "program (stub_stream)";
-pub const STREAM_ERASE: &str = "erase (stub_stream)";
 
 #[cfg(test)]
 mod tests {

@@ -158,10 +158,7 @@ pub fn baud_rate_bits(prescaler: u16) -> u32 {
 
 /// "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)" for messages.
 pub fn describe(ext: &ExternalFlash) -> String {
-    format!(
-        "SPI{} (SCK {}, MISO {}, MOSI {}, CS {})",
-        ext.spi, ext.sck, ext.miso, ext.mosi, ext.cs
-    )
+    super::SpiWiring::of(ext).to_string()
 }
 
 /// The ports the four pins use, each once, in pin order.
