@@ -11,3 +11,6 @@ pub mod loader;
 pub mod prng;
 pub mod server;
 pub mod sim;
+
+/// How `monitor` output marks a failed command (see `gdb::monitor`).
+pub use gdb::monitor::ERROR_LINE as MONITOR_ERROR_LINE;

@@ -149,26 +149,27 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<()> {
     ok("attach", &super::info::core_name(cpuid));
 
     let info = s
-        .monitor("flash info", &mut |_| {})
+        .flash_info()
         .map_err(|e| fail("external flash", format!("{e:#}"), id_hint(&ext)))?;
-    let Some(id_line) = info.lines().find(|l| l.contains("JEDEC ID")) else {
-        return Err(fail("external flash", info.trim(), id_hint(&ext)));
-    };
-    ok("JEDEC ID", id_line.trim());
-    if let Some(g) = info.lines().find(|l| l.starts_with("geometry")) {
-        ok("SFDP", g.trim());
-    }
-    if info.contains("protect")
-        && info
-            .lines()
-            .any(|l| l.contains("protected:") && !l.contains("none"))
-    {
+    let [a, b, c] = info.jedec_id;
+    ok(
+        "JEDEC ID",
+        &format!("{a:02X} {b:02X} {c:02X}: {} on {}", info.name, info.wiring),
+    );
+    ok(
+        "geometry",
+        &format!(
+            "{} KiB, {}-byte pages ({})",
+            info.size / 1024,
+            info.page_size,
+            info.source
+        ),
+    );
+    if info.protected() {
         println!(
-            "[note] {}",
-            info.lines()
-                .filter(|l| l.contains("protect"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            "[note] the chip is write-protected (SR1..SR3 {:02X?}): the erase/program test \
+             will fail; `monitor flash unprotect` lifts it until power-off",
+            info.status.0
         );
     }
 

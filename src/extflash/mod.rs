@@ -19,6 +19,7 @@ pub(crate) mod cache;
 pub mod chip;
 pub(crate) mod direct;
 pub mod error;
+pub mod info;
 pub(crate) mod runner;
 pub mod stream;
 pub mod stub;
@@ -655,6 +656,27 @@ impl ExtFlash {
         self.session(core, w, 0, |s, _| {
             s.call(Call::ReadStatus, 0, timeout_for(10, 0))
                 .map(StatusRegs::from_word)
+        })
+    }
+
+    /// The identified chip (identifying it if needed) with its status
+    /// registers now: what `monitor flash info` shows.
+    pub fn info(&mut self, core: &mut Core<'_>) -> Result<info::FlashInfo, ExtFlashError> {
+        let chip = match self.chip.clone() {
+            Some(chip) => chip,
+            None => self.identify(core)?.clone(),
+        };
+        let status = self.status(core)?;
+        Ok(info::FlashInfo {
+            jedec_id: chip.jedec_id,
+            name: chip.name,
+            source: chip.source.to_string(),
+            size: chip.geometry.size,
+            page_size: chip.geometry.page_size,
+            erase_types: chip.geometry.erase_types,
+            window: self.window(),
+            wiring: self.wiring(),
+            status,
         })
     }
 
