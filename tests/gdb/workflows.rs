@@ -374,7 +374,7 @@ fn selftest_with_yes_programs_and_restores_the_scratch_range() {
     let out = state.run(&["selftest", "--yes", "--range", "0x907ff000", "4K"]);
     assert!(out.ok, "{}", out.stderr);
     for want in [
-        "[ ok ] JEDEC ID: EF 40 17: W25Q64JV on SPI1 (SCK PB3",
+        "[ ok ] JEDEC ID: EF 40 17: Winbond W25Q64JV-IQ/JQ on SPI1 (SCK PB3",
         "[ ok ] geometry: 8192 KiB, 256-byte pages (SFDP)",
         "[ ok ] program",
         "[ ok ] restore",
