@@ -53,7 +53,8 @@ pub struct BenchArgs {
 pub const T_SE_PS: u64 = typical_erase_ms(0x1000) * PS_PER_S / 1000;
 pub const T_BE32_PS: u64 = typical_erase_ms(0x8000) * PS_PER_S / 1000;
 pub const T_BE64_PS: u64 = typical_erase_ms(0x1_0000) * PS_PER_S / 1000;
-pub const T_PP_PS: u64 = 4 * PS_PER_S / 10_000;
+pub const T_PP_PS: u64 =
+    extflash_stub_abi::spi_nor::w25q64jv::TYP_PAGE_PROGRAM_US as u64 * PS_PER_S / 1_000_000;
 const PAGE: usize = 256;
 const SECTOR: usize = 4096;
 const BLOCK32: usize = 32 * 1024;
