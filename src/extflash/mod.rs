@@ -543,7 +543,7 @@ impl ExtFlash {
                 return Err(ExtFlashError::Stub {
                     op: StubOp::ProtectionCheck,
                     address: first,
-                    wiring: wiring.clone(),
+                    wiring,
                     source: StubStatusError::Protected,
                 });
             }

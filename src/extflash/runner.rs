@@ -385,7 +385,7 @@ impl Resident {
         let id = match started {
             Ok(()) => {
                 res.running = true;
-                let wiring = res.wiring.clone();
+                let wiring = res.wiring;
                 // `stub_init` only waits for the chip: a missing chip ends
                 // it at once, a BUSY bit that never clears runs it out.
                 res.session(core)
@@ -1063,7 +1063,7 @@ impl StubSession<'_, '_> {
             return Err(ExtFlashError::Stub {
                 op: call.op(),
                 address: call.address(),
-                wiring: self.res.wiring.clone(),
+                wiring: self.res.wiring,
                 source: StubStatusError::BadArgument,
             });
         }
@@ -1073,7 +1073,7 @@ impl StubSession<'_, '_> {
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
             op: call.op(),
             address: call.address(),
-            wiring: self.res.wiring.clone(),
+            wiring: self.res.wiring,
             source,
         })?;
         Ok(value)
@@ -1267,7 +1267,7 @@ impl StubSession<'_, '_> {
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
             op,
             address: value & 0xFF_FFFF,
-            wiring: self.res.wiring.clone(),
+            wiring: self.res.wiring,
             source,
         })?;
         (done..n).for_each(consumed);
