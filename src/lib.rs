@@ -6,9 +6,12 @@ pub mod cortex_m;
 pub mod error;
 pub mod extflash;
 pub mod flash;
-pub mod gdb;
+pub(crate) mod gdb;
 pub mod loader;
 pub mod prng;
 pub mod ratelimit;
 pub mod server;
 pub mod sim;
+
+/// How `monitor` output marks a failed command (see `gdb::monitor`).
+pub use gdb::monitor::ERROR_LINE as MONITOR_ERROR_LINE;

@@ -9,6 +9,7 @@ pub mod memory_map;
 use std::ops::Range;
 use std::path::Path;
 
+use extflash_stub_abi as abi;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -292,12 +293,13 @@ pub enum BoardProblem {
         ccm_end: u64,
     },
     #[error(
-        "work area size {size:#x} is too small: the stub ({stub_len:#x} bytes), its config, \
-         slots header, a 1 KiB buffer and its stack need at least {needed:#x} bytes"
+        "work area size {size:#x} is too small: the stub (up to {stub_budget:#x} bytes), its \
+         config, mailbox and slots header, a 1 KiB buffer and its 1 KiB stack need at least \
+         {needed:#x} bytes"
     )]
     WorkAreaTooSmall {
         size: u32,
-        stub_len: u32,
+        stub_budget: u32,
         needed: u32,
     },
     #[error("external flash size {size:#x} must be a non-zero power of two")]
@@ -602,50 +604,19 @@ fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
 /// fetch instructions from it (RM0090 2.3.1).
 pub const CCM: Range<u64> = 0x1000_0000..0x1001_0000;
 
-/// Length of the built-in stub image, parsed once.
-fn builtin_stub_len() -> u32 {
-    static LEN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *LEN.get_or_init(|| {
-        crate::extflash::stub::StubImage::builtin()
-            .map(|s| s.bytes.len() as u32)
-            .expect("the built-in stub parses (tested in extflash::stub)")
-    })
-}
-
-/// The work area passes exactly when the stub runner can lay it out
-/// ([`crate::extflash::runner::layout`] with the built-in stub), so a work
-/// area that validates is always big enough.
-///
-/// `layout` depends on the start address only through alignment (at most
-/// 8 bytes today), so it is asked about the same area moved below 4 KiB,
-/// which keeps its arithmetic far from 2^32 for any start a board file can
-/// name.
+/// The work area holds any stub within the stub's budget, with its blocks,
+/// buffer and stack ([`abi::layout::min_work_area`]): a work area that
+/// validates fits every stub build, and nothing here parses the stub.
 fn check_work_area_fits_stub(start: u32, size: u32) -> Result<(), BoardProblem> {
-    use crate::extflash::runner::layout;
-    let stub_len = builtin_stub_len();
-    let base = start & 0xFFF;
-    let fits = |size: u32| {
-        base.checked_add(size)
-            .is_some_and(|end| layout(&(base..end), stub_len).is_some())
-    };
-    if fits(size) {
-        return Ok(());
+    let budget = abi::layout::STUB_BUDGET;
+    match abi::layout::min_work_area(start, budget) {
+        Some(needed) if size >= needed => Ok(()),
+        needed => Err(BoardProblem::WorkAreaTooSmall {
+            size,
+            stub_budget: budget,
+            needed: needed.unwrap_or(u32::MAX),
+        }),
     }
-    // Smallest size that fits, for the message: `fits` is monotonic.
-    let (mut lo, mut hi) = (size, 1u32 << 24);
-    while lo + 1 < hi {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    Err(BoardProblem::WorkAreaTooSmall {
-        size,
-        stub_len,
-        needed: hi,
-    })
 }
 
 #[cfg(test)]
@@ -945,23 +916,34 @@ mod tests {
         )
     }
 
+    /// A work area validates exactly when the runner can lay out a stub of
+    /// the full budget in it, so every stub build fits a valid one (the
+    /// built-in stub included).
     #[test]
     fn valid_work_area_is_exactly_one_the_stub_runner_can_lay_out() {
-        let stub_len = builtin_stub_len();
+        use abi::layout::{layout, STUB_BUDGET};
+        let builtin = crate::extflash::stub::StubImage::builtin()
+            .unwrap()
+            .bytes
+            .len() as u32;
+        assert!(
+            builtin <= STUB_BUDGET,
+            "the built-in stub is over its budget"
+        );
         let mut accepted = 0;
         let mut rejected = 0;
-        // Stub, config, slots header, 1 KiB buffer, 1 KiB stack: the threshold.
-        let around = stub_len + 0x880;
+        // Stub budget, config, slots header, 1 KiB buffer, 1 KiB stack.
+        let around = STUB_BUDGET + 0x880;
         for start in [0x2001_0000u32, 0x2001_0004, 0x2000_0003] {
             for size in around - 0x100..around + 0x100 {
-                let runner_ok =
-                    crate::extflash::runner::layout(&(start..start + size), stub_len).is_some();
+                let runner_ok = layout(&(start..start + size), STUB_BUDGET).is_some();
                 match Board::from_toml_str(&work_area_board(start, size), "t") {
                     Ok(_) => {
                         assert!(
                             runner_ok,
                             "{start:#x}+{size:#x} validated but the stub cannot run"
                         );
+                        assert!(layout(&(start..start + size), builtin).is_some());
                         accepted += 1;
                     }
                     Err(BoardError::Invalid {
@@ -970,16 +952,14 @@ mod tests {
                     }) => {
                         assert!(!runner_ok, "{start:#x}+{size:#x} rejected but would run");
                         assert!(needed > size);
+                        assert!(layout(&(start..start + needed), STUB_BUDGET).is_some());
                         rejected += 1;
                     }
                     Err(e) => panic!("{start:#x}+{size:#x}: {e}"),
                 }
             }
         }
-        assert!(
-            accepted > 0 && rejected > 0,
-            "{accepted} {rejected} stub {stub_len:#x}"
-        );
+        assert!(accepted > 0 && rejected > 0, "{accepted} {rejected}");
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub struct BenchArgs {
 pub const T_SE_PS: u64 = typical_erase_ms(0x1000) * PS_PER_S / 1000;
 pub const T_BE32_PS: u64 = typical_erase_ms(0x8000) * PS_PER_S / 1000;
 pub const T_BE64_PS: u64 = typical_erase_ms(0x1_0000) * PS_PER_S / 1000;
-pub const T_PP_PS: u64 = 4 * PS_PER_S / 10_000;
+pub const T_PP_PS: u64 =
+    extflash_stub_abi::spi_nor::w25q64jv::TYP_PAGE_PROGRAM_US as u64 * PS_PER_S / 1_000_000;
 const PAGE: usize = 256;
 const SECTOR: usize = 4096;
 const BLOCK32: usize = 32 * 1024;
@@ -512,12 +513,13 @@ pub fn bytes_to_send(old: &[u8], new: &[u8]) -> u64 {
 }
 
 /// Bytes of records the stream's slots hold at once: how far the link can
-/// run ahead of a chip that erases (`runner::Layout::stream_slots` for the
-/// board file's work area and the built-in stub).
+/// run ahead of a chip that erases (`abi::layout::Layout::stream_slots` for
+/// the board file's work area and the built-in stub).
 pub fn slot_bytes(ext: &extflash_gdb::board::ExternalFlash) -> Option<u64> {
-    use extflash_gdb::extflash::{runner, stub::StubImage};
+    use extflash_gdb::extflash::stub::StubImage;
     let stub = StubImage::builtin().ok()?;
-    let (count, slot) = runner::layout(&ext.work_area, stub.bytes.len() as u32)?.stream_slots();
+    let (count, slot) =
+        extflash_stub_abi::layout::layout(&ext.work_area, stub.bytes.len() as u32)?.stream_slots();
     let records = slot.checked_sub(extflash_stub_abi::stream::HEADER + 4)?;
     Some(u64::from(count) * u64::from(records))
 }

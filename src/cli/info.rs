@@ -1,5 +1,5 @@
 //! `info`: what is attached — probe, target (core, IDCODE, flash size), the
-//! external chip (`monitor flash info`: JEDEC ID, SFDP geometry, status and
+//! external chip (the server's `FlashInfo`, as `monitor flash info` shows it: JEDEC ID, SFDP geometry, status and
 //! protection, window and wiring) and the board file.
 
 use extflash_gdb::board::RegionKind;
@@ -105,10 +105,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
             "work area:   {:#010x}..{:#010x} (stub RAM, saved and restored around each use)",
             e.work_area.start, e.work_area.end
         );
-        let text = s.monitor("flash info", &mut |_| {})?;
-        for line in text.lines() {
-            println!("{line}");
-        }
+        println!("{}", s.flash_info()?);
     } else {
         println!("external flash: none in this board file");
     }

@@ -25,5 +25,6 @@ pub mod read;
 pub mod rsp;
 pub mod selftest;
 pub mod session;
+pub mod source;
 pub mod srec;
 pub mod verify;

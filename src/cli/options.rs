@@ -105,20 +105,23 @@ impl TargetArgs {
     pub fn source_with_sim(
         &self,
         board: &Board,
-    ) -> anyhow::Result<(SessionSource, Option<crate::SimHandle>)> {
-        let attach = crate::AttachOptions {
+    ) -> anyhow::Result<(SessionSource, Option<super::source::SimHandle>)> {
+        let attach = super::source::AttachOptions {
             speed: self.speed,
             under_reset: self.connect_under_reset,
             chip: self.chip.clone().unwrap_or_else(|| board.chip.clone()),
         };
         if !self.sim {
-            return Ok((crate::probe_source(self.probe.clone(), attach), None));
+            return Ok((
+                super::source::probe_source(self.probe.clone(), attach),
+                None,
+            ));
         }
         let wired = match &self.sim_board {
             Some(path) => Board::from_file(path)?,
             None => board.clone(),
         };
-        let sim = crate::SimOptions {
+        let sim = super::source::SimOptions {
             state_dir: self.sim_state.clone(),
             link: self.sim_link,
             realtime: self.sim_realtime,
@@ -126,7 +129,7 @@ impl TargetArgs {
             strict: self.sim_strict,
             faults: self.sim_fault.unwrap_or_default(),
         };
-        let (source, handle) = crate::sim_source(sim, &wired, attach);
+        let (source, handle) = super::source::sim_source(sim, &wired, attach);
         Ok((source, Some(handle)))
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use extflash_gdb::board::{Board, ExternalFlash};
 use extflash_gdb::extflash::wiring::{gpio_base, spi_regs};
+use extflash_stub_abi::spi_nor::w25q64jv as typ;
 
 use super::image::Segment;
 use super::mmap::{self, LoadPlan};
@@ -34,10 +35,10 @@ pub struct SelftestArgs {
     pub target: TargetArgs,
 }
 
-/// Typical datasheet times of Winbond 25Q parts (W25Q64JV: tPP 0.4 ms,
-/// tSE 45 ms, tBE64 150 ms) for the "against the chip's limit" figures.
-const TYPICAL_PAGE_PROGRAM: Duration = Duration::from_micros(400);
-const TYPICAL_BLOCK64_ERASE: Duration = Duration::from_millis(150);
+/// Typical W25Q64JV times (tPP, tBE64) for the "against the chip's limit"
+/// figures.
+const TYPICAL_PAGE_PROGRAM: Duration = Duration::from_micros(typ::TYP_PAGE_PROGRAM_US as u64);
+const TYPICAL_BLOCK64_ERASE: Duration = Duration::from_micros(typ::TYP_BLOCK64_ERASE_US as u64);
 /// APB clocks of the F407 at 168 MHz: SPI1 on APB2, SPI2/3 on APB1.
 fn spi_pclk(spi: u8) -> u32 {
     if spi == 1 {
@@ -149,26 +150,27 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<()> {
     ok("attach", &super::info::core_name(cpuid));
 
     let info = s
-        .monitor("flash info", &mut |_| {})
+        .flash_info()
         .map_err(|e| fail("external flash", format!("{e:#}"), id_hint(&ext)))?;
-    let Some(id_line) = info.lines().find(|l| l.contains("JEDEC ID")) else {
-        return Err(fail("external flash", info.trim(), id_hint(&ext)));
-    };
-    ok("JEDEC ID", id_line.trim());
-    if let Some(g) = info.lines().find(|l| l.starts_with("geometry")) {
-        ok("SFDP", g.trim());
-    }
-    if info.contains("protect")
-        && info
-            .lines()
-            .any(|l| l.contains("protected:") && !l.contains("none"))
-    {
+    let [a, b, c] = info.jedec_id;
+    ok(
+        "JEDEC ID",
+        &format!("{a:02X} {b:02X} {c:02X}: {} on {}", info.name, info.wiring),
+    );
+    ok(
+        "geometry",
+        &format!(
+            "{} KiB, {}-byte pages ({})",
+            info.size / 1024,
+            info.page_size,
+            info.source
+        ),
+    );
+    if info.protected() {
         println!(
-            "[note] {}",
-            info.lines()
-                .filter(|l| l.contains("protect"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            "[note] the chip is write-protected (SR1..SR3 {:02X?}): the erase/program test \
+             will fail; `monitor flash unprotect` lifts it until power-off",
+            info.status.0
         );
     }
 
@@ -315,12 +317,14 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<()> {
         f64::from(clk) / 1e6
     );
     println!(
-        "speed: erase {:.1} KB/s (typical tBE64 150 ms per 64 KiB block: {erase_limit:.0} KB/s)",
-        rate(len.into(), erase_time)
+        "speed: erase {:.1} KB/s (typical tBE64 {} ms per 64 KiB block: {erase_limit:.0} KB/s)",
+        rate(len.into(), erase_time),
+        TYPICAL_BLOCK64_ERASE.as_millis()
     );
     println!(
-        "speed: program {:.1} KB/s (typical tPP 0.4 ms per page: {program_limit:.0} KB/s)",
-        rate(len.into(), program_time)
+        "speed: program {:.1} KB/s (typical tPP {} ms per page: {program_limit:.0} KB/s)",
+        rate(len.into(), program_time),
+        TYPICAL_PAGE_PROGRAM.as_secs_f64() * 1e3
     );
     println!("selftest passed");
     s.close()

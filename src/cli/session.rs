@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use extflash_gdb::board::Board;
+use extflash_gdb::extflash::info::FlashInfo;
 use extflash_gdb::extflash::wiring;
 use extflash_gdb::flash::EventSink;
 use extflash_gdb::server::worker::PACKET_BUFFER;
 use extflash_gdb::server::{self, ProbeWorker, SessionSource};
+use extflash_gdb::MONITOR_ERROR_LINE;
 use tokio::sync::oneshot;
 
 use super::image::Segment;
@@ -317,7 +319,8 @@ impl BoardSession {
     }
 
     /// `monitor CMD`: console text as it arrives goes to `console`; the
-    /// whole text is returned. Output starting with `error:` fails.
+    /// whole text is returned. A line starting with the server's error
+    /// marker ([`MONITOR_ERROR_LINE`]) fails.
     pub fn monitor(&mut self, cmd: &str, console: &mut dyn FnMut(&str)) -> anyhow::Result<String> {
         let packet = format!("qRcmd,{}", rsp::hex(cmd.as_bytes()));
         let mut text = String::new();
@@ -336,10 +339,20 @@ impl BoardSession {
             )))
             .with_context(|| format!("monitor {cmd}"));
         }
-        if let Some(at) = text.find("error:") {
-            anyhow::bail!("monitor {cmd}: {}", text[at..].trim());
+        if let Some(line) = text
+            .lines()
+            .find_map(|l| l.strip_prefix(MONITOR_ERROR_LINE))
+        {
+            anyhow::bail!("monitor {cmd}: {}", line.trim());
         }
         Ok(text)
+    }
+
+    /// The external flash as the server identifies it (`monitor flash info
+    /// --record`), as data.
+    pub fn flash_info(&mut self) -> anyhow::Result<FlashInfo> {
+        let text = self.monitor("flash info --record", &mut |_| {})?;
+        Ok(FlashInfo::from_record(&text)?)
     }
 
     /// Get the board into a state where the window can be used: reset and
@@ -361,13 +374,11 @@ impl BoardSession {
             return Ok(());
         }
         let base = wiring::gpio_base(ext.cs.port);
-        let pin = u32::from(ext.cs.number);
         for i in 0..SETTLE_TRIES {
-            // The stub's own test (`runner::cs_asserted`): CS is a GPIO
-            // output (MODER = 01) driven low.
+            // The server's own test before it starts the stub.
             let moder = self.read_u32(base + wiring::GPIO_MODER)?;
             let odr = self.read_u32(base + wiring::GPIO_ODR)?;
-            if (moder >> (2 * pin)) & 0b11 != 0b01 || odr & (1 << pin) != 0 {
+            if !wiring::cs_held(moder, odr, ext.cs.number) {
                 self.identify();
                 return Ok(());
             }
@@ -386,7 +397,7 @@ impl BoardSession {
     /// application holds the chip). A failure here shows again, with its
     /// reason, in the first operation that needs the chip.
     fn identify(&mut self) {
-        if let Err(e) = self.monitor("flash info", &mut |_| {}) {
+        if let Err(e) = self.flash_info() {
             tracing::debug!("identifying the external flash: {e:#}");
         }
     }

@@ -27,10 +27,6 @@ impl ReadCache {
         self.fragments.clear();
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty() && self.fragments.is_empty()
-    }
-
     /// Store a short run read at `offset` (not line-aligned).
     pub fn insert_fragment(&mut self, offset: u32, data: &[u8]) {
         if self.fragments.len() >= MAX_FRAGMENTS {

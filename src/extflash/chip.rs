@@ -5,6 +5,7 @@
 //! Geometry comes from SFDP when the chip has a readable table, else from
 //! [`KNOWN_PARTS`]; a size pinned in the board file wins over both.
 
+use extflash_stub_abi::spi_nor::{op, w25q64jv};
 use extflash_stub_abi::{EraseKind, Timeouts};
 
 /// One erase granularity the chip offers, with its opcode.
@@ -31,9 +32,9 @@ impl Geometry {
             .erase_types
             .iter()
             .filter_map(|e| match (e.size, e.opcode) {
-                (0x1000, 0x20) => Some(EraseKind::Sector4K),
-                (0x8000, 0x52) => Some(EraseKind::Block32K),
-                (0x1_0000, 0xD8) => Some(EraseKind::Block64K),
+                (0x1000, op::SECTOR_ERASE) => Some(EraseKind::Sector4K),
+                (0x8000, op::BLOCK_ERASE_32K) => Some(EraseKind::Block32K),
+                (0x1_0000, op::BLOCK_ERASE_64K) => Some(EraseKind::Block64K),
                 _ => None,
             })
             .collect();
@@ -60,15 +61,15 @@ pub struct KnownPart {
 const WINBOND_ERASE: [EraseType; 3] = [
     EraseType {
         size: 0x1000,
-        opcode: 0x20,
+        opcode: op::SECTOR_ERASE,
     },
     EraseType {
         size: 0x8000,
-        opcode: 0x52,
+        opcode: op::BLOCK_ERASE_32K,
     },
     EraseType {
         size: 0x1_0000,
-        opcode: 0xD8,
+        opcode: op::BLOCK_ERASE_64K,
     },
 ];
 
@@ -303,15 +304,16 @@ pub struct ChipInfo {
     pub timeouts: Timeouts,
 }
 
-/// Typical W25Q64JV erase times in ms (datasheet tSE 45, tBE1 120, tBE2
-/// 150) by erase size: what the planner weighs one large erase against
-/// several small ones with, and the bench's chip limit.
+/// Typical W25Q64JV erase times in ms ([`w25q64jv`]: tSE 45, tBE1 120,
+/// tBE2 150) by erase size: what the planner weighs one large erase
+/// against several small ones with, and the bench's chip limit.
 pub const fn typical_erase_ms(size: u32) -> u64 {
-    match size {
-        0..=0x1000 => 45,
-        0x1001..=0x8000 => 120,
-        _ => 150,
-    }
+    let us = match size {
+        0..=0x1000 => w25q64jv::TYP_SECTOR_ERASE_US,
+        0x1001..=0x8000 => w25q64jv::TYP_BLOCK32_ERASE_US,
+        _ => w25q64jv::TYP_BLOCK64_ERASE_US,
+    };
+    us as u64 / 1000
 }
 
 #[cfg(test)]

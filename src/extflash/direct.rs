@@ -14,6 +14,7 @@
 //! frame complete, without polling SR. Leaves every register it touched
 //! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them.
 
+use extflash_stub_abi::spi_nor::op;
 use probe_rs::Core;
 
 use super::error::ExtFlashError;
@@ -32,8 +33,8 @@ const SPI_CR1_MSTR: u32 = 1 << 2;
 const SPI_CR1_SSI: u32 = 1 << 8;
 const SPI_CR1_SSM: u32 = 1 << 9;
 const SR1_BUSY: u32 = 1;
-const READ_STATUS_1: u32 = 0x05;
-const FAST_READ: u32 = 0x0B;
+const READ_STATUS_1: u32 = op::READ_STATUS1 as u32;
+const FAST_READ: u32 = op::FAST_READ as u32;
 
 /// Read `len` (≤ [`MAX_LEN`]) bytes at chip offset `offset`, or `None`
 /// when this way cannot (SPI clock too slow, chip busy or asleep): the

@@ -5,19 +5,122 @@
 //! Tiering (an `E xx` reply vs. the end of the session) is decided by
 //! variant in [`ExtFlashError::probe_error`], never by message text.
 
-use extflash_stub_abi::Status;
+use extflash_stub_abi::{self as abi, Status};
 
 use super::chip::SfdpError;
+use super::runner::SpiActivity;
 use super::stub::StubImageError;
+use crate::board::{ExternalFlash, Pin};
 use crate::flash::PlanError;
 
-/// The wiring, for messages: "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WiringText(pub String);
+/// The SPI instance and pins of the external flash, for messages; its
+/// `Display` is "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpiWiring {
+    pub spi: u8,
+    pub sck: Pin,
+    pub miso: Pin,
+    pub mosi: Pin,
+    pub cs: Pin,
+}
 
-impl std::fmt::Display for WiringText {
+impl SpiWiring {
+    pub fn of(ext: &ExternalFlash) -> SpiWiring {
+        SpiWiring {
+            spi: ext.spi,
+            sck: ext.sck,
+            miso: ext.miso,
+            mosi: ext.mosi,
+            cs: ext.cs,
+        }
+    }
+}
+
+impl std::fmt::Display for SpiWiring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(
+            f,
+            "SPI{} (SCK {}, MISO {}, MOSI {}, CS {})",
+            self.spi, self.sck, self.miso, self.mosi, self.cs
+        )
+    }
+}
+
+impl std::fmt::Display for SpiActivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpiActivity::Idle => f.write_str("idle"),
+            SpiActivity::FrameOnWire => f.write_str("a frame on the wire"),
+            SpiActivity::Dma { controller, stream } => {
+                write!(f, "DMA{controller} stream {stream} enabled")
+            }
+        }
+    }
+}
+
+/// A stub operation, named in messages as "what (entry point)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StubOp {
+    Identify,
+    Read,
+    Crc,
+    BlockCrcs,
+    Erase,
+    ReadSfdp,
+    ReadStatus,
+    WriteStatus,
+    Clock,
+    /// The status read before a load or chip erase that finds the chip
+    /// protected.
+    ProtectionCheck,
+    /// A stream record that erases.
+    StreamErase,
+    /// A stream record that programs (and the stream as a whole).
+    StreamProgram,
+    /// Leaving the resident loop.
+    Exit,
+}
+
+impl StubOp {
+    /// What the operation does, for people.
+    pub fn what(self) -> &'static str {
+        match self {
+            StubOp::Identify => "identify",
+            StubOp::Read => "read",
+            StubOp::Crc => "CRC",
+            StubOp::BlockCrcs => "block CRCs",
+            StubOp::Erase | StubOp::StreamErase => "erase",
+            StubOp::ReadSfdp => "SFDP read",
+            StubOp::ReadStatus => "status read",
+            StubOp::WriteStatus => "status write",
+            StubOp::Clock => "clock switch",
+            StubOp::ProtectionCheck => "protection check",
+            StubOp::StreamProgram => "program",
+            StubOp::Exit => "exit",
+        }
+    }
+
+    /// The stub entry point that runs it.
+    pub fn entry(self) -> &'static str {
+        match self {
+            StubOp::Identify => abi::SYM_INIT,
+            StubOp::Read => abi::SYM_READ,
+            StubOp::Crc => abi::SYM_CRC32,
+            StubOp::BlockCrcs => abi::SYM_CRC_BLOCKS,
+            StubOp::Erase => abi::SYM_ERASE,
+            StubOp::ReadSfdp => abi::SYM_READ_SFDP,
+            StubOp::ReadStatus | StubOp::ProtectionCheck => abi::SYM_READ_STATUS,
+            StubOp::WriteStatus => abi::SYM_WRITE_STATUS,
+            StubOp::Clock => "stub_clock",
+            StubOp::StreamErase | StubOp::StreamProgram => abi::SYM_STREAM,
+            StubOp::Exit => abi::SYM_SERVE,
+        }
+    }
+}
+
+impl std::fmt::Display for StubOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.what(), self.entry())
     }
 }
 
@@ -94,13 +197,13 @@ pub enum ExtFlashError {
     #[error("cannot pack the load for the stub")]
     Stream(#[source] super::stream::PackError),
     #[error("no SPI flash answers on {wiring}: check wiring and power")]
-    NoChip { wiring: WiringText },
+    NoChip { wiring: SpiWiring },
     #[error(
         "the board file pins the external flash size to {pinned:#x} bytes, but the chip on \
          {wiring} has {chip:#x}: fix `size` in [external_flash] (or remove it to use the chip's)"
     )]
     PinnedSizeTooLarge {
-        wiring: WiringText,
+        wiring: SpiWiring,
         pinned: u32,
         chip: u32,
     },
@@ -108,10 +211,10 @@ pub enum ExtFlashError {
         "the SPI flash on {wiring} stays busy (status BUSY never clears): an erase the \
          application started may still run, or the chip is stuck; power-cycle the board"
     )]
-    StaysBusy { wiring: WiringText },
+    StaysBusy { wiring: SpiWiring },
     #[error("the SPI flash on {wiring} has JEDEC ID {found:02X?}, the board file expects {expected:02X?}")]
     UnexpectedChip {
-        wiring: WiringText,
+        wiring: SpiWiring,
         expected: [u8; 3],
         found: [u8; 3],
     },
@@ -119,12 +222,12 @@ pub enum ExtFlashError {
         "the SPI flash on {wiring} (JEDEC ID {found:02X?}) has no usable SFDP table and is not \
          in the part table: set its `size` in [external_flash] of the board file"
     )]
-    UnknownSize { wiring: WiringText, found: [u8; 3] },
+    UnknownSize { wiring: SpiWiring, found: [u8; 3] },
     #[error(
         "the application is in the middle of its own SPI transaction (CS {cs} is low) and \
          {address:#010x}+{len:#x} is not cached: let it run past the transaction and try again"
     )]
-    AppInTransaction { cs: String, address: u32, len: u32 },
+    AppInTransaction { cs: Pin, address: u32, len: u32 },
     #[error(
         "the core is running (after `monitor resume` or `monitor reset run`): \
          {address:#010x}+{len:#x} of the external flash was not read while it was halted, and \
@@ -132,12 +235,12 @@ pub enum ExtFlashError {
     )]
     CoreRunning { address: u32, len: u32 },
     #[error(
-        "the application's SPI{spi} is in the middle of a transfer ({what}) and \
+        "the application's SPI{spi} is in the middle of a transfer ({activity}) and \
          {address:#010x}+{len:#x} is not cached: let it run past the transfer and try again"
     )]
     AppSpiBusy {
         spi: u8,
-        what: String,
+        activity: SpiActivity,
         address: u32,
         len: u32,
     },
@@ -152,9 +255,9 @@ pub enum ExtFlashError {
     },
     #[error("{op} at {address:#010x} failed on {wiring}")]
     Stub {
-        op: &'static str,
+        op: StubOp,
         address: u32,
-        wiring: WiringText,
+        wiring: SpiWiring,
         #[source]
         source: StubStatusError,
     },
@@ -164,26 +267,18 @@ pub enum ExtFlashError {
          busy: power-cycle the board"
     )]
     Timeout {
-        op: &'static str,
+        op: StubOp,
         address: u32,
         timeout_ms: u64,
     },
     #[error("{op} at {address:#010x}: the stub stopped at pc {pc:#010x} instead of its BKPT")]
-    WrongHalt {
-        op: &'static str,
-        address: u32,
-        pc: u32,
-    },
+    WrongHalt { op: StubOp, address: u32, pc: u32 },
     #[error(
         "{op}: the stub overflowed its stack (canary at {canary:#010x} reads {found:#010x}); \
          its result is discarded, and work-area RAM just below the stack may have been \
          overwritten"
     )]
-    StackOverflow {
-        op: &'static str,
-        canary: u32,
-        found: u32,
-    },
+    StackOverflow { op: StubOp, canary: u32, found: u32 },
     #[error(
         "verifying {address:#010x}+{len:#x} after programming: the chip's CRC is {found:#010x}, \
          the image's {expected:#010x}; the range does not hold the image"
@@ -289,11 +384,47 @@ mod tests {
     #[test]
     fn no_chip_message_names_instance_and_pins() {
         let e = ExtFlashError::NoChip {
-            wiring: WiringText("SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)".into()),
+            wiring: SpiWiring::of(&crate::board::Board::builtin().external_flash.unwrap()),
         };
         assert_eq!(
             e.to_string(),
             "no SPI flash answers on SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0): check wiring and power"
         );
+    }
+
+    /// Operation names and SPI activity are typed until a message renders
+    /// them: the entry point is the ABI's symbol.
+    #[test]
+    fn stub_ops_and_spi_activity_render_only_in_messages() {
+        assert_eq!(
+            StubOp::ProtectionCheck.to_string(),
+            "protection check (stub_read_status)"
+        );
+        assert_eq!(StubOp::StreamProgram.to_string(), "program (stub_stream)");
+        assert_eq!(StubOp::Exit.entry(), abi::SYM_SERVE);
+        let e = ExtFlashError::AppSpiBusy {
+            spi: 1,
+            activity: SpiActivity::Dma {
+                controller: 2,
+                stream: 3,
+            },
+            address: 0x9000_0000,
+            len: 4,
+        };
+        assert!(
+            e.to_string()
+                .contains("SPI1 is in the middle of a transfer (DMA2 stream 3 enabled)"),
+            "{e}"
+        );
+        let cs = Pin {
+            port: 'B',
+            number: 0,
+        };
+        let e = ExtFlashError::AppInTransaction {
+            cs,
+            address: 0x9000_0000,
+            len: 4,
+        };
+        assert!(e.to_string().contains("(CS PB0 is low)"), "{e}");
     }
 }

@@ -15,16 +15,16 @@
 //! [`runner::cs_asserted`]). Emits progress as
 //! [`FlashEvent`](crate::flash::FlashEvent)s; never prints.
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod chip;
-pub mod direct;
+pub(crate) mod direct;
 pub mod error;
-pub mod runner;
+pub mod info;
+pub(crate) mod runner;
 pub mod stream;
 pub mod stub;
 pub mod wiring;
 
-use std::cell::RefCell;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,8 @@ use crate::flash::plan::{self, Boundaries, EraseGeometry, FlashRequest};
 use crate::flash::{FlashEvent, FlashKind};
 use cache::ReadCache;
 use chip::{ChipInfo, StatusRegs};
-use error::WiringText;
-pub use error::{ExtFlashError, ProbeOp, StubStatusError};
+pub use error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
+pub use runner::SpiActivity;
 use runner::{timeout_for, Call, Resident, StubSession};
 use stub::StubImage;
 
@@ -55,7 +55,7 @@ pub struct ExtFlash {
     /// The window part of the `load` in progress, in window addresses.
     request: FlashRequest,
     /// The stub session while one runs.
-    resident: RefCell<Option<Resident>>,
+    resident: Option<Resident>,
     /// Whether a `load` may send pages compressed (`monitor flash
     /// compress`); on by default.
     compress: bool,
@@ -73,10 +73,10 @@ impl ExtFlash {
             chip: None,
             cache: ReadCache::default(),
             request: FlashRequest::default(),
-            resident: RefCell::new(None),
+            resident: None,
             compress: true,
             earlier: None,
-            stack: runner::STACK_SIZE,
+            stack: extflash_stub_abi::layout::STACK_SIZE,
         }
     }
 
@@ -205,8 +205,8 @@ impl ExtFlash {
         !self.request.is_empty()
     }
 
-    fn wiring(&self) -> WiringText {
-        WiringText(wiring::describe(&self.ext))
+    fn wiring(&self) -> SpiWiring {
+        SpiWiring::of(&self.ext)
     }
 
     fn timeouts(&self) -> Timeouts {
@@ -236,14 +236,13 @@ impl ExtFlash {
     /// application holds the chip select. A call that leaves the stub in an
     /// unknown state ends the session at once.
     fn session<R>(
-        &self,
+        &mut self,
         core: &mut Core<'_>,
         address: u32,
         len: u32,
         f: impl FnOnce(&mut StubSession<'_, '_>, u32) -> Result<R, ExtFlashError>,
     ) -> Result<R, ExtFlashError> {
-        let mut slot = self.resident.borrow_mut();
-        if slot.is_none() {
+        if self.resident.is_none() {
             check_halted(core, address, len)?;
             self.check_spi_free(core, address, len)?;
             let stub = self
@@ -251,14 +250,13 @@ impl ExtFlash {
                 .as_ref()
                 .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
             let config = wiring::config(&self.ext, self.timeouts());
-            let res = Resident::start(core, stub, &self.ext, &config, self.stack)?;
-            *slot = Some(res);
+            self.resident = Some(Resident::start(core, stub, &self.ext, &config, self.stack)?);
         }
-        let res = slot.as_mut().expect("started above");
+        let res = self.resident.as_mut().expect("started above");
         let id = res.jedec_id;
         let result = f(&mut res.session(core), id);
         if res.is_broken() {
-            let res = slot.take().expect("running");
+            let res = self.resident.take().expect("running");
             if let Err(e) = res.end(core, &self.ext) {
                 tracing::error!(error = %crate::error::DisplayChain(&e), "ending a failed stub session");
             }
@@ -276,21 +274,18 @@ impl ExtFlash {
     ) -> Result<(), ExtFlashError> {
         if runner::cs_asserted(core, &self.ext)? {
             return Err(ExtFlashError::AppInTransaction {
-                cs: self.ext.cs.to_string(),
+                cs: self.ext.cs,
                 address,
                 len,
             });
         }
-        let what = match runner::spi_activity(core, &self.ext)? {
-            runner::SpiActivity::Idle => return Ok(()),
-            runner::SpiActivity::FrameOnWire => "a frame on the wire".to_string(),
-            runner::SpiActivity::Dma { controller, stream } => {
-                format!("DMA{controller} stream {stream} enabled")
-            }
-        };
+        let activity = runner::spi_activity(core, &self.ext)?;
+        if activity == runner::SpiActivity::Idle {
+            return Ok(());
+        }
         Err(ExtFlashError::AppSpiBusy {
             spi: self.ext.spi,
-            what,
+            activity,
             address,
             len,
         })
@@ -298,14 +293,14 @@ impl ExtFlash {
 
     /// Whether a stub session is running (the application's state saved).
     pub fn is_resident(&self) -> bool {
-        self.resident.borrow().is_some()
+        self.resident.is_some()
     }
 
     /// End the stub session, if any: stop the stub and put back everything
     /// it saved. Call before anything runs, steps or resets the core, at
     /// detach, and before a write to a register or to saved memory.
     pub fn end_session(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
-        match self.resident.get_mut().take() {
+        match self.resident.take() {
             Some(res) => res.end(core, &self.ext),
             None => Ok(()),
         }
@@ -315,8 +310,7 @@ impl ExtFlash {
     /// session ended first: it touches a register the session changed.
     /// Reads of the work area do not: see [`ExtFlash::overlay_saved`].
     pub fn session_conflicts(&self, addr: u32, len: u32, write: bool) -> bool {
-        let slot = self.resident.borrow();
-        let Some(res) = slot.as_ref() else {
+        let Some(res) = &self.resident else {
             return false;
         };
         let (a, e) = (u64::from(addr), u64::from(addr) + u64::from(len));
@@ -328,7 +322,7 @@ impl ExtFlash {
     /// Put the application's values of work-area bytes the session saved
     /// into `buf` (read from `addr` while the stub is resident).
     pub fn overlay_saved(&self, addr: u32, buf: &mut [u8]) {
-        if let Some(res) = self.resident.borrow().as_ref() {
+        if let Some(res) = &self.resident {
             res.overlay(addr, buf);
         }
     }
@@ -527,7 +521,7 @@ impl ExtFlash {
             .as_ref()
             .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
         let wa = &self.ext.work_area;
-        runner::layout_with_stack(wa, stub.bytes.len() as u32, self.stack)
+        extflash_stub_abi::layout::layout_with_stack(wa, stub.bytes.len() as u32, self.stack)
             .map(|l| l.buf_len & !(cache::LINE - 1))
             .filter(|l| *l >= cache::LINE)
             .ok_or(ExtFlashError::WorkAreaTooSmall {
@@ -621,9 +615,9 @@ impl ExtFlash {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
             if status.protects_something() {
                 return Err(ExtFlashError::Stub {
-                    op: "erase (stub_erase)",
+                    op: StubOp::ProtectionCheck,
                     address: first,
-                    wiring: wiring.clone(),
+                    wiring,
                     source: StubStatusError::Protected,
                 });
             }
@@ -770,6 +764,27 @@ impl ExtFlash {
         })
     }
 
+    /// The identified chip (identifying it if needed) with its status
+    /// registers now: what `monitor flash info` shows.
+    pub fn info(&mut self, core: &mut Core<'_>) -> Result<info::FlashInfo, ExtFlashError> {
+        let chip = match self.chip.clone() {
+            Some(chip) => chip,
+            None => self.identify(core)?.clone(),
+        };
+        let status = self.status(core)?;
+        Ok(info::FlashInfo {
+            jedec_id: chip.jedec_id,
+            name: chip.name,
+            source: chip.source.to_string(),
+            size: chip.geometry.size,
+            page_size: chip.geometry.page_size,
+            erase_types: chip.geometry.erase_types,
+            window: self.window(),
+            wiring: self.wiring(),
+            status,
+        })
+    }
+
     /// Clear BP/TB/SEC/CMP in the volatile status registers (50h, then
     /// 01h): protection is back after a power cycle. Returns (before, after).
     pub fn unprotect(
@@ -811,14 +826,15 @@ impl ExtFlash {
         let limit = self.timeouts().chip_erase_ms;
         let size = self.size();
         let w = self.ext.window;
+        let wiring = self.wiring();
         let started = Instant::now();
         self.session(core, w, size, |s, _| {
             let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
             if status.protects_something() {
                 return Err(ExtFlashError::Stub {
-                    op: "chip erase (stub_erase)",
+                    op: StubOp::ProtectionCheck,
                     address: w,
-                    wiring: WiringText(wiring::describe(&self.ext)),
+                    wiring,
                     source: StubStatusError::Protected,
                 });
             }

@@ -25,16 +25,14 @@ use extflash_stub_abi::{
 };
 use probe_rs::{Core, CoreStatus, MemoryInterface, RegisterId};
 
-use super::error::{ExtFlashError, ProbeOp, StubStatusError, WiringText};
+use super::error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
 use super::stream::{PackError, Stream};
 use super::stub::{Entries, StubImage};
 use super::wiring;
 use crate::board::ExternalFlash;
 use crate::cortex_m::{demcr, dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
+use abi::layout::{layout_with_stack, Layout, STREAM_PAGE_BUF};
 use abi::Config;
-
-/// Stack the stub gets, at the top of the work area.
-pub const STACK_SIZE: u32 = 1024;
 
 /// Registers the host saves and restores around a session, in restore
 /// order: CONTROL first (it picks the stack pointer), then MSP, xPSR, pc.
@@ -44,87 +42,10 @@ pub fn saved_registers() -> Vec<u16> {
     vec![sel::EXTRA, sel::MSP, sel::XPSR, sel::PC]
 }
 
-/// Where things go in the work area: the stub at the bottom, then the data
-/// buffer, the stack, and at the top the config block followed by the
-/// mailbox and the slots header (`stub_serve` starts with sp = config), so
-/// one read polls the mailbox's `done`/`status`/`value` with the stream's
-/// `rp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    pub load: u32,
-    /// The [`Slots`] header of `Command::Stream`.
-    pub slots: u32,
-    /// Data buffer (reads, SFDP, block CRCs; for a stream the page buffer,
-    /// then the slots).
-    pub buf: u32,
-    pub buf_len: u32,
-    /// Lowest stack word.
-    pub canary: u32,
-    /// Initial sp of `stub_serve`, also where the config block starts.
-    pub config: u32,
-    pub mailbox: u32,
-    /// End of what the stub uses.
-    pub end: u32,
-}
-
-/// Plan the work area; `None` when the stub, its blocks, a 1 KiB buffer
-/// and the stack do not fit.
-pub fn layout(work_area: &Range<u32>, image_len: u32) -> Option<Layout> {
-    layout_with_stack(work_area, image_len, STACK_SIZE)
-}
-
-/// [`layout`] with a stack of `stack` bytes instead of [`STACK_SIZE`].
-pub fn layout_with_stack(work_area: &Range<u32>, image_len: u32, stack: u32) -> Option<Layout> {
-    let align = |v: u32, a: u32| v.div_ceil(a) * a;
-    let load = work_area.start;
-    let buf = align(load.checked_add(image_len)?, 8);
-    let top = (Config::SIZE + Mailbox::SIZE + Slots::SIZE) as u32;
-    let config = work_area.end.checked_sub(top)? & !7;
-    let mailbox = config + Config::SIZE as u32;
-    let slots = mailbox + Mailbox::SIZE as u32;
-    let canary = config.checked_sub(stack)?;
-    let buf_len = canary.checked_sub(buf)? & !0xFF;
-    (buf_len >= 1024).then_some(Layout {
-        load,
-        slots,
-        buf,
-        buf_len,
-        canary,
-        config,
-        mailbox,
-        end: config + top,
-    })
-}
-
-impl Layout {
-    /// The stream's slots in the data buffer, after the 256-byte page
-    /// buffer: (count, size). Eight slots when each still holds 3 KiB of
-    /// records, else four of 4 KiB, else two: while the chip erases, the
-    /// stub holds none of them (an erase ends its chunk), so the whole area
-    /// fills; smaller slots are released sooner once it programs again, and
-    /// adjacent free ones still go out in one memory call. A slot is a
-    /// record header, whole pages and the trailer, so a chunk of raw pages
-    /// fills it exactly.
-    pub fn stream_slots(&self) -> (u32, u32) {
-        const PAGE: u32 = abi::lz::PAGE as u32;
-        let overhead = abi::stream::HEADER + 4;
-        let area = self.buf_len - STREAM_PAGE_BUF;
-        let count = [(8, 3072), (4, 4096)]
-            .into_iter()
-            .find(|&(n, least)| area / n >= least + overhead)
-            .map_or(2, |(n, _)| n);
-        let pages = ((area / count).saturating_sub(overhead) / PAGE).min(255);
-        (count, overhead + pages * PAGE)
-    }
-}
-
 /// A gap before a chunk's trailer that goes out as padding in the chunk's
 /// memory call rather than as a call of its own (about what one round trip
 /// of a full-speed probe could otherwise carry).
 const SMALL_GAP: usize = 64;
-
-/// Bytes before the slots: where `PROGRAM_LZ` pages are decoded.
-pub const STREAM_PAGE_BUF: u32 = abi::lz::PAGE as u32;
 
 /// One stub entry point with its arguments (r1..r3; r0 is the config), as
 /// the ABI blocks above the entry points in `target-stub/src/main.rs` say.
@@ -157,17 +78,17 @@ pub enum Call {
 }
 
 impl Call {
-    pub fn name(&self) -> &'static str {
+    pub fn op(&self) -> StubOp {
         match self {
-            Call::Init => "identify (stub_init)",
-            Call::Read { .. } => "read (stub_read)",
-            Call::Crc32 { .. } => "CRC (stub_crc32)",
-            Call::CrcBlocks { .. } => "block CRCs (stub_crc_blocks)",
-            Call::Erase { .. } => "erase (stub_erase)",
-            Call::ReadSfdp { .. } => "SFDP read (stub_read_sfdp)",
-            Call::ReadStatus => "status read (stub_read_status)",
-            Call::WriteStatus { .. } => "status write (stub_write_status)",
-            Call::Clock => "clock switch (stub_clock)",
+            Call::Init => StubOp::Identify,
+            Call::Read { .. } => StubOp::Read,
+            Call::Crc32 { .. } => StubOp::Crc,
+            Call::CrcBlocks { .. } => StubOp::BlockCrcs,
+            Call::Erase { .. } => StubOp::Erase,
+            Call::ReadSfdp { .. } => StubOp::ReadSfdp,
+            Call::ReadStatus => StubOp::ReadStatus,
+            Call::WriteStatus { .. } => StubOp::WriteStatus,
+            Call::Clock => StubOp::Clock,
         }
     }
 
@@ -244,6 +165,15 @@ pub(super) fn rd_block(
     Ok(out)
 }
 
+/// The application's words of the work area in `start..end`, saved before
+/// the stub overwrites them; a failed read names the range.
+fn read_work_area(core: &mut Core<'_>, start: u32, end: u32) -> Result<Vec<u32>, ExtFlashError> {
+    let mut out = vec![0u32; ((end - start) / 4) as usize];
+    core.read_32(start.into(), &mut out)
+        .map_err(ExtFlashError::probe(ProbeOp::SaveWorkArea { start, end }))?;
+    Ok(out)
+}
+
 fn reg_rd(core: &mut Core<'_>, sel: u16) -> Result<u32, ExtFlashError> {
     core.read_core_reg::<u32>(RegisterId(sel))
         .map_err(ExtFlashError::probe(ProbeOp::ReadRegister(sel)))
@@ -258,11 +188,9 @@ fn reg_wr(core: &mut Core<'_>, sel: u16, value: u32) -> Result<(), ExtFlashError
 /// a GPIO output (MODER = 01) and driven low.
 pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, ExtFlashError> {
     let base = wiring::gpio_base(ext.cs.port);
-    let pin = u32::from(ext.cs.number);
     // MODER..ODR in one read.
     let r = rd_block(core, base + wiring::GPIO_MODER, 6)?;
-    let (moder, odr) = (r[0], r[5]);
-    Ok((moder >> (2 * pin)) & 0b11 == 0b01 && odr & (1 << pin) == 0)
+    Ok(wiring::cs_held(r[0], r[5], ext.cs.number))
 }
 
 /// What the application is doing with the flash's SPI when the core halted.
@@ -374,7 +302,7 @@ struct Saved {
 pub struct Resident {
     pub layout: Layout,
     entries: Entries,
-    wiring: WiringText,
+    wiring: SpiWiring,
     saved: Saved,
     /// Bytes of the data buffer saved so far (from `layout.buf`).
     buf_saved: u32,
@@ -432,7 +360,7 @@ impl Resident {
         let mut res = Resident {
             layout,
             entries: stub.entries,
-            wiring: WiringText(wiring::describe(ext)),
+            wiring: SpiWiring::of(ext),
             saved: Saved::default(),
             buf_saved: 0,
             seq: 0,
@@ -474,7 +402,7 @@ impl Resident {
         let id = match started {
             Ok(()) => {
                 res.running = true;
-                let wiring = res.wiring.clone();
+                let wiring = res.wiring;
                 // `stub_init` only waits for the chip: a missing chip ends
                 // it at once, a BUSY bit that never clears runs it out.
                 res.session(core)
@@ -610,7 +538,7 @@ impl Resident {
                 .map_err(ExtFlashError::probe(ProbeOp::StartStub("exit")))?;
         }
         Err(ExtFlashError::WrongHalt {
-            op: "exit (stub_serve)",
+            op: StubOp::Exit,
             address: 0,
             pc: reg_rd(core, sel::PC)?,
         })
@@ -644,19 +572,7 @@ fn save(
     // The stub image, slots header and stack + config + mailbox; the buffer
     // only when a call first uses it.
     for range in [l.load..l.buf, l.canary..l.end] {
-        let words =
-            rd_block(core, range.start, ((range.end - range.start) / 4) as usize).map_err(|e| {
-                match e {
-                    ExtFlashError::Probe { source, .. } => ExtFlashError::Probe {
-                        op: ProbeOp::SaveWorkArea {
-                            start: range.start,
-                            end: range.end,
-                        },
-                        source,
-                    },
-                    other => other,
-                }
-            })?;
+        let words = read_work_area(core, range.start, range.end)?;
         s.ram.push((range.start, words));
     }
     let app_demcr = rd(core, DEMCR)?;
@@ -1022,16 +938,7 @@ impl StubSession<'_, '_> {
         }
         let from = l.buf + self.res.buf_saved;
         let to = l.buf + want;
-        let words = rd_block(self.core, from, ((to - from) / 4) as usize).map_err(|e| match e {
-            ExtFlashError::Probe { source, .. } => ExtFlashError::Probe {
-                op: ProbeOp::SaveWorkArea {
-                    start: from,
-                    end: to,
-                },
-                source,
-            },
-            other => other,
-        })?;
+        let words = read_work_area(self.core, from, to)?;
         self.res.saved.ram.push((from, words));
         self.res.buf_saved = want;
         Ok(())
@@ -1044,9 +951,7 @@ impl StubSession<'_, '_> {
         args: [u32; 3],
         timeout: Duration,
     ) -> Result<(u32, u32), ExtFlashError> {
-        self.post_with(command, args, "exit (stub_serve)", timeout, &mut |_, _| {
-            Ok(())
-        })
+        self.post_with(command, args, StubOp::Exit, timeout, &mut |_, _| Ok(()))
     }
 
     /// Like [`post`](Self::post), running `poll` after each poll of `done`
@@ -1059,7 +964,7 @@ impl StubSession<'_, '_> {
         &mut self,
         command: Command,
         args: [u32; 3],
-        op: &'static str,
+        op: StubOp,
         timeout: Duration,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
@@ -1074,7 +979,7 @@ impl StubSession<'_, '_> {
         &mut self,
         command: Command,
         args: [u32; 3],
-        op: &'static str,
+        op: StubOp,
         timeout: Duration,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
@@ -1103,7 +1008,7 @@ impl StubSession<'_, '_> {
         &mut self,
         seq: u32,
         address: u32,
-        op: &'static str,
+        op: StubOp,
         timeout: Duration,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
@@ -1230,19 +1135,19 @@ impl StubSession<'_, '_> {
         let l = self.res.layout;
         if call.buffer_use() > l.buf_len {
             return Err(ExtFlashError::Stub {
-                op: call.name(),
+                op: call.op(),
                 address: call.address(),
-                wiring: self.res.wiring.clone(),
+                wiring: self.res.wiring,
                 source: StubStatusError::BadArgument,
             });
         }
         self.save_buffer(call.buffer_use())?;
         let (status, value) =
-            self.post_with(call.command(), call.args(&l), call.name(), timeout, poll)?;
+            self.post_with(call.command(), call.args(&l), call.op(), timeout, poll)?;
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
-            op: call.name(),
+            op: call.op(),
             address: call.address(),
-            wiring: self.res.wiring.clone(),
+            wiring: self.res.wiring,
             source,
         })?;
         Ok(value)
@@ -1311,9 +1216,9 @@ impl StubSession<'_, '_> {
         let len = |r: &Range<u32>| r.end.saturating_sub(r.start);
         if let Some(r) = runs.iter().find(|r| len(r) > l.buf_len) {
             return Err(ExtFlashError::Stub {
-                op: Call::Read { addr: 0, len: 0 }.name(),
+                op: StubOp::Read,
                 address: r.start,
-                wiring: self.res.wiring.clone(),
+                wiring: self.res.wiring,
                 source: StubStatusError::BadArgument,
             });
         }
@@ -1338,7 +1243,7 @@ impl StubSession<'_, '_> {
         pipelined: bool,
         dst: &dyn Fn(usize) -> u32,
     ) -> Result<Vec<Vec<u8>>, ExtFlashError> {
-        let op = Call::Read { addr: 0, len: 0 }.name();
+        let op = StubOp::Read;
         let len = |k: usize| runs[k].end - runs[k].start;
         let begin =
             |s: &mut Self, k: usize| s.post_begin(Command::Read, [runs[k].start, dst(k), len(k)]);
@@ -1354,7 +1259,7 @@ impl StubSession<'_, '_> {
             StubStatusError::check(status, 0).map_err(|source| ExtFlashError::Stub {
                 op,
                 address: runs[k].start,
-                wiring: self.res.wiring.clone(),
+                wiring: self.res.wiring,
                 source,
             })?;
             let next = k + 1 < runs.len();
@@ -1467,7 +1372,7 @@ impl StubSession<'_, '_> {
         let posted = self.post_with(
             Command::Stream,
             [l.slots, n as u32, l.buf],
-            STREAM_PROGRAM,
+            StubOp::StreamProgram,
             timeout,
             &mut |core, p| {
                 let now = (p.rp as usize).min(n);
@@ -1486,7 +1391,7 @@ impl StubSession<'_, '_> {
                         // stuck inside an operation (a DMA transfer that
                         // never ends) is halted when the session ends.
                         return Err(ExtFlashError::Timeout {
-                            op: STREAM_PROGRAM,
+                            op: StubOp::StreamProgram,
                             address: stream.chunk_address(done),
                             timeout_ms: stall_cycles / u64::from(cycles_per_ms.max(1)),
                         });
@@ -1526,24 +1431,20 @@ impl StubSession<'_, '_> {
         })?;
         // The failing record's op and chip address (`fail_value`).
         let (op, limit_ms) = if value >> 24 == abi::stream::OP_ERASE {
-            (STREAM_ERASE, stream.erase_max_ms)
+            (StubOp::StreamErase, stream.erase_max_ms)
         } else {
-            (STREAM_PROGRAM, stream.page_ms)
+            (StubOp::StreamProgram, stream.page_ms)
         };
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
             op,
             address: value & 0xFF_FFFF,
-            wiring: self.res.wiring.clone(),
+            wiring: self.res.wiring,
             source,
         })?;
         (done..n).for_each(consumed);
         Ok(())
     }
 }
-
-/// Operation names of a failed stream record.
-pub const STREAM_PROGRAM: &str = "program (stub_stream)";
-pub const STREAM_ERASE: &str = "erase (stub_stream)";
 
 #[cfg(test)]
 mod tests {
@@ -1556,60 +1457,6 @@ mod tests {
             let word = crc_unit_preimage(dr).to_be_bytes();
             assert_eq!(abi::crc32_update(abi::CRC32_INIT, &word), dr);
         }
-    }
-
-    #[test]
-    fn layout_of_the_builtin_work_area() {
-        let l = layout(&(0x2001_C000..0x2002_0000), 0x6A2).unwrap();
-        assert_eq!(l.load, 0x2001_C000);
-        assert_eq!(l.buf, 0x2001_C6A8, "after the stub, 8-byte aligned");
-        assert!(
-            l.end <= 0x2002_0000 && l.end > 0x2002_0000 - 8,
-            "config, mailbox and slots header at the top"
-        );
-        assert_eq!(l.mailbox, l.config + Config::SIZE as u32);
-        assert_eq!(
-            l.slots,
-            l.mailbox + Mailbox::SIZE as u32,
-            "one read polls both"
-        );
-        assert_eq!(l.slots + Slots::SIZE as u32, l.end);
-        assert_eq!(l.config % 8, 0, "the stub's initial sp");
-        assert_eq!(l.canary, l.config - STACK_SIZE);
-        assert!(l.buf + l.buf_len <= l.canary);
-        assert_eq!(l.buf_len % 256, 0);
-        assert!(l.buf_len >= 8 * 1024);
-    }
-
-    #[test]
-    fn stream_slots_hold_a_header_whole_pages_and_the_trailer() {
-        // The board files' 32 KiB work area and a stub of 4.25 KiB.
-        let l = layout(&(0x2001_8000..0x2002_0000), 0x1100).unwrap();
-        let (count, slot) = l.stream_slots();
-        assert_eq!(count, 8);
-        assert_eq!((slot - 16) % 256, 0);
-        assert!(slot >= 3 * 1024, "{slot}");
-        assert!(STREAM_PAGE_BUF + count * slot <= l.buf_len);
-        // 24 KiB: four slots.
-        let l = layout(&(0x2001_A000..0x2002_0000), 0x1100).unwrap();
-        let (count, slot) = l.stream_slots();
-        assert_eq!(count, 4);
-        assert!(slot >= 4 * 1024 && STREAM_PAGE_BUF + count * slot <= l.buf_len);
-        // The smallest work area still gets two slots of a page each.
-        let l = layout(&(0x2001_F000..0x2002_0000), 0x400).unwrap();
-        let (count, slot) = l.stream_slots();
-        assert_eq!(count, 2);
-        assert!(slot >= 16 + 256 && STREAM_PAGE_BUF + count * slot <= l.buf_len);
-    }
-
-    #[test]
-    fn invalid_layout_when_the_stub_fills_the_work_area() {
-        assert_eq!(layout(&(0x2001_F000..0x2002_0000), 0xC00), None);
-        assert_eq!(
-            layout(&(0x2001_F000..0x2001_F010), 0),
-            None,
-            "no room for the blocks"
-        );
     }
 
     #[test]

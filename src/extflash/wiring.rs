@@ -5,7 +5,7 @@
 //! Pure: addresses and values only (RM0090 memory map and register
 //! layouts); nothing here talks to the target.
 
-use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts, Words};
+use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts};
 
 use crate::board::{ExternalFlash, Pin};
 
@@ -104,6 +104,14 @@ pub fn gpio_base(port: char) -> u32 {
     GPIO_BASE + 0x400 * port_index(port)
 }
 
+/// Whether the application holds chip select `pin` of a port whose MODER
+/// and ODR read `moder` and `odr`: configured as a GPIO output (MODER =
+/// 01) and driven low. The stub never starts under such a transaction.
+pub fn cs_held(moder: u32, odr: u32, pin: u8) -> bool {
+    let pin = u32::from(pin);
+    (moder >> (2 * pin)) & 0b11 == 0b01 && odr & (1 << pin) == 0
+}
+
 /// RCC_AHB1ENR bit index of a port (GPIOAEN = 0 .. GPIOHEN = 7).
 pub fn port_index(port: char) -> u32 {
     u32::from(port as u8 - b'A')
@@ -153,10 +161,7 @@ pub fn baud_rate_bits(prescaler: u16) -> u32 {
 
 /// "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)" for messages.
 pub fn describe(ext: &ExternalFlash) -> String {
-    format!(
-        "SPI{} (SCK {}, MISO {}, MOSI {}, CS {})",
-        ext.spi, ext.sck, ext.miso, ext.mosi, ext.cs
-    )
+    super::SpiWiring::of(ext).to_string()
 }
 
 /// The ports the four pins use, each once, in pin order.
@@ -207,13 +212,6 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
     }
 }
 
-/// The config block as the little-endian bytes the stub reads.
-pub fn config_bytes(c: &Config) -> Vec<u8> {
-    let mut out = vec![0u8; Config::SIZE];
-    c.write_le(&mut out);
-    out
-}
-
 /// Every peripheral register the stub may change, in restore order: GPIO
 /// ports, then the SPI (CR1 last, see the runner), then the RCC enables
 /// (last, so the restores above still have their clocks).
@@ -233,6 +231,18 @@ pub fn peripheral_registers(ext: &ExternalFlash) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cs_is_held_only_as_a_low_gpio_output() {
+        // PB0: MODER bits 1:0, ODR bit 0.
+        assert!(cs_held(0b01, 0, 0));
+        assert!(!cs_held(0b01, 1, 0), "driven high");
+        assert!(!cs_held(0b10, 0, 0), "alternate function");
+        assert!(!cs_held(0b00, 0, 0), "input");
+        // PA15: MODER bits 31:30, ODR bit 15; other pins do not count.
+        assert!(cs_held(0b01 << 30, !(1 << 15), 15));
+        assert!(!cs_held(0x5555_5555 & !(0b11 << 30), 0, 15));
+    }
     use crate::board::Board;
 
     #[test]
@@ -252,7 +262,6 @@ mod tests {
         );
         assert_eq!(c.pins[3].af, abi::PIN_GPIO_OUTPUT);
         assert_eq!(c.br, 0, "prescaler 2 → BR=000");
-        assert_eq!(config_bytes(&c).len(), std::mem::size_of::<Config>());
         assert_eq!(describe(&ext), "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)");
     }
 

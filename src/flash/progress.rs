@@ -22,8 +22,8 @@ pub enum FlashEvent {
         name: String,
         size: u32,
     },
-    /// A flash operation starts: `total` bytes will be erased and
-    /// programmed (programmed bytes for progress bars).
+    /// A flash operation starts: `erase_bytes` will be erased and
+    /// `program_bytes` programmed (the latter sizes progress bars).
     Started {
         flash: FlashKind,
         erase_bytes: u64,

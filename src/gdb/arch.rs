@@ -49,6 +49,7 @@ pub const G_PACKET_LEN: usize = 17 * 4 + 16 * 8 + 7 * 4;
 
 impl CortexMRegs {
     /// Build d-registers from probe-rs's single-precision view.
+    #[cfg(test)]
     pub fn set_s(&mut self, s: &[u32; 32]) {
         for (n, d) in self.d.iter_mut().enumerate() {
             *d = d_from_s(s[2 * n], s[2 * n + 1]);
@@ -79,6 +80,7 @@ impl CortexMRegs {
     }
 
     /// The single-precision view of d0..d15.
+    #[cfg(test)]
     pub fn s(&self) -> [u32; 32] {
         let mut s = [0; 32];
         for (n, d) in self.d.iter().enumerate() {

@@ -38,7 +38,7 @@ use crate::extflash::{ExtFlash, ExtFlashError};
 use crate::flash::progress::BoardClock;
 use crate::flash::{EventSink, FlashEvent, FlashRequest};
 use arch::CortexM4F;
-pub use breakpoints::{dwt_match, DwtMatch, WatchSlot};
+pub use breakpoints::WatchSlot;
 pub(crate) use error::{fatal_only, note_error_text, take_error_text, to_target_error};
 pub use error::{GdbError, SessionFault};
 pub use stop::{ExecState, StopReason};

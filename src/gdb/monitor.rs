@@ -26,6 +26,9 @@ pub enum MonitorCommand {
     Help,
     /// JEDEC ID, SFDP geometry, status registers, protection.
     FlashInfo,
+    /// The same as one [`crate::extflash::info::FlashInfo`] record line,
+    /// for the command line and scripts (`flash info --record`).
+    FlashInfoRecord,
     /// Chip erase of the external flash.
     FlashEraseAll,
     /// Clear the block protection in the volatile status registers.
@@ -42,11 +45,16 @@ extflash-gdb monitor commands:
   halt                 halt the core (e.g. after `reset run` or `resume`)
   resume               let the core run without GDB waiting for it
   flash info           external flash: JEDEC ID, geometry, status registers, protection
+  flash info --record  the same as one line of key=value fields, for scripts
   flash erase-all      erase the whole external flash (chip erase)
   flash unprotect      clear BP/TB/SEC/CMP in the volatile status registers (until power-off)
   flash compress [on|off]  whether `load` sends compressible pages compressed (default on)
   help                 this text
 ";
+
+/// How a failed command's output line starts (after any progress lines):
+/// the marker the command line checks, since `qRcmd` always ends in `OK`.
+pub const ERROR_LINE: &str = "error: ";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MonitorParseError {
@@ -67,6 +75,7 @@ impl MonitorCommand {
             ["resume"] | ["go"] => MonitorCommand::Resume,
             ["help"] | ["?"] => MonitorCommand::Help,
             ["flash", "info"] => MonitorCommand::FlashInfo,
+            ["flash", "info", "--record"] => MonitorCommand::FlashInfoRecord,
             ["flash", "erase-all"] | ["flash", "mass-erase"] => MonitorCommand::FlashEraseAll,
             ["flash", "unprotect"] => MonitorCommand::FlashUnprotect,
             ["flash", "compress"] => MonitorCommand::FlashCompress(None),
@@ -100,39 +109,14 @@ impl GdbTarget {
     fn run_flash_monitor(&mut self, cmd: MonitorCommand) -> Result<Vec<String>, GdbError> {
         let mut lines = Vec::new();
         match cmd {
-            MonitorCommand::FlashInfo => {
+            MonitorCommand::FlashInfo | MonitorCommand::FlashInfoRecord => {
                 self.identify_ext_flash()?;
-                let (chip, status, window) = self.with_ext(|ext, core| {
-                    let status = ext.status(core)?;
-                    Ok((ext.chip().cloned(), status, ext.window()))
-                })?;
-                let cfg = self.ext.as_ref().map(|e| e.config().clone());
-                if let (Some(chip), Some(cfg)) = (chip, cfg) {
-                    let [a, b, c] = chip.jedec_id;
-                    lines.push(format!(
-                        "external flash: {} (JEDEC ID {a:02X} {b:02X} {c:02X}) on {}",
-                        chip.name,
-                        crate::extflash::wiring::describe(&cfg)
-                    ));
-                    let g = &chip.geometry;
-                    let erase: Vec<String> = g
-                        .erase_types
-                        .iter()
-                        .map(|e| format!("{} KiB ({:02X}h)", e.size / 1024, e.opcode))
-                        .collect();
-                    lines.push(format!(
-                        "geometry ({}): {} KiB, {}-byte pages, erase {}",
-                        chip.source,
-                        g.size / 1024,
-                        g.page_size,
-                        erase.join(", ")
-                    ));
-                    lines.push(format!(
-                        "window: {:#010x}..{:#010x}",
-                        window.start, window.end
-                    ));
-                }
-                lines.extend(status.describe().lines().map(str::to_string));
+                let info = self.with_ext(|ext, core| ext.info(core))?;
+                lines.push(if cmd == MonitorCommand::FlashInfo {
+                    info.to_string()
+                } else {
+                    info.to_record()
+                });
             }
             MonitorCommand::FlashUnprotect => {
                 let (before, after) = self.with_ext(|ext, core| ext.unprotect(core))?;
@@ -177,6 +161,7 @@ impl GdbTarget {
         if matches!(
             cmd,
             MonitorCommand::FlashInfo
+                | MonitorCommand::FlashInfoRecord
                 | MonitorCommand::FlashUnprotect
                 | MonitorCommand::FlashCompress(_)
         ) {
@@ -216,6 +201,7 @@ impl GdbTarget {
             }
             MonitorCommand::Help => HELP.trim_end().to_string(),
             MonitorCommand::FlashInfo
+            | MonitorCommand::FlashInfoRecord
             | MonitorCommand::FlashEraseAll
             | MonitorCommand::FlashUnprotect
             | MonitorCommand::FlashCompress(_) => unreachable!("handled before"),
@@ -273,7 +259,7 @@ impl MonitorCmd for GdbTarget {
             Ok(Some(reply)) => outputln!(out, "{reply}"),
             Ok(None) => {}
             Err(e) => {
-                outputln!(out, "error: {}", DisplayChain(&e));
+                outputln!(out, "{ERROR_LINE}{}", DisplayChain(&e));
                 fatal_only(e)?;
             }
         }
@@ -297,6 +283,7 @@ mod tests {
             ("resume", Resume),
             ("help", Help),
             ("flash info", FlashInfo),
+            ("flash info --record", FlashInfoRecord),
             ("flash  erase-all", FlashEraseAll),
             ("flash unprotect", FlashUnprotect),
             ("flash compress", FlashCompress(None)),

@@ -31,8 +31,8 @@ mod error_text;
 pub mod framer;
 mod front;
 mod observer;
-pub mod readonly;
-pub mod vet;
+pub(crate) mod readonly;
+pub(crate) mod vet;
 pub mod worker;
 
 use std::future::Future;
@@ -45,6 +45,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+/// The most an observer's `qCRC` covers (larger ones are refused with `E1b`).
+pub use crate::gdb::observer::OBSERVER_CRC_MAX;
 use crate::gdb::observer::{ObserverTarget, Owner, SendRequest};
 use crate::ratelimit::RateLimit;
 pub use end::End;

@@ -393,7 +393,7 @@ mod tests {
         for (i, v) in regs.iter().enumerate() {
             cpu.write_reg(CoreReg::R(i as u8), *v);
         }
-        assert_eq!(cpu.step(), StepOutcome::Retired, "{hw1:04x} {hw2:04x}");
+        assert_eq!(cpu.step().0, StepOutcome::Retired, "{hw1:04x} {hw2:04x}");
         assert_eq!(
             cpu.read_reg(CoreReg::Pc),
             0x104,

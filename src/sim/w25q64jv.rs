@@ -27,6 +27,7 @@
 //! - Not modelled: dual/quad I/O reads, security registers (42h/44h/48h), suspend/resume
 //!   (75h/7Ah are ignored), the /HOLD and /RESET pins, and the tPUW power-up delay.
 
+use extflash_stub_abi::spi_nor::{op, w25q64jv as typ};
 use std::ops::Range;
 
 /// Array size in bytes (8 MiB).
@@ -37,19 +38,18 @@ pub const JEDEC_ID_IQ: [u8; 3] = [0xEF, 0x40, 0x17];
 pub const JEDEC_ID_IM: [u8; 3] = [0xEF, 0x70, 0x17];
 
 const PS_PER_US: u64 = 1_000_000;
-const PS_PER_MS: u64 = 1_000 * PS_PER_US;
 /// Page program time, typical (ps).
-pub const T_PP: u64 = 400 * PS_PER_US;
+pub const T_PP: u64 = typ::TYP_PAGE_PROGRAM_US as u64 * PS_PER_US;
 /// 4 KB sector erase time, typical (ps).
-pub const T_SE: u64 = 45 * PS_PER_MS;
+pub const T_SE: u64 = typ::TYP_SECTOR_ERASE_US as u64 * PS_PER_US;
 /// 32 KB block erase time, typical (ps).
-pub const T_BE32: u64 = 120 * PS_PER_MS;
+pub const T_BE32: u64 = typ::TYP_BLOCK32_ERASE_US as u64 * PS_PER_US;
 /// 64 KB block erase time, typical (ps).
-pub const T_BE64: u64 = 150 * PS_PER_MS;
+pub const T_BE64: u64 = typ::TYP_BLOCK64_ERASE_US as u64 * PS_PER_US;
 /// Chip erase time, typical (ps).
-pub const T_CE: u64 = 20_000 * PS_PER_MS;
+pub const T_CE: u64 = typ::TYP_CHIP_ERASE_US as u64 * PS_PER_US;
 /// Non-volatile status register write time, typical (ps).
-pub const T_W: u64 = 10 * PS_PER_MS;
+pub const T_W: u64 = typ::TYP_WRITE_STATUS_US as u64 * PS_PER_US;
 
 const PAGE: usize = 256;
 const SECTOR: usize = 4 * 1024;
@@ -276,15 +276,15 @@ impl W25q64jv {
             return 0xFF;
         }
         match self.txn.opcode {
-            0x05 => self.status_byte(0),
-            0x35 => self.status_byte(1),
-            0x15 => self.status_byte(2),
-            0x9F => {
+            op::READ_STATUS1 => self.status_byte(0),
+            op::READ_STATUS2 => self.status_byte(1),
+            op::READ_STATUS3 => self.status_byte(2),
+            op::JEDEC_ID => {
                 let b = self.jedec_id[(self.txn.cursor % 3) as usize];
                 self.txn.cursor = (self.txn.cursor + 1) % 3;
                 b
             }
-            0x90 => {
+            op::MANUFACTURER_DEVICE_ID => {
                 if i <= 3 {
                     self.addr_byte(mosi, i);
                     if i == 3 {
@@ -301,14 +301,14 @@ impl W25q64jv {
                 self.txn.cursor = self.txn.cursor.wrapping_add(1);
                 b
             }
-            0xAB => {
+            op::RELEASE_POWER_DOWN => {
                 if i <= 3 {
                     0xFF
                 } else {
                     DEVICE_ID
                 }
             }
-            0x4B => {
+            op::READ_UNIQUE_ID => {
                 if i <= 4 {
                     return 0xFF;
                 }
@@ -319,7 +319,7 @@ impl W25q64jv {
                 self.txn.cursor = self.txn.cursor.saturating_add(1);
                 b
             }
-            0x5A => {
+            op::READ_SFDP => {
                 if i <= 3 {
                     self.addr_byte(mosi, i);
                     return 0xFF;
@@ -331,19 +331,19 @@ impl W25q64jv {
                 self.txn.cursor = self.txn.cursor.wrapping_add(1) & 0x00FF_FFFF;
                 b
             }
-            0x03 | 0x0B => {
+            op::READ | op::FAST_READ => {
                 if i <= 3 {
                     self.addr_byte(mosi, i);
                     return 0xFF;
                 }
-                if self.txn.opcode == 0x0B && i == 4 {
+                if self.txn.opcode == op::FAST_READ && i == 4 {
                     return 0xFF; // dummy byte
                 }
                 let a = (self.txn.cursor & ADDR_MASK) as usize;
                 self.txn.cursor = self.txn.cursor.wrapping_add(1) & ADDR_MASK;
                 self.mem.get(a).copied().unwrap_or(0xFF)
             }
-            0x02 => {
+            op::PAGE_PROGRAM => {
                 if i <= 3 {
                     self.addr_byte(mosi, i);
                     return 0xFF;
@@ -354,20 +354,24 @@ impl W25q64jv {
                 self.txn.pp_count = self.txn.pp_count.saturating_add(1);
                 0xFF
             }
-            0x3D => {
+            op::READ_LOCK => {
                 if i <= 3 {
                     self.addr_byte(mosi, i);
                     return 0xFF;
                 }
                 u8::from(self.locks[lock_unit(self.txn.addr)])
             }
-            0x01 | 0x31 | 0x11 => {
+            op::WRITE_STATUS1 | op::WRITE_STATUS2 | op::WRITE_STATUS3 => {
                 if let Some(slot) = self.txn.wdata.get_mut((i - 1) as usize) {
                     *slot = mosi;
                 }
                 0xFF
             }
-            0x20 | 0x52 | 0xD8 | 0x36 | 0x39 => {
+            op::SECTOR_ERASE
+            | op::BLOCK_ERASE_32K
+            | op::BLOCK_ERASE_64K
+            | op::INDIVIDUAL_LOCK
+            | op::INDIVIDUAL_UNLOCK => {
                 if i <= 3 {
                     self.addr_byte(mosi, i);
                 }
@@ -510,21 +514,47 @@ impl W25q64jv {
         self.txn.opcode = op;
         // 99h resets only if it immediately follows 66h; any other instruction disarms.
         self.txn.reset_armed = std::mem::replace(&mut self.reset_enabled, false);
-        if !matches!(op, 0x05 | 0x35 | 0x15 | 0x01 | 0x31 | 0x11 | 0x50) {
+        if !matches!(
+            op,
+            op::READ_STATUS1
+                | op::READ_STATUS2
+                | op::READ_STATUS3
+                | op::WRITE_STATUS1
+                | op::WRITE_STATUS2
+                | op::WRITE_STATUS3
+                | op::VOLATILE_SR_WRITE_ENABLE
+        ) {
             self.vsr_we = false;
         }
         let known = matches!(
             op,
-            0x05 | 0x35 | 0x15 | 0x9F | 0x90 | 0xAB | 0x4B | 0x5A | 0x03 | 0x0B | 0x3D
+            op::READ_STATUS1
+                | op::READ_STATUS2
+                | op::READ_STATUS3
+                | op::JEDEC_ID
+                | op::MANUFACTURER_DEVICE_ID
+                | op::RELEASE_POWER_DOWN
+                | op::READ_UNIQUE_ID
+                | op::READ_SFDP
+                | op::READ
+                | op::FAST_READ
+                | op::READ_LOCK
         ) || is_deferred(op);
         self.txn.accepted = if self.power_down {
-            op == 0xAB
+            op == op::RELEASE_POWER_DOWN
         } else if self.busy() {
-            matches!(op, 0x05 | 0x35 | 0x15 | 0x66 | 0x99)
+            matches!(
+                op,
+                op::READ_STATUS1
+                    | op::READ_STATUS2
+                    | op::READ_STATUS3
+                    | op::ENABLE_RESET
+                    | op::RESET
+            )
         } else {
             known
         };
-        if op == 0x02 && self.txn.accepted {
+        if op == op::PAGE_PROGRAM && self.txn.accepted {
             self.page_buf = [0xFF; PAGE];
         }
         if self.txn.accepted && !is_deferred(op) {
@@ -540,52 +570,54 @@ impl W25q64jv {
         }
         let n = t.len;
         let executed = match t.opcode {
-            0x06 if n == 1 => {
+            op::WRITE_ENABLE if n == 1 => {
                 if !self.faults.wel_never_sets {
                     self.wel = true;
                 }
                 true
             }
-            0x04 if n == 1 => {
+            op::WRITE_DISABLE if n == 1 => {
                 self.wel = false;
                 true
             }
-            0x50 if n == 1 => {
+            op::VOLATILE_SR_WRITE_ENABLE if n == 1 => {
                 self.vsr_we = true;
                 true
             }
-            0x01 if n == 2 => self.write_status(&[(0, t.wdata[0])], now),
-            0x01 if n == 3 => self.write_status(&[(0, t.wdata[0]), (1, t.wdata[1])], now),
-            0x31 if n == 2 => self.write_status(&[(1, t.wdata[0])], now),
-            0x11 if n == 2 => self.write_status(&[(2, t.wdata[0])], now),
-            0x02 if n >= 5 => self.program(t.addr, t.pp_count, now),
-            0x20 if n == 4 => self.erase(t.addr, SECTOR, T_SE, now),
-            0x52 if n == 4 => self.erase(t.addr, BLOCK32, T_BE32, now),
-            0xD8 if n == 4 => self.erase(t.addr, BLOCK64, T_BE64, now),
-            0xC7 | 0x60 if n == 1 => self.erase(0, SIZE, T_CE, now),
-            0xB9 if n == 1 => {
+            op::WRITE_STATUS1 if n == 2 => self.write_status(&[(0, t.wdata[0])], now),
+            op::WRITE_STATUS1 if n == 3 => {
+                self.write_status(&[(0, t.wdata[0]), (1, t.wdata[1])], now)
+            }
+            op::WRITE_STATUS2 if n == 2 => self.write_status(&[(1, t.wdata[0])], now),
+            op::WRITE_STATUS3 if n == 2 => self.write_status(&[(2, t.wdata[0])], now),
+            op::PAGE_PROGRAM if n >= 5 => self.program(t.addr, t.pp_count, now),
+            op::SECTOR_ERASE if n == 4 => self.erase(t.addr, SECTOR, T_SE, now),
+            op::BLOCK_ERASE_32K if n == 4 => self.erase(t.addr, BLOCK32, T_BE32, now),
+            op::BLOCK_ERASE_64K if n == 4 => self.erase(t.addr, BLOCK64, T_BE64, now),
+            op::CHIP_ERASE | op::CHIP_ERASE_60 if n == 1 => self.erase(0, SIZE, T_CE, now),
+            op::POWER_DOWN if n == 1 => {
                 self.power_down = true;
                 true
             }
             // Release happens on /CS rising whether or not the ID was clocked out.
-            0xAB => {
+            op::RELEASE_POWER_DOWN => {
                 self.power_down = false;
                 false // already counted when accepted
             }
-            0x66 if n == 1 => {
+            op::ENABLE_RESET if n == 1 => {
                 self.reset_enabled = true;
                 true
             }
-            0x99 if n == 1 && t.reset_armed => {
+            op::RESET if n == 1 && t.reset_armed => {
                 self.reset_volatile();
                 true
             }
-            0x36 | 0x39 if n == 4 && self.wel => {
-                self.locks[lock_unit(t.addr)] = t.opcode == 0x36;
+            op::INDIVIDUAL_LOCK | op::INDIVIDUAL_UNLOCK if n == 4 && self.wel => {
+                self.locks[lock_unit(t.addr)] = t.opcode == op::INDIVIDUAL_LOCK;
                 true
             }
-            0x7E | 0x98 if n == 1 && self.wel => {
-                self.locks = [t.opcode == 0x7E; LOCK_UNITS];
+            op::GLOBAL_LOCK | op::GLOBAL_UNLOCK if n == 1 && self.wel => {
+                self.locks = [t.opcode == op::GLOBAL_LOCK; LOCK_UNITS];
                 true
             }
             _ => false,
@@ -704,24 +736,25 @@ impl W25q64jv {
 fn is_deferred(op: u8) -> bool {
     matches!(
         op,
-        0x06 | 0x04
-            | 0x50
-            | 0x01
-            | 0x31
-            | 0x11
-            | 0x02
-            | 0x20
-            | 0x52
-            | 0xD8
-            | 0xC7
-            | 0x60
-            | 0xB9
-            | 0x66
-            | 0x99
-            | 0x36
-            | 0x39
-            | 0x7E
-            | 0x98
+        op::WRITE_ENABLE
+            | op::WRITE_DISABLE
+            | op::VOLATILE_SR_WRITE_ENABLE
+            | op::WRITE_STATUS1
+            | op::WRITE_STATUS2
+            | op::WRITE_STATUS3
+            | op::PAGE_PROGRAM
+            | op::SECTOR_ERASE
+            | op::BLOCK_ERASE_32K
+            | op::BLOCK_ERASE_64K
+            | op::CHIP_ERASE
+            | op::CHIP_ERASE_60
+            | op::POWER_DOWN
+            | op::ENABLE_RESET
+            | op::RESET
+            | op::INDIVIDUAL_LOCK
+            | op::INDIVIDUAL_UNLOCK
+            | op::GLOBAL_LOCK
+            | op::GLOBAL_UNLOCK
     )
 }
 

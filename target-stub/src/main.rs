@@ -4,11 +4,17 @@
 //! The calling convention, the config block, the record stream and the status
 //! codes are defined once, in `abi/src/lib.rs`; this file implements them.
 //!
-//! What it touches: only what [`Config`] names — RCC bits `rcc_gpio_mask` in
+//! What it touches: what [`Config`] names — RCC bits `rcc_gpio_mask` in
 //! `rcc_gpio_enr` and `rcc_spi_bit` in `rcc_spi_enr`; MODER, OTYPER,
 //! OSPEEDR, PUPDR (MISO only), AFRL/AFRH and BSRR of the four pins (only
-//! their own bit fields); SPI CR1, CR2, SR, DR of `spi_base`; and
-//! DWT CYCCNT/CTRL (read only). The host saves and restores those registers.
+//! their own bit fields); SPI CR1, CR2, SR, DR of `spi_base`; the two DMA
+//! streams (CR, NDTR, PAR, M0AR) and their LISR/HISR flags (LIFCR/HIFCR) of
+//! `dma_base` when it is set; IWDG_KR (`iwdg_kr`, reload only) when it is
+//! set — plus, at fixed addresses, the CRC unit (CR, DR), RCC CR, PLLCFGR
+//! and CFGR and FLASH_ACR (`stub_clock` only, from the reset clock tree),
+//! and DWT CYCCNT/CTRL (read only). The host saves and restores all of
+//! them except IWDG_KR, whose reload is what the application's watchdog
+//! expects anyway.
 //!
 //! Every call is self-contained: it (re)configures clocks, pins and the SPI
 //! from the config, so the host may restore the application's registers
@@ -31,6 +37,7 @@ use core::arch::global_asm;
 use core::cell::Cell;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
+use extflash_stub_abi::spi_nor::op;
 use extflash_stub_abi::{
     crc32_update, lz, stream, Command, Config, EraseKind, Mailbox, PinCfg, Slots, Status, CONFIG_MAGIC,
     CRC_BLOCK, CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CORE_HZ,
@@ -132,28 +139,28 @@ impl Stream {
     }
 }
 
-/// W25Q64JV instructions the stub uses.
+/// W25Q64JV instructions the stub uses (opcodes from the ABI crate).
 #[derive(Clone, Copy)]
 #[repr(u8)]
 enum Op {
-    WriteEnable = 0x06,
-    WriteDisable = 0x04,
-    VolatileSrWriteEnable = 0x50,
-    ReadStatus1 = 0x05,
-    ReadStatus2 = 0x35,
-    ReadStatus3 = 0x15,
-    WriteStatus1 = 0x01,
-    WriteStatus2 = 0x31,
-    WriteStatus3 = 0x11,
-    FastRead = 0x0B,
-    ReadSfdp = 0x5A,
-    PageProgram = 0x02,
-    SectorErase = 0x20,
-    BlockErase32 = 0x52,
-    BlockErase64 = 0xD8,
-    ChipErase = 0xC7,
-    ReleasePowerDown = 0xAB,
-    JedecId = 0x9F,
+    WriteEnable = op::WRITE_ENABLE,
+    WriteDisable = op::WRITE_DISABLE,
+    VolatileSrWriteEnable = op::VOLATILE_SR_WRITE_ENABLE,
+    ReadStatus1 = op::READ_STATUS1,
+    ReadStatus2 = op::READ_STATUS2,
+    ReadStatus3 = op::READ_STATUS3,
+    WriteStatus1 = op::WRITE_STATUS1,
+    WriteStatus2 = op::WRITE_STATUS2,
+    WriteStatus3 = op::WRITE_STATUS3,
+    FastRead = op::FAST_READ,
+    ReadSfdp = op::READ_SFDP,
+    PageProgram = op::PAGE_PROGRAM,
+    SectorErase = op::SECTOR_ERASE,
+    BlockErase32 = op::BLOCK_ERASE_32K,
+    BlockErase64 = op::BLOCK_ERASE_64K,
+    ChipErase = op::CHIP_ERASE,
+    ReleasePowerDown = op::RELEASE_POWER_DOWN,
+    JedecId = op::JEDEC_ID,
 }
 
 /// Status register 1 bits.

@@ -374,7 +374,8 @@ fn selftest_with_yes_programs_and_restores_the_scratch_range() {
     let out = state.run(&["selftest", "--yes", "--range", "0x907ff000", "4K"]);
     assert!(out.ok, "{}", out.stderr);
     for want in [
-        "[ ok ] JEDEC ID",
+        "[ ok ] JEDEC ID: EF 40 17: Winbond W25Q64JV-IQ/JQ on SPI1 (SCK PB3",
+        "[ ok ] geometry: 8192 KiB, 256-byte pages (SFDP)",
         "[ ok ] program",
         "[ ok ] restore",
         "[ ok ] application state",
@@ -392,6 +393,23 @@ fn selftest_with_yes_programs_and_restores_the_scratch_range() {
         data,
         "not restored"
     );
+}
+
+/// The protection comes from the server's `FlashInfo`, not from reading
+/// the console text of `monitor flash info`.
+#[test]
+fn selftest_notes_a_write_protected_chip_from_its_status_registers() {
+    let state = State::new("selftest-protected");
+    let out = state.run(&["selftest", "--sim-fault", "protected"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("[note] the chip is write-protected"),
+        "{}",
+        out.stdout
+    );
+    let clean = State::new("selftest-clean").run(&["selftest"]);
+    assert!(clean.ok, "{}", clean.stderr);
+    assert!(!clean.stdout.contains("[note]"), "{}", clean.stdout);
 }
 
 #[test]

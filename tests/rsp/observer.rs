@@ -292,7 +292,7 @@ fn valid_controller_steps_promptly_while_two_observers_loop_qcrc_over_the_window
     assert!(c.ask("qCRC:90000000,4").unwrap().starts_with('C'));
     let stop = Arc::new(AtomicBool::new(false));
     let pieces = Arc::new(AtomicUsize::new(0));
-    let max = extflash_gdb::gdb::observer::OBSERVER_CRC_MAX;
+    let max = extflash_gdb::server::OBSERVER_CRC_MAX;
     let observers: Vec<_> = (0..2)
         .map(|n| {
             let mut o = observer(&srv);

@@ -644,7 +644,7 @@ fn serve_sim_fault_program_faults_fail_the_load_with_their_cause() {
     for (fault, op, cause) in [
         (
             "protected",
-            "erase (stub_erase)",
+            "protection check (stub_read_status)",
             "it is write-protected: run `monitor flash unprotect`",
         ),
         (

@@ -36,8 +36,8 @@ use crate::support::elf;
 const TARGET: &str = "thumbv7m-none-eabi";
 
 /// `target-stub/stub.x` stops the link above this many bytes of code and
-/// read-only data; the host's work-area layouts assume it.
-const STUB_BUDGET: u64 = 5120;
+/// read-only data; the board file's work-area check assumes it.
+const STUB_BUDGET: u64 = extflash_stub_abi::layout::STUB_BUDGET as u64;
 
 /// Every entry point the host calls, from the shared ABI crate.
 const STUB_ENTRIES: [&str; 12] = [
@@ -576,4 +576,16 @@ fn conformance_contract_catches_an_elf_without_the_record() {
     assert_eq!(no_bad, Vec::<String>::new());
     let bad = conformance_contract(&committed, &elf::firmware_elf(), "CONFORMANCE", &[]);
     assert!(bad.iter().any(|b| b.contains("CONFORMANCE")), "{bad:?}");
+}
+
+/// The linker script's size assertion is the ABI crate's budget: a stub
+/// that links is one every valid board work area holds.
+#[test]
+fn stub_linker_script_asserts_the_abi_budget() {
+    let script = std::fs::read_to_string(root().join("target-stub/stub.x")).unwrap();
+    let want = format!("__stub_end - __stub_start <= {STUB_BUDGET},");
+    assert!(
+        script.contains(&want),
+        "target-stub/stub.x lacks `{want}`: keep it equal to abi::layout::STUB_BUDGET"
+    );
 }

@@ -1,5 +1,5 @@
 //! The SPI stub (`target-stub/`): the committed ELF on the virtual board
-//! (every entry point, the ring protocol, faults), the host's stub runner
+//! (every entry point, the mailbox and the record stream, faults), the host's stub runner
 //! and `ExtFlash` leaving the target as they found it, and the committed
 //! target builds (stub and test firmware) matching their sources.
 //!

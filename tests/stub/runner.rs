@@ -736,8 +736,9 @@ fn stub_reloads_a_running_watchdog_between_page_programs() {
 /// the next load puts the rest right.
 #[test]
 fn a_fault_in_the_middle_of_a_stream_names_the_range_and_the_next_load_fixes_it() {
-    use extflash_gdb::extflash::{runner::layout, stub::StubImage};
+    use extflash_gdb::extflash::stub::StubImage;
     use extflash_gdb::flash::FlashEvent;
+    use extflash_stub_abi::layout::layout;
     const WINDOW: u32 = 0x9000_0000;
     let old = vec![0x11u8; 0x4_0000];
     let (b, mut session) = app_state(SimConfig::default(), &[(0, &old)]);
@@ -833,7 +834,7 @@ fn a_stack_too_small_for_the_stub_is_caught_by_the_canary_and_nothing_is_left_ch
         ),
         "target changed"
     );
-    ext.set_stub_stack(extflash_gdb::extflash::runner::STACK_SIZE);
+    ext.set_stub_stack(extflash_stub_abi::layout::STACK_SIZE);
     ext.read(&mut core, 0x9000_0000, &mut buf).unwrap();
     ext.end_session(&mut core).unwrap();
     assert_eq!(buf, data[..0x100]);

@@ -36,7 +36,6 @@ use super::GdbError;
 use crate::ratelimit::RateLimit;
 pub use answer::{Observed, SessionOwner};
 pub use arch::{ObservedRegs, ObserverArch};
-pub use monitor::OBSERVER_HELP;
 
 /// The longest `qCRC` an observer may ask for, so that the probe worker,
 /// which serves the controller's next packet after the request it is on,

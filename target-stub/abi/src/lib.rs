@@ -1,7 +1,7 @@
 //! The contract between the extflash-gdb host and its SPI driver stub.
 //!
-//! Both sides compile this crate, so the config block, the ring buffer and
-//! the status codes cannot drift apart. Everything here is `#[repr(C)]`,
+//! Both sides compile this crate, so the config block, the mailbox, the
+//! record stream's slots and the status codes cannot drift apart. Everything here is `#[repr(C)]`,
 //! little endian, 32-bit fields only.
 //!
 //! # Calling convention (every entry point)
@@ -15,8 +15,10 @@
 //!   DWT_CTRL.CYCCNTENA before a call and restores both afterwards.
 #![no_std]
 
+pub mod layout;
 pub mod loader;
 pub mod lz;
+pub mod spi_nor;
 
 /// `Config::magic`: guards against running with an unwritten config block.
 pub const CONFIG_MAGIC: u32 = 0x5846_4C31; // "XFL1"
@@ -93,15 +95,18 @@ impl Timeouts {
         }
     }
 
-    /// W25Q64JV datasheet maxima.
-    pub const W25Q64JV: Timeouts = Timeouts {
-        page_program_ms: 3,
-        sector_erase_ms: 400,
-        block32_erase_ms: 1600,
-        block64_erase_ms: 2000,
-        chip_erase_ms: 100_000,
-        write_status_ms: 15,
-        spi_frame_ms: 1,
+    /// W25Q64JV datasheet maxima ([`spi_nor::w25q64jv`]).
+    pub const W25Q64JV: Timeouts = {
+        use spi_nor::w25q64jv as t;
+        Timeouts {
+            page_program_ms: t::MAX_PAGE_PROGRAM_MS,
+            sector_erase_ms: t::MAX_SECTOR_ERASE_MS,
+            block32_erase_ms: t::MAX_BLOCK32_ERASE_MS,
+            block64_erase_ms: t::MAX_BLOCK64_ERASE_MS,
+            chip_erase_ms: t::MAX_CHIP_ERASE_MS,
+            write_status_ms: t::MAX_WRITE_STATUS_MS,
+            spi_frame_ms: 1,
+        }
     };
 }
 
