@@ -89,14 +89,15 @@ const CHUNK: usize = 128;
 /// unpatched template.
 #[inline(never)]
 fn board() -> Option<&'static Board> {
-    // DWT registers ignore writes while DEMCR.TRCENA is 0 (ARMv7-M ARM
-    // C1.6.5): set it only when CYCCNTENA does not stick, so a debugger's
-    // DEMCR is left alone when the counter already runs.
-    modify(DWT_CTRL, 1, 1);
-    if rd(DWT_CTRL) & 1 == 0 {
+    // While DEMCR.TRCENA is 0, DWT reads are UNKNOWN and whether writes are
+    // ignored is IMPLEMENTATION DEFINED (ARMv7-M ARM C1.6.5): a CYCCNTENA
+    // that reads back set does not mean CYCCNT counts. So test TRCENA
+    // itself (DEMCR always reads true) and only set it, leaving a
+    // debugger's other DEMCR bits alone.
+    if rd(DEMCR) & DEMCR_TRCENA == 0 {
         modify(DEMCR, DEMCR_TRCENA, DEMCR_TRCENA);
-        modify(DWT_CTRL, 1, 1);
     }
+    modify(DWT_CTRL, 1, 1);
     // SAFETY: a static's address; `black_box` hides its initializer so the
     // generator's values are read from memory.
     let b: &'static Board = unsafe { &*core::hint::black_box(addr_of!(EXTFLASH_BOARD)) };
