@@ -259,3 +259,34 @@ fn stldr_runs_as_cubeprogrammer_runs_it_init_write_read_verify_checksum_erase() 
 fn stldr_for_spi3_board_runs_on_a_board_wired_to_spi3() {
     run_like_cubeprogrammer("stldr-spi3", Some(SPI3_BOARD));
 }
+
+/// DWT reads are UNKNOWN and writes may stick while DEMCR.TRCENA is 0
+/// (ARMv7-M ARM C1.6.5): a CYCCNTENA that a debugger left set reads back
+/// set with CYCCNT stopped. The loader tests TRCENA itself, sets only that
+/// bit, and its timeouts count (it returned instead of spinning).
+#[test]
+fn stldr_init_sets_trcena_when_cyccntena_already_reads_set() {
+    const DEMCR: u32 = 0xE000_EDFC;
+    const DWT_CTRL: u32 = 0xE000_1000;
+    const TRCENA: u32 = 1 << 24;
+    const VC_HARDERR: u32 = 1 << 10;
+    let word = |v: Vec<u8>| u32::from_le_bytes(v.try_into().unwrap());
+    let dir = TempDir::new("stldr-trcena");
+    let b = board(None);
+    let bytes = generate("stldr", None, &dir.0.join("a.stldr"));
+    let elf = ElfFile::new(&bytes).unwrap();
+    let mut t = Target::new(&b);
+    let sp = load(&mut t, &bytes);
+    t.write(DEMCR, &VC_HARDERR.to_le_bytes());
+    t.write(DWT_CTRL, &1u32.to_le_bytes());
+    assert_eq!(word(t.read(DWT_CTRL, 4)) & 1, 1, "CYCCNTENA stuck");
+    assert_eq!(word(t.read(DEMCR, 4)) & TRCENA, 0);
+    assert_eq!(t.call(symbol(&elf, "Init").0, &[], BKPT_AT, sp, None).0, 1);
+    let demcr = word(t.read(DEMCR, 4));
+    assert_eq!(demcr & TRCENA, TRCENA, "the loader set TRCENA");
+    assert_eq!(demcr & VC_HARDERR, VC_HARDERR, "other DEMCR bits kept");
+    let c0 = word(t.read(DWT_CTRL + 4, 4));
+    let (r0, _) = t.call(symbol(&elf, "Init").0, &[], BKPT_AT, sp, None);
+    assert_eq!(r0, 1);
+    assert_ne!(word(t.read(DWT_CTRL + 4, 4)), c0, "CYCCNT counts");
+}
