@@ -145,7 +145,7 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<()> {
         .map_err(|e| fail("attach", format!("{e:#}"), attach_hint.clone()))?;
     s.settle(args.reset_halt)?;
     let cpuid = s
-        .read_u32(super::info::CPUID)
+        .read_u32(extflash_gdb::cortex_m::CPUID)
         .map_err(|e| fail("attach", format!("{e:#}"), attach_hint.clone()))?;
     ok("attach", &super::info::core_name(cpuid));
 

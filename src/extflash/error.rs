@@ -7,8 +7,8 @@
 
 use extflash_stub_abi::{self as abi, Status};
 
+use super::app_bus::SpiActivity;
 use super::chip::SfdpError;
-use super::runner::SpiActivity;
 use super::stub::StubImageError;
 use crate::board::{ExternalFlash, Pin};
 use crate::flash::PlanError;

@@ -12,15 +12,20 @@
 //!
 //! Owns the chip and the work area while a call runs; never touches the
 //! chip while the application holds its chip select (see
-//! [`runner::cs_asserted`]). Emits progress as
+//! [`app_bus::cs_asserted`]). Emits progress as
 //! [`FlashEvent`](crate::flash::FlashEvent)s; never prints.
 
+pub(crate) mod app_bus;
 pub(crate) mod cache;
+pub(crate) mod call;
 pub mod chip;
+pub(crate) mod clock;
 pub(crate) mod direct;
 pub mod error;
 pub mod info;
+pub(crate) mod probe_io;
 pub(crate) mod runner;
+pub(crate) mod save;
 pub mod stream;
 pub mod stub;
 pub mod wiring;
@@ -34,11 +39,12 @@ use probe_rs::Core;
 use crate::board::ExternalFlash;
 use crate::flash::plan::{self, Boundaries, EraseGeometry, FlashRequest};
 use crate::flash::{FlashEvent, FlashKind};
+pub use app_bus::SpiActivity;
 use cache::ReadCache;
+use call::{timeout_for, Call};
 use chip::{ChipInfo, StatusRegs};
 pub use error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
-pub use runner::SpiActivity;
-use runner::{timeout_for, Call, Resident, StubSession};
+use runner::{Resident, StubSession};
 use stub::StubImage;
 
 /// Window size advertised before (or without) identification.
@@ -272,15 +278,15 @@ impl ExtFlash {
         address: u32,
         len: u32,
     ) -> Result<(), ExtFlashError> {
-        if runner::cs_asserted(core, &self.ext)? {
+        if app_bus::cs_asserted(core, &self.ext)? {
             return Err(ExtFlashError::AppInTransaction {
                 cs: self.ext.cs,
                 address,
                 len,
             });
         }
-        let activity = runner::spi_activity(core, &self.ext)?;
-        if activity == runner::SpiActivity::Idle {
+        let activity = app_bus::spi_activity(core, &self.ext)?;
+        if activity == SpiActivity::Idle {
             return Ok(());
         }
         Err(ExtFlashError::AppSpiBusy {
@@ -891,7 +897,7 @@ pub fn board_part_size(ext: &ExternalFlash) -> Option<u32> {
 fn check_halted(core: &mut Core<'_>, address: u32, len: u32) -> Result<(), ExtFlashError> {
     // One read of DHCSR (S_HALT), nothing else: probe-rs's status calls
     // read more registers (DFSR) than this needs.
-    let dhcsr = runner::rd(core, crate::cortex_m::DHCSR)?;
+    let dhcsr = probe_io::rd(core, crate::cortex_m::DHCSR)?;
     if dhcsr & crate::cortex_m::DHCSR_S_HALT != 0 {
         Ok(())
     } else {

@@ -17,285 +17,32 @@
 //! the work area, DWT CYCCNT and the peripherals the config names, never
 //! executes FPU instructions, and while idle only reads memory.
 
+use crate::stm32f4;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use extflash_stub_abi::{
     self as abi, mailbox_offset, slots_offset, Command, Mailbox, Slots, Words,
 };
-use probe_rs::{Core, CoreStatus, MemoryInterface, RegisterId};
+use probe_rs::{Core, CoreStatus, MemoryInterface};
 
+use super::call::{timeout_for, Call};
 use super::error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
+use super::probe_io::{rd, rd_block, read_work_area, reg_rd, reg_wr, to_words, wr};
+use super::save::{restore, save, Saved};
 use super::stream::{PackError, Stream};
 use super::stub::{Entries, StubImage};
 use super::wiring;
 use crate::board::ExternalFlash;
-use crate::cortex_m::{demcr, dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
+use crate::cortex_m::{dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
+use crate::stm32f4::{DBGMCU_APB1_FZ, IWDG_KR, RCC_CSR, RCC_CSR_LSIRDY, WWDG_CR};
 use abi::layout::{layout_with_stack, Layout, STREAM_PAGE_BUF};
 use abi::Config;
-
-/// Registers the host saves and restores around a session, in restore
-/// order: CONTROL first (it picks the stack pointer), then MSP, xPSR, pc.
-/// r0-r12 and lr are saved and restored by `stub_serve` itself; PSP and the
-/// FPU registers are never touched by the stub.
-pub fn saved_registers() -> Vec<u16> {
-    vec![sel::EXTRA, sel::MSP, sel::XPSR, sel::PC]
-}
 
 /// A gap before a chunk's trailer that goes out as padding in the chunk's
 /// memory call rather than as a call of its own (about what one round trip
 /// of a full-speed probe could otherwise carry).
 const SMALL_GAP: usize = 64;
-
-/// One stub entry point with its arguments (r1..r3; r0 is the config), as
-/// the ABI blocks above the entry points in `target-stub/src/main.rs` say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// Wake and identify the chip → r1 = mfr << 16 | type << 8 | capacity.
-    Init,
-    /// Read `len` bytes at chip `addr` into the buffer (r1 addr, r2 dst, r3 len).
-    Read { addr: u32, len: u32 },
-    /// CRC-32 (GDB qCRC, from `CRC32_INIT`) of `len` bytes at `addr` → r1.
-    Crc32 { addr: u32, len: u32 },
-    /// One CRC per `abi::CRC_BLOCK` of `count` blocks from `addr`, into
-    /// the buffer (r1 addr, r2 dst, r3 count).
-    CrcBlocks { addr: u32, count: u32 },
-    /// r1 addr, r2 kind.
-    Erase { addr: u32, kind: abi::EraseKind },
-    /// Read `len` bytes of SFDP space at `addr` into the buffer.
-    ReadSfdp { addr: u32, len: u32 },
-    /// Raise the core clock for the session → r1 = the new clock, or 0.
-    Clock,
-    /// → r1 = SR1 | SR2 << 8 | SR3 << 16.
-    ReadStatus,
-    /// Write status register `which` (1..3) with `value`; `volatile`: 50h
-    /// first instead of 06h (r1 which, r2 value, r3 volatile).
-    WriteStatus {
-        which: u32,
-        value: u8,
-        volatile: bool,
-    },
-}
-
-impl Call {
-    pub fn op(&self) -> StubOp {
-        match self {
-            Call::Init => StubOp::Identify,
-            Call::Read { .. } => StubOp::Read,
-            Call::Crc32 { .. } => StubOp::Crc,
-            Call::CrcBlocks { .. } => StubOp::BlockCrcs,
-            Call::Erase { .. } => StubOp::Erase,
-            Call::ReadSfdp { .. } => StubOp::ReadSfdp,
-            Call::ReadStatus => StubOp::ReadStatus,
-            Call::WriteStatus { .. } => StubOp::WriteStatus,
-            Call::Clock => StubOp::Clock,
-        }
-    }
-
-    pub fn address(&self) -> u32 {
-        match *self {
-            Call::Read { addr, .. }
-            | Call::Crc32 { addr, .. }
-            | Call::CrcBlocks { addr, .. }
-            | Call::Erase { addr, .. }
-            | Call::ReadSfdp { addr, .. } => addr,
-            _ => 0,
-        }
-    }
-
-    fn command(&self) -> Command {
-        match self {
-            Call::Init => Command::Init,
-            Call::Read { .. } => Command::Read,
-            Call::Crc32 { .. } => Command::Crc32,
-            Call::CrcBlocks { .. } => Command::CrcBlocks,
-            Call::Erase { .. } => Command::Erase,
-            Call::ReadSfdp { .. } => Command::ReadSfdp,
-            Call::ReadStatus => Command::ReadStatus,
-            Call::WriteStatus { .. } => Command::WriteStatus,
-            Call::Clock => Command::Clock,
-        }
-    }
-
-    /// Bytes of the data buffer the call writes or reads.
-    fn buffer_use(&self) -> u32 {
-        match *self {
-            Call::Read { len, .. } | Call::ReadSfdp { len, .. } => len,
-            Call::CrcBlocks { count, .. } => count * 4 * abi::CRC_BLOCK_WORDS + abi::CRC_SCRATCH,
-            Call::Crc32 { .. } => abi::CRC_SCRATCH,
-            _ => 0,
-        }
-    }
-
-    /// r1, r2, r3.
-    pub fn args(&self, l: &Layout) -> [u32; 3] {
-        match *self {
-            Call::Init | Call::ReadStatus | Call::Clock => [0; 3],
-            Call::Read { addr, len } | Call::ReadSfdp { addr, len } => [addr, l.buf, len],
-            Call::Crc32 { addr, len } => [addr, len, l.buf],
-            Call::CrcBlocks { addr, count } => [addr, l.buf, count],
-            Call::Erase { addr, kind } => [addr, kind as u32, 0],
-            Call::WriteStatus {
-                which,
-                value,
-                volatile,
-            } => [which, value.into(), u32::from(volatile)],
-        }
-    }
-}
-
-pub(super) fn rd(core: &mut Core<'_>, addr: u32) -> Result<u32, ExtFlashError> {
-    core.read_word_32(addr.into())
-        .map_err(ExtFlashError::probe(ProbeOp::ReadWord(addr)))
-}
-
-pub(super) fn wr(core: &mut Core<'_>, addr: u32, value: u32) -> Result<(), ExtFlashError> {
-    core.write_word_32(addr.into(), value)
-        .map_err(ExtFlashError::probe(ProbeOp::WriteWord(addr)))
-}
-
-pub(super) fn rd_block(
-    core: &mut Core<'_>,
-    addr: u32,
-    words: usize,
-) -> Result<Vec<u32>, ExtFlashError> {
-    let mut out = vec![0u32; words];
-    core.read_32(addr.into(), &mut out)
-        .map_err(ExtFlashError::probe(ProbeOp::ReadWord(addr)))?;
-    Ok(out)
-}
-
-/// The application's words of the work area in `start..end`, saved before
-/// the stub overwrites them; a failed read names the range.
-fn read_work_area(core: &mut Core<'_>, start: u32, end: u32) -> Result<Vec<u32>, ExtFlashError> {
-    let mut out = vec![0u32; ((end - start) / 4) as usize];
-    core.read_32(start.into(), &mut out)
-        .map_err(ExtFlashError::probe(ProbeOp::SaveWorkArea { start, end }))?;
-    Ok(out)
-}
-
-fn reg_rd(core: &mut Core<'_>, sel: u16) -> Result<u32, ExtFlashError> {
-    core.read_core_reg::<u32>(RegisterId(sel))
-        .map_err(ExtFlashError::probe(ProbeOp::ReadRegister(sel)))
-}
-
-fn reg_wr(core: &mut Core<'_>, sel: u16, value: u32) -> Result<(), ExtFlashError> {
-    core.write_core_reg(RegisterId(sel), value)
-        .map_err(ExtFlashError::probe(ProbeOp::WriteRegister(sel)))
-}
-
-/// Whether the application holds the flash's chip select: CS configured as
-/// a GPIO output (MODER = 01) and driven low.
-pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, ExtFlashError> {
-    let base = wiring::gpio_base(ext.cs.port);
-    // MODER..ODR in one read.
-    let r = rd_block(core, base + wiring::GPIO_MODER, 6)?;
-    Ok(wiring::cs_held(r[0], r[5], ext.cs.number))
-}
-
-/// What the application is doing with the flash's SPI when the core halted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpiActivity {
-    Idle,
-    /// SPE and SR.BSY: a frame is on the wire.
-    FrameOnWire,
-    /// A DMA stream serving this SPI is enabled (the transfer goes on
-    /// without the core).
-    Dma {
-        controller: u8,
-        stream: u8,
-    },
-}
-
-/// The DMA controller and channel that serve SPIx on the F407 (RM0090
-/// tables 42/43): SPI1 on DMA2 channel 3, SPI2 and SPI3 on DMA1 channel 0.
-fn spi_dma(spi: u8) -> (u8, u32, u32) {
-    match spi {
-        1 => (2, 0x4002_6400, 3),
-        _ => (1, 0x4002_6000, 0),
-    }
-}
-
-/// Whether the application's SPI is mid-transfer: a frame on the wire, or
-/// its DMA requests on and a stream of its channel enabled. The stub must
-/// not reconfigure the SPI under either.
-pub fn spi_activity(
-    core: &mut Core<'_>,
-    ext: &ExternalFlash,
-) -> Result<SpiActivity, ExtFlashError> {
-    let (spi, _, _) = wiring::spi_regs(ext.spi);
-    let r = rd_block(core, spi, 3)?; // CR1, CR2, SR
-    let (cr1, cr2, sr) = (r[0], r[1], r[2]);
-    if cr1 & wiring::SPI_CR1_SPE != 0 && sr & (1 << 7) != 0 {
-        return Ok(SpiActivity::FrameOnWire);
-    }
-    if cr2 & 0b11 != 0 {
-        let (controller, base, channel) = spi_dma(ext.spi);
-        for stream in 0..8u8 {
-            let cr = rd(core, base + 0x10 + 0x18 * u32::from(stream))?;
-            if cr & 1 != 0 && (cr >> 25) & 7 == channel {
-                return Ok(SpiActivity::Dma { controller, stream });
-            }
-        }
-    }
-    Ok(SpiActivity::Idle)
-}
-
-/// DBGMCU_APB1_FZ and its DBG_IWDG_STOP bit: the application's watchdog
-/// must not reset the chip while the core is halted between sessions.
-pub const DBGMCU_APB1_FZ: u32 = 0xE004_2008;
-pub const DBG_IWDG_STOP: u32 = 1 << 12;
-
-/// RCC_CSR and its LSIRDY bit; IWDG_KR (RM0090 7.3.21, 21.4.1).
-pub const RCC_CSR: u32 = 0x4002_3874;
-pub const RCC_CSR_LSIRDY: u32 = 1 << 1;
-pub const IWDG_KR: u32 = 0x4000_3000;
-
-/// RCC_APB1ENR.WWDGEN: the window watchdog's clock. A stub session runs the
-/// core, and DBG_WWDG_STOP freezes the WWDG only while it is halted; the
-/// stub cannot refresh it safely either (the application's next refresh,
-/// timed from its own, could then come before the window: a reset). With
-/// its APB clock gated the WWDG's counter stops where the application left
-/// it (RM0090 §20: it counts PCLK1 / 4096), so the session switches the
-/// clock off and back on at its end: the application finds the count it
-/// had, as after a halt with DBG_WWDG_STOP. Its registers stay as they
-/// were (the session does not touch them).
-pub const RCC_APB1ENR_WWDGEN: u32 = 1 << 11;
-pub const WWDG_CR: u32 = 0x4000_2C00;
-
-/// Vector catches set for a session: a fault in the stub halts the core at
-/// once instead of running the application's handler.
-const SESSION_CATCH: u32 = demcr::VC_FAULTS;
-
-/// Everything a session saved, restored by [`Resident::end`]; the default
-/// restores nothing.
-#[derive(Debug, Default)]
-struct Saved {
-    regs: Vec<(u16, u32)>,
-    /// Work-area pieces, in address order (the buffer is saved lazily).
-    ram: Vec<(u32, Vec<u32>)>,
-    /// `None` until saved (a save can fail midway): only what was saved
-    /// is put back.
-    demcr: Option<u32>,
-    /// DWT CTRL and CYCCNT.
-    dwt: Option<[u32; 2]>,
-    /// DWT FUNCTION0..3: user watchpoints are disarmed for the session.
-    dwt_functions: Vec<u32>,
-    dfsr: Option<u32>,
-    apb1_fz: Option<u32>,
-    /// The WWDG's clock was on and is off for the session.
-    wwdg_gated: bool,
-    periph: Vec<(u32, u32)>,
-    /// DMA streams the stub uses: registers address and CR..FCR.
-    dma_streams: Vec<(u32, [u32; 6])>,
-    /// The DMA controller and its LISR/HISR at the start: flags the
-    /// session raised are cleared again.
-    dma_isr: Option<(u32, [u32; 2])>,
-    /// CRC unit DR and IDR.
-    crc: Option<[u32; 2]>,
-    /// RCC CR, PLLCFGR, CFGR and FLASH_ACR before `Call::Clock`.
-    clock: Option<[u32; 4]>,
-}
 
 /// A loaded, running stub with the application's state saved.
 #[derive(Debug)]
@@ -303,7 +50,7 @@ pub struct Resident {
     pub layout: Layout,
     entries: Entries,
     wiring: SpiWiring,
-    saved: Saved,
+    pub(super) saved: Saved,
     /// Bytes of the data buffer saved so far (from `layout.buf`).
     buf_saved: u32,
     seq: u32,
@@ -311,17 +58,17 @@ pub struct Resident {
     pub jedec_id: u32,
     /// Set when a call failed in a way that leaves the stub's state
     /// unknown: the session must end.
-    broken: bool,
+    pub(super) broken: bool,
     /// `stub_serve` was started (so ending the session must stop it).
     running: bool,
     /// CYCCNT ticks per millisecond at the core clock of the session.
-    cycles_per_ms: u32,
+    pub(super) cycles_per_ms: u32,
     /// The config block as the stub has it.
-    config: Config,
+    pub(super) config: Config,
     /// CR1.BR for the board file's SPI clock at the session clock.
-    fast_br: u32,
+    pub(super) fast_br: u32,
     /// `Call::Clock` was tried (once per session).
-    clock_tried: bool,
+    pub(super) clock_tried: bool,
 }
 
 /// What a poll of a running command saw.
@@ -335,8 +82,8 @@ pub struct Polled {
 
 /// A session borrowed for a few calls.
 pub struct StubSession<'a, 'p> {
-    core: &'a mut Core<'p>,
-    res: &'a mut Resident,
+    pub(super) core: &'a mut Core<'p>,
+    pub(super) res: &'a mut Resident,
 }
 
 impl Resident {
@@ -367,11 +114,11 @@ impl Resident {
             jedec_id: 0,
             broken: false,
             running: false,
-            cycles_per_ms: wiring::MAX_CORE_HZ / 1000,
+            cycles_per_ms: stm32f4::MAX_CORE_HZ / 1000,
             config: *config,
             fast_br: wiring::session_br(
                 ext,
-                wiring::spi_pclk_hz(ext.spi, SESSION_CFGR, abi::SESSION_CORE_HZ),
+                wiring::spi_pclk_hz(ext.spi, abi::SESSION_CFGR, abi::SESSION_CORE_HZ),
             ),
             clock_tried: false,
         };
@@ -388,7 +135,7 @@ impl Resident {
         }
         if started.is_ok() {
             // Timeouts in CYCCNT ticks at the clock the application left.
-            started = rd_block(core, wiring::RCC_PLLCFGR, 2).map(|r| {
+            started = rd_block(core, stm32f4::RCC_PLLCFGR, 2).map(|r| {
                 let hclk = wiring::hclk_hz(r[1], r[0]);
                 config.cycles_per_ms = hclk / 1000;
                 config.br = wiring::session_br(ext, wiring::spi_pclk_hz(ext.spi, r[1], hclk));
@@ -477,10 +224,10 @@ impl Resident {
         };
         self.saved.periph.iter().any(|(r, _)| hit(block(*r)))
             || self.saved.dma_streams.iter().any(|(r, _)| hit(block(*r)))
-            || (self.saved.crc.is_some() && hit(block(wiring::CRC_BASE)))
+            || (self.saved.crc.is_some() && hit(block(stm32f4::CRC_BASE)))
             // Unclocked for the session, the WWDG would read as zero.
             || (self.saved.wwdg_gated && hit(block(WWDG_CR)))
-            || (self.saved.clock.is_some() && hit(block(wiring::FLASH_ACR)))
+            || (self.saved.clock.is_some() && hit(block(stm32f4::FLASH_ACR)))
             || hit(u64::from(dwt::BASE)..u64::from(dwt::BASE) + 0x1000)
             || hit(u64::from(DFSR)..u64::from(DFSR) + 4)
             || hit(u64::from(DEMCR)..u64::from(DEMCR) + 4)
@@ -556,186 +303,6 @@ impl Resident {
     }
 }
 
-/// Save into `s` step by step, so a failure leaves `s` holding exactly what
-/// must be put back (and what was changed is undone by `restore`).
-fn save(
-    core: &mut Core<'_>,
-    ext: &ExternalFlash,
-    l: &Layout,
-    s: &mut Saved,
-    config: &mut Config,
-) -> Result<(), ExtFlashError> {
-    for sel in saved_registers() {
-        let v = reg_rd(core, sel)?;
-        s.regs.push((sel, v));
-    }
-    // The stub image, slots header and stack + config + mailbox; the buffer
-    // only when a call first uses it.
-    for range in [l.load..l.buf, l.canary..l.end] {
-        let words = read_work_area(core, range.start, range.end)?;
-        s.ram.push((range.start, words));
-    }
-    let app_demcr = rd(core, DEMCR)?;
-    s.demcr = Some(app_demcr);
-    // DWT registers are only readable with TRCENA set.
-    wr(core, DEMCR, app_demcr | demcr::TRCENA | SESSION_CATCH)?;
-    // CTRL, CYCCNT and every FUNCTIONn in one read.
-    let last = dwt::function(dwt::COMPARATORS - 1);
-    let dwt_regs = rd_block(core, dwt::CTRL, ((last - dwt::CTRL) / 4 + 1) as usize)?;
-    s.dwt = Some([dwt_regs[0], dwt_regs[1]]);
-    for n in 0..dwt::COMPARATORS {
-        let f = dwt_regs[((dwt::function(n) - dwt::CTRL) / 4) as usize];
-        s.dwt_functions.push(f);
-        if f & 0xF != 0 {
-            wr(core, dwt::function(n), 0)?;
-        }
-    }
-    s.dfsr = Some(rd(core, DFSR)?);
-    let apb1_fz = rd(core, DBGMCU_APB1_FZ)?;
-    s.apb1_fz = Some(apb1_fz);
-    wr(core, DBGMCU_APB1_FZ, apb1_fz | DBG_IWDG_STOP)?;
-    // Peripheral registers read as zero with their clock off: read the
-    // enables first, then switch the clocks on to read the real values.
-    // (The RCC enables are restored last.)
-    let (_, spi_enr, spi_bit) = wiring::spi_regs(ext.spi);
-    let ahb1 = rd(core, wiring::RCC_AHB1ENR)?;
-    let apb = rd(core, spi_enr)?;
-    s.periph.push((wiring::RCC_AHB1ENR, ahb1));
-    s.periph.push((spi_enr, apb));
-    let dma = ext.spi == 1;
-    let gpio_mask = wiring::ports(ext)
-        .iter()
-        .fold(0, |m, p| m | 1 << wiring::port_index(*p))
-        | wiring::RCC_AHB1ENR_CRCEN
-        | if dma { wiring::RCC_AHB1ENR_DMA2EN } else { 0 };
-    wr(core, wiring::RCC_AHB1ENR, ahb1 | gpio_mask)?;
-    wr(core, spi_enr, apb | spi_bit)?;
-    config.rcc_gpio_mask = gpio_mask;
-    let crc = rd_block(core, wiring::CRC_BASE, 2)?;
-    s.crc = Some([crc[0], crc[1]]);
-    if dma {
-        claim_dma(core, s, config)?;
-    }
-    let regs = wiring::peripheral_registers(ext);
-    let (spi_base, _, _) = wiring::spi_regs(ext.spi);
-    let values = read_registers(core, &regs, &[spi_base + wiring::SPI_DR])?;
-    // After the enables were read (the restore puts back what they say).
-    let apb1 = rd(core, wiring::RCC_APB1ENR)?;
-    if apb1 & RCC_APB1ENR_WWDGEN != 0 {
-        wr(core, wiring::RCC_APB1ENR, apb1 & !RCC_APB1ENR_WWDGEN)?;
-        s.wwdg_gated = true;
-    }
-    s.periph = regs
-        .iter()
-        .zip(values)
-        .map(|(&addr, v)| {
-            let v = if addr == wiring::RCC_AHB1ENR {
-                ahb1
-            } else if addr == spi_enr {
-                apb
-            } else {
-                v
-            };
-            (addr, v)
-        })
-        .collect();
-    Ok(())
-}
-
-/// Read the registers at `addrs` (any order) with as few memory calls as
-/// possible: addresses close together in one block read, as long as the
-/// block spans none of `avoid` (registers whose read has a side effect,
-/// such as SPI_DR). Values come back in the order of `addrs`.
-fn read_registers(
-    core: &mut Core<'_>,
-    addrs: &[u32],
-    avoid: &[u32],
-) -> Result<Vec<u32>, ExtFlashError> {
-    let mut sorted: Vec<u32> = addrs.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut values = std::collections::HashMap::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        let mut j = i + 1;
-        while j < sorted.len()
-            && sorted[j] - end <= 16
-            && sorted[j] & !0x3FF == start & !0x3FF
-            && !avoid.iter().any(|a| (end..sorted[j]).contains(a))
-        {
-            end = sorted[j];
-            j += 1;
-        }
-        let words = rd_block(core, start, ((end - start) / 4 + 1) as usize)?;
-        for &a in &sorted[i..j] {
-            values.insert(a, words[((a - start) / 4) as usize]);
-        }
-        i = j;
-    }
-    Ok(addrs.iter().map(|a| values[a]).collect())
-}
-
-/// Pick free DMA2 streams for SPI1 (EN = 0 and no flag pending, on a
-/// stream of each pair) and save their registers; with none free the stub
-/// polls the SPI.
-fn claim_dma(core: &mut Core<'_>, s: &mut Saved, config: &mut Config) -> Result<(), ExtFlashError> {
-    let base = wiring::DMA2_BASE;
-    // LISR, HISR, LIFCR, HIFCR and streams 0..=5 in one read.
-    let r = rd_block(core, base, 4 + 6 * 6)?;
-    let stream = |x: u32| -> [u32; 6] {
-        let at = 4 + 6 * x as usize;
-        [r[at], r[at + 1], r[at + 2], r[at + 3], r[at + 4], r[at + 5]]
-    };
-    // Free: disabled, and no flag pending (the stub clears its streams'
-    // flags, and flags cannot be set back).
-    let flags = |x: u32| {
-        let isr = if x < 4 { r[0] } else { r[1] };
-        let shift = (x & 1) * 6 + (x & 2) * 8;
-        (isr >> shift) & 0x3D
-    };
-    let free = |set: [u32; 2]| {
-        set.into_iter()
-            .find(|&x| stream(x)[0] & 1 == 0 && flags(x) == 0)
-    };
-    let (Some(rx), Some(tx)) = (
-        free(wiring::SPI1_DMA_RX_STREAMS),
-        free(wiring::SPI1_DMA_TX_STREAMS),
-    ) else {
-        tracing::debug!("DMA2 streams for SPI1 in use: the stub polls the SPI");
-        return Ok(());
-    };
-    s.dma_isr = Some((base, [r[0], r[1]]));
-    for x in [rx, tx] {
-        s.dma_streams
-            .push((wiring::dma_stream_regs(base, x), stream(x)));
-    }
-    config.dma_base = base;
-    config.dma_rx_stream = rx;
-    config.dma_tx_stream = tx;
-    config.dma_channel = wiring::SPI1_DMA_CHANNEL;
-    Ok(())
-}
-
-/// The word that, fed to a freshly reset CRC unit, leaves `dr` in it: the
-/// unit's step is invertible (the polynomial's bit 0 is set).
-fn crc_unit_preimage(dr: u32) -> u32 {
-    let mut c = dr;
-    for _ in 0..32 {
-        c = if c & 1 != 0 {
-            ((c ^ 0x04C1_1DB7) >> 1) | 0x8000_0000
-        } else {
-            c >> 1
-        };
-    }
-    c ^ 0xFFFF_FFFF
-}
-
-/// CFGR bus bits of the session clock (`abi::SESSION_CORE_HZ`): AHB / 1,
-/// APB1 / 4, APB2 / 2, SW = PLL.
-const SESSION_CFGR: u32 = 5 << 10 | 4 << 13 | 2 | 2 << 2;
-
 /// Write the stub, config and an empty mailbox, check the stub by word
 /// readback, enable CYCCNT and start `stub_serve`.
 fn load_and_run(
@@ -778,148 +345,6 @@ fn load_and_run(
     }
     core.run()
         .map_err(ExtFlashError::probe(ProbeOp::StartStub("stub_serve")))
-}
-
-/// Put back what `save` saved. Halts the core only when `stub_ran`: a
-/// session that never started the stub found the core halted (or failed
-/// before touching it) and must not stop an application it did not stop.
-fn restore(
-    core: &mut Core<'_>,
-    ext: &ExternalFlash,
-    s: &Saved,
-    stub_ran: bool,
-) -> Result<(), ExtFlashError> {
-    let mut first: Option<ExtFlashError> = None;
-    let mut keep = |r: Result<(), ExtFlashError>| {
-        if let Err(e) = r {
-            first.get_or_insert(e);
-        }
-    };
-    if stub_ran
-        && !core
-            .core_halted()
-            .map_err(ExtFlashError::probe(ProbeOp::CoreStatus))?
-    {
-        core.halt(HALT_TIMEOUT)
-            .map_err(ExtFlashError::probe(ProbeOp::HaltStub("restore")))?;
-    }
-    for (at, words) in &s.ram {
-        keep(
-            core.write_32((*at).into(), words)
-                .and_then(|()| core.flush())
-                .map_err(ExtFlashError::probe(ProbeOp::RestoreWorkArea {
-                    start: *at,
-                    end: at + 4 * words.len() as u32,
-                })),
-        );
-    }
-    if let Some([cr, pllcfgr, cfgr, acr]) = s.clock {
-        // Back to the application's clock source first, then the PLL, and
-        // the wait states last (they must cover the clock at every step).
-        keep(wr(core, wiring::RCC_CFGR, cfgr));
-        for _ in 0..16 {
-            match rd(core, wiring::RCC_CFGR) {
-                Ok(now) if (now >> 2) & 3 == cfgr & 3 => break,
-                Ok(_) => continue,
-                Err(e) => {
-                    keep(Err(e));
-                    break;
-                }
-            }
-        }
-        keep(wr(core, wiring::RCC_CR, cr));
-        keep(wr(core, wiring::RCC_PLLCFGR, pllcfgr));
-        keep(wr(core, wiring::FLASH_ACR, acr));
-    }
-    for (at, regs) in &s.dma_streams {
-        keep(
-            core.write_32((*at).into(), regs)
-                .map_err(ExtFlashError::probe(ProbeOp::WriteWord(*at))),
-        );
-    }
-    if let Some((base, before)) = s.dma_isr {
-        // Flags are cleared through LIFCR/HIFCR (the session only uses
-        // streams that had none pending).
-        match rd_block(core, base, 2) {
-            Ok(now) => {
-                for i in 0..2u32 {
-                    let raised = now[i as usize] & !before[i as usize];
-                    if raised != 0 {
-                        keep(wr(core, base + 8 + 4 * i, raised));
-                    }
-                }
-            }
-            Err(e) => keep(Err(e)),
-        }
-    }
-    if let Some([dr, idr]) = s.crc {
-        keep(wr(core, wiring::CRC_BASE + 8, 1));
-        if dr != 0xFFFF_FFFF {
-            keep(wr(core, wiring::CRC_BASE, crc_unit_preimage(dr)));
-        }
-        keep(wr(core, wiring::CRC_BASE + 4, idr));
-    }
-    let (spi, _, _) = wiring::spi_regs(ext.spi);
-    let cr1 = spi + wiring::SPI_CR1;
-    for &(addr, value) in &s.periph {
-        if addr == spi + wiring::SPI_CR2 {
-            // CR1 must be changed with SPE clear, and SPE comes back last,
-            // after the rest of the configuration, so no frame starts.
-            let saved_cr1 = s.periph.iter().find(|(a, _)| *a == cr1).map(|p| p.1);
-            keep(rd(core, cr1).and_then(|now| wr(core, cr1, now & !wiring::SPI_CR1_SPE)));
-            keep(wr(core, cr1, saved_cr1.unwrap_or(0) & !wiring::SPI_CR1_SPE));
-        }
-        keep(wr(core, addr, value));
-    }
-    if let Some(apb1_fz) = s.apb1_fz {
-        keep(wr(core, DBGMCU_APB1_FZ, apb1_fz));
-    }
-    // Last of the RCC: the WWDG counts on from where it stopped.
-    if s.wwdg_gated {
-        let enr = wiring::RCC_APB1ENR;
-        keep(rd(core, enr).and_then(|v| wr(core, enr, v | RCC_APB1ENR_WWDGEN)));
-    }
-    for (n, f) in s.dwt_functions.iter().enumerate() {
-        if f & 0xF != 0 {
-            keep(wr(core, dwt::function(n), *f));
-        }
-    }
-    if let Some([ctrl, cyccnt]) = s.dwt {
-        keep(wr(core, dwt::CYCCNT, cyccnt));
-        keep(wr(core, dwt::CTRL, ctrl));
-    }
-    if let Some(app_demcr) = s.demcr {
-        keep(wr(core, DEMCR, app_demcr));
-    }
-    // DFSR is write-one-to-clear: drop only what the session added.
-    if let Some(saved) = s.dfsr {
-        keep(rd(core, DFSR).and_then(|dfsr| {
-            if dfsr & !saved != 0 {
-                wr(core, DFSR, dfsr & !saved)
-            } else {
-                Ok(())
-            }
-        }));
-    }
-    for &(sel, value) in &s.regs {
-        keep(reg_wr(core, sel, value));
-    }
-    first.map_or(Ok(()), Err)
-}
-
-fn to_words(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-/// Target time to allow for a stub call whose datasheet maximum is
-/// `max_ms`, moving `bytes` over SPI: half again the maximum, 8 µs per byte
-/// (SPI at 4 MHz or faster on a 16 MHz core, with the loop's overhead),
-/// plus 1 s. Counted in CYCCNT ticks at the session's core clock.
-pub fn timeout_for(max_ms: u64, bytes: u64) -> Duration {
-    Duration::from_millis(max_ms + max_ms / 2 + bytes * 8 / 1000 + 1_000)
 }
 
 impl StubSession<'_, '_> {
@@ -1151,46 +576,6 @@ impl StubSession<'_, '_> {
             source,
         })?;
         Ok(value)
-    }
-
-    /// Run the rest of the session at `abi::SESSION_CORE_HZ` (once per
-    /// session; only from the clock after reset, see `stub_clock`), with the
-    /// SPI at the board file's clock: long operations then run at the SPI's
-    /// limit. RCC and FLASH_ACR are saved first and put back at the end. A
-    /// PLL that does not lock leaves the clock as it was (logged).
-    pub fn raise_clock(&mut self) -> Result<(), ExtFlashError> {
-        if self.res.clock_tried || self.res.broken {
-            return Ok(());
-        }
-        self.res.clock_tried = true;
-        let rcc = rd_block(self.core, wiring::RCC_CR, 3)?;
-        if rcc[2] & 0xC != 0 || rcc[0] & wiring::RCC_CR_PLLON != 0 {
-            return Ok(());
-        }
-        let acr = rd(self.core, wiring::FLASH_ACR)?;
-        self.res.saved.clock = Some([rcc[0], rcc[1], rcc[2], acr]);
-        let hz = match self.call(Call::Clock, 0, timeout_for(10, 0)) {
-            Ok(hz) => hz,
-            Err(e @ ExtFlashError::Stub { .. }) => {
-                tracing::warn!(error = %crate::error::DisplayChain(&e), "staying on the application's clock");
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        if hz == 0 {
-            return Ok(());
-        }
-        let res = &mut *self.res;
-        res.config.cycles_per_ms = hz / 1000;
-        res.config.br = res.fast_br;
-        res.cycles_per_ms = res.config.cycles_per_ms;
-        let mut block = vec![0u8; Config::SIZE];
-        res.config.write_le(&mut block);
-        self.core
-            .write_32(res.layout.config.into(), &to_words(&block))
-            .map_err(ExtFlashError::probe(ProbeOp::LoadStub(res.layout.config)))?;
-        tracing::debug!(hz, br = res.fast_br, "stub session clock raised");
-        Ok(())
     }
 
     /// Read `len` (≤ `layout.buf_len`) bytes of the data buffer.
@@ -1443,38 +828,5 @@ impl StubSession<'_, '_> {
         })?;
         (done..n).for_each(consumed);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc_unit_preimage_restores_any_dr_value() {
-        // The unit takes a word MSB first: GDB's CRC of its big-endian bytes.
-        for dr in [0u32, 1, 0x8000_0000, 0xDEAD_BEEF, 0x1234_5678, 0xFFFF_FFFE] {
-            let word = crc_unit_preimage(dr).to_be_bytes();
-            assert_eq!(abi::crc32_update(abi::CRC32_INIT, &word), dr);
-        }
-    }
-
-    #[test]
-    fn host_saves_only_what_stub_serve_does_not_restore_itself() {
-        let r = saved_registers();
-        assert_eq!(r[0], sel::EXTRA, "CONTROL restored first");
-        assert_eq!(r, [sel::EXTRA, sel::MSP, sel::XPSR, sel::PC]);
-    }
-
-    #[test]
-    fn timeouts_follow_the_datasheet_maximum_and_the_spi_clock() {
-        assert!(timeout_for(100_000, 0) > Duration::from_secs(100));
-        assert!(timeout_for(3, 256) >= Duration::from_secs(1));
-        // 8 MiB through SPI: seconds, not hours.
-        let t = timeout_for(0, 8 << 20);
-        assert!(
-            t > Duration::from_secs(60) && t < Duration::from_secs(80),
-            "{t:?}"
-        );
     }
 }

@@ -121,7 +121,7 @@ impl Spec {
         // A watchdog the option bytes (WDG_SW = 0) or the application
         // started keeps running while the loader erases: every wait reloads
         // it (a reload of a stopped IWDG does nothing, RM0090 19.3).
-        config.iwdg_kr = crate::extflash::runner::IWDG_KR;
+        config.iwdg_kr = crate::stm32f4::IWDG_KR;
         let block = BoardBlock {
             magic: BOARD_MAGIC,
             window: ext.window,
