@@ -7,9 +7,10 @@
 
 use std::borrow::Cow;
 
+use super::channel::ChannelConnection;
 use super::framer::{frame_packet, Frame};
 use super::vet::{vet, Verdict};
-use super::worker::{ChannelConnection, PACKET_BUFFER};
+use super::worker::PACKET_BUFFER;
 
 /// The frame to hand on (the packet as received, or as `vet` rewrote
 /// it), or `None` when it was answered or dropped here.

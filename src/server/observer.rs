@@ -22,11 +22,12 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
 
+use super::channel::ChannelConnection;
 use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
 use super::front;
 use super::readonly;
-use super::worker::{ChannelConnection, ToWorker, MAX_FRAME, PACKET_BUFFER};
+use super::worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
 use crate::gdb::observer::{ObserverTarget, REFUSED_ERRNO};
 
 /// How often an idle observer thread wakes up.
