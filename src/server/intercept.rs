@@ -38,32 +38,49 @@ pub(super) fn intercept(
             }
         }));
     }
-    let Some(args) = payload.strip_prefix(b"qCRC:") else {
-        return Ok(None);
-    };
     let from = format!("connection {id}");
+    Ok(qcrc(
+        payload,
+        id,
+        |addr, len| target.qcrc(addr, len),
+        |e| e.errno(),
+        &mut |warn| log.warn("failed qCRCs", &from, warn),
+    ))
+}
+
+/// `qCRC:addr,len`, for the controller and observers alike: `None` when
+/// `payload` is another packet, else `C<crc32>` from `crc`, or `E xx` with
+/// the reason logged (through `warn`, the caller's rate limit) and kept as
+/// the packet's error text. The CRC is GDB's (`crc::parse_qcrc` for the
+/// arguments).
+pub(super) fn qcrc<E: std::error::Error + 'static>(
+    payload: &[u8],
+    id: u64,
+    crc: impl FnOnce(u32, u32) -> Result<u32, E>,
+    errno: impl FnOnce(&E) -> u8,
+    warn: &mut dyn FnMut(&mut dyn FnMut()),
+) -> Option<Vec<u8>> {
+    let args = payload.strip_prefix(b"qCRC:")?;
     let Some((addr, len)) = crate::gdb::crc::parse_qcrc(args) else {
-        log.warn(
-            "failed qCRCs",
-            &from,
-            || tracing::warn!(id, packet = %String::from_utf8_lossy(payload), "malformed qCRC"),
+        warn(
+            &mut || tracing::warn!(id, packet = %String::from_utf8_lossy(payload), "malformed qCRC"),
         );
         crate::gdb::note_error_text(format!(
             "malformed qCRC: {}",
             String::from_utf8_lossy(payload)
         ));
-        return Ok(Some(b"E01".to_vec()));
+        return Some(b"E01".to_vec());
     };
-    Ok(Some(match target.qcrc(addr, len) {
+    Some(match crc(addr, len) {
         Ok(crc) => format!("C{crc:08x}").into_bytes(),
         Err(e) => {
             let text = format!(
                 "qCRC of {len:#x} bytes at {addr:#010x} failed: {}",
                 crate::error::DisplayChain(&e)
             );
-            log.warn("failed qCRCs", &from, || tracing::warn!(id, "{text}"));
+            warn(&mut || tracing::warn!(id, "{text}"));
             crate::gdb::note_error_text(text);
-            format!("E{:02x}", e.errno()).into_bytes()
+            format!("E{:02x}", errno(&e)).into_bytes()
         }
-    }))
+    })
 }

@@ -26,6 +26,7 @@ use super::channel::ChannelConnection;
 use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
 use super::front;
+use super::intercept;
 use super::readonly;
 use super::worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
 use crate::gdb::observer::{ObserverTarget, REFUSED_ERRNO};
@@ -273,14 +274,14 @@ fn feed<'a>(
             front::reply(conn(&mut sm), link.no_ack, &replies);
             return Ok(sm);
         }
-        if let Some(args) = payload.strip_prefix(b"qCRC:") {
-            let reply = match crate::gdb::crc::parse_qcrc(args) {
-                None => b"E01".to_vec(),
-                Some((address, len)) => match target.qcrc(address, len) {
-                    Ok(crc) => format!("C{crc:08x}").into_bytes(),
-                    Err(e) => format!("E{:02x}", e.errno()).into_bytes(),
-                },
-            };
+        let qcrc = intercept::qcrc(
+            payload,
+            id,
+            |address, len| target.qcrc(address, len),
+            |e| e.errno(),
+            &mut |warn| target.warn("failed qCRCs", warn),
+        );
+        if let Some(reply) = qcrc {
             front::reply(conn(&mut sm), link.no_ack, &[reply]);
             return Ok(sm);
         }
