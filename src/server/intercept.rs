@@ -84,3 +84,37 @@ pub(super) fn qcrc<E: std::error::Error + 'static>(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("window read failed")]
+    struct Failed;
+
+    fn run(payload: &[u8], crc: Result<u32, Failed>) -> (Option<Vec<u8>>, u32, Option<String>) {
+        crate::gdb::take_error_text();
+        let mut warnings = 0;
+        let reply = qcrc(payload, 1, |_, _| crc, |_| 0x05, &mut |_| warnings += 1);
+        (reply, warnings, crate::gdb::take_error_text())
+    }
+
+    #[test]
+    fn qcrc_answers_logs_and_explains_failures() {
+        let (reply, warnings, text) = run(b"qC", Ok(0));
+        assert_eq!((reply, warnings, text), (None, 0, None));
+        let (reply, warnings, _) = run(b"qCRC:90000000,4", Ok(0xDEAD_BEEF));
+        assert_eq!((reply.as_deref(), warnings), (Some(&b"Cdeadbeef"[..]), 0));
+        let (reply, warnings, text) = run(b"qCRC:zz", Ok(0));
+        assert_eq!((reply.as_deref(), warnings), (Some(&b"E01"[..]), 1));
+        assert!(text.unwrap().contains("malformed qCRC"));
+        let (reply, warnings, text) = run(b"qCRC:90000000,4", Err(Failed));
+        assert_eq!((reply.as_deref(), warnings), (Some(&b"E05"[..]), 1));
+        let text = text.unwrap();
+        assert!(
+            text.contains("0x90000000") && text.contains("window read failed"),
+            "{text}"
+        );
+    }
+}
