@@ -515,7 +515,7 @@ pub fn bytes_to_send(old: &[u8], new: &[u8]) -> u64 {
 /// Bytes of records the stream's slots hold at once: how far the link can
 /// run ahead of a chip that erases (`abi::layout::Layout::stream_slots` for
 /// the board file's work area and the built-in stub).
-pub fn slot_bytes(ext: &extflash_gdb::board::ExternalFlash) -> Option<u64> {
+pub fn slot_bytes(ext: &extflash_gdb::board::ExtFlashWiring) -> Option<u64> {
     use extflash_gdb::extflash::stub::StubImage;
     let stub = StubImage::builtin().ok()?;
     let (count, slot) =

@@ -7,14 +7,14 @@ use probe_rs::Core;
 use super::error::ExtFlashError;
 use super::probe_io::{rd, rd_block};
 use super::wiring;
-use crate::board::ExternalFlash;
+use crate::board::ExtFlashWiring;
 use crate::stm32f4::{
     DMA1_BASE, DMA2_BASE, GPIO_MODER, SPI1_DMA_CHANNEL, SPI_CR1_SPE, SPI_CR2_DMAEN, SPI_SR_BSY,
 };
 
 /// Whether the application holds the flash's chip select: CS configured as
 /// a GPIO output (MODER = 01) and driven low.
-pub fn cs_asserted(core: &mut Core<'_>, ext: &ExternalFlash) -> Result<bool, ExtFlashError> {
+pub fn cs_asserted(core: &mut Core<'_>, ext: &ExtFlashWiring) -> Result<bool, ExtFlashError> {
     let base = wiring::gpio_base(ext.cs.port);
     // MODER..ODR in one read.
     let r = rd_block(core, base + GPIO_MODER, 6)?;
@@ -49,7 +49,7 @@ pub(super) fn spi_dma(spi: u8) -> (u8, u32, u32) {
 /// not reconfigure the SPI under either.
 pub fn spi_activity(
     core: &mut Core<'_>,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
 ) -> Result<SpiActivity, ExtFlashError> {
     let (spi, _, _) = wiring::spi_regs(ext.spi);
     let r = rd_block(core, spi, 3)?; // CR1, CR2, SR

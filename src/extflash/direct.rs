@@ -21,7 +21,7 @@ use probe_rs::Core;
 use super::error::ExtFlashError;
 use super::probe_io::{rd, rd_block, wr};
 use super::wiring;
-use crate::board::ExternalFlash;
+use crate::board::ExtFlashWiring;
 
 /// Reads of at most this many bytes (with no stub session running) go
 /// this way.
@@ -44,7 +44,7 @@ const FAST_READ: u32 = op::FAST_READ as u32;
 /// frame on the wire, DMA) and that no stub session runs.
 pub fn read(
     core: &mut Core<'_>,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
     offset: u32,
     len: u32,
 ) -> Result<Option<Vec<u8>>, ExtFlashError> {
@@ -144,7 +144,7 @@ fn write_block(core: &mut Core<'_>, addr: u32, words: &[u32]) -> Result<(), ExtF
 /// is changed as it is changed.
 fn transact(
     core: &mut Core<'_>,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
     saved: &mut Saved,
     br: u32,
     offset: u32,

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use extflash_stub_abi::{self as abi, EraseKind, Timeouts};
 use probe_rs::Core;
 
-use crate::board::ExternalFlash;
+use crate::board::ExtFlashWiring;
 use crate::flash::plan::{self, Boundaries, EraseGeometry, FlashRequest};
 use crate::flash::{FlashEvent, FlashKind};
 pub use app_bus::SpiActivity;
@@ -54,7 +54,7 @@ pub const DEFAULT_BLOCK: u32 = crate::board::DEFAULT_ERASE_SIZE;
 
 /// The external flash of one board, as seen through the stub.
 pub struct ExtFlash {
-    ext: ExternalFlash,
+    ext: ExtFlashWiring,
     stub: Result<StubImage, stub::StubImageError>,
     chip: Option<ChipInfo>,
     cache: ReadCache,
@@ -72,7 +72,7 @@ pub struct ExtFlash {
 }
 
 impl ExtFlash {
-    pub fn new(ext: ExternalFlash) -> ExtFlash {
+    pub fn new(ext: ExtFlashWiring) -> ExtFlash {
         ExtFlash {
             ext,
             stub: StubImage::builtin(),
@@ -103,7 +103,7 @@ impl ExtFlash {
         self.compress = on;
     }
 
-    pub fn config(&self) -> &ExternalFlash {
+    pub fn config(&self) -> &ExtFlashWiring {
         &self.ext
     }
 
@@ -883,7 +883,7 @@ impl ExtFlash {
 
 /// The size of the part the board file's `jedec_id` names, if the part
 /// table knows it.
-pub fn board_part_size(ext: &ExternalFlash) -> Option<u32> {
+pub fn board_part_size(ext: &ExtFlashWiring) -> Option<u32> {
     ext.jedec_id
         .and_then(chip::known_part)
         .map(|p| chip::fallback_geometry(p).size)

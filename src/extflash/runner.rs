@@ -33,7 +33,7 @@ use super::save::{restore, save, Saved};
 use super::stream::{PackError, Stream};
 use super::stub::{Entries, StubImage};
 use super::wiring;
-use crate::board::ExternalFlash;
+use crate::board::ExtFlashWiring;
 use crate::cortex_m::{dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
 use crate::stm32f4::{DBGMCU_APB1_FZ, IWDG_KR, RCC_CSR, RCC_CSR_LSIRDY, WWDG_CR};
 use abi::layout::{layout_with_stack, Layout, STREAM_PAGE_BUF};
@@ -92,7 +92,7 @@ impl Resident {
     pub fn start(
         core: &mut Core<'_>,
         stub: &StubImage,
-        ext: &ExternalFlash,
+        ext: &ExtFlashWiring,
         config: &Config,
         stack: u32,
     ) -> Result<Resident, ExtFlashError> {
@@ -237,7 +237,7 @@ impl Resident {
     /// Stop the stub and restore everything saved, leaving the core halted
     /// (by request, so probe-rs does not take the next step for a
     /// breakpoint). Continues past errors; returns the first.
-    pub fn end(mut self, core: &mut Core<'_>, ext: &ExternalFlash) -> Result<(), ExtFlashError> {
+    pub fn end(mut self, core: &mut Core<'_>, ext: &ExtFlashWiring) -> Result<(), ExtFlashError> {
         let mut first: Option<ExtFlashError> = None;
         let mut keep = |r: Result<(), ExtFlashError>| {
             if let Err(e) = r {

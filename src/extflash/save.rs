@@ -10,7 +10,7 @@ use probe_rs::{Core, MemoryInterface};
 use super::error::{ExtFlashError, ProbeOp};
 use super::probe_io::{rd, rd_block, read_work_area, reg_rd, reg_wr, wr};
 use super::wiring;
-use crate::board::ExternalFlash;
+use crate::board::ExtFlashWiring;
 use crate::cortex_m::{demcr, dwt, regsel as sel, DEMCR, DFSR, HALT_TIMEOUT};
 use crate::stm32f4::{DBGMCU_APB1_FZ, DBG_IWDG_STOP, RCC_APB1ENR_WWDGEN};
 use extflash_stub_abi::{layout::Layout, Config};
@@ -61,7 +61,7 @@ pub(super) struct Saved {
 /// must be put back (and what was changed is undone by `restore`).
 pub(super) fn save(
     core: &mut Core<'_>,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
     l: &Layout,
     s: &mut Saved,
     config: &mut Config,
@@ -242,7 +242,7 @@ pub(super) fn crc_unit_preimage(dr: u32) -> u32 {
 /// before touching it) and must not stop an application it did not stop.
 pub(super) fn restore(
     core: &mut Core<'_>,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
     s: &Saved,
     stub_ran: bool,
 ) -> Result<(), ExtFlashError> {

@@ -7,7 +7,7 @@
 
 use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts};
 
-use crate::board::{ExternalFlash, Pin};
+use crate::board::{ExtFlashWiring, Pin};
 use crate::stm32f4::*;
 
 /// The core clock (HCLK, which DWT CYCCNT counts) that RCC_CFGR and
@@ -82,7 +82,7 @@ pub fn spi_pclk_hz(spi: u8, cfgr: u32, hclk: u32) -> u32 {
 
 /// The SPI clock the board file means: its prescaler applied to the APB
 /// clock at the F407's full speed (84 MHz APB2, 42 MHz APB1).
-pub fn intended_spi_hz(ext: &ExternalFlash) -> u32 {
+pub fn intended_spi_hz(ext: &ExtFlashWiring) -> u32 {
     let nominal = if ext.spi == 1 { 84_000_000 } else { 42_000_000 };
     nominal / u32::from(ext.prescaler.max(2))
 }
@@ -91,7 +91,7 @@ pub fn intended_spi_hz(ext: &ExternalFlash) -> u32 {
 /// at the APB clock the application left (after reset the core runs from
 /// the 16 MHz HSI, where the board's prescaler alone would run the SPI
 /// 5 times slower than intended).
-pub fn session_br(ext: &ExternalFlash, pclk: u32) -> u32 {
+pub fn session_br(ext: &ExtFlashWiring, pclk: u32) -> u32 {
     let want = intended_spi_hz(ext);
     (0..8u32).find(|br| pclk >> (br + 1) <= want).unwrap_or(7)
 }
@@ -102,12 +102,12 @@ pub fn baud_rate_bits(prescaler: u16) -> u32 {
 }
 
 /// "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)" for messages.
-pub fn describe(ext: &ExternalFlash) -> String {
+pub fn describe(ext: &ExtFlashWiring) -> String {
     super::SpiWiring::of(ext).to_string()
 }
 
 /// The ports the four pins use, each once, in pin order.
-pub fn ports(ext: &ExternalFlash) -> Vec<char> {
+pub fn ports(ext: &ExtFlashWiring) -> Vec<char> {
     let mut out = Vec::new();
     for p in [ext.sck, ext.miso, ext.mosi, ext.cs] {
         if !out.contains(&p.port) {
@@ -126,7 +126,7 @@ fn pin_cfg(pin: Pin, af: u32) -> PinCfg {
 }
 
 /// The stub's config block for this wiring.
-pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
+pub fn config(ext: &ExtFlashWiring, timeouts: Timeouts) -> Config {
     let (spi_base, rcc_spi_enr, rcc_spi_bit) = spi_regs(ext.spi);
     let af = u32::from(ext.af);
     Config {
@@ -157,7 +157,7 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
 /// Every peripheral register the stub may change, in restore order: GPIO
 /// ports, then the SPI (CR1 last, see the runner), then the RCC enables
 /// (last, so the restores above still have their clocks).
-pub fn peripheral_registers(ext: &ExternalFlash) -> Vec<u32> {
+pub fn peripheral_registers(ext: &ExtFlashWiring) -> Vec<u32> {
     let mut regs = Vec::new();
     for port in ports(ext) {
         let base = gpio_base(port);

@@ -20,7 +20,7 @@ pub mod probe_rs;
 use extflash_stub_abi::loader::{self as abi, Board as BoardBlock, BOARD_MAGIC, SECTOR};
 use extflash_stub_abi::{Timeouts, Words};
 
-use crate::board::{Board, ExternalFlash};
+use crate::board::{Board, ExtFlashWiring};
 use crate::extflash::wiring;
 
 /// The committed templates (`target-stub/build-loaders.sh`).
@@ -150,7 +150,7 @@ impl Spec {
 
 /// The board file's chip size: pinned, else the JEDEC capacity byte
 /// (2^n bytes), else [`DEFAULT_CHIP_SIZE`].
-pub fn chip_size(ext: &ExternalFlash) -> u32 {
+pub fn chip_size(ext: &ExtFlashWiring) -> u32 {
     if let Some(s) = ext.size {
         return s;
     }

@@ -117,7 +117,7 @@ fn run<'a>(
     let id = target.id();
     let mut framer = Framer::new(MAX_FRAME);
     let mut frames = Vec::new();
-    let mut link = Link {
+    let mut peer = PeerState {
         no_ack: false,
         claim,
         took_control: false,
@@ -131,15 +131,15 @@ fn run<'a>(
                 }
                 let mut batch = std::mem::take(&mut frames).into_iter();
                 while let Some(frame) = batch.next() {
-                    sm = match feed(sm, target, &frame, &mut link) {
+                    sm = match feed(sm, target, &frame, &mut peer) {
                         Ok(sm) => sm,
                         Err(e) => return End::Protocol(e.to_string()),
                     };
-                    if link.took_control {
+                    if peer.took_control {
                         if conn(&mut sm).flush().is_err() {
                             return End::Closed;
                         }
-                        *given = Some(hand_over(link.no_ack, batch, rx));
+                        *given = Some(hand_over(peer.no_ack, batch, rx));
                         return End::SessionEnded;
                     }
                     if let GdbStubStateMachine::Disconnected(d) = &sm {
@@ -175,7 +175,7 @@ fn conn<'m>(sm: &'m mut Machine<'_>) -> &'m mut ChannelConnection {
 }
 
 /// Per-connection protocol state beside gdbstub's.
-struct Link<'c> {
+struct PeerState<'c> {
     no_ack: bool,
     claim: &'c Claim,
     /// `monitor control` succeeded: the session ends here.
@@ -217,10 +217,10 @@ fn feed<'a>(
     mut sm: Machine<'a>,
     target: &mut ObserverTarget,
     frame: &Frame,
-    link: &mut Link<'_>,
+    peer: &mut PeerState<'_>,
 ) -> Result<Machine<'a>, StubError> {
     let id = target.id();
-    let Some(frame) = front::pre(frame, conn(&mut sm), link.no_ack) else {
+    let Some(frame) = front::pre(frame, conn(&mut sm), peer.no_ack) else {
         return Ok(sm);
     };
     let frame: &Frame = &frame;
@@ -235,8 +235,8 @@ fn feed<'a>(
     }
     if let Some(payload) = frame.payload() {
         if readonly::monitor_text(payload).as_deref() == Some("control") {
-            match (link.claim)() {
-                Ok(()) => link.took_control = true,
+            match (peer.claim)() {
+                Ok(()) => peer.took_control = true,
                 Err(holder) => {
                     let line = format!(
                         "monitor control: {} controls the board; this connection stays an \
@@ -246,7 +246,7 @@ fn feed<'a>(
                     let refused = format!("E{REFUSED_ERRNO:02x}").into_bytes();
                     front::reply(
                         conn(&mut sm),
-                        link.no_ack,
+                        peer.no_ack,
                         &[console_packet(&line), refused],
                     );
                 }
@@ -271,7 +271,7 @@ fn feed<'a>(
                 replies.push(console_packet(&line));
             }
             replies.push(format!("E{REFUSED_ERRNO:02x}").into_bytes());
-            front::reply(conn(&mut sm), link.no_ack, &replies);
+            front::reply(conn(&mut sm), peer.no_ack, &replies);
             return Ok(sm);
         }
         let qcrc = intercept::qcrc(
@@ -282,7 +282,7 @@ fn feed<'a>(
             &mut |warn| target.warn("failed qCRCs", warn),
         );
         if let Some(reply) = qcrc {
-            front::reply(conn(&mut sm), link.no_ack, &[reply]);
+            front::reply(conn(&mut sm), peer.no_ack, &[reply]);
             return Ok(sm);
         }
     }
@@ -302,7 +302,7 @@ fn feed<'a>(
             d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
         };
     }
-    link.no_ack = front::no_ack_after(frame, link.no_ack);
+    peer.no_ack = front::no_ack_after(frame, peer.no_ack);
     Ok(sm)
 }
 

@@ -74,7 +74,7 @@ pub(super) fn serve(
     };
     let mut framer = Framer::new(MAX_FRAME);
     let mut frames = Vec::new();
-    let mut link = Link {
+    let mut peer = PeerState {
         id,
         no_ack: false,
         found: &mut *state.found,
@@ -98,7 +98,7 @@ pub(super) fn serve(
         let c = conn(&mut sm);
         c.pending.clear();
         c.out = out;
-        link.no_ack = true;
+        peer.no_ack = true;
     }
 
     loop {
@@ -188,7 +188,7 @@ pub(super) fn serve(
                     return End::BadInput(e);
                 }
                 for frame in frames.drain(..) {
-                    sm = match feed(sm, target, &frame, &mut link) {
+                    sm = match feed(sm, target, &frame, &mut peer) {
                         Ok(sm) => sm,
                         Err(e) => return stub_error(e),
                     };
@@ -235,7 +235,7 @@ impl From<gdbstub::stub::GdbStubError<SessionFault, ConnectionClosed>> for FeedE
 }
 
 /// Per-connection protocol state the worker keeps beside gdbstub's.
-struct Link<'f> {
+struct PeerState<'f> {
     id: u64,
     no_ack: bool,
     found: &'f mut Found,
@@ -243,7 +243,7 @@ struct Link<'f> {
     log: RateLimit,
 }
 
-impl Drop for Link<'_> {
+impl Drop for PeerState<'_> {
     fn drop(&mut self) {
         self.log.flush(&format!("connection {}", self.id));
     }
@@ -260,28 +260,28 @@ fn feed<'a>(
     mut sm: Machine<'a>,
     target: &mut GdbTarget,
     frame: &Frame,
-    link: &mut Link<'_>,
+    peer: &mut PeerState<'_>,
 ) -> Result<Machine<'a>, FeedError> {
     if let Some(payload) = frame.payload() {
         tracing::trace!(packet = %String::from_utf8_lossy(payload), "<-");
     }
-    let Some(frame) = front::pre(frame, conn(&mut sm), link.no_ack) else {
+    let Some(frame) = front::pre(frame, conn(&mut sm), peer.no_ack) else {
         return Ok(sm);
     };
     let frame: &Frame = &frame;
     if *frame == Frame::Control(0x03) && !matches!(sm, GdbStubStateMachine::Running(_)) {
-        tracing::debug!(id = link.id, "ignoring Ctrl-C: the core is not running");
+        tracing::debug!(id = peer.id, "ignoring Ctrl-C: the core is not running");
         return Ok(sm);
     }
-    if *link.found == Found::Untouched && frame.payload().is_some() {
-        *link.found = attach(target, link.id).map_err(FeedError::Fault)?;
+    if *peer.found == Found::Untouched && frame.payload().is_some() {
+        *peer.found = attach(target, peer.id).map_err(FeedError::Fault)?;
     }
     if let Some(payload) = frame.payload() {
         // A new packet: no error text yet.
         crate::gdb::take_error_text();
         if let Some(reply) = conn(&mut sm).errors.incoming(payload) {
             let c = conn(&mut sm);
-            if !link.no_ack {
+            if !peer.no_ack {
                 c.pending.push(b'+');
             }
             c.pending.extend_from_slice(&frame_packet(reply));
@@ -290,9 +290,9 @@ fn feed<'a>(
     }
     if let (GdbStubStateMachine::Idle(_), Some(payload)) = (&sm, frame.payload()) {
         if let Some(reply) =
-            intercept(target, payload, &mut link.log, link.id).map_err(FeedError::Fault)?
+            intercept(target, payload, &mut peer.log, peer.id).map_err(FeedError::Fault)?
         {
-            front::reply(conn(&mut sm), link.no_ack, &[reply]);
+            front::reply(conn(&mut sm), peer.no_ack, &[reply]);
             return Ok(sm);
         }
     }
@@ -316,7 +316,7 @@ fn feed<'a>(
             d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
         };
     }
-    link.no_ack = front::no_ack_after(frame, link.no_ack);
+    peer.no_ack = front::no_ack_after(frame, peer.no_ack);
     Ok(sm)
 }
 
