@@ -24,6 +24,7 @@ pub(crate) mod direct;
 pub mod error;
 pub mod info;
 pub(crate) mod probe_io;
+pub(crate) mod resident;
 pub(crate) mod runner;
 pub(crate) mod save;
 pub mod stream;
