@@ -25,7 +25,7 @@ use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
 use super::channel::ChannelConnection;
 use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
-use super::front;
+use super::front::{self, conn};
 use super::intercept;
 use super::readonly;
 use super::worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
@@ -165,15 +165,6 @@ fn run<'a>(
     }
 }
 
-fn conn<'m>(sm: &'m mut Machine<'_>) -> &'m mut ChannelConnection {
-    match sm {
-        GdbStubStateMachine::Idle(i) => i.borrow_conn(),
-        GdbStubStateMachine::Running(i) => i.borrow_conn(),
-        GdbStubStateMachine::CtrlCInterrupt(i) => i.borrow_conn(),
-        GdbStubStateMachine::Disconnected(i) => i.borrow_conn(),
-    }
-}
-
 /// Per-connection protocol state beside gdbstub's.
 struct PeerState<'c> {
     no_ack: bool,
@@ -286,24 +277,11 @@ fn feed<'a>(
             return Ok(sm);
         }
     }
-    let bytes: &[u8] = match frame {
-        Frame::Control(b) => std::slice::from_ref(b),
-        Frame::Packet(p) => p,
-    };
-    for &b in bytes {
-        sm = match sm {
-            GdbStubStateMachine::Idle(i) => i.incoming_data(target, b)?,
-            GdbStubStateMachine::Running(i) => i.incoming_data(target, b)?,
-            // Only a running target is interrupted, and an observer never
-            // runs one; answer as if nothing ran.
-            GdbStubStateMachine::CtrlCInterrupt(i) => {
-                i.interrupt_handled(target, None::<gdbstub::stub::SingleThreadStopReason<u32>>)?
-            }
-            d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
-        };
-    }
-    peer.no_ack = front::no_ack_after(frame, peer.no_ack);
-    Ok(sm)
+    // Only a running target is interrupted, and an observer never runs
+    // one; answer as if nothing ran.
+    front::feed_bytes(sm, target, frame, &mut peer.no_ack, &mut |i, target| {
+        i.interrupt_handled(target, None::<gdbstub::stub::SingleThreadStopReason<u32>>)
+    })
 }
 
 /// An `O` packet carrying `text` to GDB's console.

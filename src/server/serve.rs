@@ -15,7 +15,7 @@ use tokio::sync::mpsc::Sender as OutSender;
 use super::channel::{ChannelConnection, ConnectionClosed};
 use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
-use super::front;
+use super::front::{self, conn};
 use super::intercept::intercept;
 use super::worker::{
     attach, Found, ToWorker, IDLE_TICK, MAX_FRAME, PACKET_BUFFER, POLL_MAX, POLL_MIN,
@@ -24,16 +24,7 @@ use crate::gdb::observer::{Observed, ObserverRequest, SessionOwner};
 use crate::gdb::{GdbTarget, SessionFault};
 use crate::ratelimit::RateLimit;
 
-type Machine<'a> = GdbStubStateMachine<'a, GdbTarget, ChannelConnection>;
-
-fn conn<'m, 'a>(sm: &'m mut Machine<'a>) -> &'m mut ChannelConnection {
-    match sm {
-        GdbStubStateMachine::Idle(i) => i.borrow_conn(),
-        GdbStubStateMachine::Running(i) => i.borrow_conn(),
-        GdbStubStateMachine::CtrlCInterrupt(i) => i.borrow_conn(),
-        GdbStubStateMachine::Disconnected(i) => i.borrow_conn(),
-    }
-}
+type Machine<'a> = front::Machine<'a, GdbTarget>;
 
 /// What [`serve`] keeps beyond one connection.
 pub(super) struct ServeState<'a> {
@@ -296,28 +287,11 @@ fn feed<'a>(
             return Ok(sm);
         }
     }
-    let bytes: &[u8] = match frame {
-        Frame::Control(b) => std::slice::from_ref(b),
-        Frame::Packet(p) => p,
-    };
-    for &b in bytes {
-        sm = match sm {
-            GdbStubStateMachine::Idle(i) => i.incoming_data(target, b)?,
-            GdbStubStateMachine::Running(i) => i.incoming_data(target, b)?,
-            GdbStubStateMachine::CtrlCInterrupt(i) => {
-                // An interrupt arrived mid-stream: handle it before going on.
-                let reason = target.interrupt().map_err(FeedError::Fault)?;
-                match i.interrupt_handled(target, Some(reason))? {
-                    GdbStubStateMachine::Idle(i) => i.incoming_data(target, b)?,
-                    GdbStubStateMachine::Running(i) => i.incoming_data(target, b)?,
-                    other => other,
-                }
-            }
-            d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
-        };
-    }
-    peer.no_ack = front::no_ack_after(frame, peer.no_ack);
-    Ok(sm)
+    front::feed_bytes(sm, target, frame, &mut peer.no_ack, &mut |i, target| {
+        // An interrupt arrived mid-stream: handle it before going on.
+        let reason = target.interrupt().map_err(FeedError::Fault)?;
+        Ok(i.interrupt_handled(target, Some(reason))?)
+    })
 }
 
 /// How a gdbstub error ends the connection: a target fault ends the session,
