@@ -18,9 +18,15 @@ pub const RCC_AHB1ENR_DMA2EN: u32 = 1 << 22;
 pub const FLASH_ACR: u32 = 0x4002_3C00;
 /// The CRC unit (RM0090 chapter 4): DR, IDR, CR.
 pub const CRC_BASE: u32 = 0x4002_3000;
+pub const CRC_IDR: u32 = CRC_BASE + 0x04;
+/// CRC_CR and its RESET bit.
+pub const CRC_CR: u32 = CRC_BASE + 0x08;
+pub const CRC_CR_RESET: u32 = 1;
 /// DMA2 (RM0090 chapter 10), which serves SPI1 on channel 3: RX on stream
 /// 0 or 2, TX on stream 3 or 5 (table 43).
 pub const DMA2_BASE: u32 = 0x4002_6400;
+/// LIFCR, HIFCR: flag clears, after LISR, HISR.
+pub const DMA_LIFCR: u32 = 0x08;
 pub const SPI1_DMA_CHANNEL: u32 = 3;
 pub const SPI1_DMA_RX_STREAMS: [u32; 2] = [2, 0];
 pub const SPI1_DMA_TX_STREAMS: [u32; 2] = [3, 5];
@@ -46,6 +52,10 @@ pub const SPI_CRCPR: u32 = 0x10;
 pub const SPI_I2SCFGR: u32 = 0x1C;
 /// CR1.SPE.
 pub const SPI_CR1_SPE: u32 = 1 << 6;
+/// CR1: master, internal slave select, software slave management.
+pub const SPI_CR1_MSTR: u32 = 1 << 2;
+pub const SPI_CR1_SSI: u32 = 1 << 8;
+pub const SPI_CR1_SSM: u32 = 1 << 9;
 /// SPI_SR: receive buffer not empty, overrun.
 pub const SPI_SR_RXNE: u32 = 1 << 0;
 pub const SPI_SR_OVR: u32 = 1 << 6;

@@ -19,7 +19,7 @@ use extflash_stub_abi::spi_nor::op;
 use probe_rs::Core;
 
 use super::error::ExtFlashError;
-use super::probe_io::{rd, rd_block, wr};
+use super::probe_io::{rd, rd_block, wr, write_block};
 use super::wiring;
 use crate::board::ExtFlashWiring;
 
@@ -30,9 +30,6 @@ pub const MAX_LEN: u32 = 32;
 /// Below this SPI clock a frame could outlast an SWD transaction.
 const MIN_SPI_HZ: u32 = 8_000_000;
 
-const SPI_CR1_MSTR: u32 = 1 << 2;
-const SPI_CR1_SSI: u32 = 1 << 8;
-const SPI_CR1_SSM: u32 = 1 << 9;
 const SR1_BUSY: u32 = 1;
 const READ_STATUS_1: u32 = op::READ_STATUS1 as u32;
 const FAST_READ: u32 = op::FAST_READ as u32;
@@ -120,8 +117,12 @@ impl Saved {
         for (base, r) in &self.gpio {
             let [moder, otyper, ospeedr, pupdr, odr, afrl, afrh] = *r;
             keep(wr(core, base + stm32f4::GPIO_ODR, odr));
-            keep(write_block(core, base + 0x04, &[otyper, ospeedr, pupdr]));
-            keep(write_block(core, base + 0x20, &[afrl, afrh]));
+            keep(write_block(
+                core,
+                base + stm32f4::GPIO_OTYPER,
+                &[otyper, ospeedr, pupdr],
+            ));
+            keep(write_block(core, base + stm32f4::GPIO_AFRL, &[afrl, afrh]));
             keep(wr(core, base + stm32f4::GPIO_MODER, moder));
         }
         if let Some((enr, apb)) = self.apb {
@@ -132,12 +133,6 @@ impl Saved {
         }
         first.map_or(Ok(()), Err)
     }
-}
-
-fn write_block(core: &mut Core<'_>, addr: u32, words: &[u32]) -> Result<(), ExtFlashError> {
-    use probe_rs::MemoryInterface;
-    core.write_32(addr.into(), words)
-        .map_err(ExtFlashError::probe(super::error::ProbeOp::WriteWord(addr)))
 }
 
 /// Pins and SPI set up, status checked, bytes read; `saved` gains what
@@ -182,14 +177,14 @@ fn transact(
             otyper &= !(1 << n);
             ospeedr = (ospeedr & !(3 << (2 * n))) | 0b10 << (2 * n);
         }
-        write_block(core, base + 0x20, &[afrl, afrh])?;
-        write_block(core, base + 0x04, &[otyper, ospeedr, pupdr])?;
+        write_block(core, base + stm32f4::GPIO_AFRL, &[afrl, afrh])?;
+        write_block(core, base + stm32f4::GPIO_OTYPER, &[otyper, ospeedr, pupdr])?;
         wr(core, base + stm32f4::GPIO_MODER, moder)?;
     }
     // Master, mode 0, 8 bit, MSB first, software NSS; BR changes only with
     // SPE clear. Then DR and SR reads drop RXNE and OVR, if either is set
     // (a DR read with neither returns stale data: RM0090 28.3.5).
-    let cr1 = SPI_CR1_MSTR | SPI_CR1_SSM | SPI_CR1_SSI | (br & 7) << 3;
+    let cr1 = stm32f4::SPI_CR1_MSTR | stm32f4::SPI_CR1_SSM | stm32f4::SPI_CR1_SSI | (br & 7) << 3;
     wr(core, spi + stm32f4::SPI_CR1, 0)?;
     write_block(core, spi + stm32f4::SPI_CR1, &[cr1, 0])?;
     wr(core, spi + stm32f4::SPI_CR1, cr1 | stm32f4::SPI_CR1_SPE)?;

@@ -16,6 +16,16 @@ pub(super) fn wr(core: &mut Core<'_>, addr: u32, value: u32) -> Result<(), ExtFl
         .map_err(ExtFlashError::probe(ProbeOp::WriteWord(addr)))
 }
 
+/// Write `words` from `addr` in one memory call.
+pub(super) fn write_block(
+    core: &mut Core<'_>,
+    addr: u32,
+    words: &[u32],
+) -> Result<(), ExtFlashError> {
+    core.write_32(addr.into(), words)
+        .map_err(ExtFlashError::probe(ProbeOp::WriteWord(addr)))
+}
+
 pub(super) fn rd_block(
     core: &mut Core<'_>,
     addr: u32,

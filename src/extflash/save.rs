@@ -302,7 +302,7 @@ pub(super) fn restore(
                 for i in 0..2u32 {
                     let raised = now[i as usize] & !before[i as usize];
                     if raised != 0 {
-                        keep(wr(core, base + 8 + 4 * i, raised));
+                        keep(wr(core, base + stm32f4::DMA_LIFCR + 4 * i, raised));
                     }
                 }
             }
@@ -310,11 +310,11 @@ pub(super) fn restore(
         }
     }
     if let Some([dr, idr]) = s.crc {
-        keep(wr(core, stm32f4::CRC_BASE + 8, 1));
+        keep(wr(core, stm32f4::CRC_CR, stm32f4::CRC_CR_RESET));
         if dr != 0xFFFF_FFFF {
             keep(wr(core, stm32f4::CRC_BASE, crc_unit_preimage(dr)));
         }
-        keep(wr(core, stm32f4::CRC_BASE + 4, idr));
+        keep(wr(core, stm32f4::CRC_IDR, idr));
     }
     let (spi, _, _) = wiring::spi_regs(ext.spi);
     let cr1 = spi + stm32f4::SPI_CR1;
