@@ -12,6 +12,7 @@ pub mod prng;
 pub mod ratelimit;
 pub mod server;
 pub mod sim;
+pub mod stm32f4;
 
 /// How `monitor` output marks a failed command (see `gdb::monitor`).
 pub use gdb::monitor::ERROR_LINE as MONITOR_ERROR_LINE;

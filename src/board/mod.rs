@@ -31,7 +31,7 @@ pub struct Board {
     pub chip: String,
     /// Internal memories, sorted by start address, non-overlapping.
     pub regions: Vec<Region>,
-    pub external_flash: Option<ExternalFlash>,
+    pub external_flash: Option<ExtFlashWiring>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +166,7 @@ impl Board {
 /// External SPI NOR flash wiring: what the stub drives and where GDB sees
 /// the chip.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalFlash {
+pub struct ExtFlashWiring {
     /// Where GDB sees the chip.
     pub window: u32,
     /// SPI instance number (SPI1..SPI3).
@@ -573,7 +573,7 @@ fn validate(raw: RawBoard, text: &str, origin: &str) -> Result<Board, BoardError
             if let Err(problem) = check_work_area_fits_stub(wa.start, wa.size) {
                 return Err(invalid(e.work_area.span(), key("work_area"), problem));
             }
-            Some(ExternalFlash {
+            Some(ExtFlashWiring {
                 window,
                 spi,
                 sck,

@@ -8,12 +8,8 @@ use super::options::TargetArgs;
 use super::progress::Progress;
 use super::session::BoardSession;
 
-/// SCB CPUID.
-pub const CPUID: u32 = 0xE000_ED00;
-/// DBGMCU_IDCODE (RM0090 38.6.1): DEV_ID in bits 11:0, REV_ID in 31:16.
-pub const DBGMCU_IDCODE: u32 = 0xE004_2000;
-/// Flash size register (RM0090 39.1): 16 bits, in KiB. Read as two bytes.
-pub const FLASH_SIZE_REG: u32 = 0x1FFF_7A22;
+use extflash_gdb::cortex_m::CPUID;
+use extflash_gdb::stm32f4::{DBGMCU_IDCODE, FLASH_SIZE_REG};
 
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {

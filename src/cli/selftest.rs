@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use extflash_gdb::board::{Board, ExternalFlash};
+use extflash_gdb::board::{Board, ExtFlashWiring};
 use extflash_gdb::extflash::wiring::{gpio_base, spi_regs};
 use extflash_stub_abi::spi_nor::w25q64jv as typ;
 
@@ -67,7 +67,7 @@ fn fail(step: &'static str, e: impl std::fmt::Display, hint: String) -> anyhow::
 }
 
 /// "no answer on SPI1: check PB3/PB4/PB5/PB0 and the chip's power".
-pub fn spi_hint(e: &ExternalFlash) -> String {
+pub fn spi_hint(e: &ExtFlashWiring) -> String {
     format!(
         "no answer on SPI{}: check {}/{}/{}/{} (SCK/MISO/MOSI/CS) and the chip's power",
         e.spi, e.sck, e.miso, e.mosi, e.cs
@@ -76,7 +76,7 @@ pub fn spi_hint(e: &ExternalFlash) -> String {
 
 /// The identification step's hint: no answer, or a chip the board file
 /// does not expect.
-fn id_hint(e: &ExternalFlash) -> String {
+fn id_hint(e: &ExtFlashWiring) -> String {
     match e.jedec_id {
         Some([a, b, c]) => format!(
             "{}; the board file expects JEDEC ID {a:02X} {b:02X} {c:02X} (`jedec_id`): \
@@ -89,7 +89,7 @@ fn id_hint(e: &ExternalFlash) -> String {
 
 /// The application's registers the stub must leave as they were: SPIx
 /// CR1/CR2, and MODER/AFRL/AFRH/ODR of every port the wiring uses.
-pub fn app_registers(e: &ExternalFlash) -> Vec<(String, u32)> {
+pub fn app_registers(e: &ExtFlashWiring) -> Vec<(String, u32)> {
     let (spi, _, _) = spi_regs(e.spi);
     let mut regs = vec![
         (format!("SPI{} CR1", e.spi), spi),
@@ -145,7 +145,7 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<()> {
         .map_err(|e| fail("attach", format!("{e:#}"), attach_hint.clone()))?;
     s.settle(args.reset_halt)?;
     let cpuid = s
-        .read_u32(super::info::CPUID)
+        .read_u32(extflash_gdb::cortex_m::CPUID)
         .map_err(|e| fail("attach", format!("{e:#}"), attach_hint.clone()))?;
     ok("attach", &super::info::core_name(cpuid));
 
@@ -335,7 +335,7 @@ fn check_crc(
     start: u32,
     want: &[u8],
     step: &'static str,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
 ) -> anyhow::Result<()> {
     let expect = extflash_stub_abi::crc32_update(extflash_stub_abi::CRC32_INIT, want);
     let got = s

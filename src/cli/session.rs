@@ -3,6 +3,7 @@
 //! this process, driven through [`RspClient`] with the packets GDB sends.
 //! So planning, erases, stub runs and CRCs are exactly the server's.
 
+use extflash_gdb::stm32f4;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -376,8 +377,8 @@ impl BoardSession {
         let base = wiring::gpio_base(ext.cs.port);
         for i in 0..SETTLE_TRIES {
             // The server's own test before it starts the stub.
-            let moder = self.read_u32(base + wiring::GPIO_MODER)?;
-            let odr = self.read_u32(base + wiring::GPIO_ODR)?;
+            let moder = self.read_u32(base + stm32f4::GPIO_MODER)?;
+            let odr = self.read_u32(base + stm32f4::GPIO_ODR)?;
             if !wiring::cs_held(moder, odr, ext.cs.number) {
                 self.identify();
                 return Ok(());

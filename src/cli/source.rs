@@ -68,8 +68,8 @@ pub fn sim_source(
     wired: &Board,
     attach: AttachOptions,
 ) -> (SessionSource, SimHandle) {
-    use extflash_gdb::sim::{Pin, Wiring};
-    let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
+    use extflash_gdb::sim::{GpioPin, Wiring};
+    let pin = GpioPin::from;
     let wiring = wired
         .external_flash
         .as_ref()

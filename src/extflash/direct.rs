@@ -14,13 +14,14 @@
 //! frame complete, without polling SR. Leaves every register it touched
 //! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them.
 
+use crate::stm32f4;
 use extflash_stub_abi::spi_nor::op;
 use probe_rs::Core;
 
 use super::error::ExtFlashError;
-use super::runner::{rd, rd_block, wr};
+use super::probe_io::{rd, rd_block, wr, write_block};
 use super::wiring;
-use crate::board::ExternalFlash;
+use crate::board::ExtFlashWiring;
 
 /// Reads of at most this many bytes (with no stub session running) go
 /// this way.
@@ -29,9 +30,6 @@ pub const MAX_LEN: u32 = 32;
 /// Below this SPI clock a frame could outlast an SWD transaction.
 const MIN_SPI_HZ: u32 = 8_000_000;
 
-const SPI_CR1_MSTR: u32 = 1 << 2;
-const SPI_CR1_SSI: u32 = 1 << 8;
-const SPI_CR1_SSM: u32 = 1 << 9;
 const SR1_BUSY: u32 = 1;
 const READ_STATUS_1: u32 = op::READ_STATUS1 as u32;
 const FAST_READ: u32 = op::FAST_READ as u32;
@@ -43,12 +41,12 @@ const FAST_READ: u32 = op::FAST_READ as u32;
 /// frame on the wire, DMA) and that no stub session runs.
 pub fn read(
     core: &mut Core<'_>,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
     offset: u32,
     len: u32,
 ) -> Result<Option<Vec<u8>>, ExtFlashError> {
     // RCC CR .. APB2ENR: the clock tree and the enables, in one read.
-    let rcc = rd_block(core, wiring::RCC_BASE, 18)?;
+    let rcc = rd_block(core, stm32f4::RCC_BASE, 18)?;
     let (pllcfgr, cfgr, ahb1) = (rcc[1], rcc[2], rcc[12]);
     let hclk = wiring::hclk_hz(cfgr, pllcfgr);
     let pclk = wiring::spi_pclk_hz(ext.spi, cfgr, hclk);
@@ -57,7 +55,7 @@ pub fn read(
         return Ok(None);
     }
     let (spi, enr, spi_bit) = wiring::spi_regs(ext.spi);
-    let apb = rcc[((enr - wiring::RCC_BASE) / 4) as usize];
+    let apb = rcc[((enr - stm32f4::RCC_BASE) / 4) as usize];
     let gpio_mask = wiring::ports(ext)
         .iter()
         .fold(0, |m, p| m | 1 << wiring::port_index(*p));
@@ -69,7 +67,7 @@ pub fn read(
     };
     if ahb1 & gpio_mask != gpio_mask {
         saved.ahb1 = Some(ahb1);
-        wr(core, wiring::RCC_AHB1ENR, ahb1 | gpio_mask)?;
+        wr(core, stm32f4::RCC_AHB1ENR, ahb1 | gpio_mask)?;
     }
     if apb & spi_bit == 0 {
         saved.apb = Some((enr, apb));
@@ -106,47 +104,49 @@ impl Saved {
             }
         };
         if let Some([cr1, cr2]) = self.spi_cr {
-            keep(wr(core, spi + wiring::SPI_CR1, cr1 & !wiring::SPI_CR1_SPE));
-            keep(wr(core, spi + wiring::SPI_CR2, cr2));
-            if cr1 & wiring::SPI_CR1_SPE != 0 {
-                keep(wr(core, spi + wiring::SPI_CR1, cr1));
+            keep(wr(
+                core,
+                spi + stm32f4::SPI_CR1,
+                cr1 & !stm32f4::SPI_CR1_SPE,
+            ));
+            keep(wr(core, spi + stm32f4::SPI_CR2, cr2));
+            if cr1 & stm32f4::SPI_CR1_SPE != 0 {
+                keep(wr(core, spi + stm32f4::SPI_CR1, cr1));
             }
         }
         for (base, r) in &self.gpio {
             let [moder, otyper, ospeedr, pupdr, odr, afrl, afrh] = *r;
-            keep(wr(core, base + wiring::GPIO_ODR, odr));
-            keep(write_block(core, base + 0x04, &[otyper, ospeedr, pupdr]));
-            keep(write_block(core, base + 0x20, &[afrl, afrh]));
-            keep(wr(core, base + wiring::GPIO_MODER, moder));
+            keep(wr(core, base + stm32f4::GPIO_ODR, odr));
+            keep(write_block(
+                core,
+                base + stm32f4::GPIO_OTYPER,
+                &[otyper, ospeedr, pupdr],
+            ));
+            keep(write_block(core, base + stm32f4::GPIO_AFRL, &[afrl, afrh]));
+            keep(wr(core, base + stm32f4::GPIO_MODER, moder));
         }
         if let Some((enr, apb)) = self.apb {
             keep(wr(core, enr, apb));
         }
         if let Some(ahb1) = self.ahb1 {
-            keep(wr(core, wiring::RCC_AHB1ENR, ahb1));
+            keep(wr(core, stm32f4::RCC_AHB1ENR, ahb1));
         }
         first.map_or(Ok(()), Err)
     }
-}
-
-fn write_block(core: &mut Core<'_>, addr: u32, words: &[u32]) -> Result<(), ExtFlashError> {
-    use probe_rs::MemoryInterface;
-    core.write_32(addr.into(), words)
-        .map_err(ExtFlashError::probe(super::error::ProbeOp::WriteWord(addr)))
 }
 
 /// Pins and SPI set up, status checked, bytes read; `saved` gains what
 /// is changed as it is changed.
 fn transact(
     core: &mut Core<'_>,
-    ext: &ExternalFlash,
+    ext: &ExtFlashWiring,
     saved: &mut Saved,
     br: u32,
     offset: u32,
     len: u32,
 ) -> Result<Option<Vec<u8>>, ExtFlashError> {
     let (spi, _, _) = wiring::spi_regs(ext.spi);
-    let cr = rd_block(core, spi + wiring::SPI_CR1, 2)?;
+    let cr = rd_block(core, spi + stm32f4::SPI_CR1, 2)?;
     saved.spi_cr = Some([cr[0], cr[1]]);
     let af = u32::from(ext.af);
     let cs = ext.cs;
@@ -172,29 +172,29 @@ fn transact(
         if cs.port == port {
             let n = u32::from(cs.number);
             // Driven high before it becomes an output: no glitch low.
-            wr(core, base + wiring::GPIO_BSRR, 1 << n)?;
+            wr(core, base + stm32f4::GPIO_BSRR, 1 << n)?;
             moder = (moder & !(3 << (2 * n))) | 0b01 << (2 * n);
             otyper &= !(1 << n);
             ospeedr = (ospeedr & !(3 << (2 * n))) | 0b10 << (2 * n);
         }
-        write_block(core, base + 0x20, &[afrl, afrh])?;
-        write_block(core, base + 0x04, &[otyper, ospeedr, pupdr])?;
-        wr(core, base + wiring::GPIO_MODER, moder)?;
+        write_block(core, base + stm32f4::GPIO_AFRL, &[afrl, afrh])?;
+        write_block(core, base + stm32f4::GPIO_OTYPER, &[otyper, ospeedr, pupdr])?;
+        wr(core, base + stm32f4::GPIO_MODER, moder)?;
     }
     // Master, mode 0, 8 bit, MSB first, software NSS; BR changes only with
     // SPE clear. Then DR and SR reads drop RXNE and OVR, if either is set
     // (a DR read with neither returns stale data: RM0090 28.3.5).
-    let cr1 = SPI_CR1_MSTR | SPI_CR1_SSM | SPI_CR1_SSI | (br & 7) << 3;
-    wr(core, spi + wiring::SPI_CR1, 0)?;
-    write_block(core, spi + wiring::SPI_CR1, &[cr1, 0])?;
-    wr(core, spi + wiring::SPI_CR1, cr1 | wiring::SPI_CR1_SPE)?;
-    let dr = spi + wiring::SPI_DR;
-    let sr = spi + wiring::SPI_SR;
-    if rd(core, sr)? & (wiring::SPI_SR_RXNE | wiring::SPI_SR_OVR) != 0 {
+    let cr1 = stm32f4::SPI_CR1_MSTR | stm32f4::SPI_CR1_SSM | stm32f4::SPI_CR1_SSI | (br & 7) << 3;
+    wr(core, spi + stm32f4::SPI_CR1, 0)?;
+    write_block(core, spi + stm32f4::SPI_CR1, &[cr1, 0])?;
+    wr(core, spi + stm32f4::SPI_CR1, cr1 | stm32f4::SPI_CR1_SPE)?;
+    let dr = spi + stm32f4::SPI_DR;
+    let sr = spi + stm32f4::SPI_SR;
+    if rd(core, sr)? & (stm32f4::SPI_SR_RXNE | stm32f4::SPI_SR_OVR) != 0 {
         rd(core, dr)?;
         rd(core, sr)?;
     }
-    let cs_base = wiring::gpio_base(cs.port) + wiring::GPIO_BSRR;
+    let cs_base = wiring::gpio_base(cs.port) + stm32f4::GPIO_BSRR;
     let cs_bit = 1u32 << cs.number;
     // SR1: busy (an operation the application started) or 0xFF (asleep or
     // absent) leaves the read to the stub.

@@ -7,10 +7,10 @@
 
 use extflash_stub_abi::{self as abi, Status};
 
+use super::app_bus::SpiActivity;
 use super::chip::SfdpError;
-use super::runner::SpiActivity;
 use super::stub::StubImageError;
-use crate::board::{ExternalFlash, Pin};
+use crate::board::{ExtFlashWiring, Pin};
 use crate::flash::PlanError;
 
 /// The SPI instance and pins of the external flash, for messages; its
@@ -25,7 +25,7 @@ pub struct SpiWiring {
 }
 
 impl SpiWiring {
-    pub fn of(ext: &ExternalFlash) -> SpiWiring {
+    pub fn of(ext: &ExtFlashWiring) -> SpiWiring {
         SpiWiring {
             spi: ext.spi,
             sck: ext.sck,

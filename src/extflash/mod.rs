@@ -4,41 +4,52 @@
 //!
 //! One concern per file: [`stub`] parses the embedded stub ELF, [`wiring`]
 //! turns the board file into the stub's config block and the register list
-//! to preserve, [`runner`] is the one fixed call sequence (save, load, run,
-//! restore), [`chip`] interprets JEDEC/SFDP/status bytes, [`cache`] holds
-//! window reads. GDB's requests are planned by the shared planner
+//! to preserve, [`resident`] starts and ends a stub session ([`save`] what
+//! it disturbs, [`clock`]), [`runner`] runs its calls and streams
+//! ([`call`]), [`chip`] interprets JEDEC/SFDP/status bytes, `chip_ops`
+//! identifies and erases or unprotects the chip, `read` serves window
+//! reads and CRCs, [`cache`] holds window reads. GDB's requests are planned by the shared planner
 //! (`crate::flash::plan`). [`ExtFlash`] ties them together for the GDB
 //! layer.
 //!
 //! Owns the chip and the work area while a call runs; never touches the
 //! chip while the application holds its chip select (see
-//! [`runner::cs_asserted`]). Emits progress as
+//! [`app_bus::cs_asserted`]). Emits progress as
 //! [`FlashEvent`](crate::flash::FlashEvent)s; never prints.
 
+pub(crate) mod app_bus;
 pub(crate) mod cache;
+pub(crate) mod call;
 pub mod chip;
+mod chip_ops;
+pub(crate) mod clock;
 pub(crate) mod direct;
 pub mod error;
 pub mod info;
+pub(crate) mod probe_io;
+mod read;
+pub(crate) mod resident;
 pub(crate) mod runner;
+pub(crate) mod save;
 pub mod stream;
 pub mod stub;
 pub mod wiring;
 
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use extflash_stub_abi::{self as abi, EraseKind, Timeouts};
+use extflash_stub_abi::{self as abi, Timeouts};
 use probe_rs::Core;
 
-use crate::board::ExternalFlash;
+use crate::board::ExtFlashWiring;
 use crate::flash::plan::{self, Boundaries, EraseGeometry, FlashRequest};
 use crate::flash::{FlashEvent, FlashKind};
+pub use app_bus::SpiActivity;
 use cache::ReadCache;
+use call::{timeout_for, Call};
 use chip::{ChipInfo, StatusRegs};
 pub use error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
-pub use runner::SpiActivity;
-use runner::{timeout_for, Call, Resident, StubSession};
+use runner::{Resident, StubSession};
 use stub::StubImage;
 
 /// Window size advertised before (or without) identification.
@@ -48,7 +59,7 @@ pub const DEFAULT_BLOCK: u32 = crate::board::DEFAULT_ERASE_SIZE;
 
 /// The external flash of one board, as seen through the stub.
 pub struct ExtFlash {
-    ext: ExternalFlash,
+    ext: ExtFlashWiring,
     stub: Result<StubImage, stub::StubImageError>,
     chip: Option<ChipInfo>,
     cache: ReadCache,
@@ -66,7 +77,7 @@ pub struct ExtFlash {
 }
 
 impl ExtFlash {
-    pub fn new(ext: ExternalFlash) -> ExtFlash {
+    pub fn new(ext: ExtFlashWiring) -> ExtFlash {
         ExtFlash {
             ext,
             stub: StubImage::builtin(),
@@ -97,7 +108,7 @@ impl ExtFlash {
         self.compress = on;
     }
 
-    pub fn config(&self) -> &ExternalFlash {
+    pub fn config(&self) -> &ExtFlashWiring {
         &self.ext
     }
 
@@ -272,15 +283,15 @@ impl ExtFlash {
         address: u32,
         len: u32,
     ) -> Result<(), ExtFlashError> {
-        if runner::cs_asserted(core, &self.ext)? {
+        if app_bus::cs_asserted(core, &self.ext)? {
             return Err(ExtFlashError::AppInTransaction {
                 cs: self.ext.cs,
                 address,
                 len,
             });
         }
-        let activity = runner::spi_activity(core, &self.ext)?;
-        if activity == runner::SpiActivity::Idle {
+        let activity = app_bus::spi_activity(core, &self.ext)?;
+        if activity == SpiActivity::Idle {
             return Ok(());
         }
         Err(ExtFlashError::AppSpiBusy {
@@ -325,242 +336,6 @@ impl ExtFlash {
         if let Some(res) = &self.resident {
             res.overlay(addr, buf);
         }
-    }
-
-    /// Identify the chip (JEDEC ID, then SFDP, then the part table) and
-    /// remember it.
-    pub fn identify(&mut self, core: &mut Core<'_>) -> Result<&ChipInfo, ExtFlashError> {
-        let window = self.ext.window;
-        let (id, sfdp) = self.session(core, window, 0, |s, id| {
-            let id = [(id >> 16) as u8, (id >> 8) as u8, id as u8];
-            if chip::is_no_answer(id) {
-                return Ok((id, None));
-            }
-            // A chip without SFDP (or with a table we cannot use) falls back
-            // to the part table; a lost probe or a stuck stub does not.
-            let sfdp = match read_sfdp(s) {
-                Ok(g) => Some(g),
-                Err(e @ ExtFlashError::Sfdp { .. }) => {
-                    tracing::warn!(error = %crate::error::DisplayChain(&e), "external flash: no usable SFDP");
-                    None
-                }
-                Err(e) => return Err(e),
-            };
-            Ok((id, sfdp))
-        })?;
-        if chip::is_no_answer(id) {
-            return Err(ExtFlashError::NoChip {
-                wiring: self.wiring(),
-            });
-        }
-        if let Some(expected) = self.ext.jedec_id {
-            if expected != id {
-                return Err(ExtFlashError::UnexpectedChip {
-                    wiring: self.wiring(),
-                    expected,
-                    found: id,
-                });
-            }
-        }
-        let part = chip::known_part(id);
-        let (geometry, source) = match (sfdp, part) {
-            (Some(g), _) => (g, "SFDP"),
-            (None, Some(p)) => (chip::fallback_geometry(p), "part table"),
-            (None, None) => (
-                chip::Geometry {
-                    // Nothing on the chip says its size: only the board
-                    // file may, never a guess.
-                    size: self.ext.size.ok_or(ExtFlashError::UnknownSize {
-                        wiring: self.wiring(),
-                        found: id,
-                    })?,
-                    page_size: chip::DEFAULT_PAGE,
-                    erase_types: vec![chip::EraseType {
-                        size: 0x1000,
-                        opcode: 0x20,
-                    }],
-                },
-                "board file (no SFDP, unknown part)",
-            ),
-        };
-        // A window larger than the chip would wrap: addresses past its end
-        // reach its start again.
-        if let Some(pinned) = self.ext.size {
-            if pinned > geometry.size {
-                return Err(ExtFlashError::PinnedSizeTooLarge {
-                    wiring: self.wiring(),
-                    pinned,
-                    chip: geometry.size,
-                });
-            }
-        }
-        let info = ChipInfo {
-            jedec_id: id,
-            name: part.map(|p| p.name.to_string()).unwrap_or_else(|| {
-                format!("unknown SPI NOR {:02X} {:02X} {:02X}", id[0], id[1], id[2])
-            }),
-            geometry,
-            source,
-            timeouts: part.map(|p| p.timeouts).unwrap_or(Timeouts::W25Q64JV),
-        };
-        tracing::info!(
-            jedec_id = ?id,
-            size = info.geometry.size,
-            source,
-            "external flash: {} on {}",
-            info.name,
-            self.wiring()
-        );
-        Ok(self.chip.insert(info))
-    }
-
-    fn ensure_identified(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
-        if self.chip.is_none() {
-            self.identify(core)?;
-        }
-        Ok(())
-    }
-
-    /// Window bytes at `addr` from the read cache alone (no stub run):
-    /// false unless the cache holds every byte. For readers that may not
-    /// run the stub (an observer while the core runs).
-    pub fn read_cached(&self, addr: u32, buf: &mut [u8]) -> bool {
-        self.offset(addr, buf.len() as u32)
-            .is_ok_and(|offset| self.cache.get(offset, buf))
-    }
-
-    /// Read window bytes at `addr`: from the cache (what was read while the
-    /// core was halted, until the next resume), else from the chip, which
-    /// only a halted core allows: while it runs the read is refused
-    /// ([`ExtFlashError::CoreRunning`]) without touching the SPI or the
-    /// core, so nothing read while the application owns the SPI is ever
-    /// returned or cached.
-    pub fn read(
-        &mut self,
-        core: &mut Core<'_>,
-        addr: u32,
-        buf: &mut [u8],
-    ) -> Result<(), ExtFlashError> {
-        let offset = self.offset(addr, buf.len() as u32)?;
-        if self.cache.get(offset, buf) {
-            return Ok(());
-        }
-        let len = buf.len() as u32;
-        if !self.is_resident() {
-            check_halted(core, addr, len)?;
-        }
-        if len <= direct::MAX_LEN && !self.is_resident() {
-            // A few bytes with no session running: the host drives the
-            // SPI itself (see `direct`), unless that cannot work here.
-            self.check_spi_free(core, addr, len)?;
-            if let Some(data) = direct::read(core, &self.ext, offset, len)? {
-                self.cache.insert_fragment(offset, &data);
-                buf.copy_from_slice(&data);
-                return Ok(());
-            }
-        }
-        let buf_len = self.buffer_len()?;
-        let size = self.size();
-        let fetch = self
-            .cache
-            .fetch_len(offset, len, buf_len)
-            .min(size.saturating_sub(offset));
-        // Runs of half the buffer when there is more than one: the stub
-        // reads the next while the host reads one (`read_runs`).
-        let max_run = if fetch.max(len) > buf_len {
-            buf_len
-        } else {
-            (buf_len / 2 / cache::LINE * cache::LINE).max(cache::LINE)
-        };
-        let missing: Vec<Range<u32>> = self
-            .cache
-            .missing(offset, fetch.max(len), max_run)
-            .into_iter()
-            .map(|r| r.start..r.end.min(size))
-            .collect();
-        let fetched = self.session(core, addr, buf.len() as u32, |s, _| {
-            let data = s.read_runs(&missing)?;
-            Ok(missing
-                .iter()
-                .map(|r| r.start)
-                .zip(data)
-                .collect::<Vec<_>>())
-        })?;
-        for (off, data) in fetched {
-            self.cache.insert(off, &data);
-        }
-        if !self.cache.get(offset, buf) {
-            // Only when the cache is full: read straight through, in pieces
-            // the stub's buffer holds (the stub does not bound `len`).
-            let len = buf.len() as u32;
-            let pieces = read_pieces(offset, len, buf_len);
-            let data = self.session(core, addr, len, |s, _| {
-                let mut out = Vec::with_capacity(buf.len());
-                for r in pieces {
-                    let n = r.end - r.start;
-                    s.call(
-                        Call::Read {
-                            addr: r.start,
-                            len: n,
-                        },
-                        0,
-                        timeout_for(0, u64::from(n)),
-                    )?;
-                    out.extend(s.read_buffer(n)?);
-                }
-                Ok(out)
-            })?;
-            buf.copy_from_slice(&data);
-        }
-        Ok(())
-    }
-
-    fn buffer_len(&self) -> Result<u32, ExtFlashError> {
-        let stub = self
-            .stub
-            .as_ref()
-            .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
-        let wa = &self.ext.work_area;
-        extflash_stub_abi::layout::layout_with_stack(wa, stub.bytes.len() as u32, self.stack)
-            .map(|l| l.buf_len & !(cache::LINE - 1))
-            .filter(|l| *l >= cache::LINE)
-            .ok_or(ExtFlashError::WorkAreaTooSmall {
-                start: wa.start,
-                size: wa.end - wa.start,
-                len: stub.bytes.len() as u32,
-            })
-    }
-
-    /// GDB's qCRC of window bytes, computed on the target (or from the
-    /// cache when it holds them all).
-    pub fn crc(
-        &mut self,
-        core: &mut Core<'_>,
-        addr: u32,
-        len: u32,
-        init: u32,
-    ) -> Result<u32, ExtFlashError> {
-        let offset = self.offset(addr, len)?;
-        let mut cached = vec![0u8; len as usize];
-        if self.cache.get(offset, &mut cached) {
-            return Ok(abi::crc32_update(init, &cached));
-        }
-        if init != abi::CRC32_INIT {
-            // The stub always starts from CRC32_INIT: continue a running CRC
-            // on the host instead.
-            self.read(core, addr, &mut cached)?;
-            return Ok(abi::crc32_update(init, &cached));
-        }
-        self.session(core, addr, len, |s, _| {
-            if len >= LONG_OPERATION {
-                s.raise_clock()?;
-            }
-            s.call(
-                Call::Crc32 { addr: offset, len },
-                0,
-                timeout_for(0, u64::from(len) * 2),
-            )
-        })
     }
 
     /// Record a `vFlashErase` in the window (identifies the chip first if
@@ -754,130 +529,11 @@ impl ExtFlash {
         });
         Ok(())
     }
-
-    /// SR1..SR3.
-    pub fn status(&mut self, core: &mut Core<'_>) -> Result<StatusRegs, ExtFlashError> {
-        let w = self.ext.window;
-        self.session(core, w, 0, |s, _| {
-            s.call(Call::ReadStatus, 0, timeout_for(10, 0))
-                .map(StatusRegs::from_word)
-        })
-    }
-
-    /// The identified chip (identifying it if needed) with its status
-    /// registers now: what `monitor flash info` shows.
-    pub fn info(&mut self, core: &mut Core<'_>) -> Result<info::FlashInfo, ExtFlashError> {
-        let chip = match self.chip.clone() {
-            Some(chip) => chip,
-            None => self.identify(core)?.clone(),
-        };
-        let status = self.status(core)?;
-        Ok(info::FlashInfo {
-            jedec_id: chip.jedec_id,
-            name: chip.name,
-            source: chip.source.to_string(),
-            size: chip.geometry.size,
-            page_size: chip.geometry.page_size,
-            erase_types: chip.geometry.erase_types,
-            window: self.window(),
-            wiring: self.wiring(),
-            status,
-        })
-    }
-
-    /// Clear BP/TB/SEC/CMP in the volatile status registers (50h, then
-    /// 01h): protection is back after a power cycle. Returns (before, after).
-    pub fn unprotect(
-        &mut self,
-        core: &mut Core<'_>,
-    ) -> Result<(StatusRegs, StatusRegs), ExtFlashError> {
-        let w = self.ext.window;
-        let limit = self.timeouts().write_status_ms;
-        self.cache.clear();
-        self.session(core, w, 0, |s, _| {
-            let before = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
-            let want = before.unprotected();
-            // SR1 (BP/TB/SEC) with 50h+01h, SR2 (CMP) with 50h+31h.
-            for (which, value) in [(1, want.0[0]), (2, want.0[1])] {
-                s.call(
-                    Call::WriteStatus {
-                        which,
-                        value,
-                        volatile: true,
-                    },
-                    limit,
-                    timeout_for(u64::from(limit), 0),
-                )?;
-            }
-            let after = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
-            Ok((before, after))
-        })
-    }
-
-    /// Erase the whole chip (C7h), reporting [`FlashEvent::Waiting`] about
-    /// once a second.
-    pub fn erase_all(
-        &mut self,
-        core: &mut Core<'_>,
-        events: &mut dyn FnMut(FlashEvent),
-    ) -> Result<(), ExtFlashError> {
-        self.ensure_identified(core)?;
-        self.cache.clear();
-        let limit = self.timeouts().chip_erase_ms;
-        let size = self.size();
-        let w = self.ext.window;
-        let wiring = self.wiring();
-        let started = Instant::now();
-        self.session(core, w, size, |s, _| {
-            let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
-            if status.protects_something() {
-                return Err(ExtFlashError::Stub {
-                    op: StubOp::ProtectionCheck,
-                    address: w,
-                    wiring,
-                    source: StubStatusError::Protected,
-                });
-            }
-            events(FlashEvent::Erasing {
-                flash: FlashKind::External,
-                address: w,
-                size,
-            });
-            let mut last = Instant::now();
-            s.call_progress(
-                Call::Erase {
-                    addr: 0,
-                    kind: EraseKind::Chip,
-                },
-                limit,
-                timeout_for(u64::from(limit), 0),
-                &mut || {
-                    if last.elapsed() >= Duration::from_secs(1) {
-                        last = Instant::now();
-                        events(FlashEvent::Waiting {
-                            flash: FlashKind::External,
-                            what: "chip erase",
-                            elapsed: started.elapsed(),
-                        });
-                    }
-                },
-            )
-        })?;
-        events(FlashEvent::Done {
-            flash: FlashKind::External,
-            skipped: 0,
-            erased: u64::from(size),
-            programmed: 0,
-            elapsed: started.elapsed(),
-            board: None,
-        });
-        Ok(())
-    }
 }
 
 /// The size of the part the board file's `jedec_id` names, if the part
 /// table knows it.
-pub fn board_part_size(ext: &ExternalFlash) -> Option<u32> {
+pub fn board_part_size(ext: &ExtFlashWiring) -> Option<u32> {
     ext.jedec_id
         .and_then(chip::known_part)
         .map(|p| chip::fallback_geometry(p).size)
@@ -891,35 +547,12 @@ pub fn board_part_size(ext: &ExternalFlash) -> Option<u32> {
 fn check_halted(core: &mut Core<'_>, address: u32, len: u32) -> Result<(), ExtFlashError> {
     // One read of DHCSR (S_HALT), nothing else: probe-rs's status calls
     // read more registers (DFSR) than this needs.
-    let dhcsr = runner::rd(core, crate::cortex_m::DHCSR)?;
+    let dhcsr = probe_io::rd(core, crate::cortex_m::DHCSR)?;
     if dhcsr & crate::cortex_m::DHCSR_S_HALT != 0 {
         Ok(())
     } else {
         Err(ExtFlashError::CoreRunning { address, len })
     }
-}
-
-/// Read the SFDP header and the basic flash parameter table.
-fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashError> {
-    let header_len = 64;
-    s.call(
-        Call::ReadSfdp {
-            addr: 0,
-            len: header_len,
-        },
-        0,
-        timeout_for(10, 64),
-    )?;
-    let header = s.read_buffer(header_len)?;
-    let (at, len) = chip::sfdp_basic_table_location(&header)
-        .map_err(|source| ExtFlashError::Sfdp { address: 0, source })?;
-    let len = (len as u32).min(256);
-    s.call(Call::ReadSfdp { addr: at, len }, 0, timeout_for(10, 256))?;
-    let table = s.read_buffer(len)?;
-    chip::parse_basic_table(&table).map_err(|source| ExtFlashError::Sfdp {
-        address: at,
-        source,
-    })
 }
 
 /// Operations on at least this many bytes raise the core clock first.

@@ -7,66 +7,8 @@
 
 use extflash_stub_abi::{self as abi, Config, PinCfg, Timeouts};
 
-use crate::board::{ExternalFlash, Pin};
-
-pub const RCC_BASE: u32 = 0x4002_3800;
-pub const RCC_AHB1ENR: u32 = RCC_BASE + 0x30;
-pub const RCC_APB1ENR: u32 = RCC_BASE + 0x40;
-pub const RCC_APB2ENR: u32 = RCC_BASE + 0x44;
-/// RCC_CR (RM0090 7.3.1) and its PLLON bit.
-pub const RCC_CR: u32 = RCC_BASE;
-pub const RCC_CR_PLLON: u32 = 1 << 24;
-/// AHB1ENR enables of the CRC unit and DMA2 (RM0090 7.3.10).
-pub const RCC_AHB1ENR_CRCEN: u32 = 1 << 12;
-pub const RCC_AHB1ENR_DMA2EN: u32 = 1 << 22;
-/// FLASH_ACR (RM0090 3.9.1): wait states, which the session clock raises.
-pub const FLASH_ACR: u32 = 0x4002_3C00;
-/// The CRC unit (RM0090 chapter 4): DR, IDR, CR.
-pub const CRC_BASE: u32 = 0x4002_3000;
-/// DMA2 (RM0090 chapter 10), which serves SPI1 on channel 3: RX on stream
-/// 0 or 2, TX on stream 3 or 5 (table 43).
-pub const DMA2_BASE: u32 = 0x4002_6400;
-pub const SPI1_DMA_CHANNEL: u32 = 3;
-pub const SPI1_DMA_RX_STREAMS: [u32; 2] = [2, 0];
-pub const SPI1_DMA_TX_STREAMS: [u32; 2] = [3, 5];
-/// Stream `x`'s registers (CR, NDTR, PAR, M0AR, M1AR, FCR).
-pub fn dma_stream_regs(base: u32, x: u32) -> u32 {
-    base + 0x10 + 0x18 * x
-}
-pub const GPIO_BASE: u32 = 0x4002_0000;
-
-/// GPIO register offsets the stub may change, in restore order: outputs
-/// and pad settings first, MODER last so a pin never drives a stale level.
-pub const GPIO_ODR: u32 = 0x14;
-pub const GPIO_MODER: u32 = 0x00;
-pub const GPIO_BSRR: u32 = 0x18;
-pub const GPIO_RESTORE_ORDER: [u32; 7] = [0x14, 0x04, 0x08, 0x0C, 0x20, 0x24, 0x00];
-
-/// SPI register offsets.
-pub const SPI_CR1: u32 = 0x00;
-pub const SPI_CR2: u32 = 0x04;
-pub const SPI_SR: u32 = 0x08;
-pub const SPI_DR: u32 = 0x0C;
-pub const SPI_CRCPR: u32 = 0x10;
-pub const SPI_I2SCFGR: u32 = 0x1C;
-/// CR1.SPE.
-pub const SPI_CR1_SPE: u32 = 1 << 6;
-/// SPI_SR: receive buffer not empty, overrun.
-pub const SPI_SR_RXNE: u32 = 1 << 0;
-pub const SPI_SR_OVR: u32 = 1 << 6;
-
-/// The F407's core clock ceiling: the stub's CYCCNT timeouts assume it, so
-/// at a slower clock they only get longer (never too short).
-pub const MAX_CORE_HZ: u32 = 168_000_000;
-
-/// RCC_PLLCFGR and RCC_CFGR (RM0090 7.3.2, 7.3.3).
-pub const RCC_PLLCFGR: u32 = RCC_BASE + 0x04;
-pub const RCC_CFGR: u32 = RCC_BASE + 0x08;
-/// The HSI's frequency; HSE is taken at the F407's maximum input (26 MHz)
-/// since the board's crystal is not known: a core clock estimated too high
-/// only makes the stub's timeouts longer, never too short.
-pub const HSI_HZ: u32 = 16_000_000;
-pub const HSE_MAX_HZ: u32 = 26_000_000;
+use crate::board::{ExtFlashWiring, Pin};
+use crate::stm32f4::*;
 
 /// The core clock (HCLK, which DWT CYCCNT counts) that RCC_CFGR and
 /// RCC_PLLCFGR select: SW status, PLL M/N/P from HSI or HSE, AHB prescaler.
@@ -120,9 +62,9 @@ pub fn port_index(port: char) -> u32 {
 /// SPIx base, and its RCC enable register and bit.
 pub fn spi_regs(spi: u8) -> (u32, u32, u32) {
     match spi {
-        1 => (0x4001_3000, RCC_APB2ENR, 1 << 12),
-        2 => (0x4000_3800, RCC_APB1ENR, 1 << 14),
-        _ => (0x4000_3C00, RCC_APB1ENR, 1 << 15),
+        1 => (SPI1_BASE, RCC_APB2ENR, 1 << 12),
+        2 => (SPI2_BASE, RCC_APB1ENR, 1 << 14),
+        _ => (SPI3_BASE, RCC_APB1ENR, 1 << 15),
     }
 }
 
@@ -140,7 +82,7 @@ pub fn spi_pclk_hz(spi: u8, cfgr: u32, hclk: u32) -> u32 {
 
 /// The SPI clock the board file means: its prescaler applied to the APB
 /// clock at the F407's full speed (84 MHz APB2, 42 MHz APB1).
-pub fn intended_spi_hz(ext: &ExternalFlash) -> u32 {
+pub fn intended_spi_hz(ext: &ExtFlashWiring) -> u32 {
     let nominal = if ext.spi == 1 { 84_000_000 } else { 42_000_000 };
     nominal / u32::from(ext.prescaler.max(2))
 }
@@ -149,7 +91,7 @@ pub fn intended_spi_hz(ext: &ExternalFlash) -> u32 {
 /// at the APB clock the application left (after reset the core runs from
 /// the 16 MHz HSI, where the board's prescaler alone would run the SPI
 /// 5 times slower than intended).
-pub fn session_br(ext: &ExternalFlash, pclk: u32) -> u32 {
+pub fn session_br(ext: &ExtFlashWiring, pclk: u32) -> u32 {
     let want = intended_spi_hz(ext);
     (0..8u32).find(|br| pclk >> (br + 1) <= want).unwrap_or(7)
 }
@@ -160,12 +102,12 @@ pub fn baud_rate_bits(prescaler: u16) -> u32 {
 }
 
 /// "SPI1 (SCK PB3, MISO PB4, MOSI PB5, CS PB0)" for messages.
-pub fn describe(ext: &ExternalFlash) -> String {
+pub fn describe(ext: &ExtFlashWiring) -> String {
     super::SpiWiring::of(ext).to_string()
 }
 
 /// The ports the four pins use, each once, in pin order.
-pub fn ports(ext: &ExternalFlash) -> Vec<char> {
+pub fn ports(ext: &ExtFlashWiring) -> Vec<char> {
     let mut out = Vec::new();
     for p in [ext.sck, ext.miso, ext.mosi, ext.cs] {
         if !out.contains(&p.port) {
@@ -184,7 +126,7 @@ fn pin_cfg(pin: Pin, af: u32) -> PinCfg {
 }
 
 /// The stub's config block for this wiring.
-pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
+pub fn config(ext: &ExtFlashWiring, timeouts: Timeouts) -> Config {
     let (spi_base, rcc_spi_enr, rcc_spi_bit) = spi_regs(ext.spi);
     let af = u32::from(ext.af);
     Config {
@@ -215,7 +157,7 @@ pub fn config(ext: &ExternalFlash, timeouts: Timeouts) -> Config {
 /// Every peripheral register the stub may change, in restore order: GPIO
 /// ports, then the SPI (CR1 last, see the runner), then the RCC enables
 /// (last, so the restores above still have their clocks).
-pub fn peripheral_registers(ext: &ExternalFlash) -> Vec<u32> {
+pub fn peripheral_registers(ext: &ExtFlashWiring) -> Vec<u32> {
     let mut regs = Vec::new();
     for port in ports(ext) {
         let base = gpio_base(port);

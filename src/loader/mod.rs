@@ -20,7 +20,7 @@ pub mod probe_rs;
 use extflash_stub_abi::loader::{self as abi, Board as BoardBlock, BOARD_MAGIC, SECTOR};
 use extflash_stub_abi::{Timeouts, Words};
 
-use crate::board::{Board, ExternalFlash};
+use crate::board::{Board, ExtFlashWiring};
 use crate::extflash::wiring;
 
 /// The committed templates (`target-stub/build-loaders.sh`).
@@ -121,7 +121,7 @@ impl Spec {
         // A watchdog the option bytes (WDG_SW = 0) or the application
         // started keeps running while the loader erases: every wait reloads
         // it (a reload of a stopped IWDG does nothing, RM0090 19.3).
-        config.iwdg_kr = crate::extflash::runner::IWDG_KR;
+        config.iwdg_kr = crate::stm32f4::IWDG_KR;
         let block = BoardBlock {
             magic: BOARD_MAGIC,
             window: ext.window,
@@ -150,7 +150,7 @@ impl Spec {
 
 /// The board file's chip size: pinned, else the JEDEC capacity byte
 /// (2^n bytes), else [`DEFAULT_CHIP_SIZE`].
-pub fn chip_size(ext: &ExternalFlash) -> u32 {
+pub fn chip_size(ext: &ExtFlashWiring) -> u32 {
     if let Some(s) = ext.size {
         return s;
     }

@@ -26,12 +26,15 @@
 //! TCP keepalive finds peers that vanished, and shutdown ends every
 //! connection without waiting on its socket.
 
+mod channel;
 pub mod end;
 mod error_text;
 pub mod framer;
 mod front;
+mod intercept;
 mod observer;
 pub(crate) mod readonly;
+mod serve;
 pub(crate) mod vet;
 pub mod worker;
 

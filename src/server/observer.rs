@@ -22,11 +22,13 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStubBuilder};
 
+use super::channel::ChannelConnection;
 use super::end::End;
 use super::framer::{frame_packet, Frame, Framer};
-use super::front;
+use super::front::{self, conn};
+use super::intercept;
 use super::readonly;
-use super::worker::{ChannelConnection, ToWorker, MAX_FRAME, PACKET_BUFFER};
+use super::worker::{ToWorker, MAX_FRAME, PACKET_BUFFER};
 use crate::gdb::observer::{ObserverTarget, REFUSED_ERRNO};
 
 /// How often an idle observer thread wakes up.
@@ -115,7 +117,7 @@ fn run<'a>(
     let id = target.id();
     let mut framer = Framer::new(MAX_FRAME);
     let mut frames = Vec::new();
-    let mut link = Link {
+    let mut peer = PeerState {
         no_ack: false,
         claim,
         took_control: false,
@@ -129,15 +131,15 @@ fn run<'a>(
                 }
                 let mut batch = std::mem::take(&mut frames).into_iter();
                 while let Some(frame) = batch.next() {
-                    sm = match feed(sm, target, &frame, &mut link) {
+                    sm = match feed(sm, target, &frame, &mut peer) {
                         Ok(sm) => sm,
                         Err(e) => return End::Protocol(e.to_string()),
                     };
-                    if link.took_control {
+                    if peer.took_control {
                         if conn(&mut sm).flush().is_err() {
                             return End::Closed;
                         }
-                        *given = Some(hand_over(link.no_ack, batch, rx));
+                        *given = Some(hand_over(peer.no_ack, batch, rx));
                         return End::SessionEnded;
                     }
                     if let GdbStubStateMachine::Disconnected(d) = &sm {
@@ -163,17 +165,8 @@ fn run<'a>(
     }
 }
 
-fn conn<'m>(sm: &'m mut Machine<'_>) -> &'m mut ChannelConnection {
-    match sm {
-        GdbStubStateMachine::Idle(i) => i.borrow_conn(),
-        GdbStubStateMachine::Running(i) => i.borrow_conn(),
-        GdbStubStateMachine::CtrlCInterrupt(i) => i.borrow_conn(),
-        GdbStubStateMachine::Disconnected(i) => i.borrow_conn(),
-    }
-}
-
 /// Per-connection protocol state beside gdbstub's.
-struct Link<'c> {
+struct PeerState<'c> {
     no_ack: bool,
     claim: &'c Claim,
     /// `monitor control` succeeded: the session ends here.
@@ -215,10 +208,10 @@ fn feed<'a>(
     mut sm: Machine<'a>,
     target: &mut ObserverTarget,
     frame: &Frame,
-    link: &mut Link<'_>,
+    peer: &mut PeerState<'_>,
 ) -> Result<Machine<'a>, StubError> {
     let id = target.id();
-    let Some(frame) = front::pre(frame, conn(&mut sm), link.no_ack) else {
+    let Some(frame) = front::pre(frame, conn(&mut sm), peer.no_ack) else {
         return Ok(sm);
     };
     let frame: &Frame = &frame;
@@ -233,8 +226,8 @@ fn feed<'a>(
     }
     if let Some(payload) = frame.payload() {
         if readonly::monitor_text(payload).as_deref() == Some("control") {
-            match (link.claim)() {
-                Ok(()) => link.took_control = true,
+            match (peer.claim)() {
+                Ok(()) => peer.took_control = true,
                 Err(holder) => {
                     let line = format!(
                         "monitor control: {} controls the board; this connection stays an \
@@ -244,7 +237,7 @@ fn feed<'a>(
                     let refused = format!("E{REFUSED_ERRNO:02x}").into_bytes();
                     front::reply(
                         conn(&mut sm),
-                        link.no_ack,
+                        peer.no_ack,
                         &[console_packet(&line), refused],
                     );
                 }
@@ -269,39 +262,26 @@ fn feed<'a>(
                 replies.push(console_packet(&line));
             }
             replies.push(format!("E{REFUSED_ERRNO:02x}").into_bytes());
-            front::reply(conn(&mut sm), link.no_ack, &replies);
+            front::reply(conn(&mut sm), peer.no_ack, &replies);
             return Ok(sm);
         }
-        if let Some(args) = payload.strip_prefix(b"qCRC:") {
-            let reply = match crate::gdb::crc::parse_qcrc(args) {
-                None => b"E01".to_vec(),
-                Some((address, len)) => match target.qcrc(address, len) {
-                    Ok(crc) => format!("C{crc:08x}").into_bytes(),
-                    Err(e) => format!("E{:02x}", e.errno()).into_bytes(),
-                },
-            };
-            front::reply(conn(&mut sm), link.no_ack, &[reply]);
+        let qcrc = intercept::qcrc(
+            payload,
+            id,
+            |address, len| target.qcrc(address, len),
+            |e| e.errno(),
+            &mut |warn| target.warn("failed qCRCs", warn),
+        );
+        if let Some(reply) = qcrc {
+            front::reply(conn(&mut sm), peer.no_ack, &[reply]);
             return Ok(sm);
         }
     }
-    let bytes: &[u8] = match frame {
-        Frame::Control(b) => std::slice::from_ref(b),
-        Frame::Packet(p) => p,
-    };
-    for &b in bytes {
-        sm = match sm {
-            GdbStubStateMachine::Idle(i) => i.incoming_data(target, b)?,
-            GdbStubStateMachine::Running(i) => i.incoming_data(target, b)?,
-            // Only a running target is interrupted, and an observer never
-            // runs one; answer as if nothing ran.
-            GdbStubStateMachine::CtrlCInterrupt(i) => {
-                i.interrupt_handled(target, None::<gdbstub::stub::SingleThreadStopReason<u32>>)?
-            }
-            d @ GdbStubStateMachine::Disconnected(_) => return Ok(d),
-        };
-    }
-    link.no_ack = front::no_ack_after(frame, link.no_ack);
-    Ok(sm)
+    // Only a running target is interrupted, and an observer never runs
+    // one; answer as if nothing ran.
+    front::feed_bytes(sm, target, frame, &mut peer.no_ack, &mut |i, target| {
+        i.interrupt_handled(target, None::<gdbstub::stub::SingleThreadStopReason<u32>>)
+    })
 }
 
 /// An `O` packet carrying `text` to GDB's console.

@@ -13,7 +13,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 
-use super::board::Board;
+use super::board::McuBoard;
 use super::swd_wire::{SwjDp, WireCounters};
 use super::SimBoard;
 
@@ -70,7 +70,7 @@ impl Session {
     /// or at the first unknown character.
     pub fn feed(
         &mut self,
-        board: &mut Board,
+        board: &mut McuBoard,
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Flow, BitbangError> {

@@ -24,7 +24,7 @@ use std::cell::RefMut;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetKind {
     PowerOn,
-    Pin,
+    GpioPin,
     /// SYSRESETREQ.
     Software,
     Watchdog,
@@ -39,7 +39,7 @@ impl ResetKind {
         use super::stm32::rcc::{CSR_IWDGRSTF, CSR_PINRSTF, CSR_SFTRSTF, CSR_WWDGRSTF};
         match self {
             Self::PowerOn | Self::Core => None,
-            Self::Pin => Some(CSR_PINRSTF),
+            Self::GpioPin => Some(CSR_PINRSTF),
             Self::Software => Some(CSR_SFTRSTF | CSR_PINRSTF),
             Self::Watchdog => Some(CSR_IWDGRSTF | CSR_PINRSTF),
             Self::WindowWatchdog => Some(CSR_WWDGRSTF | CSR_PINRSTF),
@@ -145,7 +145,10 @@ impl std::fmt::Display for Summary {
     }
 }
 
-pub struct Board {
+/// The virtual STM32F407VE board: the emulated core and its debug port,
+/// the MCU's peripherals and the external flash, on one virtual clock.
+/// Shared through [`super::SimBoard`].
+pub struct McuBoard {
     mcu: Rc<RefCell<Mcu>>,
     cpu: Box<dyn Cpu>,
     core: CoreState,
@@ -172,18 +175,18 @@ pub struct Board {
     /// Set while `run_for` steps the core: how far a skip may go.
     ff_limit: Option<u64>,
     /// Injected link faults: debugger reads of this word answer FAULT this
-    /// many more times ([`Board::inject_read_fault`]).
+    /// many more times ([`McuBoard::inject_read_fault`]).
     read_faults: Option<(u32, u32)>,
 }
 
 // SAFETY: the armagnac processor and the bus hold `Rc`s, which are `!Send`
 // because clones could be shared across threads. Every clone of those `Rc`s
-// lives inside this `Board` (the processor, its SCS and MPU, and `mcu`) and
+// lives inside this `McuBoard` (the processor, its SCS and MPU, and `mcu`) and
 // none is ever handed out, so moving the whole board to another thread moves
 // every clone together. Access is serialised by the `Mutex` in `SimBoard`.
-unsafe impl Send for Board {}
+unsafe impl Send for McuBoard {}
 
-impl Board {
+impl McuBoard {
     pub fn new(mcu: Mcu, files: Option<(BackingFile, BackingFile)>) -> Self {
         let mcu = Rc::new(RefCell::new(mcu));
         let windows: Vec<super::cpu::Window> =
@@ -339,13 +342,13 @@ impl Board {
             self.nrst = true;
         } else if self.nrst {
             self.nrst = false;
-            self.reset(ResetKind::Pin);
+            self.reset(ResetKind::GpioPin);
         }
     }
 
     /// A pulse on nRESET.
     pub fn pin_reset(&mut self) {
-        self.reset(ResetKind::Pin);
+        self.reset(ResetKind::GpioPin);
     }
 
     fn power_on_reset(&mut self) {
@@ -1211,7 +1214,7 @@ impl Board {
     }
 }
 
-impl Drop for Board {
+impl Drop for McuBoard {
     fn drop(&mut self) {
         self.summary("virtual board closed");
         if let Err(e) = self.flush() {
@@ -1221,7 +1224,7 @@ impl Drop for Board {
 }
 
 /// Accessor used by tests and benchmarks: the board's clock.
-pub fn clock_of(board: &Board) -> Clock {
+pub fn clock_of(board: &McuBoard) -> Clock {
     board.mcu.borrow().clock.clone()
 }
 
@@ -1239,10 +1242,10 @@ mod tests {
     /// A running board executing `main` from SRAM with a vector table at
     /// 0x2000_0000 whose SysTick and DMA2 stream 0 vectors point at
     /// `handler`, and registers r0-r7 preset.
-    fn board(main: &[u16], handler: &[u16], regs: &[u32]) -> Board {
+    fn board(main: &[u16], handler: &[u16], regs: &[u32]) -> McuBoard {
         let chip = W25q64jv::new(vec![0xFF; SIZE]);
         let mcu = Mcu::new(vec![0xFF; FLASH_SIZE], chip, Wiring::default(), 4_000_000);
-        let mut b = Board::new(mcu, None);
+        let mut b = McuBoard::new(mcu, None);
         {
             let mut m = b.mcu();
             for n in [11u32, 15, 16 + 56] {
@@ -1267,7 +1270,7 @@ mod tests {
         b
     }
 
-    fn r(b: &Board, n: u8) -> u32 {
+    fn r(b: &McuBoard, n: u8) -> u32 {
         b.cpu.read_reg(CoreReg::R(n))
     }
 
@@ -1326,7 +1329,7 @@ mod tests {
     const SYSTICK_MAIN: [u16; 4] = [0x6053, 0x6093, 0x6014, 0xE7FE];
     const COUNT_HANDLER: [u16; 2] = [0x3501, 0x4770];
 
-    fn systick_board(csr: u32) -> Board {
+    fn systick_board(csr: u32) -> McuBoard {
         board(
             &SYSTICK_MAIN,
             &COUNT_HANDLER,

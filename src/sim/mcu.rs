@@ -72,18 +72,25 @@ pub const MAX_SKIP_PS: u64 = 1_000_000_000; // 1 ms
 
 /// A GPIO pin: port 0 = A .. 4 = E.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pin {
+pub struct GpioPin {
     pub port: u8,
     pub pin: u8,
 }
 
-impl Pin {
+impl GpioPin {
     pub const fn new(port: u8, pin: u8) -> Self {
         Self { port, pin }
     }
 }
 
-impl std::fmt::Display for Pin {
+/// A board file's pin (`PB3`) on the virtual board.
+impl From<crate::board::Pin> for GpioPin {
+    fn from(p: crate::board::Pin) -> Self {
+        GpioPin::new(p.port as u8 - b'A', p.number)
+    }
+}
+
+impl std::fmt::Display for GpioPin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "P{}{}", (b'A' + self.port) as char, self.pin)
     }
@@ -94,13 +101,13 @@ impl std::fmt::Display for Pin {
 pub struct Wiring {
     /// SPI instance, 1..=3.
     pub spi: u8,
-    pub sck: Pin,
-    pub miso: Pin,
-    pub mosi: Pin,
+    pub sck: GpioPin,
+    pub miso: GpioPin,
+    pub mosi: GpioPin,
     /// Alternate function number of the three SPI pins.
     pub af: u8,
     /// Chip select, a GPIO output, active low.
-    pub cs: Pin,
+    pub cs: GpioPin,
 }
 
 impl Default for Wiring {
@@ -108,11 +115,11 @@ impl Default for Wiring {
     fn default() -> Self {
         Self {
             spi: 1,
-            sck: Pin::new(1, 3),
-            miso: Pin::new(1, 4),
-            mosi: Pin::new(1, 5),
+            sck: GpioPin::new(1, 3),
+            miso: GpioPin::new(1, 4),
+            mosi: GpioPin::new(1, 5),
             af: 5,
-            cs: Pin::new(1, 0),
+            cs: GpioPin::new(1, 0),
         }
     }
 }
@@ -904,7 +911,7 @@ impl Mcu {
     fn spi_and_link(&mut self, idx: usize) -> (&mut Spi, ChipLink<'_>) {
         let w = self.wiring;
         let wired = w.spi as usize == idx + 1;
-        let af = |p: Pin| {
+        let af = |p: GpioPin| {
             self.rcc.gpio_clock_enabled(p.port)
                 && self.gpio[p.port as usize % 5].pin_mode(p.pin) == PinMode::Alternate(w.af)
         };

@@ -27,9 +27,9 @@ pub mod w25q64jv;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use board::{Board, Summary};
+pub use board::{McuBoard, Summary};
 pub use link::LinkProfile;
-pub use mcu::{Pin, Wiring};
+pub use mcu::{GpioPin, Wiring};
 pub use w25q64jv::Faults;
 
 use persist::{BackingFile, PersistError};
@@ -205,7 +205,7 @@ pub const EXTERNAL_FLASH_FILE: &str = "w25q64jv.bin";
 /// A shared handle on one virtual board: the probe drives it, tests and
 /// benchmarks inspect it.
 #[derive(Clone)]
-pub struct SimBoard(Arc<Mutex<Board>>);
+pub struct SimBoard(Arc<Mutex<McuBoard>>);
 
 impl SimBoard {
     pub fn new(config: SimConfig) -> Result<Self, SimError> {
@@ -234,7 +234,7 @@ impl SimBoard {
         }
         let mut mcu = mcu::Mcu::new(flash, chip, config.wiring, khz as u64 * 1000);
         mcu.strict.enforce = config.strict;
-        let mut board = Board::new(mcu, files);
+        let mut board = McuBoard::new(mcu, files);
         board.set_link(config.link, config.realtime);
         board.set_fast_forward(config.fast_forward);
         Ok(Self(Arc::new(Mutex::new(board))))
@@ -242,7 +242,7 @@ impl SimBoard {
 
     /// Lock the board. A panic while it was locked (a bug) does not make it
     /// unusable: the state is still the last consistent one.
-    pub fn lock(&self) -> MutexGuard<'_, Board> {
+    pub fn lock(&self) -> MutexGuard<'_, McuBoard> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 

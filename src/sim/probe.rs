@@ -14,7 +14,7 @@ use probe_rs::architecture::arm::{
 use probe_rs::probe::{DebugProbe, DebugProbeError, WireProtocol};
 use probe_rs::CoreStatus;
 
-use super::board::{Ack, Board};
+use super::board::{Ack, McuBoard};
 use super::link::{DapOp, Reg};
 use super::SimBoard;
 
@@ -137,7 +137,7 @@ impl DebugProbe for SimProbe {
 }
 
 /// The register an access refers to, as the link profile sees it.
-fn link_reg(b: &Board, address: RegisterAddress) -> Reg {
+fn link_reg(b: &McuBoard, address: RegisterAddress) -> Reg {
     match address {
         RegisterAddress::DpRegister(r) => Reg::Dp(r.address & 0xC),
         RegisterAddress::ApRegister(r) => Reg::Ap(b.ap_reg(r)),

@@ -1,7 +1,7 @@
 //! The STM32F407's SWJ-DP at the pin level: SWCLK/TCK, SWDIO/TMS, TDI, TDO
 //! and nTRST, clocked edge by edge by a bit-banging host
 //! ([`super::bitbang`]), in front of the board's transaction-level DP/AP
-//! model ([`Board::dp_read`] and friends).
+//! model ([`McuBoard::dp_read`] and friends).
 //!
 //! This module owns the wire protocols only: the JTAG TAP controllers (the
 //! Cortex-M4's JTAG-DP and the boundary-scan TAP in series, RM0090 38.5),
@@ -20,7 +20,7 @@
 //! pyocd-bitbang (data set with the rise, sampled after the fall) both
 //! work with this.
 
-use super::board::{Ack, Board};
+use super::board::{Ack, McuBoard};
 
 /// IDCODE of the Cortex-M4 r0p1 JTAG-DP (RM0090 38.6.3).
 pub const JTAG_DP_IDCODE: u32 = 0x4BA0_0477;
@@ -318,7 +318,7 @@ impl SwjDp {
     }
 
     /// Set TCK, TMS and TDI (remote_bitbang `0`-`7`).
-    pub fn write(&mut self, board: &mut Board, tck: bool, tms: bool, tdi: bool) {
+    pub fn write(&mut self, board: &mut McuBoard, tck: bool, tms: bool, tdi: bool) {
         let new = Pins {
             tck,
             tms,
@@ -329,7 +329,7 @@ impl SwjDp {
     }
 
     /// Set SWCLK and SWDIO, the TMS pin (remote_bitbang `d`-`g`).
-    pub fn swd_write(&mut self, board: &mut Board, clk: bool, swdio: bool) {
+    pub fn swd_write(&mut self, board: &mut McuBoard, clk: bool, swdio: bool) {
         let new = Pins {
             tck: clk,
             tms: swdio,
@@ -369,14 +369,14 @@ impl SwjDp {
         matches!(self.tap, TapState::ShiftDr | TapState::ShiftIr) && self.dp.shift & 1 != 0
     }
 
-    fn set_pins(&mut self, board: &mut Board, new: Pins) {
+    fn set_pins(&mut self, board: &mut McuBoard, new: Pins) {
         let old = std::mem::replace(&mut self.pins, new);
         if !old.tck && new.tck {
             self.rising_edge(board, old);
         }
     }
 
-    fn rising_edge(&mut self, board: &mut Board, before: Pins) {
+    fn rising_edge(&mut self, board: &mut McuBoard, before: Pins) {
         self.counters.rising_edges += 1;
         match self.port {
             Port::Jtag => {
@@ -439,7 +439,7 @@ impl SwjDp {
         self.dp.ir = self.dp.idcode_ir;
     }
 
-    fn tap_edge(&mut self, board: &mut Board, tms: bool, tdi: bool) {
+    fn tap_edge(&mut self, board: &mut McuBoard, tms: bool, tdi: bool) {
         match self.tap {
             TapState::CaptureIr => {
                 // IEEE 1149.1: the two low bits capture 01.
@@ -485,7 +485,7 @@ impl SwjDp {
     /// A DPACC/APACC update starts the access the scan carried: data[34:3],
     /// A[3:2] in bits 2:1, RnW in bit 0 (ADIv5.0 B3.3). Its result is
     /// captured by the next DPACC/APACC scan.
-    fn update_dr(&mut self, board: &mut Board) {
+    fn update_dr(&mut self, board: &mut McuBoard) {
         let ir = self.dp.ir;
         if !matches!(ir, ir::DPACC | ir::APACC) || self.dp.len != 35 {
             // ABORT's DAPABORT has nothing to abort: accesses finish at once.
@@ -524,7 +524,7 @@ impl SwjDp {
         }
     }
 
-    fn swd_edge(&mut self, board: &mut Board, bit: bool, host_drives: bool) {
+    fn swd_edge(&mut self, board: &mut McuBoard, bit: bool, host_drives: bool) {
         self.swd = match self.swd {
             Swd::Idle if host_drives && bit => Swd::Header { bits: 1, n: 1 },
             Swd::Idle => Swd::Idle,
@@ -564,7 +564,7 @@ impl SwjDp {
     }
 
     /// The park bit is in: decide the ACK and, for a read, fetch the data.
-    fn header(&mut self, board: &mut Board, bits: u8) -> Swd {
+    fn header(&mut self, board: &mut McuBoard, bits: u8) -> Swd {
         let Some(req) = Request::decode(bits) else {
             tracing::debug!(target: "sim", "SWD: bad request header {bits:#04x}, no answer");
             self.counters.protocol_errors += 1;
@@ -607,7 +607,7 @@ impl SwjDp {
         }
     }
 
-    fn write_data(&mut self, board: &mut Board, req: Request, data: u32, parity: bool) {
+    fn write_data(&mut self, board: &mut McuBoard, req: Request, data: u32, parity: bool) {
         if (data.count_ones() & 1 != 0) != parity {
             tracing::debug!(target: "sim", "SWD: write data {data:#010x} with bad parity");
             board.set_wdataerr();
@@ -624,7 +624,7 @@ impl SwjDp {
 /// A JTAG-DP DPACC write: CTRL/STAT's sticky flags are write-one-to-clear
 /// there (ADIv5.0 B2.2.3), where the SW-DP clears them through ABORT;
 /// address 0 (ABORT on SWD) is reserved.
-fn jtag_dp_write(board: &mut Board, addr: u8, value: u32) -> Result<(), Ack> {
+fn jtag_dp_write(board: &mut McuBoard, addr: u8, value: u32) -> Result<(), Ack> {
     match addr {
         0x4 => {
             // STICKYORUN, STICKYCMP, STICKYERR -> ABORT's ORUNERRCLR,
@@ -653,7 +653,7 @@ mod tests {
     /// low, TDO sampled, then TCK high.
     struct JtagHost<'a> {
         w: SwjDp,
-        b: &'a mut Board,
+        b: &'a mut McuBoard,
     }
 
     impl JtagHost<'_> {
@@ -744,7 +744,7 @@ mod tests {
     /// SWCLK low, sampled before SWCLK rises.
     struct SwdHost<'a> {
         w: SwjDp,
-        b: &'a mut Board,
+        b: &'a mut McuBoard,
     }
 
     impl SwdHost<'_> {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use extflash_gdb::board::Board;
-use extflash_gdb::sim::{Pin, Wiring};
+use extflash_gdb::sim::{GpioPin, Wiring};
 
 pub const SPI3_BOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -73,7 +73,7 @@ pub fn board(path: Option<&str>) -> Board {
 /// The virtual board wired as the board file says.
 pub fn wiring(board: &Board) -> Wiring {
     let e = board.external_flash.as_ref().unwrap();
-    let pin = |p: extflash_gdb::board::Pin| Pin::new(p.port as u8 - b'A', p.number);
+    let pin = GpioPin::from;
     Wiring {
         spi: e.spi,
         sck: pin(e.sck),

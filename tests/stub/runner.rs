@@ -10,6 +10,7 @@ use crate::support::sim::*;
 use extflash_gdb::board::Board;
 use extflash_gdb::extflash::{chip::StatusRegs, wiring, ExtFlash, ExtFlashError};
 use extflash_gdb::sim::{Faults, SimConfig};
+use extflash_gdb::stm32f4;
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
 use probe_rs::{Core, MemoryInterface, RegisterId};
 
@@ -108,7 +109,7 @@ fn stub_runs_leave_ram_registers_and_peripherals_bit_identical() {
         .find(|(a, _)| *a == 0x4001_3000)
         .unwrap()
         .1;
-    assert_ne!(cr1 & wiring::SPI_CR1_SPE, 0, "app left SPI1 enabled");
+    assert_ne!(cr1 & stm32f4::SPI_CR1_SPE, 0, "app left SPI1 enabled");
 
     let mut ext = ExtFlash::new(board.external_flash.clone().unwrap());
     let id = ext.identify(&mut core).map(|c| c.jedec_id);
@@ -574,7 +575,7 @@ fn debug_state(core: &mut Core<'_>) -> Vec<(u32, u32)> {
         dwt::CTRL,
         DFSR,
         0xE004_2008, // DBGMCU_APB1_FZ
-        wiring::RCC_AHB1ENR,
+        stm32f4::RCC_AHB1ENR,
         0x4002_3844, // RCC_APB2ENR (SPI1EN)
     ];
     regs.extend((0..dwt::COMPARATORS).map(dwt::function));

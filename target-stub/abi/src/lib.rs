@@ -160,6 +160,9 @@ pub const CRC_BLOCK_WORDS: u32 = 2;
 /// the HSI (16 MHz / M 16 * N 336 / P 2), AHB / 1, APB1 / 4, APB2 / 2.
 pub const SESSION_CORE_HZ: u32 = 168_000_000;
 pub const SESSION_PLLCFGR: u32 = 16 | 336 << 6 | 7 << 24;
+/// RCC_CFGR at the session clock as the host reads it: HPRE / 1, PPRE1 / 4,
+/// PPRE2 / 2, SW = SWS = PLL.
+pub const SESSION_CFGR: u32 = 5 << 10 | 4 << 13 | 2 | 2 << 2;
 
 /// A `#[repr(C)]` ABI block made only of `u32` fields (directly or in
 /// nested blocks of the same kind): no padding, 4-byte aligned, and laid
