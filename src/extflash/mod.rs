@@ -628,14 +628,6 @@ impl ExtFlash {
             let (unchanged, erased) = unchanged_blocks(s, &units, window, buf_words)?;
             let changed = plan::without_unchanged(units.clone(), &unchanged);
             let mut plan = plan::plan(&changed, &sizes, page, "external flash")?;
-            // Kept for the verification after programming.
-            let verify: Vec<(u32, u32, u32)> = changed
-                .iter()
-                .map(|u| {
-                    let crc = abi::crc32_update(abi::CRC32_INIT, &u.data);
-                    (u.address, u.data.len() as u32, crc)
-                })
-                .collect();
             plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &chip::typical_erase_ms);
 
             let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
@@ -654,6 +646,10 @@ impl ExtFlash {
             // Every erase and program in address order, as one stream: the
             // data of an erased block flows into the slots while it erases.
             let mut steps = plan::steps(plan);
+            // The stub reads back every page it programs (a mismatch fails
+            // the stream); what is left to check after it is the bytes of
+            // the changed ranges nothing programs (0xFF runs left erased).
+            let verify = unprogrammed(&changed, &steps);
             for step in &mut steps {
                 match step {
                     plan::Step::Erase(e, first) => {
@@ -713,8 +709,9 @@ impl ExtFlash {
                     _ => err,
                 });
             }
-            // Verify: the chip's CRC of every range programmed equals the
-            // image's, so `vFlashDone` never says OK over a wrong byte.
+            // With the stream's read-backs: the chip holds every byte of
+            // the changed ranges, so `vFlashDone` never says OK over a
+            // wrong byte.
             for &(address, len, want) in &verify {
                 let found = s
                     .call(
@@ -984,6 +981,40 @@ fn unchanged_blocks(
     Ok((unchanged, erased))
 }
 
+/// The parts of `changed` (window addresses) that no program in `steps`
+/// writes, each with the CRC its image bytes give: (address, len, CRC).
+fn unprogrammed(changed: &[plan::Unit], steps: &[plan::Step]) -> Vec<(u32, u32, u32)> {
+    let mut programmed: Vec<Range<u32>> = steps
+        .iter()
+        .filter_map(|s| match s {
+            plan::Step::Erase(_, p) => p.as_ref(),
+            plan::Step::Program(p) => Some(p),
+        })
+        .map(|p| p.address..p.address + p.data.len() as u32)
+        .collect();
+    plan::merge_ranges(&mut programmed);
+    let mut out = Vec::new();
+    for u in changed {
+        let end = u.address + u.data.len() as u32;
+        let mut gap = |r: Range<u32>| {
+            let from = (r.start - u.address) as usize;
+            let bytes = &u.data[from..from + r.len()];
+            out.push((r.start, r.len() as u32, abi::crc32_update(abi::CRC32_INIT, bytes)));
+        };
+        let mut at = u.address;
+        for p in programmed.iter().filter(|p| p.end > u.address && p.start < end) {
+            if p.start > at {
+                gap(at..p.start);
+            }
+            at = at.max(p.end);
+        }
+        if at < end {
+            gap(at..end);
+        }
+    }
+    out
+}
+
 /// `offset..offset+len` cut into reads of at most `max` bytes.
 fn read_pieces(offset: u32, len: u32, max: u32) -> Vec<Range<u32>> {
     let max = max.max(1);
@@ -1022,6 +1053,32 @@ fn at_window(e: ExtFlashError, window: u32) -> ExtFlashError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_bytes_no_program_writes_are_left_to_verify_after_the_stream() {
+        let unit = |address, data: Vec<u8>| plan::Unit { address, data };
+        let prog = |address, data: Vec<u8>| plan::Step::Program(plan::ProgramOp { address, data });
+        // A unit with a 0xFF run in the middle programmed around, and one
+        // nothing programs at all.
+        let mut a = vec![1u8; 0x100];
+        a.extend([0xFF; 0x200]);
+        a.extend([2u8; 0x100]);
+        let changed = [unit(0x9000_0000, a.clone()), unit(0x9001_0000, vec![0xFF; 0x40])];
+        let steps = [
+            prog(0x9000_0000, a[..0x100].to_vec()),
+            prog(0x9000_0300, a[0x300..].to_vec()),
+        ];
+        let ff = |n| abi::crc32_update(abi::CRC32_INIT, &vec![0xFF; n]);
+        assert_eq!(
+            unprogrammed(&changed, &steps),
+            vec![
+                (0x9000_0100, 0x200, ff(0x200)),
+                (0x9001_0000, 0x40, ff(0x40))
+            ]
+        );
+        // Everything programmed: nothing left.
+        assert_eq!(unprogrammed(&changed[..1], &[prog(0x9000_0000, a)]), vec![]);
+    }
 
     #[test]
     fn read_through_pieces_never_exceed_the_stub_buffer() {

@@ -115,6 +115,9 @@ pub struct Faults {
     /// At power-on SR2.SRL = 1: status registers refuse every write until
     /// a power cycle (with `protected`, the chip cannot be unprotected).
     pub status_locked: bool,
+    /// A worn cell: bit 1 of the byte at address 0 never programs to 0
+    /// (programs and erases otherwise complete normally).
+    pub worn_bit: bool,
 }
 
 impl Faults {
@@ -672,7 +675,9 @@ impl W25q64jv {
         }
         let mut changed: Option<(usize, usize)> = None;
         if let Some(page) = self.mem.get_mut(base..base + PAGE) {
+            let worn = self.faults.worn_bit && base == 0;
             for (j, (cell, &d)) in page.iter_mut().zip(self.page_buf.iter()).enumerate() {
+                let d = if worn && j == 0 { d | 0x02 } else { d };
                 let new = *cell & d;
                 if new != *cell {
                     *cell = new;

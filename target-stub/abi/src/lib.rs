@@ -468,6 +468,8 @@ pub enum Status {
     BadConfig = 9,
     /// The PLL did not lock, or the system clock did not switch to it.
     ClockFailed = 10,
+    /// A page read back after programming differs from what was sent.
+    VerifyFailed = 11,
 }
 
 impl Status {
@@ -483,6 +485,7 @@ impl Status {
             8 => Self::SpiTimeout,
             9 => Self::BadConfig,
             10 => Self::ClockFailed,
+            11 => Self::VerifyFailed,
             _ => return None,
         })
     }
