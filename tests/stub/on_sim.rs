@@ -790,15 +790,20 @@ fn a_page_that_reads_back_wrong_fails_the_stream_with_verify_failed() {
     // Another page programs and reads back fine, raw and lz.
     assert_eq!(t.program(0x100, &[0u8; 8], 2, 16 + 256), Status::Ok);
     assert_eq!(t.program(0x200, &table(600), 2, 16 + 256), Status::Ok);
-    // Byte 0 keeps bit 1: the read-back of 0x00 is 0x02.
-    let steps = [Step::Program(ProgramOp {
-        address: 0,
-        data: vec![0u8; 8],
-    })];
-    let (st, value) = t.stream(&chunks(&packed(&steps, 16 + 256)), 2, 16 + 256);
-    assert_eq!(st, Status::VerifyFailed);
-    assert_eq!(value, stream::fail_value(stream::OP_PROGRAM, 0));
-    assert_eq!(t.chip_contents(0..2), [0x02, 0x00]);
+    // Byte 0 keeps bit 1: the read-back of 0x00 is 0x02. Raw (the last
+    // page of its chunk, compared from the page buffer), then lz.
+    let mut raw = pattern(3, 64);
+    raw[0] = 0;
+    for (data, op) in [(raw, stream::OP_PROGRAM), (vec![0u8; 64], stream::OP_PROGRAM_LZ)] {
+        let steps = [Step::Program(ProgramOp {
+            address: 0,
+            data: data.clone(),
+        })];
+        let (st, value) = t.stream(&chunks(&packed(&steps, 16 + 256)), 2, 16 + 256);
+        assert_eq!(st, Status::VerifyFailed, "op {op}");
+        assert_eq!(value, stream::fail_value(op, 0));
+        assert_eq!(t.chip_contents(0..1), [0x02]);
+    }
 }
 
 #[test]
