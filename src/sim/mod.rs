@@ -91,7 +91,8 @@ pub enum SimFault {
     Protected,
     /// Status registers locked until power-off (SRL = 1).
     Locked,
-    /// Bit 1 of the chip's first byte never programs to 0 (a worn cell).
+    /// Bit 1 of each byte of the chip's first page never programs to 0
+    /// (worn cells).
     WornBit,
 }
 
