@@ -624,8 +624,21 @@ impl ExtFlash {
             s.raise_clock()?;
             // Skip unchanged: blocks whose on-chip CRC equals the image's
             // already hold it and need neither erase nor program; erased
-            // blocks need programming only.
-            let (unchanged, erased) = unchanged_blocks(s, &units, window, buf_words)?;
+            // blocks need programming only. The first `PROBE` bytes are
+            // read first: when none of them holds the image already, the
+            // rest is not read before the stream (the link would wait for
+            // it); the stub then reads each sector/block before erasing it
+            // and skips the erase of a blank one, while the link sends.
+            let (probe, rest) = probe_units(&units, PROBE);
+            let (mut unchanged, mut erased) = unchanged_blocks(s, &probe, window, buf_words)?;
+            if !unchanged.is_empty() && !rest.is_empty() {
+                let (u, e) = unchanged_blocks(s, &rest, window, buf_words)?;
+                unchanged.extend(u);
+                erased.extend(e);
+                plan::merge_ranges(&mut unchanged);
+                plan::merge_ranges(&mut erased);
+            }
+            let unless_blank = unchanged.is_empty() && !rest.is_empty();
             let changed = plan::without_unchanged(units.clone(), &unchanged);
             let mut plan = plan::plan(&changed, &sizes, page, "external flash")?;
             plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &chip::typical_erase_ms);
@@ -668,6 +681,7 @@ impl ExtFlash {
                 kinds: &kinds,
                 timeouts: &t,
                 compress,
+                unless_blank,
             };
             let packed = stream::pack(&steps, &packing).map_err(ExtFlashError::Stream)?;
             tracing::debug!(
@@ -695,6 +709,10 @@ impl ExtFlash {
                     });
                 }
             });
+            let blank_sectors = match streamed {
+                Ok(n) => u64::from(n),
+                Err(_) => 0,
+            };
             if let Err(err) = streamed {
                 // What the chunks not known complete would have changed:
                 // the stub releases a chunk before its last operation's
@@ -739,7 +757,8 @@ impl ExtFlash {
                     sent: packed.sent_bytes,
                 });
             }
-            Ok((erase_bytes, program_bytes, skipped))
+            let erased = erase_bytes.saturating_sub(blank_sectors * u64::from(abi::CRC_BLOCK));
+            Ok((erased, program_bytes, skipped))
         })?;
         events(FlashEvent::Done {
             flash: EXT,
@@ -981,6 +1000,37 @@ fn unchanged_blocks(
     Ok((unchanged, erased))
 }
 
+/// Bytes of a `load` whose blocks are read before anything else, to tell
+/// a reload (they hold the image: the whole range is read, and unchanged
+/// blocks are skipped) from a load of new data (nothing more is read
+/// first). One 64 KiB block: 12.5 ms of SPI at 42 MHz.
+const PROBE: u32 = 64 * 1024;
+
+/// The `CRC_BLOCK`-aligned units (the only ones [`unchanged_blocks`]
+/// reads) cut after their first `max` bytes: (those, the rest).
+fn probe_units(units: &[plan::Unit], max: u32) -> (Vec<plan::Unit>, Vec<plan::Unit>) {
+    let block = abi::CRC_BLOCK as usize;
+    let mut left = max as usize / block * block;
+    let (mut probe, mut rest) = (Vec::new(), Vec::new());
+    for u in units {
+        if u.address % block as u32 != 0 || u.data.len() % block != 0 {
+            continue;
+        }
+        let n = u.data.len().min(left);
+        let (a, b) = u.data.split_at(n);
+        for (at, data, out) in [(0, a, &mut probe), (n, b, &mut rest)] {
+            if !data.is_empty() {
+                out.push(plan::Unit {
+                    address: u.address + at as u32,
+                    data: data.to_vec(),
+                });
+            }
+        }
+        left -= n;
+    }
+    (probe, rest)
+}
+
 /// The parts of `changed` (window addresses) that no program in `steps`
 /// writes, each with the CRC its image bytes give: (address, len, CRC).
 fn unprogrammed(changed: &[plan::Unit], steps: &[plan::Step]) -> Vec<(u32, u32, u32)> {
@@ -1078,6 +1128,24 @@ mod tests {
         );
         // Everything programmed: nothing left.
         assert_eq!(unprogrammed(&changed[..1], &[prog(0x9000_0000, a)]), vec![]);
+    }
+
+    #[test]
+    fn the_probe_takes_the_first_aligned_blocks_only() {
+        let unit = |address, n| plan::Unit {
+            address,
+            data: vec![7; n],
+        };
+        let units = [unit(0x9000_0003, 0x1000), unit(0x9001_0000, 0x3000), unit(0x9002_0000, 0x2000)];
+        let spans = |v: &[plan::Unit]| -> Vec<(u32, usize)> {
+            v.iter().map(|u| (u.address, u.data.len())).collect()
+        };
+        let (p, rest) = probe_units(&units, 0x4000);
+        assert_eq!(spans(&p), [(0x9001_0000, 0x3000), (0x9002_0000, 0x1000)]);
+        assert_eq!(spans(&rest), [(0x9002_1000, 0x1000)], "half of the last unit");
+        let (p, rest) = probe_units(&units, 0x5000);
+        assert_eq!(p.len(), 2);
+        assert!(rest.is_empty(), "everything a scan would read");
     }
 
     #[test]

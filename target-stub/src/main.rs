@@ -1063,6 +1063,7 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
     let mut back = core::mem::MaybeUninit::<[u32; lz::PAGE / 4]>::uninit();
     let check = back.as_mut_ptr() as *mut u8;
     let rp = unsafe { addr_of_mut!((*hdr).rp) };
+    let mut skipped = 0u32;
     for k in 0..count {
         let base = start + (k % n) * slot;
         let used = wait_chunk(bus, hdr, base + slot - 4, k)? & stream::LEN_MASK;
@@ -1086,7 +1087,15 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
             let rel = (off >= used).then_some((rp, k + 1));
             bus.value.set(stream::fail_value(op, addr));
             match op {
-                stream::OP_ERASE if len == 0 => erase(bus, addr, arg, rel)?,
+                stream::OP_ERASE if len == 0 => {
+                    let kind = arg & !stream::ERASE_UNLESS_BLANK;
+                    if arg != kind && blank(bus, addr, kind, check)? {
+                        skipped += EraseKind::from_u32(kind).map_or(0, |k| k.size() / CRC_BLOCK);
+                        release(rel);
+                    } else {
+                        erase(bus, addr, kind, rel)?
+                    }
+                }
                 stream::OP_PROGRAM if len == arg => program_raw(bus, addr, payload, len, rel, page, check)?,
                 // Blocks for no pages, or pages from no blocks: malformed.
                 stream::OP_PROGRAM_LZ if (arg == 0) == (len == 0) => {
@@ -1098,8 +1107,38 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
         // An empty chunk, or a record that released nothing (no bytes).
         release(Some((rp, k + 1)));
     }
-    bus.value.set(0);
+    bus.value.set(skipped);
     Ok(())
+}
+
+/// Whether the sector/block of `kind` at `addr` reads all 0xFF (0Bh in
+/// pieces of a page into `buf`, stopping at the first other byte). A kind
+/// or address `erase` rejects reads as not blank, for `erase` to report.
+#[inline(never)]
+fn blank(bus: &Bus, addr: u32, kind: u32, buf: *mut u8) -> Res<bool> {
+    let size = match EraseKind::from_u32(kind) {
+        Some(EraseKind::Chip) | None => return Ok(false),
+        Some(k) => k.size(),
+    };
+    if addr >= ADDR_LIMIT || addr & (size - 1) != 0 {
+        return Ok(false);
+    }
+    bus.ready()?;
+    bus.command_addr(Op::FastRead, addr);
+    bus.xfer(0);
+    let mut left = size;
+    let mut and = !0u32;
+    while left != 0 && and == !0 && !bus.dead.get() {
+        bus.rx_start(buf, PAGE);
+        bus.rx_wait();
+        for i in 0..(PAGE / 4) as usize {
+            // SAFETY: the page the DMA just filled (4-byte aligned).
+            and &= unsafe { (buf as *const u32).add(i).read_volatile() };
+        }
+        left -= PAGE;
+    }
+    bus.deselect();
+    Ok(and == !0)
 }
 
 // ---------------------------------------------------------------------------
@@ -1227,7 +1266,8 @@ pub extern "C" fn stub_erase(cfg: &Config, addr: u32, kind: u32) -> u32 {
 ///   record, or an `lz` block that does not decode to its page), `NoChip`,
 ///   `WelNotSet`, `Protected`, `BusyTimeout`, `VerifyFailed` (a page read
 ///   back differs from what was programmed), `Aborted` (`Slots::abort`
-///   set), `SpiTimeout`); r1 = 0, or on failure the record's
+///   set), `SpiTimeout`); r1 = the 4 KiB sectors whose erase was skipped
+///   as blank, or on failure the record's
 ///   `stream::fail_value` (op and chip address; for `VerifyFailed` the
 ///   page's address). `Slots::rp` tells the chunks consumed.
 /// - clobbered: r1-r3, r12, lr, flags.
@@ -1237,7 +1277,8 @@ pub extern "C" fn stub_erase(cfg: &Config, addr: u32, kind: u32) -> u32 {
 /// with `page_program_ms`, a refusal is `Protected`, then the page read
 /// back with 0Bh and compared with what was sent); PROGRAM_LZ the same
 /// from each page's decoded block. `Ok` therefore means every page holds
-/// its bytes. A chunk is released (`rp`) before its last operation's busy
+/// its bytes. An ERASE with `ERASE_UNLESS_BLANK` is skipped when the
+/// sector/block reads all 0xFF (r1 = the 4 KiB sectors so skipped). A chunk is released (`rp`) before its last operation's busy
 /// wait, so the host refills during it (a raw chunk's last page is copied
 /// into the page buffer first, for its read-back).
 ///

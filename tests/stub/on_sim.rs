@@ -143,6 +143,11 @@ fn board_config() -> Config {
 
 /// `steps` packed as the host does, for slots of `slot` bytes.
 fn packed(steps: &[Step], slot: u32) -> Stream {
+    packed_with(steps, slot, false)
+}
+
+/// [`packed`], erases carrying `ERASE_UNLESS_BLANK` or not.
+fn packed_with(steps: &[Step], slot: u32, unless_blank: bool) -> Stream {
     let how = Packing {
         capacity: slot - 4,
         page: 256,
@@ -153,6 +158,7 @@ fn packed(steps: &[Step], slot: u32) -> Stream {
         ],
         timeouts: &Timeouts::W25Q64JV,
         compress: true,
+        unless_blank,
     };
     pack(steps, &how).unwrap()
 }
@@ -804,6 +810,32 @@ fn a_page_that_reads_back_wrong_fails_the_stream_with_verify_failed() {
         assert_eq!(value, stream::fail_value(op, 0));
         assert_eq!(t.chip_contents(0..1), [0x02]);
     }
+}
+
+#[test]
+fn erase_unless_blank_reads_first_and_skips_only_blank_sectors() {
+    let mut t = Target::new(Faults::default());
+    // Sector 0x1000 blank, sector 0x2000 with one 0x00 byte at its end.
+    t.board.lock().mcu().chip.load(0x2FFF, &[0x00]);
+    let erases = |addr| {
+        Step::Erase(
+            EraseOp {
+                address: addr,
+                size: 0x1000,
+            },
+            None,
+        )
+    };
+    let steps = [erases(0x1000), erases(0x2000)];
+    let before = t.board.lock().mcu().chip.counters.bytes_erased;
+    let (st, value) = t.stream(&chunks(&packed_with(&steps, 16 + 256, true)), 2, 16 + 256);
+    assert_eq!((st, value), (Status::Ok, 1), "one 4 KiB sector skipped");
+    assert_eq!(t.board.lock().mcu().chip.counters.bytes_erased - before, 0x1000);
+    assert_eq!(t.chip_contents(0x2FFF..0x3000), [0xFF]);
+    // Without the flag both are erased, and nothing is reported skipped.
+    let (st, value) = t.stream(&chunks(&packed_with(&steps, 16 + 256, false)), 2, 16 + 256);
+    assert_eq!((st, value), (Status::Ok, 0));
+    assert_eq!(t.board.lock().mcu().chip.counters.bytes_erased - before, 0x3000);
 }
 
 #[test]
