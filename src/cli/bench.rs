@@ -1118,7 +1118,10 @@ mod tests {
         // read first, is read whole before its erase is skipped.
         let f = floor_ps(0, &blank, &new, (BLOCK64, spi), ahead, &link);
         let block = 256 * (T_PP_PS + back);
-        assert_eq!(f, spi_read_ps(BLOCK64 as u64, spi) + 2 * block + spi_read_ps(BLOCK64 as u64, spi));
+        assert_eq!(
+            f,
+            spi_read_ps(BLOCK64 as u64, spi) + 2 * block + spi_read_ps(BLOCK64 as u64, spi)
+        );
         // Nothing changes: only the read.
         assert_eq!(floor_ps(0, &new, &new, (whole, spi), ahead, &slow), read);
         // Never below the chip's own time or the link's for all the data.

@@ -1049,10 +1049,17 @@ fn unprogrammed(changed: &[plan::Unit], steps: &[plan::Step]) -> Vec<(u32, u32, 
         let mut gap = |r: Range<u32>| {
             let from = (r.start - u.address) as usize;
             let bytes = &u.data[from..from + r.len()];
-            out.push((r.start, r.len() as u32, abi::crc32_update(abi::CRC32_INIT, bytes)));
+            out.push((
+                r.start,
+                r.len() as u32,
+                abi::crc32_update(abi::CRC32_INIT, bytes),
+            ));
         };
         let mut at = u.address;
-        for p in programmed.iter().filter(|p| p.end > u.address && p.start < end) {
+        for p in programmed
+            .iter()
+            .filter(|p| p.end > u.address && p.start < end)
+        {
             if p.start > at {
                 gap(at..p.start);
             }
@@ -1113,7 +1120,10 @@ mod tests {
         let mut a = vec![1u8; 0x100];
         a.extend([0xFF; 0x200]);
         a.extend([2u8; 0x100]);
-        let changed = [unit(0x9000_0000, a.clone()), unit(0x9001_0000, vec![0xFF; 0x40])];
+        let changed = [
+            unit(0x9000_0000, a.clone()),
+            unit(0x9001_0000, vec![0xFF; 0x40]),
+        ];
         let steps = [
             prog(0x9000_0000, a[..0x100].to_vec()),
             prog(0x9000_0300, a[0x300..].to_vec()),
@@ -1136,13 +1146,21 @@ mod tests {
             address,
             data: vec![7; n],
         };
-        let units = [unit(0x9000_0003, 0x1000), unit(0x9001_0000, 0x3000), unit(0x9002_0000, 0x2000)];
+        let units = [
+            unit(0x9000_0003, 0x1000),
+            unit(0x9001_0000, 0x3000),
+            unit(0x9002_0000, 0x2000),
+        ];
         let spans = |v: &[plan::Unit]| -> Vec<(u32, usize)> {
             v.iter().map(|u| (u.address, u.data.len())).collect()
         };
         let (p, rest) = probe_units(&units, 0x4000);
         assert_eq!(spans(&p), [(0x9001_0000, 0x3000), (0x9002_0000, 0x1000)]);
-        assert_eq!(spans(&rest), [(0x9002_1000, 0x1000)], "half of the last unit");
+        assert_eq!(
+            spans(&rest),
+            [(0x9002_1000, 0x1000)],
+            "half of the last unit"
+        );
         let (p, rest) = probe_units(&units, 0x5000);
         assert_eq!(p.len(), 2);
         assert!(rest.is_empty(), "everything a scan would read");

@@ -78,7 +78,11 @@ fn gdb_stuck_busy_chip_fails_the_load_within_the_erase_maximum() {
     let out = gdb_batch(
         &s.addr,
         FIRMWARE_ASSETS,
-        &["monitor reset halt", "load", "compare-sections .extflash.font"],
+        &[
+            "monitor reset halt",
+            "load",
+            "compare-sections .extflash.font",
+        ],
         GdbLimits::STUB_RUNS,
     );
     let took = t.elapsed();
@@ -102,7 +106,11 @@ fn gdb_load_over_worn_cells_fails_with_the_page_that_read_back_wrong() {
     let out = gdb_batch(
         &s.addr,
         FIRMWARE_ASSETS,
-        &["monitor reset halt", "load", "compare-sections .extflash.font"],
+        &[
+            "monitor reset halt",
+            "load",
+            "compare-sections .extflash.font",
+        ],
         GdbLimits::STUB_RUNS,
     );
     assert!(

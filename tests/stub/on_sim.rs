@@ -800,7 +800,10 @@ fn a_page_that_reads_back_wrong_fails_the_stream_with_verify_failed() {
     // page of its chunk, compared from the page buffer), then lz.
     let mut raw = pattern(3, 64);
     raw[0] = 0;
-    for (data, op) in [(raw, stream::OP_PROGRAM), (vec![0u8; 64], stream::OP_PROGRAM_LZ)] {
+    for (data, op) in [
+        (raw, stream::OP_PROGRAM),
+        (vec![0u8; 64], stream::OP_PROGRAM_LZ),
+    ] {
         let steps = [Step::Program(ProgramOp {
             address: 0,
             data: data.clone(),
@@ -827,15 +830,21 @@ fn erase_unless_blank_reads_first_and_skips_only_blank_sectors() {
         )
     };
     let steps = [erases(0x1000), erases(0x2000)];
-    let before = t.board.lock().mcu().chip.counters.bytes_erased;
+    let before = t.board.lock().mcu().chip.counters().bytes_erased;
     let (st, value) = t.stream(&chunks(&packed_with(&steps, 16 + 256, true)), 2, 16 + 256);
     assert_eq!((st, value), (Status::Ok, 1), "one 4 KiB sector skipped");
-    assert_eq!(t.board.lock().mcu().chip.counters.bytes_erased - before, 0x1000);
+    assert_eq!(
+        t.board.lock().mcu().chip.counters().bytes_erased - before,
+        0x1000
+    );
     assert_eq!(t.chip_contents(0x2FFF..0x3000), [0xFF]);
     // Without the flag both are erased, and nothing is reported skipped.
     let (st, value) = t.stream(&chunks(&packed_with(&steps, 16 + 256, false)), 2, 16 + 256);
     assert_eq!((st, value), (Status::Ok, 0));
-    assert_eq!(t.board.lock().mcu().chip.counters.bytes_erased - before, 0x3000);
+    assert_eq!(
+        t.board.lock().mcu().chip.counters().bytes_erased - before,
+        0x3000
+    );
 }
 
 #[test]
