@@ -696,6 +696,9 @@ impl ExtFlash {
                 next = k + 1;
                 for d in &packed.chunks[k].done {
                     events(match *d {
+                        // Whether the stub skipped an erase as blank is
+                        // known only at the end (`Done::erased`).
+                        stream::Done::Erase { .. } if unless_blank => continue,
                         stream::Done::Erase { addr, size } => FlashEvent::Erasing {
                             flash: EXT,
                             address: addr + window,
