@@ -391,8 +391,15 @@ fn run_once(args: &BenchArgs, target: &TargetArgs) -> anyhow::Result<Report> {
                 .map(|(_, s)| s);
             let scale = sent.map_or(1.0, |s| s as f64 / send as f64);
             let link = |b: u64| link_transfer(p, swd, (b as f64 * scale) as u64, true).0;
-            let read = spi_read_ps(size.into(), spi_hz);
-            Some(floor_ps(offset, held, data, read, ahead?, &link))
+            // The whole range is read first only when its first 64 KiB
+            // hold the image already (extflash::commit's probe).
+            let probe = BLOCK64.min(held.len());
+            let first = if held[..probe] == data[..probe] {
+                held.len()
+            } else {
+                probe
+            };
+            Some(floor_ps(offset, held, data, (first, spi_hz), ahead?, &link))
         };
         timed(session, name, size.into(), limits, &floor, &mut |s| {
             s.load(&plan)
@@ -531,24 +538,32 @@ pub fn slot_bytes(ext: &extflash_gdb::board::ExtFlashWiring) -> Option<u64> {
 }
 
 /// The least this design can take to turn `old` into `new` (`offset`
-/// bytes into the chip), `read_ps` being one SPI read of the range:
-/// - the range is read first (the block CRCs that find unchanged and
-///   erased blocks; the chip cannot be read while it erases or programs,
-///   and the link has nothing to send before the plan);
+/// bytes into the chip), the SPI reading at `spi_hz`:
+/// - the first `first` bytes are read first (the block CRCs that find
+///   unchanged and erased blocks: 64 KiB, or the whole range when those
+///   hold the image already; the chip cannot be read while it erases or
+///   programs, and the link has nothing to send before the plan);
+/// - a block past them that needs no erase is blank: the stub reads it
+///   whole before skipping its erase (`ERASE_UNLESS_BLANK`);
 /// - per 64 KiB block, its erase if it needs one, then the larger of
 ///   programming its pages and the link time (`link(bytes)`) of its data
 ///   beyond the `ahead` bytes the slots took while it erased; a block
 ///   without an erase, the larger of programming and sending;
+/// - each programmed page is read back once its program ends
+///   (`page_back_ps`: the stub's verification; the chip cannot be read
+///   while it programs), so that reading adds to the chip's share;
 /// - never less than the link time of all the data.
 pub fn floor_ps(
     offset: usize,
     old: &[u8],
     new: &[u8],
-    read_ps: u64,
+    (first, spi_hz): (usize, u64),
     ahead: u64,
     link: &dyn Fn(u64) -> u64,
 ) -> u64 {
     let len = old.len().min(new.len());
+    let read_ps = spi_read_ps(first.min(len) as u64, spi_hz);
+    let page_back_ps = spi_read_ps(PAGE as u64, spi_hz);
     let pages = |d: &[u8]| {
         d.chunks(PAGE)
             .filter(|p| p.iter().any(|&b| b != 0xFF))
@@ -566,11 +581,18 @@ pub fn floor_ps(
             .filter(|(a, b)| a != b)
             .count() as u64;
         blocks += if chip <= changed * T_PP_PS {
-            chip.max(if send > 0 { link(send) } else { 0 })
+            let back = chip / T_PP_PS * page_back_ps;
+            let blank = if at >= first && send > 0 {
+                spi_read_ps((end - at) as u64, spi_hz)
+            } else {
+                0
+            };
+            (chip + back + blank).max(if send > 0 { link(send) } else { 0 })
         } else {
             let program = pages(n) * T_PP_PS;
             let late = send.saturating_sub(ahead);
-            chip.saturating_sub(program) + program.max(if late > 0 { link(late) } else { 0 })
+            let busy = program + pages(n) * page_back_ps;
+            chip.saturating_sub(program) + busy.max(if late > 0 { link(late) } else { 0 })
         };
         sent += send;
         at = end;
@@ -744,28 +766,43 @@ mod tests {
 
     #[test]
     fn floor_adds_the_first_read_and_the_link_beyond_the_slots_during_erases() {
-        // 1 ms a KiB over the link, no fixed cost.
+        // 1 ms a KiB over the link, no fixed cost; SPI at 42 MHz.
         let link = |b: u64| b * MS / 1024;
-        let (read, ahead) = (7 * MS, 16 * 1024);
+        let (spi, ahead) = (42_000_000, 16 * 1024);
+        let whole = 2 * BLOCK64;
+        let read = spi_read_ps(whole as u64, spi);
+        let back = spi_read_ps(PAGE as u64, spi);
         let old = random_image(2 * BLOCK64, 1);
         let new = random_image(2 * BLOCK64, 2);
-        // Every block erased (150 ms), then 256 pages (102.4 ms) against
-        // the 48 KiB the slots did not take during the erase (48 ms).
-        let f = floor_ps(0, &old, &new, read, ahead, &link);
-        assert_eq!(f, read + 2 * (150 * MS + 256 * T_PP_PS));
+        // Every block erased (150 ms), then 256 pages (102.4 ms), each read
+        // back, against the 48 KiB the slots did not take during the erase
+        // (48 ms).
+        let f = floor_ps(0, &old, &new, (whole, spi), ahead, &link);
+        assert_eq!(f, read + 2 * (150 * MS + 256 * (T_PP_PS + back)));
+        // Only the first block read first: less of the read.
+        let f64k = floor_ps(0, &old, &new, (BLOCK64, spi), ahead, &link);
+        assert_eq!(f - f64k, read - spi_read_ps(BLOCK64 as u64, spi));
         // A slow link: 4 ms a KiB, 192 ms for the late 48 KiB.
         let slow = |b: u64| 4 * b * MS / 1024;
-        let f = floor_ps(0, &old, &new, read, ahead, &slow);
+        let f = floor_ps(0, &old, &new, (whole, spi), ahead, &slow);
         assert_eq!(f, read + 2 * (150 * MS + 192 * MS));
         // Onto an erased chip: no erase, the link alone (4 ms a KiB).
         let blank = vec![0xFF; 2 * BLOCK64];
-        let f = floor_ps(0, &blank, &new, read, ahead, &slow);
+        let f = floor_ps(0, &blank, &new, (whole, spi), ahead, &slow);
         assert_eq!(f, read + 512 * MS);
+        // With the fast link the chip decides, and the second block, not
+        // read first, is read whole before its erase is skipped.
+        let f = floor_ps(0, &blank, &new, (BLOCK64, spi), ahead, &link);
+        let block = 256 * (T_PP_PS + back);
+        assert_eq!(
+            f,
+            spi_read_ps(BLOCK64 as u64, spi) + 2 * block + spi_read_ps(BLOCK64 as u64, spi)
+        );
         // Nothing changes: only the read.
-        assert_eq!(floor_ps(0, &new, &new, read, ahead, &slow), read);
+        assert_eq!(floor_ps(0, &new, &new, (whole, spi), ahead, &slow), read);
         // Never below the chip's own time or the link's for all the data.
         for (o, n) in [(&old, &new), (&blank, &new)] {
-            let f = floor_ps(0, o, n, 0, ahead, &slow);
+            let f = floor_ps(0, o, n, (0, spi), ahead, &slow);
             assert!(f >= chip_busy_ps(0, o, n) && f >= slow(bytes_to_send(o, n)));
         }
     }

@@ -32,7 +32,7 @@ pub struct BitbangArgs {
     #[arg(long)]
     pub sim_no_fast_forward: bool,
     /// Faults of the virtual board, comma-separated: stuck-busy,
-    /// wel-never-set, no-chip, protected, locked.
+    /// wel-never-set, no-chip, protected, locked, worn-bit.
     #[arg(long, value_name = "LIST", value_parser = SimFault::parse_list)]
     pub sim_fault: Option<Faults>,
 }

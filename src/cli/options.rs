@@ -39,7 +39,7 @@ pub struct TargetArgs {
     #[arg(long, requires = "sim")]
     pub sim_strict: bool,
     /// Faults of the virtual board, comma-separated: stuck-busy,
-    /// wel-never-set, no-chip, protected, locked.
+    /// wel-never-set, no-chip, protected, locked, worn-bit.
     #[arg(long, value_name = "LIST", value_parser = extflash_gdb::sim::SimFault::parse_list, requires = "sim")]
     pub sim_fault: Option<extflash_gdb::sim::Faults>,
     /// How the virtual board is actually wired (a board file) [default: the

@@ -147,6 +147,11 @@ pub enum StubStatusError {
     BadConfig,
     #[error("the PLL did not lock (RCC_CR.PLLRDY) or SYSCLK did not switch to it")]
     ClockFailed,
+    #[error(
+        "the page read back after programming differs from what was sent: the range does \
+         not hold the image (a worn or failing chip?)"
+    )]
+    VerifyFailed,
     #[error("the stub returned an unknown status {code:#x}")]
     Unknown { code: u32 },
 }
@@ -165,6 +170,7 @@ impl StubStatusError {
             Some(Status::SpiTimeout) => StubStatusError::SpiTimeout,
             Some(Status::BadConfig) => StubStatusError::BadConfig,
             Some(Status::ClockFailed) => StubStatusError::ClockFailed,
+            Some(Status::VerifyFailed) => StubStatusError::VerifyFailed,
             None => StubStatusError::Unknown { code },
         })
     }

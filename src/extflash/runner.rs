@@ -408,18 +408,19 @@ impl StubSession<'_, '_> {
     /// one memory call, and several chunks per poll when the stub is
     /// ahead, so the link keeps sending while the chip erases.
     /// `consumed(k)` reports each chunk the stub is done with. A failing
-    /// record is reported with its operation and chip address.
+    /// record is reported with its operation and chip address. Returns the
+    /// 4 KiB sectors whose `ERASE_UNLESS_BLANK` erase the stub skipped.
     pub fn stream(
         &mut self,
         stream: &Stream,
         consumed: &mut dyn FnMut(usize),
-    ) -> Result<(), ExtFlashError> {
+    ) -> Result<u32, ExtFlashError> {
         let l = self.res.layout;
         let (count, slot) = l.stream_slots();
         let chunks = &stream.chunks;
         let n = chunks.len();
         if n == 0 {
-            return Ok(());
+            return Ok(0);
         }
         if let Some(c) = chunks.iter().find(|c| c.bytes.len() as u32 > slot - 4) {
             return Err(ExtFlashError::Stream(PackError::ChunkTooLarge {
@@ -563,6 +564,6 @@ impl StubSession<'_, '_> {
             source,
         })?;
         (done..n).for_each(consumed);
-        Ok(())
+        Ok(value)
     }
 }

@@ -96,6 +96,9 @@ pub struct Packing<'a> {
     pub timeouts: &'a Timeouts,
     /// Whether `PROGRAM_LZ` records may be used.
     pub compress: bool,
+    /// Whether erases carry `ERASE_UNLESS_BLANK` (the stub skips a blank
+    /// sector/block; for ranges the host did not read first).
+    pub unless_blank: bool,
 }
 
 /// Packs `steps` (chip addresses) into chunks of records.
@@ -129,10 +132,15 @@ pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
                 .ok_or(PackError::NoEraseKind { size: e.size })?;
             p.close_record();
             p.room(HEADER as usize);
+            let flag = if how.unless_blank {
+                abi::ERASE_UNLESS_BLANK
+            } else {
+                0
+            };
             p.cur.bytes.extend(words(&[
                 abi::head(abi::OP_ERASE, 0),
                 e.address,
-                kind as u32,
+                kind as u32 | flag,
             ]));
             p.cur.done.push(Done::Erase {
                 addr: e.address,
@@ -295,6 +303,7 @@ mod tests {
             kinds: &KINDS,
             timeouts: &Timeouts::W25Q64JV,
             compress,
+            unless_blank: false,
         };
         pack(steps, &how)
     }

@@ -91,15 +91,19 @@ pub enum SimFault {
     Protected,
     /// Status registers locked until power-off (SRL = 1).
     Locked,
+    /// Bit 1 of each byte of the chip's first page never programs to 0
+    /// (worn cells).
+    WornBit,
 }
 
 impl SimFault {
-    pub const ALL: [SimFault; 5] = [
+    pub const ALL: [SimFault; 6] = [
         Self::StuckBusy,
         Self::WelNeverSet,
         Self::NoChip,
         Self::Protected,
         Self::Locked,
+        Self::WornBit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,6 +113,7 @@ impl SimFault {
             Self::NoChip => "no-chip",
             Self::Protected => "protected",
             Self::Locked => "locked",
+            Self::WornBit => "worn-bit",
         }
     }
 
@@ -120,6 +125,7 @@ impl SimFault {
             Self::NoChip => faults.absent = true,
             Self::Protected => faults.protected = true,
             Self::Locked => faults.status_locked = true,
+            Self::WornBit => faults.worn_bit = true,
         }
     }
 
@@ -148,7 +154,7 @@ impl std::str::FromStr for SimFault {
 /// `--sim-fault` named no known fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown virtual-board fault `{name}` (expected stuck-busy, wel-never-set, no-chip, protected or locked)"
+    "unknown virtual-board fault `{name}` (expected stuck-busy, wel-never-set, no-chip, protected, locked or worn-bit)"
 )]
 pub struct UnknownFault {
     pub name: String,

@@ -115,6 +115,10 @@ pub struct Faults {
     /// At power-on SR2.SRL = 1: status registers refuse every write until
     /// a power cycle (with `protected`, the chip cannot be unprotected).
     pub status_locked: bool,
+    /// Worn cells: bit 1 of each byte of the first page (0x000-0x0FF)
+    /// never programs to 0 (programs and erases otherwise complete
+    /// normally, BUSY and WEL as usual).
+    pub worn_bit: bool,
 }
 
 impl Faults {
@@ -672,7 +676,9 @@ impl W25q64jv {
         }
         let mut changed: Option<(usize, usize)> = None;
         if let Some(page) = self.mem.get_mut(base..base + PAGE) {
+            let worn = self.faults.worn_bit && base == 0;
             for (j, (cell, &d)) in page.iter_mut().zip(self.page_buf.iter()).enumerate() {
+                let d = if worn { d | 0x02 } else { d };
                 let new = *cell & d;
                 if new != *cell {
                     *cell = new;

@@ -151,7 +151,8 @@ fn write(addr: u32, len: u32, src: u32) -> bool {
     let Some(off) = offset(b, addr, len) else { return false };
     run(&b.config, |bus| {
         bus.ready()?;
-        program_raw(bus, off, src, len, None)
+        // The host's verify reads back (no scratch page here).
+        program_raw(bus, off, src, len, None, core::ptr::null_mut(), core::ptr::null_mut())
     }) == 0
 }
 

@@ -894,30 +894,85 @@ fn erase(bus: &Bus, addr: u32, kind: u32, rel: Release) -> Res<()> {
 }
 
 /// One page program of `n` bytes (within one page) from `src` at `addr`,
-/// releasing `rel` before the busy wait.
+/// releasing `rel` before the busy wait; then the page is read back into
+/// `check` and compared with `src` (`VerifyFailed`; a null `check` skips
+/// this). `src` must stay unchanged until then: the slot of a released
+/// chunk may not.
 #[inline(never)]
-fn page_program(bus: &Bus, addr: u32, src: *const u8, n: u32, rel: Release) -> Res<()> {
+fn page_program(bus: &Bus, addr: u32, src: *const u8, n: u32, rel: Release, check: *mut u8) -> Res<()> {
     bus.write_enable()?;
     bus.command_addr(Op::PageProgram, addr);
     bus.tx(src, n);
     bus.deselect();
     release(rel);
-    bus.wait_done(bus.cfg.timeouts.page_program_ms)
+    bus.wait_done(bus.cfg.timeouts.page_program_ms)?;
+    if check.is_null() {
+        return Ok(());
+    }
+    // The chip is idle (BUSY = 0): read the page straight back with 0Bh.
+    bus.command_addr(Op::FastRead, addr);
+    bus.xfer(0);
+    bus.rx_start(check, n);
+    bus.rx_wait();
+    bus.deselect();
+    if same(src, check, n) {
+        return Ok(());
+    }
+    // The record's op with this page's address.
+    bus.value.set(bus.value.get() & !0xFF_FFFF | addr & 0xFF_FFFF);
+    Err(fail(Status::VerifyFailed))
+}
+
+/// Whether `n` bytes at `a` and `b` are equal (word by word where both
+/// are aligned).
+#[inline(never)]
+fn same(a: *const u8, b: *const u8, n: u32) -> bool {
+    let mut i = 0usize;
+    let n = n as usize;
+    // SAFETY: both ranges are RAM of n bytes (the caller's page and slot).
+    unsafe {
+        if (a as usize | b as usize) & 3 == 0 {
+            while i + 4 <= n {
+                if (a.add(i) as *const u32).read_volatile() != (b.add(i) as *const u32).read_volatile() {
+                    return false;
+                }
+                i += 4;
+            }
+        }
+        while i < n {
+            if a.add(i).read_volatile() != b.add(i).read_volatile() {
+                return false;
+            }
+            i += 1;
+        }
+    }
+    true
 }
 
 /// `n` bytes at `addr` from `src`, page by page (DMA straight from the
-/// slot); `rel` goes with the last page.
-fn program_raw(bus: &Bus, addr: u32, src: u32, n: u32, rel: Release) -> Res<()> {
+/// slot); `rel` goes with the last page, which is first copied into the
+/// page buffer so that its read-back has the bytes to compare with.
+fn program_raw(bus: &Bus, addr: u32, src: u32, n: u32, rel: Release, page: *mut [u8; lz::PAGE], check: *mut u8) -> Res<()> {
     if addr > ADDR_LIMIT || n > ADDR_LIMIT - addr {
         return Err(fail(Status::BadArgument));
     }
+    let buf = page as *mut u8;
     let mut off = 0;
     while off < n {
         let at = addr + off;
         let m = (PAGE - (at & (PAGE - 1))).min(n - off);
         off += m;
+        let mut from = (src + off - m) as *const u8;
         let r = if off == n { rel } else { None };
-        page_program(bus, at, (src + off - m) as *const u8, m, r)?;
+        if r.is_some() && !check.is_null() {
+            // Byte by byte (volatile: no memcpy in the stub).
+            for i in 0..m as usize {
+                // SAFETY: the slot's m bytes and the page buffer (entry contract).
+                unsafe { buf.add(i).write_volatile(from.add(i).read_volatile()) };
+            }
+            from = buf;
+        }
+        page_program(bus, at, from, m, r, check)?;
     }
     Ok(())
 }
@@ -926,7 +981,17 @@ fn program_raw(bus: &Bus, addr: u32, src: u32, n: u32, rel: Release) -> Res<()> 
 /// is decoded into `page` and checked to lie within the payload before
 /// anything is programmed from it; `rel` goes once the last block is
 /// decoded (the slot is then no longer needed).
-fn program_lz(bus: &Bus, addr: u32, src: u32, len: u32, n: u32, page: *mut [u8; lz::PAGE], rel: Release) -> Res<()> {
+#[allow(clippy::too_many_arguments)]
+fn program_lz(
+    bus: &Bus,
+    addr: u32,
+    src: u32,
+    len: u32,
+    n: u32,
+    page: *mut [u8; lz::PAGE],
+    rel: Release,
+    check: *mut u8,
+) -> Res<()> {
     if addr > ADDR_LIMIT || n > ADDR_LIMIT - addr {
         return Err(fail(Status::BadArgument));
     }
@@ -953,7 +1018,7 @@ fn program_lz(bus: &Bus, addr: u32, src: u32, len: u32, n: u32, page: *mut [u8; 
             return Err(fail(Status::BadArgument));
         }
         let r = if off == n { rel } else { None };
-        page_program(bus, at, out.as_ptr(), m, r)?;
+        page_program(bus, at, out.as_ptr(), m, r, check)?;
     }
     Ok(())
 }
@@ -993,7 +1058,12 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
         return Err(fail(Status::BadArgument));
     }
     bus.ready()?;
+    // Each programmed page is read back here (on the stub's stack, which
+    // the DMA reaches like the work area it lies in).
+    let mut back = core::mem::MaybeUninit::<[u32; lz::PAGE / 4]>::uninit();
+    let check = back.as_mut_ptr() as *mut u8;
     let rp = unsafe { addr_of_mut!((*hdr).rp) };
+    let mut skipped = 0u32;
     for k in 0..count {
         let base = start + (k % n) * slot;
         let used = wait_chunk(bus, hdr, base + slot - 4, k)? & stream::LEN_MASK;
@@ -1017,11 +1087,19 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
             let rel = (off >= used).then_some((rp, k + 1));
             bus.value.set(stream::fail_value(op, addr));
             match op {
-                stream::OP_ERASE if len == 0 => erase(bus, addr, arg, rel)?,
-                stream::OP_PROGRAM if len == arg => program_raw(bus, addr, payload, len, rel)?,
+                stream::OP_ERASE if len == 0 => {
+                    let kind = arg & !stream::ERASE_UNLESS_BLANK;
+                    if arg != kind && blank(bus, addr, kind, check)? {
+                        skipped += EraseKind::from_u32(kind).map_or(0, |k| k.size() / CRC_BLOCK);
+                        release(rel);
+                    } else {
+                        erase(bus, addr, kind, rel)?
+                    }
+                }
+                stream::OP_PROGRAM if len == arg => program_raw(bus, addr, payload, len, rel, page, check)?,
                 // Blocks for no pages, or pages from no blocks: malformed.
                 stream::OP_PROGRAM_LZ if (arg == 0) == (len == 0) => {
-                    program_lz(bus, addr, payload, len, arg, page, rel)?
+                    program_lz(bus, addr, payload, len, arg, page, rel, check)?
                 }
                 _ => return Err(fail(Status::BadArgument)),
             }
@@ -1029,8 +1107,38 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
         // An empty chunk, or a record that released nothing (no bytes).
         release(Some((rp, k + 1)));
     }
-    bus.value.set(0);
+    bus.value.set(skipped);
     Ok(())
+}
+
+/// Whether the sector/block of `kind` at `addr` reads all 0xFF (0Bh in
+/// pieces of a page into `buf`, stopping at the first other byte). A kind
+/// or address `erase` rejects reads as not blank, for `erase` to report.
+#[inline(never)]
+fn blank(bus: &Bus, addr: u32, kind: u32, buf: *mut u8) -> Res<bool> {
+    let size = match EraseKind::from_u32(kind) {
+        Some(EraseKind::Chip) | None => return Ok(false),
+        Some(k) => k.size(),
+    };
+    if addr >= ADDR_LIMIT || addr & (size - 1) != 0 {
+        return Ok(false);
+    }
+    bus.ready()?;
+    bus.command_addr(Op::FastRead, addr);
+    bus.xfer(0);
+    let mut left = size;
+    let mut and = !0u32;
+    while left != 0 && and == !0 && !bus.dead.get() {
+        bus.rx_start(buf, PAGE);
+        bus.rx_wait();
+        for i in 0..(PAGE / 4) as usize {
+            // SAFETY: the page the DMA just filled (4-byte aligned).
+            and &= unsafe { (buf as *const u32).add(i).read_volatile() };
+        }
+        left -= PAGE;
+    }
+    bus.deselect();
+    Ok(and == !0)
 }
 
 // ---------------------------------------------------------------------------
@@ -1156,17 +1264,23 @@ pub extern "C" fn stub_erase(cfg: &Config, addr: u32, kind: u32) -> u32 {
 ///   bytes of RAM the DMA reaches, outside the slots).
 /// - out: r0 = Status (`Ok`, `BadConfig`, `BadArgument` (a malformed
 ///   record, or an `lz` block that does not decode to its page), `NoChip`,
-///   `WelNotSet`, `Protected`, `BusyTimeout`, `Aborted` (`Slots::abort`
-///   set), `SpiTimeout`); r1 = 0, or on failure the record's
-///   `stream::fail_value` (op and chip address). `Slots::rp` tells the
-///   chunks consumed.
+///   `WelNotSet`, `Protected`, `BusyTimeout`, `VerifyFailed` (a page read
+///   back differs from what was programmed), `Aborted` (`Slots::abort`
+///   set), `SpiTimeout`); r1 = the 4 KiB sectors whose erase was skipped
+///   as blank, or on failure the record's
+///   `stream::fail_value` (op and chip address; for `VerifyFailed` the
+///   page's address). `Slots::rp` tells the chunks consumed.
 /// - clobbered: r1-r3, r12, lr, flags.
 ///
 /// Per record: ERASE as `stub_erase`; PROGRAM page by page (06h + WEL
 /// check, 02h + address + data by DMA from the slot, CS high, BUSY wait
-/// with `page_program_ms`, a refusal is `Protected`); PROGRAM_LZ the same
-/// from each page's decoded block. A chunk is released (`rp`) before its
-/// last operation's busy wait, so the host refills during it.
+/// with `page_program_ms`, a refusal is `Protected`, then the page read
+/// back with 0Bh and compared with what was sent); PROGRAM_LZ the same
+/// from each page's decoded block. `Ok` therefore means every page holds
+/// its bytes. An ERASE with `ERASE_UNLESS_BLANK` is skipped when the
+/// sector/block reads all 0xFF (r1 = the 4 KiB sectors so skipped). A chunk is released (`rp`) before its last operation's busy
+/// wait, so the host refills during it (a raw chunk's last page is copied
+/// into the page buffer first, for its read-back).
 ///
 /// # Safety
 /// `slots` must point to a `Slots` in target RAM whose `[start, end)` is

@@ -90,6 +90,36 @@ fn gdb_stuck_busy_chip_fails_the_load_within_the_erase_maximum() {
     assert!(took < Duration::from_secs(120), "{took:?}");
 }
 
+/// Worn cells in the window's first page (bit 1 never programs to 0): every
+/// program completes, so only the stream's read-back of each page finds
+/// it; GDB's `load` fails at `vFlashDone` (the assets' first byte, 0x08 at
+/// 0x90000003, needs bit 1 cleared), and `compare-sections` agrees that
+/// the section does not hold the image (the server's log names the page:
+/// `tests/sim/fidelity.rs`).
+#[test]
+fn gdb_load_over_worn_cells_fails_with_the_page_that_read_back_wrong() {
+    let s = SimServer::start(&["--sim-fault", "worn-bit", "--sim-link", "ideal"]);
+    let out = gdb_batch(
+        &s.addr,
+        FIRMWARE_ASSETS,
+        &[
+            "monitor reset halt",
+            "load",
+            "compare-sections .extflash.font",
+        ],
+        GdbLimits::STUB_RUNS,
+    );
+    assert!(
+        out.contains("Load failed") || out.contains("rror"),
+        "the load must not succeed:\n{out}"
+    );
+    assert!(out.contains("Error finishing flash operation"), "{out}");
+    assert!(
+        out.contains("Section .extflash.font, range 0x90000003 -- 0x90001006: MIS-MATCHED"),
+        "{out}"
+    );
+}
+
 /// A core that locked up (blank internal flash: it faults fetching the
 /// reset vector) does not stop window reads, and the registers GDB reads
 /// after one are the locked-up core's.

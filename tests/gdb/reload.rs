@@ -252,10 +252,19 @@ fn gdb_load_sends_compressible_assets_compressed_and_they_verify() {
         sent < programmed * 3 / 4,
         "sent {sent} for {programmed} programmed"
     );
-    assert!(
-        !erases(&events, FlashKind::External).is_empty(),
-        "old contents were erased"
-    );
+    // Erases the stub may skip as blank are counted only in `Done`.
+    let erased: u64 = events
+        .iter()
+        .map(|e| match e {
+            FlashEvent::Done {
+                flash: FlashKind::External,
+                erased,
+                ..
+            } => *erased,
+            _ => 0,
+        })
+        .sum();
+    assert!(erased > 0, "old contents were erased: {events:?}");
     let chip = sim.lock().mcu().chip.contents()[..0x3_0007 + tail.len()].to_vec();
     assert!(chip[..assets.len()] == assets[..]);
     assert!(chip[0x3_0007..] == tail[..]);

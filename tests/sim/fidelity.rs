@@ -657,6 +657,12 @@ fn serve_sim_fault_program_faults_fail_the_load_with_their_cause() {
             "program (stub_stream)",
             "write enable (06h) did not set WEL",
         ),
+        // 'a' (0x61) needs bit 1 cleared: the stub's read-back sees 0x63.
+        (
+            "worn-bit",
+            "program (stub_stream)",
+            "the page read back after programming differs from what was sent",
+        ),
     ] {
         let s = Server::start(&["--sim-fault", fault]);
         let mut c = Rsp::connect(&s.addr);

@@ -143,6 +143,11 @@ fn board_config() -> Config {
 
 /// `steps` packed as the host does, for slots of `slot` bytes.
 fn packed(steps: &[Step], slot: u32) -> Stream {
+    packed_with(steps, slot, false)
+}
+
+/// [`packed`], erases carrying `ERASE_UNLESS_BLANK` or not.
+fn packed_with(steps: &[Step], slot: u32, unless_blank: bool) -> Stream {
     let how = Packing {
         capacity: slot - 4,
         page: 256,
@@ -153,6 +158,7 @@ fn packed(steps: &[Step], slot: u32) -> Stream {
         ],
         timeouts: &Timeouts::W25Q64JV,
         compress: true,
+        unless_blank,
     };
     pack(steps, &how).unwrap()
 }
@@ -782,6 +788,66 @@ fn wel_never_set_gives_wel_not_set() {
 }
 
 #[test]
+fn a_page_that_reads_back_wrong_fails_the_stream_with_verify_failed() {
+    let mut t = Target::new(Faults {
+        worn_bit: true,
+        ..Faults::default()
+    });
+    // Another page programs and reads back fine, raw and lz.
+    assert_eq!(t.program(0x100, &[0u8; 8], 2, 16 + 256), Status::Ok);
+    assert_eq!(t.program(0x200, &table(600), 2, 16 + 256), Status::Ok);
+    // Byte 0 keeps bit 1: the read-back of 0x00 is 0x02. Raw (the last
+    // page of its chunk, compared from the page buffer), then lz.
+    let mut raw = pattern(3, 64);
+    raw[0] = 0;
+    for (data, op) in [
+        (raw, stream::OP_PROGRAM),
+        (vec![0u8; 64], stream::OP_PROGRAM_LZ),
+    ] {
+        let steps = [Step::Program(ProgramOp {
+            address: 0,
+            data: data.clone(),
+        })];
+        let (st, value) = t.stream(&chunks(&packed(&steps, 16 + 256)), 2, 16 + 256);
+        assert_eq!(st, Status::VerifyFailed, "op {op}");
+        assert_eq!(value, stream::fail_value(op, 0));
+        assert_eq!(t.chip_contents(0..1), [0x02]);
+    }
+}
+
+#[test]
+fn erase_unless_blank_reads_first_and_skips_only_blank_sectors() {
+    let mut t = Target::new(Faults::default());
+    // Sector 0x1000 blank, sector 0x2000 with one 0x00 byte at its end.
+    t.board.lock().mcu().chip.load(0x2FFF, &[0x00]);
+    let erases = |addr| {
+        Step::Erase(
+            EraseOp {
+                address: addr,
+                size: 0x1000,
+            },
+            None,
+        )
+    };
+    let steps = [erases(0x1000), erases(0x2000)];
+    let before = t.board.lock().mcu().chip.counters().bytes_erased;
+    let (st, value) = t.stream(&chunks(&packed_with(&steps, 16 + 256, true)), 2, 16 + 256);
+    assert_eq!((st, value), (Status::Ok, 1), "one 4 KiB sector skipped");
+    assert_eq!(
+        t.board.lock().mcu().chip.counters().bytes_erased - before,
+        0x1000
+    );
+    assert_eq!(t.chip_contents(0x2FFF..0x3000), [0xFF]);
+    // Without the flag both are erased, and nothing is reported skipped.
+    let (st, value) = t.stream(&chunks(&packed_with(&steps, 16 + 256, false)), 2, 16 + 256);
+    assert_eq!((st, value), (Status::Ok, 0));
+    assert_eq!(
+        t.board.lock().mcu().chip.counters().bytes_erased - before,
+        0x3000
+    );
+}
+
+#[test]
 fn status_registers_read_and_written_volatile_and_non_volatile() {
     let mut t = Target::new(Faults::default());
     let s = |t: &mut Target| t.call(SYM_READ_STATUS, [0; 3], Duration::from_secs(5));
@@ -853,7 +919,7 @@ fn stub_runs_at_two_base_addresses_position_independent() {
 }
 
 #[test]
-fn stub_uses_less_than_512_bytes_of_stack() {
+fn stub_uses_less_than_768_bytes_of_stack() {
     let mut t = Target::new(Faults::default());
     let fill = vec![0xA5u8; (STACK_TOP - STACK_BOTTOM) as usize];
     t.write(STACK_BOTTOM, &fill);
@@ -877,7 +943,8 @@ fn stub_uses_less_than_512_bytes_of_stack() {
     let stack = t.read(STACK_BOTTOM + 4, (STACK_TOP - STACK_BOTTOM - 4) as usize);
     let used = stack.len() - stack.iter().position(|&b| b != 0xA5).unwrap();
     eprintln!("stub stack use: {used} bytes");
-    assert!(used < 512, "stub used {used} bytes of stack");
+    // The stream reads each page back into a page on the stack.
+    assert!(used < 768, "stub used {used} bytes of stack");
 }
 
 #[test]

@@ -180,9 +180,11 @@ pub fn goals(r: &Report) -> Vec<Goal> {
                 )
             });
             format!(
-                "bound: {f:.3} s = {q:.2} x: the range is read once over SPI first \
-                 ({read:.3} s at the SPI's top clock; unchanged and erased blocks are found \
-                 so, and the chip cannot read while it erases or programs){ahead}"
+                "bound: {f:.3} s = {q:.2} x: the first 64 KiB are read over SPI before \
+                 anything is sent, and each blank block before its erase is skipped (at \
+                 most {read:.3} s for the range at the SPI's top clock; the chip cannot \
+                 read while it erases or programs), and each page programmed is read back \
+                 to verify it{ahead}"
             )
         })
     };

@@ -378,6 +378,11 @@ pub mod stream {
     pub const MAX_SLOT: u32 = 0x1_0000;
     /// Most slots (chunk numbers are told apart by their low byte).
     pub const MAX_SLOTS: u32 = 255;
+    /// In an ERASE record's word 2 with the kind: the stub first reads the
+    /// sector/block and erases it only if some byte is not 0xFF (the
+    /// reading overlaps the link's transfer of the data that follows).
+    /// The stream's `value` on success is the 4 KiB sectors so skipped.
+    pub const ERASE_UNLESS_BLANK: u32 = 1 << 8;
 
     /// Each slot of `count` in `[start, end)`, word-aligned.
     pub const fn slot_size(start: u32, end: u32, count: u32) -> u32 {
@@ -471,6 +476,8 @@ pub enum Status {
     BadConfig = 9,
     /// The PLL did not lock, or the system clock did not switch to it.
     ClockFailed = 10,
+    /// A page read back after programming differs from what was sent.
+    VerifyFailed = 11,
 }
 
 impl Status {
@@ -486,6 +493,7 @@ impl Status {
             8 => Self::SpiTimeout,
             9 => Self::BadConfig,
             10 => Self::ClockFailed,
+            11 => Self::VerifyFailed,
             _ => return None,
         })
     }
