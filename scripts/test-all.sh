@@ -31,7 +31,7 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
 
-if ! command -v pyocd >/dev/null 2>&1 || ! python3 -c 'import pyocd_bitbang' >/dev/null 2>&1; then
+if ! command -v pyocd >/dev/null 2>&1 || ! python3 -m pip show -q pyocd-bitbang >/dev/null 2>&1; then
   echo "== installing pyocd and pyocd-bitbang (PyPI)"
   # Debian's Python refuses system-wide pip installs (PEP 668) unless told.
   python3 -m pip install -q pyocd pyocd-bitbang 2>/dev/null ||
