@@ -83,7 +83,7 @@ impl RateLimit {
     }
 
     /// Log `warn` unless rate-limited, preceded by the count of those
-    /// suppressed in the interval that ended. `what` names the kind in
+    /// suppressed in the interval that ended. `kind` names the kind in
     /// the count line ("refused packets"), `from` the source ("connection 4").
     pub fn warn(&mut self, kind: &'static str, from: &str, warn: impl FnOnce()) {
         if let Verdict::Log { suppressed, over } = self.check(kind, Instant::now()) {

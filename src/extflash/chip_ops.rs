@@ -66,7 +66,7 @@ impl ExtFlash {
                     page_size: chip::DEFAULT_PAGE,
                     erase_types: vec![chip::EraseType {
                         size: 0x1000,
-                        opcode: 0x20,
+                        opcode: extflash_stub_abi::spi_nor::op::SECTOR_ERASE,
                     }],
                 },
                 "board file (no SFDP, unknown part)",

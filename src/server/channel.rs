@@ -56,8 +56,7 @@ impl ChannelConnection {
             return false;
         }
         self.resends += 1;
-        let frame = self.last_packet.clone();
-        self.pending.extend_from_slice(&frame);
+        self.pending.extend_from_slice(&self.last_packet);
         true
     }
 }

@@ -38,13 +38,14 @@ pub(super) fn intercept(
             }
         }));
     }
-    let from = format!("connection {id}");
+    // Every idle packet passes here: the source's name is made only for a
+    // failure's warning.
     Ok(qcrc(
         payload,
         id,
         |addr, len| target.qcrc(addr, len),
         |e| e.errno(),
-        &mut |warn| log.warn("failed qCRCs", &from, warn),
+        &mut |warn| log.warn("failed qCRCs", &format!("connection {id}"), warn),
     ))
 }
 

@@ -10,6 +10,7 @@
 //! requests are sent before the next chunk is read, so a host that waits
 //! for its answers (both do) always gets them.
 
+use std::io::ErrorKind;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 
@@ -36,6 +37,12 @@ pub enum BitbangError {
         shown = char::from(*byte)
     )]
     UnknownRequest { byte: u8, offset: u64 },
+    #[error(
+        "remote_bitbang connection from {peer} sent nothing for {} s: closed so the next \
+         host can connect (one host is served at a time)",
+        IDLE_LIMIT.as_secs()
+    )]
+    Idle { peer: String },
     #[error("remote_bitbang connection from {peer}: {source}")]
     Io {
         peer: String,
@@ -43,6 +50,10 @@ pub enum BitbangError {
         source: std::io::Error,
     },
 }
+
+/// How long a connected host may stay silent: the socket serves one host at
+/// a time, so a host that hangs must not hold it forever.
+pub const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Whether the host asked to close the connection (`Q`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,11 +156,17 @@ pub fn serve_connection(
         source,
     };
     stream.set_nodelay(true).map_err(io)?;
+    stream.set_read_timeout(Some(IDLE_LIMIT)).map_err(io)?;
     let mut session = Session::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
     loop {
-        let n = stream.read(&mut buf).map_err(io)?;
+        let n = match stream.read(&mut buf) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(BitbangError::Idle { peer: peer.clone() })
+            }
+            r => r.map_err(io)?,
+        };
         if n == 0 {
             break;
         }

@@ -164,16 +164,13 @@ impl Clock {
     /// flash wait states when fetched without the ART accelerator).
     #[inline]
     pub fn retire(&mut self, cycles: u64) {
-        let t0 = self.seg_cpu_ps;
-        self.seg_cycles += cycles;
-        self.seg_cycles_changed();
-        self.retired += cycles;
+        self.spend(cycles);
         self.counters.instructions += 1;
-        self.counters.cpu_ps += self.seg_cpu_ps - t0;
     }
 
     /// Core cycles the CPU spends without retiring an instruction
     /// (exception entry).
+    #[inline]
     pub fn spend(&mut self, cycles: u64) {
         let t0 = self.seg_cpu_ps;
         self.seg_cycles += cycles;

@@ -12,7 +12,7 @@ use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
 
 use crate::support::elf::{self, firmware_assets_elf, FIRMWARE_ASSETS};
-use crate::support::server::{gdb_batch, in_process, GdbLimits, SimServer};
+use crate::support::server::{block, gdb_batch, in_process, GdbLimits, SimServer};
 
 const SPI3_BOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -168,18 +168,6 @@ fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_read
         x_line(&out, 0x2000_001C, "0xef\t0x40\t0x17"),
         "LAST_ID:\n{out}"
     );
-}
-
-/// The `info registers` lines between two `echo` markers.
-fn block<'a>(out: &'a str, from: &str, to: &str) -> &'a str {
-    let a = out
-        .find(from)
-        .unwrap_or_else(|| panic!("no {from}:\n{out}"))
-        + from.len();
-    let b = a + out[a..]
-        .find(to)
-        .unwrap_or_else(|| panic!("no {to}:\n{out}"));
-    &out[a..b]
 }
 
 /// The resident stub is invisible: between a halt and a resume, window

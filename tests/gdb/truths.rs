@@ -4,7 +4,7 @@
 //! as it was.
 
 use crate::support::elf::{self, firmware_assets_elf, FIRMWARE, FIRMWARE_ASSETS};
-use crate::support::server::{gdb_batch, GdbLimits, SimServer};
+use crate::support::server::{block, gdb_batch, GdbLimits, SimServer};
 
 fn gdb(addr: &str, cmds: &[&str]) -> String {
     gdb_batch(addr, FIRMWARE_ASSETS, cmds, GdbLimits::STUB_RUNS)
@@ -24,18 +24,6 @@ fn values_after(out: &str, tag: &str) -> Vec<u32> {
         }
     }
     v
-}
-
-/// The text GDB printed between `echo FROM\n` and `echo TO\n`.
-fn block<'a>(out: &'a str, from: &str, to: &str) -> &'a str {
-    let a = out
-        .find(from)
-        .unwrap_or_else(|| panic!("no {from}:\n{out}"))
-        + from.len();
-    let b = a + out[a..]
-        .find(to)
-        .unwrap_or_else(|| panic!("no {to}:\n{out}"));
-    &out[a..b]
 }
 
 /// After `monitor resume`, with the application running an SPI transaction

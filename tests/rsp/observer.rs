@@ -355,7 +355,6 @@ fn valid_controller_steps_promptly_while_two_observers_loop_qcrc_over_the_window
         pieces.load(Ordering::SeqCst) > 0,
         "the observers never got a window CRC: nothing was measured"
     );
-    assert!(worst_wall < Duration::from_secs(1), "{worst_wall:?}");
     assert!(board_ms < 50.0, "{board_ms} ms of board time");
 }
 

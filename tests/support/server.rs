@@ -100,6 +100,19 @@ impl GdbLimits {
     };
 }
 
+/// The text of GDB's output between the first `from` and the next `to`
+/// (panics naming the missing marker and showing the output).
+pub fn block<'a>(out: &'a str, from: &str, to: &str) -> &'a str {
+    let a = out
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from}:\n{out}"))
+        + from.len();
+    let b = a + out[a..]
+        .find(to)
+        .unwrap_or_else(|| panic!("no {to}:\n{out}"));
+    &out[a..b]
+}
+
 /// Run `gdb-multiarch -batch` on `elf`, connected to the server at `addr`,
 /// with `cmds`; returns stdout and stderr together (also printed, for a
 /// failing test's log).
