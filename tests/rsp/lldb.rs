@@ -3,8 +3,10 @@
 //! `error-message+`), and flash requests that erase and write in turns.
 //! `tests/gdb/lldb.rs` drives the real LLDB through the same cases.
 
+use std::time::{Duration, Instant};
+
 use crate::support::elf::{firmware_elf, symbol, FIRMWARE};
-use crate::support::rsp::{hex, unhex, RspClient};
+use crate::support::rsp::{hex, is_controller, unhex, RspClient};
 use crate::support::server::SimServer;
 
 const LOAD: &[&str] = &["monitor reset halt", "load", "monitor reset halt"];
@@ -18,6 +20,15 @@ fn lldb_error_text(reply: &str) -> String {
     String::from_utf8(unhex(text.as_bytes())).expect("ASCII text")
 }
 
+/// The little-endian word at `addr`, read by `c`.
+fn read_u32(c: &mut RspClient, addr: u32) -> u32 {
+    let reply = c.ask(&format!("m{addr:x},4")).unwrap();
+    let bytes: [u8; 4] = unhex(reply.as_bytes())
+        .try_into()
+        .unwrap_or_else(|_| panic!("reading {addr:#x}: {reply}"));
+    u32::from_le_bytes(bytes)
+}
+
 fn loaded() -> (SimServer, RspClient) {
     let s = SimServer::start(&[]);
     s.gdb(FIRMWARE, LOAD);
@@ -28,7 +39,7 @@ fn loaded() -> (SimServer, RspClient) {
 
 #[test]
 fn raw_z0_in_flash_gets_a_comparator_stops_as_swbreak_and_leaves_flash_alone() {
-    let (_s, mut c) = loaded();
+    let (s, mut c) = loaded();
     assert!(!c.ask("qSupported:swbreak+;hwbreak+").unwrap().is_empty());
     let tick = symbol(&firmware_elf(), "tick");
     let before = c.ask(&format!("m{tick:x},2")).unwrap();
@@ -45,9 +56,25 @@ fn raw_z0_in_flash_gets_a_comparator_stops_as_swbreak_and_leaves_flash_alone() {
     );
     assert_eq!(c.ask("pf").unwrap(), hex(&tick.to_le_bytes()), "at tick");
     assert_eq!(c.ask(&format!("z0,{tick:x},2")).unwrap(), "OK");
-    // Removed: the core runs on past tick (the next stop is the interrupt).
+    // Removed: the core runs through tick again and again. Had the Z0
+    // stayed, it would stop at tick's next entry, TICKS one higher; an
+    // observer sees TICKS go two past its value at the stop.
+    let ticks = symbol(&firmware_elf(), "TICKS");
+    let mut o = s.client();
+    assert!(!is_controller(&mut o), "a second connection observes");
+    let at_stop = read_u32(&mut o, ticks);
     c.send_packet(b"vCont;c").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = read_u32(&mut o, ticks);
+        if now >= at_stop + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "TICKS stayed at {now} (stopped at {at_stop}): the Z0 was not removed"
+        );
+    }
     c.interrupt().unwrap();
     let stop = String::from_utf8(c.recv_packet().unwrap()).unwrap();
     assert!(stop.starts_with("T02") || stop.starts_with("S02"), "{stop}");
