@@ -11,18 +11,13 @@ use extflash_gdb::board::Board;
 use extflash_gdb::sim::{Faults, SimBoard, SimConfig};
 use extflash_stub_abi::{crc32_update, CRC32_INIT};
 
-use crate::support::elf::{self, firmware_assets_elf, FIRMWARE_ASSETS};
-use crate::support::server::{block, gdb_batch, in_process, GdbLimits, SimServer};
+use crate::support::elf::{self, firmware_assets_elf};
+use crate::support::server::{block, gdb_assets, in_process, SimServer};
 
 const SPI3_BOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/memory-maps/stm32f407ve-w25q64jv-spi3.toml"
 );
-
-/// GDB on `firmware-assets.elf` against `addr`, with time for stub runs.
-fn gdb(addr: &str, cmds: &[&str]) -> String {
-    gdb_batch(addr, FIRMWARE_ASSETS, cmds, GdbLimits::STUB_RUNS)
-}
 
 /// Bytes of a section of `firmware-assets.elf`.
 fn section(name: &str) -> (u32, Vec<u8>) {
@@ -76,7 +71,7 @@ fn gdb_load_puts_assets_in_the_window_and_compare_sections_matches() {
         "dump binary memory {} 0x90010000 0x90020000",
         dump.display()
     );
-    let out = gdb(
+    let out = gdb_assets(
         &s.addr,
         &cmds(
             LOAD,
@@ -112,7 +107,7 @@ fn gdb_load_puts_assets_in_the_window_and_compare_sections_matches() {
 fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_reads() {
     let s = SimServer::start(&[]);
     let want = asset_crc();
-    let out = gdb(
+    let out = gdb_assets(
         &s.addr,
         &cmds(
             LOAD,
@@ -179,7 +174,7 @@ fn gdb_firmware_reads_loaded_assets_and_its_spi_transactions_survive_window_read
 fn gdb_sees_no_trace_of_the_resident_stub_between_halt_and_resume() {
     let s = SimServer::start(&[]);
     let regs = "info registers r0 r1 r2 r3 r4 r12 sp lr pc xpsr msp psp primask control";
-    let out = gdb(
+    let out = gdb_assets(
         &s.addr,
         &cmds(
             LOAD,
@@ -268,7 +263,7 @@ fn gdb_sees_no_trace_of_the_resident_stub_between_halt_and_resume() {
 #[test]
 fn gdb_window_reads_use_the_cache_while_the_app_holds_cs_and_writes_are_refused() {
     let s = SimServer::start(&[]);
-    let out = gdb(
+    let out = gdb_assets(
         &s.addr,
         &cmds(
             LOAD,
@@ -320,7 +315,7 @@ fn gdb_monitor_flash_info_names_the_chip_and_erase_all_erases_after_a_sim_state_
     let state = dir.to_str().unwrap();
     {
         let s = SimServer::start(&["--sim-state", state]);
-        let out = gdb(&s.addr, &cmds(LOAD, &["monitor flash info"]));
+        let out = gdb_assets(&s.addr, &cmds(LOAD, &["monitor flash info"]));
         assert!(out.contains("JEDEC ID EF 40 17"), "{out}");
         assert!(out.contains("8192 KiB, 256-byte pages"), "{out}");
         assert!(
@@ -333,7 +328,7 @@ fn gdb_monitor_flash_info_names_the_chip_and_erase_all_erases_after_a_sim_state_
         let s = SimServer::start(&["--sim-state", state]);
         // The firmware runs from power-on and may be halted inside its own
         // SPI transaction: reset first, as a user would.
-        let out = gdb(
+        let out = gdb_assets(
             &s.addr,
             &[
                 "monitor reset halt",
@@ -363,7 +358,7 @@ fn gdb_protected_chip_refuses_load_until_unprotected() {
         Board::builtin(),
         extflash_gdb::flash::progress::no_events(),
     );
-    let out = gdb(&addr, &cmds(LOAD, &["monitor flash info"]));
+    let out = gdb_assets(&addr, &cmds(LOAD, &["monitor flash info"]));
     assert!(out.contains("PROTECTED"), "{out}");
     assert!(!out.contains("Start address"), "load must fail:\n{out}");
     assert_eq!(
@@ -371,7 +366,7 @@ fn gdb_protected_chip_refuses_load_until_unprotected() {
         0x42,
         "nothing erased"
     );
-    let out = gdb(
+    let out = gdb_assets(
         &addr,
         &cmds(
             &["monitor flash unprotect"],
@@ -400,7 +395,7 @@ fn gdb_absent_chip_error_names_the_pins() {
         Board::builtin(),
         extflash_gdb::flash::progress::no_events(),
     );
-    let out = gdb(
+    let out = gdb_assets(
         &addr,
         &["monitor flash info", "x/4xb 0x90000000", "print 1+1"],
     );
@@ -420,7 +415,7 @@ fn gdb_absent_chip_error_names_the_pins() {
 #[test]
 fn gdb_second_board_file_spi3_loads_and_compares() {
     let s = SimServer::start(&["--board", SPI3_BOARD]);
-    let out = gdb(
+    let out = gdb_assets(
         &s.addr,
         &cmds(LOAD, &["compare-sections", "monitor flash info"]),
     );

@@ -6,10 +6,11 @@
 //! checks what LLDB programmed. The packets themselves are checked in the
 //! `rsp` test binary (`lldb.rs`).
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support::elf::{firmware_assets_elf, loadable_sections, FIRMWARE_ASSETS};
+use crate::support::process::run_with_timeout;
 use crate::support::rsp::unhex;
 use crate::support::server::{gdb_batch, GdbLimits, SimServer};
 
@@ -33,33 +34,13 @@ fn lldb_batch(addr: &str, elf: &str, cmds: &[&str]) -> String {
         args.push("-o".into());
         args.push(c.into());
     }
-    let mut child = Command::new("lldb")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run lldb (scripts/test-all.sh installs it): {e}"));
-    let deadline = Instant::now() + LLDB_RUN;
-    let mut killed = false;
-    // Waiting on a child process (not a socket): bounded polling.
-    while child.try_wait().expect("wait for lldb").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("lldb output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("---- lldb {cmds:?}\n{text}");
+    let mut lldb = Command::new("lldb");
+    lldb.args(&args);
+    let what = format!("lldb {cmds:?}");
+    let out = run_with_timeout(lldb, &what, LLDB_RUN);
+    let text = out.text();
     assert!(
-        !killed,
+        !out.timed_out(),
         "lldb {cmds:?} timed out after {LLDB_RUN:?}:\n{text}"
     );
     text

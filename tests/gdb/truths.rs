@@ -4,11 +4,7 @@
 //! as it was.
 
 use crate::support::elf::{self, firmware_assets_elf, FIRMWARE, FIRMWARE_ASSETS};
-use crate::support::server::{block, gdb_batch, GdbLimits, SimServer};
-
-fn gdb(addr: &str, cmds: &[&str]) -> String {
-    gdb_batch(addr, FIRMWARE_ASSETS, cmds, GdbLimits::STUB_RUNS)
-}
+use crate::support::server::{block, gdb_assets, SimServer};
 
 /// The `= N` values GDB printed after each `echo TAG\n`, in order.
 fn values_after(out: &str, tag: &str) -> Vec<u32> {
@@ -90,7 +86,7 @@ fn window_reads_while_the_core_runs_never_take_the_spi_or_halt_the_core() {
         c.push(tail.into());
     }
     let cmds: Vec<&str> = c.iter().map(String::as_str).collect();
-    let out = gdb(&s.addr, &cmds);
+    let out = gdb_assets(&s.addr, &cmds);
 
     let expect = |addr: u32, n: usize, base: u32, bytes: &[u8]| {
         let off = (addr - base) as usize;
@@ -245,7 +241,7 @@ fn load_leaves_every_core_register_as_it_was() {
             _ => "echo MIXED-END\\n",
         });
     }
-    let out = gdb(&s.addr, &c);
+    let out = gdb_assets(&s.addr, &c);
     std::fs::remove_file(&window_elf).ok();
     for section in ["Loading section .s0", "Loading section .extflash.table"] {
         assert!(out.contains(section), "{section}:\n{out}");
@@ -292,7 +288,7 @@ fn anonymous_board() -> std::path::PathBuf {
 fn memory_map_keeps_the_probed_size_when_the_app_holds_the_chip_at_connect() {
     let board = anonymous_board();
     let s = SimServer::start(&["--board", board.to_str().unwrap()]);
-    let first = gdb(
+    let first = gdb_assets(
         &s.addr,
         &[
             "set language c",
@@ -308,7 +304,7 @@ fn memory_map_keeps_the_probed_size_when_the_app_holds_the_chip_at_connect() {
         ],
     );
     assert_eq!(values_after(&first, "IN"), [1], "{first}");
-    let second = gdb(
+    let second = gdb_assets(
         &s.addr,
         &[
             "set language c",

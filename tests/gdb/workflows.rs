@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::process::run_with_timeout;
+use crate::support::sim::pattern;
 
 const ELF: &str = crate::support::elf::FIRMWARE_ASSETS;
 /// One command may take this long (a debug build programming ~90 KB).
@@ -68,39 +71,14 @@ fn run(args: &[&str]) -> Out {
 }
 
 /// Run `cmd` to completion within [`COMMAND_TIMEOUT`].
-fn run_command(mut cmd: Command, what: &str) -> Out {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {what}: {e}"));
-    // Waiting on a child process, not a socket: bounded polling.
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out_reader =
-        std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let err_reader =
-        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Out {
-        ok: status.is_some_and(|s| s.success()),
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    };
-    eprintln!("---- {what}\n{}{}", out.stdout, out.stderr);
-    assert!(status.is_some(), "{what} timed out");
-    out
+fn run_command(cmd: Command, what: &str) -> Out {
+    let out = run_with_timeout(cmd, what, COMMAND_TIMEOUT);
+    assert!(!out.timed_out(), "{what} timed out");
+    Out {
+        ok: out.success(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
 }
 
 /// The PT_LOAD segments with file bytes: (physical address, bytes).
@@ -174,16 +152,6 @@ fn read_to_file(state: &State, addr: u32, len: usize) -> Vec<u8> {
     std::fs::read(&file).unwrap()
 }
 
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (x >> 16) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn flash_elf_with_window_assets_then_verify_then_read_window_equals_image() {
     let state = State::new("elf");
@@ -251,7 +219,7 @@ fn flash_intel_hex_with_internal_and_window_data_reads_back() {
 #[test]
 fn flash_binary_with_base_then_erase_range_reads_ff_and_keeps_the_rest() {
     let state = State::new("bin");
-    let data = pattern(0x1800, 7);
+    let data = pattern(7, 0x1800);
     let bin = state.path("image.bin");
     std::fs::write(&bin, &data).unwrap();
 
@@ -293,7 +261,7 @@ fn flash_binary_with_base_then_erase_range_reads_ff_and_keeps_the_rest() {
 fn erase_chip_erase_blanks_the_whole_window() {
     let state = State::new("chip-erase");
     let bin = state.path("x.bin");
-    std::fs::write(&bin, pattern(0x100, 9)).unwrap();
+    std::fs::write(&bin, pattern(9, 0x100)).unwrap();
     assert!(
         state
             .run(&["flash", bin.to_str().unwrap(), "--base", "0x907fff00"])
@@ -317,7 +285,7 @@ fn erase_chip_erase_blanks_the_whole_window() {
 fn flash_with_reset_lets_the_core_run_and_detaches() {
     let state = State::new("reset");
     let bin = state.path("x.bin");
-    std::fs::write(&bin, pattern(0x100, 5)).unwrap();
+    std::fs::write(&bin, pattern(5, 0x100)).unwrap();
     let out = state.run(&[
         "flash",
         bin.to_str().unwrap(),
@@ -358,7 +326,7 @@ fn info_shows_jedec_id_geometry_and_target() {
 fn selftest_with_yes_programs_and_restores_the_scratch_range() {
     let state = State::new("selftest");
     // Something to restore in the scratch block.
-    let data = pattern(0x1000, 3);
+    let data = pattern(3, 0x1000);
     let bin = state.path("old.bin");
     std::fs::write(&bin, &data).unwrap();
     assert!(

@@ -194,7 +194,5 @@ impl Target {
     }
 }
 
-/// Deterministic test bytes.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    extflash_gdb::prng::Prng::new(seed).bytes(len)
-}
+/// Deterministic test bytes (the one generator of every test binary).
+pub use support::sim::pattern;

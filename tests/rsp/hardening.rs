@@ -1005,4 +1005,3 @@ fn disconnects_in_the_middle_of_a_load_lose_and_corrupt_nothing() {
     }
     eprintln!("disconnect cycles: {ok} intact, {lost} lost or corrupted");
 }
-

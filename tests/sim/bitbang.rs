@@ -11,11 +11,12 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use extflash_gdb::sim::{bitbang, SimBoard, SimConfig};
 
 use crate::support::elf;
+use crate::support::process::run_with_timeout;
 
 /// A board behind a remote_bitbang socket served by a thread of this test
 /// process (for the whole process), as `extflash-gdb bitbang` serves it.
@@ -43,31 +44,14 @@ fn run_in(dir: Option<&Path>, program: &str, args: &[String], limit: Duration) -
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
-    let mut child = cmd
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {program} ({e}): scripts/test-all.sh installs it"));
-    let deadline = Instant::now() + limit;
-    let mut killed = false;
-    // Waiting on a child process (not a socket): bounded polling.
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    cmd.args(args);
+    let what = format!("{program} {args:?}");
+    let out = run_with_timeout(cmd, &what, limit);
+    let text = out.text();
+    assert!(
+        !out.timed_out(),
+        "{program} timed out after {limit:?}:\n{text}"
     );
-    eprintln!("---- {program} {args:?}\n{text}");
-    assert!(!killed, "{program} timed out after {limit:?}:\n{text}");
     text
 }
 

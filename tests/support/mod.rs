@@ -8,6 +8,8 @@
 //!   pokes, test data);
 //! - [`server`]: `extflash-gdb serve --sim` as a child process and batch runs
 //!   of the real GDB;
+//! - [`process`]: a tool run to completion within a limit, its output read
+//!   while it runs;
 //! - [`rsp`]: a raw RSP client for bytes a real GDB would hide.
 //!
 //! `elf.rs` and `sim.rs` need nothing else from the test harness, so
@@ -15,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod elf;
+pub mod process;
 pub mod rsp;
 pub mod server;
 pub mod sim;

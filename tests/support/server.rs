@@ -3,8 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::process::run_with_timeout;
 use super::rsp::RspClient;
 
 /// A running server; killed on drop.
@@ -132,36 +133,26 @@ pub fn gdb_batch(addr: &str, elf: &str, cmds: &[&str], limits: GdbLimits) -> Str
         args.push(c.into());
     }
     args.push(elf.into());
-    let mut child = Command::new("gdb-multiarch")
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run gdb-multiarch: {e}"));
-    let deadline = Instant::now() + limits.run;
-    let mut killed = false;
-    // Waiting on a child process (not a socket): bounded polling.
-    while child.try_wait().expect("wait for gdb").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("gdb output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("---- gdb {cmds:?}\n{text}");
+    let mut gdb = Command::new("gdb-multiarch");
+    gdb.args(&args);
+    let out = run_with_timeout(gdb, &format!("gdb {cmds:?}"), limits.run);
+    let text = out.text();
     assert!(
-        !killed,
+        !out.timed_out(),
         "gdb {cmds:?} timed out after {:?}:\n{text}",
         limits.run
     );
     text
+}
+
+/// [`gdb_batch`] on `firmware-assets.elf` with time for stub runs.
+pub fn gdb_assets(addr: &str, cmds: &[&str]) -> String {
+    gdb_batch(
+        addr,
+        super::elf::FIRMWARE_ASSETS,
+        cmds,
+        GdbLimits::STUB_RUNS,
+    )
 }
 
 impl SimServer {
