@@ -339,7 +339,7 @@ fn bkpt_inside_an_it_block_halts_with_the_it_state_kept() {
     let pc_id = core.program_counter().id;
     core.write_core_reg(pc_id, 0x2000_0000u32).unwrap();
     core.run().unwrap();
-    core.wait_for_core_halted(Duration::from_secs(5)).unwrap();
+    crate::support::sim::wait_halted(&mut core);
     let pc: u32 = core.read_core_reg(pc_id).unwrap();
     let xpsr: u32 = core.read_core_reg(RegisterId(16)).unwrap();
     assert_eq!(pc, 0x2000_0004, "halted on the BKPT");

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::process::run_with_timeout;
 use super::rsp::RspClient;
@@ -58,16 +58,21 @@ impl SimServer {
     }
 
     /// Connect as the controller, retrying while the previous controller
-    /// is being torn down (a connection made until then observes).
+    /// is being torn down (a connection made until then observes); gives
+    /// up after a minute (a loaded host is slow).
     pub fn client_after_close(&self) -> RspClient {
-        for _ in 0..50 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
             let mut c = self.client();
             if c.ask("?").is_ok() && super::rsp::is_controller(&mut c) {
                 return c;
             }
+            assert!(
+                Instant::now() < deadline,
+                "no controller connection within a minute: the previous one was never torn down"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("server stopped accepting connections");
     }
 }
 

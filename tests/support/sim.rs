@@ -7,7 +7,7 @@
 //! `examples/virtual_time.rs` includes both files.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use extflash_gdb::sim::{SimBoard, SimConfig};
 use probe_rs::flashing::DownloadOptions;
@@ -18,8 +18,9 @@ use super::elf::load_segments;
 /// The probe-rs target name of the board's MCU.
 pub const CHIP: &str = "STM32F407VETx";
 
-/// How long a test waits for the core to halt before it fails.
-pub const HALT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a test waits for the core to halt before it fails: generous,
+/// as the wait is counted in polls of the board, not host time.
+pub const HALT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A virtual board enforcing RM0090's rules (`SimConfig::strict`): code
 /// that breaks one locks the core up, a debugger access that breaks one
@@ -53,12 +54,24 @@ pub fn flash_elf(session: &mut probe_rs::Session, elf: &[u8]) {
         .expect("FlashLoader programs the ELF");
 }
 
-/// Wait (at most [`HALT_TIMEOUT`]) for the core to halt; why it halted.
+/// Wait for the core to halt; why it halted.
+///
+/// Each DHCSR read is an SWD transaction, which advances the virtual board
+/// by the link's time for it: polling without pauses waits in board time,
+/// however loaded the host (probe-rs's own wait sleeps 1 ms of host time
+/// per poll and gives up after host time). [`HALT_TIMEOUT`] only bounds a
+/// core that never halts.
 pub fn wait_halted(core: &mut probe_rs::Core<'_>) -> HaltReason {
-    core.wait_for_core_halted(HALT_TIMEOUT).expect("core halts");
-    match core.status().unwrap() {
-        CoreStatus::Halted(r) => r,
-        other => panic!("expected halted, got {other:?}"),
+    let deadline = Instant::now() + HALT_TIMEOUT;
+    loop {
+        match core.status().expect("DHCSR readable") {
+            CoreStatus::Halted(r) => return r,
+            CoreStatus::LockedUp => panic!("the core locked up instead of halting"),
+            other => assert!(
+                Instant::now() < deadline,
+                "the core did not halt within {HALT_TIMEOUT:?}: {other:?}"
+            ),
+        }
     }
 }
 
