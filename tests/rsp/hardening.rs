@@ -126,7 +126,7 @@ impl InProcess {
     /// A controlling client: retries while the previous controller is
     /// still being torn down (a connection made meanwhile observes).
     pub(crate) fn client(&self) -> RspClient {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mut c = RspClient::connect(&self.addr).expect("connect");
             if c.ask("qSupported:swbreak+;hwbreak+").is_ok() && is_controller(&mut c) {
@@ -182,7 +182,7 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 /// A raw connection the server serves, in no-ack mode (retries while the
 /// previous connection is torn down).
 fn raw_no_ack(addr: &str) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut s = raw(addr);
         let _ = s.write_all(b"+");

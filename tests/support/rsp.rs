@@ -9,7 +9,9 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read waits for the server: generous, as every test expects
+/// the bytes it waits for and a loaded 2-core host is slow.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `$payload#cs`.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
