@@ -353,7 +353,9 @@ fn shutdown_completes_promptly_while_a_client_never_reads() {
     let mut srv = InProcess::start(Core::HaltedAtLoop, Limits::default());
     let _stuck = flood_without_reading(&srv.addr, 4000);
     let took = srv.shutdown().expect("server returned from shutdown");
-    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    // Well under the write timeout it must not wait for, with room for a
+    // loaded host.
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
 }
 
 // ---- 4. Halting ------------------------------------------------------------
