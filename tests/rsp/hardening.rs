@@ -335,7 +335,7 @@ fn idle_client_that_never_reads_is_dropped_and_the_next_client_is_served() {
     );
     let mut stuck = flood_without_reading(&srv.addr, 4000);
     // The slot is freed by the write timeout: a new client gets served as
-    // the controller (`client` gives up after 20 s).
+    // the controller (`client` gives up after 60 s).
     let mut c = srv.client();
     assert_eq!(c.ask("m20000000,4").unwrap().len(), 8);
     drop(c);
