@@ -17,29 +17,21 @@
 set -euo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../scripts/lib/build-elf.sh
+source "$DIR/../scripts/lib/build-elf.sh"
 cd "$DIR"
-OUT_DIR="${1:-${EXTFLASH_STUB_OUT:-$DIR}}"
-mkdir -p "$OUT_DIR"
-OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+set_out_dir "${1:-}" "${EXTFLASH_STUB_OUT:-$DIR}"
 
 TARGET=thumbv7m-none-eabi
-if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$TARGET"; then
-    rustup target add "$TARGET"
-fi
+add_rust_target "$TARGET"
 FLAGS="-C relocation-model=ropi"
 export RUSTFLAGS="$FLAGS --remap-path-prefix=$DIR=/stub"
 unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_BUILD_TARGET EXTFLASH_STUB_LINK_BASE || true
 
-OBJCOPY=""
-for t in llvm-objcopy arm-none-eabi-objcopy rust-objcopy \
-    "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"; do
-    if command -v "$t" >/dev/null 2>&1; then OBJCOPY="$t"; break; fi
-done
+OBJCOPY="$(first_tool llvm-objcopy arm-none-eabi-objcopy rust-objcopy \
+    "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy")"
 [ -n "$OBJCOPY" ] || { echo "error: no objcopy found (llvm-objcopy or rust-objcopy)" >&2; exit 1; }
-OBJDUMP=""
-for t in llvm-objdump arm-none-eabi-objdump rust-objdump; do
-    if command -v "$t" >/dev/null 2>&1; then OBJDUMP="$t"; break; fi
-done
+OBJDUMP="$(first_tool llvm-objdump arm-none-eabi-objdump rust-objdump)"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
@@ -67,21 +59,14 @@ for kind in stldr flm; do
     SIZES[$kind]=$(stat -c %s "$TMP/a.bin")
     echo "$kind: position independence ok (${SIZES[$kind]} bytes of $CODE identical at $PIC_BASE)"
     if [ -n "$OBJDUMP" ]; then
-        bad="$("$OBJDUMP" -d "$ELF" | grep -E $'^ +[0-9a-f]+:\t' \
-            | grep -Ei $'\t(v[a-z]+|svc|udf|msr|mrs|cps[a-z]*|wfi|wfe|ldrex[a-z]*|strex[a-z]*|mcr2?|mrc2?|ldc|stc|cdp)(\\.[a-z0-9.]+)?(\t| |$)' || true)"
-        if [ -n "$bad" ]; then
-            echo "error: the $kind loader uses instructions the virtual board cannot run:" >&2
-            echo "$bad" >&2
-            exit 1
-        fi
+        forbid_insns "$OBJDUMP" "$ELF" \
+            "the $kind loader uses instructions the virtual board cannot run" "$UNRUNNABLE_INSNS"
         if "$OBJDUMP" -h "$ELF" | grep -Eq ' \.rel(a)?\.'; then
             echo "error: the $kind loader ELF has relocation sections" >&2
             exit 1
         fi
-        syms="$("$OBJDUMP" -t "$ELF")"
-        for s in $SYMS; do
-            grep -Eq "[[:space:]]$s\$" <<<"$syms" || { echo "error: $kind: no symbol $s" >&2; exit 1; }
-        done
+        # shellcheck disable=SC2086 # a list of names
+        require_symbols "$OBJDUMP" "$ELF" "$kind" $SYMS
         echo "$kind: instruction, relocation and symbol checks ($OBJDUMP): ok"
     else
         echo "warning: no objdump found, instruction/relocation checks skipped" >&2
@@ -91,10 +76,7 @@ done
 
 {
     echo "# Written by target-stub/build-loaders.sh; do not edit."
-    echo "## rustc -vV"
-    rustc -vV
-    echo "## cargo -V"
-    cargo -V
+    toolchain_info
     echo "## command"
     echo "cargo build --release --locked --target $TARGET --features stldr|flm"
     echo "RUSTFLAGS=$FLAGS --remap-path-prefix=<target-stub>=/stub"

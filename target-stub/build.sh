@@ -25,15 +25,13 @@
 set -euo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../scripts/lib/build-elf.sh
+source "$DIR/../scripts/lib/build-elf.sh"
 cd "$DIR"
-OUT_DIR="${1:-${EXTFLASH_STUB_OUT:-$DIR}}"
-mkdir -p "$OUT_DIR"
-OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+set_out_dir "${1:-}" "${EXTFLASH_STUB_OUT:-$DIR}"
 
 TARGET=thumbv7m-none-eabi
-if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$TARGET"; then
-    rustup target add "$TARGET"
-fi
+add_rust_target "$TARGET"
 
 # RUSTFLAGS replaces .cargo/config.toml's target rustflags: keep them in sync.
 FLAGS="-C relocation-model=ropi"
@@ -51,11 +49,8 @@ CARGO_TARGET_DIR="$DIR/target/pic-check" EXTFLASH_STUB_LINK_BASE=$PIC_BASE \
     cargo build --release --locked --target "$TARGET"
 ELF_AT="$DIR/target/pic-check/$TARGET/release/extflash-stub"
 
-OBJCOPY=""
-for t in llvm-objcopy arm-none-eabi-objcopy rust-objcopy \
-    "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"; do
-    if command -v "$t" >/dev/null 2>&1; then OBJCOPY="$t"; break; fi
-done
+OBJCOPY="$(first_tool llvm-objcopy arm-none-eabi-objcopy rust-objcopy \
+    "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy")"
 [ -n "$OBJCOPY" ] || { echo "error: no objcopy found (llvm-objcopy or rust-objcopy)" >&2; exit 1; }
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
@@ -69,29 +64,19 @@ fi
 SIZE=$(stat -c %s "$TMP/at0.bin")
 echo "position independence: ok ($SIZE bytes identical at 0 and $PIC_BASE)"
 
-OBJDUMP=""
-for t in llvm-objdump arm-none-eabi-objdump rust-objdump; do
-    if command -v "$t" >/dev/null 2>&1; then OBJDUMP="$t"; break; fi
-done
+OBJDUMP="$(first_tool llvm-objdump arm-none-eabi-objdump rust-objdump)"
 if [ -n "$OBJDUMP" ]; then
-    bad="$("$OBJDUMP" -d "$ELF" | grep -E $'^ +[0-9a-f]+:\t' \
-        | grep -Ei $'\t(v[a-z]+|svc|udf|msr|mrs|cps[a-z]*|wfi|wfe|ldrex[a-z]*|strex[a-z]*|mcr2?|mrc2?|ldc|stc|cdp)(\\.[a-z0-9.]+)?(\t| |$)' || true)"
-    if [ -n "$bad" ]; then
-        echo "error: the stub uses instructions the virtual board cannot run:" >&2
-        echo "$bad" >&2
-        exit 1
-    fi
+    forbid_insns "$OBJDUMP" "$ELF" "the stub uses instructions the virtual board cannot run" \
+        "$UNRUNNABLE_INSNS"
     if "$OBJDUMP" -h "$ELF" | grep -Eq ' \.rel(a)?\.'; then
         echo "error: the stub ELF has relocation sections" >&2
         exit 1
     fi
     loads="$("$OBJDUMP" -p "$ELF" | grep -c '^ *LOAD ' || true)"
     [ "$loads" = 1 ] || { echo "error: $loads PT_LOAD segments, want 1" >&2; exit 1; }
-    syms="$("$OBJDUMP" -t "$ELF")"
-    for s in stub_init stub_read stub_crc32 stub_erase stub_stream stub_read_sfdp \
-        stub_read_status stub_write_status stub_crc_blocks stub_serve stub_park stub_bkpt; do
-        grep -Eq "[[:space:]]$s\$" <<<"$syms" || { echo "error: no symbol $s" >&2; exit 1; }
-    done
+    require_symbols "$OBJDUMP" "$ELF" "the stub" stub_init stub_read stub_crc32 stub_erase \
+        stub_stream stub_read_sfdp stub_read_status stub_write_status stub_crc_blocks stub_serve \
+        stub_park stub_bkpt
     echo "instruction, relocation and symbol checks ($OBJDUMP): ok"
 else
     echo "warning: no objdump found, instruction/relocation checks skipped" >&2
@@ -100,10 +85,7 @@ fi
 cp "$ELF" "$OUT_DIR/extflash-stub.elf"
 {
     echo "# Written by target-stub/build.sh; do not edit."
-    echo "## rustc -vV"
-    rustc -vV
-    echo "## cargo -V"
-    cargo -V
+    toolchain_info
     echo "## command"
     echo "cargo build --release --locked --target $TARGET"
     echo "RUSTFLAGS=$FLAGS --remap-path-prefix=<target-stub>=/stub"

@@ -21,25 +21,19 @@
 set -euo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../../scripts/lib/build-elf.sh
+source "$DIR/../../scripts/lib/build-elf.sh"
 cd "$DIR"
-OUT_DIR="${1:-${EXTFLASH_CONFORMANCE_EMBASSY_OUT:-$DIR}}"
-mkdir -p "$OUT_DIR"
-OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+set_out_dir "${1:-}" "${EXTFLASH_CONFORMANCE_EMBASSY_OUT:-$DIR}"
 
 TARGET=thumbv7em-none-eabi
-if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$TARGET"; then
-    rustup target add "$TARGET"
-fi
+add_rust_target "$TARGET"
 
 export CARGO_TARGET_DIR="$DIR/target"
 unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_BUILD_TARGET || true
 # Fetch first so the registry source folders exist for the remapping below.
 cargo fetch --locked --target "$TARGET" >/dev/null
-REGISTRY="${CARGO_HOME:-$HOME/.cargo}/registry/src"
-RUSTFLAGS="--remap-path-prefix=$DIR=/conformance-embassy"
-for d in "$REGISTRY"/*/; do
-    RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=${d%/}=/crates"
-done
+RUSTFLAGS="--remap-path-prefix=$DIR=/conformance-embassy$(registry_remaps)"
 export RUSTFLAGS
 
 cargo build --release --locked --target "$TARGET"
@@ -47,25 +41,14 @@ cp "$CARGO_TARGET_DIR/$TARGET/release/conformance_embassy" "$OUT_DIR/conformance
 
 # Sanity checks: no FPU instructions (soft float), the vector table at
 # 0x08000000 and the symbols the tests use.
-OBJDUMP=""
-for t in arm-none-eabi-objdump llvm-objdump rust-objdump; do
-    if command -v "$t" >/dev/null 2>&1; then OBJDUMP="$t"; break; fi
-done
+OBJDUMP="$(first_tool arm-none-eabi-objdump llvm-objdump rust-objdump)"
 if [ -n "$OBJDUMP" ]; then
     elf="$OUT_DIR/conformance-embassy.elf"
-    bad="$("$OBJDUMP" -d "$elf" | grep -E $'^ +[0-9a-f]+:\t' \
-        | grep -Ei $'\t(v[a-z]+)(\.[a-z0-9.]+)?(\t| |$)' || true)"
-    if [ -n "$bad" ]; then
-        echo "error: $elf uses FPU instructions:" >&2
-        echo "$bad" >&2
-        exit 1
-    fi
+    forbid_insns "$OBJDUMP" "$elf" "$elf uses FPU instructions" 'v[a-z]+'
     "$OBJDUMP" -h "$elf" | grep -Eq '\.vector_table +[0-9a-f]+ +08000000' \
         || { echo "error: $elf: no .vector_table at 0x08000000" >&2; exit 1; }
-    syms="$("$OBJDUMP" -t "$elf")"
-    for s in Reset main conformance_done CONFORMANCE_EMBASSY DMA2_STREAM0 DMA2_STREAM3; do
-        grep -Eq "[[:space:]]$s\$" <<<"$syms" || { echo "error: $elf: no symbol $s" >&2; exit 1; }
-    done
+    require_symbols "$OBJDUMP" "$elf" "$elf" Reset main conformance_done CONFORMANCE_EMBASSY \
+        DMA2_STREAM0 DMA2_STREAM3
     echo "instruction check ($OBJDUMP): ok"
 else
     echo "warning: no objdump found, instruction check skipped" >&2
@@ -73,10 +56,7 @@ fi
 
 {
     echo "# Written by tests/conformance-embassy/build.sh; do not edit."
-    echo "## rustc -vV"
-    rustc -vV
-    echo "## cargo -V"
-    cargo -V
+    toolchain_info
     echo "## flags"
     echo "cargo build --release --locked --target $TARGET"
     echo "RUSTFLAGS=--remap-path-prefix=<tests/conformance-embassy>=/conformance-embassy --remap-path-prefix=<registry src>=/crates"

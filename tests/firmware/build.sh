@@ -21,15 +21,13 @@
 set -euo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../../scripts/lib/build-elf.sh
+source "$DIR/../../scripts/lib/build-elf.sh"
 cd "$DIR"
-OUT_DIR="${1:-${EXTFLASH_FIRMWARE_OUT:-$DIR}}"
-mkdir -p "$OUT_DIR"
-OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+set_out_dir "${1:-}" "${EXTFLASH_FIRMWARE_OUT:-$DIR}"
 
 TARGET=thumbv7m-none-eabi
-if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$TARGET"; then
-    rustup target add "$TARGET"
-fi
+add_rust_target "$TARGET"
 
 export CARGO_TARGET_DIR="$DIR/target"
 # RUSTFLAGS replaces .cargo/config.toml's target rustflags: keep them in sync.
@@ -47,31 +45,20 @@ cp "$OUT" "$OUT_DIR/firmware-assets.elf"
 # Sanity check of the code (the virtual board's armagnac core has no FPU, no
 # usable exception return, and panics on some system-register instructions):
 # no FPU/SVC/UDF/MSR/MRS/CPS/WFI/WFE, and the vector table at 0x08000000.
-OBJDUMP=""
-for t in arm-none-eabi-objdump llvm-objdump rust-objdump; do
-    if command -v "$t" >/dev/null 2>&1; then OBJDUMP="$t"; break; fi
-done
+OBJDUMP="$(first_tool arm-none-eabi-objdump llvm-objdump rust-objdump)"
 if [ -n "$OBJDUMP" ]; then
     for elf in "$OUT_DIR/firmware.elf" "$OUT_DIR/firmware-assets.elf"; do
-        bad="$("$OBJDUMP" -d "$elf" | grep -E $'^ +[0-9a-f]+:\t' \
-            | grep -Ei $'\t(v[a-z]+|svc|udf|msr|mrs|cps[a-z]*|wfi|wfe|ldrex[a-z]*|strex[a-z]*|mcr2?|mrc2?|ldc|stc|cdp)(\.[a-z0-9.]+)?(\t| |$)' || true)"
-        if [ -n "$bad" ]; then
-            echo "error: $elf uses instructions the virtual board cannot run:" >&2
-            echo "$bad" >&2
-            exit 1
-        fi
+        forbid_insns "$OBJDUMP" "$elf" "$elf uses instructions the virtual board cannot run" \
+            "$UNRUNNABLE_INSNS"
         "$OBJDUMP" -h "$elf" | grep -Eq '\.vector_table +00000040 +08000000 +08000000' \
             || { echo "error: $elf: .vector_table is not 64 bytes at 0x08000000" >&2; exit 1; }
         "$OBJDUMP" -h "$elf" | grep -Eq '\.data +[0-9a-f]+ +20000000 +080[0-7][0-9a-f]{4}' \
             || { echo "error: $elf: .data is not in RAM with its LMA in flash" >&2; exit 1; }
-        syms="$("$OBJDUMP" -t "$elf")"
-        for s in Reset DefaultHandler main tick compute spi_transaction spi_xfer read_jedec_id \
-            flash_select flash_deselect assets_checked BOOT_MARKER DATA_WORD DATA_CHECK STAGE \
-            JEDEC_ID FLASH_SR1 FLASH_HEAD ASSET_RANGES ASSET_RANGE_CRCS ASSET_CRC TICKS \
-            COMPUTE_LAST SPI_PERIOD IN_TRANSACTION LAST_ID SPI_ROUNDS ID_MISMATCHES \
-            SPI_ERRORS LAST_SPI_TICK; do
-            grep -Eq "[[:space:]]$s\$" <<<"$syms" || { echo "error: $elf: no symbol $s" >&2; exit 1; }
-        done
+        require_symbols "$OBJDUMP" "$elf" "$elf" Reset DefaultHandler main tick compute \
+            spi_transaction spi_xfer read_jedec_id flash_select flash_deselect assets_checked \
+            BOOT_MARKER DATA_WORD DATA_CHECK STAGE JEDEC_ID FLASH_SR1 FLASH_HEAD ASSET_RANGES \
+            ASSET_RANGE_CRCS ASSET_CRC TICKS COMPUTE_LAST SPI_PERIOD IN_TRANSACTION LAST_ID \
+            SPI_ROUNDS ID_MISMATCHES SPI_ERRORS LAST_SPI_TICK
     done
     echo "instruction check ($OBJDUMP): ok"
 else
@@ -80,10 +67,7 @@ fi
 
 {
     echo "# Written by tests/firmware/build.sh; do not edit."
-    echo "## rustc -vV"
-    rustc -vV
-    echo "## cargo -V"
-    cargo -V
+    toolchain_info
     echo "## flags"
     echo "cargo build --release --target $TARGET [--features assets]"
     echo "RUSTFLAGS=-C force-frame-pointers=yes --remap-path-prefix=<tests/firmware>=/firmware"
