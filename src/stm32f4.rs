@@ -36,12 +36,13 @@ pub fn dma_stream_regs(base: u32, x: u32) -> u32 {
 }
 pub const GPIO_BASE: u32 = 0x4002_0000;
 
-/// GPIO register offsets the stub may change, in restore order: outputs
-/// and pad settings first, MODER last so a pin never drives a stale level.
-pub const GPIO_ODR: u32 = 0x14;
+/// GPIO register offsets (RM0090 8.4).
 pub const GPIO_MODER: u32 = 0x00;
+pub const GPIO_OSPEEDR: u32 = 0x08;
+pub const GPIO_PUPDR: u32 = 0x0C;
+pub const GPIO_ODR: u32 = 0x14;
 pub const GPIO_BSRR: u32 = 0x18;
-pub const GPIO_RESTORE_ORDER: [u32; 7] = [0x14, 0x04, 0x08, 0x0C, 0x20, 0x24, 0x00];
+pub const GPIO_AFRH: u32 = 0x24;
 
 /// SPI register offsets.
 pub const SPI_CR1: u32 = 0x00;

@@ -29,6 +29,7 @@ pub mod error;
 pub mod info;
 mod load;
 pub(crate) mod load_plan;
+pub(crate) mod periph;
 pub(crate) mod probe_io;
 mod read;
 pub(crate) mod resident;
@@ -268,7 +269,7 @@ impl ExtFlash {
         let result = f(&mut res.session(core), id);
         if res.is_broken() {
             let res = self.resident.take().expect("running");
-            if let Err(e) = res.end(core, &self.ext) {
+            if let Err(e) = res.end(core) {
                 tracing::error!(error = %crate::error::DisplayChain(&e), "ending a failed stub session");
             }
         }
@@ -312,7 +313,7 @@ impl ExtFlash {
     /// detach, and before a write to a register or to saved memory.
     pub fn end_session(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
         match self.resident.take() {
-            Some(res) => res.end(core, &self.ext),
+            Some(res) => res.end(core),
             None => Ok(()),
         }
     }

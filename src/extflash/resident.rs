@@ -114,7 +114,7 @@ impl Resident {
                 Ok(res)
             }
             Err(e) => {
-                if let Err(r) = res.end(core, ext) {
+                if let Err(r) = res.end(core) {
                     tracing::error!(error = %crate::error::DisplayChain(&r), "restoring after a failed stub start also failed");
                 }
                 Err(e)
@@ -161,7 +161,7 @@ impl Resident {
             let base = u64::from(r & !0x3FF);
             base..base + 0x400
         };
-        self.saved.periph.iter().any(|(r, _)| hit(block(*r)))
+        self.saved.periph.addresses().into_iter().any(|r| hit(block(r)))
             || self.saved.dma_streams.iter().any(|(r, _)| hit(block(*r)))
             || (self.saved.crc.is_some() && hit(block(stm32f4::CRC_BASE)))
             // Unclocked for the session, the WWDG would read as zero.
@@ -176,7 +176,7 @@ impl Resident {
     /// Stop the stub and restore everything saved, leaving the core halted
     /// (by request, so probe-rs does not take the next step for a
     /// breakpoint). Continues past errors; returns the first.
-    pub fn end(mut self, core: &mut Core<'_>, ext: &ExtFlashWiring) -> Result<(), ExtFlashError> {
+    pub fn end(mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
         let mut first: Option<ExtFlashError> = None;
         let mut keep = |r: Result<(), ExtFlashError>| {
             if let Err(e) = r {
@@ -187,7 +187,7 @@ impl Resident {
         if self.running {
             keep(self.park(core));
         }
-        keep(restore(core, ext, &self.saved, self.running));
+        keep(restore(core, &self.saved, self.running));
         first.map_or(Ok(()), Err)
     }
 

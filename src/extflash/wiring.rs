@@ -1,6 +1,7 @@
 //! From the board file's `[external_flash]` section to what the stub and
-//! the runner need: the stub's [`Config`] block, and the STM32F407
-//! registers (RCC, GPIO, SPI) the stub disturbs and the runner must restore.
+//! the runner need: the stub's [`Config`] block, and the STM32F407 GPIO,
+//! SPI and RCC addresses of the wiring (which of them are saved and
+//! restored is `periph.rs`'s table).
 //!
 //! Pure: addresses and values only (RM0090 memory map and register
 //! layouts); nothing here talks to the target.
@@ -154,22 +155,6 @@ pub fn config(ext: &ExtFlashWiring, timeouts: Timeouts) -> Config {
     }
 }
 
-/// Every peripheral register the stub may change, in restore order: GPIO
-/// ports, then the SPI (CR1 last, see the runner), then the RCC enables
-/// (last, so the restores above still have their clocks).
-pub fn peripheral_registers(ext: &ExtFlashWiring) -> Vec<u32> {
-    let mut regs = Vec::new();
-    for port in ports(ext) {
-        let base = gpio_base(port);
-        regs.extend(GPIO_RESTORE_ORDER.iter().map(|o| base + o));
-    }
-    let (spi, enr, _) = spi_regs(ext.spi);
-    regs.extend([SPI_CR2, SPI_CRCPR, SPI_I2SCFGR, SPI_CR1].map(|o| spi + o));
-    regs.push(enr);
-    regs.push(RCC_AHB1ENR);
-    regs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn spi3_on_two_ports_saves_both_and_restores_rcc_last() {
+    fn spi3_on_two_ports_enables_both_ports() {
         let text = crate::board::DEFAULT_BOARD_TOML
             .replace("spi = 1", "spi = 3")
             .replace("\"PB3\"", "\"PC10\"")
@@ -277,14 +262,5 @@ mod tests {
             (c.spi_base, c.rcc_spi_enr, c.rcc_spi_bit),
             (0x4000_3C00, RCC_APB1ENR, 1 << 15)
         );
-        let regs = peripheral_registers(&ext);
-        assert_eq!(regs.len(), 7 * 2 + 4 + 2);
-        assert_eq!(
-            regs[regs.len() - 3],
-            0x4000_3C00,
-            "SPI CR1 after the other SPI registers"
-        );
-        assert_eq!(&regs[regs.len() - 2..], &[RCC_APB1ENR, RCC_AHB1ENR]);
-        assert_eq!(regs[6], 0x4002_0800, "GPIOC MODER last of its port");
     }
 }
