@@ -9,8 +9,8 @@ use extflash_stub_abi as abi;
 use probe_rs::Core;
 
 use super::call::{timeout_for, Call};
-use super::chip::StatusRegs;
-use super::error::{ExtFlashError, StubOp, StubStatusError};
+use super::chip_ops::refuse_if_protected;
+use super::error::ExtFlashError;
 use super::load_plan::{self, BlockState, LoadInput, LoadPlan, PROBE};
 use super::runner::StubSession;
 use super::{at_window, ExtFlash};
@@ -44,15 +44,7 @@ impl ExtFlash {
         let requested: u64 = units.iter().map(|u| u.data.len() as u64).sum();
         let compress = self.compress;
         let done = self.session(core, first, requested as u32, |s, _| {
-            let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
-            if status.protects_something() {
-                return Err(ExtFlashError::Stub {
-                    op: StubOp::ProtectionCheck,
-                    address: first,
-                    wiring,
-                    source: StubStatusError::Protected,
-                });
-            }
+            refuse_if_protected(s, first, wiring)?;
             s.raise_clock()?;
             // Skip unchanged: the first `PROBE` bytes are read first; when
             // none of them holds the image already, the rest is not read

@@ -261,21 +261,10 @@ pub(crate) fn session_registers(ext: &ExtFlashWiring) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::Board;
 
     #[test]
     fn a_session_saves_every_port_the_spi_and_both_enables() {
-        let text = crate::board::DEFAULT_BOARD_TOML
-            .replace("spi = 1", "spi = 3")
-            .replace("\"PB3\"", "\"PC10\"")
-            .replace("\"PB4\"", "\"PC11\"")
-            .replace("\"PB5\"", "\"PC12\"")
-            .replace("af = 5", "af = 6")
-            .replace("\"PB0\"", "\"PA15\"");
-        let ext = Board::from_toml_str(&text, "t")
-            .unwrap()
-            .external_flash
-            .unwrap();
+        let ext = wiring::spi3_on_two_ports();
         let regs = session_registers(&ext);
         assert_eq!(regs.len(), 4 + 7 * 2 + 2);
         let spi3 = 0x4000_3C00;

@@ -155,6 +155,23 @@ pub fn config(ext: &ExtFlashWiring, timeouts: Timeouts) -> Config {
     }
 }
 
+/// The built-in board rewired to SPI3 on ports C (SCK, MISO, MOSI) and A
+/// (CS PA15), for tests.
+#[cfg(test)]
+pub(crate) fn spi3_on_two_ports() -> ExtFlashWiring {
+    let text = crate::board::DEFAULT_BOARD_TOML
+        .replace("spi = 1", "spi = 3")
+        .replace("\"PB3\"", "\"PC10\"")
+        .replace("\"PB4\"", "\"PC11\"")
+        .replace("\"PB5\"", "\"PC12\"")
+        .replace("af = 5", "af = 6")
+        .replace("\"PB0\"", "\"PA15\"");
+    crate::board::Board::from_toml_str(&text, "t")
+        .unwrap()
+        .external_flash
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,17 +261,7 @@ mod tests {
 
     #[test]
     fn spi3_on_two_ports_enables_both_ports() {
-        let text = crate::board::DEFAULT_BOARD_TOML
-            .replace("spi = 1", "spi = 3")
-            .replace("\"PB3\"", "\"PC10\"")
-            .replace("\"PB4\"", "\"PC11\"")
-            .replace("\"PB5\"", "\"PC12\"")
-            .replace("af = 5", "af = 6")
-            .replace("\"PB0\"", "\"PA15\"");
-        let ext = Board::from_toml_str(&text, "t")
-            .unwrap()
-            .external_flash
-            .unwrap();
+        let ext = spi3_on_two_ports();
         assert_eq!(ports(&ext), ['C', 'A']);
         let c = config(&ext, Timeouts::W25Q64JV);
         assert_eq!(c.rcc_gpio_mask, 0b101 | RCC_AHB1ENR_CRCEN);
