@@ -254,7 +254,7 @@ pub(super) fn restore(core: &mut Core<'_>, s: &Saved, stub_ran: bool) -> Result<
         errors.keep(wr(core, stm32f4::RCC_CFGR, cfgr));
         for _ in 0..16 {
             match rd(core, stm32f4::RCC_CFGR) {
-                Ok(now) if (now >> 2) & 3 == cfgr & 3 => break,
+                Ok(now) if stm32f4::rcc_cfgr_sws(now) == cfgr & stm32f4::RCC_CFGR_SW => break,
                 Ok(_) => continue,
                 Err(e) => {
                     errors.keep(Err(e));

@@ -15,7 +15,7 @@ use crate::stm32f4::*;
 /// RCC_PLLCFGR select: SW status, PLL M/N/P from HSI or HSE, AHB prescaler.
 /// Never above [`MAX_CORE_HZ`].
 pub fn hclk_hz(cfgr: u32, pllcfgr: u32) -> u32 {
-    let sysclk = match (cfgr >> 2) & 3 {
+    let sysclk = match rcc_cfgr_sws(cfgr) {
         0 => u64::from(HSI_HZ),
         1 => u64::from(HSE_MAX_HZ),
         2 => {
