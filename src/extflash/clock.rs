@@ -41,7 +41,6 @@ impl StubSession<'_, '_> {
         let res = &mut *self.res;
         res.config.cycles_per_ms = hz / 1000;
         res.config.br = res.fast_br;
-        res.cycles_per_ms = res.config.cycles_per_ms;
         let mut block = vec![0u8; Config::SIZE];
         res.config.write_le(&mut block);
         self.core

@@ -26,6 +26,12 @@ use abi::layout::{layout_with_stack, Layout};
 use abi::Config;
 
 impl Resident {
+    /// CYCCNT ticks per millisecond at the session's core clock: what the
+    /// stub's config block says (it times its own waits by it).
+    pub(super) fn cycles_per_ms(&self) -> u32 {
+        self.config.cycles_per_ms
+    }
+
     /// Save, load and start the stub, then identify the chip (`Init`). The
     /// core must be halted. On failure everything saved is restored.
     pub fn start(
@@ -53,7 +59,6 @@ impl Resident {
             jedec_id: 0,
             broken: false,
             running: false,
-            cycles_per_ms: stm32f4::MAX_CORE_HZ / 1000,
             config: *config,
             fast_br: wiring::session_br(
                 ext,
@@ -80,7 +85,6 @@ impl Resident {
                 config.br = wiring::session_br(ext, wiring::spi_pclk_hz(ext.spi, r[1], hclk));
             });
         }
-        res.cycles_per_ms = config.cycles_per_ms;
         res.config = config;
         if started.is_ok() {
             started = load_and_run(core, stub, &layout, &config);
