@@ -44,7 +44,8 @@ use std::ops::Range;
 use extflash_stub_abi::Timeouts;
 use probe_rs::Core;
 
-use crate::board::ExtFlashWiring;
+use crate::board::memory_map::{memory_map_xml, window_region, MemoryMapError};
+use crate::board::{Board, ExtFlashWiring};
 use crate::flash::plan::{Boundaries, EraseGeometry, FlashRequest};
 pub use app_bus::SpiActivity;
 use cache::ReadCache;
@@ -360,6 +361,22 @@ impl ExtFlash {
     }
 }
 
+/// The memory-map XML for a board, with the window as the board file
+/// describes it before the chip is identified: its pinned size, else the
+/// size of the part its `jedec_id` names, in 4 KiB blocks. With neither,
+/// the window is left out: the map never advertises a size nothing said.
+pub fn board_memory_map_xml(board: &Board) -> Result<String, MemoryMapError> {
+    let window = board.external_flash.as_ref().and_then(|e| {
+        let size = e.size.or_else(|| board_part_size(e))?;
+        Some(window_region(
+            e.window,
+            size,
+            crate::board::DEFAULT_ERASE_SIZE,
+        ))
+    });
+    memory_map_xml(board, window)
+}
+
 /// The size of the part the board file's `jedec_id` names, if the part
 /// table knows it.
 pub fn board_part_size(ext: &ExtFlashWiring) -> Option<u32> {
@@ -425,6 +442,27 @@ fn at_window(e: ExtFlashError, window: u32) -> ExtFlashError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn before_a_probe_the_map_has_the_window_only_when_the_board_file_says_its_size() {
+        // The size of the part the board file's jedec_id names (the
+        // built-in board's W25Q64JV: 8 MiB), never a guess.
+        let default = board_memory_map_xml(&Board::builtin()).unwrap();
+        assert!(
+            default.contains("start=\"0x90000000\" length=\"0x800000\""),
+            "{default}"
+        );
+        let mut anonymous = Board::builtin();
+        if let Some(e) = anonymous.external_flash.as_mut() {
+            e.jedec_id = None;
+            e.size = None;
+        }
+        let unknown = board_memory_map_xml(&anonymous).unwrap();
+        assert!(
+            !unknown.contains("type=\"flash\" start=\"0x90000000\""),
+            "no size known: no window in the map\n{unknown}"
+        );
+    }
 
     #[test]
     fn read_through_pieces_never_exceed_the_stub_buffer() {
