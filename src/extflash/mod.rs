@@ -3,9 +3,11 @@
 //! driver stub run in target RAM.
 //!
 //! One concern per file: [`stub`] parses the embedded stub ELF, [`wiring`]
-//! turns the board file into the stub's config block and the register list
-//! to preserve, [`resident`] starts and ends a stub session ([`save`] what
-//! it disturbs, [`clock`]), [`runner`] runs its calls and streams
+//! turns the board file into the stub's config block and register
+//! addresses, [`resident`] starts and ends a stub session ([`save`] what
+//! it disturbs, [`periph`] the GPIO/SPI/RCC part of that, which the
+//! host-driven small reads of [`direct`] share, [`clock`]), [`runner`] runs
+//! its calls and streams
 //! ([`call`]), [`chip`] interprets JEDEC/SFDP/status bytes, `chip_ops`
 //! identifies and erases or unprotects the chip, `read` serves window
 //! reads and CRCs, [`cache`] holds window reads. GDB's requests are planned
