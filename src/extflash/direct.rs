@@ -12,7 +12,8 @@
 //! reads).
 //! So a DR write always finds TXE set, and a DR read after it finds that
 //! frame complete, without polling SR. Leaves every register it touched
-//! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them.
+//! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them,
+//! through `periph.rs` ([`Policy::Direct`]).
 
 use crate::stm32f4;
 use extflash_stub_abi::spi_nor::op;

@@ -1,6 +1,7 @@
 //! Save and restore of what a stub session disturbs: core registers, the
 //! work area, DEMCR/DWT/DFSR, DBGMCU, the RCC/GPIO/SPI registers of the
-//! wiring, DMA2 streams, the CRC unit, the WWDG clock and the core clock.
+//! wiring (`periph.rs`, [`Policy::Session`]), DMA2 streams, the CRC unit,
+//! the WWDG clock and the core clock.
 //! A save fills [`Saved`] step by step, so a failure leaves exactly what
 //! must be put back; [`restore`] continues past errors.
 
