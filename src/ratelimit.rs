@@ -184,28 +184,18 @@ mod tests {
         let mut rl = RateLimit::new();
         let t0 = Instant::now();
         let (mut named, mut logged) = (0, 0);
-        for _ in 0..(FIRST + 5) {
-            rl.warn_at(
-                "refused packets",
-                t0,
-                || {
-                    named += 1;
-                    "connection 4".into()
-                },
-                || logged += 1,
-            );
-        }
-        assert_eq!((named, logged), (0, FIRST), "dropped lines format nothing");
-        let later = t0 + INTERVAL;
-        rl.warn_at(
-            "refused packets",
-            later,
-            || {
+        let mut warn_at = |now: Instant| {
+            let from = || {
                 named += 1;
-                "connection 4".into()
-            },
-            || logged += 1,
-        );
-        assert_eq!((named, logged), (1, FIRST + 1), "the count line names it");
+                "connection 4".to_string()
+            };
+            rl.warn_at("refused packets", now, from, || logged += 1);
+        };
+        for _ in 0..(FIRST + 5) {
+            warn_at(t0);
+        }
+        warn_at(t0 + INTERVAL);
+        // Dropped lines format nothing; the count line names its source.
+        assert_eq!((named, logged), (1, FIRST + 1));
     }
 }
