@@ -84,10 +84,25 @@ impl RateLimit {
 
     /// Log `warn` unless rate-limited, preceded by the count of those
     /// suppressed in the interval that ended. `kind` names the kind in
-    /// the count line ("refused packets"), `from` the source ("connection 4").
-    pub fn warn(&mut self, kind: &'static str, from: &str, warn: impl FnOnce()) {
-        if let Verdict::Log { suppressed, over } = self.check(kind, Instant::now()) {
-            report(kind, from, suppressed, over);
+    /// the count line ("refused packets"), `from` the source ("connection
+    /// 4"): called only for a count line, so a dropped warning costs no
+    /// formatting.
+    pub fn warn(&mut self, kind: &'static str, from: impl FnOnce() -> String, warn: impl FnOnce()) {
+        self.warn_at(kind, Instant::now(), from, warn);
+    }
+
+    /// [`RateLimit::warn`] at `now`.
+    fn warn_at(
+        &mut self,
+        kind: &'static str,
+        now: Instant,
+        from: impl FnOnce() -> String,
+        warn: impl FnOnce(),
+    ) {
+        if let Verdict::Log { suppressed, over } = self.check(kind, now) {
+            if suppressed > 0 {
+                report(kind, &from(), suppressed, over);
+            }
             warn();
         }
     }
@@ -162,5 +177,25 @@ mod tests {
         }
         assert_eq!(rl.take_suppressed(), [("refused packets", 7)]);
         assert_eq!(rl.take_suppressed(), []);
+    }
+
+    #[test]
+    fn the_source_is_named_only_for_a_count_line() {
+        let mut rl = RateLimit::new();
+        let t0 = Instant::now();
+        let (mut named, mut logged) = (0, 0);
+        let mut warn_at = |now: Instant| {
+            let from = || {
+                named += 1;
+                "connection 4".to_string()
+            };
+            rl.warn_at("refused packets", now, from, || logged += 1);
+        };
+        for _ in 0..(FIRST + 5) {
+            warn_at(t0);
+        }
+        warn_at(t0 + INTERVAL);
+        // Dropped lines format nothing; the count line names its source.
+        assert_eq!((named, logged), (1, FIRST + 1));
     }
 }

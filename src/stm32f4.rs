@@ -4,18 +4,19 @@
 //! layouts). Pure data; the Cortex-M core's own registers are in
 //! `cortex_m`, and the virtual board (`sim`) keeps its own model.
 
-pub const RCC_BASE: u32 = 0x4002_3800;
+/// RCC_CR, PLLCFGR, CFGR and FLASH_ACR are shared with the stub (which
+/// switches the session clock): their home is `extflash_stub_abi::rcc`.
+pub use extflash_stub_abi::rcc::{
+    sws as rcc_cfgr_sws, BASE as RCC_BASE, CFGR as RCC_CFGR, CFGR_SW as RCC_CFGR_SW,
+    CFGR_SWS as RCC_CFGR_SWS, CR as RCC_CR, CR_PLLON as RCC_CR_PLLON, FLASH_ACR,
+    PLLCFGR as RCC_PLLCFGR,
+};
 pub const RCC_AHB1ENR: u32 = RCC_BASE + 0x30;
 pub const RCC_APB1ENR: u32 = RCC_BASE + 0x40;
 pub const RCC_APB2ENR: u32 = RCC_BASE + 0x44;
-/// RCC_CR (RM0090 7.3.1) and its PLLON bit.
-pub const RCC_CR: u32 = RCC_BASE;
-pub const RCC_CR_PLLON: u32 = 1 << 24;
 /// AHB1ENR enables of the CRC unit and DMA2 (RM0090 7.3.10).
 pub const RCC_AHB1ENR_CRCEN: u32 = 1 << 12;
 pub const RCC_AHB1ENR_DMA2EN: u32 = 1 << 22;
-/// FLASH_ACR (RM0090 3.9.1): wait states, which the session clock raises.
-pub const FLASH_ACR: u32 = 0x4002_3C00;
 /// The CRC unit (RM0090 chapter 4): DR, IDR, CR.
 pub const CRC_BASE: u32 = 0x4002_3000;
 pub const CRC_IDR: u32 = CRC_BASE + 0x04;
@@ -36,12 +37,13 @@ pub fn dma_stream_regs(base: u32, x: u32) -> u32 {
 }
 pub const GPIO_BASE: u32 = 0x4002_0000;
 
-/// GPIO register offsets the stub may change, in restore order: outputs
-/// and pad settings first, MODER last so a pin never drives a stale level.
-pub const GPIO_ODR: u32 = 0x14;
+/// GPIO register offsets (RM0090 8.4).
 pub const GPIO_MODER: u32 = 0x00;
+pub const GPIO_OSPEEDR: u32 = 0x08;
+pub const GPIO_PUPDR: u32 = 0x0C;
+pub const GPIO_ODR: u32 = 0x14;
 pub const GPIO_BSRR: u32 = 0x18;
-pub const GPIO_RESTORE_ORDER: [u32; 7] = [0x14, 0x04, 0x08, 0x0C, 0x20, 0x24, 0x00];
+pub const GPIO_AFRH: u32 = 0x24;
 
 /// SPI register offsets.
 pub const SPI_CR1: u32 = 0x00;
@@ -64,9 +66,6 @@ pub const SPI_SR_OVR: u32 = 1 << 6;
 /// at a slower clock they only get longer (never too short).
 pub const MAX_CORE_HZ: u32 = 168_000_000;
 
-/// RCC_PLLCFGR and RCC_CFGR (RM0090 7.3.2, 7.3.3).
-pub const RCC_PLLCFGR: u32 = RCC_BASE + 0x04;
-pub const RCC_CFGR: u32 = RCC_BASE + 0x08;
 /// The HSI's frequency; HSE is taken at the F407's maximum input (26 MHz)
 /// since the board's crystal is not known: a core clock estimated too high
 /// only makes the stub's timeouts longer, never too short.

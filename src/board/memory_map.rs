@@ -175,18 +175,6 @@ pub fn memory_map_xml(board: &Board, window: Option<MapRegion>) -> Result<String
     Ok(to_xml(&complete(regions)?))
 }
 
-/// The memory-map XML for a board, with the window as the board file
-/// describes it before the chip is identified: its pinned size, else the
-/// size of the part its `jedec_id` names, in 4 KiB blocks. With neither,
-/// the window is left out: the map never advertises a size nothing said.
-pub fn board_memory_map_xml(board: &Board) -> Result<String, MemoryMapError> {
-    let window = board.external_flash.as_ref().and_then(|e| {
-        let size = e.size.or_else(|| crate::extflash::board_part_size(e))?;
-        Some(window_region(e.window, size, super::DEFAULT_ERASE_SIZE))
-    });
-    memory_map_xml(board, window)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,23 +277,6 @@ mod tests {
             xml.contains("<memory type=\"ram\" start=\"0x90800000\""),
             "{xml}"
         );
-        // Before a probe: the size of the part the board file's jedec_id
-        // names (the built-in board's W25Q64JV: 8 MiB), never a guess.
-        let default = board_memory_map_xml(&Board::builtin()).unwrap();
-        assert!(
-            default.contains("start=\"0x90000000\" length=\"0x800000\""),
-            "{default}"
-        );
-        let mut anonymous = Board::builtin();
-        if let Some(e) = anonymous.external_flash.as_mut() {
-            e.jedec_id = None;
-            e.size = None;
-        }
-        let unknown = board_memory_map_xml(&anonymous).unwrap();
-        assert!(
-            !unknown.contains("type=\"flash\" start=\"0x90000000\""),
-            "no size known: no window in the map\n{unknown}"
-        );
     }
 
     #[test]
@@ -331,7 +302,7 @@ mod tests {
 
     #[test]
     fn xml_has_blocksize_per_flash_entry_and_is_balanced() {
-        let xml = board_memory_map_xml(&Board::builtin()).unwrap();
+        let xml = memory_map_xml(&Board::builtin(), None).unwrap();
         assert!(xml.starts_with("<?xml version=\"1.0\"?>"));
         assert!(xml.contains(
             "<memory type=\"flash\" start=\"0x8000000\" length=\"0x10000\">\n    \

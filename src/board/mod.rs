@@ -918,18 +918,11 @@ mod tests {
 
     /// A work area validates exactly when the runner can lay out a stub of
     /// the full budget in it, so every stub build fits a valid one (the
-    /// built-in stub included).
+    /// built-in stub's size is checked against the budget in
+    /// `extflash::stub`).
     #[test]
     fn valid_work_area_is_exactly_one_the_stub_runner_can_lay_out() {
         use abi::layout::{layout, STUB_BUDGET};
-        let builtin = crate::extflash::stub::StubImage::builtin()
-            .unwrap()
-            .bytes
-            .len() as u32;
-        assert!(
-            builtin <= STUB_BUDGET,
-            "the built-in stub is over its budget"
-        );
         let mut accepted = 0;
         let mut rejected = 0;
         // Stub budget, config, slots header, 1 KiB buffer, 1 KiB stack.
@@ -943,7 +936,6 @@ mod tests {
                             runner_ok,
                             "{start:#x}+{size:#x} validated but the stub cannot run"
                         );
-                        assert!(layout(&(start..start + size), builtin).is_some());
                         accepted += 1;
                     }
                     Err(BoardError::Invalid {

@@ -9,7 +9,7 @@ use probe_rs::Core;
 
 use super::call::{timeout_for, Call};
 use super::chip::{ChipInfo, StatusRegs};
-use super::error::{ExtFlashError, StubOp, StubStatusError};
+use super::error::{ExtFlashError, SpiWiring, StubOp, StubStatusError};
 use super::runner::StubSession;
 use super::ExtFlash;
 use super::{chip, info};
@@ -184,15 +184,7 @@ impl ExtFlash {
         let wiring = self.wiring();
         let started = Instant::now();
         self.session(core, w, size, |s, _| {
-            let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
-            if status.protects_something() {
-                return Err(ExtFlashError::Stub {
-                    op: StubOp::ProtectionCheck,
-                    address: w,
-                    wiring,
-                    source: StubStatusError::Protected,
-                });
-            }
+            refuse_if_protected(s, w, wiring)?;
             events(FlashEvent::Erasing {
                 flash: FlashKind::External,
                 address: w,
@@ -251,4 +243,24 @@ fn read_sfdp(s: &mut StubSession<'_, '_>) -> Result<chip::Geometry, ExtFlashErro
         address: at,
         source,
     })
+}
+
+/// Refuse a load or chip erase up front, before anything is erased, when
+/// the status registers configure any protection (`address`: where the
+/// operation starts, for the message).
+pub(super) fn refuse_if_protected(
+    s: &mut StubSession<'_, '_>,
+    address: u32,
+    wiring: SpiWiring,
+) -> Result<(), ExtFlashError> {
+    let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
+    if status.protects_something() {
+        return Err(ExtFlashError::Stub {
+            op: StubOp::ProtectionCheck,
+            address,
+            wiring,
+            source: StubStatusError::Protected,
+        });
+    }
+    Ok(())
 }

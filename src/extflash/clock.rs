@@ -22,7 +22,7 @@ impl StubSession<'_, '_> {
         }
         self.res.clock_tried = true;
         let rcc = rd_block(self.core, stm32f4::RCC_CR, 3)?;
-        if rcc[2] & 0xC != 0 || rcc[0] & stm32f4::RCC_CR_PLLON != 0 {
+        if rcc[2] & stm32f4::RCC_CFGR_SWS != 0 || rcc[0] & stm32f4::RCC_CR_PLLON != 0 {
             return Ok(());
         }
         let acr = rd(self.core, stm32f4::FLASH_ACR)?;
@@ -41,7 +41,6 @@ impl StubSession<'_, '_> {
         let res = &mut *self.res;
         res.config.cycles_per_ms = hz / 1000;
         res.config.br = res.fast_br;
-        res.cycles_per_ms = res.config.cycles_per_ms;
         let mut block = vec![0u8; Config::SIZE];
         res.config.write_le(&mut block);
         self.core

@@ -12,13 +12,15 @@
 //! reads).
 //! So a DR write always finds TXE set, and a DR read after it finds that
 //! frame complete, without polling SR. Leaves every register it touched
-//! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them.
+//! (RCC enables, the pins' GPIO registers, SPI CR1/CR2) as it found them,
+//! through `periph.rs` ([`Policy::Direct`]).
 
 use crate::stm32f4;
 use extflash_stub_abi::spi_nor::op;
 use probe_rs::Core;
 
 use super::error::ExtFlashError;
+use super::periph::{FirstError, PeriphSaved, Policy, PortSaved, SpiSaved};
 use super::probe_io::{rd, rd_block, wr, write_block};
 use super::wiring;
 use crate::board::ExtFlashWiring;
@@ -54,85 +56,21 @@ pub fn read(
     if pclk >> (br + 1) < MIN_SPI_HZ {
         return Ok(None);
     }
-    let (spi, enr, spi_bit) = wiring::spi_regs(ext.spi);
+    let (_, enr, _) = wiring::spi_regs(ext.spi);
     let apb = rcc[((enr - stm32f4::RCC_BASE) / 4) as usize];
     let gpio_mask = wiring::ports(ext)
         .iter()
         .fold(0, |m, p| m | 1 << wiring::port_index(*p));
-    let mut saved = Saved {
-        ahb1: None,
-        apb: None,
-        gpio: Vec::new(),
-        spi_cr: None,
-    };
-    if ahb1 & gpio_mask != gpio_mask {
-        saved.ahb1 = Some(ahb1);
-        wr(core, stm32f4::RCC_AHB1ENR, ahb1 | gpio_mask)?;
-    }
-    if apb & spi_bit == 0 {
-        saved.apb = Some((enr, apb));
-        if let Err(e) = wr(core, enr, apb | spi_bit) {
-            // Best effort; the write error is what the user needs.
-            let _ = saved.restore(core, spi);
-            return Err(e);
-        }
-    }
-    let result = transact(core, ext, &mut saved, br, offset, len);
-    let restored = saved.restore(core, spi);
+    let mut saved = PeriphSaved::default();
+    let on = saved
+        .enables
+        .switch_on(core, ext, (ahb1, apb), gpio_mask, Policy::Direct);
+    let result = on.and_then(|()| transact(core, ext, &mut saved, br, offset, len));
+    let mut errors = FirstError::default();
+    saved.restore(core, Policy::Direct, &mut errors);
     let data = result?;
-    restored?;
+    errors.result()?;
     Ok(data)
-}
-
-/// What [`read`] changed, as found (`None`: not changed).
-struct Saved {
-    ahb1: Option<u32>,
-    apb: Option<(u32, u32)>,
-    /// Per port: base, then MODER, OTYPER, OSPEEDR, PUPDR, ODR, AFRL, AFRH.
-    gpio: Vec<(u32, [u32; 7])>,
-    spi_cr: Option<[u32; 2]>,
-}
-
-impl Saved {
-    /// Put everything back (SPI first, with SPE last; pins with MODER
-    /// last; the clocks at the end), continuing past errors.
-    fn restore(&self, core: &mut Core<'_>, spi: u32) -> Result<(), ExtFlashError> {
-        let mut first = None;
-        let mut keep = |r: Result<(), ExtFlashError>| {
-            if let Err(e) = r {
-                first.get_or_insert(e);
-            }
-        };
-        if let Some([cr1, cr2]) = self.spi_cr {
-            keep(wr(
-                core,
-                spi + stm32f4::SPI_CR1,
-                cr1 & !stm32f4::SPI_CR1_SPE,
-            ));
-            keep(wr(core, spi + stm32f4::SPI_CR2, cr2));
-            if cr1 & stm32f4::SPI_CR1_SPE != 0 {
-                keep(wr(core, spi + stm32f4::SPI_CR1, cr1));
-            }
-        }
-        for (base, r) in &self.gpio {
-            let [moder, otyper, ospeedr, pupdr, odr, afrl, afrh] = *r;
-            keep(wr(core, base + stm32f4::GPIO_ODR, odr));
-            keep(write_block(
-                core,
-                base + stm32f4::GPIO_OTYPER,
-                &[otyper, ospeedr, pupdr],
-            ));
-            keep(write_block(core, base + stm32f4::GPIO_AFRL, &[afrl, afrh]));
-            keep(wr(core, base + stm32f4::GPIO_MODER, moder));
-        }
-        if let Some((enr, apb)) = self.apb {
-            keep(wr(core, enr, apb));
-        }
-        if let Some(ahb1) = self.ahb1 {
-            keep(wr(core, stm32f4::RCC_AHB1ENR, ahb1));
-        }
-        first.map_or(Ok(()), Err)
-    }
 }
 
 /// Pins and SPI set up, status checked, bytes read; `saved` gains what
@@ -140,23 +78,27 @@ impl Saved {
 fn transact(
     core: &mut Core<'_>,
     ext: &ExtFlashWiring,
-    saved: &mut Saved,
+    saved: &mut PeriphSaved,
     br: u32,
     offset: u32,
     len: u32,
 ) -> Result<Option<Vec<u8>>, ExtFlashError> {
     let (spi, _, _) = wiring::spi_regs(ext.spi);
     let cr = rd_block(core, spi + stm32f4::SPI_CR1, 2)?;
-    saved.spi_cr = Some([cr[0], cr[1]]);
+    saved.spi = Some(SpiSaved {
+        base: spi,
+        cr1: cr[0],
+        cr2: cr[1],
+        extra: None,
+    });
     let af = u32::from(ext.af);
     let cs = ext.cs;
     for port in wiring::ports(ext) {
         let base = wiring::gpio_base(port);
         // MODER .. AFRH: IDR, BSRR and LCKR reads have no side effect.
-        let r = rd_block(core, base, 10)?;
-        let was = [r[0], r[1], r[2], r[3], r[5], r[8], r[9]];
-        saved.gpio.push((base, was));
-        let [mut moder, mut otyper, mut ospeedr, mut pupdr, _, mut afrl, mut afrh] = was;
+        let was = PortSaved::from_block(base, &rd_block(core, base, 10)?);
+        let [_, mut otyper, mut ospeedr, mut pupdr, mut afrl, mut afrh, mut moder] = was.values;
+        saved.ports.push(was);
         let pins = [(ext.sck, false), (ext.miso, true), (ext.mosi, false)];
         for (p, pull_up) in pins.into_iter().filter(|(p, _)| p.port == port) {
             let n = u32::from(p.number);

@@ -3,14 +3,17 @@
 //! driver stub run in target RAM.
 //!
 //! One concern per file: [`stub`] parses the embedded stub ELF, [`wiring`]
-//! turns the board file into the stub's config block and the register list
-//! to preserve, [`resident`] starts and ends a stub session ([`save`] what
-//! it disturbs, [`clock`]), [`runner`] runs its calls and streams
+//! turns the board file into the stub's config block and register
+//! addresses, [`resident`] starts and ends a stub session ([`save`] what
+//! it disturbs, [`periph`] the GPIO/SPI/RCC part of that, which the
+//! host-driven small reads of [`direct`] share, [`clock`]), [`runner`] runs
+//! its calls and streams
 //! ([`call`]), [`chip`] interprets JEDEC/SFDP/status bytes, `chip_ops`
 //! identifies and erases or unprotects the chip, `read` serves window
-//! reads and CRCs, [`cache`] holds window reads. GDB's requests are planned by the shared planner
-//! (`crate::flash::plan`). [`ExtFlash`] ties them together for the GDB
-//! layer.
+//! reads and CRCs, [`cache`] holds window reads. GDB's requests are planned
+//! by the shared planner (`crate::flash::plan`); a `load`'s window part is
+//! planned and packed purely by [`load_plan`] and executed by `load`.
+//! [`ExtFlash`] ties them together for the GDB layer.
 //!
 //! Owns the chip and the work area while a call runs; never touches the
 //! chip while the application holds its chip select (see
@@ -26,6 +29,9 @@ pub(crate) mod clock;
 pub(crate) mod direct;
 pub mod error;
 pub mod info;
+mod load;
+pub(crate) mod load_plan;
+pub(crate) mod periph;
 pub(crate) mod probe_io;
 mod read;
 pub(crate) mod resident;
@@ -36,18 +42,16 @@ pub mod stub;
 pub mod wiring;
 
 use std::ops::Range;
-use std::time::Instant;
 
-use extflash_stub_abi::{self as abi, Timeouts};
+use extflash_stub_abi::Timeouts;
 use probe_rs::Core;
 
-use crate::board::ExtFlashWiring;
-use crate::flash::plan::{self, Boundaries, EraseGeometry, FlashRequest};
-use crate::flash::{FlashEvent, FlashKind};
+use crate::board::memory_map::{memory_map_xml, window_region, MemoryMapError};
+use crate::board::{Board, ExtFlashWiring};
+use crate::flash::plan::{Boundaries, EraseGeometry, FlashRequest};
 pub use app_bus::SpiActivity;
 use cache::ReadCache;
-use call::{timeout_for, Call};
-use chip::{ChipInfo, StatusRegs};
+use chip::ChipInfo;
 pub use error::{ExtFlashError, ProbeOp, SpiWiring, StubOp, StubStatusError};
 use runner::{Resident, StubSession};
 use stub::StubImage;
@@ -268,7 +272,7 @@ impl ExtFlash {
         let result = f(&mut res.session(core), id);
         if res.is_broken() {
             let res = self.resident.take().expect("running");
-            if let Err(e) = res.end(core, &self.ext) {
+            if let Err(e) = res.end(core) {
                 tracing::error!(error = %crate::error::DisplayChain(&e), "ending a failed stub session");
             }
         }
@@ -312,7 +316,7 @@ impl ExtFlash {
     /// detach, and before a write to a register or to saved memory.
     pub fn end_session(&mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
         match self.resident.take() {
-            Some(res) => res.end(core, &self.ext),
+            Some(res) => res.end(core),
             None => Ok(()),
         }
     }
@@ -357,197 +361,22 @@ impl ExtFlash {
         self.request.write(addr, data)?;
         Ok(())
     }
+}
 
-    /// Execute the accumulated `load` (at `vFlashDone`): erase, then
-    /// program, in one stub session. Refuses up front, before erasing
-    /// anything, when the status registers configure any protection.
-    pub fn commit(
-        &mut self,
-        core: &mut Core<'_>,
-        events: &mut dyn FnMut(FlashEvent),
-    ) -> Result<(), ExtFlashError> {
-        let request = std::mem::take(&mut self.request);
-        if request.is_empty() {
-            return Ok(());
-        }
-        self.ensure_identified(core)?;
-        self.cache.clear();
-        let chip = self.chip.clone().expect("identified above");
-        let kinds = chip.geometry.stub_erase_kinds();
-        let sizes: Vec<u32> = kinds.iter().map(|k| k.size()).collect();
-        let page = self.page_size();
-        let buf_words = self.buffer_len()? / 4;
-        let t = chip.timeouts;
-        let started = Instant::now();
-        let window = self.ext.window;
-        let wiring = self.wiring();
-        let units = request.units();
-        let first = units.first().map(|u| u.address).unwrap_or(window);
-        let requested: u64 = units.iter().map(|u| u.data.len() as u64).sum();
-        let compress = self.compress;
-        const EXT: FlashKind = FlashKind::External;
-        let done = self.session(core, first, requested as u32, |s, _| {
-            let status = StatusRegs::from_word(s.call(Call::ReadStatus, 0, timeout_for(10, 0))?);
-            if status.protects_something() {
-                return Err(ExtFlashError::Stub {
-                    op: StubOp::ProtectionCheck,
-                    address: first,
-                    wiring,
-                    source: StubStatusError::Protected,
-                });
-            }
-            s.raise_clock()?;
-            // Skip unchanged: blocks whose on-chip CRC equals the image's
-            // already hold it and need neither erase nor program; erased
-            // blocks need programming only. The first `PROBE` bytes are
-            // read first: when none of them holds the image already, the
-            // rest is not read before the stream (the link would wait for
-            // it); the stub then reads each sector/block before erasing it
-            // and skips the erase of a blank one, while the link sends.
-            let (probe, rest) = probe_units(&units, PROBE);
-            let (mut unchanged, mut erased) = unchanged_blocks(s, &probe, window, buf_words)?;
-            if !unchanged.is_empty() && !rest.is_empty() {
-                let (u, e) = unchanged_blocks(s, &rest, window, buf_words)?;
-                unchanged.extend(u);
-                erased.extend(e);
-                plan::merge_ranges(&mut unchanged);
-                plan::merge_ranges(&mut erased);
-            }
-            let unless_blank = unchanged.is_empty() && !rest.is_empty();
-            let changed = plan::without_unchanged(units.clone(), &unchanged);
-            let mut plan = plan::plan(&changed, &sizes, page, "external flash")?;
-            plan.erases = plan::skip_erased(plan.erases, &erased, &sizes, &chip::typical_erase_ms);
-
-            let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
-            if skipped > 0 {
-                events(FlashEvent::Skipped {
-                    flash: EXT,
-                    bytes: skipped,
-                });
-            }
-            events(FlashEvent::Started {
-                flash: EXT,
-                erase_bytes: plan.erase_bytes(),
-                program_bytes: plan.program_bytes(),
-            });
-            let (erase_bytes, program_bytes) = (plan.erase_bytes(), plan.program_bytes());
-            // Every erase and program in address order, as one stream: the
-            // data of an erased block flows into the slots while it erases.
-            let mut steps = plan::steps(plan);
-            // The stub reads back every page it programs (a mismatch fails
-            // the stream); what is left to check after it is the bytes of
-            // the changed ranges nothing programs (0xFF runs left erased).
-            let verify = unprogrammed(&changed, &steps);
-            for step in &mut steps {
-                match step {
-                    plan::Step::Erase(e, first) => {
-                        e.address -= window;
-                        if let Some(p) = first {
-                            p.address -= window;
-                        }
-                    }
-                    plan::Step::Program(p) => p.address -= window,
-                }
-            }
-            let (_, slot) = s.layout().stream_slots();
-            let packing = stream::Packing {
-                capacity: slot - 4,
-                page,
-                kinds: &kinds,
-                timeouts: &t,
-                compress,
-                unless_blank,
-            };
-            let packed = stream::pack(&steps, &packing).map_err(ExtFlashError::Stream)?;
-            tracing::debug!(
-                chunks = packed.chunks.len(),
-                program = packed.program_bytes,
-                sent = packed.sent_bytes,
-                compressed = packed.compressed_bytes,
-                "load stream"
-            );
-            let mut next = 0usize;
-            let streamed = s.stream(&packed, &mut |k| {
-                next = k + 1;
-                for d in &packed.chunks[k].done {
-                    events(match *d {
-                        // Whether the stub skipped an erase as blank is
-                        // known only at the end (`Done::erased`).
-                        stream::Done::Erase { .. } if unless_blank => continue,
-                        stream::Done::Erase { addr, size } => FlashEvent::Erasing {
-                            flash: EXT,
-                            address: addr + window,
-                            size,
-                        },
-                        stream::Done::Program { addr, bytes } => FlashEvent::Programmed {
-                            flash: EXT,
-                            address: addr + window,
-                            bytes,
-                        },
-                    });
-                }
-            });
-            let blank_sectors = match streamed {
-                Ok(n) => u64::from(n),
-                Err(_) => 0,
-            };
-            if let Err(err) = streamed {
-                // What the chunks not known complete would have changed:
-                // the stub releases a chunk before its last operation's
-                // busy wait, so the last one released may have failed too.
-                let err = at_window(err, window);
-                return Err(match packed.span_from(next.saturating_sub(1)) {
-                    Some(span) => ExtFlashError::LoadIncomplete {
-                        from: span.start + window,
-                        to: span.end + window,
-                        source: Box::new(err),
-                    },
-                    _ => err,
-                });
-            }
-            // With the stream's read-backs: the chip holds every byte of
-            // the changed ranges, so `vFlashDone` never says OK over a
-            // wrong byte.
-            for &(address, len, want) in &verify {
-                let found = s
-                    .call(
-                        Call::Crc32 {
-                            addr: address - window,
-                            len,
-                        },
-                        0,
-                        timeout_for(0, u64::from(len) * 2),
-                    )
-                    .map_err(|err| at_window(err, window))?;
-                if found != want {
-                    return Err(ExtFlashError::VerifyFailed {
-                        address,
-                        len,
-                        expected: want,
-                        found,
-                    });
-                }
-            }
-            if packed.compressed_bytes > 0 {
-                events(FlashEvent::Compressed {
-                    flash: EXT,
-                    bytes: packed.compressed_bytes,
-                    sent: packed.sent_bytes,
-                });
-            }
-            let erased = erase_bytes.saturating_sub(blank_sectors * u64::from(abi::CRC_BLOCK));
-            Ok((erased, program_bytes, skipped))
-        })?;
-        events(FlashEvent::Done {
-            flash: EXT,
-            erased: done.0,
-            programmed: done.1,
-            skipped: done.2,
-            elapsed: started.elapsed(),
-            board: None,
-        });
-        Ok(())
-    }
+/// The memory-map XML for a board, with the window as the board file
+/// describes it before the chip is identified: its pinned size, else the
+/// size of the part its `jedec_id` names, in 4 KiB blocks. With neither,
+/// the window is left out: the map never advertises a size nothing said.
+pub fn board_memory_map_xml(board: &Board) -> Result<String, MemoryMapError> {
+    let window = board.external_flash.as_ref().and_then(|e| {
+        let size = e.size.or_else(|| board_part_size(e))?;
+        Some(window_region(
+            e.window,
+            size,
+            crate::board::DEFAULT_ERASE_SIZE,
+        ))
+    });
+    memory_map_xml(board, window)
 }
 
 /// The size of the part the board file's `jedec_id` names, if the part
@@ -576,137 +405,6 @@ fn check_halted(core: &mut Core<'_>, address: u32, len: u32) -> Result<(), ExtFl
 
 /// Operations on at least this many bytes raise the core clock first.
 const LONG_OPERATION: u32 = 64 * 1024;
-
-/// Window ranges whose blocks hold the image already, and ranges the chip
-/// holds erased.
-type BlockState = (Vec<Range<u32>>, Vec<Range<u32>>);
-
-/// Of the `CRC_BLOCK`-aligned blocks of `units` (window addresses): those
-/// whose CRC on the chip equals the image's, and those the chip holds
-/// erased (every word all ones), each merged into ranges. Blocks of a unit
-/// that is not block-aligned are never skipped.
-fn unchanged_blocks(
-    s: &mut StubSession<'_, '_>,
-    units: &[plan::Unit],
-    window: u32,
-    buf_words: u32,
-) -> Result<BlockState, ExtFlashError> {
-    let block = abi::CRC_BLOCK;
-    let pair = abi::CRC_BLOCK_WORDS;
-    let per_call = (buf_words.saturating_sub(abi::CRC_SCRATCH / 4) / pair).max(1);
-    let mut unchanged: Vec<Range<u32>> = Vec::new();
-    let mut erased: Vec<Range<u32>> = Vec::new();
-    for u in units {
-        if u.address % block != 0 || u.data.len() as u32 % block != 0 {
-            continue;
-        }
-        let blocks = u.data.len() as u32 / block;
-        let mut i = 0;
-        while i < blocks {
-            let count = (blocks - i).min(per_call);
-            let addr = u.address + i * block;
-            s.call(
-                Call::CrcBlocks {
-                    addr: addr - window,
-                    count,
-                },
-                0,
-                timeout_for(0, u64::from(count) * u64::from(block) * 2),
-            )
-            .map_err(|err| at_window(err, window))?;
-            let words = s.read_buffer(count * 4 * pair)?;
-            for (j, w) in words.chunks_exact(8).enumerate() {
-                let at = (i as usize + j) * block as usize;
-                let start = u.address + at as u32;
-                let on_chip = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                let and = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
-                let image = abi::crc32_update(abi::CRC32_INIT, &u.data[at..at + block as usize]);
-                if on_chip == image {
-                    unchanged.push(start..start + block);
-                }
-                if and == u32::MAX {
-                    erased.push(start..start + block);
-                }
-            }
-            i += count;
-        }
-    }
-    plan::merge_ranges(&mut unchanged);
-    plan::merge_ranges(&mut erased);
-    Ok((unchanged, erased))
-}
-
-/// Bytes of a `load` whose blocks are read before anything else, to tell
-/// a reload (they hold the image: the whole range is read, and unchanged
-/// blocks are skipped) from a load of new data (nothing more is read
-/// first). One 64 KiB block: 12.5 ms of SPI at 42 MHz.
-const PROBE: u32 = 64 * 1024;
-
-/// The `CRC_BLOCK`-aligned units (the only ones [`unchanged_blocks`]
-/// reads) cut after their first `max` bytes: (those, the rest).
-fn probe_units(units: &[plan::Unit], max: u32) -> (Vec<plan::Unit>, Vec<plan::Unit>) {
-    let block = abi::CRC_BLOCK as usize;
-    let mut left = max as usize / block * block;
-    let (mut probe, mut rest) = (Vec::new(), Vec::new());
-    for u in units {
-        if u.address % block as u32 != 0 || u.data.len() % block != 0 {
-            continue;
-        }
-        let n = u.data.len().min(left);
-        let (a, b) = u.data.split_at(n);
-        for (at, data, out) in [(0, a, &mut probe), (n, b, &mut rest)] {
-            if !data.is_empty() {
-                out.push(plan::Unit {
-                    address: u.address + at as u32,
-                    data: data.to_vec(),
-                });
-            }
-        }
-        left -= n;
-    }
-    (probe, rest)
-}
-
-/// The parts of `changed` (window addresses) that no program in `steps`
-/// writes, each with the CRC its image bytes give: (address, len, CRC).
-fn unprogrammed(changed: &[plan::Unit], steps: &[plan::Step]) -> Vec<(u32, u32, u32)> {
-    let mut programmed: Vec<Range<u32>> = steps
-        .iter()
-        .filter_map(|s| match s {
-            plan::Step::Erase(_, p) => p.as_ref(),
-            plan::Step::Program(p) => Some(p),
-        })
-        .map(|p| p.address..p.address + p.data.len() as u32)
-        .collect();
-    plan::merge_ranges(&mut programmed);
-    let mut out = Vec::new();
-    for u in changed {
-        let end = u.address + u.data.len() as u32;
-        let mut gap = |r: Range<u32>| {
-            let from = (r.start - u.address) as usize;
-            let bytes = &u.data[from..from + r.len()];
-            out.push((
-                r.start,
-                r.len() as u32,
-                abi::crc32_update(abi::CRC32_INIT, bytes),
-            ));
-        };
-        let mut at = u.address;
-        for p in programmed
-            .iter()
-            .filter(|p| p.end > u.address && p.start < end)
-        {
-            if p.start > at {
-                gap(at..p.start);
-            }
-            at = at.max(p.end);
-        }
-        if at < end {
-            gap(at..end);
-        }
-    }
-    out
-}
 
 /// `offset..offset+len` cut into reads of at most `max` bytes.
 fn read_pieces(offset: u32, len: u32, max: u32) -> Vec<Range<u32>> {
@@ -748,58 +446,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_bytes_no_program_writes_are_left_to_verify_after_the_stream() {
-        let unit = |address, data: Vec<u8>| plan::Unit { address, data };
-        let prog = |address, data: Vec<u8>| plan::Step::Program(plan::ProgramOp { address, data });
-        // A unit with a 0xFF run in the middle programmed around, and one
-        // nothing programs at all.
-        let mut a = vec![1u8; 0x100];
-        a.extend([0xFF; 0x200]);
-        a.extend([2u8; 0x100]);
-        let changed = [
-            unit(0x9000_0000, a.clone()),
-            unit(0x9001_0000, vec![0xFF; 0x40]),
-        ];
-        let steps = [
-            prog(0x9000_0000, a[..0x100].to_vec()),
-            prog(0x9000_0300, a[0x300..].to_vec()),
-        ];
-        let ff = |n| abi::crc32_update(abi::CRC32_INIT, &vec![0xFF; n]);
-        assert_eq!(
-            unprogrammed(&changed, &steps),
-            vec![
-                (0x9000_0100, 0x200, ff(0x200)),
-                (0x9001_0000, 0x40, ff(0x40))
-            ]
+    fn before_a_probe_the_map_has_the_window_only_when_the_board_file_says_its_size() {
+        // The size of the part the board file's jedec_id names (the
+        // built-in board's W25Q64JV: 8 MiB), never a guess.
+        let default = board_memory_map_xml(&Board::builtin()).unwrap();
+        assert!(
+            default.contains("start=\"0x90000000\" length=\"0x800000\""),
+            "{default}"
         );
-        // Everything programmed: nothing left.
-        assert_eq!(unprogrammed(&changed[..1], &[prog(0x9000_0000, a)]), vec![]);
-    }
-
-    #[test]
-    fn the_probe_takes_the_first_aligned_blocks_only() {
-        let unit = |address, n| plan::Unit {
-            address,
-            data: vec![7; n],
-        };
-        let units = [
-            unit(0x9000_0003, 0x1000),
-            unit(0x9001_0000, 0x3000),
-            unit(0x9002_0000, 0x2000),
-        ];
-        let spans = |v: &[plan::Unit]| -> Vec<(u32, usize)> {
-            v.iter().map(|u| (u.address, u.data.len())).collect()
-        };
-        let (p, rest) = probe_units(&units, 0x4000);
-        assert_eq!(spans(&p), [(0x9001_0000, 0x3000), (0x9002_0000, 0x1000)]);
-        assert_eq!(
-            spans(&rest),
-            [(0x9002_1000, 0x1000)],
-            "half of the last unit"
+        let mut anonymous = Board::builtin();
+        if let Some(e) = anonymous.external_flash.as_mut() {
+            e.jedec_id = None;
+            e.size = None;
+        }
+        let unknown = board_memory_map_xml(&anonymous).unwrap();
+        assert!(
+            !unknown.contains("type=\"flash\" start=\"0x90000000\""),
+            "no size known: no window in the map\n{unknown}"
         );
-        let (p, rest) = probe_units(&units, 0x5000);
-        assert_eq!(p.len(), 2);
-        assert!(rest.is_empty(), "everything a scan would read");
     }
 
     #[test]

@@ -26,6 +26,12 @@ use abi::layout::{layout_with_stack, Layout};
 use abi::Config;
 
 impl Resident {
+    /// CYCCNT ticks per millisecond at the session's core clock: what the
+    /// stub's config block says (it times its own waits by it).
+    pub(super) fn cycles_per_ms(&self) -> u32 {
+        self.config.cycles_per_ms
+    }
+
     /// Save, load and start the stub, then identify the chip (`Init`). The
     /// core must be halted. On failure everything saved is restored.
     pub fn start(
@@ -53,7 +59,6 @@ impl Resident {
             jedec_id: 0,
             broken: false,
             running: false,
-            cycles_per_ms: stm32f4::MAX_CORE_HZ / 1000,
             config: *config,
             fast_br: wiring::session_br(
                 ext,
@@ -80,7 +85,6 @@ impl Resident {
                 config.br = wiring::session_br(ext, wiring::spi_pclk_hz(ext.spi, r[1], hclk));
             });
         }
-        res.cycles_per_ms = config.cycles_per_ms;
         res.config = config;
         if started.is_ok() {
             started = load_and_run(core, stub, &layout, &config);
@@ -114,7 +118,7 @@ impl Resident {
                 Ok(res)
             }
             Err(e) => {
-                if let Err(r) = res.end(core, ext) {
+                if let Err(r) = res.end(core) {
                     tracing::error!(error = %crate::error::DisplayChain(&r), "restoring after a failed stub start also failed");
                 }
                 Err(e)
@@ -161,7 +165,7 @@ impl Resident {
             let base = u64::from(r & !0x3FF);
             base..base + 0x400
         };
-        self.saved.periph.iter().any(|(r, _)| hit(block(*r)))
+        self.saved.periph.addresses().into_iter().any(|r| hit(block(r)))
             || self.saved.dma_streams.iter().any(|(r, _)| hit(block(*r)))
             || (self.saved.crc.is_some() && hit(block(stm32f4::CRC_BASE)))
             // Unclocked for the session, the WWDG would read as zero.
@@ -176,7 +180,7 @@ impl Resident {
     /// Stop the stub and restore everything saved, leaving the core halted
     /// (by request, so probe-rs does not take the next step for a
     /// breakpoint). Continues past errors; returns the first.
-    pub fn end(mut self, core: &mut Core<'_>, ext: &ExtFlashWiring) -> Result<(), ExtFlashError> {
+    pub fn end(mut self, core: &mut Core<'_>) -> Result<(), ExtFlashError> {
         let mut first: Option<ExtFlashError> = None;
         let mut keep = |r: Result<(), ExtFlashError>| {
             if let Err(e) = r {
@@ -187,7 +191,7 @@ impl Resident {
         if self.running {
             keep(self.park(core));
         }
-        keep(restore(core, ext, &self.saved, self.running));
+        keep(restore(core, &self.saved, self.running));
         first.map_or(Ok(()), Err)
     }
 

@@ -58,8 +58,6 @@ pub struct Resident {
     pub(super) broken: bool,
     /// `stub_serve` was started (so ending the session must stop it).
     pub(super) running: bool,
-    /// CYCCNT ticks per millisecond at the core clock of the session.
-    pub(super) cycles_per_ms: u32,
     /// The config block as the stub has it.
     pub(super) config: Config,
     /// CR1.BR for the board file's SPI clock at the session clock.
@@ -180,7 +178,7 @@ impl StubSession<'_, '_> {
         // keeps running): a slow link or an emulated core on a busy host
         // then cannot fail a call that the target is still doing. A
         // wall-clock backstop catches a core that does not advance at all.
-        let limit_cycles = timeout.as_millis() as u64 * u64::from(res.cycles_per_ms);
+        let limit_cycles = timeout.as_millis() as u64 * u64::from(res.cycles_per_ms());
         let backstop = timeout * 20 + Duration::from_secs(60);
         let started = Instant::now();
         // The first CYCCNT sample comes with the 16th poll: a short command
@@ -486,7 +484,7 @@ impl StubSession<'_, '_> {
         let timeout = timeout_for(stream.busy_max_ms, stream.sent_bytes * 4);
         // Target time without progress before the host gives up: the
         // longest single operation and a chunk's worth of pages after it.
-        let cycles_per_ms = self.res.cycles_per_ms;
+        let cycles_per_ms = self.res.cycles_per_ms();
         let stall_cycles = (u64::from(stream.op_max_ms()) * 2 + 2_000) * u64::from(cycles_per_ms);
         let mut done = 0usize;
         let mut moved_at = 0u64;

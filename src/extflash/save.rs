@@ -1,6 +1,7 @@
 //! Save and restore of what a stub session disturbs: core registers, the
 //! work area, DEMCR/DWT/DFSR, DBGMCU, the RCC/GPIO/SPI registers of the
-//! wiring, DMA2 streams, the CRC unit, the WWDG clock and the core clock.
+//! wiring (`periph.rs`, [`Policy::Session`]), DMA2 streams, the CRC unit,
+//! the WWDG clock and the core clock.
 //! A save fills [`Saved`] step by step, so a failure leaves exactly what
 //! must be put back; [`restore`] continues past errors.
 
@@ -8,6 +9,7 @@ use crate::stm32f4;
 use probe_rs::{Core, MemoryInterface};
 
 use super::error::{ExtFlashError, ProbeOp};
+use super::periph::{self, FirstError, PeriphSaved, Policy};
 use super::probe_io::{rd, rd_block, read_work_area, reg_rd, reg_wr, wr};
 use super::wiring;
 use crate::board::ExtFlashWiring;
@@ -45,7 +47,8 @@ pub(super) struct Saved {
     pub(super) apb1_fz: Option<u32>,
     /// The WWDG's clock was on and is off for the session.
     pub(super) wwdg_gated: bool,
-    pub(super) periph: Vec<(u32, u32)>,
+    /// The wiring's GPIO ports, SPI and RCC enables.
+    pub(super) periph: PeriphSaved,
     /// DMA streams the stub uses: registers address and CR..FCR.
     pub(super) dma_streams: Vec<(u32, [u32; 6])>,
     /// The DMA controller and its LISR/HISR at the start: flags the
@@ -98,27 +101,25 @@ pub(super) fn save(
     // Peripheral registers read as zero with their clock off: read the
     // enables first, then switch the clocks on to read the real values.
     // (The RCC enables are restored last.)
-    let (_, spi_enr, spi_bit) = wiring::spi_regs(ext.spi);
+    let (spi_base, spi_enr, _) = wiring::spi_regs(ext.spi);
     let ahb1 = rd(core, stm32f4::RCC_AHB1ENR)?;
     let apb = rd(core, spi_enr)?;
-    s.periph.push((stm32f4::RCC_AHB1ENR, ahb1));
-    s.periph.push((spi_enr, apb));
     let dma = ext.spi == 1;
     let gpio_mask = wiring::ports(ext)
         .iter()
         .fold(0, |m, p| m | 1 << wiring::port_index(*p))
         | stm32f4::RCC_AHB1ENR_CRCEN
         | if dma { stm32f4::RCC_AHB1ENR_DMA2EN } else { 0 };
-    wr(core, stm32f4::RCC_AHB1ENR, ahb1 | gpio_mask)?;
-    wr(core, spi_enr, apb | spi_bit)?;
+    s.periph
+        .enables
+        .switch_on(core, ext, (ahb1, apb), gpio_mask, Policy::Session)?;
     config.rcc_gpio_mask = gpio_mask;
     let crc = rd_block(core, stm32f4::CRC_BASE, 2)?;
     s.crc = Some([crc[0], crc[1]]);
     if dma {
         claim_dma(core, s, config)?;
     }
-    let regs = wiring::peripheral_registers(ext);
-    let (spi_base, _, _) = wiring::spi_regs(ext.spi);
+    let regs = periph::session_registers(ext);
     let values = read_registers(core, &regs, &[spi_base + stm32f4::SPI_DR])?;
     // After the enables were read (the restore puts back what they say).
     let apb1 = rd(core, stm32f4::RCC_APB1ENR)?;
@@ -126,20 +127,8 @@ pub(super) fn save(
         wr(core, stm32f4::RCC_APB1ENR, apb1 & !RCC_APB1ENR_WWDGEN)?;
         s.wwdg_gated = true;
     }
-    s.periph = regs
-        .iter()
-        .zip(values)
-        .map(|(&addr, v)| {
-            let v = if addr == stm32f4::RCC_AHB1ENR {
-                ahb1
-            } else if addr == spi_enr {
-                apb
-            } else {
-                v
-            };
-            (addr, v)
-        })
-        .collect();
+    let found = |a: u32| values[regs.iter().position(|&r| r == a).expect("read above")];
+    s.periph = PeriphSaved::session(ext, s.periph.enables.clone(), found);
     Ok(())
 }
 
@@ -240,18 +229,8 @@ pub(super) fn crc_unit_preimage(dr: u32) -> u32 {
 /// Put back what `save` saved. Halts the core only when `stub_ran`: a
 /// session that never started the stub found the core halted (or failed
 /// before touching it) and must not stop an application it did not stop.
-pub(super) fn restore(
-    core: &mut Core<'_>,
-    ext: &ExtFlashWiring,
-    s: &Saved,
-    stub_ran: bool,
-) -> Result<(), ExtFlashError> {
-    let mut first: Option<ExtFlashError> = None;
-    let mut keep = |r: Result<(), ExtFlashError>| {
-        if let Err(e) = r {
-            first.get_or_insert(e);
-        }
-    };
+pub(super) fn restore(core: &mut Core<'_>, s: &Saved, stub_ran: bool) -> Result<(), ExtFlashError> {
+    let mut errors = FirstError::default();
     if stub_ran
         && !core
             .core_halted()
@@ -261,7 +240,7 @@ pub(super) fn restore(
             .map_err(ExtFlashError::probe(ProbeOp::HaltStub("restore")))?;
     }
     for (at, words) in &s.ram {
-        keep(
+        errors.keep(
             core.write_32((*at).into(), words)
                 .and_then(|()| core.flush())
                 .map_err(ExtFlashError::probe(ProbeOp::RestoreWorkArea {
@@ -273,23 +252,23 @@ pub(super) fn restore(
     if let Some([cr, pllcfgr, cfgr, acr]) = s.clock {
         // Back to the application's clock source first, then the PLL, and
         // the wait states last (they must cover the clock at every step).
-        keep(wr(core, stm32f4::RCC_CFGR, cfgr));
+        errors.keep(wr(core, stm32f4::RCC_CFGR, cfgr));
         for _ in 0..16 {
             match rd(core, stm32f4::RCC_CFGR) {
-                Ok(now) if (now >> 2) & 3 == cfgr & 3 => break,
+                Ok(now) if stm32f4::rcc_cfgr_sws(now) == cfgr & stm32f4::RCC_CFGR_SW => break,
                 Ok(_) => continue,
                 Err(e) => {
-                    keep(Err(e));
+                    errors.keep(Err(e));
                     break;
                 }
             }
         }
-        keep(wr(core, stm32f4::RCC_CR, cr));
-        keep(wr(core, stm32f4::RCC_PLLCFGR, pllcfgr));
-        keep(wr(core, stm32f4::FLASH_ACR, acr));
+        errors.keep(wr(core, stm32f4::RCC_CR, cr));
+        errors.keep(wr(core, stm32f4::RCC_PLLCFGR, pllcfgr));
+        errors.keep(wr(core, stm32f4::FLASH_ACR, acr));
     }
     for (at, regs) in &s.dma_streams {
-        keep(
+        errors.keep(
             core.write_32((*at).into(), regs)
                 .map_err(ExtFlashError::probe(ProbeOp::WriteWord(*at))),
         );
@@ -302,59 +281,44 @@ pub(super) fn restore(
                 for i in 0..2u32 {
                     let raised = now[i as usize] & !before[i as usize];
                     if raised != 0 {
-                        keep(wr(core, base + stm32f4::DMA_LIFCR + 4 * i, raised));
+                        errors.keep(wr(core, base + stm32f4::DMA_LIFCR + 4 * i, raised));
                     }
                 }
             }
-            Err(e) => keep(Err(e)),
+            Err(e) => errors.keep(Err(e)),
         }
     }
     if let Some([dr, idr]) = s.crc {
-        keep(wr(core, stm32f4::CRC_CR, stm32f4::CRC_CR_RESET));
+        errors.keep(wr(core, stm32f4::CRC_CR, stm32f4::CRC_CR_RESET));
         if dr != 0xFFFF_FFFF {
-            keep(wr(core, stm32f4::CRC_BASE, crc_unit_preimage(dr)));
+            errors.keep(wr(core, stm32f4::CRC_BASE, crc_unit_preimage(dr)));
         }
-        keep(wr(core, stm32f4::CRC_IDR, idr));
+        errors.keep(wr(core, stm32f4::CRC_IDR, idr));
     }
-    let (spi, _, _) = wiring::spi_regs(ext.spi);
-    let cr1 = spi + stm32f4::SPI_CR1;
-    for &(addr, value) in &s.periph {
-        if addr == spi + stm32f4::SPI_CR2 {
-            // CR1 must be changed with SPE clear, and SPE comes back last,
-            // after the rest of the configuration, so no frame starts.
-            let saved_cr1 = s.periph.iter().find(|(a, _)| *a == cr1).map(|p| p.1);
-            keep(rd(core, cr1).and_then(|now| wr(core, cr1, now & !stm32f4::SPI_CR1_SPE)));
-            keep(wr(
-                core,
-                cr1,
-                saved_cr1.unwrap_or(0) & !stm32f4::SPI_CR1_SPE,
-            ));
-        }
-        keep(wr(core, addr, value));
-    }
+    s.periph.restore(core, Policy::Session, &mut errors);
     if let Some(apb1_fz) = s.apb1_fz {
-        keep(wr(core, DBGMCU_APB1_FZ, apb1_fz));
+        errors.keep(wr(core, DBGMCU_APB1_FZ, apb1_fz));
     }
     // Last of the RCC: the WWDG counts on from where it stopped.
     if s.wwdg_gated {
         let enr = stm32f4::RCC_APB1ENR;
-        keep(rd(core, enr).and_then(|v| wr(core, enr, v | RCC_APB1ENR_WWDGEN)));
+        errors.keep(rd(core, enr).and_then(|v| wr(core, enr, v | RCC_APB1ENR_WWDGEN)));
     }
     for (n, f) in s.dwt_functions.iter().enumerate() {
         if f & 0xF != 0 {
-            keep(wr(core, dwt::function(n), *f));
+            errors.keep(wr(core, dwt::function(n), *f));
         }
     }
     if let Some([ctrl, cyccnt]) = s.dwt {
-        keep(wr(core, dwt::CYCCNT, cyccnt));
-        keep(wr(core, dwt::CTRL, ctrl));
+        errors.keep(wr(core, dwt::CYCCNT, cyccnt));
+        errors.keep(wr(core, dwt::CTRL, ctrl));
     }
     if let Some(app_demcr) = s.demcr {
-        keep(wr(core, DEMCR, app_demcr));
+        errors.keep(wr(core, DEMCR, app_demcr));
     }
     // DFSR is write-one-to-clear: drop only what the session added.
     if let Some(saved) = s.dfsr {
-        keep(rd(core, DFSR).and_then(|dfsr| {
+        errors.keep(rd(core, DFSR).and_then(|dfsr| {
             if dfsr & !saved != 0 {
                 wr(core, DFSR, dfsr & !saved)
             } else {
@@ -363,9 +327,9 @@ pub(super) fn restore(
         }));
     }
     for &(sel, value) in &s.regs {
-        keep(reg_wr(core, sel, value));
+        errors.keep(reg_wr(core, sel, value));
     }
-    first.map_or(Ok(()), Err)
+    errors.result()
 }
 
 #[cfg(test)]

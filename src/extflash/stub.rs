@@ -173,6 +173,11 @@ mod tests {
         // stub_bkpt is a `bkpt #0` (0xBE00).
         let b = e.bkpt as usize;
         assert_eq!(stub.bytes[b + 1], 0xBE, "stub_bkpt is a BKPT instruction");
+        // So it fits every work area a board file may name.
+        assert!(
+            stub.bytes.len() as u32 <= extflash_stub_abi::layout::STUB_BUDGET,
+            "the built-in stub is over its budget"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! From the board file's `[external_flash]` section to what the stub and
-//! the runner need: the stub's [`Config`] block, and the STM32F407
-//! registers (RCC, GPIO, SPI) the stub disturbs and the runner must restore.
+//! the runner need: the stub's [`Config`] block, and the STM32F407 GPIO,
+//! SPI and RCC addresses of the wiring (which of them are saved and
+//! restored is `periph.rs`'s table).
 //!
 //! Pure: addresses and values only (RM0090 memory map and register
 //! layouts); nothing here talks to the target.
@@ -14,7 +15,7 @@ use crate::stm32f4::*;
 /// RCC_PLLCFGR select: SW status, PLL M/N/P from HSI or HSE, AHB prescaler.
 /// Never above [`MAX_CORE_HZ`].
 pub fn hclk_hz(cfgr: u32, pllcfgr: u32) -> u32 {
-    let sysclk = match (cfgr >> 2) & 3 {
+    let sysclk = match rcc_cfgr_sws(cfgr) {
         0 => u64::from(HSI_HZ),
         1 => u64::from(HSE_MAX_HZ),
         2 => {
@@ -154,20 +155,21 @@ pub fn config(ext: &ExtFlashWiring, timeouts: Timeouts) -> Config {
     }
 }
 
-/// Every peripheral register the stub may change, in restore order: GPIO
-/// ports, then the SPI (CR1 last, see the runner), then the RCC enables
-/// (last, so the restores above still have their clocks).
-pub fn peripheral_registers(ext: &ExtFlashWiring) -> Vec<u32> {
-    let mut regs = Vec::new();
-    for port in ports(ext) {
-        let base = gpio_base(port);
-        regs.extend(GPIO_RESTORE_ORDER.iter().map(|o| base + o));
-    }
-    let (spi, enr, _) = spi_regs(ext.spi);
-    regs.extend([SPI_CR2, SPI_CRCPR, SPI_I2SCFGR, SPI_CR1].map(|o| spi + o));
-    regs.push(enr);
-    regs.push(RCC_AHB1ENR);
-    regs
+/// The built-in board rewired to SPI3 on ports C (SCK, MISO, MOSI) and A
+/// (CS PA15), for tests.
+#[cfg(test)]
+pub(crate) fn spi3_on_two_ports() -> ExtFlashWiring {
+    let text = crate::board::DEFAULT_BOARD_TOML
+        .replace("spi = 1", "spi = 3")
+        .replace("\"PB3\"", "\"PC10\"")
+        .replace("\"PB4\"", "\"PC11\"")
+        .replace("\"PB5\"", "\"PC12\"")
+        .replace("af = 5", "af = 6")
+        .replace("\"PB0\"", "\"PA15\"");
+    crate::board::Board::from_toml_str(&text, "t")
+        .unwrap()
+        .external_flash
+        .unwrap()
 }
 
 #[cfg(test)]
@@ -258,18 +260,8 @@ mod tests {
     }
 
     #[test]
-    fn spi3_on_two_ports_saves_both_and_restores_rcc_last() {
-        let text = crate::board::DEFAULT_BOARD_TOML
-            .replace("spi = 1", "spi = 3")
-            .replace("\"PB3\"", "\"PC10\"")
-            .replace("\"PB4\"", "\"PC11\"")
-            .replace("\"PB5\"", "\"PC12\"")
-            .replace("af = 5", "af = 6")
-            .replace("\"PB0\"", "\"PA15\"");
-        let ext = Board::from_toml_str(&text, "t")
-            .unwrap()
-            .external_flash
-            .unwrap();
+    fn spi3_on_two_ports_enables_both_ports() {
+        let ext = spi3_on_two_ports();
         assert_eq!(ports(&ext), ['C', 'A']);
         let c = config(&ext, Timeouts::W25Q64JV);
         assert_eq!(c.rcc_gpio_mask, 0b101 | RCC_AHB1ENR_CRCEN);
@@ -277,14 +269,5 @@ mod tests {
             (c.spi_base, c.rcc_spi_enr, c.rcc_spi_bit),
             (0x4000_3C00, RCC_APB1ENR, 1 << 15)
         );
-        let regs = peripheral_registers(&ext);
-        assert_eq!(regs.len(), 7 * 2 + 4 + 2);
-        assert_eq!(
-            regs[regs.len() - 3],
-            0x4000_3C00,
-            "SPI CR1 after the other SPI registers"
-        );
-        assert_eq!(&regs[regs.len() - 2..], &[RCC_APB1ENR, RCC_AHB1ENR]);
-        assert_eq!(regs[6], 0x4002_0800, "GPIOC MODER last of its port");
     }
 }

@@ -39,13 +39,13 @@ pub(super) fn intercept(
         }));
     }
     // Every idle packet passes here: the source's name is made only for a
-    // failure's warning.
+    // failure's count line.
     Ok(qcrc(
         payload,
         id,
         |addr, len| target.qcrc(addr, len),
         |e| e.errno(),
-        &mut |warn| log.warn("failed qCRCs", &format!("connection {id}"), warn),
+        &mut |warn| log.warn("failed qCRCs", || format!("connection {id}"), warn),
     ))
 }
 

@@ -130,7 +130,7 @@ struct Shared {
 
 impl Shared {
     fn warn(&self, kind: &'static str, warn: impl FnOnce()) {
-        lock(&self.log).warn(kind, "the listener", warn);
+        lock(&self.log).warn(kind, || "the listener".into(), warn);
     }
 }
 

@@ -149,7 +149,7 @@ impl ProbeWorker {
         board: Arc<Board>,
         events: EventSink,
     ) -> anyhow::Result<ProbeWorker> {
-        let memory_map: Arc<str> = crate::board::memory_map::board_memory_map_xml(&board)?.into();
+        let memory_map: Arc<str> = crate::extflash::board_memory_map_xml(&board)?.into();
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<()>>();
         let thread = std::thread::Builder::new()

@@ -40,9 +40,10 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use extflash_stub_abi::spi_nor::op;
 use extflash_stub_abi::{
     crc32_update, lz, stream, Command, Config, EraseKind, Mailbox, PinCfg, Slots, Status, CONFIG_MAGIC,
-    CRC_BLOCK, CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CORE_HZ,
-    SESSION_PLLCFGR,
+    CRC_BLOCK, CRC_BLOCK_WORDS, CRC_CHUNK, PIN_CS, PIN_GPIO_OUTPUT, PIN_MISO, SESSION_CFGR,
+    SESSION_CORE_HZ, SESSION_PLLCFGR,
 };
+use extflash_stub_abi::rcc;
 
 /// A failed operation's `Status` code (one byte keeps `Res<()>` in a
 /// register, which keeps the stub small).
@@ -768,22 +769,6 @@ fn crc_blocks(bus: &Bus, addr: u32, dst: *mut u32, count: u32) -> Res<()> {
     bus.crc_stream(addr, count * CRC_BLOCK, CRC_BLOCK, dst, scratch)
 }
 
-/// RCC and FLASH registers `clock` changes (RM0090 7.3, 3.9).
-mod rcc {
-    pub const CR: u32 = 0x4002_3800;
-    pub const PLLCFGR: u32 = 0x4002_3804;
-    pub const CFGR: u32 = 0x4002_3808;
-    pub const CR_PLLON: u32 = 1 << 24;
-    pub const CR_PLLRDY: u32 = 1 << 25;
-    /// HPRE, PPRE1, PPRE2, SW.
-    pub const CFGR_BUS_BITS: u32 = 0xF << 4 | 7 << 10 | 7 << 13 | 3;
-    /// AHB / 1, APB1 / 4, APB2 / 2, SW = PLL.
-    pub const CFGR_SESSION: u32 = 5 << 10 | 4 << 13 | 2;
-    pub const FLASH_ACR: u32 = 0x4002_3C00;
-    /// Five wait states: 150-168 MHz at 2.7-3.6 V (RM0090 table 10).
-    pub const ACR_LATENCY_168: u32 = 5;
-}
-
 /// Run the core at `SESSION_CORE_HZ` when the application left it on the
 /// HSI with the PLL off (the state after reset): wait states first, then
 /// the PLL from the HSI, then the switch. Otherwise change nothing. r1 =
@@ -792,11 +777,11 @@ mod rcc {
 fn clock(bus: &Bus) -> Res<()> {
     bus.value.set(0);
     let cfgr = rd(rcc::CFGR);
-    if cfgr & 0xC != 0 || rd(rcc::CR) & rcc::CR_PLLON != 0 {
+    if cfgr & rcc::CFGR_SWS != 0 || rd(rcc::CR) & rcc::CR_PLLON != 0 {
         return Ok(());
     }
-    modify(rcc::FLASH_ACR, 7, rcc::ACR_LATENCY_168);
-    if rd(rcc::FLASH_ACR) & 7 != rcc::ACR_LATENCY_168 {
+    modify(rcc::FLASH_ACR, rcc::ACR_LATENCY, rcc::ACR_LATENCY_168);
+    if rd(rcc::FLASH_ACR) & rcc::ACR_LATENCY != rcc::ACR_LATENCY_168 {
         return Err(fail(Status::ClockFailed));
     }
     wr(rcc::PLLCFGR, SESSION_PLLCFGR);
@@ -809,9 +794,9 @@ fn clock(bus: &Bus) -> Res<()> {
             return Err(fail(Status::ClockFailed));
         }
     }
-    wr(rcc::CFGR, (cfgr & !rcc::CFGR_BUS_BITS) | rcc::CFGR_SESSION);
+    wr(rcc::CFGR, (cfgr & !rcc::CFGR_BUS_BITS) | SESSION_CFGR & rcc::CFGR_BUS_BITS);
     let mut dl = bus.deadline(2);
-    while rd(rcc::CFGR) & 0xC != 0x8 {
+    while rd(rcc::CFGR) & rcc::CFGR_SWS != SESSION_CFGR & rcc::CFGR_SWS {
         if dl.expired() {
             return Err(fail(Status::ClockFailed));
         }

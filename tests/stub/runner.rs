@@ -38,8 +38,18 @@ fn snapshot(core: &mut Core<'_>, board: &Board) -> Snapshot {
     let wa = &ext.work_area;
     let mut ram = vec![0u32; ((wa.end - wa.start) / 4) as usize];
     core.read_32(wa.start.into(), &mut ram).unwrap();
-    let periph = wiring::peripheral_registers(ext)
-        .into_iter()
+    // Every GPIO register of the wiring's ports but IDR/BSRR/LCKR, the
+    // SPI's but SR/DR (reading DR pops a frame) and the RCC enables.
+    let (spi, _, _) = wiring::spi_regs(ext.spi);
+    let ports = wiring::ports(ext).into_iter().map(wiring::gpio_base);
+    let periph = ports
+        .flat_map(|b| [0x00, 0x04, 0x08, 0x0C, 0x14, 0x20, 0x24].map(|o| b + o))
+        .chain([0x00, 0x04, 0x10, 0x1C].map(|o| spi + o))
+        .chain([
+            stm32f4::RCC_AHB1ENR,
+            stm32f4::RCC_APB1ENR,
+            stm32f4::RCC_APB2ENR,
+        ])
         .map(|a| (a, core.read_word_32(a.into()).unwrap()))
         .collect();
     Snapshot {

@@ -242,8 +242,9 @@ impl ObserverTarget {
     /// Log a warning unless this connection has logged too many of its
     /// `kind` lately (`crate::ratelimit`).
     pub fn warn(&self, kind: &'static str, warn: impl FnOnce()) {
-        let from = format!("observer connection {}", self.id);
-        self.log.borrow_mut().warn(kind, &from, warn);
+        let id = self.id;
+        let from = || format!("observer connection {id}");
+        self.log.borrow_mut().warn(kind, from, warn);
     }
 
     pub fn id(&self) -> u64 {

@@ -18,6 +18,7 @@
 pub mod layout;
 pub mod loader;
 pub mod lz;
+pub mod rcc;
 pub mod spi_nor;
 
 /// `Config::magic`: guards against running with an unwritten config block.
@@ -161,8 +162,8 @@ pub const CRC_BLOCK_WORDS: u32 = 2;
 pub const SESSION_CORE_HZ: u32 = 168_000_000;
 pub const SESSION_PLLCFGR: u32 = 16 | 336 << 6 | 7 << 24;
 /// RCC_CFGR at the session clock as the host reads it: HPRE / 1, PPRE1 / 4,
-/// PPRE2 / 2, SW = SWS = PLL.
-pub const SESSION_CFGR: u32 = 5 << 10 | 4 << 13 | 2 | 2 << 2;
+/// PPRE2 / 2, SW = SWS = PLL. The stub writes its [`rcc::CFGR_BUS_BITS`].
+pub const SESSION_CFGR: u32 = 5 << 10 | 4 << 13 | rcc::SW_PLL | rcc::SW_PLL << rcc::CFGR_SWS_SHIFT;
 
 /// A `#[repr(C)]` ABI block made only of `u32` fields (directly or in
 /// nested blocks of the same kind): no padding, 4-byte aligned, and laid
