@@ -153,7 +153,8 @@ pub fn parse_len(s: &str) -> Result<u32, String> {
         Some('m' | 'M') => (&t[..t.len() - 1], 1024 * 1024),
         _ => (t, 1),
     };
-    let v = u64::from(parse_u32(num)?) * mult;
+    let n = parse_u32(num).map_err(|e| format!("{e}; a length may end in K or M"))?;
+    let v = u64::from(n) * mult;
     u32::try_from(v).map_err(|_| format!("`{s}` does not fit in 32 bits"))
 }
 
