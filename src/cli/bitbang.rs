@@ -47,7 +47,7 @@ pub fn run(args: BitbangArgs) -> anyhow::Result<()> {
         ..Default::default()
     })?;
     let listener = std::net::TcpListener::bind((args.bind.as_str(), args.port))
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+        .map_err(|e| super::listen_error(&args.bind, args.port, e))?;
     let addr = listener.local_addr()?;
     {
         let mut out = std::io::stdout().lock();

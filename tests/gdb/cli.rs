@@ -128,3 +128,20 @@ fn invalid_length_suffix_names_the_suffixes_accepted() {
         "{stderr}"
     );
 }
+
+#[test]
+fn port_in_use_is_named_with_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (ok, stdout, stderr) = serve(&["--sim", "--port", &port]);
+    assert!(!ok);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && stderr.contains("--port 0 picks a free one"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["bitbang", "--port", &port], &[], Some("off"));
+    assert!(!ok);
+    assert!(stderr.contains("--port 0 picks a free one"), "{stderr}");
+}
