@@ -117,6 +117,13 @@ impl TargetArgs {
                 None,
             ));
         }
+        // Checked before anything opens, with the profile's lowest clock
+        // (the simulated probe alone would only say "not supported").
+        if let Some(khz) = self.speed {
+            self.sim_link
+                .supported_khz(khz)
+                .map_err(|e| anyhow::anyhow!("--speed {khz}: {e}"))?;
+        }
         let wired = match &self.sim_board {
             Some(path) => Board::from_file(path)?,
             None => board.clone(),

@@ -145,3 +145,15 @@ fn port_in_use_is_named_with_what_to_do() {
     assert!(!ok);
     assert!(stderr.contains("--port 0 picks a free one"), "{stderr}");
 }
+
+#[test]
+fn invalid_speed_for_the_virtual_link_names_its_lowest_clock() {
+    let (ok, stdout, stderr) = serve(&["--sim", "--speed", "50", "--port", "0"]);
+    assert!(!ok);
+    assert!(stdout.is_empty(), "nothing listens: {stdout}");
+    assert!(
+        stderr
+            .contains("--speed 50: stlink-v2 cannot clock SWD at 50 kHz (lowest setting 100 kHz)"),
+        "{stderr}"
+    );
+}
