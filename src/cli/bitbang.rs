@@ -38,6 +38,9 @@ pub struct BitbangArgs {
 }
 
 pub fn run(args: BitbangArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.sim_state {
+        super::options::check_state_dir(dir)?;
+    }
     let board = SimBoard::new(SimConfig {
         state_dir: args.sim_state.clone(),
         speed_khz: Some(args.speed),

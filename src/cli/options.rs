@@ -117,6 +117,9 @@ impl TargetArgs {
                 None,
             ));
         }
+        if let Some(dir) = &self.sim_state {
+            check_state_dir(dir)?;
+        }
         // Checked before anything opens, with the profile's lowest clock
         // (the simulated probe alone would only say "not supported").
         if let Some(khz) = self.speed {
@@ -139,6 +142,18 @@ impl TargetArgs {
         let (source, handle) = super::source::sim_source(sim, &wired, attach);
         Ok((source, Some(handle)))
     }
+}
+
+/// `--sim-state DIR` must name a folder (created if missing), not a file.
+pub fn check_state_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "--sim-state {}: that is a file; give a folder (created if missing), where the \
+             virtual board keeps its flash",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Parse `0x...` hex or decimal, with `_` separators allowed.

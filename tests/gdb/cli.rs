@@ -157,3 +157,27 @@ fn invalid_speed_for_the_virtual_link_names_its_lowest_clock() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sim_state_naming_a_file_is_refused_by_name() {
+    let file = std::env::temp_dir().join(format!("extflash-gdb-cli-state-{}", std::process::id()));
+    std::fs::write(&file, b"not a folder").unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, stdout, stderr) = serve(&["--sim", "--sim-state", path, "--port", "0"]);
+    assert!(!ok);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "--sim-state {path}: that is a file; give a folder"
+        )),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(
+        &["bitbang", "--port", "0", "--sim-state", path],
+        &[],
+        Some("off"),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("that is a file"), "{stderr}");
+    std::fs::remove_file(&file).ok();
+}
