@@ -19,7 +19,8 @@ pub struct BitbangArgs {
     /// Bit clock in kHz that virtual time charges each transaction at. A
     /// host bit-banging over TCP is slow; its own pace is not measured, so
     /// virtual time depends only on the requests it sends.
-    #[arg(long, value_name = "KHZ", default_value_t = bitbang::DEFAULT_KHZ)]
+    #[arg(long, value_name = "KHZ", default_value_t = bitbang::DEFAULT_KHZ,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub speed: u32,
     /// Back the virtual board's flash with files in DIR (shared with
     /// `serve --sim --sim-state DIR`, one at a time).

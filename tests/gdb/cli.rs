@@ -181,3 +181,18 @@ fn sim_state_naming_a_file_is_refused_by_name() {
     assert!(stderr.contains("that is a file"), "{stderr}");
     std::fs::remove_file(&file).ok();
 }
+
+#[test]
+fn bitbang_speed_zero_is_refused_as_an_argument() {
+    let (ok, stdout, stderr) = run(
+        &["bitbang", "--speed", "0", "--port", "0"],
+        &[],
+        Some("off"),
+    );
+    assert!(!ok);
+    assert!(stdout.is_empty(), "nothing listens: {stdout}");
+    assert!(
+        stderr.contains("invalid value '0' for '--speed <KHZ>'"),
+        "{stderr}"
+    );
+}
