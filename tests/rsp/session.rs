@@ -255,3 +255,27 @@ fn monitor_control_on_the_controller_and_bad_compress_argument_are_explained() {
         "unchanged: {console}"
     );
 }
+
+/// After `monitor resume`, the external-flash monitor commands refuse with
+/// what to do, naming the chip rather than a zero-length range.
+#[test]
+fn monitor_flash_commands_while_the_core_runs_say_monitor_halt_first() {
+    let s = SimServer::start(&[]);
+    s.gdb(FIRMWARE, LOAD);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    let (console, _) = c.monitor("resume").unwrap();
+    assert!(console.contains("core running"), "{console}");
+    for cmd in ["flash info", "flash unprotect"] {
+        let (console, _) = c.monitor(cmd).unwrap();
+        assert!(
+            console.contains("the core is running")
+                && console.contains("the external flash cannot be reached")
+                && console.contains("`monitor halt` first"),
+            "{cmd}: {console}"
+        );
+        assert!(!console.contains("+0x0 "), "{cmd}: {console}");
+    }
+    let (console, _) = c.monitor("halt").unwrap();
+    assert!(console.contains("halted at pc"), "{console}");
+}
