@@ -53,7 +53,8 @@ pub struct TargetArgs {
     /// Probe to use, as VID:PID[:SERIAL] (hex VID/PID).
     #[arg(long, value_name = "VID:PID[:SERIAL]", conflicts_with = "sim")]
     pub probe: Option<String>,
-    /// SWD clock in kHz.
+    /// SWD clock in kHz, rounded down to what the probe supports [default:
+    /// the probe's own; with --sim the link profile's, 1800 for stlink-v2].
     #[arg(long, value_name = "KHZ")]
     pub speed: Option<u32>,
     /// Hold the chip in reset while attaching (for firmware that disables SWD).
