@@ -196,3 +196,18 @@ fn bitbang_speed_zero_is_refused_as_an_argument() {
         "{stderr}"
     );
 }
+
+#[test]
+fn base_for_an_elf_names_the_file_kind() {
+    let elf = crate::support::elf::FIRMWARE;
+    let (ok, _, stderr) = run(
+        &["flash", elf, "--base", "0x08000000", "--sim"],
+        &[],
+        Some("off"),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("is an ELF file and carries its own addresses: --base is only for raw"),
+        "{stderr}"
+    );
+}
