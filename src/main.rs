@@ -5,7 +5,6 @@ mod cli;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use extflash_gdb::board::Board;
 use extflash_gdb::server::{self, ProbeWorker};
@@ -137,7 +136,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+            .map_err(|e| cli::listen_error(&args.bind, args.port, e))?;
         let addr = listener.local_addr()?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}")?;

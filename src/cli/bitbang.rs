@@ -19,7 +19,8 @@ pub struct BitbangArgs {
     /// Bit clock in kHz that virtual time charges each transaction at. A
     /// host bit-banging over TCP is slow; its own pace is not measured, so
     /// virtual time depends only on the requests it sends.
-    #[arg(long, value_name = "KHZ", default_value_t = bitbang::DEFAULT_KHZ)]
+    #[arg(long, value_name = "KHZ", default_value_t = bitbang::DEFAULT_KHZ,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub speed: u32,
     /// Back the virtual board's flash with files in DIR (shared with
     /// `serve --sim --sim-state DIR`, one at a time).
@@ -38,6 +39,9 @@ pub struct BitbangArgs {
 }
 
 pub fn run(args: BitbangArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.sim_state {
+        super::options::check_state_dir(dir)?;
+    }
     let board = SimBoard::new(SimConfig {
         state_dir: args.sim_state.clone(),
         speed_khz: Some(args.speed),
@@ -47,7 +51,7 @@ pub fn run(args: BitbangArgs) -> anyhow::Result<()> {
         ..Default::default()
     })?;
     let listener = std::net::TcpListener::bind((args.bind.as_str(), args.port))
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+        .map_err(|e| super::listen_error(&args.bind, args.port, e))?;
     let addr = listener.local_addr()?;
     {
         let mut out = std::io::stdout().lock();

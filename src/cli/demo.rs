@@ -33,7 +33,8 @@ pub fn board_line(state_dir: Option<&Path>) -> String {
     }
 }
 
-/// The command that connects GDB to `addr`.
+/// The command that connects GDB to `addr`, with the reply timeout a
+/// window `load` or `compare-sections` needs (GDB's default is 2 s).
 pub fn connect_line(addr: SocketAddr, elf: Option<&Path>) -> String {
     let file = elf
         .map(|p| p.display().to_string())
@@ -43,7 +44,10 @@ pub fn connect_line(addr: SocketAddr, elf: Option<&Path>) -> String {
     } else {
         " -ex 'load'"
     };
-    format!("connect GDB with: gdb-multiarch -ex 'target extended-remote {addr}'{extra} {file}")
+    format!(
+        "connect GDB with: gdb-multiarch -ex 'set remotetimeout 30' \
+         -ex 'target extended-remote {addr}'{extra} {file}"
+    )
 }
 
 /// Load the demo firmware through the server at `addr`, reset and halt it
@@ -79,8 +83,8 @@ mod tests {
         );
         assert_eq!(
             line,
-            "connect GDB with: gdb-multiarch -ex 'target extended-remote 127.0.0.1:3333' \
-             -ex 'break main' -ex 'continue' /t/x.elf"
+            "connect GDB with: gdb-multiarch -ex 'set remotetimeout 30' \
+             -ex 'target extended-remote 127.0.0.1:3333' -ex 'break main' -ex 'continue' /t/x.elf"
         );
     }
 }

@@ -64,7 +64,7 @@ pub enum ImageError {
     Overlap { path: PathBuf, a: u32, b: u32 },
     #[error("{path} looks like a raw binary: give its load address with --base ADDR")]
     BaseRequired { path: PathBuf },
-    #[error("{path} is {format:?} and carries its own addresses: --base is only for raw binaries")]
+    #[error("{path} is {format} and carries its own addresses: --base is only for raw binaries")]
     BaseNotApplicable { path: PathBuf, format: Format },
 }
 
@@ -75,6 +75,17 @@ pub enum Format {
     Hex,
     Srec,
     Binary,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Elf => "an ELF file",
+            Format::Hex => "an Intel HEX file",
+            Format::Srec => "a Motorola S-record file",
+            Format::Binary => "a raw binary",
+        })
+    }
 }
 
 /// ELF by magic, Intel HEX by a leading `:` (or `.hex`/`.ihex` name),

@@ -28,3 +28,23 @@ pub mod session;
 pub mod source;
 pub mod srec;
 pub mod verify;
+
+/// `cannot listen on BIND:PORT`, with what to do for the usual causes (a
+/// port in use, an address not on this machine, a privileged port).
+pub fn listen_error(bind: &str, port: u16, e: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => {
+            " (another server already uses that port: stop it, or pick another with --port; \
+             --port 0 picks a free one)"
+        }
+        ErrorKind::AddrNotAvailable => {
+            " (not an address of this machine: --bind 127.0.0.1 for this machine only)"
+        }
+        ErrorKind::PermissionDenied if port < 1024 => {
+            " (ports below 1024 need privileges: use --port 3333, or 0 for a free one)"
+        }
+        _ => "",
+    };
+    anyhow::Error::new(e).context(format!("cannot listen on {bind}:{port}{hint}"))
+}

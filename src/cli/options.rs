@@ -53,7 +53,8 @@ pub struct TargetArgs {
     /// Probe to use, as VID:PID[:SERIAL] (hex VID/PID).
     #[arg(long, value_name = "VID:PID[:SERIAL]", conflicts_with = "sim")]
     pub probe: Option<String>,
-    /// SWD clock in kHz.
+    /// SWD clock in kHz, rounded down to what the probe supports [default:
+    /// the probe's own; with --sim the link profile's, 1800 for stlink-v2].
     #[arg(long, value_name = "KHZ")]
     pub speed: Option<u32>,
     /// Hold the chip in reset while attaching (for firmware that disables SWD).
@@ -117,6 +118,16 @@ impl TargetArgs {
                 None,
             ));
         }
+        if let Some(dir) = &self.sim_state {
+            check_state_dir(dir)?;
+        }
+        // Checked before anything opens, with the profile's lowest clock
+        // (the simulated probe alone would only say "not supported").
+        if let Some(khz) = self.speed {
+            self.sim_link
+                .supported_khz(khz)
+                .map_err(|e| anyhow::anyhow!("--speed {khz}: {e}"))?;
+        }
         let wired = match &self.sim_board {
             Some(path) => Board::from_file(path)?,
             None => board.clone(),
@@ -132,6 +143,18 @@ impl TargetArgs {
         let (source, handle) = super::source::sim_source(sim, &wired, attach);
         Ok((source, Some(handle)))
     }
+}
+
+/// `--sim-state DIR` must name a folder (created if missing), not a file.
+pub fn check_state_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "--sim-state {}: that is a file; give a folder (created if missing), where the \
+             virtual board keeps its flash",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Parse `0x...` hex or decimal, with `_` separators allowed.
@@ -153,7 +176,8 @@ pub fn parse_len(s: &str) -> Result<u32, String> {
         Some('m' | 'M') => (&t[..t.len() - 1], 1024 * 1024),
         _ => (t, 1),
     };
-    let v = u64::from(parse_u32(num)?) * mult;
+    let n = parse_u32(num).map_err(|e| format!("{e}; a length may end in K or M"))?;
+    let v = u64::from(n) * mult;
     u32::try_from(v).map_err(|_| format!("`{s}` does not fit in 32 bits"))
 }
 

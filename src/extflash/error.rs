@@ -235,9 +235,10 @@ pub enum ExtFlashError {
     )]
     AppInTransaction { cs: Pin, address: u32, len: u32 },
     #[error(
-        "the core is running (after `monitor resume` or `monitor reset run`): \
-         {address:#010x}+{len:#x} of the external flash was not read while it was halted, and \
-         reading it now would take the SPI from the application; `monitor halt` first"
+        "the core is running (after `monitor resume` or `monitor reset run`): {} cannot be \
+         reached without taking the SPI from the application (only bytes read while the core \
+         was halted are cached); `monitor halt` first",
+        running_target(*address, *len)
     )]
     CoreRunning { address: u32, len: u32 },
     #[error(
@@ -361,6 +362,16 @@ impl ExtFlashError {
             ExtFlashError::Probe { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// What a [`ExtFlashError::CoreRunning`] refused: a range, or the chip
+/// itself for commands without one (`monitor flash info`, `unprotect`).
+fn running_target(address: u32, len: u32) -> String {
+    if len == 0 {
+        "the external flash".into()
+    } else {
+        format!("{address:#010x}+{len:#x} of the external flash")
     }
 }
 

@@ -190,6 +190,27 @@ pub(crate) fn read_core_memory(
         })
 }
 
+/// The first byte of `addr..addr+len` that lies past the end of the
+/// window but within the 16 MiB a 3-byte-address chip could span from its
+/// base, outside every board region: nothing answers there (a bus access
+/// faults), so the access is refused by name instead. `None` when the
+/// chip's size is not known (the window may still grow when it is probed).
+pub(crate) fn past_window_end(
+    addr: u32,
+    len: usize,
+    window: Option<std::ops::Range<u64>>,
+    regions: &[crate::board::Region],
+) -> Option<u32> {
+    let w = window.filter(|_| len > 0)?;
+    let span_end = w.start + u64::from(crate::board::MAX_WINDOW_SIZE);
+    let (start, end) = (u64::from(addr), u64::from(addr) + len as u64);
+    let first = start.max(w.end);
+    if first >= end.min(span_end) || regions.iter().any(|r| r.contains(first)) {
+        return None;
+    }
+    Some(first as u32)
+}
+
 /// `addr..addr+len` cut at the window's edges: (start, len, in_window).
 pub(crate) fn split_at_window(
     addr: u32,
@@ -220,6 +241,7 @@ pub(crate) fn split_at_window(
 /// probe.
 pub(crate) fn read_any(t: &mut GdbTarget, address: u32, data: &mut [u8]) -> Result<(), GdbError> {
     check_range(address, data.len())?;
+    t.refuse_past_window(address, data.len())?;
     let mut done = 0;
     for (addr, len, in_window) in split_at_window(address, data.len(), t.window()) {
         let piece = &mut data[done..done + len];
@@ -284,6 +306,25 @@ pub(crate) fn all_regs() -> impl Iterator<Item = CortexMRegId> {
 }
 
 impl GdbTarget {
+    /// Refuse an access that reaches past the end of the window
+    /// ([`past_window_end`]), naming the window and the chip's size.
+    pub(crate) fn refuse_past_window(&self, address: u32, len: usize) -> Result<(), GdbError> {
+        let window = self.window();
+        match past_window_end(address, len, window.clone(), &self.board.regions) {
+            Some(first) => {
+                let w = window.unwrap_or_default();
+                Err(GdbError::PastWindowEnd {
+                    address,
+                    len,
+                    first,
+                    start: w.start as u32,
+                    end: w.end,
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Every register, by GDB register number: from the cache while the
     /// core has stayed halted (the only way while the stub session runs),
     /// else read (ending the session first) and cached.
@@ -361,6 +402,8 @@ impl SingleThreadBase for GdbTarget {
             };
             return Err(to_target_error(e.into()));
         }
+        self.refuse_past_window(start_addr, data.len())
+            .map_err(to_target_error)?;
         write_memory(self, start_addr, data).map_err(to_target_error)
     }
 
@@ -485,6 +528,36 @@ mod tests {
             split_at_window(0x9000_0000, 4, None),
             [(0x9000_0000, 4, false)]
         );
+    }
+
+    #[test]
+    fn invalid_access_past_the_window_end_names_the_first_byte() {
+        let w = Some(0x9000_0000u64..0x9080_0000);
+        let sram = crate::board::Region {
+            name: "sram".into(),
+            start: 0x90C0_0000,
+            size: 0x1000,
+            kind: crate::board::RegionKind::Ram,
+        };
+        let regions = std::slice::from_ref(&sram);
+        for (addr, len, want) in [
+            (0x907F_FFF0, 0x10, None),
+            (0x907F_FFF0, 0x20, Some(0x9080_0000)),
+            (0x9080_0000, 1, Some(0x9080_0000)),
+            (0x90FF_FFFF, 1, Some(0x90FF_FFFF)),
+            (0x9100_0000, 4, None),
+            (0x8FFF_FFFC, 4, None),
+            (0x90C0_0000, 4, None),
+        ] {
+            assert_eq!(
+                past_window_end(addr, len, w.clone(), regions),
+                want,
+                "{addr:#x}+{len:#x}"
+            );
+        }
+        assert_eq!(past_window_end(0x9080_0000, 4, None, &[]), None);
+        // GDB probes `X` support with an empty write.
+        assert_eq!(past_window_end(0x9080_0000, 0, w, &[]), None);
     }
 
     #[test]

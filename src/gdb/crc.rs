@@ -35,6 +35,7 @@ impl GdbTarget {
                 len: len as usize,
             });
         }
+        self.refuse_past_window(address, len as usize)?;
         let mut crc = CRC32_INIT;
         for (addr, n, in_window) in split_at_window(address, len as usize, self.window()) {
             if in_window {

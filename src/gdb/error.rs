@@ -43,6 +43,18 @@ pub enum GdbError {
     },
     #[error("access of {len} bytes at {address:#010x} wraps past 4 GiB")]
     MemoryWraps { address: u32, len: usize },
+    #[error(
+        "{len} bytes at {address:#010x}: {first:#010x} is past the end of the external-flash \
+         window {start:#010x}..{end:#010x} ({} KiB chip); nothing is there",
+        (end - u64::from(*start)) / 1024
+    )]
+    PastWindowEnd {
+        address: u32,
+        len: usize,
+        first: u32,
+        start: u32,
+        end: u64,
+    },
     #[error("reading register {register} failed")]
     RegisterRead {
         register: String,
@@ -166,7 +178,8 @@ impl GdbError {
             GdbError::RegisterRead { .. } | GdbError::RegisterWrite { .. } => 0x02,
             GdbError::MemoryRead { .. }
             | GdbError::MemoryWrite { .. }
-            | GdbError::MemoryWraps { .. } => 0x0e,
+            | GdbError::MemoryWraps { .. }
+            | GdbError::PastWindowEnd { .. } => 0x0e,
             GdbError::HwBreakpoint { .. }
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::NoFreeComparator { .. }
@@ -200,6 +213,7 @@ impl GdbError {
                 source.probe_error()
             }
             GdbError::MemoryWraps { .. }
+            | GdbError::PastWindowEnd { .. }
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::NoFreeComparator { .. }
             | GdbError::BreakpointInWindow { .. }

@@ -34,6 +34,15 @@ impl GdbTarget {
         });
         result.or_else(fatal_only)?;
         if let Err(e) = self.identify_ext_flash() {
+            if e.is_probe_lost() {
+                return fatal_only(e);
+            }
+            // Nothing is replied here: a warning saying so would be false,
+            // and the next window access probes again (or fails by name).
+            tracing::info!(
+                error = %crate::error::DisplayChain(&e),
+                "external flash not identified at connect; the next window access probes again"
+            );
             if self.ext.as_ref().is_some_and(|x| x.known_size().is_none()) {
                 tracing::warn!(
                     "external flash not identified and its size is unknown (no `size` or \
@@ -41,7 +50,6 @@ impl GdbTarget {
                      the window out until a window access identifies the chip"
                 );
             }
-            fatal_only(e)?;
         }
         if let Err(e) = self.end_stub_session() {
             fatal_only(e)?;

@@ -36,6 +36,9 @@ pub enum MonitorCommand {
     /// Show (`None`) or set whether a `load` sends compressible pages
     /// compressed.
     FlashCompress(Option<bool>),
+    /// `control` (an observer's request to take control): this connection
+    /// already has it.
+    Control,
 }
 
 pub const HELP: &str = "\
@@ -49,6 +52,7 @@ extflash-gdb monitor commands:
   flash erase-all      erase the whole external flash (chip erase)
   flash unprotect      clear BP/TB/SEC/CMP in the volatile status registers (until power-off)
   flash compress [on|off]  whether `load` sends compressible pages compressed (default on)
+  control              on an observer connection: take control once no GDB controls the board
   help                 this text
 ";
 
@@ -62,6 +66,8 @@ pub enum MonitorParseError {
     Unknown(String),
     #[error("empty monitor command; try `monitor help`")]
     Empty,
+    #[error("`flash compress` takes `on` or `off` (or nothing, to show the setting), not `{0}`")]
+    CompressArgument(String),
 }
 
 impl MonitorCommand {
@@ -81,6 +87,10 @@ impl MonitorCommand {
             ["flash", "compress"] => MonitorCommand::FlashCompress(None),
             ["flash", "compress", "on"] => MonitorCommand::FlashCompress(Some(true)),
             ["flash", "compress", "off"] => MonitorCommand::FlashCompress(Some(false)),
+            ["flash", "compress", rest @ ..] => {
+                return Err(MonitorParseError::CompressArgument(rest.join(" ")))
+            }
+            ["control"] => MonitorCommand::Control,
             _ => return Err(MonitorParseError::Unknown(text.trim().to_string())),
         })
     }
@@ -167,6 +177,13 @@ impl GdbTarget {
         ) {
             return self.run_flash_monitor(cmd).map(|l| l.join("\n"));
         }
+        if cmd == MonitorCommand::Control {
+            return Ok(
+                "this connection already controls the board (`monitor control` is for \
+                       an observer connection)"
+                    .to_string(),
+            );
+        }
         if cmd != MonitorCommand::Help {
             self.end_stub_session()?;
             self.run_state_chosen = true;
@@ -204,7 +221,8 @@ impl GdbTarget {
             | MonitorCommand::FlashInfoRecord
             | MonitorCommand::FlashEraseAll
             | MonitorCommand::FlashUnprotect
-            | MonitorCommand::FlashCompress(_) => unreachable!("handled before"),
+            | MonitorCommand::FlashCompress(_)
+            | MonitorCommand::Control => unreachable!("handled before"),
         };
         drop(core);
         if halts {
@@ -303,7 +321,11 @@ mod tests {
         assert_eq!(MonitorCommand::parse("   "), Err(MonitorParseError::Empty));
         assert_eq!(
             MonitorCommand::parse("flash compress maybe"),
-            Err(MonitorParseError::Unknown("flash compress maybe".into()))
+            Err(MonitorParseError::CompressArgument("maybe".into()))
+        );
+        assert_eq!(
+            MonitorCommand::parse("control"),
+            Ok(MonitorCommand::Control)
         );
         let msg = MonitorCommand::parse("flash erase 0")
             .unwrap_err()
@@ -318,6 +340,8 @@ mod tests {
             "flash info",
             "flash erase-all",
             "flash unprotect",
+            "flash compress",
+            "control",
         ] {
             assert!(HELP.contains(cmd), "help lacks {cmd}");
         }

@@ -18,5 +18,6 @@ mod live_watch;
 mod lldb;
 mod reload;
 mod truths;
+mod user_errors;
 mod variables;
 mod workflows;

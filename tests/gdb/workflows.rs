@@ -557,7 +557,7 @@ fn serve_first_run_says_what_the_board_holds_and_how_to_connect() {
     assert_eq!(
         serve.lines[2],
         format!(
-            "connect GDB with: gdb-multiarch -ex 'target extended-remote {}' -ex 'load' your-app.elf",
+            "connect GDB with: gdb-multiarch -ex 'set remotetimeout 30' -ex 'target extended-remote {}' -ex 'load' your-app.elf",
             serve.addr()
         )
     );

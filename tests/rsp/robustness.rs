@@ -2,7 +2,7 @@
 //! that one connection and keeps serving the next: bad checksums, lengths
 //! beyond the packet size, and addresses at the top of the address space.
 
-use crate::support::rsp::{frame, RspClient};
+use crate::support::rsp::{frame, unhex, RspClient};
 use crate::support::server::SimServer;
 
 /// The PacketSize the server advertises in qSupported.
@@ -136,4 +136,44 @@ fn valid_nak_of_a_reply_gets_it_resent() {
         8,
         "session still usable"
     );
+}
+
+/// An access past the end of the chip (an ELF section or `x` beyond 8 MiB)
+/// is refused by name, whether it starts in the window or after it; an
+/// empty `X` (GDB's probe for binary writes) is still answered `OK`.
+#[test]
+fn invalid_access_past_the_window_end_names_the_window_and_chip_size() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    assert_eq!(c.ask("QEnableErrorStrings").unwrap(), "OK");
+    let text = |reply: &str| {
+        let (code, hex) = reply
+            .split_once(';')
+            .unwrap_or_else(|| panic!("no error text in {reply:?}"));
+        assert_eq!(code, "E0e", "{reply}");
+        String::from_utf8(unhex(hex.as_bytes())).unwrap()
+    };
+    let want = "0x90800000 is past the end of the external-flash window \
+                0x90000000..0x90800000 (8192 KiB chip)";
+    for packet in [
+        "m907ffff0,20",
+        "m90800000,4",
+        "M90800000,4:01020304",
+        "qCRC:907ff000,2000",
+    ] {
+        let reply = c.ask(packet).unwrap();
+        if packet.starts_with("qCRC") {
+            assert!(reply.starts_with('E'), "{packet}: {reply}");
+            continue;
+        }
+        let t = text(&reply);
+        assert!(t.contains(want), "{packet}: {t}");
+    }
+    let mut x = b"X90800000,0:".to_vec();
+    assert_eq!(c.request(&x).unwrap(), b"OK", "empty X probe");
+    x = b"X90800000,2:ab".to_vec();
+    assert!(text(&String::from_utf8_lossy(&c.request(&x).unwrap())).contains(want));
+    // The last bytes of the chip still read.
+    assert_eq!(c.ask("m907ffffc,4").unwrap().len(), 8);
 }

@@ -225,3 +225,57 @@ fn failed_load_is_forgotten_and_a_later_load_leaves_its_sectors_alone() {
         "sector 0 was not erased by the failed load's leftovers"
     );
 }
+
+/// `monitor help` lists `control`; on the controlling connection
+/// `monitor control` says it already controls (not "unknown command"), and
+/// a bad `flash compress` argument is named with what it takes.
+#[test]
+fn monitor_control_on_the_controller_and_bad_compress_argument_are_explained() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    let (help, reply) = c.monitor("help").unwrap();
+    assert_eq!(reply, "OK");
+    assert!(help.contains("\n  control "), "{help}");
+    let (console, _) = c.monitor("control").unwrap();
+    assert!(
+        console.contains("this connection already controls the board"),
+        "{console}"
+    );
+    assert!(!console.contains("unknown"), "{console}");
+    assert!(is_controller(&mut c));
+    let (console, _) = c.monitor("flash compress maybe").unwrap();
+    assert!(
+        console.contains("`flash compress` takes `on` or `off`") && console.contains("not `maybe`"),
+        "{console}"
+    );
+    let (console, _) = c.monitor("flash compress").unwrap();
+    assert!(
+        console.contains("load compression on"),
+        "unchanged: {console}"
+    );
+}
+
+/// After `monitor resume`, the external-flash monitor commands refuse with
+/// what to do, naming the chip rather than a zero-length range.
+#[test]
+fn monitor_flash_commands_while_the_core_runs_say_monitor_halt_first() {
+    let s = SimServer::start(&[]);
+    s.gdb(FIRMWARE, LOAD);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    let (console, _) = c.monitor("resume").unwrap();
+    assert!(console.contains("core running"), "{console}");
+    for cmd in ["flash info", "flash unprotect"] {
+        let (console, _) = c.monitor(cmd).unwrap();
+        assert!(
+            console.contains("the core is running")
+                && console.contains("the external flash cannot be reached")
+                && console.contains("`monitor halt` first"),
+            "{cmd}: {console}"
+        );
+        assert!(!console.contains("+0x0 "), "{cmd}: {console}");
+    }
+    let (console, _) = c.monitor("halt").unwrap();
+    assert!(console.contains("halted at pc"), "{console}");
+}

@@ -1,0 +1,44 @@
+//! Plausible user mistakes through `gdb-multiarch`: GDB 13 prints only
+//! `Load failed`, so the server's log must name what was wrong.
+
+use std::process::Stdio;
+
+use crate::support::elf::data_elf;
+use crate::support::server::SimServer;
+
+/// An ELF whose asset section runs 4 KiB past the end of the 8 MiB chip:
+/// the load fails, and the log names the window and the chip's size
+/// instead of a probe FAULT.
+#[test]
+fn load_of_a_section_past_the_chip_end_is_named_in_the_log() {
+    let dir = std::env::temp_dir().join(format!("extflash-gdb-usererr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let elf = dir.join("beyond.elf");
+    let data: Vec<u8> = (0..0x2000u32).map(|i| (i * 7 + 3) as u8).collect();
+    std::fs::write(&elf, data_elf(&[(0x907F_F000, &data)])).unwrap();
+    let log = dir.join("server.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let s = SimServer::start_with_log(
+        &["--sim-strict"],
+        "warn,extflash_gdb=warn",
+        Stdio::from(file),
+    );
+    let out = s.gdb(elf.to_str().unwrap(), &["monitor reset halt", "load"]);
+    assert!(out.contains("Load failed"), "{out}");
+    drop(s);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(
+            "0x90800000 is past the end of the external-flash window 0x90000000..0x90800000 \
+             (8192 KiB chip)"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("0x90800000") && l.contains("FAULT")),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
