@@ -52,32 +52,58 @@ impl ExtFlash {
             }
         }
         let buf_len = self.buffer_len()?;
+        let unit = read_unit(buf_len);
         let size = self.size();
-        let fetch = self
-            .cache
-            .fetch_len(offset, len, buf_len)
-            .min(size.saturating_sub(offset));
-        // Runs of half the buffer when there is more than one: the stub
-        // reads the next while the host reads one (`read_runs`).
-        let max_run = if fetch.max(len) > buf_len {
-            buf_len
+        let ahead = self
+            .resident
+            .as_ref()
+            .and_then(|r| r.ahead.as_ref())
+            .map(|a| a.run.clone());
+        // A sequential reader (GDB's `dump`, `x/1000x`, compare-sections)
+        // continues what it read last: fetch whole units, through the one
+        // after the unit it starts in (a request that misses the cache
+        // costs probe-rs's core attach, three AP register reads of a round
+        // trip each, so fewer and larger fetches pay less), and have the
+        // stub read the unit after those while the host is away
+        // (`read_runs`). Past the reader's last request, at most that
+        // much crosses the link in vain.
+        let sequential = self.cache.continues(offset)
+            || ahead
+                .as_ref()
+                .is_some_and(|a| a.start <= offset && offset < a.end);
+        let end = u64::from(offset) + u64::from(len);
+        let unit64 = u64::from(unit);
+        let end = if sequential {
+            end.div_ceil(unit64).max(u64::from(offset) / unit64 + 2) * unit64
         } else {
-            (buf_len / 2 / cache::LINE * cache::LINE).max(cache::LINE)
-        };
+            end
+        }
+        .min(u64::from(size)) as u32;
         let missing: Vec<Range<u32>> = self
             .cache
-            .missing(offset, fetch.max(len), max_run)
+            .missing(offset, end.max(offset + len) - offset, unit)
             .into_iter()
             .map(|r| r.start..r.end.min(size))
             .collect();
+        let next = missing
+            .last()
+            .map(|r| r.end.div_ceil(unit) * unit)
+            .filter(|_| sequential)
+            .map(|at| at..(at + unit).min(size))
+            .filter(|r| r.start < r.end && !self.cache.covers(r.start, r.end - r.start));
         let fetched = self.session(core, addr, buf.len() as u32, |s, _| {
-            let data = s.read_runs(&missing)?;
+            let data = s.read_runs(&missing, unit, next)?;
             Ok(missing
                 .iter()
                 .map(|r| r.start)
                 .zip(data)
                 .collect::<Vec<_>>())
         })?;
+        let lines: usize = fetched
+            .iter()
+            .map(|(_, d)| d.len() / cache::LINE as usize)
+            .sum();
+        self.cache.make_room(lines);
         for (off, data) in fetched {
             self.cache.insert(off, &data);
         }
@@ -155,3 +181,21 @@ impl ExtFlash {
         })
     }
 }
+
+/// Bytes the stub reads per `Read` command for window reads: the largest
+/// multiple of [`LINK_READ`] (else of a cache line) of which two fit the
+/// buffer, so one unit crosses the link while the stub fills the other.
+pub(super) fn read_unit(buf_len: u32) -> u32 {
+    let half = buf_len / 2;
+    if half >= LINK_READ {
+        half / LINK_READ * LINK_READ
+    } else {
+        (half / cache::LINE * cache::LINE).max(cache::LINE)
+    }
+}
+
+/// Whole cache lines that are also whole ST-Link/V2 reads: the probe moves
+/// at most 6144 bytes per USB command (probe-rs 0.32, `STLINK_MAX_READ_LEN`),
+/// each command two round trips, so 12 KiB goes out in two full commands
+/// where 8 KiB would take two as well.
+pub const LINK_READ: u32 = 3 * cache::LINE;
