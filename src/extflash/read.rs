@@ -54,11 +54,7 @@ impl ExtFlash {
         let buf_len = self.buffer_len()?;
         let unit = read_unit(buf_len);
         let size = self.size();
-        let ahead = self
-            .resident
-            .as_ref()
-            .and_then(|r| r.ahead.as_ref())
-            .map(|a| a.run.clone());
+        let ahead = self.resident.as_ref().and_then(|r| r.ahead());
         // A sequential reader (GDB's `dump`, `x/1000x`, compare-sections)
         // continues what it read last: fetch whole units, through the one
         // after the unit it starts in (a request that misses the cache

@@ -81,6 +81,26 @@ pub struct Ahead {
     pub run: Range<u32>,
     pub dst: u32,
     pub seq: u32,
+    /// Cleared when the chip may have changed since it was posted: the
+    /// stub must still be waited for, but its bytes are not used.
+    pub fresh: bool,
+}
+
+impl Resident {
+    /// The range of the read posted ahead whose bytes are still good.
+    pub(super) fn ahead(&self) -> Option<Range<u32>> {
+        self.ahead
+            .as_ref()
+            .filter(|a| a.fresh)
+            .map(|a| a.run.clone())
+    }
+
+    /// The chip may have changed: a read posted ahead is not to be used.
+    pub(super) fn forget_ahead(&mut self) {
+        if let Some(a) = self.ahead.as_mut() {
+            a.fresh = false;
+        }
+    }
 }
 
 /// What a poll of a running command saw.
@@ -427,7 +447,7 @@ impl StubSession<'_, '_> {
             return Ok(out);
         };
         let mut cur = match self.res.ahead.take() {
-            Some(a) if a.run == *first => a,
+            Some(a) if a.fresh && a.run == *first => a,
             stale => {
                 // Not what is asked for: `post_begin` waits for it.
                 self.res.ahead = stale;
@@ -481,7 +501,12 @@ impl StubSession<'_, '_> {
     /// Post `Read` of chip `run` into `dst`.
     fn post_read(&mut self, run: Range<u32>, dst: u32) -> Result<Ahead, ExtFlashError> {
         let seq = self.post_begin(Command::Read, [run.start, dst, run.end - run.start])?;
-        Ok(Ahead { run, dst, seq })
+        Ok(Ahead {
+            run,
+            dst,
+            seq,
+            fresh: true,
+        })
     }
 
     /// Run `stream` (chunks packed for [`Layout::stream_slots`]) through
