@@ -212,6 +212,8 @@ pub(super) fn read_unit(buf_len: u32) -> u32 {
 pub const LINK_READ: u32 = 3 * cache::LINE;
 
 #[cfg(test)]
+// Runs compared as arrays of ranges, one run included.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 
