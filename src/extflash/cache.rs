@@ -66,7 +66,8 @@ impl ReadCache {
         true
     }
 
-    fn covers(&self, offset: u32, len: u32) -> bool {
+    /// Whether every line of `offset..offset+len` is cached.
+    pub fn covers(&self, offset: u32, len: u32) -> bool {
         self.lines_of(offset, len)
             .all(|l| self.lines.contains_key(&l))
     }
@@ -79,35 +80,35 @@ impl ReadCache {
     }
 
     /// Line-aligned chip ranges to fetch for `offset..+len`: the missing
-    /// lines, grouped in runs of at most `max_run` bytes.
-    pub fn missing(&self, offset: u32, len: u32, max_run: u32) -> Vec<Range<u32>> {
-        let max_lines = (max_run / LINE).max(1);
+    /// lines, grouped in runs that never cross a multiple of `unit` (a
+    /// multiple of [`LINE`]), so a run is at most one unit.
+    pub fn missing(&self, offset: u32, len: u32, unit: u32) -> Vec<Range<u32>> {
+        let unit = unit.max(LINE);
         let mut out: Vec<Range<u32>> = Vec::new();
         for l in self.lines_of(offset, len) {
             if self.lines.contains_key(&l) {
                 continue;
             }
+            let at = l * LINE;
             match out.last_mut() {
-                Some(r) if r.end == l * LINE && (r.end - r.start) / LINE < max_lines => {
-                    r.end += LINE
-                }
-                _ => out.push(l * LINE..(l + 1) * LINE),
+                Some(r) if r.end == at && at % unit != 0 => r.end += LINE,
+                _ => out.push(at..at + LINE),
             }
         }
         out
     }
 
-    /// Bytes to fetch for a read of `len` at `offset` given runs of at
-    /// most `max`: a run's worth (`max` from `offset`'s line) when the read
-    /// continues cached bytes, as a sequential reader's next request does
-    /// (GDB's `dump`, `x/1000x`), so one stub call serves several; else
-    /// just `len`.
-    pub fn fetch_len(&self, offset: u32, len: u32, max: u32) -> u32 {
-        let continues = offset > 0 && self.lines.contains_key(&((offset - 1) / LINE));
-        if continues {
-            len.max(max.saturating_sub(offset % LINE))
-        } else {
-            len
+    /// Whether a read at `offset` continues cached bytes, as a sequential
+    /// reader's next request does (GDB's `dump`, `x/1000x`).
+    pub fn continues(&self, offset: u32) -> bool {
+        offset > 0 && self.lines.contains_key(&((offset - 1) / LINE))
+    }
+
+    /// Make room for `lines` more lines before inserting them, so that
+    /// one read's lines are not dropped by the next one's insert.
+    pub fn make_room(&mut self, lines: usize) {
+        if self.lines.len() + lines > MAX_LINES {
+            self.lines.clear();
         }
     }
 
@@ -162,37 +163,46 @@ mod tests {
     }
 
     #[test]
-    fn missing_lines_are_grouped_in_bounded_runs() {
+    fn missing_lines_are_grouped_in_runs_within_units() {
         let mut c = ReadCache::default();
         c.insert(0x2000, &[0; 0x1000]);
         assert_eq!(
             c.missing(0, 0x6000, 0x2000),
-            [0..0x2000, 0x3000..0x5000, 0x5000..0x6000]
+            [0..0x2000, 0x3000..0x4000, 0x4000..0x6000]
         );
+        // 12 KiB units: a run from line 1 stops at the unit's end.
+        let c = ReadCache::default();
+        assert_eq!(
+            c.missing(0x1000, 0x8000, 0x3000),
+            [0x1000..0x3000, 0x3000..0x6000, 0x6000..0x9000]
+        );
+        let mut c = ReadCache::default();
+        c.insert(0x2000, &[0; 0x1000]);
         assert!(c.missing(0x2000, 0x1000, 0x2000).is_empty());
         assert!(c.missing(0x2000, 0, 0x2000).is_empty());
     }
 
     #[test]
-    fn a_read_that_continues_cached_lines_fetches_a_whole_run() {
+    fn a_read_continues_when_the_line_before_it_is_cached() {
         let mut c = ReadCache::default();
-        assert_eq!(c.fetch_len(0x2000, 0x100, 0x7000), 0x100, "nothing cached");
+        assert!(!c.continues(0x2000), "nothing cached");
         c.insert(0x1000, &[0; 0x1000]);
-        assert_eq!(
-            c.fetch_len(0x2000, 0x100, 0x7000),
-            0x7000,
-            "continues line 1"
-        );
-        assert_eq!(c.fetch_len(0x1800, 0x2000, 0x7000), 0x6800, "within line 1");
-        assert_eq!(c.fetch_len(0x4000, 0x100, 0x7000), 0x100, "a gap before it");
-        assert_eq!(
-            c.fetch_len(0x2000, 0x9000, 0x7000),
-            0x9000,
-            "longer than a run"
-        );
-        assert_eq!(c.fetch_len(0, 0x100, 0x7000), 0x100);
-        // The run it asks for is one fetch, line-aligned.
-        assert_eq!(c.missing(0x1800, 0x6800, 0x7000), vec![0x2000..0x8000]);
+        assert!(c.continues(0x2000));
+        assert!(c.continues(0x1800), "within line 1");
+        assert!(!c.continues(0x1000), "line 0 is not cached");
+        assert!(!c.continues(0x4000), "a gap before it");
+        assert!(!c.continues(0));
+        assert!(c.covers(0x1000, 0x1000) && !c.covers(0x1000, 0x1001));
+    }
+
+    #[test]
+    fn room_is_made_before_a_read_that_would_overflow() {
+        let mut c = ReadCache::default();
+        c.insert(0, &vec![0; (MAX_LINES - 1) * LINE as usize]);
+        c.make_room(1);
+        assert!(c.covers(0, LINE), "one more line fits");
+        c.make_room(2);
+        assert!(!c.covers(0, LINE), "two do not: it starts over");
     }
 
     #[test]

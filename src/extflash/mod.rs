@@ -200,6 +200,9 @@ impl ExtFlash {
     /// Forget cached reads: call on every write, erase, reset and resume.
     pub fn invalidate(&mut self) {
         self.cache.clear();
+        if let Some(r) = self.resident.as_mut() {
+            r.forget_ahead();
+        }
     }
 
     /// Window ranges the pending `load` would erase and program.

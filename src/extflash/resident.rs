@@ -65,6 +65,8 @@ impl Resident {
                 wiring::spi_pclk_hz(ext.spi, abi::SESSION_CFGR, abi::SESSION_CORE_HZ),
             ),
             clock_tried: false,
+            ahead: None,
+            read_stack_ok: false,
         };
         let mut config = *config;
         let mut started = save(core, ext, &layout, &mut res.saved, &mut config);

@@ -64,6 +64,41 @@ pub struct Resident {
     pub(super) fast_br: u32,
     /// `Call::Clock` was tried (once per session).
     pub(super) clock_tried: bool,
+    /// A `Read` posted ahead of need (`read_runs`), not yet waited for.
+    pub(super) ahead: Option<Ahead>,
+    /// A `Read` of this session ended with the stack canary intact.
+    pub(super) read_stack_ok: bool,
+}
+
+/// A `Read` the host posted before anyone asked for its bytes (the range
+/// after a sequential reader's): the stub fills `dst` while the host is
+/// busy elsewhere. Any other command waits for it first (`post_begin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ahead {
+    /// Chip offsets.
+    pub run: Range<u32>,
+    pub dst: u32,
+    pub seq: u32,
+    /// Cleared when the chip may have changed since it was posted: the
+    /// stub must still be waited for, but its bytes are not used.
+    pub fresh: bool,
+}
+
+impl Resident {
+    /// The range of the read posted ahead whose bytes are still good.
+    pub(super) fn ahead(&self) -> Option<Range<u32>> {
+        self.ahead
+            .as_ref()
+            .filter(|a| a.fresh)
+            .map(|a| a.run.clone())
+    }
+
+    /// The chip may have changed: a read posted ahead is not to be used.
+    pub(super) fn forget_ahead(&mut self) {
+        if let Some(a) = self.ahead.as_mut() {
+            a.fresh = false;
+        }
+    }
 }
 
 /// What a poll of a running command saw.
@@ -143,12 +178,26 @@ impl StubSession<'_, '_> {
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
         let seq = self.post_begin(command, args)?;
-        self.post_wait(seq, args[0], op, timeout, poll)
+        self.post_wait(seq, args[0], op, timeout, true, poll)
     }
 
     /// Write the mailbox: the stub starts `command` at once. Returns the
-    /// sequence number its `done` will carry.
+    /// sequence number its `done` will carry. A read posted ahead is
+    /// waited for first (its bytes are dropped): the stub takes one
+    /// command at a time.
     fn post_begin(&mut self, command: Command, args: [u32; 3]) -> Result<u32, ExtFlashError> {
+        if let Some(a) = self.res.ahead.take() {
+            let len = a.run.end - a.run.start;
+            let check = !self.res.read_stack_ok;
+            self.post_wait(
+                a.seq,
+                a.run.start,
+                StubOp::Read,
+                timeout_for(0, u64::from(len)),
+                check,
+                &mut |_, _| Ok(()),
+            )?;
+        }
         let res = &mut *self.res;
         let mb = res.layout.mailbox;
         res.seq = res.seq.wrapping_add(1).max(1);
@@ -162,13 +211,15 @@ impl StubSession<'_, '_> {
     }
 
     /// Wait for `done == seq` of the command [`post_begin`](Self::post_begin)
-    /// started (`address`: its first argument, for messages).
+    /// started (`address`: its first argument, for messages), then check
+    /// the stack canary when `canary` is set.
     fn post_wait(
         &mut self,
         seq: u32,
         address: u32,
         op: StubOp,
         timeout: Duration,
+        canary: bool,
         poll: &mut dyn FnMut(&mut Core<'_>, &Polled) -> Result<(), ExtFlashError>,
     ) -> Result<(u32, u32), ExtFlashError> {
         let res = &mut *self.res;
@@ -195,11 +246,13 @@ impl StubSession<'_, '_> {
                 // The stub's deepest stack use must have stayed above its
                 // lowest word: otherwise it wrote into the data buffer,
                 // and what the call returned cannot be trusted.
-                let canary = res.layout.canary;
-                let found = rd(core, canary)?;
-                if found != abi::STACK_CANARY {
-                    res.broken = true;
-                    return Err(ExtFlashError::StackOverflow { op, canary, found });
+                if canary {
+                    let canary = res.layout.canary;
+                    let found = rd(core, canary)?;
+                    if found != abi::STACK_CANARY {
+                        res.broken = true;
+                        return Err(ExtFlashError::StackOverflow { op, canary, found });
+                    }
                 }
                 return Ok((r[1], r[2]));
             }
@@ -324,16 +377,31 @@ impl StubSession<'_, '_> {
         Ok(out)
     }
 
-    /// Read the chip ranges `runs` (each at most the buffer) in order.
-    /// When there are several and each fits half the buffer, the halves
-    /// alternate: the stub reads run `k + 1` over SPI into one while the
-    /// host reads run `k` out of the other, so the SPI's time hides behind
-    /// the link's. Relies on `stub_read` writing only `dst..dst + len`.
-    pub fn read_runs(&mut self, runs: &[Range<u32>]) -> Result<Vec<Vec<u8>>, ExtFlashError> {
+    /// Read the chip ranges `runs` in order (each at most the buffer), then
+    /// post a read of `next` and leave it running ([`Ahead`]): a
+    /// sequential reader's next request finds it done and pays only for
+    /// moving its bytes. When every range fits `unit` and the buffer holds
+    /// two units, the stub reads range `k + 1` over SPI into one unit while
+    /// the host reads range `k` out of the other, so the SPI's time hides
+    /// behind the link's (relies on `stub_read` writing only
+    /// `dst..dst + len`); without that room `next` is not read. The stack
+    /// canary is checked after the session's first `Read` only: the stub's
+    /// stack use does not depend on a command's arguments (no recursion,
+    /// no variable-size frames), so once a `Read` left it intact every
+    /// later one does.
+    pub fn read_runs(
+        &mut self,
+        runs: &[Range<u32>],
+        unit: u32,
+        next: Option<Range<u32>>,
+    ) -> Result<Vec<Vec<u8>>, ExtFlashError> {
         let l = self.res.layout;
-        let half = (l.buf_len / 2) & !3;
         let len = |r: &Range<u32>| r.end.saturating_sub(r.start);
-        if let Some(r) = runs.iter().find(|r| len(r) > l.buf_len) {
+        if let Some(r) = runs
+            .iter()
+            .chain(next.as_ref())
+            .find(|r| len(r) > l.buf_len)
+        {
             return Err(ExtFlashError::Stub {
                 op: StubOp::Read,
                 address: r.start,
@@ -341,16 +409,19 @@ impl StubSession<'_, '_> {
                 source: StubStatusError::BadArgument,
             });
         }
-        let pipelined = runs.len() > 1 && runs.iter().all(|r| len(r) <= half);
-        let used = if pipelined {
-            2 * half
+        let pipelined = unit > 0
+            && 2 * unit <= l.buf_len
+            && runs.iter().chain(next.as_ref()).all(|r| len(r) <= unit);
+        let next = next.filter(|_| pipelined && !runs.is_empty());
+        let used = if pipelined && (runs.len() > 1 || next.is_some() || self.res.ahead.is_some()) {
+            2 * unit
         } else {
             runs.iter().map(len).max().unwrap_or(0)
         };
         self.save_buffer(used)?;
-        let dst = |k: usize| l.buf + if pipelined { (k as u32 % 2) * half } else { 0 };
-        let r = self.read_runs_inner(runs, pipelined, &dst);
+        let r = self.read_runs_inner(runs, next, pipelined.then_some(unit));
         if r.is_err() {
+            self.res.ahead = None;
             self.res.broken = true;
         }
         r
@@ -359,45 +430,81 @@ impl StubSession<'_, '_> {
     fn read_runs_inner(
         &mut self,
         runs: &[Range<u32>],
-        pipelined: bool,
-        dst: &dyn Fn(usize) -> u32,
+        next: Option<Range<u32>>,
+        unit: Option<u32>,
     ) -> Result<Vec<Vec<u8>>, ExtFlashError> {
         let op = StubOp::Read;
-        let len = |k: usize| runs[k].end - runs[k].start;
-        let begin =
-            |s: &mut Self, k: usize| s.post_begin(Command::Read, [runs[k].start, dst(k), len(k)]);
+        let buf = self.res.layout.buf;
+        // With two units, each run goes to the one the last did not use.
+        let other = |dst: u32| match unit {
+            Some(u) if dst == buf => buf + u,
+            _ => buf,
+        };
         let mut out = Vec::with_capacity(runs.len());
-        let mut seq = match runs.first() {
-            Some(_) => begin(self, 0)?,
-            None => return Ok(out),
+        let Some(first) = runs.first() else {
+            return Ok(out);
+        };
+        let mut cur = match self.res.ahead.take() {
+            Some(a) if a.fresh && a.run == *first => a,
+            stale => {
+                // Not what is asked for: `post_begin` waits for it.
+                self.res.ahead = stale;
+                self.post_read(first.clone(), buf)?
+            }
         };
         for k in 0..runs.len() {
-            let timeout = timeout_for(0, u64::from(len(k)));
-            let (status, _) =
-                self.post_wait(seq, runs[k].start, op, timeout, &mut |_, _| Ok(()))?;
+            let n = cur.run.end - cur.run.start;
+            let check = !self.res.read_stack_ok;
+            let (status, _) = self.post_wait(
+                cur.seq,
+                cur.run.start,
+                op,
+                timeout_for(0, u64::from(n)),
+                check,
+                &mut |_, _| Ok(()),
+            )?;
             StubStatusError::check(status, 0).map_err(|source| ExtFlashError::Stub {
                 op,
-                address: runs[k].start,
+                address: cur.run.start,
                 wiring: self.res.wiring,
                 source,
             })?;
-            let next = k + 1 < runs.len();
-            if pipelined && next {
-                seq = begin(self, k + 1)?;
-            }
-            let at = dst(k);
-            let mut words = vec![0u32; len(k).div_ceil(4) as usize];
+            self.res.read_stack_ok = true;
+            // The next range starts before this one's bytes cross the link.
+            let follow = runs.get(k + 1).cloned().or_else(|| next.clone());
+            let posted = match (unit, follow) {
+                (Some(_), Some(r)) => Some(self.post_read(r, other(cur.dst))?),
+                _ => None,
+            };
+            let mut words = vec![0u32; n.div_ceil(4) as usize];
             self.core
-                .read_32(at.into(), &mut words)
-                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(at)))?;
+                .read_32(cur.dst.into(), &mut words)
+                .map_err(ExtFlashError::probe(ProbeOp::ReadBuffer(cur.dst)))?;
             let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-            bytes.truncate(len(k) as usize);
+            bytes.truncate(n as usize);
             out.push(bytes);
-            if !pipelined && next {
-                seq = begin(self, k + 1)?;
-            }
+            cur = match (posted, runs.get(k + 1)) {
+                (Some(p), Some(_)) => p,
+                (Some(p), None) => {
+                    self.res.ahead = Some(p);
+                    break;
+                }
+                (None, Some(r)) => self.post_read(r.clone(), buf)?,
+                (None, None) => break,
+            };
         }
         Ok(out)
+    }
+
+    /// Post `Read` of chip `run` into `dst`.
+    fn post_read(&mut self, run: Range<u32>, dst: u32) -> Result<Ahead, ExtFlashError> {
+        let seq = self.post_begin(Command::Read, [run.start, dst, run.end - run.start])?;
+        Ok(Ahead {
+            run,
+            dst,
+            seq,
+            fresh: true,
+        })
     }
 
     /// Run `stream` (chunks packed for [`Layout::stream_slots`]) through

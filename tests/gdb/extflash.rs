@@ -426,3 +426,43 @@ fn gdb_second_board_file_spi3_loads_and_compares() {
         "{out}"
     );
 }
+
+/// GDB's `dump` reads the window sequentially, so the server has the stub
+/// read the next bytes ahead (into its RAM buffer) before GDB asks. An
+/// erase in between must not let those stale bytes through: the next read
+/// of that range sees the erased chip.
+#[test]
+fn gdb_dump_reads_ahead_and_an_erase_drops_what_was_read_ahead() {
+    let s = SimServer::start(&[]);
+    let (table_addr, table) = section(".extflash.table");
+    let ahead = 0x9001_8000u32;
+    let at = (ahead - table_addr) as usize;
+    assert!(
+        table[at..at + 8].iter().any(|&b| b != 0xFF),
+        "the image holds data where the stub reads ahead"
+    );
+    let dump = std::env::temp_dir().join(format!("extflash-ahead-{}.bin", std::process::id()));
+    let dump_cmd = format!(
+        "dump binary memory {} 0x90010000 0x90016000",
+        dump.display()
+    );
+    let out = gdb(
+        &s.addr,
+        &cmds(
+            LOAD,
+            &[&dump_cmd, "monitor flash erase-all", "x/8xb 0x90018000"],
+        ),
+    );
+    let dumped = std::fs::read(&dump).expect("dump file");
+    std::fs::remove_file(&dump).ok();
+    let off = (0x9001_0000 - table_addr) as usize;
+    assert!(
+        dumped == table[off..off + 0x6000],
+        "the dump differs from the ELF"
+    );
+    assert!(out.contains("erased 8192 KiB"), "{out}");
+    assert!(
+        x_line(&out, ahead, &hex_bytes(&[0xFF; 8])),
+        "stale read-ahead after the erase:\n{out}"
+    );
+}

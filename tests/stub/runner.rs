@@ -852,3 +852,84 @@ fn a_stack_too_small_for_the_stub_is_caught_by_the_canary_and_nothing_is_left_ch
     ext.end_session(&mut core).unwrap();
     assert_eq!(buf, data[..0x100]);
 }
+
+/// A sequential reader (GDB's `dump`, 8 KiB per `m` packet) gets what the
+/// chip holds, and on an ST-Link/V2 each 12 KiB unit costs the link one
+/// post, one poll (the stub has read the unit ahead while the host moved
+/// the one before) and its two full 6144-byte reads: nothing waits for the
+/// SPI. A commit, and a chip that changed behind the session's back
+/// (`invalidate`), both make the next read see the chip, not the bytes the
+/// stub had read ahead.
+#[test]
+fn sequential_reads_are_read_ahead_and_a_changed_chip_drops_what_was_read_ahead() {
+    use extflash_gdb::sim::board::clock_of;
+    use extflash_gdb::sim::link::STLINK_MAX_READ_32;
+    use extflash_gdb::sim::LinkProfile;
+    const UNIT: u32 = 0x3000;
+    let data = pattern(0x5EED_0001, 0x40000);
+    let config = SimConfig {
+        link: LinkProfile::StlinkV2,
+        ..SimConfig::default()
+    };
+    let (b, mut session) = app_state(config, &[(0, &data)]);
+    let mut core = session.core(0).unwrap();
+    let mut ext = ExtFlash::new(Board::builtin().external_flash.unwrap());
+    let read = |ext: &mut ExtFlash, core: &mut Core<'_>, off: u32, want: &[u8]| {
+        let mut got = vec![0u8; want.len()];
+        ext.read(core, 0x9000_0000 + off, &mut got).unwrap();
+        assert!(got == want, "{:#x} bytes at chip {off:#x}", want.len());
+    };
+    // The session starts, the first read is not sequential, the second
+    // is: from then on a unit is always read ahead.
+    for off in [0, 0x2000] {
+        read(
+            &mut ext,
+            &mut core,
+            off,
+            &data[off as usize..off as usize + 0x2000],
+        );
+    }
+    let trips = || clock_of(&b.lock()).counters.round_trips;
+    let before = trips();
+    let (from, to) = (0x4000u32, 0x1C000u32);
+    for off in (from..to).step_by(0x2000) {
+        read(
+            &mut ext,
+            &mut core,
+            off,
+            &data[off as usize..off as usize + 0x2000],
+        );
+    }
+    let spent = trips() - before;
+    // 0x6000..0x1E000 crossed the link: whole units, two per miss.
+    let units = u64::from((0x1E000 - 0x6000) / UNIT);
+    let commands = 2 + u64::from(UNIT.div_ceil(STLINK_MAX_READ_32));
+    assert_eq!(units, 8);
+    assert!(
+        spent <= units * commands * 2,
+        "{spent} round trips for {units} units: more than a post, a poll and the data each"
+    );
+
+    // The stub has read 0x1E000..0x21000 ahead. A commit there...
+    let new = pattern(0x5EED_0002, 0x1000);
+    ext.flash_erase(&mut core, 0x9001_E000, 0x1000).unwrap();
+    ext.flash_write(0x9001_E000, &new).unwrap();
+    ext.commit(&mut core, &mut |_| {}).unwrap();
+    read(&mut ext, &mut core, 0x1C000, &data[0x1C000..0x1E000]);
+    read(&mut ext, &mut core, 0x1E000, &new);
+    read(&mut ext, &mut core, 0x1F000, &data[0x1F000..0x21000]);
+    // ...and a change the session did not make, once invalidated.
+    for off in (0x21000u32..0x27000).step_by(0x2000) {
+        read(
+            &mut ext,
+            &mut core,
+            off,
+            &data[off as usize..off as usize + 0x2000],
+        );
+    }
+    let other = pattern(0x5EED_0003, 0x3000);
+    b.lock().mcu().chip.load(0x27000, &other);
+    ext.invalidate();
+    read(&mut ext, &mut core, 0x27000, &other);
+    ext.end_session(&mut core).unwrap();
+}
