@@ -446,7 +446,7 @@ fn gdb_dump_reads_ahead_and_an_erase_drops_what_was_read_ahead() {
         "dump binary memory {} 0x90010000 0x90016000",
         dump.display()
     );
-    let out = gdb(
+    let out = gdb_assets(
         &s.addr,
         &cmds(
             LOAD,
