@@ -437,7 +437,11 @@ impl ExtFlash {
             // The stub reads back every page it programs (a mismatch fails
             // the stream); what is left to check after it is the bytes of
             // the changed ranges nothing programs (0xFF runs left erased).
-            let verify = unprogrammed(&changed, &steps);
+            // The blank ones (0xFF runs in erased blocks) the stream
+            // verifies itself (`VERIFY_BLANK`), with no call of their own.
+            let (blank, verify): (Vec<_>, Vec<_>) =
+                unprogrammed(&changed, &steps).into_iter().partition(|v| v.3);
+            let blank: Vec<(u32, u32)> = blank.iter().map(|v| (v.0 - window, v.1)).collect();
             for step in &mut steps {
                 match step {
                     plan::Step::Erase(e, first) => {
@@ -457,6 +461,7 @@ impl ExtFlash {
                 timeouts: &t,
                 compress,
                 unless_blank,
+                blank: &blank,
             };
             let packed = stream::pack(&steps, &packing).map_err(ExtFlashError::Stream)?;
             tracing::debug!(
@@ -508,7 +513,7 @@ impl ExtFlash {
             // With the stream's read-backs: the chip holds every byte of
             // the changed ranges, so `vFlashDone` never says OK over a
             // wrong byte.
-            for &(address, len, want) in &verify {
+            for &(address, len, want, _) in &verify {
                 let found = s
                     .call(
                         Call::Crc32 {
@@ -668,8 +673,9 @@ fn probe_units(units: &[plan::Unit], max: u32) -> (Vec<plan::Unit>, Vec<plan::Un
 }
 
 /// The parts of `changed` (window addresses) that no program in `steps`
-/// writes, each with the CRC its image bytes give: (address, len, CRC).
-fn unprogrammed(changed: &[plan::Unit], steps: &[plan::Step]) -> Vec<(u32, u32, u32)> {
+/// writes, each with the CRC its image bytes give and whether they are all
+/// 0xFF: (address, len, CRC, blank).
+fn unprogrammed(changed: &[plan::Unit], steps: &[plan::Step]) -> Vec<(u32, u32, u32, bool)> {
     let mut programmed: Vec<Range<u32>> = steps
         .iter()
         .filter_map(|s| match s {
@@ -689,6 +695,7 @@ fn unprogrammed(changed: &[plan::Unit], steps: &[plan::Step]) -> Vec<(u32, u32, 
                 r.start,
                 r.len() as u32,
                 abi::crc32_update(abi::CRC32_INIT, bytes),
+                bytes.iter().all(|&b| b == 0xFF),
             ));
         };
         let mut at = u.address;
@@ -768,8 +775,8 @@ mod tests {
         assert_eq!(
             unprogrammed(&changed, &steps),
             vec![
-                (0x9000_0100, 0x200, ff(0x200)),
-                (0x9001_0000, 0x40, ff(0x40))
+                (0x9000_0100, 0x200, ff(0x200), true),
+                (0x9001_0000, 0x40, ff(0x40), true)
             ]
         );
         // Everything programmed: nothing left.

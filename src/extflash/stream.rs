@@ -99,7 +99,15 @@ pub struct Packing<'a> {
     /// Whether erases carry `ERASE_UNLESS_BLANK` (the stub skips a blank
     /// sector/block; for ranges the host did not read first).
     pub unless_blank: bool,
+    /// Chip ranges (address, length) no program writes that must read
+    /// 0xFF: each goes as `VERIFY_BLANK` records once every step that
+    /// starts below its end is in the stream (its erases have run then).
+    pub blank: &'a [(u32, u32)],
 }
+
+/// Bytes per `VERIFY_BLANK` record: a long 0xFF run is read in pieces, so
+/// no record keeps the stub from its chunks for long (13 ms at 42 MHz).
+const BLANK_PIECE: u32 = 0x1_0000;
 
 /// Packs `steps` (chip addresses) into chunks of records.
 pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
@@ -118,11 +126,18 @@ pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
         cur: Chunk::default(),
         rec: None,
     };
+    let mut blank = how.blank.to_vec();
+    blank.sort_unstable();
+    let mut blank = blank.into_iter().peekable();
     for step in steps {
         let (erase, program) = match step {
             Step::Erase(e, first) => (Some(e), first.as_ref()),
             Step::Program(prog) => (None, Some(prog)),
         };
+        let start = erase.map_or_else(|| program.map_or(0, |p| p.address), |e| e.address);
+        while let Some((addr, len)) = blank.next_if(|&(a, n)| a.saturating_add(n) <= start) {
+            p.verify_blank(addr, len);
+        }
         if let Some(e) = erase {
             let kind = how
                 .kinds
@@ -178,6 +193,9 @@ pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
             rest = tail;
         }
         p.out.program_bytes += prog.data.len() as u64;
+    }
+    for (addr, len) in blank {
+        p.verify_blank(addr, len);
     }
     p.out.page_ms = page_ms;
     p.close_record();
@@ -257,6 +275,25 @@ impl Packer {
         r.payload.extend_from_slice(payload);
     }
 
+    /// `VERIFY_BLANK` records for `len` bytes at `addr`.
+    fn verify_blank(&mut self, addr: u32, len: u32) {
+        self.close_record();
+        let mut at = addr;
+        let end = addr.saturating_add(len);
+        while at < end {
+            let n = (end - at).min(BLANK_PIECE);
+            self.room(HEADER as usize);
+            self.cur
+                .bytes
+                .extend(words(&[abi::head(abi::OP_VERIFY_BLANK, 0), at, n]));
+            self.out.sent_bytes += u64::from(HEADER);
+            // Reading at 8 MHz (the SPI before the clock is raised): 1 ms
+            // a KiB.
+            self.out.busy_max_ms += u64::from(n.div_ceil(1024));
+            at += n;
+        }
+    }
+
     fn close_record(&mut self) {
         let Some(r) = self.rec.take() else { return };
         let op = if r.lz {
@@ -304,6 +341,7 @@ mod tests {
             timeouts: &Timeouts::W25Q64JV,
             compress,
             unless_blank: false,
+            blank: &[],
         };
         pack(steps, &how)
     }
