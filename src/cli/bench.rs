@@ -1017,7 +1017,10 @@ mod tests {
         let g = goals(&r);
         let o = find(&g, "overwrite");
         let b = o.bound.as_deref().unwrap_or_default();
-        assert!(!o.met && b.starts_with("bound: 11.500 s = 1.150 x"), "{o:?}");
+        assert!(
+            !o.met && b.starts_with("bound: 11.500 s = 1.150 x"),
+            "{o:?}"
+        );
         assert!(b.contains("26 KiB ahead"), "{b}");
         assert!(
             b.contains("crosses the SPI twice")

@@ -439,8 +439,9 @@ impl ExtFlash {
             // the changed ranges nothing programs (0xFF runs left erased).
             // The blank ones (0xFF runs in erased blocks) the stream
             // verifies itself (`VERIFY_BLANK`), with no call of their own.
-            let (blank, verify): (Vec<_>, Vec<_>) =
-                unprogrammed(&changed, &steps).into_iter().partition(|v| v.3);
+            let (blank, verify): (Vec<_>, Vec<_>) = unprogrammed(&changed, &steps)
+                .into_iter()
+                .partition(|v| v.3);
             let blank: Vec<(u32, u32)> = blank.iter().map(|v| (v.0 - window, v.1)).collect();
             for step in &mut steps {
                 match step {

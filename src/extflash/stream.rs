@@ -590,10 +590,19 @@ mod tests {
         let (erase1, prog3) = (at(abi::OP_ERASE, 0x1_0000), at(abi::OP_PROGRAM, 0x3_0000));
         let inside = at(abi::OP_VERIFY_BLANK, 0x1000);
         assert!(inside < erase1, "before the next block's erase: {recs:x?}");
-        assert!(inside > at(abi::OP_PROGRAM, 0), "after its block's erase and data");
+        assert!(
+            inside > at(abi::OP_PROGRAM, 0),
+            "after its block's erase and data"
+        );
         let across = at(abi::OP_VERIFY_BLANK, 0xF000);
-        assert!(across > erase1 && across < prog3, "after block 1's erase: {recs:x?}");
-        let verify: Vec<_> = recs.iter().filter(|r| r.0 == abi::OP_VERIFY_BLANK).collect();
+        assert!(
+            across > erase1 && across < prog3,
+            "after block 1's erase: {recs:x?}"
+        );
+        let verify: Vec<_> = recs
+            .iter()
+            .filter(|r| r.0 == abi::OP_VERIFY_BLANK)
+            .collect();
         assert_eq!(
             verify.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(),
             vec![
@@ -607,7 +616,10 @@ mod tests {
         assert!(at(abi::OP_VERIFY_BLANK, 0x4_0000) > prog3);
         let plain = pack(&steps, &Packing { blank: &[], ..how }).unwrap();
         assert_eq!(s.sent_bytes - plain.sent_bytes, 4 * 12, "a header each");
-        assert!(s.busy_max_ms > plain.busy_max_ms, "reading them counts in the timeout");
+        assert!(
+            s.busy_max_ms > plain.busy_max_ms,
+            "reading them counts in the timeout"
+        );
     }
 
     #[test]

@@ -834,14 +834,21 @@ fn verify_blank_passes_only_a_range_that_reads_all_ff() {
         let (s, v) = t.stream(&[verify(addr, len)], 2, slot);
         assert_eq!(
             (s, v),
-            (Status::VerifyFailed, stream::fail_value(stream::OP_VERIFY_BLANK, addr)),
+            (
+                Status::VerifyFailed,
+                stream::fail_value(stream::OP_VERIFY_BLANK, addr)
+            ),
             "{addr:#x}+{len:#x}"
         );
     }
     // A range past the 24-bit address space, or with a payload: malformed.
     let (s, _) = t.stream(&[verify(0xFF_FF00, 0x200)], 2, slot);
     assert_eq!(s, Status::BadArgument);
-    let (s, _) = t.stream(&[record(stream::OP_VERIFY_BLANK, 0x7000, 4, &[0; 4])], 2, slot);
+    let (s, _) = t.stream(
+        &[record(stream::OP_VERIFY_BLANK, 0x7000, 4, &[0; 4])],
+        2,
+        slot,
+    );
     assert_eq!(s, Status::BadArgument);
 }
 
