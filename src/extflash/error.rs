@@ -77,6 +77,8 @@ pub enum StubOp {
     StreamErase,
     /// A stream record that programs (and the stream as a whole).
     StreamProgram,
+    /// A stream record that reads an erased range back (`VERIFY_BLANK`).
+    StreamVerifyBlank,
     /// Leaving the resident loop.
     Exit,
 }
@@ -96,6 +98,7 @@ impl StubOp {
             StubOp::Clock => "clock switch",
             StubOp::ProtectionCheck => "protection check",
             StubOp::StreamProgram => "program",
+            StubOp::StreamVerifyBlank => "check of erased bytes",
             StubOp::Exit => "exit",
         }
     }
@@ -112,7 +115,9 @@ impl StubOp {
             StubOp::ReadStatus | StubOp::ProtectionCheck => abi::SYM_READ_STATUS,
             StubOp::WriteStatus => abi::SYM_WRITE_STATUS,
             StubOp::Clock => "stub_clock",
-            StubOp::StreamErase | StubOp::StreamProgram => abi::SYM_STREAM,
+            StubOp::StreamErase | StubOp::StreamProgram | StubOp::StreamVerifyBlank => {
+                abi::SYM_STREAM
+            }
             StubOp::Exit => abi::SYM_SERVE,
         }
     }

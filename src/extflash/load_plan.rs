@@ -118,9 +118,10 @@ pub(crate) struct LoadInput<'a> {
 pub(crate) struct LoadPlan {
     /// Every erase and program in address order, chip offsets.
     pub stream: stream::Stream,
-    /// Window ranges of the image no program writes (0xFF runs left
-    /// erased), each with its image CRC: checked after the stream, which
-    /// reads back every page it programs.
+    /// Window ranges of the image no program writes and that are not all
+    /// 0xFF, each with its image CRC: checked after the stream, which reads
+    /// back every page it programs and verifies the 0xFF runs itself
+    /// (`VERIFY_BLANK` records).
     pub verify: Vec<Verify>,
     /// Bytes of the request that already held the image.
     pub skipped: u64,
@@ -139,6 +140,8 @@ pub(crate) struct Verify {
     pub address: u32,
     pub len: u32,
     pub crc: u32,
+    /// Every byte is 0xFF: the stream checks it (`VERIFY_BLANK`).
+    pub blank: bool,
 }
 
 impl LoadPlan {
@@ -159,7 +162,15 @@ impl LoadPlan {
         let skipped = requested - changed.iter().map(|u| u.data.len() as u64).sum::<u64>();
         let (erase_bytes, program_bytes) = (p.erase_bytes(), p.program_bytes());
         let mut steps = plan::steps(p);
-        let verify = unprogrammed(&changed, &steps);
+        // The 0xFF runs left erased the stream verifies itself, once
+        // their erases are in it; the rest by a CRC call each after it.
+        let (blank, verify): (Vec<Verify>, Vec<Verify>) = unprogrammed(&changed, &steps)
+            .into_iter()
+            .partition(|v| v.blank);
+        let blank: Vec<(u32, u32)> = blank
+            .iter()
+            .map(|v| (v.address - input.window, v.len))
+            .collect();
         for step in &mut steps {
             match step {
                 plan::Step::Erase(e, first) => {
@@ -178,6 +189,7 @@ impl LoadPlan {
             timeouts: input.timeouts,
             compress: input.compress,
             unless_blank: input.unless_blank,
+            blank: &blank,
         };
         let stream = stream::pack(&steps, &packing).map_err(ExtFlashError::Stream)?;
         Ok(LoadPlan {
@@ -246,7 +258,8 @@ impl LoadPlan {
 }
 
 /// The parts of `changed` (window addresses) that no program in `steps`
-/// writes, each with the CRC its image bytes give.
+/// writes, each with the CRC its image bytes give and whether they are
+/// all 0xFF.
 fn unprogrammed(changed: &[Unit], steps: &[plan::Step]) -> Vec<Verify> {
     let mut programmed: Vec<Range<u32>> = steps
         .iter()
@@ -267,6 +280,7 @@ fn unprogrammed(changed: &[Unit], steps: &[plan::Step]) -> Vec<Verify> {
                 address: r.start,
                 len: r.len() as u32,
                 crc: abi::crc32_update(abi::CRC32_INIT, bytes),
+                blank: bytes.iter().all(|&b| b == 0xFF),
             });
         };
         let mut at = u.address;
@@ -344,7 +358,12 @@ mod tests {
             prog(W + 0x300, a[0x300..].to_vec()),
         ];
         let ff = |n| abi::crc32_update(abi::CRC32_INIT, &vec![0xFF; n]);
-        let v = |address, len, crc| Verify { address, len, crc };
+        let v = |address, len, crc| Verify {
+            address,
+            len,
+            crc,
+            blank: true,
+        };
         assert_eq!(
             unprogrammed(&changed, &steps),
             vec![

@@ -657,10 +657,10 @@ impl StubSession<'_, '_> {
             other => other,
         })?;
         // The failing record's op and chip address (`fail_value`).
-        let (op, limit_ms) = if value >> 24 == abi::stream::OP_ERASE {
-            (StubOp::StreamErase, stream.erase_max_ms)
-        } else {
-            (StubOp::StreamProgram, stream.page_ms)
+        let (op, limit_ms) = match value >> 24 {
+            abi::stream::OP_ERASE => (StubOp::StreamErase, stream.erase_max_ms),
+            abi::stream::OP_VERIFY_BLANK => (StubOp::StreamVerifyBlank, stream.page_ms),
+            _ => (StubOp::StreamProgram, stream.page_ms),
         };
         StubStatusError::check(status, limit_ms).map_err(|source| ExtFlashError::Stub {
             op,

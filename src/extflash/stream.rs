@@ -99,7 +99,15 @@ pub struct Packing<'a> {
     /// Whether erases carry `ERASE_UNLESS_BLANK` (the stub skips a blank
     /// sector/block; for ranges the host did not read first).
     pub unless_blank: bool,
+    /// Chip ranges (address, length) no program writes that must read
+    /// 0xFF: each goes as `VERIFY_BLANK` records once every step that
+    /// starts below its end is in the stream (its erases have run then).
+    pub blank: &'a [(u32, u32)],
 }
+
+/// Bytes per `VERIFY_BLANK` record: a long 0xFF run is read in pieces, so
+/// no record keeps the stub from its chunks for long (13 ms at 42 MHz).
+const BLANK_PIECE: u32 = 0x1_0000;
 
 /// Packs `steps` (chip addresses) into chunks of records.
 pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
@@ -118,11 +126,18 @@ pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
         cur: Chunk::default(),
         rec: None,
     };
+    let mut blank = how.blank.to_vec();
+    blank.sort_unstable();
+    let mut blank = blank.into_iter().peekable();
     for step in steps {
         let (erase, program) = match step {
             Step::Erase(e, first) => (Some(e), first.as_ref()),
             Step::Program(prog) => (None, Some(prog)),
         };
+        let start = erase.map_or_else(|| program.map_or(0, |p| p.address), |e| e.address);
+        while let Some((addr, len)) = blank.next_if(|&(a, n)| a.saturating_add(n) <= start) {
+            p.verify_blank(addr, len);
+        }
         if let Some(e) = erase {
             let kind = how
                 .kinds
@@ -178,6 +193,9 @@ pub fn pack(steps: &[Step], how: &Packing<'_>) -> Result<Stream, PackError> {
             rest = tail;
         }
         p.out.program_bytes += prog.data.len() as u64;
+    }
+    for (addr, len) in blank {
+        p.verify_blank(addr, len);
     }
     p.out.page_ms = page_ms;
     p.close_record();
@@ -257,6 +275,25 @@ impl Packer {
         r.payload.extend_from_slice(payload);
     }
 
+    /// `VERIFY_BLANK` records for `len` bytes at `addr`.
+    fn verify_blank(&mut self, addr: u32, len: u32) {
+        self.close_record();
+        let mut at = addr;
+        let end = addr.saturating_add(len);
+        while at < end {
+            let n = (end - at).min(BLANK_PIECE);
+            self.room(HEADER as usize);
+            self.cur
+                .bytes
+                .extend(words(&[abi::head(abi::OP_VERIFY_BLANK, 0), at, n]));
+            self.out.sent_bytes += u64::from(HEADER);
+            // Reading at 8 MHz (the SPI before the clock is raised): 1 ms
+            // a KiB.
+            self.out.busy_max_ms += u64::from(n.div_ceil(1024));
+            at += n;
+        }
+    }
+
     fn close_record(&mut self) {
         let Some(r) = self.rec.take() else { return };
         let op = if r.lz {
@@ -304,6 +341,7 @@ mod tests {
             timeouts: &Timeouts::W25Q64JV,
             compress,
             unless_blank: false,
+            blank: &[],
         };
         pack(steps, &how)
     }
@@ -355,6 +393,7 @@ mod tests {
                         }
                         assert_eq!(ip, len, "the payload is consumed exactly");
                     }
+                    abi::OP_VERIFY_BLANK => assert_eq!(len, 0, "no payload"),
                     _ => panic!("op {op}"),
                 }
                 off += 12 + len.div_ceil(4) * 4;
@@ -495,6 +534,92 @@ mod tests {
         let (a, _) = replay(&packed, 8192);
         let (b, _) = replay(&off, 8192);
         assert_eq!(a, b);
+    }
+
+    /// Every record in stream order: (op, address, word 2).
+    fn records(s: &Stream) -> Vec<(u32, u32, u32)> {
+        let mut out = Vec::new();
+        for c in &s.chunks {
+            let mut off = 0;
+            while off < c.bytes.len() {
+                let head = word(&c.bytes, off);
+                out.push((head >> 24, word(&c.bytes, off + 4), word(&c.bytes, off + 8)));
+                off += 12 + ((head & abi::MAX_PAYLOAD) as usize).div_ceil(4) * 4;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn blank_ranges_are_verified_once_every_erase_below_their_end_has_run() {
+        let block = |b: u32, data: Vec<u8>| {
+            Step::Erase(
+                EraseOp {
+                    address: b * 0x1_0000,
+                    size: 0x1_0000,
+                },
+                Some(ProgramOp {
+                    address: b * 0x1_0000,
+                    data,
+                }),
+            )
+        };
+        let steps = vec![
+            block(0, noise(0x1000, 1)),
+            block(1, noise(0x100, 2)),
+            Step::Program(ProgramOp {
+                address: 0x3_0000,
+                data: noise(0x100, 3),
+            }),
+        ];
+        // One run inside block 0, one from block 0 into block 1, one past
+        // the last step, long enough to go in pieces.
+        let blank = [(0x1000, 0x800), (0xF000, 0x1100), (0x4_0000, 0x1_8000)];
+        let how = Packing {
+            capacity: 4096,
+            page: 256,
+            kinds: &KINDS,
+            timeouts: &Timeouts::W25Q64JV,
+            compress: false,
+            unless_blank: false,
+            blank: &blank,
+        };
+        let s = pack(&steps, &how).unwrap();
+        let recs = records(&s);
+        let at = |op: u32, addr: u32| recs.iter().position(|r| r.0 == op && r.1 == addr).unwrap();
+        let (erase1, prog3) = (at(abi::OP_ERASE, 0x1_0000), at(abi::OP_PROGRAM, 0x3_0000));
+        let inside = at(abi::OP_VERIFY_BLANK, 0x1000);
+        assert!(inside < erase1, "before the next block's erase: {recs:x?}");
+        assert!(
+            inside > at(abi::OP_PROGRAM, 0),
+            "after its block's erase and data"
+        );
+        let across = at(abi::OP_VERIFY_BLANK, 0xF000);
+        assert!(
+            across > erase1 && across < prog3,
+            "after block 1's erase: {recs:x?}"
+        );
+        let verify: Vec<_> = recs
+            .iter()
+            .filter(|r| r.0 == abi::OP_VERIFY_BLANK)
+            .collect();
+        assert_eq!(
+            verify.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(),
+            vec![
+                (0x1000, 0x800),
+                (0xF000, 0x1100),
+                (0x4_0000, 0x1_0000),
+                (0x5_0000, 0x8000)
+            ],
+            "in address order, long runs cut at 64 KiB"
+        );
+        assert!(at(abi::OP_VERIFY_BLANK, 0x4_0000) > prog3);
+        let plain = pack(&steps, &Packing { blank: &[], ..how }).unwrap();
+        assert_eq!(s.sent_bytes - plain.sent_bytes, 4 * 12, "a header each");
+        assert!(
+            s.busy_max_ms > plain.busy_max_ms,
+            "reading them counts in the timeout"
+        );
     }
 
     #[test]

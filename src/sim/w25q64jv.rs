@@ -253,9 +253,11 @@ impl W25q64jv {
         }
         self.settle(now);
         if asserted && !self.selected {
+            tracing::trace!(target: "sim::nor", "{now} cs");
             self.selected = true;
             self.txn = Txn::default();
         } else if !asserted && self.selected {
+            tracing::trace!(target: "sim::nor", "{now} end {:02x} {} {:x}", self.txn.opcode, self.txn.len, self.txn.addr);
             self.selected = false;
             self.finish(now);
             self.txn = Txn::default();
@@ -479,6 +481,7 @@ impl W25q64jv {
             self.counters.busy_ps = self.counters.busy_ps.saturating_add(duration);
             now.saturating_add(duration)
         };
+        tracing::trace!(target: "sim::nor", "{now} busy {duration}");
         self.busy_end = Some(end);
     }
 

@@ -373,6 +373,14 @@ impl<'a> Bus<'a> {
     /// what MISO gave; 0 once the SPI is dead.
     #[inline(never)]
     fn finish_frame(&self) -> u8 {
+        // A frame at the session's SPI clock (8 bits in 32 to 256 core
+        // cycles) ends within a few reads of SR: only a slow or dead SPI
+        // costs the deadline's set-up.
+        for _ in 0..8 {
+            if rd(self.spi + spi::SR) & spi::SR_RXNE != 0 {
+                return rd(self.spi + spi::DR) as u8;
+            }
+        }
         let mut dl = self.deadline(self.cfg.timeouts.spi_frame_ms);
         while !self.dead.get() {
             if rd(self.spi + spi::SR) & spi::SR_RXNE != 0 {
@@ -1082,6 +1090,12 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
                     }
                 }
                 stream::OP_PROGRAM if len == arg => program_raw(bus, addr, payload, len, rel, page, check)?,
+                stream::OP_VERIFY_BLANK if len == 0 && addr < ADDR_LIMIT && arg <= ADDR_LIMIT - addr => {
+                    if !blank_range(bus, addr, arg, check)? {
+                        return Err(fail(Status::VerifyFailed));
+                    }
+                    release(rel);
+                }
                 // Blocks for no pages, or pages from no blocks: malformed.
                 stream::OP_PROGRAM_LZ if (arg == 0) == (len == 0) => {
                     program_lz(bus, addr, payload, len, arg, page, rel, check)?
@@ -1096,9 +1110,8 @@ fn stream(bus: &Bus, hdr: *mut Slots, count: u32, page: *mut [u8; lz::PAGE]) -> 
     Ok(())
 }
 
-/// Whether the sector/block of `kind` at `addr` reads all 0xFF (0Bh in
-/// pieces of a page into `buf`, stopping at the first other byte). A kind
-/// or address `erase` rejects reads as not blank, for `erase` to report.
+/// Whether the sector/block of `kind` at `addr` reads all 0xFF. A kind or
+/// address `erase` rejects reads as not blank, for `erase` to report.
 #[inline(never)]
 fn blank(bus: &Bus, addr: u32, kind: u32, buf: *mut u8) -> Res<bool> {
     let size = match EraseKind::from_u32(kind) {
@@ -1108,19 +1121,32 @@ fn blank(bus: &Bus, addr: u32, kind: u32, buf: *mut u8) -> Res<bool> {
     if addr >= ADDR_LIMIT || addr & (size - 1) != 0 {
         return Ok(false);
     }
+    blank_range(bus, addr, size, buf)
+}
+
+/// Whether the `len` bytes at `addr` (in the chip) read all 0xFF: 0Bh in
+/// pieces of a page into `buf`, stopping at the first other byte.
+#[inline(never)]
+fn blank_range(bus: &Bus, addr: u32, len: u32, buf: *mut u8) -> Res<bool> {
     bus.ready()?;
     bus.command_addr(Op::FastRead, addr);
     bus.xfer(0);
-    let mut left = size;
+    let mut left = len;
     let mut and = !0u32;
     while left != 0 && and == !0 && !bus.dead.get() {
-        bus.rx_start(buf, PAGE);
+        let n = left.min(PAGE);
+        bus.rx_start(buf, n);
         bus.rx_wait();
-        for i in 0..(PAGE / 4) as usize {
-            // SAFETY: the page the DMA just filled (4-byte aligned).
+        let words = (n / 4) as usize;
+        for i in 0..words {
+            // SAFETY: the piece the DMA just filled (4-byte aligned).
             and &= unsafe { (buf as *const u32).add(i).read_volatile() };
         }
-        left -= PAGE;
+        for i in words * 4..n as usize {
+            // SAFETY: as above, its last bytes.
+            and &= unsafe { buf.add(i).read_volatile() } as u32 | !0xFF;
+        }
+        left -= n;
     }
     bus.deselect();
     Ok(and == !0)
@@ -1261,9 +1287,12 @@ pub extern "C" fn stub_erase(cfg: &Config, addr: u32, kind: u32) -> u32 {
 /// check, 02h + address + data by DMA from the slot, CS high, BUSY wait
 /// with `page_program_ms`, a refusal is `Protected`, then the page read
 /// back with 0Bh and compared with what was sent); PROGRAM_LZ the same
-/// from each page's decoded block. `Ok` therefore means every page holds
-/// its bytes. An ERASE with `ERASE_UNLESS_BLANK` is skipped when the
-/// sector/block reads all 0xFF (r1 = the 4 KiB sectors so skipped). A chunk is released (`rp`) before its last operation's busy
+/// from each page's decoded block; VERIFY_BLANK reads its range with 0Bh
+/// and fails with `VerifyFailed` (r1: its op and address) unless every
+/// byte is 0xFF. `Ok` therefore means every page holds its bytes and every
+/// range verified blank is. An ERASE with `ERASE_UNLESS_BLANK` is skipped
+/// when the sector/block reads all 0xFF (r1 = the 4 KiB sectors so
+/// skipped). A chunk is released (`rp`) before its last operation's busy
 /// wait, so the host refills during it (a raw chunk's last page is copied
 /// into the page buffer first, for its read-back).
 ///

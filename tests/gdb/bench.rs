@@ -118,6 +118,16 @@ fn check_relations(link: &str) {
         (overwrite_chip - want).abs() < 1e-9,
         "{overwrite_chip} vs {want}"
     );
+    // This design's floor is a true lower bound: never above what a job
+    // took, never below the chip's own time.
+    for name in ["load", "overwrite", "assets"] {
+        let j = job(&r, name);
+        let floor = f(j, "floor_s");
+        assert!(
+            floor <= f(j, "virtual_s") && floor >= f(j, "chip_s"),
+            "{link} {name}: {j}"
+        );
+    }
     // Every goal has its figure and verdict.
     for g in r["goals"].as_array().unwrap() {
         let (v, max) = (g["value"].as_f64().unwrap(), g["max"].as_f64().unwrap());

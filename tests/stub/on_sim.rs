@@ -159,6 +159,7 @@ fn packed_with(steps: &[Step], slot: u32, unless_blank: bool) -> Stream {
         timeouts: &Timeouts::W25Q64JV,
         compress: true,
         unless_blank,
+        blank: &[],
     };
     pack(steps, &how).unwrap()
 }
@@ -813,6 +814,42 @@ fn a_page_that_reads_back_wrong_fails_the_stream_with_verify_failed() {
         assert_eq!(value, stream::fail_value(op, 0));
         assert_eq!(t.chip_contents(0..1), [0x02]);
     }
+}
+
+#[test]
+fn verify_blank_passes_only_a_range_that_reads_all_ff() {
+    let mut t = Target::new(Faults::default());
+    let slot = 16 + 4 * 256;
+    // One 0x00 byte at 0x7ABC, the rest of 0x7000..0x9000 erased.
+    t.board.lock().mcu().chip.load(0x7000, &[0xFF; 0x2000]);
+    t.board.lock().mcu().chip.load(0x7ABC, &[0x00]);
+    let verify = |addr, len| record(stream::OP_VERIFY_BLANK, addr, len, &[]);
+    // Unaligned ends, pieces of a page and a tail of 3 bytes, both sides
+    // of the byte.
+    let mut ok = verify(0x7001, 0xABB);
+    ok.extend(verify(0x7ABD, 0x1000 - 0xABD + 0x103));
+    assert_eq!(t.stream(&[ok], 2, slot), (Status::Ok, 0));
+    // The byte in the first page, in the last word of a piece, in a tail.
+    for (addr, len) in [(0x7A00, 0x200), (0x7001, 0xABC), (0x7ABA, 3)] {
+        let (s, v) = t.stream(&[verify(addr, len)], 2, slot);
+        assert_eq!(
+            (s, v),
+            (
+                Status::VerifyFailed,
+                stream::fail_value(stream::OP_VERIFY_BLANK, addr)
+            ),
+            "{addr:#x}+{len:#x}"
+        );
+    }
+    // A range past the 24-bit address space, or with a payload: malformed.
+    let (s, _) = t.stream(&[verify(0xFF_FF00, 0x200)], 2, slot);
+    assert_eq!(s, Status::BadArgument);
+    let (s, _) = t.stream(
+        &[record(stream::OP_VERIFY_BLANK, 0x7000, 4, &[0; 4])],
+        2,
+        slot,
+    );
+    assert_eq!(s, Status::BadArgument);
 }
 
 #[test]

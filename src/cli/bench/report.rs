@@ -179,12 +179,17 @@ pub fn goals(r: &Report) -> Vec<Goal> {
                     b / 1024
                 )
             });
+            let mhz = r.spi_hz as f64 / 1e6;
+            let page_us = page_spi_ps(r.spi_hz) as f64 / 1e6;
             format!(
-                "bound: {f:.3} s = {q:.2} x: the first 64 KiB are read over SPI before \
+                "bound: {f:.3} s = {q:.3} x: the first 64 KiB are read over SPI before \
                  anything is sent, and each blank block before its erase is skipped (at \
                  most {read:.3} s for the range at the SPI's top clock; the chip cannot \
-                 read while it erases or programs), and each page programmed is read back \
-                 to verify it{ahead}"
+                 read while it erases or programs), and each page programmed crosses the \
+                 SPI twice while the chip waits, its 256 bytes to program it and again to \
+                 read it back for the verification ({page_us:.0} us a page with the \
+                 instruction bytes at {mhz:.1} MHz, the SPI's top clock), as is each \
+                 page that becomes 0xFF once its block is erased{ahead}"
             )
         })
     };

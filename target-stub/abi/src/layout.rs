@@ -101,23 +101,33 @@ pub const fn min_work_area(start: u32, image_len: u32) -> Option<u32> {
 
 impl Layout {
     /// The stream's slots in the data buffer, after the page buffer
-    /// ([`STREAM_PAGE_BUF`]): (count, size). Eight slots when each still
-    /// holds 3 KiB of records, else four of 4 KiB, else two: while the chip
-    /// erases, the stub holds none of them (an erase ends its chunk), so the
-    /// whole area fills; smaller slots are released sooner once it programs
-    /// again, and adjacent free ones still go out in one memory call. A slot
-    /// is a record header, whole pages and the trailer, so a chunk of raw
-    /// pages fills it exactly.
+    /// ([`STREAM_PAGE_BUF`]): (count, size). When eight slots still hold
+    /// 3 KiB of records each, 8 to 12 slots of at least 2 KiB, the count
+    /// that holds the most pages in all (the fewest slots on a tie: the
+    /// area's remainder below a slot is lost, and what the slots hold is
+    /// what the link sends ahead while the chip erases); else four of
+    /// 4 KiB, else two: while the chip erases, the stub holds none of them
+    /// (an erase ends its chunk), so the whole area fills; smaller slots
+    /// are released sooner once it programs again, and adjacent free ones
+    /// still go out in one memory call. A slot is a record header, whole
+    /// pages and the trailer, so a chunk of raw pages fills it exactly.
     pub fn stream_slots(&self) -> (u32, u32) {
         const PAGE: u32 = lz::PAGE as u32;
         let overhead = crate::stream::HEADER + 4;
         let area = self.buf_len - STREAM_PAGE_BUF;
-        let count = [(8, 3072), (4, 4096)]
+        let pages = |n: u32| ((area / n).saturating_sub(overhead) / PAGE).min(255);
+        let count = match [(8, 3072), (4, 4096)]
             .into_iter()
             .find(|&(n, least)| area / n >= least + overhead)
-            .map_or(2, |(n, _)| n);
-        let pages = ((area / count).saturating_sub(overhead) / PAGE).min(255);
-        (count, overhead + pages * PAGE)
+        {
+            Some((8, _)) => (8..=12)
+                .filter(|&n| pages(n) >= 8)
+                .max_by_key(|&n| (n * pages(n), u32::MAX - n))
+                .unwrap_or(8),
+            Some((n, _)) => n,
+            None => 2,
+        };
+        (count, overhead + pages(count) * PAGE)
     }
 }
 
@@ -153,10 +163,21 @@ mod tests {
         // The board files' 32 KiB work area and a stub of 4.25 KiB.
         let l = layout(&(0x2001_8000..0x2002_0000), 0x1100).unwrap();
         let (count, slot) = l.stream_slots();
-        assert_eq!(count, 8);
         assert_eq!((slot - 16) % 256, 0);
-        assert!(slot >= 3 * 1024, "{slot}");
         assert!(STREAM_PAGE_BUF + count * slot <= l.buf_len);
+        assert_eq!((count, slot), (8, 16 + 13 * 256), "{}", l.buf_len);
+        // The built-in stub's 4.8 KiB: ten slots of ten pages hold more
+        // than eight of twelve (100 pages against 96).
+        let l = layout(&(0x2001_8000..0x2002_0000), 0x1340).unwrap();
+        assert_eq!(l.stream_slots(), (10, 16 + 10 * 256), "{}", l.buf_len);
+        // No other count of 8 to 12 slots of 2 KiB or more holds more.
+        for (stub, most) in [(0x1100, 104), (0x1340, 100)] {
+            let l = layout(&(0x2001_8000..0x2002_0000), stub).unwrap();
+            for n in 8..=12 {
+                let pages = ((l.buf_len - STREAM_PAGE_BUF) / n - 16) / 256;
+                assert!(n * pages <= most, "{n} slots of {pages} pages");
+            }
+        }
         // 24 KiB: four slots.
         let l = layout(&(0x2001_A000..0x2002_0000), 0x1100).unwrap();
         let (count, slot) = l.stream_slots();

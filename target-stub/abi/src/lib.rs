@@ -358,7 +358,8 @@ pub struct Slots {
 /// word 0  op << 24 | payload bytes
 /// word 1  chip address
 /// word 2  ERASE: EraseKind (4K, 32K or 64K); PROGRAM: byte count (= payload);
-///         PROGRAM_LZ: bytes after decoding
+///         PROGRAM_LZ: bytes after decoding; VERIFY_BLANK: byte count (no
+///         payload)
 /// ```
 ///
 /// `PROGRAM_LZ`'s payload is one [`lz`] block per page (the first and last
@@ -369,6 +370,10 @@ pub mod stream {
     pub const OP_ERASE: u32 = 1;
     pub const OP_PROGRAM: u32 = 2;
     pub const OP_PROGRAM_LZ: u32 = 3;
+    /// Read a range back and fail with `VerifyFailed` unless every byte is
+    /// 0xFF: the bytes of the image that no program writes, verified where
+    /// the stream has erased them, with no call of their own.
+    pub const OP_VERIFY_BLANK: u32 = 4;
     /// Bytes of a record's three header words.
     pub const HEADER: u32 = 12;
     /// Payload bytes of one record (24 bits of word 0).
