@@ -227,3 +227,46 @@ fn invalid_100k_refused_observer_packets_grow_the_log_by_less_than_100_kb() {
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One connection, no retry (`InProcess::client` retries until it controls).
+fn connect_once(addr: &str) -> RspClient {
+    let mut c = RspClient::connect(addr).expect("connect");
+    c.ask("qSupported:swbreak+;hwbreak+").expect("qSupported");
+    c
+}
+
+/// GDB `disconnect` then `target extended-remote`, an IDE restart: the
+/// next connection speaks the moment the controller's socket closed,
+/// usually before the server has read that EOF. It controls every time
+/// (it once got `E0d` as an observer about one time in ten).
+#[test]
+fn valid_reconnect_right_after_the_controller_closed_controls_every_time() {
+    let srv = InProcess::start(Core::HaltedAtLoop, limits(Duration::from_secs(5)));
+    drop(srv.client());
+    for cycle in 0..30 {
+        let mut c = connect_once(&srv.addr);
+        assert!(
+            is_controller(&mut c),
+            "cycle {cycle}: the connection made right after the controller closed observes"
+        );
+        // A write only a controller may do.
+        assert_eq!(c.ask("M20000100,4:01020304").unwrap(), "OK", "cycle {cycle}");
+        drop(c);
+    }
+}
+
+/// The controller is still connected: a new connection observes (it does
+/// not wait for, or get, the role of a live client).
+#[test]
+fn valid_live_controller_keeps_control_while_another_connects() {
+    let srv = InProcess::start(Core::HaltedAtLoop, limits(Duration::from_secs(5)));
+    let mut c = srv.client();
+    let mut o = connect_once(&srv.addr);
+    assert!(!is_controller(&mut o), "the second connection controls");
+    assert!(is_controller(&mut c), "the first connection lost control");
+    // The controller leaves; the observer stays one, the next controls.
+    drop(c);
+    let mut n = connect_once(&srv.addr);
+    assert!(is_controller(&mut n), "the next connection observes");
+    assert!(!is_controller(&mut o), "the observer took control");
+}
