@@ -780,15 +780,24 @@ mod tests {
         let p = alive();
         assert_eq!(roles.admit(peer, &p, true), Admit::Now(Role::Controller));
         for _ in 0..MAX_OBSERVERS {
-            assert_eq!(roles.admit(peer, &alive(), true), Admit::Now(Role::Observer));
+            assert_eq!(
+                roles.admit(peer, &alive(), true),
+                Admit::Now(Role::Observer)
+            );
         }
         assert_eq!(roles.admit(peer, &alive(), true), Admit::Refused, "a fifth");
         roles.release(Role::Observer);
-        assert_eq!(roles.admit(peer, &alive(), true), Admit::Now(Role::Observer));
+        assert_eq!(
+            roles.admit(peer, &alive(), true),
+            Admit::Now(Role::Observer)
+        );
         // The controller leaves: observers stay, the next to speak controls.
         roles.release(Role::Controller);
         assert_eq!(roles.observers, MAX_OBSERVERS);
-        assert_eq!(roles.admit(peer, &alive(), true), Admit::Now(Role::Controller));
+        assert_eq!(
+            roles.admit(peer, &alive(), true),
+            Admit::Now(Role::Controller)
+        );
         assert_eq!(roles.admit(peer, &alive(), true), Admit::Refused);
     }
 
@@ -833,9 +842,16 @@ mod tests {
         )
         .await;
         assert!(ready.is_ok(), "no hang-up within 10 s");
-        assert!(presence.gone(), "the hang-up is seen without reading the EOF");
+        assert!(
+            presence.gone(),
+            "the hang-up is seen without reading the EOF"
+        );
         let mut buf = [0u8; 1];
-        assert_eq!(stream.try_read(&mut buf).unwrap(), 0, "only the EOF was there");
+        assert_eq!(
+            stream.try_read(&mut buf).unwrap(),
+            0,
+            "only the EOF was there"
+        );
     }
 
     #[test]

@@ -28,7 +28,13 @@ fn control_cmds(value: u32) -> Vec<String> {
 
 /// No sign of an observer session in GDB's output.
 fn assert_controlled(out: &str, what: &str) {
-    for refusal in ["E0d", "E.0d", "read-only", "observer", "Cannot access memory"] {
+    for refusal in [
+        "E0d",
+        "E.0d",
+        "read-only",
+        "observer",
+        "Cannot access memory",
+    ] {
         assert!(!out.contains(refusal), "{what}: `{refusal}`:\n{out}");
     }
 }
@@ -68,10 +74,14 @@ impl Gdb {
         let mut child = Command::new("gdb-multiarch")
             .args(["-nx", "-q"])
             .args(
-                ["set architecture arm", "set confirm off", "set pagination off"]
-                    .iter()
-                    .chain(cmds)
-                    .flat_map(|c| ["-ex", c]),
+                [
+                    "set architecture arm",
+                    "set confirm off",
+                    "set pagination off",
+                ]
+                .iter()
+                .chain(cmds)
+                .flat_map(|c| ["-ex", c]),
             )
             .arg(FIRMWARE)
             .stdin(Stdio::piped())
@@ -161,7 +171,10 @@ fn gdb_killed_then_a_new_gdb_at_once_controls() {
         }
         new.send("echo DONE\\n");
         let out = new.until("DONE");
-        assert_controlled(&out, &format!("cycle {cycle}: the gdb connected after a SIGKILL"));
+        assert_controlled(
+            &out,
+            &format!("cycle {cycle}: the gdb connected after a SIGKILL"),
+        );
         let want = format!("WROTE {value:#x}");
         assert!(out.contains(&want), "cycle {cycle}: no `{want}`:\n{out}");
     }

@@ -250,7 +250,11 @@ fn valid_reconnect_right_after_the_controller_closed_controls_every_time() {
             "cycle {cycle}: the connection made right after the controller closed observes"
         );
         // A write only a controller may do.
-        assert_eq!(c.ask("M20000100,4:01020304").unwrap(), "OK", "cycle {cycle}");
+        assert_eq!(
+            c.ask("M20000100,4:01020304").unwrap(),
+            "OK",
+            "cycle {cycle}"
+        );
         drop(c);
     }
 }
