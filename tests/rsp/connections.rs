@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hardening::{Core, InProcess};
-use crate::support::rsp::{frame, is_controller, RspClient};
+use crate::support::rsp::{frame, hex, is_controller, RspClient};
 use crate::support::server::SimServer;
 use extflash_gdb::server::{Limits, MAX_OBSERVERS};
 
@@ -273,4 +273,31 @@ fn valid_live_controller_keeps_control_while_another_connects() {
     let mut n = connect_once(&srv.addr);
     assert!(is_controller(&mut n), "the next connection observes");
     assert!(!is_controller(&mut o), "the observer took control");
+}
+
+/// A GDB killed right after sending a command: the next connection waits
+/// for the old session to finish it, then controls and sees its effect.
+#[test]
+fn valid_reconnect_after_a_client_closed_mid_command_controls_and_sees_it_done() {
+    let srv = InProcess::start(Core::HaltedAtLoop, limits(Duration::from_secs(5)));
+    drop(srv.client());
+    for cycle in 0..20u32 {
+        let mut old = connect_once(&srv.addr);
+        assert!(is_controller(&mut old), "cycle {cycle}");
+        let value = 0xc0de_0000u32 + cycle;
+        let write = format!("M20010000,4:{}", hex(&value.to_le_bytes()));
+        // Sent, never waited for: the socket closes behind it.
+        old.send_raw(&frame(write.as_bytes())).unwrap();
+        drop(old);
+        let mut new = connect_once(&srv.addr);
+        assert!(
+            is_controller(&mut new),
+            "cycle {cycle}: the next connection observes"
+        );
+        assert_eq!(
+            new.ask("m20010000,4").unwrap(),
+            hex(&value.to_le_bytes()),
+            "cycle {cycle}: the old session's last write"
+        );
+    }
 }
