@@ -15,6 +15,13 @@
 //! are kept for a connection's lifetime: when the controller leaves,
 //! observers stay observers and the next connection to speak controls; a
 //! disconnecting observer changes nothing on the target. A connection
+//! that speaks while the controller's client has already gone (its
+//! socket hung up, seen with `poll` even before the controller's task has
+//! read the EOF, or that task is ending) waits, at most
+//! [`Limits::controller_release`], for the slot to be freed and then
+//! controls: a GDB that reconnects at once (`disconnect` then `target
+//! extended-remote`, an IDE restart, a killed GDB and a new one) gets
+//! control, not an observer session. A connection
 //! that sends garbage, an oversized packet, or drops mid-packet ends alone;
 //! the server keeps serving the next one. Sockets are awaited, never
 //! polled. Warnings a client can provoke at will are rate-limited
@@ -40,6 +47,7 @@ pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +96,10 @@ pub struct Limits {
     /// A connection without a complete packet with a valid checksum this
     /// long after connecting is closed; until then it holds no role.
     pub first_packet: Duration,
+    /// How long a connection that speaks after the controller's client
+    /// has gone waits for that session to free the controller role; past
+    /// it, it observes (the old session is still busy on the probe).
+    pub controller_release: Duration,
 }
 
 impl Default for Limits {
@@ -103,6 +115,9 @@ impl Default for Limits {
             observer_wait: Duration::from_millis(1500),
             // GDB sends `+$qSupported…` as soon as it has connected.
             first_packet: Duration::from_secs(5),
+            // The old session's last command and cleanup; under the 30 s
+            // `remotetimeout` serve suggests.
+            controller_release: Duration::from_secs(10),
         }
     }
 }
@@ -231,9 +246,16 @@ async fn open(
             return;
         }
     };
-    let role = lock(&shared.roles).admit(peer);
+    let presence = Arc::new(Presence::new(&stream));
+    let role = tokio::select! {
+        role = decide(&shared, peer, &presence, id) => role,
+        _ = stop.changed() => {
+            let _ = tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await;
+            return;
+        }
+    };
     let Some(role) = role else {
-        let current = lock(&shared.roles).controller;
+        let current = lock(&shared.roles).controller.as_ref().map(|c| c.peer);
         shared.warn("connections refused (all roles taken)", || {
             tracing::warn!(
                 id,
@@ -253,7 +275,7 @@ async fn open(
         Role::Controller => {
             tracing::info!(id, "GDB connection from {peer}: controlling the board");
             let to_worker = shared.to_worker.clone();
-            connection(stream, id, first, to_worker, shared, None).await;
+            connection(stream, id, first, to_worker, shared, &presence, None).await;
         }
         Role::Observer => {
             tracing::info!(
@@ -261,11 +283,53 @@ async fn open(
                 "GDB connection from {peer}: observer (read-only; another GDB controls the \
                  board)"
             );
-            let claim = guard.claim(peer);
-            observer_connection(stream, id, first, shared, claim).await;
+            let claim = guard.claim(peer, presence.clone());
+            observer_connection(stream, id, first, shared, &presence, claim).await;
         }
     }
     drop(guard);
+}
+
+/// The role of a connection that has spoken. If the controller's client
+/// has gone but its session has not freed the role yet, wait for that
+/// (at most [`Limits::controller_release`]) and take control; past the
+/// limit the old session counts as alive.
+async fn decide(
+    shared: &Shared,
+    peer: SocketAddr,
+    presence: &Arc<Presence>,
+    id: u64,
+) -> Option<Role> {
+    // Subscribed before the first look: a release after it is a change.
+    let mut released = lock(&shared.roles).released.subscribe();
+    let deadline = tokio::time::Instant::now() + shared.limits.controller_release;
+    loop {
+        let old = match lock(&shared.roles).admit(peer, presence, true) {
+            Admit::Now(role) => return Some(role),
+            Admit::Refused => return None,
+            Admit::AfterRelease(old) => old,
+        };
+        tracing::info!(
+            id,
+            "GDB from {peer}: the controlling GDB from {old} has gone; waiting for its \
+             session to end to give this one control"
+        );
+        match tokio::time::timeout_at(deadline, released.changed()).await {
+            Ok(Ok(())) => continue,
+            // The sender lives in `Roles` as long as this task holds it.
+            Ok(Err(_)) => return lock(&shared.roles).admit(peer, presence, false).role(),
+            Err(_) => {
+                tracing::warn!(
+                    id,
+                    "GDB from {peer}: the session of the controlling GDB from {old}, which \
+                     has gone, did not end within {:?}; serving this one as an observer \
+                     (`monitor control` takes control once it has)",
+                    shared.limits.controller_release
+                );
+                return lock(&shared.roles).admit(peer, presence, false).role();
+            }
+        }
+    }
 }
 
 /// Read until the first complete packet with a valid checksum (NAKing bad
@@ -315,46 +379,175 @@ enum Role {
     Observer,
 }
 
-/// Who is connected: the controller's address and the observer count.
-#[derive(Debug, Default)]
+/// Who is connected: the controller and the observer count.
+#[derive(Debug)]
 struct Roles {
-    controller: Option<SocketAddr>,
+    controller: Option<Holder>,
     observers: usize,
+    /// Changes each time the controller role is freed.
+    released: watch::Sender<u64>,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles {
+            controller: None,
+            observers: 0,
+            released: watch::Sender::new(0),
+        }
+    }
+}
+
+/// The connection holding the controller role.
+#[derive(Debug)]
+struct Holder {
+    peer: SocketAddr,
+    presence: Arc<Presence>,
+}
+
+/// What [`Roles::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// This role, taken.
+    Now(Role),
+    /// The controller's client (at this address) has gone: the role is
+    /// this connection's once that session frees it.
+    AfterRelease(SocketAddr),
+    /// All roles taken.
+    Refused,
+}
+
+impl Admit {
+    fn role(self) -> Option<Role> {
+        match self {
+            Admit::Now(role) => Some(role),
+            Admit::AfterRelease(_) | Admit::Refused => None,
+        }
+    }
 }
 
 impl Roles {
     /// The role of a new connection, fixed for its lifetime: the
-    /// controller if there is none, else an observer while fewer than
-    /// [`MAX_OBSERVERS`] are connected, else none (refused).
-    fn admit(&mut self, peer: SocketAddr) -> Option<Role> {
-        if self.controller.is_none() {
-            self.controller = Some(peer);
-            Some(Role::Controller)
-        } else if self.observers < MAX_OBSERVERS {
-            self.observers += 1;
-            Some(Role::Observer)
-        } else {
-            None
+    /// controller if there is none, else (with `wait_for_gone`) the
+    /// controller after the current one if its client has gone, else an
+    /// observer while fewer than [`MAX_OBSERVERS`] are connected, else
+    /// none (refused).
+    fn admit(&mut self, peer: SocketAddr, presence: &Arc<Presence>, wait_for_gone: bool) -> Admit {
+        match &self.controller {
+            None => {
+                self.controller = Some(Holder {
+                    peer,
+                    presence: presence.clone(),
+                });
+                Admit::Now(Role::Controller)
+            }
+            Some(c) if wait_for_gone && c.presence.gone() => Admit::AfterRelease(c.peer),
+            Some(_) if self.observers < MAX_OBSERVERS => {
+                self.observers += 1;
+                Admit::Now(Role::Observer)
+            }
+            Some(_) => Admit::Refused,
         }
     }
 
     /// An observer becomes the controller if there is none; else the
     /// controller's address is the error.
-    fn promote(&mut self, peer: SocketAddr) -> Result<(), Option<SocketAddr>> {
-        if self.controller.is_some() {
-            return Err(self.controller);
+    fn promote(
+        &mut self,
+        peer: SocketAddr,
+        presence: &Arc<Presence>,
+    ) -> Result<(), Option<SocketAddr>> {
+        if let Some(c) = &self.controller {
+            return Err(Some(c.peer));
         }
-        self.controller = Some(peer);
+        self.controller = Some(Holder {
+            peer,
+            presence: presence.clone(),
+        });
         self.observers = self.observers.saturating_sub(1);
         Ok(())
     }
 
     fn release(&mut self, role: Role) {
         match role {
-            Role::Controller => self.controller = None,
+            Role::Controller => {
+                self.controller = None;
+                self.released.send_modify(|n| *n = n.wrapping_add(1));
+            }
             Role::Observer => self.observers = self.observers.saturating_sub(1),
         }
     }
+}
+
+/// Whether a connection's client is still there, as the role table asks
+/// when another connection speaks.
+#[derive(Debug)]
+struct Presence {
+    /// The socket under its own descriptor: `poll` shows the client's
+    /// hang-up as soon as the kernel has it, before the connection's task
+    /// has read the EOF. Dropped when that task ends.
+    socket: Mutex<Option<socket2::Socket>>,
+    /// The connection's socket task has ended; its role is freed next.
+    ended: AtomicBool,
+}
+
+impl Presence {
+    fn new(stream: &TcpStream) -> Self {
+        let socket = socket2::SockRef::from(stream)
+            .try_clone()
+            .map_err(|e| tracing::debug!("cannot watch the socket for a hang-up: {e}"))
+            .ok();
+        Presence {
+            socket: Mutex::new(socket),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// A presence with no socket to look at (tests).
+    #[cfg(test)]
+    fn detached() -> Self {
+        Presence {
+            socket: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// The client hung up, or the connection is ending.
+    fn gone(&self) -> bool {
+        self.ended.load(Ordering::Acquire) || lock(&self.socket).as_ref().is_some_and(hung_up)
+    }
+
+    /// The connection's task ends: stop looking at (and holding) its socket.
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        drop(lock(&self.socket).take());
+    }
+}
+
+/// Whether the peer has closed its side (FIN or reset), without waiting:
+/// `poll` with a zero timeout, a look at the socket, not a wait on it.
+#[cfg(unix)]
+fn hung_up(socket: &socket2::Socket) -> bool {
+    use std::os::fd::AsRawFd;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let closed = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let closed = libc::POLLHUP | libc::POLLERR;
+    let mut fd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: closed,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, owned by this frame; the descriptor is
+    // open for as long as `socket` is borrowed.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & closed != 0
+}
+
+/// Without `poll`, only a connection whose task has ended counts as gone.
+#[cfg(not(unix))]
+fn hung_up(_: &socket2::Socket) -> bool {
+    false
 }
 
 /// A poisoned lock still holds consistent counts: use them.
@@ -372,11 +565,11 @@ struct RoleGuard {
 impl RoleGuard {
     /// For an observer: take the controller role if it is free, else say
     /// who holds it.
-    fn claim(&self, peer: SocketAddr) -> observer::Claim {
+    fn claim(&self, peer: SocketAddr, presence: Arc<Presence>) -> observer::Claim {
         let (roles, role) = (self.roles.clone(), self.role.clone());
         Box::new(move || {
             let mut r = lock(&roles);
-            r.promote(peer)?;
+            r.promote(peer, &presence)?;
             *lock(&role) = Role::Controller;
             Ok(())
         })
@@ -398,6 +591,7 @@ async fn observer_connection(
     id: u64,
     first: Vec<u8>,
     shared: Shared,
+    presence: &Presence,
     claim: observer::Claim,
 ) {
     let to_worker = shared.to_worker.clone();
@@ -409,7 +603,7 @@ async fn observer_connection(
     let session = tokio::task::spawn_blocking(move || {
         observer::serve(rx, target, claim, handover_tx);
     });
-    connection(stream, id, first, tx, shared, Some(handover)).await;
+    connection(stream, id, first, tx, shared, presence, Some(handover)).await;
     if let Err(e) = session.await {
         tracing::error!(id, "observer session failed: {e}");
     }
@@ -441,6 +635,7 @@ async fn connection(
     first: Vec<u8>,
     to_worker: std::sync::mpsc::Sender<ToWorker>,
     shared: Shared,
+    presence: &Presence,
     mut handover: Option<tokio::sync::oneshot::Receiver<observer::Handover>>,
 ) {
     let (limits, mut stop, worker) = (shared.limits, shared.stop, shared.to_worker);
@@ -459,6 +654,7 @@ async fn connection(
         .is_err()
     {
         tracing::error!(id, "probe worker is gone; closing connection");
+        presence.end();
         return;
     }
     let credits = Arc::new(Semaphore::new(limits.inbound_chunks.max(1)));
@@ -552,6 +748,8 @@ async fn connection(
             }
         }
     };
+    // A connection speaking from now on waits for this role, not observes.
+    presence.end();
     match &end {
         End::WriteTimeout(_) => {
             tracing::warn!(id, "{end}: dropping the connection and freeing the slot")
@@ -571,22 +769,89 @@ async fn connection(
 mod tests {
     use super::*;
 
+    fn alive() -> Arc<Presence> {
+        Arc::new(Presence::detached())
+    }
+
     #[test]
     fn roles_first_controls_four_observe_a_fifth_is_refused_and_a_freed_slot_is_reused() {
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut roles = Roles::default();
-        assert_eq!(roles.admit(peer), Some(Role::Controller));
+        let p = alive();
+        assert_eq!(roles.admit(peer, &p, true), Admit::Now(Role::Controller));
         for _ in 0..MAX_OBSERVERS {
-            assert_eq!(roles.admit(peer), Some(Role::Observer));
+            assert_eq!(
+                roles.admit(peer, &alive(), true),
+                Admit::Now(Role::Observer)
+            );
         }
-        assert_eq!(roles.admit(peer), None, "a fifth observer");
+        assert_eq!(roles.admit(peer, &alive(), true), Admit::Refused, "a fifth");
         roles.release(Role::Observer);
-        assert_eq!(roles.admit(peer), Some(Role::Observer));
+        assert_eq!(
+            roles.admit(peer, &alive(), true),
+            Admit::Now(Role::Observer)
+        );
         // The controller leaves: observers stay, the next to speak controls.
         roles.release(Role::Controller);
         assert_eq!(roles.observers, MAX_OBSERVERS);
-        assert_eq!(roles.admit(peer), Some(Role::Controller));
-        assert_eq!(roles.admit(peer), None);
+        assert_eq!(
+            roles.admit(peer, &alive(), true),
+            Admit::Now(Role::Controller)
+        );
+        assert_eq!(roles.admit(peer, &alive(), true), Admit::Refused);
+    }
+
+    #[test]
+    fn roles_a_gone_controller_is_waited_for_a_live_one_keeps_control() {
+        let (c, n): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut roles = Roles::default();
+        let old = alive();
+        assert_eq!(roles.admit(c, &old, true), Admit::Now(Role::Controller));
+        assert_eq!(roles.admit(n, &alive(), true), Admit::Now(Role::Observer));
+        old.end();
+        let released = roles.released.subscribe();
+        let new = alive();
+        assert_eq!(roles.admit(n, &new, true), Admit::AfterRelease(c));
+        assert_eq!(roles.observers, 1, "waiting takes no role");
+        roles.release(Role::Controller);
+        assert!(released.has_changed().unwrap(), "the release is announced");
+        assert_eq!(roles.admit(n, &new, true), Admit::Now(Role::Controller));
+        // Past the wait, a gone controller counts as alive.
+        new.end();
+        assert_eq!(roles.admit(c, &alive(), false), Admit::Now(Role::Observer));
+    }
+
+    #[tokio::test]
+    async fn presence_sees_the_clients_hang_up_before_any_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let presence = Presence::new(&stream);
+        assert!(!presence.gone(), "the client is connected");
+        drop(client);
+        // The FIN is in the kernel once the client's close has been
+        // processed; wait for it on the socket itself (bounded), no read.
+        let ready = tokio::time::timeout(
+            Duration::from_secs(10),
+            stream.ready(tokio::io::Interest::READABLE),
+        )
+        .await;
+        assert!(ready.is_ok(), "no hang-up within 10 s");
+        assert!(
+            presence.gone(),
+            "the hang-up is seen without reading the EOF"
+        );
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            stream.try_read(&mut buf).unwrap(),
+            0,
+            "only the EOF was there"
+        );
     }
 
     #[test]
@@ -596,13 +861,17 @@ mod tests {
             "127.0.0.1:2".parse().unwrap(),
         );
         let mut roles = Roles::default();
-        assert_eq!(roles.admit(c), Some(Role::Controller));
-        assert_eq!(roles.admit(o), Some(Role::Observer));
-        assert_eq!(roles.promote(o), Err(Some(c)), "the holder is named");
+        assert_eq!(roles.admit(c, &alive(), true), Admit::Now(Role::Controller));
+        let p = alive();
+        assert_eq!(roles.admit(o, &p, true), Admit::Now(Role::Observer));
+        assert_eq!(roles.promote(o, &p), Err(Some(c)), "the holder is named");
         roles.release(Role::Controller);
-        assert_eq!(roles.promote(o), Ok(()));
-        assert_eq!((roles.controller, roles.observers), (Some(o), 0));
-        assert_eq!(roles.admit(c), Some(Role::Observer));
+        assert_eq!(roles.promote(o, &p), Ok(()));
+        assert_eq!(
+            (roles.controller.as_ref().map(|h| h.peer), roles.observers),
+            (Some(o), 0)
+        );
+        assert_eq!(roles.admit(c, &alive(), true), Admit::Now(Role::Observer));
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ mod firmware;
 mod ide;
 mod live_watch;
 mod lldb;
+mod reconnect;
 mod reload;
 mod truths;
 mod user_errors;
