@@ -413,6 +413,13 @@ impl ArmagnacCpu {
         self.slept.set(false);
         let pc = self.proc.registers.pc;
         let it = self.proc.registers.psr.it_state();
+        // An instruction in an IT block whose condition fails is not
+        // executed and takes 1 cycle (Cortex-M4 TRM 3.3.1). The flags it
+        // is tested against are those before it (A7.3.1). A B<cond> that
+        // is not taken writes no PC and costs its class's 1 anyway.
+        let condition_failed = it
+            .current_condition()
+            .is_some_and(|c| !self.proc.registers.psr.test(c));
         let proc = &mut self.proc;
         // armagnac pushes the retired instruction first and the BKPT/reset
         // event after it, and pops the last one first: drain to the
@@ -431,7 +438,7 @@ impl ArmagnacCpu {
         }));
         let (class, bytes) = self.last.get();
         let pc_written = self.proc.registers.pc != pc.wrapping_add(bytes);
-        self.cycles = class.cycles(pc_written, false, self.div.get());
+        self.cycles = class.cycles(pc_written, condition_failed, self.div.get());
         match result {
             Ok(Ok(StepOutcome::Breakpoint)) => {
                 // armagnac leaves the PC past the BKPT and the IT state

@@ -24,4 +24,5 @@ mod halfword;
 mod persistence;
 mod spi_firmware;
 mod spi_pins;
+mod timing;
 mod virtual_time;
