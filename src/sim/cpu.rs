@@ -17,12 +17,23 @@ use armagnac::decoder::{
 };
 use armagnac::instructions::{Instruction, InstructionSize};
 use armagnac::memory::MemoryInterface;
-use armagnac::registers::Mode;
+use armagnac::registers::{Mode, RegisterIndex};
 
 use super::patch;
 use super::scs_access;
 use super::sysreg::{self, SpecialRegs};
 use super::timing::{self, Class};
+
+/// Core register `n` (r0-r15) of armagnac's register file, for the
+/// instructions our wrapper executes itself.
+pub(super) fn reg(proc: &Processor, n: u8) -> u32 {
+    proc[RegisterIndex::new_main(n as u32)]
+}
+
+/// Write core register `n` (r0-r15); see [`reg`].
+pub(super) fn set_reg(proc: &mut Processor, n: u8, v: u32) {
+    proc.set(RegisterIndex::new_main(n as u32), v);
+}
 
 /// Core registers as numbered by DCRSR.REGSEL (ARMv7-M ARM C1.6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

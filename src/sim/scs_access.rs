@@ -17,7 +17,8 @@ use armagnac::core::{Effect, ItState, Processor, RunError};
 use armagnac::decoder::DecodeError;
 use armagnac::instructions::{Encoding, Instruction, Pattern};
 use armagnac::memory::{Env, MemoryAccessError, MemoryInterface};
-use armagnac::registers::RegisterIndex;
+
+use super::cpu::{reg, set_reg};
 
 pub const SCS_BASE: u32 = 0xE000_E000;
 pub const SCS_SIZE: u32 = 0x1000;
@@ -152,10 +153,6 @@ pub fn wrap(ins: u32, wide: bool, inner: Rc<dyn Instruction>, port: &Port) -> Rc
     }
 }
 
-fn reg(proc: &Processor, n: u8) -> u32 {
-    proc[RegisterIndex::new_main(n as u32)]
-}
-
 impl Instruction for LoadStore {
     fn patterns() -> &'static [Pattern] {
         &[]
@@ -181,7 +178,7 @@ impl Instruction for LoadStore {
             }
             let v = proc.read_u32le_iface(addr)?;
             if let Some(wb) = wback {
-                proc.set(RegisterIndex::new_main(self.rn as u32), wb);
+                set_reg(proc, self.rn, wb);
             }
             proc.bx_write_pc(v)?;
             return Ok(Effect::Branch);
@@ -234,7 +231,7 @@ impl Instruction for LoadStore {
             }
             .map_err(fault)?;
             drop(port);
-            proc.set(RegisterIndex::new_main(self.rt as u32), v);
+            set_reg(proc, self.rt, v);
         } else {
             let v = reg(proc, self.rt);
             match self.size {
@@ -245,7 +242,7 @@ impl Instruction for LoadStore {
             .map_err(fault)?;
         }
         if let Some(wb) = wback {
-            proc.set(RegisterIndex::new_main(self.rn as u32), wb);
+            set_reg(proc, self.rn, wb);
         }
         Ok(Effect::None)
     }

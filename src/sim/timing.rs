@@ -194,8 +194,16 @@ mod tests {
     fn cycles_follow_the_table() {
         assert_eq!(Class::Branch.cycles(true, false, 0), 3);
         assert_eq!(Class::Branch.cycles(false, true, 0), 1);
-        assert_eq!(Class::Mem.cycles(false, true, 0), 1, "ldrne, condition failed");
-        assert_eq!(Class::Multiple(4).cycles(false, true, 0), 1, "popne, failed");
+        assert_eq!(
+            Class::Mem.cycles(false, true, 0),
+            1,
+            "ldrne, condition failed"
+        );
+        assert_eq!(
+            Class::Multiple(4).cycles(false, true, 0),
+            1,
+            "popne, failed"
+        );
         assert_eq!(
             Class::Multiple(5).cycles(true, false, 0),
             8,
