@@ -452,9 +452,7 @@ impl McuBoard {
             m.fetch = None;
             let cycles = cycles + m.wait_states(pc);
             m.clock.retire(cycles);
-            if m.now() >= m.timer_due {
-                m.service_timers();
-            }
+            m.service_timers();
             (
                 m.dbg.c_debugen,
                 std::mem::take(&mut m.reset_requested),
@@ -475,18 +473,10 @@ impl McuBoard {
             StepOutcome::Svc => self.mcu.borrow_mut().scs.set_pending(exc::SVCALL, true),
             StepOutcome::ExceptionReturn { from } => {
                 let ipsr = (self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF) as u16;
-                let active = {
-                    let mut m = self.mcu.borrow_mut();
-                    let active = m.scs.exit(from);
-                    m.scs.resume(ipsr);
-                    active
-                };
+                let returned = self.mcu.borrow_mut().scs.exit(from, ipsr);
                 self.watch = None;
-                if !active {
-                    self.lockup(format!(
-                        "return from exception {from}, which is not active \
-                         (INVPC UsageFault on silicon)"
-                    ));
+                if let Err(e) = returned {
+                    self.lockup(e.to_string());
                     return false;
                 }
             }
@@ -579,9 +569,7 @@ impl McuBoard {
             // handler returns.
             m.stall_until = None;
             m.clock.spend(ENTRY_CYCLES);
-            if m.now() >= m.timer_due {
-                m.service_timers();
-            }
+            m.service_timers();
         }
         if self.core.step_pending {
             self.halt(dfsr::HALTED);
@@ -613,12 +601,7 @@ impl McuBoard {
             let start = self.now();
             self.sync_watchdog();
             self.service_due_dma();
-            {
-                let mut m = self.mcu.borrow_mut();
-                if m.now() >= m.timer_due {
-                    m.service_timers();
-                }
-            }
+            self.mcu.borrow_mut().service_timers();
             let mut limit = self.horizon(target);
             self.ff_limit = self.fast_forward.then_some(limit);
             let mut epoch = self.mcu.borrow().dma_epoch;
@@ -1096,12 +1079,10 @@ impl McuBoard {
     fn ppb_read(&mut self, addr: u32) -> Result<u32, Ack> {
         let cycles = self.mcu.borrow().cycle_time();
         if addr == debug::DHCSR {
-            let d = self.mcu.borrow().dbg.clone();
+            let control = self.mcu.borrow().dbg.dhcsr_control();
             let c = &mut self.core;
-            let v = d.c_debugen as u32
-                | ((d.c_halt || c.halted) as u32) << 1
-                | (d.c_step as u32) << 2
-                | (d.c_maskints as u32) << 3
+            let v = control
+                | (c.halted as u32) << 1 // C_HALT reads 1 in debug state
                 | 1 << 16 // S_REGRDY: transfers complete at once
                 | (c.halted as u32) << 17
                 | (c.sleeping as u32) << 18
@@ -1131,22 +1112,25 @@ impl McuBoard {
 
     fn ppb_write(&mut self, addr: u32, value: u32) -> Result<(), Ack> {
         let cycles = self.mcu.borrow().cycle_time();
-        if addr == debug::AIRCR {
-            // PRIGROUP; the debug block below handles the reset requests.
-            let mut m = self.mcu.borrow_mut();
-            let _: Option<ScsEffect> = m.scs.write(addr, value, !0, cycles, Side::Debugger);
-        }
         let action = self.dbg().write(addr, value, cycles);
         let Some(action) = action else {
-            return match addr {
-                0xE000_E000..=0xE000_EFFF => {
-                    let mut m = self.mcu.borrow_mut();
-                    m.scs.write(addr, value, !0, cycles, Side::Debugger);
-                    m.refresh_timer_due();
-                    Ok(())
-                }
-                _ => Err(Ack::Fault),
+            if !(0xE000_E000..=0xE000_EFFF).contains(&addr) {
+                return Err(Ack::Fault);
+            }
+            // The SCS model the CPU writes too (AIRCR's resets among it).
+            let effect = {
+                let mut m = self.mcu.borrow_mut();
+                let effect = m.scs.write(addr, value, !0, cycles, Side::Debugger);
+                m.refresh_timer_due();
+                effect
             };
+            match effect {
+                Some(ScsEffect::SystemReset) => self.reset(ResetKind::Software),
+                Some(ScsEffect::CoreReset) => self.reset(ResetKind::Core),
+                Some(ScsEffect::None) | None => return Ok(()),
+            }
+            self.refresh_breakpoints();
+            return Ok(());
         };
         match action {
             DebugAction::None | DebugAction::ForwardToCore => {}
@@ -1173,11 +1157,6 @@ impl McuBoard {
                     }
                 }
             }
-            DebugAction::Reset { system } => self.reset(if system {
-                ResetKind::Software
-            } else {
-                ResetKind::Core
-            }),
             DebugAction::WatchesChanged => {}
         }
         if addr == debug::VTOR {

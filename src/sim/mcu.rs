@@ -235,8 +235,8 @@ pub struct Mcu {
     /// iteration that wrote nothing is repeated exactly as long as these
     /// still read the same, whatever else DMA or the debugger changed.
     pub read_log: ReadLog,
-    /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
-    /// this records one requested by a peripheral path (none today).
+    /// AIRCR.SYSRESETREQ written by the CPU: the board resets the chip
+    /// after the instruction (the debugger's write resets at once).
     pub reset_requested: bool,
 }
 
@@ -321,8 +321,12 @@ impl Mcu {
         };
     }
 
-    /// Pend SysTick's exception if it came due.
+    /// Pend SysTick's exception if it came due ([`Mcu::timer_due`] passed).
+    #[inline]
     pub fn service_timers(&mut self) {
+        if self.now() < self.timer_due {
+            return;
+        }
         let cc = self.clock.core_cycles();
         self.scs.service_systick(cc);
         self.refresh_timer_due();
@@ -355,13 +359,7 @@ impl Mcu {
         self.impure_reads += 1;
         let cycles = self.cycle_time();
         match addr {
-            DHCSR => {
-                let d = &self.dbg;
-                d.c_debugen as u32
-                    | (d.c_halt as u32) << 1
-                    | (d.c_step as u32) << 2
-                    | (d.c_maskints as u32) << 3
-            }
+            DHCSR => self.dbg.dhcsr_control(),
             DCRSR | DCRDR | DEMCR | DFSR | VTOR => self.dbg.read(addr, cycles).unwrap_or(0),
             _ => self.scs.read(addr, cycles, Side::Cpu).unwrap_or(0),
         }
