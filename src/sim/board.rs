@@ -445,7 +445,17 @@ impl McuBoard {
             self.halt(dfsr::BKPT);
             return false;
         }
+        if let Some(region) = execute_never(pc) {
+            // Nothing is fetched: peripheral reads have side effects.
+            self.lockup(format!(
+                "instruction fetch from {pc:#010x} in the {region} region, which is Execute \
+                 Never: a MemManage fault (IACCVIOL) on silicon (ARMv7-M B3.1, default memory map)"
+            ));
+            return false;
+        }
         self.mark_fetch(pc);
+        let trap = self.mcu.borrow().scs.unalign_trp();
+        self.cpu.set_unalign_trp(trap);
         let (outcome, cycles) = self.cpu.step();
         let (debugen, reset_requested, broken) = {
             let mut m = self.mcu.borrow_mut();
@@ -1205,6 +1215,18 @@ impl Drop for McuBoard {
 /// Accessor used by tests and benchmarks: the board's clock.
 pub fn clock_of(board: &McuBoard) -> Clock {
     board.mcu.borrow().clock.clone()
+}
+
+/// The Execute Never region `pc` lies in, if any (ARMv7-M B3.1, the
+/// default memory map: Peripheral, External device and System are XN
+/// whatever the MPU says).
+fn execute_never(pc: u32) -> Option<&'static str> {
+    match pc {
+        0x4000_0000..=0x5FFF_FFFF => Some("Peripheral"),
+        0xA000_0000..=0xDFFF_FFFF => Some("External device"),
+        0xE000_0000..=0xFFFF_FFFF => Some("System (PPB and vendor)"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use armagnac::instructions::{Instruction, InstructionSize};
 use armagnac::memory::MemoryInterface;
 use armagnac::registers::{Mode, RegisterIndex};
 
+use super::align;
 use super::patch;
 use super::scs_access;
 use super::sysreg::{self, SpecialRegs};
@@ -127,6 +128,9 @@ pub trait Cpu {
     /// stack (8-byte aligned when `stkalign`), LR = EXC_RETURN, Handler
     /// mode, IPSR = `number`, PC = `handler`.
     fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String>;
+    /// CCR.UNALIGN_TRP as the SCS holds it: unaligned single loads and
+    /// stores fault from the next instruction on.
+    fn set_unalign_trp(&mut self, on: bool);
 }
 
 /// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
@@ -153,6 +157,8 @@ pub struct ArmagnacCpu {
     /// Raised by [`SleepAwareDecoder`] when the step decoded WFI/WFE.
     slept: Rc<Cell<bool>>,
     decode: Rc<DecodeCache>,
+    /// Alignment rules the wrapped loads and stores keep.
+    rules: align::Shared,
 }
 
 /// armagnac's decoder, with WFI and WFE decoded as NOPs that raise a flag:
@@ -173,6 +179,7 @@ struct SleepAwareDecoder {
     /// one the step executes.
     last: Rc<Cell<(Class, u32)>>,
     div: patch::DivCycles,
+    rules: align::Shared,
 }
 
 /// armagnac's table decoder (slow to build) and the decoded instructions,
@@ -248,8 +255,9 @@ impl InstructionDecode for SleepAwareDecoder {
             Some(ours) => ours,
             None => {
                 let theirs = self.inner.decoder.try_decode(ins, size, state)?;
+                let theirs = align::wrap(ins, wide, theirs, &self.rules);
                 match &self.scs {
-                    Some(port) => scs_access::wrap(ins, wide, theirs, port),
+                    Some(port) => scs_access::wrap(ins, wide, theirs, port, &self.rules),
                     None => theirs,
                 }
             }
@@ -274,13 +282,15 @@ impl ArmagnacCpu {
         let regs = sysreg::Shared::default();
         let last = Rc::new(Cell::new((Class::Alu, 2)));
         let div = patch::DivCycles::default();
+        let rules = align::Shared::default();
         let proc = Self::build(
             bus.clone(),
             bus_size,
             &windows,
-            (&slept, &decode, &regs, &scs, &last, &div),
+            (&slept, &decode, &regs, &scs, &last, &div, &rules),
         );
         Self {
+            rules,
             scs,
             last,
             div,
@@ -304,7 +314,7 @@ impl ArmagnacCpu {
         windows: &[Window],
         shared: DecoderShared<'_>,
     ) -> Processor {
-        let (slept, decode, regs, scs, last, div) = shared;
+        let (slept, decode, regs, scs, last, div, rules) = shared;
         let mut proc = Processor::new(Config::v7em());
         proc.instruction_decoder = Box::new(SleepAwareDecoder {
             inner: decode.clone(),
@@ -313,6 +323,7 @@ impl ArmagnacCpu {
             scs: scs.clone(),
             last: last.clone(),
             div: div.clone(),
+            rules: rules.clone(),
         });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
@@ -330,7 +341,8 @@ impl ArmagnacCpu {
 }
 
 /// What the decoder shares with the wrapper: sleep flag, decode cache,
-/// special registers, SCS port, last timing class, divide cycles.
+/// special registers, SCS port, last timing class, divide cycles,
+/// alignment rules.
 type DecoderShared<'a> = (
     &'a Rc<Cell<bool>>,
     &'a Rc<DecodeCache>,
@@ -338,6 +350,7 @@ type DecoderShared<'a> = (
     &'a Option<scs_access::Port>,
     &'a Rc<Cell<(Class, u32)>>,
     &'a patch::DivCycles,
+    &'a align::Shared,
 );
 
 /// Cycles an exception return adds to its instruction (unstacking; the
@@ -478,7 +491,10 @@ impl ArmagnacCpu {
                 "FP/coprocessor instruction at pc {pc:#010x}: the virtual CPU executes no \
                  FP instructions (build for thumbv7em-none-eabi)"
             )),
-            Ok(Err(e)) => StepOutcome::Fault(format!("{e} at pc {pc:#010x}")),
+            Ok(Err(e)) => {
+                let why = self.rules.why.borrow_mut().take().unwrap_or(e);
+                StepOutcome::Fault(format!("{why} at pc {pc:#010x}"))
+            }
             Err(panic) => {
                 let msg = panic
                     .downcast_ref::<&str>()
@@ -624,6 +640,7 @@ impl Cpu for ArmagnacCpu {
                 &self.scs,
                 &self.last,
                 &self.div,
+                &self.rules,
             ),
         );
         self.poisoned = None;
@@ -683,6 +700,10 @@ impl Cpu for ArmagnacCpu {
         s.handler = true;
         self.regs.set(s);
         Ok(())
+    }
+
+    fn set_unalign_trp(&mut self, on: bool) {
+        self.rules.unalign_trp.set(on);
     }
 
     fn set_vtor(&mut self, value: u32) {

@@ -626,7 +626,7 @@ impl Mcu {
 
     /// The RM0090 rule writing `value` under `mask` to the register word
     /// at `addr` breaks.
-    fn write_rule(&mut self, addr: u32, value: u32, mask: u32, _now: u64) -> Option<Rule> {
+    fn write_rule(&mut self, addr: u32, value: u32, mask: u32, now: u64) -> Option<Rule> {
         use super::stm32::{dma, spi};
         let base = addr & !(PERIPH_BLOCK - 1);
         let off = addr & (PERIPH_BLOCK - 1);
@@ -665,19 +665,28 @@ impl Mcu {
             }
             b => {
                 let idx = SPI_BASES.iter().position(|&s| s == b)?;
-                if off != spi::CR1 || !self.rcc.spi_clock_enabled(idx as u8 + 1) {
+                let n = idx as u8 + 1;
+                if !matches!(off, spi::CR1 | spi::DR) || !self.rcc.spi_clock_enabled(n) {
                     return None;
                 }
+                let (port, mut link) = self.spi_and_link(idx);
+                port.advance(now, &mut link);
+                let sr = port.status();
+                if off == spi::DR {
+                    let writes = mask & 0xFFFF != 0;
+                    return (writes && sr & spi::SR_TXE == 0)
+                        .then_some(Rule::SpiDrWithoutTxe { spi: n });
+                }
                 const FIXED: u32 = 0x3F | spi::CR1_LSBFIRST | spi::CR1_DFF; // CPHA..BR
-                let old = self.spi[idx].cr1();
+                let old = port.cr1();
                 let new = merge(old);
                 let changed = (old ^ new) & FIXED & !spi::CR1_SPE;
-                (old & new & spi::CR1_SPE != 0 && changed != 0).then_some(
-                    Rule::SpiCr1WhileEnabled {
-                        spi: idx as u8 + 1,
-                        changed,
-                    },
-                )
+                let busy = sr & spi::SR_TXE == 0 || sr & spi::SR_BSY != 0;
+                if old & spi::CR1_SPE != 0 && new & spi::CR1_SPE == 0 && busy {
+                    return Some(Rule::SpiDisabledWhileBusy { spi: n, sr });
+                }
+                (old & new & spi::CR1_SPE != 0 && changed != 0)
+                    .then_some(Rule::SpiCr1WhileEnabled { spi: n, changed })
             }
         }
     }
@@ -817,7 +826,8 @@ impl Mcu {
                 self.update_cs();
                 self.apply_clocks();
             }
-            FLASH_IF_BASE => self.flash.write(off, value, mask, now),
+            // A wrong unlock key bus-faults (RM0090 3.5.1).
+            FLASH_IF_BASE => return self.flash.write(off, value, mask, now),
             b if (GPIO_BASE..GPIO_BASE + 5 * PERIPH_BLOCK).contains(&b) => {
                 let port = ((b - GPIO_BASE) / PERIPH_BLOCK) as usize;
                 // Writes to an unclocked peripheral are ignored, as on silicon.

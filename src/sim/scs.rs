@@ -32,6 +32,7 @@ const CPUID: u32 = 0x410F_C241;
 const SYST_CALIB: u32 = 20_999;
 const CCR_RESET: u32 = 0x200; // STKALIGN
 const CCR_NONBASETHRDENA: u32 = 1;
+const CCR_UNALIGN_TRP: u32 = 1 << 3;
 const FPCCR_RESET: u32 = 0xC000_0000; // ASPEN | LSPEN
 const MPU_TYPE: u32 = 8 << 8; // 8 regions
 
@@ -401,6 +402,11 @@ impl Scs {
             n => set_bit(&mut self.active, n as usize - 16, true),
         }
         self.stack.push(n);
+    }
+
+    /// CCR.UNALIGN_TRP: unaligned LDR/STR/LDRH/STRH fault (ARMv7-M B3.2.8).
+    pub fn unalign_trp(&self) -> bool {
+        self.ccr & CCR_UNALIGN_TRP != 0
     }
 
     /// The exception the core executes (IPSR; 0 in Thread mode): the last

@@ -18,6 +18,7 @@ use armagnac::decoder::DecodeError;
 use armagnac::instructions::{Encoding, Instruction, Pattern};
 use armagnac::memory::{Env, MemoryAccessError, MemoryInterface};
 
+use super::align;
 use super::cpu::{reg, set_reg};
 
 pub const SCS_BASE: u32 = 0xE000_E000;
@@ -42,6 +43,7 @@ struct LoadStore {
     rn: u8,
     offset: Offset,
     port: Port,
+    rules: align::Shared,
 }
 
 /// (load, size, signed, rt, rn, offset) of a single load/store encoding.
@@ -135,8 +137,16 @@ fn decode32(ins: u32) -> Option<Form> {
     Some((load, size, signed, rt, rn, offset))
 }
 
-/// Wrap `inner` when it is a load/store form that may address the SCS.
-pub fn wrap(ins: u32, wide: bool, inner: Rc<dyn Instruction>, port: &Port) -> Rc<dyn Instruction> {
+/// Wrap `inner` when it is a load/store form that may address the SCS;
+/// the wrapper also keeps the alignment rules of single accesses
+/// ([`align::Rules::check_single`]).
+pub fn wrap(
+    ins: u32,
+    wide: bool,
+    inner: Rc<dyn Instruction>,
+    port: &Port,
+    rules: &align::Shared,
+) -> Rc<dyn Instruction> {
     let form = if wide { decode32(ins) } else { decode16(ins) };
     match form {
         Some((load, size, signed, rt, rn, offset)) => Rc::new(LoadStore {
@@ -148,6 +158,7 @@ pub fn wrap(ins: u32, wide: bool, inner: Rc<dyn Instruction>, port: &Port) -> Rc
             rn,
             offset,
             port: port.clone(),
+            rules: rules.clone(),
         }),
         None => inner,
     }
@@ -182,6 +193,10 @@ impl Instruction for LoadStore {
             }
             proc.bx_write_pc(v)?;
             return Ok(Effect::Branch);
+        }
+        if self.size > 1 {
+            let what = if self.load { "load" } else { "store" };
+            self.rules.check_single(what, addr, self.size as u32)?;
         }
         if !in_scs {
             return self.inner.execute(proc);

@@ -18,6 +18,10 @@ pub enum Rule {
     SpiCr1WhileEnabled { spi: u8, changed: u32 },
     /// DR read with RXNE = 0 and no overrun to clear (the data is stale).
     SpiDrWithoutRxne { spi: u8 },
+    /// DR written with TXE = 0: the data still in the TX buffer is lost.
+    SpiDrWithoutTxe { spi: u8 },
+    /// SPE cleared while a frame is in progress (TXE = 0 or BSY = 1).
+    SpiDisabledWhileBusy { spi: u8, sr: u32 },
     /// A stream register other than CR.EN written while EN = 1.
     DmaConfigWhileEnabled { stream: u8, offset: u32 },
     /// EN set with the stream's flags still pending in LISR/HISR.
@@ -43,6 +47,18 @@ impl std::fmt::Display for Rule {
                 f,
                 "SPI{spi}_DR read with RXNE=0 and OVR=0 (RM0090 28.3.5: wait for RXNE; the data is \
                  stale)"
+            ),
+            Rule::SpiDrWithoutTxe { spi } => write!(
+                f,
+                "SPI{spi}_DR written with TXE=0 (RM0090 28.3.7: wait for TXE; the data still in \
+                 the TX buffer is overwritten and never sent)"
+            ),
+            Rule::SpiDisabledWhileBusy { spi, sr } => write!(
+                f,
+                "SPI{spi}_CR1.SPE cleared with SR {sr:#06x} (TXE={}, BSY={}) (RM0090 28.3.8: wait \
+                 for TXE=1, then BSY=0, before disabling; the frame in progress is cut)",
+                sr >> 1 & 1,
+                sr >> 7 & 1
             ),
             Rule::DmaConfigWhileEnabled { stream, offset } => write!(
                 f,
