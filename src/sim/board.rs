@@ -379,6 +379,7 @@ impl McuBoard {
             m.scs.reset();
             m.refresh_timer_due();
         }
+        self.sync_unalign_trp();
         self.watch = None;
         self.core = CoreState {
             reset_st: true,
@@ -407,6 +408,13 @@ impl McuBoard {
         self.dbg().c_halt = true;
         self.dbg().dfsr |= reason;
         self.flush_if_due(true);
+    }
+
+    /// Tell the CPU CCR.UNALIGN_TRP after the SCS changed outside a step
+    /// (a reset, a debugger write).
+    fn sync_unalign_trp(&mut self) {
+        let trap = self.mcu.borrow().scs.unalign_trp();
+        self.cpu.set_unalign_trp(trap);
     }
 
     fn lockup(&mut self, why: String) {
@@ -454,10 +462,8 @@ impl McuBoard {
             return false;
         }
         self.mark_fetch(pc);
-        let trap = self.mcu.borrow().scs.unalign_trp();
-        self.cpu.set_unalign_trp(trap);
         let (outcome, cycles) = self.cpu.step();
-        let (debugen, reset_requested, broken) = {
+        let (debugen, reset_requested, broken, trap) = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
             let cycles = cycles + m.wait_states(pc);
@@ -467,8 +473,11 @@ impl McuBoard {
                 m.dbg.c_debugen,
                 std::mem::take(&mut m.reset_requested),
                 m.strict.lockup.take(),
+                m.scs.unalign_trp(),
             )
         };
+        // A CCR write by this instruction counts from the next one.
+        self.cpu.set_unalign_trp(trap);
         if let Some(why) = broken {
             self.lockup(why);
             return false;
@@ -1134,6 +1143,7 @@ impl McuBoard {
                 m.refresh_timer_due();
                 effect
             };
+            self.sync_unalign_trp();
             match effect {
                 Some(ScsEffect::SystemReset) => self.reset(ResetKind::Software),
                 Some(ScsEffect::CoreReset) => self.reset(ResetKind::Core),
