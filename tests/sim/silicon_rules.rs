@@ -2,8 +2,9 @@
 //! faults or loses data and a kind emulator would carry on: unaligned
 //! multiple/dual/exclusive accesses, CCR.UNALIGN_TRP, unaligned PPB
 //! accesses, instruction fetches from Execute Never regions, SPI DR
-//! writes with TXE = 0 and SPE cleared mid-frame, and a wrong FLASH key.
-//! Faults are not taken by the virtual core: it locks up naming the rule.
+//! writes with TXE = 0 and SPE cleared mid-frame, a wrong FLASH key, and
+//! GPIO configuration locked by LCKR. Faults are not taken by the virtual
+//! core: it locks up naming the rule.
 
 use std::time::Duration;
 
@@ -233,4 +234,30 @@ fn wrong_flash_key_bus_faults_and_locks_flash_cr_until_reset() {
     core.write_word_32(KEYR, 0x4567_0123).unwrap();
     core.write_word_32(KEYR, 0xCDEF_89AB).unwrap();
     assert_eq!(core.read_word_32(CR).unwrap() & 1 << 31, 0, "unlocked");
+}
+
+#[test]
+fn gpio_lock_key_sequence_keeps_spi_pins_off_the_chip_until_reset() {
+    const GPIOB_LCKR: u64 = 0x4002_041C;
+    let board = board(SimConfig::default());
+    let mut session = session(&board);
+    let mut core = session.core(0).unwrap();
+    let en = core.read_word_32(reg::RCC_AHB1ENR).unwrap();
+    core.write_word_32(reg::RCC_AHB1ENR, en | reg::GPIOBEN)
+        .unwrap();
+    // An application locks PB3-PB5 as they are after reset (RM0090 8.4.8).
+    let pins = 0b111 << 3;
+    for w in [1 << 16 | pins, pins, 1 << 16 | pins] {
+        core.write_word_32(GPIOB_LCKR, w).unwrap();
+    }
+    assert_eq!(core.read_word_32(GPIOB_LCKR).unwrap(), 1 << 16 | pins);
+    // Routing them to SPI1 (AF5) no longer takes: the chip sees nothing.
+    setup_spi1(&mut core, Pins::ALL, true);
+    let afrl = core.read_word_32(reg::GPIOB_AFRL).unwrap();
+    assert_eq!(afrl & 0x00FF_F000, 0, "AF of PB3-PB5 frozen at 0");
+    assert_eq!(read_jedec_id(&mut core), [0xFF; 3], "MISO floats");
+    // A reset releases the lock.
+    core.reset_and_halt(Duration::from_millis(500)).unwrap();
+    setup_spi1(&mut core, Pins::ALL, true);
+    assert_eq!(read_jedec_id(&mut core), [0xEF, 0x40, 0x17]);
 }
