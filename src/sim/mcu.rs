@@ -499,7 +499,10 @@ impl Mcu {
                 if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
                 }
-                if let Some(rule) = self.read_rule(addr & !3, now) {
+                let rule = self
+                    .width_rule(addr, size)
+                    .or_else(|| self.read_rule(addr & !3, now));
+                if let Some(rule) = rule {
                     if self.strict.broke(rule, master) {
                         return Err(fault);
                     }
@@ -570,7 +573,10 @@ impl Mcu {
                     _ => 0xFFFF_FFFF,
                 } << shift;
                 let value = value.wrapping_shl(shift);
-                if let Some(rule) = self.write_rule(addr & !3, value, lanes, now) {
+                let rule = self
+                    .width_rule(addr, size)
+                    .or_else(|| self.write_rule(addr & !3, value, lanes, now));
+                if let Some(rule) = rule {
                     if self.strict.broke(rule, master) {
                         return Err(fault);
                     }
@@ -602,6 +608,26 @@ impl Mcu {
         let old = self.read_unlogged(target, size, master)?;
         let new = old & !(1 << bit) | (value & 1) << bit;
         self.write(target, size, new, master)
+    }
+
+    /// The RM0090 rule an access of `size` bytes at `addr` breaks by its
+    /// width: DMA2's programming interface and the CRC unit take 32-bit
+    /// accesses only (a bit-band alias access has its alias's size).
+    fn width_rule(&self, addr: u32, size: Size) -> Option<Rule> {
+        if size == 4 {
+            return None;
+        }
+        let (block, section) = match addr & !(PERIPH_BLOCK - 1) {
+            DMA2_BASE if self.rcc.dma2_clock_enabled() => ("DMA2", "10.2"),
+            CRC_BASE if self.rcc.crc_clock_enabled() => ("CRC", "4.4"),
+            _ => return None,
+        };
+        Some(Rule::WordOnly {
+            block,
+            section,
+            addr,
+            size,
+        })
     }
 
     /// The RM0090 rule a read of the register word at `addr` breaks.

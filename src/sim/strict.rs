@@ -33,6 +33,13 @@ pub enum Rule {
     FlashPsizeForVoltage,
     /// A program access whose size is not PSIZE's.
     FlashPsizeMismatch { psize_bytes: u32, size: u32 },
+    /// A byte or halfword access to registers that take words only.
+    WordOnly {
+        block: &'static str,
+        section: &'static str,
+        addr: u32,
+        size: u32,
+    },
 }
 
 impl std::fmt::Display for Rule {
@@ -78,6 +85,16 @@ impl std::fmt::Display for Rule {
                 f,
                 "flash programmed with PSIZE=x64, which needs VPP (RM0090 3.5.2, table 7: at \
                  2.7-3.6 V use x32)"
+            ),
+            Rule::WordOnly {
+                block,
+                section,
+                addr,
+                size,
+            } => write!(
+                f,
+                "{block} register at {addr:#010x} accessed with a {size}-byte access (RM0090 \
+                 {section}: its registers take 32-bit accesses only)"
             ),
             Rule::FlashPsizeMismatch { psize_bytes, size } => write!(
                 f,

@@ -261,3 +261,33 @@ fn gpio_lock_key_sequence_keeps_spi_pins_off_the_chip_until_reset() {
     setup_spi1(&mut core, Pins::ALL, true);
     assert_eq!(read_jedec_id(&mut core), [0xEF, 0x40, 0x17]);
 }
+
+#[test]
+fn dma2_and_crc_registers_take_word_accesses_only_under_strict() {
+    const DMA2_S0PAR: u32 = 0x4002_6418;
+    const CRC_IDR: u64 = 0x4002_3004;
+    let board = board(SimConfig::default());
+    let mut session = session(&board);
+    let mut core = session.core(0).unwrap();
+    let en = core.read_word_32(reg::RCC_AHB1ENR).unwrap();
+    core.write_word_32(reg::RCC_AHB1ENR, en | 1 << 22 | 1 << 12) // DMA2EN, CRCEN
+        .unwrap();
+    // str r1, [r0]: a word, fine; strb r1, [r0]: RM0090 10.2.
+    assert_eq!(
+        run(&board, &mut core, &[NOP, 0x6001, BKPT], &[DMA2_S0PAR, 0x55]),
+        None
+    );
+    let fault = run(&board, &mut core, &[NOP, 0x7001, BKPT], &[DMA2_S0PAR, 0x55]);
+    expect_fault(fault, &["DMA2 register at 0x40026418", "1-byte", "10.2"]);
+    // A bit-band alias access has its alias's size: a word alias is fine.
+    let alias = 0x4200_0000 + (DMA2_S0PAR - 0x4000_0000) * 32 + 4 * 8;
+    assert_eq!(
+        run(&board, &mut core, &[NOP, 0x6001, BKPT], &[alias, 1]),
+        None
+    );
+    assert_eq!(core.read_word_32(DMA2_S0PAR as u64).unwrap(), 0x155);
+    // The debugger is held to it too: its byte read answers FAULT.
+    let mut byte = [0u8; 1];
+    assert!(core.read_8(CRC_IDR, &mut byte).is_err(), "RM0090 4.4");
+    assert!(core.read_word_32(CRC_IDR).is_ok());
+}
