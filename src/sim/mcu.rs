@@ -581,9 +581,16 @@ impl Mcu {
                         return Err(fault);
                     }
                 }
-                self.write_periph(addr & !3, value, lanes, now)
-                    .then_some(())
-                    .ok_or(fault)
+                let done = self.write_periph(addr & !3, value, lanes, now);
+                // A GPIO write that selected the chip too soon (it has
+                // taken effect: the rule can only be reported).
+                if let Some((gap_ps, min_ps)) = self.chip.take_short_deselect() {
+                    let rule = Rule::FlashCsDeselectTooShort { gap_ps, min_ps };
+                    if self.strict.broke(rule, master) {
+                        return Err(fault);
+                    }
+                }
+                done.then_some(()).ok_or(fault)
             }
         }
     }

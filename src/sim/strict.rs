@@ -1,5 +1,6 @@
 //! Strict mode: the documented rules of RM0090 for the peripherals the
-//! board models, checked on every access. A broken rule is logged
+//! board models (and the W25Q64JV's /CS deselect time), checked on every
+//! access. A broken rule is logged
 //! (tracing target `sim`, level warn, with the RM0090 section) and counted
 //! ([`Strict::count`]); with enforcement on (`serve --sim --sim-strict`,
 //! `SimConfig::strict`) a core that breaks one locks up with the rule as
@@ -33,6 +34,8 @@ pub enum Rule {
     FlashPsizeForVoltage,
     /// A program access whose size is not PSIZE's.
     FlashPsizeMismatch { psize_bytes: u32, size: u32 },
+    /// The W25Q64JV selected again less than tSHSL after /CS rose.
+    FlashCsDeselectTooShort { gap_ps: u64, min_ps: u64 },
     /// A byte or halfword access to registers that take words only.
     WordOnly {
         block: &'static str,
@@ -85,6 +88,23 @@ impl std::fmt::Display for Rule {
                 f,
                 "flash programmed with PSIZE=x64, which needs VPP (RM0090 3.5.2, table 7: at \
                  2.7-3.6 V use x32)"
+            ),
+            Rule::FlashCsDeselectTooShort { gap_ps, min_ps } => write!(
+                f,
+                "W25Q64JV /CS selected {} ns after it rose, less than {} {} ns (W25Q64JV \
+                 datasheet, AC electrical characteristics: /CS deselect time{})",
+                gap_ps / 1000,
+                if min_ps == super::w25q64jv::T_SHSL2 {
+                    "tSHSL2"
+                } else {
+                    "tSHSL1"
+                },
+                min_ps / 1000,
+                if min_ps == super::w25q64jv::T_SHSL2 {
+                    " after an erase, program or status write"
+                } else {
+                    ""
+                }
             ),
             Rule::WordOnly {
                 block,

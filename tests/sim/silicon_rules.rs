@@ -291,3 +291,53 @@ fn dma2_and_crc_registers_take_word_accesses_only_under_strict() {
     assert!(core.read_8(CRC_IDR, &mut byte).is_err(), "RM0090 4.4");
     assert!(core.read_word_32(CRC_IDR).is_ok());
 }
+
+/// HSE 8 MHz and the PLL at 168 MHz (APB1 /4, APB2 /2), set by the debugger.
+fn clock_168_mhz(core: &mut probe_rs::Core<'_>) {
+    const RCC_CR: u64 = 0x4002_3800;
+    core.write_word_32(RCC_CR, 0x0001_0081).unwrap(); // HSEON
+    core.write_word_32(RCC_CR + 4, 0x0740_5408).unwrap(); // PLLCFGR 8/336/2
+    core.write_word_32(RCC_CR, 0x0101_0081).unwrap(); // PLLON
+    core.write_word_32(RCC_CR + 8, 0x9402).unwrap(); // SW = PLL
+}
+
+/// Write enable, then a one-byte page program left selected: the next /CS
+/// rise starts the program, after which the chip needs tSHSL2 (50 ns).
+fn program_one_byte_left_selected(core: &mut probe_rs::Core<'_>) {
+    // The previous program must be over, or 06h is ignored (bounded).
+    for _ in 0..100 {
+        if spi_transaction(core, &[0x05, 0])[1] & 1 == 0 {
+            break;
+        }
+    }
+    spi_transaction(core, &[0x06]);
+    core.write_word_32(reg::GPIOB_BSRR, 1 << 16).unwrap();
+    for b in [0x02, 0x00, 0x10, 0x00, 0x5A] {
+        spi_xfer(core, b);
+    }
+}
+
+#[test]
+fn chip_selected_again_within_tshsl2_after_a_program_breaks_the_datasheet() {
+    let board = board(SimConfig::default());
+    let mut session = session(&board);
+    let mut core = session.core(0).unwrap();
+    clock_168_mhz(&mut core);
+    setup_spi1(&mut core, Pins::ALL, true);
+    let regs = [reg::GPIOB_BSRR as u32, 1 << 16, 1];
+    // str r2, [r0] (deselect: the program starts); seven NOPs; str r1, [r0]
+    // (select): 2 + 7 cycles at 168 MHz = 53.6 ns >= 50 ns.
+    program_one_byte_left_selected(&mut core);
+    let mut code = vec![NOP, 0x6002];
+    code.extend([NOP; 7]);
+    code.extend([0x6001, BKPT]);
+    assert_eq!(run(&board, &mut core, &code, &regs), None);
+    core.write_word_32(reg::GPIOB_BSRR, 1).unwrap();
+    // The same without the NOPs: selected again 11.9 ns after the rise.
+    program_one_byte_left_selected(&mut core);
+    let fault = run(&board, &mut core, &[NOP, 0x6002, 0x6001, BKPT], &regs);
+    expect_fault(
+        fault,
+        &["W25Q64JV /CS selected 11 ns after it rose", "tSHSL2 50 ns"],
+    );
+}
