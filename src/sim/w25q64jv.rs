@@ -24,6 +24,9 @@
 //! - 50h arms a volatile status write for the next 01h/31h/11h; any instruction other than a
 //!   status read or status write disarms it.
 //! - SEC=1 with BP=110 is not listed in the protection table; it is treated like BP=10x (32 KB).
+//! - /CS deselect time (tSHSL1 10 ns; tSHSL2 50 ns after a frame that started an operation):
+//!   a selection that comes sooner is still accepted and reported
+//!   ([`W25q64jv::take_short_deselect`]) for strict mode to judge.
 //! - Not modelled: dual/quad I/O reads, security registers (42h/44h/48h), suspend/resume
 //!   (75h/7Ah are ignored), the /HOLD and /RESET pins, and the tPUW power-up delay.
 
