@@ -453,12 +453,9 @@ impl McuBoard {
             self.halt(dfsr::BKPT);
             return false;
         }
-        if let Some(region) = execute_never(pc) {
+        if let Some(why) = unfetchable(pc) {
             // Nothing is fetched: peripheral reads have side effects.
-            self.lockup(format!(
-                "instruction fetch from {pc:#010x} in the {region} region, which is Execute \
-                 Never: a MemManage fault (IACCVIOL) on silicon (ARMv7-M B3.1, default memory map)"
-            ));
+            self.lockup(why);
             return false;
         }
         self.mark_fetch(pc);
@@ -1227,16 +1224,27 @@ pub fn clock_of(board: &McuBoard) -> Clock {
     board.mcu.borrow().clock.clone()
 }
 
-/// The Execute Never region `pc` lies in, if any (ARMv7-M B3.1, the
-/// default memory map: Peripheral, External device and System are XN
-/// whatever the MPU says).
-fn execute_never(pc: u32) -> Option<&'static str> {
-    match pc {
-        0x4000_0000..=0x5FFF_FFFF => Some("Peripheral"),
-        0xA000_0000..=0xDFFF_FFFF => Some("External device"),
-        0xE000_0000..=0xFFFF_FFFF => Some("System (PPB and vendor)"),
-        _ => None,
-    }
+/// Why the core cannot fetch an instruction at `pc`, if it cannot: an
+/// Execute Never region of the default memory map (ARMv7-M B3.1:
+/// Peripheral, External device and System are XN whatever the MPU says),
+/// or CCM RAM, which sits on the D-bus only (RM0090 2.3.1).
+fn unfetchable(pc: u32) -> Option<String> {
+    let region = match pc {
+        0x1000_0000..=0x1000_FFFF => {
+            return Some(format!(
+                "instruction fetch from {pc:#010x} in CCM RAM, which is on the core's data bus \
+                 only: a bus fault (IBUSERR) on silicon (RM0090 2.3.1)"
+            ))
+        }
+        0x4000_0000..=0x5FFF_FFFF => "Peripheral",
+        0xA000_0000..=0xDFFF_FFFF => "External device",
+        0xE000_0000..=0xFFFF_FFFF => "System (PPB and vendor)",
+        _ => return None,
+    };
+    Some(format!(
+        "instruction fetch from {pc:#010x} in the {region} region, which is Execute Never: a \
+         MemManage fault (IACCVIOL) on silicon (ARMv7-M B3.1, default memory map)"
+    ))
 }
 
 #[cfg(test)]

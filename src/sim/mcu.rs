@@ -985,19 +985,26 @@ impl Mcu {
                 if dir != Dir::MemToMem && !self.spi1_dma_request(x, dir) {
                     continue;
                 }
-                let moved_ok = self
-                    .read(item.src, item.size, Master::Debugger)
-                    .and_then(|v| self.write(item.dst, item.size, v, Master::Debugger));
+                // CCM RAM is on the core's D-bus only: DMA cannot reach it
+                // (RM0090 2.3.1, figure 1), so it is a bus error as any
+                // unmapped address is.
+                let ccm = |a: u32| (CCM_BASE..CCM_BASE + 0x1_0000).contains(&a);
+                let moved_ok = if ccm(item.src) || ccm(item.dst) {
+                    Err(BusFault {
+                        address: if ccm(item.src) { item.src } else { item.dst },
+                        size: item.size,
+                        write: !ccm(item.src),
+                    })
+                } else {
+                    self.read(item.src, item.size, Master::Debugger)
+                        .and_then(|v| self.write(item.dst, item.size, v, Master::Debugger))
+                };
                 match moved_ok {
                     Ok(()) => {
                         self.dma2.item_done(x);
                         moved = true;
                     }
-                    Err(_) => self.dma2.write(
-                        super::stm32::dma::STREAM0 + x as u32 * super::stm32::dma::STREAM_STRIDE,
-                        0,
-                        1,
-                    ),
+                    Err(_) => self.dma2.transfer_error(x),
                 }
             }
             if !moved {

@@ -341,3 +341,42 @@ fn chip_selected_again_within_tshsl2_after_a_program_breaks_the_datasheet() {
         &["W25Q64JV /CS selected 11 ns after it rose", "tSHSL2 50 ns"],
     );
 }
+
+#[test]
+fn ccm_ram_holds_data_but_no_code_and_dma2_cannot_reach_it() {
+    const CCM: u32 = 0x1000_0000;
+    const DMA2: u64 = 0x4002_6400;
+    const S0CR: u64 = DMA2 + 0x10;
+    let board = board(SimConfig::default());
+    let mut session = session(&board);
+    let mut core = session.core(0).unwrap();
+    // Data: ldr r1, [r0] from CCM reads.
+    core.write_word_32(CCM as u64, 0x1234_5678).unwrap();
+    assert_eq!(run(&board, &mut core, &[NOP, 0x6801, BKPT], &[CCM]), None);
+    let r1: u32 = core.read_core_reg(RegisterId(1)).unwrap();
+    assert_eq!(r1, 0x1234_5678);
+    // Code: bx r0 to a NOP in CCM locks up (the I-bus does not reach it).
+    core.write_word_16(CCM as u64 + 0x100, NOP).unwrap();
+    let fault = run(&board, &mut core, &[NOP, 0x4700, BKPT], &[CCM + 0x101]);
+    expect_fault(fault, &["0x10000100", "CCM RAM", "RM0090 2.3.1"]);
+
+    // DMA2 memory-to-memory, 4 words SRAM -> SRAM: done, TCIF0.
+    let en = core.read_word_32(reg::RCC_AHB1ENR).unwrap();
+    core.write_word_32(reg::RCC_AHB1ENR, en | 1 << 22).unwrap();
+    let m2m = |core: &mut probe_rs::Core<'_>, src: u32, dst: u32| {
+        core.write_word_32(DMA2 + 0x08, 0x3D).unwrap(); // LIFCR: stream 0
+        core.write_word_32(S0CR + 4, 4).unwrap(); // NDTR
+        core.write_word_32(S0CR + 8, src).unwrap(); // PAR: the source
+        core.write_word_32(S0CR + 12, dst).unwrap(); // M0AR
+                                                     // DIR = memory-to-memory, PINC, MINC, 32-bit, EN.
+        core.write_word_32(S0CR, 2 << 6 | 1 << 9 | 1 << 10 | 2 << 11 | 2 << 13 | 1)
+            .unwrap();
+        core.read_word_32(DMA2).unwrap() & (1 << 5 | 1 << 3) // LISR: TCIF0, TEIF0
+    };
+    assert_eq!(m2m(&mut core, DATA, DATA + 0x40), 1 << 5, "TCIF");
+    // From CCM: a transfer error, the stream disabled, nothing moved.
+    core.write_word_32(DATA as u64 + 0x80, 0).unwrap();
+    assert_eq!(m2m(&mut core, CCM, DATA + 0x80), 1 << 3, "TEIF");
+    assert_eq!(core.read_word_32(S0CR).unwrap() & 1, 0, "EN cleared");
+    assert_eq!(core.read_word_32(DATA as u64 + 0x80).unwrap(), 0);
+}
