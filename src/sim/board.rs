@@ -512,6 +512,10 @@ impl McuBoard {
                 return self.running();
             }
             StepOutcome::Fault(why) => {
+                let why = match self.mcu.borrow_mut().fault_why.take() {
+                    Some(rule) => format!("{rule}: {why}"),
+                    None => why,
+                };
                 self.lockup(why);
                 // A single step ends in debug state even when it faults;
                 // entering debug state leaves lockup (the next run relocks).
@@ -1071,11 +1075,12 @@ impl McuBoard {
     pub fn debugger_write(&mut self, addr: u32, size: u32, value: u32) -> Result<(), Ack> {
         if addr < BUS_SIZE {
             // A loop that reads what changed sees it in its read log.
-            return self
-                .mcu
-                .borrow_mut()
-                .write(addr, size, value, Master::Debugger)
-                .map_err(|_| Ack::Fault);
+            let mut m = self.mcu.borrow_mut();
+            let done = m.write(addr, size, value, Master::Debugger);
+            if let Some(why) = m.fault_why.take() {
+                tracing::warn!(target: "sim", "debugger write faulted: {why}");
+            }
+            return done.map_err(|_| Ack::Fault);
         }
         // Debug registers (halt, breakpoints, watchpoints, core registers)
         // changed under the core: a loop seen so far proves nothing.

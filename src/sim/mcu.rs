@@ -238,6 +238,9 @@ pub struct Mcu {
     /// AIRCR.SYSRESETREQ written by the CPU: the board resets the chip
     /// after the instruction (the debugger's write resets at once).
     pub reset_requested: bool,
+    /// Why the last bus fault happened, when a peripheral rule says more
+    /// than its address (a wrong FLASH key): for the lockup message.
+    pub fault_why: Option<String>,
 }
 
 impl Mcu {
@@ -280,6 +283,7 @@ impl Mcu {
             impure_reads: 0,
             read_log: ReadLog::default(),
             reset_requested: false,
+            fault_why: None,
         };
         mcu.update_cs();
         mcu.apply_clocks();
@@ -859,8 +863,17 @@ impl Mcu {
                 self.update_cs();
                 self.apply_clocks();
             }
-            // A wrong unlock key bus-faults (RM0090 3.5.1).
-            FLASH_IF_BASE => return self.flash.write(off, value, mask, now),
+            FLASH_IF_BASE => {
+                let ok = self.flash.write(off, value, mask, now);
+                if !ok {
+                    self.fault_why = Some(format!(
+                        "FLASH {} written with a wrong key, or after one before a reset: a bus \
+                         error, and the register stays locked (RM0090 3.5.1)",
+                        if off == 0x04 { "KEYR" } else { "OPTKEYR" }
+                    ));
+                }
+                return ok;
+            }
             b if (GPIO_BASE..GPIO_BASE + 5 * PERIPH_BLOCK).contains(&b) => {
                 let port = ((b - GPIO_BASE) / PERIPH_BLOCK) as usize;
                 // Writes to an unclocked peripheral are ignored, as on silicon.

@@ -234,6 +234,15 @@ fn wrong_flash_key_bus_faults_and_locks_flash_cr_until_reset() {
     core.write_word_32(KEYR, 0x4567_0123).unwrap();
     core.write_word_32(KEYR, 0xCDEF_89AB).unwrap();
     assert_eq!(core.read_word_32(CR).unwrap() & 1 << 31, 0, "unlocked");
+    // Software that writes a wrong key: its store bus-faults.
+    core.reset_and_halt(Duration::from_millis(500)).unwrap();
+    let fault = run(
+        &board,
+        &mut core,
+        &[NOP, 0x6001, BKPT],
+        &[KEYR as u32, 0x1234_5678],
+    );
+    expect_fault(fault, &["KEYR written with a wrong key", "RM0090 3.5.1"]);
 }
 
 #[test]
