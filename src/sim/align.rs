@@ -21,12 +21,17 @@ use armagnac::memory::MemoryAccessError;
 
 use super::cpu::reg;
 
-/// What the wrapper's instructions share with the board: CCR.UNALIGN_TRP
-/// as the board last saw it, and why the last instruction was refused, for
-/// the lockup message (armagnac's `RunError` carries no text).
+/// CCR.UNALIGN_TRP, shared by the SCS model (which sets it whenever CCR
+/// changes) and the instructions that check it, so no step pays for
+/// asking.
+pub type TrapFlag = Rc<Cell<bool>>;
+
+/// What the wrapper's instructions share with the board: CCR.UNALIGN_TRP,
+/// and why the last instruction was refused, for the lockup message
+/// (armagnac's `RunError` carries no text).
 #[derive(Debug, Default)]
 pub struct Rules {
-    pub unalign_trp: Cell<bool>,
+    pub unalign_trp: TrapFlag,
     pub why: RefCell<Option<String>>,
 }
 
@@ -48,10 +53,16 @@ impl Rules {
     /// breaks, if any: with CCR.UNALIGN_TRP every unaligned one
     /// (UsageFault), and in the PPB (0xE000_0000 and up) any unaligned
     /// one (the Cortex-M4 does not support them there).
+    #[inline]
     pub fn check_single(&self, what: &str, addr: u32, size: u32) -> Result<(), RunError> {
         if addr & (size - 1) == 0 {
             return Ok(());
         }
+        self.check_unaligned(what, addr, size)
+    }
+
+    #[cold]
+    fn check_unaligned(&self, what: &str, addr: u32, size: u32) -> Result<(), RunError> {
         let why = if self.unalign_trp.get() {
             format!(
                 "{what} of {size} bytes at unaligned address {addr:#010x} with CCR.UNALIGN_TRP \

@@ -212,6 +212,9 @@ impl McuBoard {
             windows,
             Some(scs_port),
         ));
+        mcu.borrow_mut()
+            .scs
+            .share_unalign_trp(cpu.unalign_trp_flag());
         let mut board = Self {
             mcu,
             cpu,
@@ -379,7 +382,6 @@ impl McuBoard {
             m.scs.reset();
             m.refresh_timer_due();
         }
-        self.sync_unalign_trp();
         self.watch = None;
         self.core = CoreState {
             reset_st: true,
@@ -408,13 +410,6 @@ impl McuBoard {
         self.dbg().c_halt = true;
         self.dbg().dfsr |= reason;
         self.flush_if_due(true);
-    }
-
-    /// Tell the CPU CCR.UNALIGN_TRP after the SCS changed outside a step
-    /// (a reset, a debugger write).
-    fn sync_unalign_trp(&mut self) {
-        let trap = self.mcu.borrow().scs.unalign_trp();
-        self.cpu.set_unalign_trp(trap);
     }
 
     fn lockup(&mut self, why: String) {
@@ -453,14 +448,14 @@ impl McuBoard {
             self.halt(dfsr::BKPT);
             return false;
         }
-        if let Some(why) = unfetchable(pc) {
+        if !fetchable(pc) {
             // Nothing is fetched: peripheral reads have side effects.
-            self.lockup(why);
+            self.lockup(unfetchable(pc));
             return false;
         }
         self.mark_fetch(pc);
         let (outcome, cycles) = self.cpu.step();
-        let (debugen, reset_requested, broken, trap) = {
+        let (debugen, reset_requested, broken) = {
             let mut m = self.mcu.borrow_mut();
             m.fetch = None;
             let cycles = cycles + m.wait_states(pc);
@@ -470,11 +465,8 @@ impl McuBoard {
                 m.dbg.c_debugen,
                 std::mem::take(&mut m.reset_requested),
                 m.strict.lockup.take(),
-                m.scs.unalign_trp(),
             )
         };
-        // A CCR write by this instruction counts from the next one.
-        self.cpu.set_unalign_trp(trap);
         if let Some(why) = broken {
             self.lockup(why);
             return false;
@@ -1145,7 +1137,6 @@ impl McuBoard {
                 m.refresh_timer_due();
                 effect
             };
-            self.sync_unalign_trp();
             match effect {
                 Some(ScsEffect::SystemReset) => self.reset(ResetKind::Software),
                 Some(ScsEffect::CoreReset) => self.reset(ResetKind::Core),
@@ -1229,27 +1220,35 @@ pub fn clock_of(board: &McuBoard) -> Clock {
     board.mcu.borrow().clock.clone()
 }
 
-/// Why the core cannot fetch an instruction at `pc`, if it cannot: an
-/// Execute Never region of the default memory map (ARMv7-M B3.1:
-/// Peripheral, External device and System are XN whatever the MPU says),
-/// or CCM RAM, which sits on the D-bus only (RM0090 2.3.1).
-fn unfetchable(pc: u32) -> Option<String> {
+/// Whether the core can fetch an instruction at `pc`: not from an Execute
+/// Never region of the default memory map (ARMv7-M B3.1: Peripheral
+/// 0x4000_0000-0x5FFF_FFFF, External device and System from 0xA000_0000
+/// are XN whatever the MPU says), nor from CCM RAM, which sits on the
+/// D-bus only (RM0090 2.3.1). Checked before every instruction.
+#[inline]
+fn fetchable(pc: u32) -> bool {
+    pc < 0x4000_0000 && pc.wrapping_sub(0x1000_0000) >= 0x1_0000
+        || (0x6000_0000..0xA000_0000).contains(&pc)
+}
+
+/// Why the core cannot fetch at `pc` (see [`fetchable`]).
+#[cold]
+fn unfetchable(pc: u32) -> String {
     let region = match pc {
         0x1000_0000..=0x1000_FFFF => {
-            return Some(format!(
+            return format!(
                 "instruction fetch from {pc:#010x} in CCM RAM, which is on the core's data bus \
                  only: a bus fault (IBUSERR) on silicon (RM0090 2.3.1)"
-            ))
+            )
         }
         0x4000_0000..=0x5FFF_FFFF => "Peripheral",
         0xA000_0000..=0xDFFF_FFFF => "External device",
-        0xE000_0000..=0xFFFF_FFFF => "System (PPB and vendor)",
-        _ => return None,
+        _ => "System (PPB and vendor)",
     };
-    Some(format!(
+    format!(
         "instruction fetch from {pc:#010x} in the {region} region, which is Execute Never: a \
          MemManage fault (IACCVIOL) on silicon (ARMv7-M B3.1, default memory map)"
-    ))
+    )
 }
 
 #[cfg(test)]

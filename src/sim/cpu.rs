@@ -128,9 +128,9 @@ pub trait Cpu {
     /// stack (8-byte aligned when `stkalign`), LR = EXC_RETURN, Handler
     /// mode, IPSR = `number`, PC = `handler`.
     fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String>;
-    /// CCR.UNALIGN_TRP as the SCS holds it: unaligned single loads and
-    /// stores fault from the next instruction on.
-    fn set_unalign_trp(&mut self, on: bool);
+    /// The flag through which the SCS model tells the CPU CCR.UNALIGN_TRP
+    /// (unaligned single loads and stores fault while it is set).
+    fn unalign_trp_flag(&self) -> align::TrapFlag;
 }
 
 /// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
@@ -441,9 +441,12 @@ impl ArmagnacCpu {
         // executed and takes 1 cycle (Cortex-M4 TRM 3.3.1). The flags it
         // is tested against are those before it (A7.3.1). A B<cond> that
         // is not taken writes no PC and costs its class's 1 anyway.
-        let condition_failed = it
-            .current_condition()
-            .is_some_and(|c| !self.proc.registers.psr.test(c));
+        // (ITSTATE[3:0] != 0: inside a block; tested inline, this runs
+        // before every instruction.)
+        let condition_failed = it.0 & 0xF != 0
+            && it
+                .current_condition()
+                .is_some_and(|c| !self.proc.registers.psr.test(c));
         let proc = &mut self.proc;
         // armagnac pushes the retired instruction first and the BKPT/reset
         // event after it, and pops the last one first: drain to the
@@ -702,8 +705,8 @@ impl Cpu for ArmagnacCpu {
         Ok(())
     }
 
-    fn set_unalign_trp(&mut self, on: bool) {
-        self.rules.unalign_trp.set(on);
+    fn unalign_trp_flag(&self) -> align::TrapFlag {
+        self.rules.unalign_trp.clone()
     }
 
     fn set_vtor(&mut self, value: u32) {

@@ -326,11 +326,16 @@ impl Mcu {
     }
 
     /// Pend SysTick's exception if it came due ([`Mcu::timer_due`] passed).
-    #[inline]
+    /// Called after every instruction: the test is inlined, the work not.
+    #[inline(always)]
     pub fn service_timers(&mut self) {
-        if self.now() < self.timer_due {
-            return;
+        if self.now() >= self.timer_due {
+            self.pend_due_timers();
         }
+    }
+
+    #[inline(never)]
+    fn pend_due_timers(&mut self) {
         let cc = self.clock.core_cycles();
         self.scs.service_systick(cc);
         self.refresh_timer_due();
@@ -703,7 +708,10 @@ impl Mcu {
             b => {
                 let idx = SPI_BASES.iter().position(|&s| s == b)?;
                 let n = idx as u8 + 1;
-                if !matches!(off, spi::CR1 | spi::DR) || !self.rcc.spi_clock_enabled(n) {
+                // DMA writes DR only when TXE requests it: no rule to check
+                // (and no SPI to advance per byte moved).
+                let dma_dr = self.in_dma && off == spi::DR;
+                if !matches!(off, spi::CR1 | spi::DR) || dma_dr || !self.rcc.spi_clock_enabled(n) {
                     return None;
                 }
                 let (port, mut link) = self.spi_and_link(idx);

@@ -9,6 +9,8 @@
 //! entered and returned from. The debug registers in the same space
 //! (DHCSR, DCRSR, DCRDR, DEMCR, DFSR) and VTOR stay in `debug.rs`.
 
+use super::align::TrapFlag;
+
 /// External interrupts of the STM32F407 (RM0090 table 61: 0..=81).
 pub const IRQS: usize = 82;
 const WORDS: usize = IRQS.div_ceil(32);
@@ -233,6 +235,8 @@ pub struct Scs {
     /// Active exceptions in entry order (nesting): the last is the one the
     /// core executes (ICSR.VECTACTIVE, [`Scs::current`]).
     stack: Vec<u16>,
+    /// CCR.UNALIGN_TRP as the CPU reads it ([`Scs::share_unalign_trp`]).
+    unalign_trp: TrapFlag,
 }
 
 impl Default for Scs {
@@ -272,15 +276,24 @@ impl Scs {
             fpcar: 0,
             fpdscr: 0,
             stack: Vec::new(),
+            unalign_trp: TrapFlag::default(),
         }
+    }
+
+    /// Keep `flag` equal to CCR.UNALIGN_TRP from now on (the CPU's copy).
+    pub fn share_unalign_trp(&mut self, flag: TrapFlag) {
+        flag.set(self.unalign_trp());
+        self.unalign_trp = flag;
     }
 
     /// Any reset of the core (the SCS is in the core's reset domain);
     /// request lines stay as the peripherals drive them.
     pub fn reset(&mut self) {
         let lines = self.lines;
+        let trap = self.unalign_trp.clone();
         *self = Self::new();
         self.lines = lines;
+        self.share_unalign_trp(trap);
         self.repend_lines();
     }
 
@@ -711,7 +724,10 @@ impl Scs {
                 }
             }
             0xD10 => self.scr = merge(self.scr, 0x16),
-            0xD14 => self.ccr = merge(self.ccr, 0x31B),
+            0xD14 => {
+                self.ccr = merge(self.ccr, 0x31B);
+                self.unalign_trp.set(self.unalign_trp());
+            }
             o @ 0xD18..=0xD20 => {
                 let i = (o - 0xD18) as usize;
                 for k in 0..4 {
