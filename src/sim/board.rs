@@ -212,6 +212,9 @@ impl McuBoard {
             windows,
             Some(scs_port),
         ));
+        mcu.borrow_mut()
+            .scs
+            .share_unalign_trp(cpu.unalign_trp_flag());
         let mut board = Self {
             mcu,
             cpu,
@@ -445,6 +448,11 @@ impl McuBoard {
             self.halt(dfsr::BKPT);
             return false;
         }
+        if !fetchable(pc) {
+            // Nothing is fetched: peripheral reads have side effects.
+            self.lockup(unfetchable(pc));
+            return false;
+        }
         self.mark_fetch(pc);
         let (outcome, cycles) = self.cpu.step();
         let (debugen, reset_requested, broken) = {
@@ -452,9 +460,7 @@ impl McuBoard {
             m.fetch = None;
             let cycles = cycles + m.wait_states(pc);
             m.clock.retire(cycles);
-            if m.now() >= m.timer_due {
-                m.service_timers();
-            }
+            m.service_timers();
             (
                 m.dbg.c_debugen,
                 std::mem::take(&mut m.reset_requested),
@@ -475,18 +481,10 @@ impl McuBoard {
             StepOutcome::Svc => self.mcu.borrow_mut().scs.set_pending(exc::SVCALL, true),
             StepOutcome::ExceptionReturn { from } => {
                 let ipsr = (self.cpu.read_reg(CoreReg::Xpsr) & 0x1FF) as u16;
-                let active = {
-                    let mut m = self.mcu.borrow_mut();
-                    let active = m.scs.exit(from);
-                    m.scs.resume(ipsr);
-                    active
-                };
+                let returned = self.mcu.borrow_mut().scs.exit(from, ipsr);
                 self.watch = None;
-                if !active {
-                    self.lockup(format!(
-                        "return from exception {from}, which is not active \
-                         (INVPC UsageFault on silicon)"
-                    ));
+                if let Err(e) = returned {
+                    self.lockup(e.to_string());
                     return false;
                 }
             }
@@ -506,6 +504,10 @@ impl McuBoard {
                 return self.running();
             }
             StepOutcome::Fault(why) => {
+                let why = match self.mcu.borrow_mut().fault_why.take() {
+                    Some(rule) => format!("{rule}: {why}"),
+                    None => why,
+                };
                 self.lockup(why);
                 // A single step ends in debug state even when it faults;
                 // entering debug state leaves lockup (the next run relocks).
@@ -579,9 +581,7 @@ impl McuBoard {
             // handler returns.
             m.stall_until = None;
             m.clock.spend(ENTRY_CYCLES);
-            if m.now() >= m.timer_due {
-                m.service_timers();
-            }
+            m.service_timers();
         }
         if self.core.step_pending {
             self.halt(dfsr::HALTED);
@@ -613,12 +613,7 @@ impl McuBoard {
             let start = self.now();
             self.sync_watchdog();
             self.service_due_dma();
-            {
-                let mut m = self.mcu.borrow_mut();
-                if m.now() >= m.timer_due {
-                    m.service_timers();
-                }
-            }
+            self.mcu.borrow_mut().service_timers();
             let mut limit = self.horizon(target);
             self.ff_limit = self.fast_forward.then_some(limit);
             let mut epoch = self.mcu.borrow().dma_epoch;
@@ -1072,11 +1067,12 @@ impl McuBoard {
     pub fn debugger_write(&mut self, addr: u32, size: u32, value: u32) -> Result<(), Ack> {
         if addr < BUS_SIZE {
             // A loop that reads what changed sees it in its read log.
-            return self
-                .mcu
-                .borrow_mut()
-                .write(addr, size, value, Master::Debugger)
-                .map_err(|_| Ack::Fault);
+            let mut m = self.mcu.borrow_mut();
+            let done = m.write(addr, size, value, Master::Debugger);
+            if let Some(why) = m.fault_why.take() {
+                tracing::warn!(target: "sim", "debugger write faulted: {why}");
+            }
+            return done.map_err(|_| Ack::Fault);
         }
         // Debug registers (halt, breakpoints, watchpoints, core registers)
         // changed under the core: a loop seen so far proves nothing.
@@ -1096,12 +1092,10 @@ impl McuBoard {
     fn ppb_read(&mut self, addr: u32) -> Result<u32, Ack> {
         let cycles = self.mcu.borrow().cycle_time();
         if addr == debug::DHCSR {
-            let d = self.mcu.borrow().dbg.clone();
+            let control = self.mcu.borrow().dbg.dhcsr_control();
             let c = &mut self.core;
-            let v = d.c_debugen as u32
-                | ((d.c_halt || c.halted) as u32) << 1
-                | (d.c_step as u32) << 2
-                | (d.c_maskints as u32) << 3
+            let v = control
+                | (c.halted as u32) << 1 // C_HALT reads 1 in debug state
                 | 1 << 16 // S_REGRDY: transfers complete at once
                 | (c.halted as u32) << 17
                 | (c.sleeping as u32) << 18
@@ -1131,22 +1125,25 @@ impl McuBoard {
 
     fn ppb_write(&mut self, addr: u32, value: u32) -> Result<(), Ack> {
         let cycles = self.mcu.borrow().cycle_time();
-        if addr == debug::AIRCR {
-            // PRIGROUP; the debug block below handles the reset requests.
-            let mut m = self.mcu.borrow_mut();
-            let _: Option<ScsEffect> = m.scs.write(addr, value, !0, cycles, Side::Debugger);
-        }
         let action = self.dbg().write(addr, value, cycles);
         let Some(action) = action else {
-            return match addr {
-                0xE000_E000..=0xE000_EFFF => {
-                    let mut m = self.mcu.borrow_mut();
-                    m.scs.write(addr, value, !0, cycles, Side::Debugger);
-                    m.refresh_timer_due();
-                    Ok(())
-                }
-                _ => Err(Ack::Fault),
+            if !(0xE000_E000..=0xE000_EFFF).contains(&addr) {
+                return Err(Ack::Fault);
+            }
+            // The SCS model the CPU writes too (AIRCR's resets among it).
+            let effect = {
+                let mut m = self.mcu.borrow_mut();
+                let effect = m.scs.write(addr, value, !0, cycles, Side::Debugger);
+                m.refresh_timer_due();
+                effect
             };
+            match effect {
+                Some(ScsEffect::SystemReset) => self.reset(ResetKind::Software),
+                Some(ScsEffect::CoreReset) => self.reset(ResetKind::Core),
+                Some(ScsEffect::None) | None => return Ok(()),
+            }
+            self.refresh_breakpoints();
+            return Ok(());
         };
         match action {
             DebugAction::None | DebugAction::ForwardToCore => {}
@@ -1173,11 +1170,6 @@ impl McuBoard {
                     }
                 }
             }
-            DebugAction::Reset { system } => self.reset(if system {
-                ResetKind::Software
-            } else {
-                ResetKind::Core
-            }),
             DebugAction::WatchesChanged => {}
         }
         if addr == debug::VTOR {
@@ -1226,6 +1218,37 @@ impl Drop for McuBoard {
 /// Accessor used by tests and benchmarks: the board's clock.
 pub fn clock_of(board: &McuBoard) -> Clock {
     board.mcu.borrow().clock.clone()
+}
+
+/// Whether the core can fetch an instruction at `pc`: not from an Execute
+/// Never region of the default memory map (ARMv7-M B3.1: Peripheral
+/// 0x4000_0000-0x5FFF_FFFF, External device and System from 0xA000_0000
+/// are XN whatever the MPU says), nor from CCM RAM, which sits on the
+/// D-bus only (RM0090 2.3.1). Checked before every instruction.
+#[inline]
+fn fetchable(pc: u32) -> bool {
+    pc < 0x4000_0000 && pc.wrapping_sub(0x1000_0000) >= 0x1_0000
+        || (0x6000_0000..0xA000_0000).contains(&pc)
+}
+
+/// Why the core cannot fetch at `pc` (see [`fetchable`]).
+#[cold]
+fn unfetchable(pc: u32) -> String {
+    let region = match pc {
+        0x1000_0000..=0x1000_FFFF => {
+            return format!(
+                "instruction fetch from {pc:#010x} in CCM RAM, which is on the core's data bus \
+                 only: a bus fault (IBUSERR) on silicon (RM0090 2.3.1)"
+            )
+        }
+        0x4000_0000..=0x5FFF_FFFF => "Peripheral",
+        0xA000_0000..=0xDFFF_FFFF => "External device",
+        _ => "System (PPB and vendor)",
+    };
+    format!(
+        "instruction fetch from {pc:#010x} in the {region} region, which is Execute Never: a \
+         MemManage fault (IACCVIOL) on silicon (ARMv7-M B3.1, default memory map)"
+    )
 }
 
 #[cfg(test)]

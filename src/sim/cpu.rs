@@ -17,12 +17,24 @@ use armagnac::decoder::{
 };
 use armagnac::instructions::{Instruction, InstructionSize};
 use armagnac::memory::MemoryInterface;
-use armagnac::registers::Mode;
+use armagnac::registers::{Mode, RegisterIndex};
 
+use super::align;
 use super::patch;
 use super::scs_access;
 use super::sysreg::{self, SpecialRegs};
 use super::timing::{self, Class};
+
+/// Core register `n` (r0-r15) of armagnac's register file, for the
+/// instructions our wrapper executes itself.
+pub(super) fn reg(proc: &Processor, n: u8) -> u32 {
+    proc[RegisterIndex::new_main(n as u32)]
+}
+
+/// Write core register `n` (r0-r15); see [`reg`].
+pub(super) fn set_reg(proc: &mut Processor, n: u8, v: u32) {
+    proc.set(RegisterIndex::new_main(n as u32), v);
+}
 
 /// Core registers as numbered by DCRSR.REGSEL (ARMv7-M ARM C1.6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +128,9 @@ pub trait Cpu {
     /// stack (8-byte aligned when `stkalign`), LR = EXC_RETURN, Handler
     /// mode, IPSR = `number`, PC = `handler`.
     fn exception_entry(&mut self, number: u16, handler: u32, stkalign: bool) -> Result<(), String>;
+    /// The flag through which the SCS model tells the CPU CCR.UNALIGN_TRP
+    /// (unaligned single loads and stores fault while it is set).
+    fn unalign_trp_flag(&self) -> align::TrapFlag;
 }
 
 /// armagnac as a Cortex-M4 without FPU execution: FP registers are storage.
@@ -142,6 +157,8 @@ pub struct ArmagnacCpu {
     /// Raised by [`SleepAwareDecoder`] when the step decoded WFI/WFE.
     slept: Rc<Cell<bool>>,
     decode: Rc<DecodeCache>,
+    /// Alignment rules the wrapped loads and stores keep.
+    rules: align::Shared,
 }
 
 /// armagnac's decoder, with WFI and WFE decoded as NOPs that raise a flag:
@@ -162,6 +179,7 @@ struct SleepAwareDecoder {
     /// one the step executes.
     last: Rc<Cell<(Class, u32)>>,
     div: patch::DivCycles,
+    rules: align::Shared,
 }
 
 /// armagnac's table decoder (slow to build) and the decoded instructions,
@@ -237,8 +255,9 @@ impl InstructionDecode for SleepAwareDecoder {
             Some(ours) => ours,
             None => {
                 let theirs = self.inner.decoder.try_decode(ins, size, state)?;
+                let theirs = align::wrap(ins, wide, theirs, &self.rules);
                 match &self.scs {
-                    Some(port) => scs_access::wrap(ins, wide, theirs, port),
+                    Some(port) => scs_access::wrap(ins, wide, theirs, port, &self.rules),
                     None => theirs,
                 }
             }
@@ -263,13 +282,15 @@ impl ArmagnacCpu {
         let regs = sysreg::Shared::default();
         let last = Rc::new(Cell::new((Class::Alu, 2)));
         let div = patch::DivCycles::default();
+        let rules = align::Shared::default();
         let proc = Self::build(
             bus.clone(),
             bus_size,
             &windows,
-            (&slept, &decode, &regs, &scs, &last, &div),
+            (&slept, &decode, &regs, &scs, &last, &div, &rules),
         );
         Self {
+            rules,
             scs,
             last,
             div,
@@ -293,7 +314,7 @@ impl ArmagnacCpu {
         windows: &[Window],
         shared: DecoderShared<'_>,
     ) -> Processor {
-        let (slept, decode, regs, scs, last, div) = shared;
+        let (slept, decode, regs, scs, last, div, rules) = shared;
         let mut proc = Processor::new(Config::v7em());
         proc.instruction_decoder = Box::new(SleepAwareDecoder {
             inner: decode.clone(),
@@ -302,6 +323,7 @@ impl ArmagnacCpu {
             scs: scs.clone(),
             last: last.clone(),
             div: div.clone(),
+            rules: rules.clone(),
         });
         // The bus reports `bus_size` itself; mapping at 0 cannot conflict
         // with armagnac's SCS at 0xE000E000 as long as it stays below it.
@@ -319,7 +341,8 @@ impl ArmagnacCpu {
 }
 
 /// What the decoder shares with the wrapper: sleep flag, decode cache,
-/// special registers, SCS port, last timing class, divide cycles.
+/// special registers, SCS port, last timing class, divide cycles,
+/// alignment rules.
 type DecoderShared<'a> = (
     &'a Rc<Cell<bool>>,
     &'a Rc<DecodeCache>,
@@ -327,6 +350,7 @@ type DecoderShared<'a> = (
     &'a Option<scs_access::Port>,
     &'a Rc<Cell<(Class, u32)>>,
     &'a patch::DivCycles,
+    &'a align::Shared,
 );
 
 /// Cycles an exception return adds to its instruction (unstacking; the
@@ -413,6 +437,16 @@ impl ArmagnacCpu {
         self.slept.set(false);
         let pc = self.proc.registers.pc;
         let it = self.proc.registers.psr.it_state();
+        // An instruction in an IT block whose condition fails is not
+        // executed and takes 1 cycle (Cortex-M4 TRM 3.3.1). The flags it
+        // is tested against are those before it (A7.3.1). A B<cond> that
+        // is not taken writes no PC and costs its class's 1 anyway.
+        // (ITSTATE[3:0] != 0: inside a block; tested inline, this runs
+        // before every instruction.)
+        let condition_failed = it.0 & 0xF != 0
+            && it
+                .current_condition()
+                .is_some_and(|c| !self.proc.registers.psr.test(c));
         let proc = &mut self.proc;
         // armagnac pushes the retired instruction first and the BKPT/reset
         // event after it, and pops the last one first: drain to the
@@ -431,7 +465,7 @@ impl ArmagnacCpu {
         }));
         let (class, bytes) = self.last.get();
         let pc_written = self.proc.registers.pc != pc.wrapping_add(bytes);
-        self.cycles = class.cycles(pc_written, false, self.div.get());
+        self.cycles = class.cycles(pc_written, condition_failed, self.div.get());
         match result {
             Ok(Ok(StepOutcome::Breakpoint)) => {
                 // armagnac leaves the PC past the BKPT and the IT state
@@ -460,7 +494,10 @@ impl ArmagnacCpu {
                 "FP/coprocessor instruction at pc {pc:#010x}: the virtual CPU executes no \
                  FP instructions (build for thumbv7em-none-eabi)"
             )),
-            Ok(Err(e)) => StepOutcome::Fault(format!("{e} at pc {pc:#010x}")),
+            Ok(Err(e)) => {
+                let why = self.rules.why.borrow_mut().take().unwrap_or(e);
+                StepOutcome::Fault(format!("{why} at pc {pc:#010x}"))
+            }
             Err(panic) => {
                 let msg = panic
                     .downcast_ref::<&str>()
@@ -606,6 +643,7 @@ impl Cpu for ArmagnacCpu {
                 &self.scs,
                 &self.last,
                 &self.div,
+                &self.rules,
             ),
         );
         self.poisoned = None;
@@ -665,6 +703,10 @@ impl Cpu for ArmagnacCpu {
         s.handler = true;
         self.regs.set(s);
         Ok(())
+    }
+
+    fn unalign_trp_flag(&self) -> align::TrapFlag {
+        self.rules.unalign_trp.clone()
     }
 
     fn set_vtor(&mut self, value: u32) {

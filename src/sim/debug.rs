@@ -37,10 +37,6 @@ pub enum DebugAction {
         regsel: u32,
         write: bool,
     },
-    /// AIRCR.SYSRESETREQ (true) or VECTRESET (false).
-    Reset {
-        system: bool,
-    },
     /// DWT comparators changed: re-arm the bus watchpoints.
     WatchesChanged,
     /// The write went to the armagnac-owned SCS (VTOR...).
@@ -78,6 +74,16 @@ impl DebugRegs {
     pub fn system_reset(&mut self) {
         self.fp_ctrl_enable = false;
         self.vtor = 0;
+    }
+
+    /// DHCSR's control bits as last written (C_DEBUGEN, C_HALT, C_STEP,
+    /// C_MASKINTS, bits 0-3): what software reads of DHCSR; the debugger's
+    /// read adds the status bits, which only the board knows.
+    pub fn dhcsr_control(&self) -> u32 {
+        self.c_debugen as u32
+            | (self.c_halt as u32) << 1
+            | (self.c_step as u32) << 2
+            | (self.c_maskints as u32) << 3
     }
 
     /// FPB breakpoint addresses currently armed (FPBv1 REPLACE encoding).
@@ -221,17 +227,6 @@ impl DebugRegs {
             DFSR => {
                 self.dfsr &= !value;
                 DebugAction::None
-            }
-            AIRCR => {
-                if value >> 16 != 0x05FA {
-                    DebugAction::None
-                } else if value & 4 != 0 {
-                    DebugAction::Reset { system: true }
-                } else if value & 1 != 0 {
-                    DebugAction::Reset { system: false }
-                } else {
-                    DebugAction::ForwardToCore
-                }
             }
             VTOR => {
                 self.vtor = value & 0xFFFF_FF80;

@@ -22,7 +22,8 @@ use std::rc::Rc;
 use armagnac::core::{Effect, ItState, Processor, RunError};
 use armagnac::decoder::DecodeError;
 use armagnac::instructions::{Encoding, Instruction, Pattern};
-use armagnac::registers::RegisterIndex;
+
+use super::cpu::{reg, set_reg};
 
 /// APSR.Q, the sticky saturation flag.
 const Q: u32 = 1 << 27;
@@ -139,14 +140,6 @@ pub fn decode(ins: u32, wide: bool) -> Option<Rc<dyn Instruction>> {
     Some(Rc::new(Dsp { op, rd, rn, rm, ra }))
 }
 
-fn reg(proc: &Processor, n: u8) -> u32 {
-    proc[RegisterIndex::new_main(n as u32)]
-}
-
-fn set(proc: &mut Processor, n: u8, v: u32) {
-    proc.set(RegisterIndex::new_main(n as u32), v);
-}
-
 /// Bottom (false) or top (true) halfword, sign-extended.
 fn half(v: u32, top: bool) -> i64 {
     i64::from(if top { (v >> 16) as i16 } else { v as i16 })
@@ -185,8 +178,8 @@ impl Dsp {
     }
 
     fn set_long(&self, proc: &mut Processor, v: u64) {
-        set(proc, self.ra, v as u32);
-        set(proc, self.rd, (v >> 32) as u32);
+        set_reg(proc, self.ra, v as u32);
+        set_reg(proc, self.rd, (v >> 32) as u32);
     }
 }
 
@@ -227,7 +220,7 @@ impl Instruction for Dsp {
                     4 => base.wrapping_add(r as i8 as u32),
                     _ => base.wrapping_add(r & 0xFF),
                 };
-                set(proc, self.rd, v);
+                set_reg(proc, self.rd, v);
             }
             Op::MulHalf { n, m } => {
                 let p = half(rn, n) * half(rm, m);
@@ -235,7 +228,7 @@ impl Instruction for Dsp {
                     Some(a) => sat_flag(proc, p + i64::from(a as i32)),
                     None => p as u32,
                 };
-                set(proc, self.rd, v);
+                set_reg(proc, self.rd, v);
             }
             Op::MulWord { m } => {
                 let p = (i64::from(rn as i32) * half(rm, m)) >> 16;
@@ -243,7 +236,7 @@ impl Instruction for Dsp {
                     Some(a) => sat_flag(proc, p + i64::from(a as i32)),
                     None => p as u32,
                 };
-                set(proc, self.rd, v);
+                set_reg(proc, self.rd, v);
             }
             Op::Dual { sub, x } => {
                 let rm = if x { rm.rotate_right(16) } else { rm };
@@ -253,7 +246,7 @@ impl Instruction for Dsp {
                 let acc = self.accumulate(proc).map_or(0, |a| i64::from(a as i32));
                 // SMUSD cannot overflow; SMUAD can (0x8000 * 0x8000 twice).
                 let v = sat_flag(proc, p + acc);
-                set(proc, self.rd, v);
+                set_reg(proc, self.rd, v);
             }
             Op::MostSig { sub, round } => {
                 let p = i64::from(rn as i32) * i64::from(rm as i32);
@@ -268,14 +261,14 @@ impl Instruction for Dsp {
                 if round {
                     r = r.wrapping_add(0x8000_0000);
                 }
-                set(proc, self.rd, (r >> 32) as u32);
+                set_reg(proc, self.rd, (r >> 32) as u32);
             }
             Op::Usad8 => {
                 let sum: u32 = (0..4)
                     .map(|i| ((rn >> (8 * i)) as u8).abs_diff((rm >> (8 * i)) as u8) as u32)
                     .sum();
                 let acc = self.accumulate(proc).unwrap_or(0);
-                set(proc, self.rd, acc.wrapping_add(sum));
+                set_reg(proc, self.rd, acc.wrapping_add(sum));
             }
             Op::MulHalfLong { n, m } => {
                 let p = half(rn, n) * half(rm, m);
@@ -304,7 +297,7 @@ impl Instruction for Dsp {
                 } else {
                     (rn & 0xFFFF) | ((rm << shift) & 0xFFFF_0000)
                 };
-                set(proc, self.rd, v);
+                set_reg(proc, self.rd, v);
             }
         }
         Ok(Effect::None)

@@ -235,9 +235,12 @@ pub struct Mcu {
     /// iteration that wrote nothing is repeated exactly as long as these
     /// still read the same, whatever else DMA or the debugger changed.
     pub read_log: ReadLog,
-    /// AIRCR.SYSRESETREQ from the debugger side is handled by the board;
-    /// this records one requested by a peripheral path (none today).
+    /// AIRCR.SYSRESETREQ written by the CPU: the board resets the chip
+    /// after the instruction (the debugger's write resets at once).
     pub reset_requested: bool,
+    /// Why the last bus fault happened, when a peripheral rule says more
+    /// than its address (a wrong FLASH key): for the lockup message.
+    pub fault_why: Option<String>,
 }
 
 impl Mcu {
@@ -280,6 +283,7 @@ impl Mcu {
             impure_reads: 0,
             read_log: ReadLog::default(),
             reset_requested: false,
+            fault_why: None,
         };
         mcu.update_cs();
         mcu.apply_clocks();
@@ -321,8 +325,17 @@ impl Mcu {
         };
     }
 
-    /// Pend SysTick's exception if it came due.
+    /// Pend SysTick's exception if it came due ([`Mcu::timer_due`] passed).
+    /// Called after every instruction: the test is inlined, the work not.
+    #[inline(always)]
     pub fn service_timers(&mut self) {
+        if self.now() >= self.timer_due {
+            self.pend_due_timers();
+        }
+    }
+
+    #[inline(never)]
+    fn pend_due_timers(&mut self) {
         let cc = self.clock.core_cycles();
         self.scs.service_systick(cc);
         self.refresh_timer_due();
@@ -355,13 +368,7 @@ impl Mcu {
         self.impure_reads += 1;
         let cycles = self.cycle_time();
         match addr {
-            DHCSR => {
-                let d = &self.dbg;
-                d.c_debugen as u32
-                    | (d.c_halt as u32) << 1
-                    | (d.c_step as u32) << 2
-                    | (d.c_maskints as u32) << 3
-            }
+            DHCSR => self.dbg.dhcsr_control(),
             DCRSR | DCRDR | DEMCR | DFSR | VTOR => self.dbg.read(addr, cycles).unwrap_or(0),
             _ => self.scs.read(addr, cycles, Side::Cpu).unwrap_or(0),
         }
@@ -501,7 +508,10 @@ impl Mcu {
                 if master == Master::Cpu && !self.read_is_pure(addr) {
                     self.impure_reads += 1;
                 }
-                if let Some(rule) = self.read_rule(addr & !3, now) {
+                let rule = self
+                    .width_rule(addr, size)
+                    .or_else(|| self.read_rule(addr & !3, now));
+                if let Some(rule) = rule {
                     if self.strict.broke(rule, master) {
                         return Err(fault);
                     }
@@ -572,14 +582,24 @@ impl Mcu {
                     _ => 0xFFFF_FFFF,
                 } << shift;
                 let value = value.wrapping_shl(shift);
-                if let Some(rule) = self.write_rule(addr & !3, value, lanes, now) {
+                let rule = self
+                    .width_rule(addr, size)
+                    .or_else(|| self.write_rule(addr & !3, value, lanes, now));
+                if let Some(rule) = rule {
                     if self.strict.broke(rule, master) {
                         return Err(fault);
                     }
                 }
-                self.write_periph(addr & !3, value, lanes, now)
-                    .then_some(())
-                    .ok_or(fault)
+                let done = self.write_periph(addr & !3, value, lanes, now);
+                // A GPIO write that selected the chip too soon (it has
+                // taken effect: the rule can only be reported).
+                if let Some((gap_ps, min_ps)) = self.chip.take_short_deselect() {
+                    let rule = Rule::FlashCsDeselectTooShort { gap_ps, min_ps };
+                    if self.strict.broke(rule, master) {
+                        return Err(fault);
+                    }
+                }
+                done.then_some(()).ok_or(fault)
             }
         }
     }
@@ -606,6 +626,26 @@ impl Mcu {
         self.write(target, size, new, master)
     }
 
+    /// The RM0090 rule an access of `size` bytes at `addr` breaks by its
+    /// width: DMA2's programming interface and the CRC unit take 32-bit
+    /// accesses only (a bit-band alias access has its alias's size).
+    fn width_rule(&self, addr: u32, size: Size) -> Option<Rule> {
+        if size == 4 {
+            return None;
+        }
+        let (block, section) = match addr & !(PERIPH_BLOCK - 1) {
+            DMA2_BASE if self.rcc.dma2_clock_enabled() => ("DMA2", "10.2"),
+            CRC_BASE if self.rcc.crc_clock_enabled() => ("CRC", "4.4"),
+            _ => return None,
+        };
+        Some(Rule::WordOnly {
+            block,
+            section,
+            addr,
+            size,
+        })
+    }
+
     /// The RM0090 rule a read of the register word at `addr` breaks.
     fn read_rule(&mut self, addr: u32, now: u64) -> Option<Rule> {
         if addr & (PERIPH_BLOCK - 1) != super::stm32::spi::DR {
@@ -628,7 +668,7 @@ impl Mcu {
 
     /// The RM0090 rule writing `value` under `mask` to the register word
     /// at `addr` breaks.
-    fn write_rule(&mut self, addr: u32, value: u32, mask: u32, _now: u64) -> Option<Rule> {
+    fn write_rule(&mut self, addr: u32, value: u32, mask: u32, now: u64) -> Option<Rule> {
         use super::stm32::{dma, spi};
         let base = addr & !(PERIPH_BLOCK - 1);
         let off = addr & (PERIPH_BLOCK - 1);
@@ -667,19 +707,31 @@ impl Mcu {
             }
             b => {
                 let idx = SPI_BASES.iter().position(|&s| s == b)?;
-                if off != spi::CR1 || !self.rcc.spi_clock_enabled(idx as u8 + 1) {
+                let n = idx as u8 + 1;
+                // DMA writes DR only when TXE requests it: no rule to check
+                // (and no SPI to advance per byte moved).
+                let dma_dr = self.in_dma && off == spi::DR;
+                if !matches!(off, spi::CR1 | spi::DR) || dma_dr || !self.rcc.spi_clock_enabled(n) {
                     return None;
                 }
+                let (port, mut link) = self.spi_and_link(idx);
+                port.advance(now, &mut link);
+                let sr = port.status();
+                if off == spi::DR {
+                    let writes = mask & 0xFFFF != 0;
+                    return (writes && sr & spi::SR_TXE == 0)
+                        .then_some(Rule::SpiDrWithoutTxe { spi: n });
+                }
                 const FIXED: u32 = 0x3F | spi::CR1_LSBFIRST | spi::CR1_DFF; // CPHA..BR
-                let old = self.spi[idx].cr1();
+                let old = port.cr1();
                 let new = merge(old);
                 let changed = (old ^ new) & FIXED & !spi::CR1_SPE;
-                (old & new & spi::CR1_SPE != 0 && changed != 0).then_some(
-                    Rule::SpiCr1WhileEnabled {
-                        spi: idx as u8 + 1,
-                        changed,
-                    },
-                )
+                let busy = sr & spi::SR_TXE == 0 || sr & spi::SR_BSY != 0;
+                if old & spi::CR1_SPE != 0 && new & spi::CR1_SPE == 0 && busy {
+                    return Some(Rule::SpiDisabledWhileBusy { spi: n, sr });
+                }
+                (old & new & spi::CR1_SPE != 0 && changed != 0)
+                    .then_some(Rule::SpiCr1WhileEnabled { spi: n, changed })
             }
         }
     }
@@ -819,7 +871,17 @@ impl Mcu {
                 self.update_cs();
                 self.apply_clocks();
             }
-            FLASH_IF_BASE => self.flash.write(off, value, mask, now),
+            FLASH_IF_BASE => {
+                let ok = self.flash.write(off, value, mask, now);
+                if !ok {
+                    self.fault_why = Some(format!(
+                        "FLASH {} written with a wrong key, or after one before a reset: a bus \
+                         error, and the register stays locked (RM0090 3.5.1)",
+                        if off == 0x04 { "KEYR" } else { "OPTKEYR" }
+                    ));
+                }
+                return ok;
+            }
             b if (GPIO_BASE..GPIO_BASE + 5 * PERIPH_BLOCK).contains(&b) => {
                 let port = ((b - GPIO_BASE) / PERIPH_BLOCK) as usize;
                 // Writes to an unclocked peripheral are ignored, as on silicon.
@@ -944,19 +1006,26 @@ impl Mcu {
                 if dir != Dir::MemToMem && !self.spi1_dma_request(x, dir) {
                     continue;
                 }
-                let moved_ok = self
-                    .read(item.src, item.size, Master::Debugger)
-                    .and_then(|v| self.write(item.dst, item.size, v, Master::Debugger));
+                // CCM RAM is on the core's D-bus only: DMA cannot reach it
+                // (RM0090 2.3.1, figure 1), so it is a bus error as any
+                // unmapped address is.
+                let ccm = |a: u32| (CCM_BASE..CCM_BASE + 0x1_0000).contains(&a);
+                let moved_ok = if ccm(item.src) || ccm(item.dst) {
+                    Err(BusFault {
+                        address: if ccm(item.src) { item.src } else { item.dst },
+                        size: item.size,
+                        write: !ccm(item.src),
+                    })
+                } else {
+                    self.read(item.src, item.size, Master::Debugger)
+                        .and_then(|v| self.write(item.dst, item.size, v, Master::Debugger))
+                };
                 match moved_ok {
                     Ok(()) => {
                         self.dma2.item_done(x);
                         moved = true;
                     }
-                    Err(_) => self.dma2.write(
-                        super::stm32::dma::STREAM0 + x as u32 * super::stm32::dma::STREAM_STRIDE,
-                        0,
-                        1,
-                    ),
+                    Err(_) => self.dma2.transfer_error(x),
                 }
             }
             if !moved {

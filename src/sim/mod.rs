@@ -4,6 +4,7 @@
 //! Product code never asks whether it runs on this board: it gets a
 //! `probe_rs::probe::Probe` like any other.
 
+pub mod align;
 pub mod bitbang;
 pub mod board;
 pub mod clock;

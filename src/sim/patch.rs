@@ -13,7 +13,8 @@ use std::rc::Rc;
 use armagnac::core::{Effect, ItState, Processor, RunError};
 use armagnac::decoder::DecodeError;
 use armagnac::instructions::{Encoding, Instruction, Pattern};
-use armagnac::registers::RegisterIndex;
+
+use super::cpu::{reg, set_reg};
 
 /// Cycles the last divide took (Cortex-M4 TRM 3.3.1: 2-12, early
 /// termination), set by [`Div`] for the timing model.
@@ -94,8 +95,8 @@ impl Instruction for Div {
         if [self.rd, self.rn, self.rm].iter().any(|&r| r >= 13) {
             return Err(RunError::InstructionUnpredictable);
         }
-        let n = proc[RegisterIndex::new_main(self.rn as u32)];
-        let m = proc[RegisterIndex::new_main(self.rm as u32)];
+        let n = reg(proc, self.rn);
+        let m = reg(proc, self.rm);
         // Division by zero gives 0 (CCR.DIV_0_TRP clear, its reset value;
         // the trap is not modelled).
         let q = match (m, self.signed) {
@@ -109,7 +110,7 @@ impl Instruction for Div {
             (n, m)
         };
         self.cycles.set(if m == 0 { 2 } else { div_cycles(an, am) });
-        proc.set(RegisterIndex::new_main(self.rd as u32), q);
+        set_reg(proc, self.rd, q);
         Ok(Effect::None)
     }
     fn name(&self) -> String {

@@ -9,6 +9,8 @@
 //! entered and returned from. The debug registers in the same space
 //! (DHCSR, DCRSR, DCRDR, DEMCR, DFSR) and VTOR stay in `debug.rs`.
 
+use super::align::TrapFlag;
+
 /// External interrupts of the STM32F407 (RM0090 table 61: 0..=81).
 pub const IRQS: usize = 82;
 const WORDS: usize = IRQS.div_ceil(32);
@@ -31,6 +33,8 @@ const CPUID: u32 = 0x410F_C241;
 /// 21 MHz, PM0214 4.5.4), SKEW not set.
 const SYST_CALIB: u32 = 20_999;
 const CCR_RESET: u32 = 0x200; // STKALIGN
+const CCR_NONBASETHRDENA: u32 = 1;
+const CCR_UNALIGN_TRP: u32 = 1 << 3;
 const FPCCR_RESET: u32 = 0xC000_0000; // ASPEN | LSPEN
 const MPU_TYPE: u32 = 8 << 8; // 8 regions
 
@@ -169,6 +173,23 @@ pub enum Side {
     Debugger,
 }
 
+/// An exception return the model refuses: the core locks up with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnError {
+    #[error("return from exception {from}, which is not active (INVPC UsageFault on silicon)")]
+    NotActive { from: u16 },
+    #[error(
+        "return from exception {from} to Thread mode while exception {active} is still active \
+         and CCR.NONBASETHRDENA is 0 (INVPC UsageFault on silicon)"
+    )]
+    ThreadWhileNested { from: u16, active: u16 },
+    #[error(
+        "return from exception {from} to stacked IPSR {ipsr} while the exception it preempted \
+         is {active}: the virtual board models returns to the preempted context only"
+    )]
+    IpsrMismatch { from: u16, ipsr: u16, active: u16 },
+}
+
 /// What a write asks of the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScsEffect {
@@ -211,10 +232,11 @@ pub struct Scs {
     fpccr: u32,
     fpcar: u32,
     fpdscr: u32,
-    /// The exception the core executes (IPSR), as the board entered it.
-    pub current: u16,
-    /// Active exceptions in entry order (nesting), for the return path.
+    /// Active exceptions in entry order (nesting): the last is the one the
+    /// core executes (ICSR.VECTACTIVE, [`Scs::current`]).
     stack: Vec<u16>,
+    /// CCR.UNALIGN_TRP as the CPU reads it ([`Scs::share_unalign_trp`]).
+    unalign_trp: TrapFlag,
 }
 
 impl Default for Scs {
@@ -253,17 +275,25 @@ impl Scs {
             fpccr: FPCCR_RESET,
             fpcar: 0,
             fpdscr: 0,
-            current: 0,
             stack: Vec::new(),
+            unalign_trp: TrapFlag::default(),
         }
+    }
+
+    /// Keep `flag` equal to CCR.UNALIGN_TRP from now on (the CPU's copy).
+    pub fn share_unalign_trp(&mut self, flag: TrapFlag) {
+        flag.set(self.unalign_trp());
+        self.unalign_trp = flag;
     }
 
     /// Any reset of the core (the SCS is in the core's reset domain);
     /// request lines stay as the peripherals drive them.
     pub fn reset(&mut self) {
         let lines = self.lines;
+        let trap = self.unalign_trp.clone();
         *self = Self::new();
         self.lines = lines;
+        self.share_unalign_trp(trap);
         self.repend_lines();
     }
 
@@ -385,31 +415,59 @@ impl Scs {
             n => set_bit(&mut self.active, n as usize - 16, true),
         }
         self.stack.push(n);
-        self.current = n;
     }
 
-    /// The core returned from exception `n`; false if it was not active
-    /// (an INVPC UsageFault on silicon). A level interrupt still asserted
-    /// pends again.
-    pub fn exit(&mut self, n: u16) -> bool {
+    /// CCR.UNALIGN_TRP: unaligned LDR/STR/LDRH/STRH fault (ARMv7-M B3.2.8).
+    pub fn unalign_trp(&self) -> bool {
+        self.ccr & CCR_UNALIGN_TRP != 0
+    }
+
+    /// The exception the core executes (IPSR; 0 in Thread mode): the last
+    /// one entered that has not returned ([`Scs::exit`] refuses a return
+    /// to any other).
+    pub fn current(&self) -> u16 {
+        self.stack.last().copied().unwrap_or(0)
+    }
+
+    /// The core returned from exception `n` to the mode and IPSR its frame
+    /// holds (`to_ipsr`, 0 for Thread mode), after ExceptionReturn
+    /// (ARMv7-M B1.5.8): `n` must be active, and a return to Thread mode
+    /// must leave nothing active unless CCR.NONBASETHRDENA is set (INVPC
+    /// on silicon otherwise). Any return must resume the context it
+    /// preempted ([`Scs::current`] is derived from the nesting), which
+    /// is all the board stacks. A level interrupt still asserted pends
+    /// again.
+    pub fn exit(&mut self, n: u16, to_ipsr: u16) -> Result<(), ReturnError> {
         if !self.is_active(n) {
-            return false;
+            return Err(ReturnError::NotActive { from: n });
+        }
+        let mut rest = self.stack.clone();
+        if let Some(i) = rest.iter().rposition(|&a| a == n) {
+            rest.remove(i);
+        }
+        let resumes = rest.last().copied().unwrap_or(0);
+        if to_ipsr == 0 && resumes != 0 && self.ccr & CCR_NONBASETHRDENA == 0 {
+            return Err(ReturnError::ThreadWhileNested {
+                from: n,
+                active: resumes,
+            });
+        }
+        // With NONBASETHRDENA, Thread mode under active exceptions is
+        // legal but not modelled (IPSR would no longer be the nesting's).
+        if to_ipsr != resumes {
+            return Err(ReturnError::IpsrMismatch {
+                from: n,
+                ipsr: to_ipsr,
+                active: resumes,
+            });
         }
         match n {
             0..=15 => self.sys_active &= !(1 << n),
             n => set_bit(&mut self.active, n as usize - 16, false),
         }
-        if let Some(i) = self.stack.iter().rposition(|&a| a == n) {
-            self.stack.remove(i);
-        }
-        self.current = 0;
+        self.stack = rest;
         self.repend_lines();
-        true
-    }
-
-    /// After an exception return, the core runs at `ipsr` again.
-    pub fn resume(&mut self, ipsr: u16) {
-        self.current = ipsr;
+        Ok(())
     }
 
     /// Pend (or unpend) exception `n`.
@@ -548,7 +606,7 @@ impl Scs {
         let pending = self.best_pending().map_or(0, |(_, n)| n as u32);
         let isr_pending = self.pending.iter().any(|&p| p != 0);
         let rettobase = self.stack.len() <= 1;
-        self.current as u32
+        self.current() as u32
             | (rettobase as u32) << 11
             | pending << 12
             | (isr_pending as u32) << 22
@@ -666,7 +724,10 @@ impl Scs {
                 }
             }
             0xD10 => self.scr = merge(self.scr, 0x16),
-            0xD14 => self.ccr = merge(self.ccr, 0x31B),
+            0xD14 => {
+                self.ccr = merge(self.ccr, 0x31B);
+                self.unalign_trp.set(self.unalign_trp());
+            }
             o @ 0xD18..=0xD20 => {
                 let i = (o - 0xD18) as usize;
                 for k in 0..4 {
@@ -826,7 +887,27 @@ mod tests {
             s.read(0xE000_ED24, 0, Side::Debugger).unwrap() & 0xC00,
             0xC00
         );
-        assert!(s.exit(exc::SYSTICK) && s.exit(exc::PENDSV));
+        assert_eq!(
+            s.exit(exc::SYSTICK, 0),
+            Err(ReturnError::ThreadWhileNested {
+                from: exc::SYSTICK,
+                active: exc::PENDSV
+            }),
+            "PendSV is still active"
+        );
+        assert_eq!(
+            s.exit(exc::SYSTICK, exc::SVCALL),
+            Err(ReturnError::IpsrMismatch {
+                from: exc::SYSTICK,
+                ipsr: exc::SVCALL,
+                active: exc::PENDSV
+            })
+        );
+        assert_eq!(s.read(0xE000_ED04, 0, Side::Cpu).unwrap() & 0x1FF, 15);
+        assert_eq!(s.exit(exc::SYSTICK, exc::PENDSV), Ok(()));
+        assert_eq!(s.current(), exc::PENDSV, "back in PendSV");
+        assert_eq!(s.exit(exc::PENDSV, 0), Ok(()));
+        assert_eq!(s.current(), 0);
         // PRIGROUP 7 (AIRCR needs VECTKEY): no group bits, nothing preempts.
         s.write(0xE000_ED0C, 7 << 8, !0, 0, Side::Cpu);
         assert_eq!(
@@ -865,8 +946,12 @@ mod tests {
         assert_eq!(s.read(0xE000_ED04, 0, Side::Cpu).unwrap() & 0x1FF, 72);
         assert_eq!(s.takeable(false, false, 0), None, "active, not pending");
         s.set_line(56, false);
-        assert!(s.exit(16 + 56));
+        assert_eq!(s.exit(16 + 56, 0), Ok(()));
         assert_eq!(s.takeable(false, false, 0), None, "line low: not re-pended");
-        assert!(!s.exit(16 + 56), "not active any more");
+        assert_eq!(
+            s.exit(16 + 56, 0),
+            Err(ReturnError::NotActive { from: 72 }),
+            "not active any more"
+        );
     }
 }

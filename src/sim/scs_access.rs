@@ -17,7 +17,9 @@ use armagnac::core::{Effect, ItState, Processor, RunError};
 use armagnac::decoder::DecodeError;
 use armagnac::instructions::{Encoding, Instruction, Pattern};
 use armagnac::memory::{Env, MemoryAccessError, MemoryInterface};
-use armagnac::registers::RegisterIndex;
+
+use super::align;
+use super::cpu::{reg, set_reg};
 
 pub const SCS_BASE: u32 = 0xE000_E000;
 pub const SCS_SIZE: u32 = 0x1000;
@@ -41,6 +43,7 @@ struct LoadStore {
     rn: u8,
     offset: Offset,
     port: Port,
+    rules: align::Shared,
 }
 
 /// (load, size, signed, rt, rn, offset) of a single load/store encoding.
@@ -134,8 +137,16 @@ fn decode32(ins: u32) -> Option<Form> {
     Some((load, size, signed, rt, rn, offset))
 }
 
-/// Wrap `inner` when it is a load/store form that may address the SCS.
-pub fn wrap(ins: u32, wide: bool, inner: Rc<dyn Instruction>, port: &Port) -> Rc<dyn Instruction> {
+/// Wrap `inner` when it is a load/store form that may address the SCS;
+/// the wrapper also keeps the alignment rules of single accesses
+/// ([`align::Rules::check_single`]).
+pub fn wrap(
+    ins: u32,
+    wide: bool,
+    inner: Rc<dyn Instruction>,
+    port: &Port,
+    rules: &align::Shared,
+) -> Rc<dyn Instruction> {
     let form = if wide { decode32(ins) } else { decode16(ins) };
     match form {
         Some((load, size, signed, rt, rn, offset)) => Rc::new(LoadStore {
@@ -147,13 +158,10 @@ pub fn wrap(ins: u32, wide: bool, inner: Rc<dyn Instruction>, port: &Port) -> Rc
             rn,
             offset,
             port: port.clone(),
+            rules: rules.clone(),
         }),
         None => inner,
     }
-}
-
-fn reg(proc: &Processor, n: u8) -> u32 {
-    proc[RegisterIndex::new_main(n as u32)]
 }
 
 impl Instruction for LoadStore {
@@ -181,10 +189,14 @@ impl Instruction for LoadStore {
             }
             let v = proc.read_u32le_iface(addr)?;
             if let Some(wb) = wback {
-                proc.set(RegisterIndex::new_main(self.rn as u32), wb);
+                set_reg(proc, self.rn, wb);
             }
             proc.bx_write_pc(v)?;
             return Ok(Effect::Branch);
+        }
+        if self.size > 1 {
+            let what = if self.load { "load" } else { "store" };
+            self.rules.check_single(what, addr, self.size as u32)?;
         }
         if !in_scs {
             return self.inner.execute(proc);
@@ -234,7 +246,7 @@ impl Instruction for LoadStore {
             }
             .map_err(fault)?;
             drop(port);
-            proc.set(RegisterIndex::new_main(self.rt as u32), v);
+            set_reg(proc, self.rt, v);
         } else {
             let v = reg(proc, self.rt);
             match self.size {
@@ -245,7 +257,7 @@ impl Instruction for LoadStore {
             .map_err(fault)?;
         }
         if let Some(wb) = wback {
-            proc.set(RegisterIndex::new_main(self.rn as u32), wb);
+            set_reg(proc, self.rn, wb);
         }
         Ok(Effect::None)
     }

@@ -1,5 +1,6 @@
 //! Strict mode: the documented rules of RM0090 for the peripherals the
-//! board models, checked on every access. A broken rule is logged
+//! board models (and the W25Q64JV's /CS deselect time), checked on every
+//! access. A broken rule is logged
 //! (tracing target `sim`, level warn, with the RM0090 section) and counted
 //! ([`Strict::count`]); with enforcement on (`serve --sim --sim-strict`,
 //! `SimConfig::strict`) a core that breaks one locks up with the rule as
@@ -18,6 +19,10 @@ pub enum Rule {
     SpiCr1WhileEnabled { spi: u8, changed: u32 },
     /// DR read with RXNE = 0 and no overrun to clear (the data is stale).
     SpiDrWithoutRxne { spi: u8 },
+    /// DR written with TXE = 0: the data still in the TX buffer is lost.
+    SpiDrWithoutTxe { spi: u8 },
+    /// SPE cleared while a frame is in progress (TXE = 0 or BSY = 1).
+    SpiDisabledWhileBusy { spi: u8, sr: u32 },
     /// A stream register other than CR.EN written while EN = 1.
     DmaConfigWhileEnabled { stream: u8, offset: u32 },
     /// EN set with the stream's flags still pending in LISR/HISR.
@@ -29,6 +34,15 @@ pub enum Rule {
     FlashPsizeForVoltage,
     /// A program access whose size is not PSIZE's.
     FlashPsizeMismatch { psize_bytes: u32, size: u32 },
+    /// The W25Q64JV selected again less than tSHSL after /CS rose.
+    FlashCsDeselectTooShort { gap_ps: u64, min_ps: u64 },
+    /// A byte or halfword access to registers that take words only.
+    WordOnly {
+        block: &'static str,
+        section: &'static str,
+        addr: u32,
+        size: u32,
+    },
 }
 
 impl std::fmt::Display for Rule {
@@ -43,6 +57,18 @@ impl std::fmt::Display for Rule {
                 f,
                 "SPI{spi}_DR read with RXNE=0 and OVR=0 (RM0090 28.3.5: wait for RXNE; the data is \
                  stale)"
+            ),
+            Rule::SpiDrWithoutTxe { spi } => write!(
+                f,
+                "SPI{spi}_DR written with TXE=0 (RM0090 28.3.7: wait for TXE; the data still in \
+                 the TX buffer is overwritten and never sent)"
+            ),
+            Rule::SpiDisabledWhileBusy { spi, sr } => write!(
+                f,
+                "SPI{spi}_CR1.SPE cleared with SR {sr:#06x} (TXE={}, BSY={}) (RM0090 28.3.8: wait \
+                 for TXE=1, then BSY=0, before disabling; the frame in progress is cut)",
+                sr >> 1 & 1,
+                sr >> 7 & 1
             ),
             Rule::DmaConfigWhileEnabled { stream, offset } => write!(
                 f,
@@ -62,6 +88,33 @@ impl std::fmt::Display for Rule {
                 f,
                 "flash programmed with PSIZE=x64, which needs VPP (RM0090 3.5.2, table 7: at \
                  2.7-3.6 V use x32)"
+            ),
+            Rule::FlashCsDeselectTooShort { gap_ps, min_ps } => write!(
+                f,
+                "W25Q64JV /CS selected {} ns after it rose, less than {} {} ns (W25Q64JV \
+                 datasheet, AC electrical characteristics: /CS deselect time{})",
+                gap_ps / 1000,
+                if min_ps == super::w25q64jv::T_SHSL2 {
+                    "tSHSL2"
+                } else {
+                    "tSHSL1"
+                },
+                min_ps / 1000,
+                if min_ps == super::w25q64jv::T_SHSL2 {
+                    " after an erase, program or status write"
+                } else {
+                    ""
+                }
+            ),
+            Rule::WordOnly {
+                block,
+                section,
+                addr,
+                size,
+            } => write!(
+                f,
+                "{block} register at {addr:#010x} accessed with a {size}-byte access (RM0090 \
+                 {section}: its registers take 32-bit accesses only)"
             ),
             Rule::FlashPsizeMismatch { psize_bytes, size } => write!(
                 f,

@@ -14,7 +14,8 @@ use std::rc::Rc;
 use armagnac::core::{Effect, ItState, Processor, RunError};
 use armagnac::decoder::DecodeError;
 use armagnac::instructions::{Encoding, Instruction, Pattern};
-use armagnac::registers::RegisterIndex;
+
+use super::cpu::{reg, set_reg};
 
 /// Special-register state kept outside armagnac.
 ///
@@ -79,10 +80,6 @@ pub fn decode(ins: u32, wide: bool, regs: &Shared) -> Option<Rc<dyn Instruction>
         }));
     }
     None
-}
-
-fn reg(proc: &Processor, n: u8) -> u32 {
-    proc[RegisterIndex::new_main(n as u32)]
 }
 
 /// APSR bits an MSR/MRS moves: N Z C V Q and GE[3:0].
@@ -200,7 +197,7 @@ impl Instruction for Mrs {
             8 | 9 | 16..=19 => 0,
             _ => return Err(RunError::InstructionUnpredictable),
         };
-        proc.set(RegisterIndex::new_main(self.rd as u32), v);
+        set_reg(proc, self.rd, v);
         Ok(Effect::None)
     }
     fn name(&self) -> String {

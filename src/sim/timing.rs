@@ -13,9 +13,11 @@
 //! | ISB | 1 + P |
 //! | any instruction that writes the PC (taken branch, BX, POP/LDR pc) | + P |
 //!
-//! P, the pipeline refill, is 1-3 on silicon; this model takes P = 2. A
-//! conditional instruction that fails its condition (a branch not taken)
-//! costs 1. Flash wait states are added by the board (`Mcu::wait_states`).
+//! P, the pipeline refill, is 1-3 on silicon; this model takes P = 2. An
+//! instruction in an IT block whose condition fails is not executed and
+//! costs 1 whatever its class (the CPU wrapper tests the condition before
+//! the step); a B<cond> not taken writes no PC and so costs 1 too. Flash
+//! wait states are added by the board (`Mcu::wait_states`).
 //!
 //! This module owns only the classification of encodings; it must not know
 //! how the board charges time.
@@ -192,6 +194,16 @@ mod tests {
     fn cycles_follow_the_table() {
         assert_eq!(Class::Branch.cycles(true, false, 0), 3);
         assert_eq!(Class::Branch.cycles(false, true, 0), 1);
+        assert_eq!(
+            Class::Mem.cycles(false, true, 0),
+            1,
+            "ldrne, condition failed"
+        );
+        assert_eq!(
+            Class::Multiple(4).cycles(false, true, 0),
+            1,
+            "popne, failed"
+        );
         assert_eq!(
             Class::Multiple(5).cycles(true, false, 0),
             8,

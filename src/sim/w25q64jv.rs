@@ -24,6 +24,9 @@
 //! - 50h arms a volatile status write for the next 01h/31h/11h; any instruction other than a
 //!   status read or status write disarms it.
 //! - SEC=1 with BP=110 is not listed in the protection table; it is treated like BP=10x (32 KB).
+//! - /CS deselect time (tSHSL1 10 ns; tSHSL2 50 ns after a frame that started an operation):
+//!   a selection that comes sooner is still accepted and reported
+//!   ([`W25q64jv::take_short_deselect`]) for strict mode to judge.
 //! - Not modelled: dual/quad I/O reads, security registers (42h/44h/48h), suspend/resume
 //!   (75h/7Ah are ignored), the /HOLD and /RESET pins, and the tPUW power-up delay.
 
@@ -48,6 +51,11 @@ pub const T_BE32: u64 = typ::TYP_BLOCK32_ERASE_US as u64 * PS_PER_US;
 pub const T_BE64: u64 = typ::TYP_BLOCK64_ERASE_US as u64 * PS_PER_US;
 /// Chip erase time, typical (ps).
 pub const T_CE: u64 = typ::TYP_CHIP_ERASE_US as u64 * PS_PER_US;
+/// /CS deselect time, minimum (ps): between two instructions (tSHSL1).
+pub const T_SHSL1: u64 = 10_000;
+/// /CS deselect time after an erase, program or status write, before the
+/// status read that polls it (tSHSL2), minimum (ps).
+pub const T_SHSL2: u64 = 50_000;
 /// Non-volatile status register write time, typical (ps).
 pub const T_W: u64 = typ::TYP_WRITE_STATUS_US as u64 * PS_PER_US;
 
@@ -201,6 +209,11 @@ pub struct W25q64jv {
     busy_end: Option<u64>,
     locks: [bool; LOCK_UNITS],
     selected: bool,
+    /// When /CS last rose, and the deselect time the datasheet asks from
+    /// then (tSHSL1, or tSHSL2 after a frame that started an operation).
+    deselected: Option<(u64, u64)>,
+    /// A selection that came too early: (deselect time, minimum), ps.
+    short_deselect: Option<(u64, u64)>,
     txn: Txn,
     /// Page-program buffer: unsent bytes stay 0xFF so ANDing them leaves the array unchanged.
     page_buf: [u8; PAGE],
@@ -225,6 +238,8 @@ impl W25q64jv {
             busy_end: None,
             locks: [true; LOCK_UNITS],
             selected: false,
+            deselected: None,
+            short_deselect: None,
             txn: Txn::default(),
             page_buf: [0xFF; PAGE],
             dirty: None,
@@ -256,12 +271,28 @@ impl W25q64jv {
             tracing::trace!(target: "sim::nor", "{now} cs");
             self.selected = true;
             self.txn = Txn::default();
+            if let Some((at, min)) = self.deselected {
+                let gap = now.saturating_sub(at);
+                if gap < min {
+                    self.short_deselect = Some((gap, min));
+                }
+            }
         } else if !asserted && self.selected {
             tracing::trace!(target: "sim::nor", "{now} end {:02x} {} {:x}", self.txn.opcode, self.txn.len, self.txn.addr);
             self.selected = false;
+            let busy_before = self.busy_end;
             self.finish(now);
             self.txn = Txn::default();
+            let started = self.busy_end != busy_before;
+            self.deselected = Some((now, if started { T_SHSL2 } else { T_SHSL1 }));
         }
+    }
+
+    /// A selection since the last call that came less than tSHSL1/tSHSL2
+    /// after /CS rose (W25Q64JV datasheet, AC electrical characteristics):
+    /// (deselect time, minimum) in ps. The model still accepts it.
+    pub fn take_short_deselect(&mut self) -> Option<(u64, u64)> {
+        self.short_deselect.take()
     }
 
     /// One full-duplex byte exchange while selected. Returns MISO. Not selected, or
@@ -414,6 +445,7 @@ impl W25q64jv {
         self.reset_volatile();
         self.power_down = false;
         self.selected = false;
+        self.deselected = None;
         self.txn = Txn::default();
     }
 

@@ -22,6 +22,8 @@ mod fidelity;
 mod flash_and_debug;
 mod halfword;
 mod persistence;
+mod silicon_rules;
 mod spi_firmware;
 mod spi_pins;
+mod timing;
 mod virtual_time;

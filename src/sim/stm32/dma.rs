@@ -7,8 +7,10 @@
 //! Modelled: direct mode (FIFO disabled; FCR is storage, FS reads "empty"),
 //! single transfers, PINC/MINC, PSIZE/MSIZE (equal sizes), circular mode,
 //! memory-to-memory (DMA2 only: all items at once when enabled), TCIF/HTIF
-//! and EN cleared at the end. Not modelled: double buffering (DBM), bursts,
-//! FIFO thresholds, priorities, transfer errors, interrupts (flags only).
+//! and EN cleared at the end; a bus error (an address outside what DMA2
+//! reaches, CCM RAM among them) sets TEIF and disables the stream (RM0090
+//! 10.3.17). Not modelled: double buffering (DBM), bursts, FIFO
+//! thresholds, priorities, interrupts (flags only).
 
 /// Register offsets.
 pub const LISR: u32 = 0x00;
@@ -33,6 +35,7 @@ const CR_WRITABLE: u32 = 0x0FEF_FFFF;
 /// Stream flags (shifted by [`flag_shift`]).
 pub const TCIF: u32 = 1 << 5;
 pub const HTIF: u32 = 1 << 4;
+pub const TEIF: u32 = 1 << 3;
 /// Flag bits of all four streams of one ISR (FEIF, DMEIF, TEIF, HTIF, TCIF).
 const IFCR_MASK: u32 = 0x0F7D_0F7D;
 const FCR_RESET: u32 = 0x21;
@@ -193,6 +196,13 @@ impl Dma {
                 s.cr &= !CR_EN;
             }
         }
+    }
+
+    /// Stream `x` met a bus error: TEIF, and the stream disabled
+    /// (RM0090 10.3.17, "Transfer error").
+    pub fn transfer_error(&mut self, x: usize) {
+        self.isr[x / 4] |= TEIF << flag_shift(x);
+        self.streams[x].cr &= !CR_EN;
     }
 
     /// Read register at `offset`.

@@ -32,8 +32,10 @@
 //!   "not correctly configured". STRT with neither SER nor MER does nothing.
 //! - x64 parallelism accepts word writes (firmware writes the two halves of
 //!   a double word as two words), each programmed as a word.
-//! - A wrong key in KEYR (OPTKEYR) locks CR (OPTCR) until reset; on silicon
-//!   the write also bus-faults. KEYR writes while already unlocked are ignored.
+//! - A wrong key in KEYR (OPTKEYR) locks CR (OPTCR) until reset and the
+//!   write bus-faults, as does every key write after it until reset
+//!   (RM0090 3.5.1); [`FlashCtrl::write`] returns false for those. KEYR
+//!   writes while already unlocked are ignored.
 
 use std::ops::Range;
 
@@ -338,7 +340,8 @@ impl FlashCtrl {
     }
 
     /// Write register at `offset` (`mask` selects the byte lanes written).
-    pub fn write(&mut self, offset: u32, value: u32, mask: u32, now: u64) {
+    /// False when the access bus-faults: a wrong unlock key.
+    pub fn write(&mut self, offset: u32, value: u32, mask: u32, now: u64) -> bool {
         match offset {
             ACR => {
                 self.update(now);
@@ -346,8 +349,11 @@ impl FlashCtrl {
             }
             KEYR => {
                 self.update(now);
-                if self.key_fault || self.cr & CR_LOCK == 0 {
-                    return;
+                if self.key_fault {
+                    return false;
+                }
+                if self.cr & CR_LOCK == 0 {
+                    return true;
                 }
                 let v = value & mask;
                 match (self.key_stage, v) {
@@ -359,13 +365,17 @@ impl FlashCtrl {
                     _ => {
                         self.key_stage = 0;
                         self.key_fault = true;
+                        return false;
                     }
                 }
             }
             OPTKEYR => {
                 self.update(now);
-                if self.optkey_fault || self.optcr & OPTCR_OPTLOCK == 0 {
-                    return;
+                if self.optkey_fault {
+                    return false;
+                }
+                if self.optcr & OPTCR_OPTLOCK == 0 {
+                    return true;
                 }
                 let v = value & mask;
                 match (self.optkey_stage, v) {
@@ -377,6 +387,7 @@ impl FlashCtrl {
                     _ => {
                         self.optkey_stage = 0;
                         self.optkey_fault = true;
+                        return false;
                     }
                 }
             }
@@ -387,7 +398,7 @@ impl FlashCtrl {
             CR => {
                 let t = self.stall(now);
                 if self.cr & CR_LOCK != 0 {
-                    return;
+                    return true;
                 }
                 let new = merge(self.cr, value, mask, CR_WRITABLE);
                 // STRT is only set by a write of 1 and cleared by hardware.
@@ -402,7 +413,7 @@ impl FlashCtrl {
             OPTCR => {
                 let t = self.stall(now);
                 if self.optcr & OPTCR_OPTLOCK != 0 {
-                    return;
+                    return true;
                 }
                 let new = merge(self.optcr, value, mask, OPTCR_WRITABLE);
                 self.optcr = (new & !OPTCR_OPTSTRT) | (self.optcr & OPTCR_OPTSTRT);
@@ -416,6 +427,7 @@ impl FlashCtrl {
             }
             _ => {}
         }
+        true
     }
 
     fn start_erase(&mut self, t: u64) {
@@ -587,10 +599,13 @@ mod tests {
     #[test]
     fn wrong_key_locks_until_reset() {
         let mut f = FlashCtrl::new(vec![]);
-        f.write(KEYR, KEY1, !0, 0);
-        f.write(KEYR, 0x1234_5678, !0, 0);
-        f.write(KEYR, KEY1, !0, 0);
-        f.write(KEYR, KEY2, !0, 0);
+        assert!(f.write(KEYR, KEY1, !0, 0));
+        assert!(!f.write(KEYR, 0x1234_5678, !0, 0), "a wrong key bus-faults");
+        assert!(
+            !f.write(KEYR, KEY1, !0, 0),
+            "and so does every key after it"
+        );
+        assert!(!f.write(KEYR, KEY2, !0, 0));
         assert!(f.is_locked());
         f.reset();
         f.write(KEYR, KEY1, !0, 0);

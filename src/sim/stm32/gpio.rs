@@ -10,7 +10,12 @@
 //!   which releases the line and reads like an input.
 //! - Alternate-function pins read like inputs (the peripheral's drive is not
 //!   modelled here); analog pins read 0 in IDR (Schmitt trigger disabled).
-//! - LCKR is plain storage (bits 16:0); the lock sequence is not enforced.
+//! - LCKR's lock key sequence (RM0090 8.4.8: LCKK written 1, 0, 1 with the
+//!   same LCK[15:0]; anything else aborts it) locks the port at its third
+//!   write: LCKK then reads 1, LCKR ignores writes and the locked pins'
+//!   fields of MODER, OTYPER, OSPEEDR, PUPDR, AFRL and AFRH keep their
+//!   values until reset (a write changes only unlocked pins). ODR and BSRR
+//!   are not locked.
 
 /// Register offsets.
 pub const MODER: u32 = 0x00;
@@ -55,7 +60,12 @@ pub struct GpioPort {
     ospeedr: u32,
     pupdr: u32,
     odr: u32,
+    /// LCK[15:0] (LCKK is `locked`).
     lckr: u32,
+    /// Writes of the lock key sequence seen so far (0-2).
+    lock_stage: u8,
+    /// The key sequence completed: the LCK pins are frozen until reset.
+    locked: bool,
     afrl: u32,
     afrh: u32,
     /// Pins driven from outside, and their levels.
@@ -79,6 +89,8 @@ impl GpioPort {
             pupdr: 0,
             odr: 0,
             lckr: 0,
+            lock_stage: 0,
+            locked: false,
             afrl: 0,
             afrh: 0,
             ext_driven: 0,
@@ -108,8 +120,47 @@ impl GpioPort {
         self.otyper = 0;
         self.odr = 0;
         self.lckr = 0;
+        self.lock_stage = 0;
+        self.locked = false;
         self.afrl = 0;
         self.afrh = 0;
+    }
+
+    /// Whether LCKR's key sequence locked the port (LCKK).
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// Bits of a register with `width`-bit fields per pin (pins `first`..)
+    /// that the lock freezes.
+    fn frozen(&self, width: u32, first: u32) -> u32 {
+        if !self.locked {
+            return 0;
+        }
+        let field = (1u32 << width) - 1;
+        (0..32 / width)
+            .filter(|i| (self.lckr >> (first + i)) & 1 != 0)
+            .fold(0, |m, i| m | field << (width * i))
+    }
+
+    /// LCKR write: the lock key sequence (RM0090 8.4.8).
+    fn write_lckr(&mut self, value: u32, mask: u32) {
+        if self.locked {
+            return;
+        }
+        let new = merge(self.lckr, value, mask, 0x1_FFFF);
+        let (lckk, bits) = (new & 1 << 16 != 0, new & 0xFFFF);
+        let same = bits == self.lckr;
+        self.lock_stage = match (self.lock_stage, lckk) {
+            (1, false) if same => 2,
+            (2, true) if same => {
+                self.locked = true;
+                0
+            }
+            (_, true) => 1,
+            _ => 0,
+        };
+        self.lckr = bits;
     }
 
     /// Mode of `pin` (pins ≥ 16 report `Input`).
@@ -206,7 +257,7 @@ impl GpioPort {
             PUPDR => self.pupdr,
             IDR => self.idr(),
             ODR => self.odr,
-            LCKR => self.lckr,
+            LCKR => self.lckr | (self.locked as u32) << 16,
             AFRL => self.afrl,
             AFRH => self.afrh,
             _ => 0,
@@ -217,10 +268,10 @@ impl GpioPort {
     /// BSRR: bits 15:0 set ODR bits, bits 31:16 reset them; set wins.
     pub fn write(&mut self, offset: u32, value: u32, mask: u32, _now: u64) {
         match offset {
-            MODER => self.moder = merge(self.moder, value, mask, !0),
-            OTYPER => self.otyper = merge(self.otyper, value, mask, 0xFFFF),
-            OSPEEDR => self.ospeedr = merge(self.ospeedr, value, mask, !0),
-            PUPDR => self.pupdr = merge(self.pupdr, value, mask, !0),
+            MODER => self.moder = merge(self.moder, value, mask, !self.frozen(2, 0)),
+            OTYPER => self.otyper = merge(self.otyper, value, mask, 0xFFFF & !self.frozen(1, 0)),
+            OSPEEDR => self.ospeedr = merge(self.ospeedr, value, mask, !self.frozen(2, 0)),
+            PUPDR => self.pupdr = merge(self.pupdr, value, mask, !self.frozen(2, 0)),
             ODR => self.odr = merge(self.odr, value, mask, 0xFFFF),
             BSRR => {
                 let v = value & mask;
@@ -228,9 +279,9 @@ impl GpioPort {
                 let clr = v >> 16;
                 self.odr = ((self.odr & !clr) | set) & 0xFFFF;
             }
-            LCKR => self.lckr = merge(self.lckr, value, mask, 0x1_FFFF),
-            AFRL => self.afrl = merge(self.afrl, value, mask, !0),
-            AFRH => self.afrh = merge(self.afrh, value, mask, !0),
+            LCKR => self.write_lckr(value, mask),
+            AFRL => self.afrl = merge(self.afrl, value, mask, !self.frozen(4, 0)),
+            AFRH => self.afrh = merge(self.afrh, value, mask, !self.frozen(4, 8)),
             _ => {}
         }
     }
@@ -350,5 +401,42 @@ mod tests {
         p.write(0x400, 1, !0, 0);
         assert_eq!(p.read(0x400, 0), 0);
         assert_eq!(p.read(3, 0), 0);
+    }
+
+    #[test]
+    fn lckr_key_sequence_freezes_the_locked_pins_configuration_until_reset() {
+        let mut p = GpioPort::new(1);
+        let lock = |p: &mut GpioPort, bits: u32| {
+            p.write(LCKR, 1 << 16 | bits, !0, 0);
+            p.write(LCKR, bits, !0, 0);
+            p.write(LCKR, 1 << 16 | bits, !0, 0);
+        };
+        // A sequence whose LCK bits change on the way aborts.
+        p.write(LCKR, 1 << 16 | 1 << 3, !0, 0);
+        p.write(LCKR, 1 << 4, !0, 0);
+        p.write(LCKR, 1 << 16 | 1 << 4, !0, 0);
+        assert_eq!(p.read(LCKR, 0), 1 << 4, "not locked: LCKK reads 0");
+        p.write(MODER, 0b01 << 6, 0b11 << 6, 0);
+        assert_eq!(p.pin_mode(3), PinMode::Output, "still writable");
+        p.write(MODER, 0, 0b11 << 6, 0);
+
+        lock(&mut p, 1 << 3); // PB3
+        assert_eq!(p.read(LCKR, 0), 1 << 16 | 1 << 3);
+        assert!(p.locked());
+        p.write(MODER, 0b10 << 6 | 0b01 << 8, !0, 0);
+        assert_eq!(p.pin_mode(3), PinMode::Input, "PB3 frozen");
+        assert_eq!(p.pin_mode(4), PinMode::Output, "PB4 not locked");
+        p.write(AFRL, 0x0055_5000, !0, 0);
+        assert_eq!(p.read(AFRL, 0), 0x0055_0000, "AF of PB3 frozen");
+        p.write(OTYPER, 0xFFFF, !0, 0);
+        assert_eq!(p.read(OTYPER, 0), 0xFFF7);
+        p.write(LCKR, 0, !0, 0);
+        assert_eq!(p.read(LCKR, 0), 1 << 16 | 1 << 3, "LCKR frozen too");
+        p.write(BSRR, 1 << 3, !0, 0);
+        assert_eq!(p.read(ODR, 0) & 1 << 3, 1 << 3, "ODR is not locked");
+        p.reset();
+        assert!(!p.locked());
+        p.write(MODER, 0b10 << 6, 0b11 << 6, 0);
+        assert_eq!(p.pin_mode(3), PinMode::Alternate(0), "unlocked by reset");
     }
 }
