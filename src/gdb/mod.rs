@@ -20,13 +20,13 @@ mod error;
 mod extended_mode;
 mod flash;
 mod lifecycle;
+mod lockup;
 mod memory_map;
 pub mod monitor;
 pub mod observer;
 mod resume;
 mod stop;
 pub mod tdesc;
-mod lockup;
 mod unmapped;
 
 use std::collections::BTreeMap;

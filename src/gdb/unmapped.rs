@@ -26,7 +26,8 @@ pub(crate) fn unmapped_reason(
     regions: &[crate::board::Region],
     window: Option<std::ops::Range<u64>>,
 ) -> Option<&'static str> {
-    let (start, end) = (u64::from(address), u64::from(address) + len.max(1) as u64);
+    let start = u64::from(address);
+    let end = (start + len.max(1) as u64).min(crate::board::memory_map::SPACE_END);
     let overlaps = |r: std::ops::Range<u64>| r.start < end && start < r.end;
     if regions.iter().any(|r| overlaps(r.range())) || window.is_some_and(overlaps) {
         return None;
@@ -44,10 +45,11 @@ impl GdbTarget {
     pub(crate) fn read_refused(&mut self, e: GdbError) -> TargetError<SessionFault> {
         let (address, len) = match &e {
             GdbError::MemoryRead { address, len, .. } if !e.is_probe_lost() => (*address, *len),
+            // What lies below 4 GiB of a read that wraps is Vendor_SYS.
+            GdbError::MemoryWraps { address, len } => (*address, *len),
             _ => return to_target_error(e),
         };
-        let Some(reason) = unmapped_reason(address, len, &self.board.regions, self.window())
-        else {
+        let Some(reason) = unmapped_reason(address, len, &self.board.regions, self.window()) else {
             return to_target_error(e);
         };
         self.unmapped_reads += 1;
