@@ -390,8 +390,10 @@ impl SingleThreadBase for GdbTarget {
     }
 
     fn read_addrs(&mut self, start_addr: u32, data: &mut [u8]) -> TargetResult<usize, Self> {
-        read_any(self, start_addr, data).map_err(to_target_error)?;
-        Ok(data.len())
+        match read_any(self, start_addr, data) {
+            Ok(()) => Ok(data.len()),
+            Err(e) => Err(self.read_refused(e)),
+        }
     }
 
     fn write_addrs(&mut self, start_addr: u32, data: &[u8]) -> TargetResult<(), Self> {

@@ -2,7 +2,8 @@
 //! [`Session`], with one file per GDB extension (`base`, `resume`,
 //! `breakpoints`, `extended_mode`, `flash`, `memory_map`, `monitor`,
 //! `tdesc`, `crc`), plus the connection lifecycle (`lifecycle`), stop
-//! classification (`stop`) and errors (`error`). `observer` is the
+//! classification (`stop`), errors (`error`), reads where nothing answers
+//! (`unmapped`) and the locked-up core's hint (`lockup`). `observer` is the
 //! read-only target of further connections, and answers their reads from
 //! this one.
 //!
@@ -19,12 +20,14 @@ mod error;
 mod extended_mode;
 mod flash;
 mod lifecycle;
+mod lockup;
 mod memory_map;
 pub mod monitor;
 pub mod observer;
 mod resume;
 mod stop;
 pub mod tdesc;
+mod unmapped;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +77,9 @@ pub struct GdbTarget {
     /// The session source's own clock (`SessionSource::with_board_clock`):
     /// flash summaries give the board's time next to host time.
     board_clock: Option<BoardClock>,
+    /// Reads answered `E0e` because nothing is at their address (see
+    /// `unmapped`): the first is logged at info, the rest at debug.
+    unmapped_reads: u64,
 }
 
 impl GdbTarget {
@@ -98,6 +104,7 @@ impl GdbTarget {
             exec: ExecState::Halted,
             events,
             board_clock: None,
+            unmapped_reads: 0,
         }
     }
 

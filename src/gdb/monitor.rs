@@ -227,6 +227,9 @@ impl GdbTarget {
         drop(core);
         if halts {
             self.exec = ExecState::Halted;
+            if let Some(hint) = self.lockup_hint() {
+                return Ok(format!("{text}\n{hint}"));
+            }
         }
         Ok(text)
     }

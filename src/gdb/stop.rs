@@ -47,10 +47,12 @@ impl GdbTarget {
         let reason = match status {
             CoreStatus::Halted(reason) => reason,
             CoreStatus::LockedUp => {
-                tracing::warn!("core locked up; halting it");
                 if let Err(e) = self.halt_core() {
                     fatal_only(e)?;
                 }
+                let hint = self.lockup_hint();
+                let hint = hint.as_deref().unwrap_or("core is locked up");
+                tracing::warn!("{hint}; halted it: GDB sees SIGSEGV");
                 self.exec = ExecState::Halted;
                 return Ok(Some(StopReason::Signal(Signal::SIGSEGV)));
             }

@@ -378,5 +378,8 @@ pub(super) fn attach(target: &mut GdbTarget, id: u64) -> Result<Found, SessionFa
     };
     tracing::info!(id, ?found, "first packet from GDB; halting the core");
     target.on_connect()?;
+    if let Some(hint) = target.lockup_hint() {
+        tracing::info!(id, "{hint}");
+    }
     Ok(found)
 }

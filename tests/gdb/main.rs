@@ -8,6 +8,7 @@
 mod support;
 
 mod bench;
+mod blank;
 mod cli;
 mod conformance;
 mod extflash;

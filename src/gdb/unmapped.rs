@@ -1,0 +1,102 @@
+//! Reads where nothing answers. GDB's unwinder and disassembler read around
+//! whatever PC and SP the core holds; on a locked-up core (blank internal
+//! flash: PC 0xfffffffe, SP 0xfffffffc) those are addresses where no RAM,
+//! flash or window is (0xe0100000..=0xffffffff is ARMv7-M's Vendor_SYS
+//! space, reserved on the STM32F4: a debug access through the AHB-AP gets a
+//! bus fault, as on silicon). Such a read is answered `E0e` (GDB then says
+//! "Cannot access memory at address …", its only way to hear "nothing is
+//! there") and logged once per connection at info, the rest at debug: GDB's
+//! own probing does not fill the log with warnings. A failing read of a
+//! region the board does have stays a warning.
+
+use gdbstub::target::TargetError;
+
+use super::error::{note_error_text, to_target_error, GdbError, SessionFault};
+use super::GdbTarget;
+use crate::error::DisplayChain;
+
+/// First address of ARMv7-M's Vendor_SYS space (reserved on the STM32F4).
+const VENDOR_SYS: u64 = 0xE010_0000;
+
+/// Why nothing answers at `address..address+len` when no byte of it is in
+/// `regions` or `window`; `None` when some byte is (a real failure).
+pub(crate) fn unmapped_reason(
+    address: u32,
+    len: usize,
+    regions: &[crate::board::Region],
+    window: Option<std::ops::Range<u64>>,
+) -> Option<&'static str> {
+    let start = u64::from(address);
+    let end = (start + len.max(1) as u64).min(crate::board::memory_map::SPACE_END);
+    let overlaps = |r: std::ops::Range<u64>| r.start < end && start < r.end;
+    if regions.iter().any(|r| overlaps(r.range())) || window.is_some_and(overlaps) {
+        return None;
+    }
+    Some(if start >= VENDOR_SYS {
+        "reserved address space (ARMv7-M Vendor_SYS); a debug read gets a bus fault"
+    } else {
+        "no RAM, flash or external-flash window of the board there; the bus faulted"
+    })
+}
+
+impl GdbTarget {
+    /// The reply for a failed memory read `e`: a read where nothing answers
+    /// is logged quietly (see the module doc); everything else as any error.
+    pub(crate) fn read_refused(&mut self, e: GdbError) -> TargetError<SessionFault> {
+        let (address, len) = match &e {
+            GdbError::MemoryRead { address, len, .. } if !e.is_probe_lost() => (*address, *len),
+            // What lies below 4 GiB of a read that wraps is Vendor_SYS.
+            GdbError::MemoryWraps { address, len } => (*address, *len),
+            _ => return to_target_error(e),
+        };
+        let Some(reason) = unmapped_reason(address, len, &self.board.regions, self.window()) else {
+            return to_target_error(e);
+        };
+        self.unmapped_reads += 1;
+        if self.unmapped_reads == 1 {
+            tracing::info!(
+                "GDB read {len} bytes at {address:#010x}: {reason}; answered E0e \
+                 (further reads where nothing answers are logged at debug)"
+            );
+        } else {
+            tracing::debug!(address, len, reason, "read where nothing answers: E0e");
+        }
+        tracing::debug!(error = %DisplayChain(&e), "unmapped read");
+        note_error_text(format!("{e}: {reason}"));
+        TargetError::Errno(e.errno())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::Board;
+
+    #[test]
+    fn the_locked_up_cores_pc_and_stack_are_unmapped_and_reserved() {
+        let b = Board::builtin();
+        let w = Some(0x9000_0000..0x9080_0000);
+        for (a, n) in [(0xFFFF_FFFE, 2), (0xFFFF_FFFA, 4), (0xFFFF_FFC0, 64)] {
+            let r = unmapped_reason(a, n, &b.regions, w.clone()).unwrap();
+            assert!(r.contains("Vendor_SYS"), "{a:#x}: {r}");
+        }
+        let r = unmapped_reason(0x3000_0000, 4, &b.regions, w.clone()).unwrap();
+        assert!(r.contains("no RAM, flash"), "{r}");
+    }
+
+    #[test]
+    fn reads_touching_ram_flash_or_the_window_are_real_failures() {
+        let b = Board::builtin();
+        let w = Some(0x9000_0000..0x9080_0000);
+        for (a, n) in [
+            (0x2000_0000, 4),
+            (0x0800_0000, 2),
+            (0x9000_0000, 8),
+            (0x1fff_fffe, 4),
+        ] {
+            assert_eq!(unmapped_reason(a, n, &b.regions, w.clone()), None, "{a:#x}");
+        }
+        // Past the window's end (a smaller chip) nothing answers.
+        assert!(unmapped_reason(0x9080_0000, 4, &b.regions, w).is_some());
+    }
+}
