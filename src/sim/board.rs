@@ -412,8 +412,11 @@ impl McuBoard {
         self.flush_if_due(true);
     }
 
+    /// The core locks up (ARMv7-M B1.5.15). Logged at info: the product
+    /// reports a lockup the user meets (at connect, at a stop) with its
+    /// hint, and a blank board locks up at every reset.
     fn lockup(&mut self, why: String) {
-        tracing::warn!(target: "sim", "core locked up: {why}");
+        tracing::info!(target: "sim", "core locked up: {why}");
         self.fault = Some(why);
         self.core.lockup = true;
     }
