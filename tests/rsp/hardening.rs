@@ -18,6 +18,7 @@ use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, Instant};
 
 use crate::connections::SlowLoris;
+use crate::support::process::run_with_timeout;
 use crate::support::rsp::{decode_rle, frame, hex, is_controller, RspClient};
 use crate::support::server::SimServer;
 use extflash_gdb::board::Board;
@@ -463,12 +464,36 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Set in the child process the soak runs in.
+const SOAK_CHILD: &str = "EXTFLASH_SOAK_CHILD";
+
 /// Cycles of every way a connection can end (silent and slow-loris
 /// connections included); afterwards the slot is free,
 /// no FPB comparator leaked, memory did not grow, and the core runs as it
 /// did before the first one. `EXTFLASH_SOAK_CYCLES` sets the count.
+///
+/// RSS is the process's, and this binary's other tests run beside this
+/// one: the soak runs alone, in a child process of this test binary.
 #[test]
 fn soak_connect_disconnect_cycles_leave_no_stuck_state() {
+    if std::env::var_os(SOAK_CHILD).is_some() {
+        return soak_cycles();
+    }
+    let name = "hardening::soak_connect_disconnect_cycles_leave_no_stuck_state";
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(SOAK_CHILD, "1");
+    let run = run_with_timeout(cmd, "the soak's child process", Duration::from_secs(300));
+    eprintln!("{}", run.text());
+    assert!(run.success(), "the soak failed in its child process");
+    assert!(
+        run.text().contains("1 passed"),
+        "the child ran the soak: {}",
+        run.text()
+    );
+}
+
+fn soak_cycles() {
     let cycles = env_count("EXTFLASH_SOAK_CYCLES", 42);
     let srv = InProcess::start(
         Core::RunningLoop,
