@@ -220,7 +220,10 @@ mod tests {
         };
         let got = diagnose(&ext(), |_| Some(b)).unwrap();
         assert_eq!(got.pin.to_string(), "PB0");
-        assert_eq!((got.locked_as, got.needed), (PinMode::Input, PinMode::Output));
+        assert_eq!(
+            (got.locked_as, got.needed),
+            (PinMode::Input, PinMode::Output)
+        );
     }
 
     #[test]
