@@ -5,7 +5,7 @@
 
 use std::process::Stdio;
 
-use crate::support::elf::FIRMWARE;
+use crate::support::elf::{FIRMWARE, FIRMWARE_ASSETS};
 use crate::support::server::{gdb_batch, GdbLimits, SimServer};
 
 /// GPIOB_LCKR; RCC_AHB1ENR (GPIOBEN is bit 1).
@@ -26,9 +26,10 @@ fn lock_pb3() -> Vec<String> {
     ]
 }
 
-#[test]
-fn gdb_window_read_with_pb3_locked_names_the_pin_until_reset_halt() {
-    let dir = std::env::temp_dir().join(format!("extflash-gdb-lckr-{}", std::process::id()));
+/// A server logging at `serve`'s default filter to a file in a fresh
+/// directory named after `name`; the server and the log's path.
+fn logged_server(name: &str) -> (SimServer, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("extflash-gdb-lckr-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("server.log");
     let s = SimServer::start_with_log(
@@ -36,6 +37,12 @@ fn gdb_window_read_with_pb3_locked_names_the_pin_until_reset_halt() {
         "warn,extflash_gdb=info",
         Stdio::from(std::fs::File::create(&log).unwrap()),
     );
+    (s, log)
+}
+
+#[test]
+fn gdb_window_read_with_pb3_locked_names_the_pin_until_reset_halt() {
+    let (s, log) = logged_server("read");
     let mut cmds = lock_pb3();
     cmds.extend(
         [
@@ -51,7 +58,6 @@ fn gdb_window_read_with_pb3_locked_names_the_pin_until_reset_halt() {
     let out = gdb_batch(&s.addr, FIRMWARE, &cmds, GdbLimits::STUB_RUNS);
     drop(s);
     let log = std::fs::read_to_string(&log).unwrap();
-    let named = "PB3 is locked by the application (GPIOB_LCKR = 0x0001_0008)";
     assert!(
         out.contains("$2 = 0x10008"),
         "LCKK reads 1 after the sequence:\n{out}"
@@ -83,5 +89,21 @@ fn gdb_window_read_with_pb3_locked_names_the_pin_until_reset_halt() {
     assert!(
         out.contains("external flash: Winbond W25Q64JV"),
         "flash info after reset:\n{out}"
+    );
+}
+
+#[test]
+fn gdb_load_into_the_window_with_pb3_locked_fails_naming_the_pin() {
+    let (s, log) = logged_server("load");
+    let mut cmds = lock_pb3();
+    cmds.push("load".into());
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let out = gdb_batch(&s.addr, FIRMWARE_ASSETS, &cmds, GdbLimits::STUB_RUNS);
+    drop(s);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(out.contains("Error finishing flash operation"), "{out}");
+    assert!(
+        log.contains("PB3 is locked by the application (GPIOB_LCKR = 0x0001_0008) as AF0"),
+        "{out}\n---\n{log}"
     );
 }
