@@ -44,6 +44,10 @@ pub const GPIO_PUPDR: u32 = 0x0C;
 pub const GPIO_ODR: u32 = 0x14;
 pub const GPIO_BSRR: u32 = 0x18;
 pub const GPIO_AFRH: u32 = 0x24;
+/// GPIOx_LCKR (RM0090 8.4.8): LCK[15:0] freeze those pins' MODER, OTYPER,
+/// OSPEEDR, PUPDR and AFR fields once LCKK (bit 16) reads 1, until reset.
+pub const GPIO_LCKR: u32 = 0x1C;
+pub const GPIO_LCKR_LCKK: u32 = 1 << 16;
 
 /// SPI register offsets.
 pub const SPI_CR1: u32 = 0x00;

@@ -38,9 +38,7 @@ impl ExtFlash {
             Ok((id, sfdp))
         })?;
         if chip::is_no_answer(id) {
-            return Err(ExtFlashError::NoChip {
-                wiring: self.wiring(),
-            });
+            return Err(super::pin_lock::no_chip_error(core, &self.ext));
         }
         if let Some(expected) = self.ext.jedec_id {
             if expected != id {

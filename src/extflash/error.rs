@@ -210,6 +210,20 @@ pub enum ExtFlashError {
     #[error("no SPI flash answers on {wiring}: check wiring and power")]
     NoChip { wiring: SpiWiring },
     #[error(
+        "no SPI flash answers on {wiring}: {pin} is locked by the application \
+         (GPIO{}_LCKR = {}) as {locked_as}: its mode cannot be set to {needed} until reset; \
+         `monitor reset halt` (the reset unlocks it) and retry",
+        pin.port,
+        grouped_hex(*lckr)
+    )]
+    PinLocked {
+        wiring: SpiWiring,
+        pin: Pin,
+        lckr: u32,
+        locked_as: super::pin_lock::PinMode,
+        needed: super::pin_lock::PinMode,
+    },
+    #[error(
         "the board file pins the external flash size to {pinned:#x} bytes, but the chip on \
          {wiring} has {chip:#x}: fix `size` in [external_flash] (or remove it to use the chip's)"
     )]
@@ -368,6 +382,11 @@ impl ExtFlashError {
             _ => None,
         }
     }
+}
+
+/// `0x0001_0038`: a register's halves, as RM0090 prints them.
+fn grouped_hex(v: u32) -> String {
+    format!("{:#06x}_{:04x}", v >> 16, v & 0xFFFF)
 }
 
 /// What a [`ExtFlashError::CoreRunning`] refused: a range, or the chip

@@ -32,6 +32,7 @@ pub mod info;
 mod load;
 pub(crate) mod load_plan;
 pub(crate) mod periph;
+pub mod pin_lock;
 pub(crate) mod probe_io;
 mod read;
 pub(crate) mod resident;
@@ -268,7 +269,11 @@ impl ExtFlash {
                 .as_ref()
                 .map_err(|e| ExtFlashError::StubImage { source: e.clone() })?;
             let config = wiring::config(&self.ext, self.timeouts());
-            self.resident = Some(Resident::start(core, stub, &self.ext, &config, self.stack)?);
+            let started = Resident::start(core, stub, &self.ext, &config, self.stack);
+            self.resident = Some(started.map_err(|e| match e {
+                ExtFlashError::NoChip { .. } => pin_lock::no_chip_error(core, &self.ext),
+                other => other,
+            })?);
         }
         let res = self.resident.as_mut().expect("started above");
         let id = res.jedec_id;

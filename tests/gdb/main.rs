@@ -17,6 +17,7 @@ mod firmware;
 mod ide;
 mod live_watch;
 mod lldb;
+mod pin_lock;
 mod reconnect;
 mod reload;
 mod truths;
