@@ -385,10 +385,11 @@ impl StubSession<'_, '_> {
     /// the host reads range `k` out of the other, so the SPI's time hides
     /// behind the link's (relies on `stub_read` writing only
     /// `dst..dst + len`); without that room `next` is not read. The stack
-    /// canary is checked after the session's first `Read` only: the stub's
-    /// stack use does not depend on a command's arguments (no recursion,
-    /// no variable-size frames), so once a `Read` left it intact every
-    /// later one does.
+    /// canary is checked until a `Read` of at least one byte has left it
+    /// intact: the stub's stack use does not depend on a `Read`'s address
+    /// or length (no recursion, no variable-size frames; a longer one
+    /// repeats the same 1 KiB receive calls), so every later one stays
+    /// within it. Every other command is checked each time.
     pub fn read_runs(
         &mut self,
         runs: &[Range<u32>],
@@ -469,7 +470,9 @@ impl StubSession<'_, '_> {
                 wiring: self.res.wiring,
                 source,
             })?;
-            self.res.read_stack_ok = true;
+            // A `Read` of no bytes skips the SPI receive path: it says
+            // nothing about the deepest stack a `Read` uses.
+            self.res.read_stack_ok |= n > 0;
             // The next range starts before this one's bytes cross the link.
             let follow = runs.get(k + 1).cloned().or_else(|| next.clone());
             let posted = match (unit, follow) {

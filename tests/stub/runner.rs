@@ -806,7 +806,8 @@ fn a_fault_in_the_middle_of_a_stream_names_the_range_and_the_next_load_fixes_it(
     );
 }
 
-/// The host checks the stub's stack canary after every call: a stack too
+/// The host checks the stub's stack canary after every call (after a
+/// session's first non-empty `Read`, later `Read`s skip it): a stack too
 /// small for the stub (64 bytes; it needs about 450) gives
 /// `StackOverflow` naming the canary's address, the session ends, and the
 /// application's registers and peripherals are as found. With the normal
