@@ -854,6 +854,30 @@ mod tests {
         );
     }
 
+    /// The watched descriptor is a second one for the same socket: once
+    /// the connection has ended it must be closed, or the client would
+    /// never see the server close the connection.
+    #[tokio::test]
+    async fn an_ended_presence_is_gone_and_holds_the_socket_open_no_longer() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let presence = Presence::new(&stream);
+        assert!(!presence.gone(), "the client is connected");
+        presence.end();
+        assert!(presence.gone(), "an ended connection is gone");
+        drop(stream);
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "the client sees the close: {read:?}"
+        );
+    }
+
     #[test]
     fn roles_an_observer_is_promoted_only_while_no_controller_is_connected() {
         let (c, o): (SocketAddr, SocketAddr) = (
