@@ -8,6 +8,10 @@
 //! there") and logged once per connection at info, the rest at debug: GDB's
 //! own probing does not fill the log with warnings. A failing read of a
 //! region the board does have stays a warning.
+//!
+//! Writes there are the user's own action (`load` of a section past
+//! internal flash): they are refused before any probe access, with `E0e`
+//! and one warning naming the nearest region ([`unmapped_write`]).
 
 use gdbstub::target::TargetError;
 
@@ -194,7 +198,10 @@ mod tests {
             "{e}"
         );
         let e = unmapped_write(0x2002_0000, 4, &b.regions, w.clone()).unwrap();
-        assert!(e.to_string().contains("past the end of RAM \"sram\""), "{e}");
+        assert!(
+            e.to_string().contains("past the end of RAM \"sram\""),
+            "{e}"
+        );
         assert!(unmapped_write(0xFFFF_FFFC, 4, &b.regions, w.clone()).is_some());
     }
 

@@ -207,7 +207,11 @@ fn invalid_write_past_internal_flash_names_the_region() {
     assert!(t.contains("0x03000000"), "{t}");
     // RAM, a peripheral (RCC's backup-domain register) and the PPB (DCRDR)
     // keep working.
-    for packet in ["M20000000,4:11223344", "M40023870,4:00000000", "Me000edf8,4:55aa55aa"] {
+    for packet in [
+        "M20000000,4:11223344",
+        "M40023870,4:00000000",
+        "Me000edf8,4:55aa55aa",
+    ] {
         assert_eq!(c.ask(packet).unwrap(), "OK", "{packet}");
     }
     assert_eq!(c.ask("m20000000,4").unwrap(), "11223344");
