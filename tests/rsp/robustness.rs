@@ -215,4 +215,9 @@ fn invalid_write_past_internal_flash_names_the_region() {
         assert_eq!(c.ask(packet).unwrap(), "OK", "{packet}");
     }
     assert_eq!(c.ask("m20000000,4").unwrap(), "11223344");
+    // GDB sends no flash request there (the map says `ram`), but a client
+    // that does is refused the same way.
+    let t = text(c.ask("vFlashErase:08080000,00004000").unwrap().as_bytes());
+    assert!(t.contains("write of 16384 bytes at 0x08080000"), "{t}");
+    assert!(t.contains(want), "{t}");
 }
