@@ -406,6 +406,8 @@ impl SingleThreadBase for GdbTarget {
         }
         self.refuse_past_window(start_addr, data.len())
             .map_err(to_target_error)?;
+        self.refuse_unmapped_write(start_addr, data.len())
+            .map_err(to_target_error)?;
         write_memory(self, start_addr, data).map_err(to_target_error)
     }
 

@@ -55,6 +55,21 @@ pub enum GdbError {
         start: u32,
         end: u64,
     },
+    #[error(
+        "write of {len} bytes at {address:#010x}: {side} {region} {start:#010x}..{end:#010x} \
+         ({} KiB); no RAM, flash or window of the board is there",
+        (end - u64::from(*start)) / 1024
+    )]
+    UnmappedWrite {
+        address: u32,
+        len: usize,
+        /// "past the end of" or "below the start of".
+        side: &'static str,
+        /// The nearest region, e.g. "internal flash".
+        region: String,
+        start: u32,
+        end: u64,
+    },
     #[error("reading register {register} failed")]
     RegisterRead {
         register: String,
@@ -179,7 +194,8 @@ impl GdbError {
             GdbError::MemoryRead { .. }
             | GdbError::MemoryWrite { .. }
             | GdbError::MemoryWraps { .. }
-            | GdbError::PastWindowEnd { .. } => 0x0e,
+            | GdbError::PastWindowEnd { .. }
+            | GdbError::UnmappedWrite { .. } => 0x0e,
             GdbError::HwBreakpoint { .. }
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::NoFreeComparator { .. }
@@ -214,6 +230,7 @@ impl GdbError {
             }
             GdbError::MemoryWraps { .. }
             | GdbError::PastWindowEnd { .. }
+            | GdbError::UnmappedWrite { .. }
             | GdbError::SwBreakpointNotWritable { .. }
             | GdbError::NoFreeComparator { .. }
             | GdbError::BreakpointInWindow { .. }

@@ -310,7 +310,9 @@ impl Flash for GdbTarget {
     fn flash_erase(&mut self, start_addr: u32, length: u32) -> TargetResult<(), Self> {
         self.new_load_after_drop();
         let refused = u64::from(start_addr)..u64::from(start_addr) + u64::from(length);
-        let result = if self.in_window(start_addr, length.into()) {
+        let result = if let Err(e) = self.refuse_unmapped_write(start_addr, length as usize) {
+            Err(e)
+        } else if self.in_window(start_addr, length.into()) {
             self.with_ext(|ext, core| ext.flash_erase(core, start_addr, length))
         } else {
             let flashes = self.board.flash_geometry();
@@ -323,7 +325,9 @@ impl Flash for GdbTarget {
 
     fn flash_write(&mut self, start_addr: u32, data: &[u8]) -> TargetResult<(), Self> {
         let refused = u64::from(start_addr)..u64::from(start_addr) + data.len() as u64;
-        let result = if self.in_window(start_addr, data.len() as u64) {
+        let result = if let Err(e) = self.refuse_unmapped_write(start_addr, data.len()) {
+            Err(e)
+        } else if self.in_window(start_addr, data.len() as u64) {
             // Only buffered until vFlashDone: no core handle (probe-rs
             // reads the AP's registers for each one, a USB round trip each).
             match self.ext.as_mut() {

@@ -42,3 +42,38 @@ fn load_of_a_section_past_the_chip_end_is_named_in_the_log() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An ELF with a section just past the F407VE's 512 KiB of internal flash:
+/// the load fails, and the log names internal flash and its bounds once, at
+/// warn, with no probe FAULT chain.
+#[test]
+fn load_of_a_section_past_internal_flash_is_named_in_the_log() {
+    let dir = std::env::temp_dir().join(format!("extflash-gdb-mapw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let elf = dir.join("past-flash.elf");
+    let data: Vec<u8> = (0..0x400u32).map(|i| (i * 5 + 1) as u8).collect();
+    std::fs::write(&elf, data_elf(&[(0x0808_0000, &data)])).unwrap();
+    let log = dir.join("server.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let s = SimServer::start_with_log(
+        &["--sim-strict"],
+        "warn,extflash_gdb=warn",
+        Stdio::from(file),
+    );
+    let out = s.gdb(elf.to_str().unwrap(), &["monitor reset halt", "load"]);
+    assert!(
+        out.contains("Load failed") || out.contains("Cannot access memory"),
+        "{out}"
+    );
+    drop(s);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("past the end of internal flash 0x08000000..0x08080000 (512 KiB)"))
+        .collect();
+    assert_eq!(named.len(), 1, "{text}");
+    assert!(named[0].contains("WARN"), "{text}");
+    assert!(named[0].contains("at 0x08080000"), "{text}");
+    assert!(!text.contains("FAULT"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -177,3 +177,47 @@ fn invalid_access_past_the_window_end_names_the_window_and_chip_size() {
     // The last bytes of the chip still read.
     assert_eq!(c.ask("m907ffffc,4").unwrap().len(), 8);
 }
+
+/// A write where no region, window or device range of the board is gets
+/// `E0e` naming the nearest region; peripheral, PPB and RAM writes still
+/// succeed, and so does GDB's empty `X` probe.
+#[test]
+fn invalid_write_past_internal_flash_names_the_region() {
+    let s = SimServer::start(&[]);
+    let mut c = s.client();
+    c.start_no_ack_mode().unwrap();
+    assert_eq!(c.ask("QEnableErrorStrings").unwrap(), "OK");
+    let text = |reply: &[u8]| {
+        let reply = String::from_utf8_lossy(reply).into_owned();
+        let (code, hex) = reply
+            .split_once(';')
+            .unwrap_or_else(|| panic!("no error text in {reply:?}"));
+        assert_eq!(code, "E0e", "{reply}");
+        String::from_utf8(unhex(hex.as_bytes())).unwrap()
+    };
+    let want = "past the end of internal flash 0x08000000..0x08080000 (512 KiB)";
+    let t = text(c.ask("M8080000,4:01020304").unwrap().as_bytes());
+    assert!(t.contains("write of 4 bytes at 0x08080000"), "{t}");
+    assert!(t.contains(want), "{t}");
+    let t = text(&c.request(b"X8080100,2:ab").unwrap());
+    assert!(t.contains("write of 2 bytes at 0x08080100"), "{t}");
+    assert!(t.contains(want), "{t}");
+    assert_eq!(c.request(b"X8080000,0:").unwrap(), b"OK", "empty X probe");
+    let t = text(c.ask("M3000000,4:01020304").unwrap().as_bytes());
+    assert!(t.contains("0x03000000"), "{t}");
+    // RAM, a peripheral (RCC's backup-domain register) and the PPB (DCRDR)
+    // keep working.
+    for packet in [
+        "M20000000,4:11223344",
+        "M40023870,4:00000000",
+        "Me000edf8,4:55aa55aa",
+    ] {
+        assert_eq!(c.ask(packet).unwrap(), "OK", "{packet}");
+    }
+    assert_eq!(c.ask("m20000000,4").unwrap(), "11223344");
+    // GDB sends no flash request there (the map says `ram`), but a client
+    // that does is refused the same way.
+    let t = text(c.ask("vFlashErase:08080000,00004000").unwrap().as_bytes());
+    assert!(t.contains("write of 16384 bytes at 0x08080000"), "{t}");
+    assert!(t.contains(want), "{t}");
+}
