@@ -44,17 +44,20 @@ pub(crate) fn unmapped_reason(
 }
 
 /// Where a write outside every region may still land: ARMv7-M's
-/// Peripheral (0x40000000..0x60000000, with its bit-band alias), External
-/// device (0xA0000000..0xE0000000, e.g. the FSMC registers) and PPB
-/// (0xE0000000..0xE0100000, the debug and system registers), SRAM's
-/// bit-band alias, the boot alias at 0 and the STM32's system memory,
-/// OTP and option bytes. A write to any of these is left to the bus as
-/// before.
-const DEVICE_RANGES: [std::ops::Range<u64>; 6] = [
+/// Peripheral (0x40000000..0x60000000, with its bit-band alias), the
+/// FSMC's banks 1 to 3 (0x60000000..0x90000000: external SRAM/NOR, NAND, a
+/// TFT's command/data addresses, RM0090 36.4; bank 4 lies under the
+/// window), External device (0xA0000000..0xE0000000, e.g. the FSMC
+/// registers) and PPB (0xE0000000..0xE0100000, the debug and system
+/// registers), SRAM's bit-band alias, the boot alias at 0 and the STM32's
+/// system memory, OTP and option bytes. A write to any of these is left to
+/// the bus as before.
+const DEVICE_RANGES: [std::ops::Range<u64>; 7] = [
     0x0000_0000..0x0010_0000,
     0x1FFF_0000..0x2000_0000,
     0x2200_0000..0x2400_0000,
     0x4000_0000..0x6000_0000,
+    0x6000_0000..0x9000_0000,
     0xA000_0000..0xE000_0000,
     0xE000_0000..VENDOR_SYS,
 ];
@@ -191,12 +194,17 @@ mod tests {
             "write of 1024 bytes at 0x08080000: past the end of internal flash \
              0x08000000..0x08080000 (512 KiB); no RAM, flash or window of the board is there"
         );
-        let e = unmapped_write(0x8FFF_FFF0, 4, &b.regions, w.clone()).unwrap();
+        // FSMC bank 3's last bytes are left to the bus; past the window
+        // (bank 4 lies under it) nothing is.
+        assert!(unmapped_write(0x8FFF_FFF0, 4, &b.regions, w.clone()).is_none());
+        let e = unmapped_write(0x9900_0000, 4, &b.regions, w.clone()).unwrap();
         assert!(
             e.to_string()
-                .contains("below the start of the external-flash window 0x90000000..0x90800000"),
+                .contains("past the end of the external-flash window 0x90000000..0x90800000"),
             "{e}"
         );
+        let e = unmapped_write(0x0FFF_FFF0, 4, &b.regions, w.clone()).unwrap();
+        assert!(e.to_string().contains("below the start of"), "{e}");
         let e = unmapped_write(0x2002_0000, 4, &b.regions, w.clone()).unwrap();
         assert!(
             e.to_string().contains("past the end of RAM \"sram\""),
@@ -216,6 +224,8 @@ mod tests {
             (0x4242_0000, 4),
             (0x2200_0000, 4),
             (0xA000_0000, 4),
+            (0x6C00_0000, 2),
+            (0x6008_0000, 2),
             (0xE000_EDF0, 4),
             (0xE000_0000, 4),
             (0x1FFF_C000, 4),
