@@ -68,19 +68,11 @@ pub fn sim_source(
     wired: &Board,
     attach: AttachOptions,
 ) -> (SessionSource, SimHandle) {
-    use extflash_gdb::sim::{GpioPin, Wiring};
-    let pin = GpioPin::from;
+    use extflash_gdb::sim::Wiring;
     let wiring = wired
         .external_flash
         .as_ref()
-        .map(|e| Wiring {
-            spi: e.spi,
-            sck: pin(e.sck),
-            miso: pin(e.miso),
-            mosi: pin(e.mosi),
-            af: e.af,
-            cs: pin(e.cs),
-        })
+        .map(Wiring::from)
         .unwrap_or_default();
     // The board is built on the worker thread with the session; the
     // per-connection summary reaches it through this slot.

@@ -41,11 +41,16 @@ pub(crate) fn lockup_hint(pc: u32, vectors: Option<[u32; 2]>, base: u32) -> Opti
 
 impl GdbTarget {
     /// [`lockup_hint`] for the halted core; `None` also when the core
-    /// cannot be asked (that error shows where it matters).
+    /// cannot be asked (that error shows where it matters). The vector
+    /// table is read only for a core at the lockup address: a healthy
+    /// connect costs one register read.
     pub(crate) fn lockup_hint(&mut self) -> Option<String> {
         let base = self.board.flash_regions().next()?.start;
         let mut core = self.core().ok()?;
         let pc: u32 = core.read_core_reg(RegisterId(regsel::PC)).ok()?;
+        if !is_lockup_pc(pc) {
+            return None;
+        }
         let mut v = [0u32; 2];
         let vectors = core.read_32(base.into(), &mut v).ok().map(|_| v);
         lockup_hint(pc, vectors, base)

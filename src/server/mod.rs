@@ -24,7 +24,8 @@
 //! control, not an observer session. A connection
 //! that sends garbage, an oversized packet, or drops mid-packet ends alone;
 //! the server keeps serving the next one. Sockets are awaited, never
-//! polled. Warnings a client can provoke at will are rate-limited
+//! polled in a loop (the one `poll`, in `roles.rs`, is a zero-timeout look
+//! at the controller's socket when another connection speaks). Warnings a client can provoke at will are rate-limited
 //! (`crate::ratelimit`).
 //!
 //! A client cannot wedge the server: input waits in a bounded queue (the

@@ -23,7 +23,7 @@ pub(super) enum Role {
 #[derive(Debug)]
 pub(super) struct Roles {
     pub(super) controller: Option<Holder>,
-    pub(super) observers: usize,
+    observers: usize,
     /// Changes each time the controller role is freed.
     pub(super) released: watch::Sender<u64>,
 }
@@ -42,7 +42,7 @@ impl Default for Roles {
 #[derive(Debug)]
 pub(super) struct Holder {
     pub(super) peer: SocketAddr,
-    pub(super) presence: Arc<Presence>,
+    presence: Arc<Presence>,
 }
 
 /// What [`Roles::admit`] decided.
@@ -131,9 +131,9 @@ pub(super) struct Presence {
     /// The socket under its own descriptor: `poll` shows the client's
     /// hang-up as soon as the kernel has it, before the connection's task
     /// has read the EOF. Dropped when that task ends.
-    pub(super) socket: Mutex<Option<socket2::Socket>>,
+    socket: Mutex<Option<socket2::Socket>>,
     /// The connection's socket task has ended; its role is freed next.
-    pub(super) ended: AtomicBool,
+    ended: AtomicBool,
 }
 
 impl Presence {

@@ -90,6 +90,20 @@ impl From<crate::board::Pin> for GpioPin {
     }
 }
 
+/// A board file's external-flash wiring on the virtual board.
+impl From<&crate::board::ExtFlashWiring> for Wiring {
+    fn from(e: &crate::board::ExtFlashWiring) -> Self {
+        Wiring {
+            spi: e.spi,
+            sck: e.sck.into(),
+            miso: e.miso.into(),
+            mosi: e.mosi.into(),
+            af: e.af,
+            cs: e.cs.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for GpioPin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "P{}{}", (b'A' + self.port) as char, self.pin)

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use extflash_gdb::board::Board;
-use extflash_gdb::sim::{GpioPin, Wiring};
+use extflash_gdb::sim::Wiring;
 
 pub const SPI3_BOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -72,16 +72,12 @@ pub fn board(path: Option<&str>) -> Board {
 
 /// The virtual board wired as the board file says.
 pub fn wiring(board: &Board) -> Wiring {
-    let e = board.external_flash.as_ref().unwrap();
-    let pin = GpioPin::from;
-    Wiring {
-        spi: e.spi,
-        sck: pin(e.sck),
-        miso: pin(e.miso),
-        mosi: pin(e.mosi),
-        af: e.af,
-        cs: pin(e.cs),
-    }
+    Wiring::from(
+        board
+            .external_flash
+            .as_ref()
+            .expect("the board has external flash"),
+    )
 }
 
 /// The virtual board wired as `board` says, attached through probe-rs and

@@ -757,7 +757,6 @@ fn stuck_busy_erase_gives_busy_timeout_quickly() {
     });
     assert_eq!(t.init().0, Status::Ok);
     t.board.lock().mcu().chip.faults.stuck_busy = true;
-    let t0 = Instant::now();
     let v0 = t.board.lock().now();
     assert_eq!(
         t.erase(0x1000, EraseKind::Sector4K as u32),
@@ -768,7 +767,6 @@ fn stuck_busy_erase_gives_busy_timeout_quickly() {
         (400..1000).contains(&virt_ms),
         "gave up after tSE max (400 ms), took {virt_ms} ms of virtual time"
     );
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
 #[test]
